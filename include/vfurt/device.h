@@ -1,0 +1,311 @@
+/* Device API: a device is regions + irqs + ops; DMA and interrupt helpers. */
+#ifndef VFURT_DEVICE_H
+#define VFURT_DEVICE_H
+
+/*
+ * A struct vfurt_dev is what one vfio-user socket serves. Device models
+ * (devices/) build one with vfurt_dev_create(), describe its regions and irq
+ * types, and implement struct vfurt_dev_ops. The protocol engine (io/) answers
+ * every message on the device's behalf and calls into the model only through
+ * region access callbacks and the ops below.
+ *
+ * Threading: a device is driven by one thread at a time (its home worker or
+ * the embedder's loop). All functions here must be called from that thread
+ * unless stated otherwise. Callbacks are invoked from it.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <vfurt/export.h>
+#include <vfurt/log.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vfurt_dev;
+
+/* Region indexes follow vfio-pci: BAR0-5, ROM, config space, VGA. */
+enum vfurt_region_index {
+	VFURT_REGION_BAR0 = 0,
+	VFURT_REGION_BAR1,
+	VFURT_REGION_BAR2,
+	VFURT_REGION_BAR3,
+	VFURT_REGION_BAR4,
+	VFURT_REGION_BAR5,
+	VFURT_REGION_ROM,
+	VFURT_REGION_CONFIG,
+	VFURT_REGION_VGA,
+	VFURT_REGION_NUM_PCI,
+};
+#define VFURT_MAX_REGIONS 16u
+
+/* Interrupt types follow vfio-pci. */
+enum vfurt_irq_index {
+	VFURT_IRQ_INTX = 0,
+	VFURT_IRQ_MSI,
+	VFURT_IRQ_MSIX,
+	VFURT_IRQ_ERR,
+	VFURT_IRQ_REQ,
+	VFURT_IRQ_NUM,
+};
+#define VFURT_MAX_IRQ_VECTORS 2048u
+
+/* Region flags. READ/WRITE describe what the client may do. */
+#define VFURT_REGION_READ (1u << 0)
+#define VFURT_REGION_WRITE (1u << 1)
+#define VFURT_REGION_RW (VFURT_REGION_READ | VFURT_REGION_WRITE)
+/* BAR kind for PCI config space emulation: I/O port BAR, 64-bit, prefetchable. */
+#define VFURT_REGION_IO (1u << 2)
+#define VFURT_REGION_MEM64 (1u << 3)
+#define VFURT_REGION_PREFETCH (1u << 4)
+
+/*
+ * Region access callback. Reads fill buf, writes consume it. `offset` and
+ * `count` are already checked against the region size (offset + count <=
+ * size, no overflow) and count <= the negotiated max_data_xfer_size.
+ * Returns count on success or a negative errno, which is sent to the client.
+ */
+typedef ssize_t (*vfurt_region_access_fn)(struct vfurt_dev *dev, void *arg,
+					  void *buf, size_t count,
+					  uint64_t offset, bool is_write);
+
+/* A part of a region the client may mmap. Offsets are region-relative and
+ * page aligned. */
+struct vfurt_sparse_area {
+	uint64_t offset;
+	uint64_t size;
+};
+
+#define VFURT_MAX_SPARSE_AREAS 16u
+
+/* Describes one region. Fields beyond desc_size are treated as zero. */
+struct vfurt_region_desc {
+	size_t desc_size;            /* sizeof(struct vfurt_region_desc) */
+	uint64_t size;               /* bytes; 0 = region absent */
+	uint32_t flags;              /* VFURT_REGION_* */
+	vfurt_region_access_fn access; /* may be NULL only for mmap-only regions */
+	void *arg;                   /* passed to access */
+	/*
+	 * Backing for client mmap: an fd (memfd, file) the client may map at
+	 * fd_offset. -1 = not mappable. The device keeps ownership of the fd and
+	 * must keep it open for the device's lifetime; the engine sends dups.
+	 */
+	int fd;
+	uint64_t fd_offset;
+	/* With fd >= 0: the mappable parts. NULL/0 = the whole region. */
+	const struct vfurt_sparse_area *sparse;
+	uint32_t nr_sparse;
+	/* Optional VFIO_REGION_INFO_CAP_TYPE (device-specific regions). 0 = none. */
+	uint32_t cap_type;
+	uint32_t cap_subtype;
+};
+
+/* Why a device is being reset. */
+enum vfurt_reset_reason {
+	VFURT_RESET_CLIENT = 1, /* VFIO_USER_DEVICE_RESET */
+	VFURT_RESET_LOST_CONN,  /* client went away; device state is kept by
+				   default, a model may choose to reset */
+	VFURT_RESET_PCI_FLR,    /* function level reset via config space */
+};
+
+/* A DMA window the client mapped. vaddr is NULL when the client did not pass
+ * an fd: such memory is reached only through vfurt_dma_read/write. */
+struct vfurt_dma_region {
+	uint64_t iova;
+	uint64_t size;
+	void *vaddr;
+	uint32_t prot; /* VFURT_DMA_READ | VFURT_DMA_WRITE */
+};
+
+#define VFURT_DMA_READ (1u << 0)  /* device may read guest memory */
+#define VFURT_DMA_WRITE (1u << 1) /* device may write guest memory */
+
+/*
+ * Device model callbacks. All optional. Fields beyond ops_size are treated as
+ * NULL, so models built against an older header keep working.
+ */
+struct vfurt_dev_ops {
+	size_t ops_size; /* sizeof(struct vfurt_dev_ops) */
+	/* Reset device state. Return 0 or a negative errno (sent to client). */
+	int (*reset)(struct vfurt_dev *dev, void *arg, enum vfurt_reset_reason why);
+	/*
+	 * Stop touching guest memory and device state so that DMA map/unmap or
+	 * reset can proceed. Return 0 when quiesced now, or -EBUSY to finish
+	 * later with vfurt_dev_quiesced(); the engine then parks the message
+	 * that needed quiescing and processes nothing else on this device.
+	 */
+	int (*quiesce)(struct vfurt_dev *dev, void *arg);
+	/* A DMA window appeared. Informational. */
+	void (*dma_map)(struct vfurt_dev *dev, void *arg, const struct vfurt_dma_region *r);
+	/* A DMA window is going away: drop every pointer into it before return. */
+	void (*dma_unmap)(struct vfurt_dev *dev, void *arg, const struct vfurt_dma_region *r);
+	/* A client connected (after VERSION) or disconnected. */
+	void (*attach)(struct vfurt_dev *dev, void *arg);
+	void (*detach)(struct vfurt_dev *dev, void *arg);
+	/* The client changed masking of vectors [start, start+count) of index. */
+	void (*irq_state)(struct vfurt_dev *dev, void *arg, uint32_t index,
+			  uint32_t start, uint32_t count, bool masked);
+	/* The device is being destroyed: free the model's state. */
+	void (*destroy)(struct vfurt_dev *dev, void *arg);
+};
+
+/* Creation options. Fields beyond opts_size are treated as zero. */
+struct vfurt_dev_opts {
+	size_t opts_size;       /* sizeof(struct vfurt_dev_opts) */
+	const char *name;       /* for logs; copied */
+	const struct vfurt_dev_ops *ops; /* copied */
+	void *arg;              /* passed to ops */
+	struct vfurt_log log;
+	bool reset_supported;   /* advertise VFIO_DEVICE_FLAGS_RESET */
+};
+
+/*
+ * Create an empty PCI device. Regions and irqs are added before the device is
+ * served. Returns NULL with errno set (EINVAL, ENOMEM).
+ */
+VFURT_EXPORT struct vfurt_dev *vfurt_dev_create(const struct vfurt_dev_opts *opts);
+
+/*
+ * Destroy a device that is not being served (vfurt_server_destroy destroys
+ * the devices it owns). Calls ops->destroy. NULL is ignored.
+ */
+VFURT_EXPORT void vfurt_dev_destroy(struct vfurt_dev *dev);
+
+/* Device name and model argument. */
+VFURT_EXPORT const char *vfurt_dev_name(const struct vfurt_dev *dev);
+VFURT_EXPORT void *vfurt_dev_arg(const struct vfurt_dev *dev);
+
+/* The device's log sink (for models that log). */
+VFURT_EXPORT const struct vfurt_log *vfurt_dev_log(const struct vfurt_dev *dev);
+
+/*
+ * Describe region `index` (< VFURT_MAX_REGIONS). Replaces an earlier
+ * description. Returns 0, -EINVAL (bad index, size, flags, sparse areas not
+ * page aligned or outside the region, fd without sparse info when the region
+ * is not page sized), -EBUSY if a client is connected.
+ */
+VFURT_EXPORT int vfurt_dev_setup_region(struct vfurt_dev *dev, uint32_t index,
+					const struct vfurt_region_desc *desc);
+
+/* Read back a region description (size 0 when absent). Returns 0 or -EINVAL. */
+VFURT_EXPORT int vfurt_dev_get_region(const struct vfurt_dev *dev, uint32_t index,
+				      struct vfurt_region_desc *desc);
+
+/*
+ * Replace the access callback of an existing region and return the old one
+ * through old_fn/old_arg, so a layer (PCI MSI-X table emulation) can wrap it.
+ * Returns 0 or -EINVAL (no such region).
+ */
+VFURT_EXPORT int vfurt_dev_hook_region(struct vfurt_dev *dev, uint32_t index,
+				       vfurt_region_access_fn fn, void *arg,
+				       vfurt_region_access_fn *old_fn, void **old_arg);
+
+/* Declare `count` vectors (<= VFURT_MAX_IRQ_VECTORS) of irq type `index`.
+ * Returns 0, -EINVAL, -EBUSY (client connected). */
+VFURT_EXPORT int vfurt_dev_setup_irq(struct vfurt_dev *dev, uint32_t index, uint32_t count);
+
+/* Number of vectors of irq type index (0 if not set up). */
+VFURT_EXPORT uint32_t vfurt_dev_irq_count(const struct vfurt_dev *dev, uint32_t index);
+
+/*
+ * Register an ioeventfd for GET_REGION_IO_FDS: a write of `size` bytes (0 =
+ * any size) at `offset` of region `index` (matching `datamatch` when
+ * VFIO_USER_IOEVENTFD_FLAG_DATAMATCH is in flags) signals `fd`. The device
+ * keeps ownership of fd and polls it. Returns 0, -EINVAL, -ENOSPC.
+ */
+VFURT_EXPORT int vfurt_dev_add_ioeventfd(struct vfurt_dev *dev, uint32_t index,
+					 uint64_t offset, uint64_t size,
+					 uint32_t flags, uint64_t datamatch, int fd);
+
+/* Finish a quiesce that ops->quiesce answered with -EBUSY. err 0 = quiesced;
+ * a negative errno fails the parked command with that error. */
+VFURT_EXPORT void vfurt_dev_quiesced(struct vfurt_dev *dev, int err);
+
+struct vfurt_pci;
+
+/*
+ * Attach a PCI config space object (vfurt_pci_create does this). On device
+ * reset the engine calls reset_fn(pci) before ops->reset; on destroy it calls
+ * free_fn(pci) after ops->destroy. Returns 0, -EEXIST (already attached).
+ */
+VFURT_EXPORT int vfurt_dev_attach_pci(struct vfurt_dev *dev, struct vfurt_pci *pci,
+				      void (*reset_fn)(struct vfurt_pci *pci),
+				      void (*free_fn)(struct vfurt_pci *pci));
+
+/* The attached PCI config space object, or NULL. */
+VFURT_EXPORT struct vfurt_pci *vfurt_dev_pci(const struct vfurt_dev *dev);
+
+/* True while a client is connected and has completed VERSION. */
+VFURT_EXPORT bool vfurt_dev_attached(const struct vfurt_dev *dev);
+
+/* ---- interrupts ------------------------------------------------------- */
+
+/*
+ * Raise vector `vector` of irq type `index`. If the vector is masked (by the
+ * client through SET_IRQS, by the guest through the MSI-X table or MSI mask
+ * bits, or by the MSI-X function mask) it becomes pending and fires on
+ * unmask. INTx masks itself after firing (automasked) until the client
+ * unmasks it. Returns 0 (fired or made pending), -EINVAL (bad index/vector),
+ * -ENOENT (no eventfd and nothing to do: the event is left pending).
+ */
+VFURT_EXPORT int vfurt_irq_trigger(struct vfurt_dev *dev, uint32_t index, uint32_t vector);
+
+/* Guest-side (device emulation) per-vector mask, e.g. the MSI-X table vector
+ * control bit. Unmasking a pending vector fires it. */
+VFURT_EXPORT void vfurt_irq_set_guest_mask(struct vfurt_dev *dev, uint32_t index,
+					   uint32_t vector, bool masked);
+
+/* Guest-side function mask for a whole irq type (MSI-X function mask,
+ * disabled MSI/MSI-X enable bit). Unmasking fires pending vectors. */
+VFURT_EXPORT void vfurt_irq_set_func_mask(struct vfurt_dev *dev, uint32_t index, bool masked);
+
+/* Whether a vector is pending (for the MSI-X PBA). */
+VFURT_EXPORT bool vfurt_irq_pending(const struct vfurt_dev *dev, uint32_t index, uint32_t vector);
+
+/* Whether the client attached an eventfd to the vector. */
+VFURT_EXPORT bool vfurt_irq_enabled(const struct vfurt_dev *dev, uint32_t index, uint32_t vector);
+
+/* ---- DMA --------------------------------------------------------------- */
+
+/* One contiguous piece of a guest buffer. vaddr is NULL for memory mapped
+ * without an fd. */
+struct vfurt_sg {
+	uint64_t iova;
+	uint64_t len;
+	void *vaddr;
+};
+
+/*
+ * Translate guest range [iova, iova+len) into at most max_sg pieces, checking
+ * that the windows allow `prot`. Returns the number of pieces, -ENOENT
+ * (part of the range is not mapped), -EACCES (window lacks prot), -ENOSPC
+ * (more than max_sg pieces needed; the return is still -ENOSPC), -EINVAL
+ * (len 0 or overflow).
+ */
+VFURT_EXPORT int vfurt_dma_to_sg(struct vfurt_dev *dev, uint64_t iova, uint64_t len,
+				 uint32_t prot, struct vfurt_sg *sg, int max_sg);
+
+/* Direct pointer to [iova, iova+len) when it lies inside one fd-backed window
+ * with `prot`, otherwise NULL. The pointer is valid until that window is
+ * unmapped (ops->dma_unmap is called first). */
+VFURT_EXPORT void *vfurt_dma_ptr(struct vfurt_dev *dev, uint64_t iova, uint64_t len, uint32_t prot);
+
+/*
+ * Copy guest memory into buf / buf into guest memory. Uses the mapping when
+ * fd-backed, otherwise DMA_READ/DMA_WRITE messages to the client, split by
+ * the client's max_data_xfer_size (this blocks until the client answers, up
+ * to a timeout). Returns 0, -ENOENT/-EACCES/-EINVAL as vfurt_dma_to_sg,
+ * -ENOTCONN (no client), -EIO/-ETIMEDOUT (client did not serve the message).
+ */
+VFURT_EXPORT int vfurt_dma_read(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len);
+VFURT_EXPORT int vfurt_dma_write(struct vfurt_dev *dev, uint64_t iova, const void *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VFURT_DEVICE_H */

@@ -1,0 +1,85 @@
+/* DMA table: client memory windows (iova -> server address), internal to io/. */
+#ifndef VFURT_IO_DMA_H
+#define VFURT_IO_DMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vfurt/device.h>
+
+/*
+ * The table holds the client's DMA windows sorted by iova. Lookups
+ * (to_sg/ptr/find) read an immutable snapshot; add/remove build a new
+ * snapshot and publish it with a release store, handing the old one to the
+ * retire hook (default: freed at once). The multi-core runtime installs a
+ * ck_epoch based retire hook so that readers on other workers never lock.
+ * Only one thread mutates a table; any thread may look up.
+ */
+struct vfurt_dma_table;
+
+/* One window. */
+struct vfurt_dma_entry {
+	struct vfurt_dma_region r; /* iova, size, vaddr (NULL: no fd), prot */
+	void *map_base;            /* what mmap returned (page aligned), or NULL */
+	size_t map_len;
+	uint64_t fd_offset;        /* offset given by the client */
+};
+
+/* Called with an old snapshot; must eventually call free_fn(snapshot). */
+typedef void (*vfurt_dma_retire_fn)(void *arg, void *snapshot, void (*free_fn)(void *));
+
+/*
+ * Create a table allowing at most max_maps windows. pgsize is the DMA page
+ * size (power of two, >= 4096): iova, size and fd offset of mapped windows
+ * must be multiples of it. Returns NULL on ENOMEM/EINVAL.
+ */
+struct vfurt_dma_table *vfurt_dma_table_create(uint32_t max_maps, uint64_t pgsize);
+
+/* Unmap every window and free the table. NULL is ignored. */
+void vfurt_dma_table_destroy(struct vfurt_dma_table *t);
+
+/* Change limits (after VERSION negotiation). Only while the table is empty:
+ * returns 0 or -EBUSY / -EINVAL. */
+int vfurt_dma_table_set_limits(struct vfurt_dma_table *t, uint32_t max_maps, uint64_t pgsize);
+
+/* Install the snapshot retire hook (NULL restores free-at-once). */
+void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg);
+
+/*
+ * Add window [iova, iova+size). With fd >= 0 it is mmapped MAP_SHARED at
+ * fd_offset with PROT_READ/PROT_WRITE from prot, and the fd is closed (on
+ * success only; on failure the caller still owns it). prot is a mask of
+ * VFURT_DMA_READ/VFURT_DMA_WRITE, at least one. On success *out (if not
+ * NULL) describes the new window.
+ * Returns 0, -EINVAL (size 0, iova+size overflow, misaligned, bad prot),
+ * -EEXIST (overlaps a window), -ENOSPC (max_maps reached), or the mmap errno.
+ */
+int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
+			int fd, uint64_t fd_offset, uint32_t prot,
+			struct vfurt_dma_region *out);
+
+/*
+ * Remove the window that exactly matches [iova, iova+size). before_unmap (if
+ * not NULL) is called with the window before it is unpublished and
+ * unmapped. Returns 0, -ENOENT (no exact match), -EINVAL.
+ */
+int vfurt_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
+			   void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
+			   void *arg);
+
+/* Remove every window, calling before_unmap for each. */
+void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
+				void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
+				void *arg);
+
+/* Number of windows. */
+uint32_t vfurt_dma_table_count(const struct vfurt_dma_table *t);
+
+/* Same contract as vfurt_dma_to_sg() / vfurt_dma_ptr() in device.h. */
+int vfurt_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
+			  uint32_t prot, struct vfurt_sg *sg, int max_sg);
+void *vfurt_dma_table_ptr(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
+			  uint32_t prot);
+
+#endif /* VFURT_IO_DMA_H */

@@ -1,0 +1,76 @@
+/* Interrupt state of one device: eventfds, masks, pending bits. Internal to io/. */
+#ifndef VFURT_IO_IRQ_H
+#define VFURT_IO_IRQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vfurt/vfio_user.h>
+#include <vfurt/device.h>
+
+/*
+ * Per irq index (INTx, MSI, MSI-X, ERR, REQ) and vector: the client's trigger
+ * eventfd, optional mask/unmask notification eventfds, a client mask (SET_IRQS
+ * MASK/UNMASK), a guest mask (MSI-X vector control, MSI mask bits), the
+ * index-wide function mask, and a pending bit. A trigger on a masked vector
+ * sets pending; the unmask that makes it deliverable fires it once.
+ */
+struct vfurt_irqs;
+
+struct vfurt_irq_stats {
+	uint64_t raised;  /* vfurt_irqs_trigger calls that were accepted */
+	uint64_t written; /* eventfd writes done */
+};
+
+/* Called when the client masks/unmasks vectors through SET_IRQS. */
+typedef void (*vfurt_irq_state_fn)(void *arg, uint32_t index, uint32_t start,
+				   uint32_t count, bool masked);
+
+struct vfurt_irqs *vfurt_irqs_create(void);
+/* Closes every eventfd. NULL is ignored. */
+void vfurt_irqs_destroy(struct vfurt_irqs *irqs);
+
+/* Declare count vectors of index. count 0 removes the index. -EINVAL. */
+int vfurt_irqs_setup(struct vfurt_irqs *irqs, uint32_t index, uint32_t count);
+uint32_t vfurt_irqs_count(const struct vfurt_irqs *irqs, uint32_t index);
+
+/* VFIO_IRQ_INFO_* flags for GET_IRQ_INFO. */
+uint32_t vfurt_irqs_info_flags(const struct vfurt_irqs *irqs, uint32_t index);
+
+/*
+ * Apply a SET_IRQS request. `set` is the fixed part (argsz, flags, index,
+ * start, count) already read from the message; `data`/`data_len` the bytes
+ * after it (bool array for DATA_BOOL; ignored otherwise); fds/nfds the
+ * descriptors that came with the message (DATA_EVENTFD: nfds must be 0 to
+ * de-assign or == count; each fd may be -1 to de-assign that vector).
+ * Validates flags (exactly one DATA and one ACTION bit), index, start+count
+ * <= vector count (start = count = 0 with DATA_NONE|ACTION_TRIGGER disables
+ * the index), data_len for BOOL, fd count.
+ * On success takes ownership of every fd; on failure owns none.
+ * state_fn is called for client MASK/UNMASK changes.
+ * Returns 0 or -EINVAL (bad request), -EBADF (fd is not usable).
+ */
+int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
+		   const uint8_t *data, size_t data_len, const int *fds, size_t nfds,
+		   vfurt_irq_state_fn state_fn, void *arg);
+
+/* Same contracts as vfurt_irq_* in device.h. */
+int vfurt_irqs_trigger(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector);
+void vfurt_irqs_set_guest_mask(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector,
+			       bool masked);
+void vfurt_irqs_set_func_mask(struct vfurt_irqs *irqs, uint32_t index, bool masked);
+bool vfurt_irqs_pending(const struct vfurt_irqs *irqs, uint32_t index, uint32_t vector);
+bool vfurt_irqs_enabled(const struct vfurt_irqs *irqs, uint32_t index, uint32_t vector);
+
+/* Client went away: close all its eventfds, clear client masks; guest masks,
+ * function masks and pending bits (device state) are kept. */
+void vfurt_irqs_release_client(struct vfurt_irqs *irqs);
+
+/* Device reset: release_client state stays, pending bits and guest masks
+ * return to power-on values (guest masks clear, function masks clear). */
+void vfurt_irqs_reset(struct vfurt_irqs *irqs);
+
+void vfurt_irqs_get_stats(const struct vfurt_irqs *irqs, struct vfurt_irq_stats *st);
+
+#endif /* VFURT_IO_IRQ_H */
