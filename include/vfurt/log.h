@@ -2,6 +2,8 @@
 #ifndef VFURT_LOG_H
 #define VFURT_LOG_H
 
+#include <vfurt/export.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,6 +31,17 @@ struct vfurt_log {
 	void *arg;
 	int level;
 };
+
+/*
+ * Format and emit one message through `log` (NULL or fn NULL: dropped).
+ * Thread: any; the sink decides about thread safety.
+ */
+VFURT_EXPORT void vfurt_logf(const struct vfurt_log *log, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A ready sink writing "LEVEL: msg" lines to stderr; arg is an optional
+ * prefix string (const char *). */
+VFURT_EXPORT void vfurt_log_stderr(void *arg, int level, const char *msg);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,105 @@
+/* Protocol engine driver interface: feed a connection's bytes, get replies sent. */
+#ifndef VFURT_ENGINE_H
+#define VFURT_ENGINE_H
+
+/*
+ * A struct vfurt_conn is the server side of one vfio-user connection to one
+ * device. It is thread-free and I/O-agnostic on the receive side: a driver
+ * (the caller-driven struct vfurt_server, the runtime's io_uring workers, an
+ * embedder's own loop) asks where to put the next bytes (vfurt_conn_rx_iov),
+ * reads them however it likes (recvmsg, io_uring), and hands them back with
+ * any SCM_RIGHTS fds (vfurt_conn_rx_feed). Complete messages are validated,
+ * dispatched to the device, and answered synchronously on the socket.
+ *
+ * Threading: one thread drives a connection and its device at a time.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vfurt/device.h>
+#include <vfurt/export.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vfurt_conn;
+
+/* Limits this server advertises in VERSION. Zero fields take defaults. */
+struct vfurt_conn_opts {
+	size_t opts_size;            /* sizeof(struct vfurt_conn_opts) */
+	uint32_t max_data_xfer_size; /* default 1 MiB, at most 16 MiB */
+	uint32_t max_msg_fds;        /* default 16, at most 64 */
+	uint32_t max_dma_maps;       /* default 65535 */
+	int timeout_ms;              /* socket send / DMA reply wait; default 5000 */
+	bool no_twin_socket;         /* do not offer twin-socket mode */
+};
+
+struct vfurt_conn_stats {
+	uint64_t msgs;        /* commands received */
+	uint64_t errors;      /* commands answered (or dropped, No_reply) with an error */
+	uint64_t dma_msgs;    /* DMA_READ/DMA_WRITE sent to the client */
+	uint32_t max_msg_fds_client;   /* negotiated: fds the client accepts */
+	uint32_t max_data_xfer_client; /* negotiated: client's max transfer */
+	bool negotiated;
+	bool twin_socket;
+};
+
+/*
+ * Create the engine for a freshly accepted socket `fd` serving `dev`.
+ * Takes ownership of fd on success. The device must outlive the connection.
+ * Returns NULL with errno EINVAL, EBUSY (the device has a client attached),
+ * ENOMEM.
+ */
+VFURT_EXPORT struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
+						  const struct vfurt_conn_opts *opts);
+
+/*
+ * Tear down: if the client was attached, unmap all its DMA windows
+ * (ops->dma_unmap first), close its irq fds, call ops->detach, keep device
+ * state. Closes the socket(s). NULL is ignored.
+ */
+VFURT_EXPORT void vfurt_conn_destroy(struct vfurt_conn *conn);
+
+/* The socket fd (owned by the connection). */
+VFURT_EXPORT int vfurt_conn_fd(const struct vfurt_conn *conn);
+
+/*
+ * Where the next received bytes go. *want_fds is true while reading a header,
+ * the only place fds can arrive. The iov stays valid until the next feed.
+ */
+VFURT_EXPORT void vfurt_conn_rx_iov(struct vfurt_conn *conn, struct iovec *iov,
+				    bool *want_fds);
+
+/*
+ * Account n > 0 bytes read into the last rx iov, with the fds received with
+ * them (ownership passes to the engine, even on error). Dispatches complete
+ * messages. Returns 0 to keep going, or a negative errno when the
+ * connection must be closed: -EPROTO/-EMSGSIZE (framing lost), -EPIPE (reply
+ * could not be sent), -ECONNRESET.
+ */
+VFURT_EXPORT int vfurt_conn_rx_feed(struct vfurt_conn *conn, size_t n, int *fds,
+				    size_t nfds);
+
+/*
+ * Plain-syscall driver step: read with recvmsg(MSG_DONTWAIT) until the socket
+ * has no more data, feeding the engine. Returns 0 (drained, connection
+ * alive), or a negative errno to close (-ECONNRESET on EOF).
+ */
+VFURT_EXPORT int vfurt_conn_on_readable(struct vfurt_conn *conn);
+
+/* True while a command waits for an asynchronous quiesce: do not feed more. */
+VFURT_EXPORT bool vfurt_conn_paused(const struct vfurt_conn *conn);
+
+/* Counters and negotiated values. */
+VFURT_EXPORT void vfurt_conn_get_stats(const struct vfurt_conn *conn,
+				       struct vfurt_conn_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VFURT_ENGINE_H */

@@ -1,0 +1,74 @@
+/* Caller-driven server: serve devices on UNIX sockets from the embedder's loop. */
+#ifndef VFURT_SERVER_H
+#define VFURT_SERVER_H
+
+/*
+ * struct vfurt_server owns a set of devices, each listening on its own UNIX
+ * socket path with at most one client at a time (a second client is
+ * refused). It does no threading: the embedder calls vfurt_server_run_once()
+ * from its loop, or waits on vfurt_server_fd() (an epoll fd, readable when
+ * there is work) with its own poll/epoll/io_uring and then calls
+ * run_once(srv, 0).
+ *
+ * Threading: one thread at a time per server object. Several servers may
+ * live in one process.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <vfurt/device.h>
+#include <vfurt/engine.h>
+#include <vfurt/export.h>
+#include <vfurt/log.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vfurt_server;
+
+struct vfurt_server_opts {
+	size_t opts_size;           /* sizeof(struct vfurt_server_opts) */
+	struct vfurt_log log;       /* server-level messages */
+	struct vfurt_conn_opts conn; /* limits advertised to every client */
+};
+
+/* Create an empty server. NULL with errno (EINVAL, ENOMEM, or epoll's). */
+VFURT_EXPORT struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts);
+
+/*
+ * Serve dev on a new UNIX socket at path, created with permissions `mode`
+ * (e.g. 0600; 0 keeps the umask default). A stale socket file nobody listens
+ * on is replaced; a live one is -EADDRINUSE; another kind of file is
+ * -EEXIST. On success the server owns dev. Returns 0, -EINVAL (path too
+ * long), -EADDRINUSE, -EEXIST, -ENOMEM, or the errno of socket/bind/listen.
+ */
+VFURT_EXPORT int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev,
+					 const char *path, mode_t mode);
+
+/* An fd that polls readable when run_once has something to do. */
+VFURT_EXPORT int vfurt_server_fd(const struct vfurt_server *srv);
+
+/*
+ * Wait up to timeout_ms (0 = do not wait, -1 = forever) and handle what is
+ * ready: accept clients, process their messages, drop broken connections
+ * (only that connection; the others keep being served). Returns the number
+ * of events handled (>= 0), or -EINTR when a signal interrupted the wait.
+ */
+VFURT_EXPORT int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms);
+
+/* Number of devices, and whether device i currently has a client. */
+VFURT_EXPORT size_t vfurt_server_device_count(const struct vfurt_server *srv);
+VFURT_EXPORT struct vfurt_dev *vfurt_server_device(const struct vfurt_server *srv, size_t i);
+
+/* Close every connection (as on a client disconnect), remove the socket
+ * files, destroy the devices and the server. NULL is ignored. */
+VFURT_EXPORT void vfurt_server_destroy(struct vfurt_server *srv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VFURT_SERVER_H */

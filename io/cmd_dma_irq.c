@@ -1,0 +1,133 @@
+/* DMA_MAP/UNMAP, GET_IRQ_INFO, SET_IRQS and DEVICE_RESET. */
+#include <errno.h>
+#include <string.h>
+
+#include "conn_internal.h"
+
+static void map_notify(struct vfurt_dev *dev, const struct vfurt_dma_region *r)
+{
+	if (dev->ops.dma_map)
+		dev->ops.dma_map(dev, dev->arg, r);
+}
+
+static void unmap_notify(void *arg, const struct vfurt_dma_region *r)
+{
+	struct vfurt_dev *dev = arg;
+
+	if (dev->ops.dma_unmap)
+		dev->ops.dma_unmap(dev, dev->arg, r);
+}
+
+int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
+{
+	const struct vfio_user_dma_map *in = (const void *)m->payload;
+	struct vfurt_dma_region r;
+	uint32_t prot = 0;
+	int fd;
+	int rc;
+
+	if (m->len < sizeof(*in) || in->argsz < sizeof(*in))
+		return -EINVAL;
+	if (in->flags & ~(VFIO_USER_DMA_MAP_FLAG_READ | VFIO_USER_DMA_MAP_FLAG_WRITE) ||
+	    !in->flags)
+		return -EINVAL;
+	if (in->flags & VFIO_USER_DMA_MAP_FLAG_READ)
+		prot |= VFURT_DMA_READ;
+	if (in->flags & VFIO_USER_DMA_MAP_FLAG_WRITE)
+		prot |= VFURT_DMA_WRITE;
+	fd = m->nfds ? m->fds[0] : -1;
+	rc = vfurt_dma_table_add(c->dev->dma, in->addr, in->size, fd, fd >= 0 ? in->offset : 0,
+				 prot, &r);
+	if (rc) {
+		vfurt_logf(c->log, VFURT_LOG_WARN,
+			   "%s: DMA_MAP iova 0x%llx size 0x%llx%s failed: %s", c->dev->name,
+			   (unsigned long long)in->addr, (unsigned long long)in->size,
+			   fd >= 0 ? " (fd)" : "", strerror(-rc));
+		return rc; /* dispatch closes the fd */
+	}
+	if (fd >= 0)
+		m->fds[0] = -1; /* the table closed it after mmap */
+	map_notify(c->dev, &r);
+	return 0;
+}
+
+int vfurt_cmd_dma_unmap(struct vfurt_conn *c, struct vfurt_msg *m)
+{
+	const struct vfio_user_dma_unmap *in = (const void *)m->payload;
+	struct vfio_user_dma_unmap *out;
+
+	if (m->len < sizeof(*in) || in->argsz < sizeof(*in))
+		return -EINVAL;
+	if (in->flags & VFIO_USER_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP)
+		return -ENOTSUP; /* dirty logging is not offered */
+	if (in->flags & ~VFIO_USER_DMA_UNMAP_FLAG_ALL)
+		return -EINVAL;
+	if (in->flags & VFIO_USER_DMA_UNMAP_FLAG_ALL) {
+		if (in->addr || in->size)
+			return -EINVAL;
+		vfurt_dma_table_remove_all(c->dev->dma, unmap_notify, c->dev);
+	} else {
+		int rc = vfurt_dma_table_remove(c->dev->dma, in->addr, in->size, unmap_notify,
+						c->dev);
+
+		if (rc)
+			return rc;
+	}
+	out = vfurt_reply_alloc(c, sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	*out = *in;
+	out->argsz = sizeof(*out);
+	return 0;
+}
+
+int vfurt_cmd_irq_info(struct vfurt_conn *c, struct vfurt_msg *m)
+{
+	const struct vfio_irq_info *in = (const void *)m->payload;
+	struct vfio_irq_info *out;
+
+	if (m->len < sizeof(*in) || in->argsz < sizeof(*in) || in->index >= VFURT_IRQ_NUM)
+		return -EINVAL;
+	out = vfurt_reply_alloc(c, sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	out->argsz = sizeof(*out);
+	out->index = in->index;
+	out->count = vfurt_irqs_count(c->dev->irqs, in->index);
+	out->flags = vfurt_irqs_info_flags(c->dev->irqs, in->index);
+	return 0;
+}
+
+static void irq_state(void *arg, uint32_t index, uint32_t start, uint32_t count, bool masked)
+{
+	struct vfurt_dev *dev = arg;
+
+	if (dev->ops.irq_state)
+		dev->ops.irq_state(dev, dev->arg, index, start, count, masked);
+}
+
+int vfurt_cmd_set_irqs(struct vfurt_conn *c, struct vfurt_msg *m)
+{
+	const struct vfio_irq_set *in = (const void *)m->payload;
+	int rc;
+
+	if (m->len < sizeof(*in) || in->argsz < sizeof(*in) || in->argsz > m->len)
+		return -EINVAL;
+	rc = vfurt_irqs_set(c->dev->irqs, in, (const uint8_t *)m->payload + sizeof(*in),
+			    in->argsz - sizeof(*in), m->fds, m->nfds, irq_state, c->dev);
+	if (rc)
+		return rc; /* dispatch closes the fds */
+	for (size_t i = 0; i < m->nfds; i++)
+		m->fds[i] = -1; /* owned by the irq state now */
+	return 0;
+}
+
+int vfurt_cmd_reset(struct vfurt_conn *c, struct vfurt_msg *m)
+{
+	if (m->len != 0)
+		return -EINVAL;
+	if (!c->dev->reset_supported)
+		return -ENOTSUP;
+	vfurt_logf(c->log, VFURT_LOG_INFO, "%s: device reset by client", c->dev->name);
+	return vfurt_dev_do_reset(c->dev, VFURT_RESET_CLIENT);
+}

@@ -1,0 +1,657 @@
+/* Connection engine: framing, header validation, dispatch, replies, DMA messages. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <vfurt/engine.h>
+
+#include "conn_internal.h"
+
+#define HDR_SIZE sizeof(struct vfio_user_header)
+#define KNOWN_FLAGS (VFIO_USER_F_TYPE_MASK | VFIO_USER_F_NO_REPLY | VFIO_USER_F_ERROR)
+
+static uint32_t clamp_u32(uint32_t v, uint32_t dflt, uint32_t max)
+{
+	if (v == 0)
+		return dflt;
+	return v > max ? max : v;
+}
+
+struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
+				     const struct vfurt_conn_opts *opts)
+{
+	struct vfurt_conn_opts o = { 0 };
+	struct vfurt_conn *c;
+
+	if (!dev || fd < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (dev->conn) {
+		errno = EBUSY;
+		return NULL;
+	}
+	if (opts && opts->opts_size)
+		memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		goto err;
+	c->dev = dev;
+	c->log = &dev->log;
+	c->fd = fd;
+	c->twin_fd = -1;
+	c->max_xfer = clamp_u32(o.max_data_xfer_size, VFIO_USER_DEFAULT_MAX_DATA_XFER,
+				CONN_MAX_XFER_LIMIT);
+	c->max_fds = clamp_u32(o.max_msg_fds, CONN_DEFAULT_MAX_FDS, VFURT_SOCK_MAX_FDS);
+	c->max_dma_maps = clamp_u32(o.max_dma_maps, VFIO_USER_DEFAULT_MAX_DMA_MAPS,
+				    VFIO_USER_DEFAULT_MAX_DMA_MAPS);
+	c->timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : CONN_DEFAULT_TIMEOUT_MS;
+	c->offer_twin = !o.no_twin_socket;
+	c->client_max_fds = VFIO_USER_DEFAULT_MAX_FDS;
+	c->client_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER;
+	/* the largest legitimate message is a REGION_WRITE of max_xfer bytes */
+	c->rx_max = HDR_SIZE + sizeof(struct vfio_user_region_access) + c->max_xfer +
+		    CONN_MSG_SLACK;
+	c->rx.payload = malloc(c->rx_max - HDR_SIZE);
+	if (!c->rx.payload)
+		goto err_free_conn;
+	c->reply.cap = 4096;
+	c->reply.buf = malloc(c->reply.cap);
+	if (!c->reply.buf)
+		goto err_free_payload;
+	for (size_t i = 0; i < VFURT_SOCK_MAX_FDS; i++)
+		c->rx.fds[i] = -1;
+	return c;
+
+err_free_payload:
+	free(c->rx.payload);
+err_free_conn:
+	free(c);
+err:
+	errno = ENOMEM;
+	return NULL;
+}
+
+static void unmap_notify(void *arg, const struct vfurt_dma_region *r)
+{
+	struct vfurt_dev *dev = arg;
+
+	if (dev->ops.dma_unmap)
+		dev->ops.dma_unmap(dev, dev->arg, r);
+}
+
+static void msg_free(struct vfurt_msg *m)
+{
+	if (!m)
+		return;
+	vfurt_close_fds(m->fds, m->nfds);
+	free(m->payload);
+	free(m);
+}
+
+void vfurt_conn_destroy(struct vfurt_conn *c)
+{
+	if (!c)
+		return;
+	if (c->dev->conn == c) {
+		struct vfurt_dev *dev = c->dev;
+
+		vfurt_dma_table_remove_all(dev->dma, unmap_notify, dev);
+		vfurt_irqs_release_client(dev->irqs);
+		dev->conn = NULL;
+		if (dev->ops.detach)
+			dev->ops.detach(dev, dev->arg);
+		vfurt_logf(c->log, VFURT_LOG_INFO, "%s: client detached", dev->name);
+	}
+	while (c->backlog_head) {
+		struct vfurt_msg *m = c->backlog_head;
+
+		c->backlog_head = m->next;
+		msg_free(m);
+	}
+	msg_free(c->parked);
+	vfurt_close_fds(c->rx.fds, c->rx.nfds);
+	if (c->twin_fd >= 0)
+		close(c->twin_fd);
+	close(c->fd);
+	free(c->rx.payload);
+	free(c->reply.buf);
+	free(c);
+}
+
+int vfurt_conn_fd(const struct vfurt_conn *c)
+{
+	return c->fd;
+}
+
+bool vfurt_conn_paused(const struct vfurt_conn *c)
+{
+	return c->parked != NULL;
+}
+
+void vfurt_conn_get_stats(const struct vfurt_conn *c, struct vfurt_conn_stats *st)
+{
+	*st = c->stats;
+	st->negotiated = c->negotiated;
+	st->twin_socket = c->twin_fd >= 0;
+	st->max_msg_fds_client = c->client_max_fds;
+	st->max_data_xfer_client = c->client_max_xfer;
+}
+
+void *vfurt_reply_alloc(struct vfurt_conn *c, size_t len)
+{
+	if (len > c->reply.cap) {
+		void *p = realloc(c->reply.buf, len);
+
+		if (!p)
+			return NULL;
+		c->reply.buf = p;
+		c->reply.cap = len;
+	}
+	c->reply.len = len;
+	memset(c->reply.buf, 0, len);
+	return c->reply.buf;
+}
+
+/* ---- replies ----------------------------------------------------------- */
+
+static int send_reply(struct vfurt_conn *c, const struct vfio_user_header *req, int err)
+{
+	struct vfio_user_header hdr = {
+		.msg_id = req->msg_id,
+		.cmd = req->cmd,
+		.flags = VFIO_USER_F_TYPE_REPLY,
+	};
+	size_t len = err ? 0 : c->reply.len;
+	size_t nfds = err ? 0 : c->reply.nfds;
+	int rc;
+
+	if (err) {
+		hdr.flags |= VFIO_USER_F_ERROR;
+		hdr.error_no = (uint32_t)-err;
+	}
+	hdr.msg_size = (uint32_t)(HDR_SIZE + len);
+	rc = vfurt_sock_send_msg(c->fd, &hdr, c->reply.buf, len, c->reply.fds, nfds,
+				 c->timeout_ms);
+	if (rc)
+		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: cannot send %s reply: %s",
+			   c->dev->name, vfio_user_cmd_name(req->cmd), strerror(-rc));
+	return rc ? -EPIPE : 0;
+}
+
+static void reply_reset(struct vfurt_conn *c)
+{
+	if (c->reply.close_fds)
+		vfurt_close_fds(c->reply.fds, c->reply.nfds);
+	c->reply.len = 0;
+	c->reply.nfds = 0;
+	c->reply.close_fds = 0;
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+bool vfurt_cmd_needs_quiesce(uint16_t cmd)
+{
+	return cmd == VFIO_USER_DMA_MAP || cmd == VFIO_USER_DMA_UNMAP ||
+	       cmd == VFIO_USER_DEVICE_RESET;
+}
+
+/* How many fds a command may carry. */
+static size_t fds_allowed(const struct vfurt_conn *c, uint16_t cmd)
+{
+	switch (cmd) {
+	case VFIO_USER_DMA_MAP:
+		return 1;
+	case VFIO_USER_DEVICE_SET_IRQS:
+		return c->max_fds;
+	default:
+		return 0;
+	}
+}
+
+static int run_handler(struct vfurt_conn *c, struct vfurt_msg *m)
+{
+	if (!c->negotiated && m->hdr.cmd != VFIO_USER_VERSION) {
+		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %s before VERSION", c->dev->name,
+			   vfio_user_cmd_name(m->hdr.cmd));
+		return -EINVAL;
+	}
+	switch (m->hdr.cmd) {
+	case VFIO_USER_VERSION:
+		return vfurt_cmd_version(c, m);
+	case VFIO_USER_DMA_MAP:
+		return vfurt_cmd_dma_map(c, m);
+	case VFIO_USER_DMA_UNMAP:
+		return vfurt_cmd_dma_unmap(c, m);
+	case VFIO_USER_DEVICE_GET_INFO:
+		return vfurt_cmd_device_info(c, m);
+	case VFIO_USER_DEVICE_GET_REGION_INFO:
+		return vfurt_cmd_region_info(c, m);
+	case VFIO_USER_DEVICE_GET_REGION_IO_FDS:
+		return vfurt_cmd_region_io_fds(c, m);
+	case VFIO_USER_DEVICE_GET_IRQ_INFO:
+		return vfurt_cmd_irq_info(c, m);
+	case VFIO_USER_DEVICE_SET_IRQS:
+		return vfurt_cmd_set_irqs(c, m);
+	case VFIO_USER_REGION_READ:
+		return vfurt_cmd_region_read(c, m);
+	case VFIO_USER_REGION_WRITE:
+		return vfurt_cmd_region_write(c, m);
+	case VFIO_USER_REGION_WRITE_MULTI:
+		return vfurt_cmd_region_write_multi(c, m);
+	case VFIO_USER_DEVICE_RESET:
+		return vfurt_cmd_reset(c, m);
+	case VFIO_USER_DMA_READ:
+	case VFIO_USER_DMA_WRITE:
+		/* server -> client commands; a client must not send them */
+		return -EINVAL;
+	case VFIO_USER_DIRTY_PAGES:
+	case VFIO_USER_DEVICE_FEATURE:
+	case VFIO_USER_MIG_DATA_READ:
+	case VFIO_USER_MIG_DATA_WRITE:
+		return -ENOTSUP;
+	default:
+		return -EINVAL;
+	}
+}
+
+/* Validate the header and run the command; the reply is sent unless No_reply. */
+static int dispatch(struct vfurt_conn *c, struct vfurt_msg *m, bool resumed, int quiesce_err)
+{
+	const struct vfio_user_header *h = &m->hdr;
+	bool no_reply = h->flags & VFIO_USER_F_NO_REPLY;
+	int err;
+	int rc;
+
+	reply_reset(c);
+	if (!resumed)
+		c->stats.msgs++;
+	if ((h->flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_COMMAND) {
+		/* a stray reply: nothing waits for it, drop it */
+		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: unexpected reply msg_id %u dropped",
+			   c->dev->name, h->msg_id);
+		c->stats.errors++;
+		vfurt_close_fds(m->fds, m->nfds);
+		return 0;
+	}
+	if (h->flags & ~KNOWN_FLAGS || h->flags & VFIO_USER_F_ERROR) {
+		err = -EINVAL;
+	} else if (m->nfds > fds_allowed(c, h->cmd)) {
+		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %s with %zu fds rejected",
+			   c->dev->name, vfio_user_cmd_name(h->cmd), m->nfds);
+		err = -EINVAL;
+	} else if (quiesce_err) {
+		err = quiesce_err;
+	} else {
+		if (!resumed && c->negotiated && vfurt_cmd_needs_quiesce(h->cmd) &&
+		    c->dev->ops.quiesce) {
+			rc = c->dev->ops.quiesce(c->dev, c->dev->arg);
+			if (rc == -EBUSY)
+				return 1; /* park */
+			if (rc) {
+				err = rc;
+				goto answer;
+			}
+		}
+		err = run_handler(c, m);
+	}
+answer:
+	vfurt_close_fds(m->fds, m->nfds);
+	m->nfds = 0;
+	if (err) {
+		c->stats.errors++;
+		vfurt_logf(c->log, VFURT_LOG_DEBUG, "%s: %s (msg_id %u) failed: %s",
+			   c->dev->name, vfio_user_cmd_name(h->cmd), h->msg_id, strerror(-err));
+	}
+	if (no_reply) {
+		reply_reset(c);
+		return 0;
+	}
+	rc = send_reply(c, h, err);
+	reply_reset(c);
+	if (rc)
+		return rc;
+	/* a VERSION the server cannot accept ends the connection after the reply */
+	if (h->cmd == VFIO_USER_VERSION && err == -ENOTSUP)
+		return -EPROTO;
+	return 0;
+}
+
+/* Move a message into heap storage (for the backlog or parking). */
+static struct vfurt_msg *msg_clone(struct vfurt_msg *src)
+{
+	struct vfurt_msg *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->hdr = src->hdr;
+	m->len = src->len;
+	m->payload = malloc(src->len ? src->len : 1);
+	if (!m->payload) {
+		free(m);
+		return NULL;
+	}
+	memcpy(m->payload, src->payload, src->len);
+	memcpy(m->fds, src->fds, sizeof(m->fds[0]) * src->nfds);
+	m->nfds = src->nfds;
+	src->nfds = 0; /* fds moved */
+	return m;
+}
+
+static int process_backlog(struct vfurt_conn *c);
+
+/* Dispatch a message from the receive path; park it if the device is busy
+ * quiescing. */
+static int handle_msg(struct vfurt_conn *c, struct vfurt_msg *m)
+{
+	int rc;
+
+	c->in_dispatch = true;
+	rc = dispatch(c, m, false, 0);
+	c->in_dispatch = false;
+	if (rc == 1) {
+		c->parked = msg_clone(m);
+		if (!c->parked) {
+			vfurt_close_fds(m->fds, m->nfds);
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	if (rc)
+		return rc;
+	return process_backlog(c);
+}
+
+static int process_backlog(struct vfurt_conn *c)
+{
+	while (c->backlog_head && !c->parked) {
+		struct vfurt_msg *m = c->backlog_head;
+		int rc;
+
+		c->backlog_head = m->next;
+		if (!c->backlog_head)
+			c->backlog_tail = NULL;
+		c->backlog_len--;
+		c->in_dispatch = true;
+		rc = dispatch(c, m, false, 0);
+		c->in_dispatch = false;
+		if (rc == 1) {
+			c->parked = m;
+			return 0;
+		}
+		msg_free(m);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+void vfurt_dev_quiesced(struct vfurt_dev *dev, int err)
+{
+	struct vfurt_conn *c = dev->conn;
+	struct vfurt_msg *m;
+	int rc;
+
+	if (!c || !c->parked)
+		return;
+	m = c->parked;
+	c->parked = NULL;
+	c->in_dispatch = true;
+	rc = dispatch(c, m, true, err);
+	c->in_dispatch = false;
+	msg_free(m);
+	if (!rc)
+		rc = process_backlog(c);
+	if (rc)
+		c->dead = true; /* the driver closes it on the next feed */
+}
+
+/* ---- receive state machine -------------------------------------------- */
+
+void vfurt_conn_rx_iov(struct vfurt_conn *c, struct iovec *iov, bool *want_fds)
+{
+	if (c->hdr_got < HDR_SIZE) {
+		iov->iov_base = (uint8_t *)&c->rx.hdr + c->hdr_got;
+		iov->iov_len = HDR_SIZE - c->hdr_got;
+		*want_fds = true;
+	} else {
+		iov->iov_base = c->rx.payload + c->payload_got;
+		iov->iov_len = c->rx.len - c->payload_got;
+		*want_fds = false;
+	}
+}
+
+int vfurt_conn_rx_feed(struct vfurt_conn *c, size_t n, int *fds, size_t nfds)
+{
+	int rc;
+
+	/* fds are attached to a message's first bytes: keep what fits */
+	for (size_t i = 0; i < nfds; i++) {
+		if (c->rx.nfds < VFURT_SOCK_MAX_FDS)
+			c->rx.fds[c->rx.nfds++] = fds[i];
+		else
+			close(fds[i]);
+	}
+	if (c->dead)
+		return -EPIPE;
+	if (n == 0)
+		return -ECONNRESET;
+	if (c->hdr_got < HDR_SIZE) {
+		c->hdr_got += n;
+		if (c->hdr_got < HDR_SIZE)
+			return 0;
+		if (c->rx.hdr.msg_size < HDR_SIZE || c->rx.hdr.msg_size > c->rx_max) {
+			vfurt_logf(c->log, VFURT_LOG_WARN,
+				   "%s: message size %u out of range [16, %zu]: closing",
+				   c->dev->name, c->rx.hdr.msg_size, c->rx_max);
+			return c->rx.hdr.msg_size < HDR_SIZE ? -EPROTO : -EMSGSIZE;
+		}
+		c->rx.len = c->rx.hdr.msg_size - HDR_SIZE;
+		c->payload_got = 0;
+	} else {
+		c->payload_got += n;
+	}
+	if (c->payload_got < c->rx.len)
+		return 0;
+
+	/* a complete message */
+	c->hdr_got = 0;
+	c->payload_got = 0;
+	rc = handle_msg(c, &c->rx);
+	vfurt_close_fds(c->rx.fds, c->rx.nfds);
+	c->rx.nfds = 0;
+	if (!rc && c->dead)
+		rc = -EPIPE;
+	return rc;
+}
+
+int vfurt_conn_on_readable(struct vfurt_conn *c)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * VFURT_SOCK_MAX_FDS)];
+		struct cmsghdr align;
+	} ctl;
+
+	while (!c->parked) {
+		int fds[VFURT_SOCK_MAX_FDS];
+		size_t nfds = 0;
+		struct msghdr msg = { 0 };
+		struct iovec iov;
+		bool want_fds;
+		ssize_t n;
+		int rc;
+
+		vfurt_conn_rx_iov(c, &iov, &want_fds);
+		msg.msg_iov = &iov;
+		msg.msg_iovlen = 1;
+		if (want_fds) {
+			msg.msg_control = ctl.buf;
+			msg.msg_controllen = sizeof(ctl.buf);
+		}
+		n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return c->dead ? -EPIPE : 0;
+			return -errno;
+		}
+		if (want_fds) {
+			for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm;
+			     cm = CMSG_NXTHDR(&msg, cm)) {
+				size_t k;
+
+				if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+					continue;
+				k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+				for (size_t i = 0; i < k && nfds < VFURT_SOCK_MAX_FDS; i++)
+					memcpy(&fds[nfds++], CMSG_DATA(cm) + i * sizeof(int),
+					       sizeof(int));
+			}
+			if (msg.msg_flags & MSG_CTRUNC)
+				vfurt_logf(c->log, VFURT_LOG_WARN,
+					   "%s: too many fds in one message, extra fds dropped",
+					   c->dev->name);
+		}
+		rc = vfurt_conn_rx_feed(c, (size_t)n, fds, nfds);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- server -> client DMA messages ------------------------------------ */
+
+/* Wait for the reply to msg_id on sock; commands arriving on the main socket
+ * meanwhile go to the backlog. */
+static int wait_dma_reply(struct vfurt_conn *c, int sock, uint16_t msg_id, uint16_t cmd,
+			  void *data, size_t count)
+{
+	struct vfurt_msg in;
+	size_t cap = HDR_SIZE + sizeof(struct vfio_user_dma_access) + c->client_max_xfer;
+	int rc;
+
+	if (cap > c->rx_max)
+		cap = c->rx_max;
+	memset(&in, 0, sizeof(in));
+	for (;;) {
+		uint8_t *buf = malloc(cap);
+		struct vfio_user_header *h;
+		ssize_t len;
+
+		if (!buf) {
+			rc = -ENOMEM;
+			break;
+		}
+		len = vfurt_sock_recv_msg(sock, buf, cap, in.fds, &in.nfds, VFURT_SOCK_MAX_FDS,
+					  c->timeout_ms);
+		if (len < 0) {
+			free(buf);
+			rc = (int)len == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
+			c->dead = true; /* the stream is no longer in a known state */
+			break;
+		}
+		h = (struct vfio_user_header *)buf;
+		if ((h->flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
+			const struct vfio_user_dma_access *a = (const void *)(h + 1);
+			size_t plen = (size_t)len - HDR_SIZE;
+
+			vfurt_close_fds(in.fds, in.nfds);
+			in.nfds = 0;
+			if (h->msg_id != msg_id || h->cmd != cmd) {
+				free(buf);
+				vfurt_logf(c->log, VFURT_LOG_WARN,
+					   "%s: unexpected reply while waiting for DMA",
+					   c->dev->name);
+				continue;
+			}
+			if (h->flags & VFIO_USER_F_ERROR)
+				rc = h->error_no ? -(int)h->error_no : -EIO;
+			else if (cmd == VFIO_USER_DMA_READ &&
+				 (plen != sizeof(*a) + count || a->count != count))
+				rc = -EIO;
+			else
+				rc = 0;
+			if (!rc && cmd == VFIO_USER_DMA_READ)
+				memcpy(data, a->data, count);
+			free(buf);
+			break;
+		}
+		/* a command interleaved on the main socket: keep it for later */
+		if (sock != c->fd || c->backlog_len >= CONN_MAX_BACKLOG) {
+			free(buf);
+			vfurt_close_fds(in.fds, in.nfds);
+			in.nfds = 0;
+			rc = -EIO;
+			c->dead = true;
+			break;
+		}
+		{
+			struct vfurt_msg tmp = { .hdr = *h, .payload = (uint8_t *)(h + 1),
+						 .len = (size_t)len - HDR_SIZE };
+			struct vfurt_msg *q;
+
+			memcpy(tmp.fds, in.fds, sizeof(in.fds[0]) * in.nfds);
+			tmp.nfds = in.nfds;
+			in.nfds = 0;
+			q = msg_clone(&tmp);
+			free(buf);
+			if (!q) {
+				vfurt_close_fds(tmp.fds, tmp.nfds);
+				rc = -ENOMEM;
+				break;
+			}
+			if (c->backlog_tail)
+				c->backlog_tail->next = q;
+			else
+				c->backlog_head = q;
+			c->backlog_tail = q;
+			c->backlog_len++;
+		}
+	}
+	return rc;
+}
+
+int vfurt_conn_dma_xfer(struct vfurt_conn *c, uint64_t iova, void *buf, size_t len,
+			bool is_write)
+{
+	uint16_t cmd = is_write ? VFIO_USER_DMA_WRITE : VFIO_USER_DMA_READ;
+	int sock = c->twin_fd >= 0 ? c->twin_fd : c->fd;
+	uint8_t *p = buf;
+
+	if (c->dead)
+		return -EIO;
+	while (len > 0) {
+		size_t count = len < c->client_max_xfer ? len : c->client_max_xfer;
+		struct vfio_user_dma_access body = { .addr = iova, .count = count };
+		struct vfio_user_header hdr = {
+			.msg_id = c->next_msg_id++,
+			.cmd = cmd,
+			.flags = VFIO_USER_F_TYPE_COMMAND,
+		};
+		struct iovec iov[3] = {
+			{ .iov_base = &hdr, .iov_len = sizeof(hdr) },
+			{ .iov_base = &body, .iov_len = sizeof(body) },
+			{ .iov_base = p, .iov_len = count },
+		};
+		int rc;
+
+		hdr.msg_size = (uint32_t)(sizeof(hdr) + sizeof(body) + (is_write ? count : 0));
+		rc = vfurt_sock_send(sock, iov, is_write ? 3 : 2, NULL, 0, c->timeout_ms);
+		if (rc) {
+			c->dead = true;
+			return -EIO;
+		}
+		c->stats.dma_msgs++;
+		rc = wait_dma_reply(c, sock, hdr.msg_id, cmd, p, count);
+		if (rc)
+			return rc;
+		iova += count;
+		p += count;
+		len -= count;
+	}
+	return 0;
+}

@@ -1,0 +1,356 @@
+/* The device object: region and irq descriptions, DMA and interrupt entry points. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vfurt/device.h>
+
+#include "device_internal.h"
+
+#define PAGE_SIZE_4K 4096u
+
+struct vfurt_dev *vfurt_dev_create(const struct vfurt_dev_opts *opts)
+{
+	struct vfurt_dev_opts o = { 0 };
+	struct vfurt_dev *dev;
+
+	if (!opts || opts->opts_size == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+
+	dev = calloc(1, sizeof(*dev));
+	if (!dev) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	snprintf(dev->name, sizeof(dev->name), "%s", o.name ? o.name : "device");
+	if (o.ops) {
+		size_t n = o.ops->ops_size < sizeof(dev->ops) ? o.ops->ops_size : sizeof(dev->ops);
+
+		memcpy(&dev->ops, o.ops, n);
+	}
+	dev->arg = o.arg;
+	dev->log = o.log;
+	dev->reset_supported = o.reset_supported;
+	dev->irqs = vfurt_irqs_create();
+	if (!dev->irqs)
+		goto err_free_dev;
+	dev->dma = vfurt_dma_table_create(VFIO_USER_DEFAULT_MAX_DMA_MAPS, PAGE_SIZE_4K);
+	if (!dev->dma)
+		goto err_free_irqs;
+	return dev;
+
+err_free_irqs:
+	vfurt_irqs_destroy(dev->irqs);
+err_free_dev:
+	free(dev);
+	errno = ENOMEM;
+	return NULL;
+}
+
+void vfurt_dev_destroy(struct vfurt_dev *dev)
+{
+	if (!dev)
+		return;
+	if (dev->ops.destroy)
+		dev->ops.destroy(dev, dev->arg);
+	if (dev->pci && dev->pci_free)
+		dev->pci_free(dev->pci);
+	vfurt_dma_table_destroy(dev->dma);
+	vfurt_irqs_destroy(dev->irqs);
+	free(dev);
+}
+
+const char *vfurt_dev_name(const struct vfurt_dev *dev)
+{
+	return dev->name;
+}
+
+void *vfurt_dev_arg(const struct vfurt_dev *dev)
+{
+	return dev->arg;
+}
+
+const struct vfurt_log *vfurt_dev_log(const struct vfurt_dev *dev)
+{
+	return &dev->log;
+}
+
+static bool page_aligned(uint64_t v)
+{
+	return (v & (PAGE_SIZE_4K - 1)) == 0;
+}
+
+int vfurt_dev_setup_region(struct vfurt_dev *dev, uint32_t index,
+			   const struct vfurt_region_desc *desc)
+{
+	struct vfurt_region_desc d = { 0 };
+	struct vfurt_region *r;
+
+	if (!dev || !desc || index >= VFURT_MAX_REGIONS || desc->desc_size == 0)
+		return -EINVAL;
+	if (dev->conn)
+		return -EBUSY;
+	memcpy(&d, desc, desc->desc_size < sizeof(d) ? desc->desc_size : sizeof(d));
+	if (d.flags & ~(VFURT_REGION_RW | VFURT_REGION_IO | VFURT_REGION_MEM64 |
+			VFURT_REGION_PREFETCH))
+		return -EINVAL;
+	if (d.size == 0) {
+		memset(&dev->regions[index], 0, sizeof(dev->regions[index]));
+		dev->regions[index].d.fd = -1;
+		return 0;
+	}
+	if (!(d.flags & VFURT_REGION_RW))
+		return -EINVAL;
+	if (d.fd < 0 && !d.access)
+		return -EINVAL;
+	if (d.fd < 0 && d.nr_sparse)
+		return -EINVAL;
+	if (d.nr_sparse > VFURT_MAX_SPARSE_AREAS || (d.nr_sparse && !d.sparse))
+		return -EINVAL;
+	if (d.fd >= 0 && !page_aligned(d.fd_offset))
+		return -EINVAL;
+	if (d.fd >= 0 && d.nr_sparse == 0 && !page_aligned(d.size))
+		return -EINVAL;
+	for (uint32_t i = 0; i < d.nr_sparse; i++) {
+		const struct vfurt_sparse_area *a = &d.sparse[i];
+
+		if (!a->size || !page_aligned(a->offset) || !page_aligned(a->size) ||
+		    a->offset > d.size || a->size > d.size - a->offset)
+			return -EINVAL;
+	}
+
+	r = &dev->regions[index];
+	memset(r, 0, sizeof(*r));
+	r->d = d;
+	if (d.nr_sparse)
+		memcpy(r->areas, d.sparse, sizeof(r->areas[0]) * d.nr_sparse);
+	r->d.sparse = d.nr_sparse ? r->areas : NULL;
+	r->d.desc_size = sizeof(r->d);
+	return 0;
+}
+
+int vfurt_dev_get_region(const struct vfurt_dev *dev, uint32_t index,
+			 struct vfurt_region_desc *desc)
+{
+	if (!dev || !desc || index >= VFURT_MAX_REGIONS)
+		return -EINVAL;
+	*desc = dev->regions[index].d;
+	if (desc->size == 0)
+		desc->fd = -1;
+	return 0;
+}
+
+int vfurt_dev_hook_region(struct vfurt_dev *dev, uint32_t index,
+			  vfurt_region_access_fn fn, void *arg,
+			  vfurt_region_access_fn *old_fn, void **old_arg)
+{
+	struct vfurt_region *r;
+
+	if (!dev || index >= VFURT_MAX_REGIONS || !fn)
+		return -EINVAL;
+	r = &dev->regions[index];
+	if (r->d.size == 0)
+		return -EINVAL;
+	if (old_fn)
+		*old_fn = r->d.access;
+	if (old_arg)
+		*old_arg = r->d.arg;
+	r->d.access = fn;
+	r->d.arg = arg;
+	return 0;
+}
+
+uint32_t vfurt_dev_num_regions(const struct vfurt_dev *dev)
+{
+	uint32_t n = VFURT_REGION_NUM_PCI;
+
+	for (uint32_t i = VFURT_REGION_NUM_PCI; i < VFURT_MAX_REGIONS; i++)
+		if (dev->regions[i].d.size)
+			n = i + 1;
+	return n;
+}
+
+int vfurt_dev_setup_irq(struct vfurt_dev *dev, uint32_t index, uint32_t count)
+{
+	if (!dev || index >= VFURT_IRQ_NUM || count > VFURT_MAX_IRQ_VECTORS)
+		return -EINVAL;
+	if (dev->conn)
+		return -EBUSY;
+	return vfurt_irqs_setup(dev->irqs, index, count);
+}
+
+uint32_t vfurt_dev_irq_count(const struct vfurt_dev *dev, uint32_t index)
+{
+	return vfurt_irqs_count(dev->irqs, index);
+}
+
+int vfurt_dev_add_ioeventfd(struct vfurt_dev *dev, uint32_t index, uint64_t offset,
+			    uint64_t size, uint32_t flags, uint64_t datamatch, int fd)
+{
+	const struct vfurt_region *r;
+	struct vfurt_ioeventfd *e;
+
+	if (!dev || index >= VFURT_MAX_REGIONS || fd < 0)
+		return -EINVAL;
+	r = &dev->regions[index];
+	if (!r->d.size || offset >= r->d.size || size > r->d.size - offset ||
+	    (size != 0 && size != 1 && size != 2 && size != 4 && size != 8))
+		return -EINVAL;
+	if (flags & ~(VFIO_USER_IOEVENTFD_FLAG_DATAMATCH | VFIO_USER_IOEVENTFD_FLAG_PIO))
+		return -EINVAL;
+	if (dev->nr_ioev >= VFURT_MAX_IOEVENTFDS)
+		return -ENOSPC;
+	e = &dev->ioev[dev->nr_ioev++];
+	e->region = index;
+	e->offset = offset;
+	e->size = size;
+	e->flags = flags;
+	e->datamatch = datamatch;
+	e->fd = fd;
+	return 0;
+}
+
+int vfurt_dev_attach_pci(struct vfurt_dev *dev, struct vfurt_pci *pci,
+			 void (*reset_fn)(struct vfurt_pci *pci),
+			 void (*free_fn)(struct vfurt_pci *pci))
+{
+	if (!dev || !pci)
+		return -EINVAL;
+	if (dev->pci)
+		return -EEXIST;
+	dev->pci = pci;
+	dev->pci_reset = reset_fn;
+	dev->pci_free = free_fn;
+	return 0;
+}
+
+struct vfurt_pci *vfurt_dev_pci(const struct vfurt_dev *dev)
+{
+	return dev ? dev->pci : NULL;
+}
+
+bool vfurt_dev_attached(const struct vfurt_dev *dev)
+{
+	return dev->conn != NULL;
+}
+
+int vfurt_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why)
+{
+	if (dev->pci && dev->pci_reset)
+		dev->pci_reset(dev->pci);
+	vfurt_irqs_reset(dev->irqs);
+	if (dev->ops.reset)
+		return dev->ops.reset(dev, dev->arg, why);
+	return 0;
+}
+
+/* ---- interrupts ------------------------------------------------------- */
+
+int vfurt_irq_trigger(struct vfurt_dev *dev, uint32_t index, uint32_t vector)
+{
+	return vfurt_irqs_trigger(dev->irqs, index, vector);
+}
+
+void vfurt_irq_set_guest_mask(struct vfurt_dev *dev, uint32_t index, uint32_t vector,
+			      bool masked)
+{
+	vfurt_irqs_set_guest_mask(dev->irqs, index, vector, masked);
+}
+
+void vfurt_irq_set_func_mask(struct vfurt_dev *dev, uint32_t index, bool masked)
+{
+	vfurt_irqs_set_func_mask(dev->irqs, index, masked);
+}
+
+bool vfurt_irq_pending(const struct vfurt_dev *dev, uint32_t index, uint32_t vector)
+{
+	return vfurt_irqs_pending(dev->irqs, index, vector);
+}
+
+bool vfurt_irq_enabled(const struct vfurt_dev *dev, uint32_t index, uint32_t vector)
+{
+	return vfurt_irqs_enabled(dev->irqs, index, vector);
+}
+
+/* ---- DMA --------------------------------------------------------------- */
+
+int vfurt_dma_to_sg(struct vfurt_dev *dev, uint64_t iova, uint64_t len, uint32_t prot,
+		    struct vfurt_sg *sg, int max_sg)
+{
+	return vfurt_dma_table_to_sg(dev->dma, iova, len, prot, sg, max_sg);
+}
+
+void *vfurt_dma_ptr(struct vfurt_dev *dev, uint64_t iova, uint64_t len, uint32_t prot)
+{
+	return vfurt_dma_table_ptr(dev->dma, iova, len, prot);
+}
+
+#define DMA_SG_BATCH 16
+
+/* Copy between buf and guest memory piece by piece; message-based pieces go
+ * through the connection. */
+static int dma_copy(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len,
+		    bool is_write)
+{
+	struct vfurt_sg sg[DMA_SG_BATCH];
+	uint32_t prot = is_write ? VFURT_DMA_WRITE : VFURT_DMA_READ;
+	char *p = buf;
+
+	while (len > 0) {
+		uint64_t chunk = len;
+		uint64_t done = 0;
+		int n;
+
+		/* a range made of more pieces than one batch is done in halves */
+		while ((n = vfurt_dma_table_to_sg(dev->dma, iova, chunk, prot, sg,
+						  DMA_SG_BATCH)) == -ENOSPC && chunk > 1)
+			chunk /= 2;
+		if (n < 0)
+			return n;
+		for (int i = 0; i < n; i++) {
+			if (sg[i].vaddr) {
+				if (is_write)
+					memcpy(sg[i].vaddr, p + done, sg[i].len);
+				else
+					memcpy(p + done, sg[i].vaddr, sg[i].len);
+			} else {
+				int rc;
+
+				if (!dev->conn)
+					return -ENOTCONN;
+				rc = vfurt_conn_dma_xfer(dev->conn, sg[i].iova, p + done,
+							 sg[i].len, is_write);
+				if (rc)
+					return rc;
+			}
+			done += sg[i].len;
+		}
+		iova += done;
+		p += done;
+		len -= done;
+	}
+	return 0;
+}
+
+int vfurt_dma_read(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len)
+{
+	if (!dev || (!buf && len))
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	return dma_copy(dev, iova, buf, len, false);
+}
+
+int vfurt_dma_write(struct vfurt_dev *dev, uint64_t iova, const void *buf, size_t len)
+{
+	if (!dev || (!buf && len))
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	return dma_copy(dev, iova, (void *)buf, len, true);
+}

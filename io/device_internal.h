@@ -1,0 +1,56 @@
+/* struct vfurt_dev internals shared by the engine files of io/. */
+#ifndef VFURT_IO_DEVICE_INTERNAL_H
+#define VFURT_IO_DEVICE_INTERNAL_H
+
+#include <vfurt/device.h>
+
+#include "dma.h"
+#include "irq.h"
+
+struct vfurt_conn;
+
+struct vfurt_region {
+	struct vfurt_region_desc d; /* d.sparse points at areas */
+	struct vfurt_sparse_area areas[VFURT_MAX_SPARSE_AREAS];
+};
+
+#define VFURT_MAX_IOEVENTFDS 64u
+
+struct vfurt_ioeventfd {
+	uint32_t region;
+	uint32_t flags;
+	uint64_t offset;
+	uint64_t size;
+	uint64_t datamatch;
+	int fd;
+};
+
+struct vfurt_dev {
+	char name[64];
+	struct vfurt_dev_ops ops;
+	void *arg;
+	struct vfurt_log log;
+	bool reset_supported;
+	struct vfurt_region regions[VFURT_MAX_REGIONS];
+	struct vfurt_irqs *irqs;
+	struct vfurt_dma_table *dma;
+	struct vfurt_pci *pci;
+	void (*pci_reset)(struct vfurt_pci *pci);
+	void (*pci_free)(struct vfurt_pci *pci);
+	struct vfurt_ioeventfd ioev[VFURT_MAX_IOEVENTFDS];
+	uint32_t nr_ioev;
+	struct vfurt_conn *conn; /* attached client, NULL when none */
+};
+
+/* Number of regions to advertise: VFURT_REGION_NUM_PCI, or more when a
+ * device-specific region exists above it. */
+uint32_t vfurt_dev_num_regions(const struct vfurt_dev *dev);
+
+/* Run the device reset path (pci config space, irq state, model). */
+int vfurt_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why);
+
+/* The engine's DMA message path (conn.c). */
+int vfurt_conn_dma_xfer(struct vfurt_conn *conn, uint64_t iova, void *buf, size_t len,
+			bool is_write);
+
+#endif /* VFURT_IO_DEVICE_INTERNAL_H */

@@ -1,0 +1,302 @@
+/* Caller-driven driver: epoll over listening and connected sockets, plain syscalls. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <vfurt/server.h>
+
+#include "device_internal.h"
+
+enum ep_kind { EP_LISTEN, EP_CONN };
+
+struct endpoint;
+
+/* epoll user data: which socket of which endpoint. */
+struct ep_tag {
+	enum ep_kind kind;
+	struct endpoint *ep;
+};
+
+struct endpoint {
+	struct vfurt_server *srv;
+	struct vfurt_dev *dev;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int lfd;
+	struct vfurt_conn *conn;
+	struct ep_tag ltag;
+	struct ep_tag ctag;
+};
+
+struct vfurt_server {
+	int epfd;
+	struct vfurt_log log;
+	struct vfurt_conn_opts copts;
+	struct endpoint **eps;
+	size_t n;
+	size_t cap;
+};
+
+struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
+{
+	struct vfurt_server_opts o = { 0 };
+	struct vfurt_server *srv;
+
+	if (opts) {
+		if (opts->opts_size == 0) {
+			errno = EINVAL;
+			return NULL;
+		}
+		memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	}
+	srv = calloc(1, sizeof(*srv));
+	if (!srv) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (srv->epfd < 0) {
+		int e = errno;
+
+		free(srv);
+		errno = e;
+		return NULL;
+	}
+	srv->log = o.log;
+	srv->copts = o.conn;
+	if (!srv->copts.opts_size)
+		srv->copts.opts_size = sizeof(srv->copts);
+	return srv;
+}
+
+/* Is somebody accepting on this path? */
+static bool socket_alive(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool alive;
+
+	if (fd < 0)
+		return true; /* be conservative: do not unlink */
+	alive = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	close(fd);
+	return alive;
+}
+
+static int listen_on(const char *path, mode_t mode, int *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+	int rc;
+
+	if (!path || strlen(path) >= sizeof(sa.sun_path) || !*path)
+		return -EINVAL;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		if (socket_alive(&sa))
+			return -EADDRINUSE;
+		unlink(path); /* stale socket of a previous run */
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		goto err_close;
+	}
+	if (mode && chmod(path, mode) < 0) {
+		rc = -errno;
+		goto err_unlink;
+	}
+	if (listen(fd, 16) < 0) {
+		rc = -errno;
+		goto err_unlink;
+	}
+	*out = fd;
+	return 0;
+
+err_unlink:
+	unlink(path);
+err_close:
+	close(fd);
+	return rc;
+}
+
+int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, const char *path,
+			    mode_t mode)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct endpoint *ep;
+	int rc;
+
+	if (!srv || !dev || !path)
+		return -EINVAL;
+	if (srv->n == srv->cap) {
+		size_t ncap = srv->cap ? srv->cap * 2 : 8;
+		struct endpoint **n = realloc(srv->eps, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		srv->eps = n;
+		srv->cap = ncap;
+	}
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return -ENOMEM;
+	ep->srv = srv;
+	ep->dev = dev;
+	ep->ltag = (struct ep_tag){ EP_LISTEN, ep };
+	ep->ctag = (struct ep_tag){ EP_CONN, ep };
+	rc = listen_on(path, mode, &ep->lfd);
+	if (rc)
+		goto err_free;
+	snprintf(ep->path, sizeof(ep->path), "%s", path);
+	ev.data.ptr = &ep->ltag;
+	if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, ep->lfd, &ev) < 0) {
+		rc = -errno;
+		goto err_close;
+	}
+	srv->eps[srv->n++] = ep;
+	vfurt_logf(&srv->log, VFURT_LOG_INFO, "%s: listening on %s", dev->name, path);
+	return 0;
+
+err_close:
+	close(ep->lfd);
+	unlink(path);
+err_free:
+	free(ep);
+	return rc;
+}
+
+int vfurt_server_fd(const struct vfurt_server *srv)
+{
+	return srv->epfd;
+}
+
+size_t vfurt_server_device_count(const struct vfurt_server *srv)
+{
+	return srv->n;
+}
+
+struct vfurt_dev *vfurt_server_device(const struct vfurt_server *srv, size_t i)
+{
+	return i < srv->n ? srv->eps[i]->dev : NULL;
+}
+
+static void drop_conn(struct endpoint *ep, int why)
+{
+	if (!ep->conn)
+		return;
+	epoll_ctl(ep->srv->epfd, EPOLL_CTL_DEL, vfurt_conn_fd(ep->conn), NULL);
+	if (why && why != -ECONNRESET)
+		vfurt_logf(&ep->srv->log, VFURT_LOG_WARN, "%s: closing connection: %s",
+			   ep->dev->name, strerror(-why));
+	else
+		vfurt_logf(&ep->srv->log, VFURT_LOG_INFO, "%s: client disconnected", ep->dev->name);
+	vfurt_conn_destroy(ep->conn);
+	ep->conn = NULL;
+}
+
+static void on_accept(struct endpoint *ep)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = &ep->ctag };
+	int fd = accept4(ep->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return; /* EAGAIN or a client that went away */
+	if (ep->conn) {
+		vfurt_logf(&ep->srv->log, VFURT_LOG_WARN,
+			   "%s: refusing a second client while one is connected", ep->dev->name);
+		close(fd);
+		return;
+	}
+	ep->conn = vfurt_conn_create(ep->dev, fd, &ep->srv->copts);
+	if (!ep->conn) {
+		vfurt_logf(&ep->srv->log, VFURT_LOG_ERR, "%s: cannot create connection: %s",
+			   ep->dev->name, strerror(errno));
+		close(fd);
+		return;
+	}
+	if (epoll_ctl(ep->srv->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		vfurt_conn_destroy(ep->conn);
+		ep->conn = NULL;
+		return;
+	}
+	vfurt_logf(&ep->srv->log, VFURT_LOG_DEBUG, "%s: client connected", ep->dev->name);
+}
+
+static void on_conn(struct endpoint *ep)
+{
+	int rc;
+
+	if (!ep->conn)
+		return;
+	rc = vfurt_conn_on_readable(ep->conn);
+	if (rc) {
+		drop_conn(ep, rc);
+		return;
+	}
+	/* while a command waits for an asynchronous quiesce, stop reading */
+	if (vfurt_conn_paused(ep->conn)) {
+		struct epoll_event ev = { .events = EPOLLRDHUP, .data.ptr = &ep->ctag };
+
+		epoll_ctl(ep->srv->epfd, EPOLL_CTL_MOD, vfurt_conn_fd(ep->conn), &ev);
+	}
+}
+
+/* Re-arm reading on connections whose quiesce completed. */
+static void resume_paused(struct vfurt_server *srv)
+{
+	for (size_t i = 0; i < srv->n; i++) {
+		struct endpoint *ep = srv->eps[i];
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = &ep->ctag };
+
+		if (ep->conn && !vfurt_conn_paused(ep->conn))
+			epoll_ctl(srv->epfd, EPOLL_CTL_MOD, vfurt_conn_fd(ep->conn), &ev);
+	}
+}
+
+int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms)
+{
+	struct epoll_event evs[32];
+	int n;
+
+	resume_paused(srv);
+	n = epoll_wait(srv->epfd, evs, 32, timeout_ms);
+	if (n < 0)
+		return -errno;
+	for (int i = 0; i < n; i++) {
+		struct ep_tag *tag = evs[i].data.ptr;
+
+		if (tag->kind == EP_LISTEN)
+			on_accept(tag->ep);
+		else
+			on_conn(tag->ep);
+	}
+	return n;
+}
+
+void vfurt_server_destroy(struct vfurt_server *srv)
+{
+	if (!srv)
+		return;
+	for (size_t i = 0; i < srv->n; i++) {
+		struct endpoint *ep = srv->eps[i];
+
+		drop_conn(ep, 0);
+		close(ep->lfd);
+		unlink(ep->path);
+		vfurt_dev_destroy(ep->dev);
+		free(ep);
+	}
+	free(srv->eps);
+	close(srv->epfd);
+	free(srv);
+}

@@ -1,0 +1,49 @@
+/* Device specifications ("type,key=value,...") and the table of device types. */
+#ifndef VFURT_RUNTIME_DEVSPEC_H
+#define VFURT_RUNTIME_DEVSPEC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <vfurt/device.h>
+#include <vfurt/log.h>
+
+#define DEVSPEC_MAX_KEYS 16
+#define DEVSPEC_KEY_LEN 32
+#define DEVSPEC_VAL_LEN 256
+
+struct devspec {
+	char type[DEVSPEC_KEY_LEN];
+	size_t nkeys;
+	struct {
+		char key[DEVSPEC_KEY_LEN];
+		char val[DEVSPEC_VAL_LEN];
+		int used;
+	} kv[DEVSPEC_MAX_KEYS];
+};
+
+/*
+ * Parse "type,key=value,...". Returns 0 or -EINVAL with a message in err
+ * (errlen bytes) naming the offending part.
+ */
+int devspec_parse(const char *s, struct devspec *spec, char *err, size_t errlen);
+
+/* Value of key or NULL; marks the key used. */
+const char *devspec_get(struct devspec *spec, const char *key);
+
+/*
+ * Build the device a spec describes: looks the type up in the device type
+ * table, applies the keys (socket and socket_mode are read by the caller
+ * first and marked used), and rejects unknown keys. Returns the device or
+ * NULL with a message in err.
+ */
+struct vfurt_dev *devspec_create(struct devspec *spec, const struct vfurt_log *log,
+				 char *err, size_t errlen);
+
+/* Parse an octal mode like "0600". Returns 0 or -EINVAL. */
+int devspec_parse_mode(const char *s, mode_t *mode);
+
+/* Comma-separated list of known device types, for --help. */
+const char *devspec_types(void);
+
+#endif /* VFURT_RUNTIME_DEVSPEC_H */
