@@ -1,0 +1,80 @@
+# Thin wrapper over CMake: `make run` and `make test` on a fresh Debian 12 machine.
+#
+#   make deps    install missing Debian packages (non-interactive, idempotent)
+#   make build   release build in build/
+#   make run     deps + build + serve the default devices on sockets under ./run/
+#   make test    deps + build + every test: normal, ASan+UBSan, and a bounded fuzz run
+#   make bench   deps + build + benchmarks
+
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+BUILD ?= build
+CMAKE_FLAGS ?=
+FUZZ_SECONDS ?= 60
+RUN_DIR ?= $(CURDIR)/run
+
+DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libhwloc-dev libck-dev \
+	libjson-c-dev libcmocka-dev libbenchmark-dev linux-libc-dev clang \
+	libclang-rt-14-dev
+
+.PHONY: all deps build run test test-unit test-asan test-fuzz bench clean install
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo -n"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get update -qq </dev/null && \
+		$$SUDO apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVFURT_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	@mkdir -p $(RUN_DIR)
+	@echo "vfu-rt: serving a GPIO device on $(RUN_DIR)/gpio0.sock (Ctrl-C stops)"
+	@echo "inspect it with: $(BUILD)/vfu-ctl info $(RUN_DIR)/gpio0.sock"
+	@echo "attach QEMU 10.1+ with:"
+	@echo "  qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=2G,share=on -machine memory-backend=mem \\"
+	@echo "    -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$(RUN_DIR)/gpio0.sock\",\"type\":\"unix\"}}'"
+	exec $(BUILD)/vfu-rt --device gpio,socket=$(RUN_DIR)/gpio0.sock,socket_mode=0600
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+test-asan: deps
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DVFURT_WERROR=ON \
+		-DVFURT_SANITIZE=address,undefined -DVFURT_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD)-asan -j$(JOBS)
+	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
+
+test-fuzz: deps
+	@if command -v clang >/dev/null; then \
+		CC=clang CXX=clang++ CFLAGS="-fsanitize=fuzzer-no-link" cmake -S . -B $(BUILD)-fuzz \
+			-DCMAKE_BUILD_TYPE=Debug -DVFURT_FUZZ=ON -DVFURT_SANITIZE=address,undefined \
+			-DVFURT_BENCH=OFF -DBUILD_TESTING=ON >/dev/null && \
+		cmake --build $(BUILD)-fuzz -j$(JOBS) --target fuzz_msg && \
+		mkdir -p $(BUILD)-fuzz/corpus && \
+		$(BUILD)-fuzz/tests/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+			$(BUILD)-fuzz/corpus tests/fuzz/seeds && echo "fuzz: $(FUZZ_SECONDS)s without a finding"; \
+	else echo "fuzz: clang not available, skipped"; fi
+
+test: test-unit test-asan test-fuzz
+
+bench: build
+	@if [ -x $(BUILD)/bench/vfu-microbench ]; then $(BUILD)/bench/vfu-microbench; fi
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz
