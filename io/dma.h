@@ -62,13 +62,15 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 /*
  * Remove the window that exactly matches [iova, iova+size). before_unmap (if
  * not NULL) is called with the window before it is unpublished and
- * unmapped. Returns 0, -ENOENT (no exact match), -EINVAL.
+ * unmapped. Returns 0, -ENOENT (no exact match), -EINVAL (size 0 or
+ * overflow), -ENOMEM (new snapshot; nothing changed, before_unmap not called).
  */
 int vfurt_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			   void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 			   void *arg);
 
-/* Remove every window, calling before_unmap for each. */
+/* Remove every window, calling before_unmap for each (all of them before
+ * the table is unpublished). Never fails: the empty table is a NULL snapshot. */
 void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
 				void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 				void *arg);
@@ -76,7 +78,9 @@ void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
 /* Number of windows. */
 uint32_t vfurt_dma_table_count(const struct vfurt_dma_table *t);
 
-/* Same contract as vfurt_dma_to_sg() / vfurt_dma_ptr() in device.h. */
+/* Same contract as vfurt_dma_to_sg() / vfurt_dma_ptr() in device.h. Any
+ * thread; allocation free. to_sg reports -ENOENT/-EACCES anywhere in the
+ * range in preference to -ENOSPC; max_sg < 0 is -EINVAL. */
 int vfurt_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
 			  uint32_t prot, struct vfurt_sg *sg, int max_sg);
 void *vfurt_dma_table_ptr(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,

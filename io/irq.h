@@ -31,7 +31,8 @@ struct vfurt_irqs *vfurt_irqs_create(void);
 /* Closes every eventfd. NULL is ignored. */
 void vfurt_irqs_destroy(struct vfurt_irqs *irqs);
 
-/* Declare count vectors of index. count 0 removes the index. -EINVAL. */
+/* Declare count vectors of index (closes the index's fds and clears its
+ * state). count 0 removes the index. Returns 0, -EINVAL, -ENOMEM. */
 int vfurt_irqs_setup(struct vfurt_irqs *irqs, uint32_t index, uint32_t count);
 uint32_t vfurt_irqs_count(const struct vfurt_irqs *irqs, uint32_t index);
 
@@ -48,7 +49,9 @@ uint32_t vfurt_irqs_info_flags(const struct vfurt_irqs *irqs, uint32_t index);
  * <= vector count (start = count = 0 with DATA_NONE|ACTION_TRIGGER disables
  * the index), data_len for BOOL, fd count.
  * On success takes ownership of every fd; on failure owns none.
- * state_fn is called for client MASK/UNMASK changes.
+ * state_fn is called once per client MASK/UNMASK request (DATA_NONE/BOOL)
+ * with the request's range. MASK/UNMASK on an index that is not MASKABLE,
+ * fds with DATA_NONE/BOOL, and the same fd twice in one request are -EINVAL.
  * Returns 0 or -EINVAL (bad request), -EBADF (fd is not usable).
  */
 int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
