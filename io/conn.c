@@ -475,7 +475,9 @@ int vfurt_conn_on_readable(struct vfurt_conn *c)
 		struct cmsghdr align;
 	} ctl;
 
-	while (!c->parked) {
+	/* a bounded number of reads per call so one busy client cannot starve
+	 * the other connections of the same loop */
+	for (int budget = 256; budget > 0 && !c->parked; budget--) {
 		int fds[VFURT_SOCK_MAX_FDS];
 		size_t nfds = 0;
 		struct msghdr msg = { 0 };

@@ -86,8 +86,9 @@ VFURT_EXPORT int vfurt_conn_rx_feed(struct vfurt_conn *conn, size_t n, int *fds,
 
 /*
  * Plain-syscall driver step: read with recvmsg(MSG_DONTWAIT) until the socket
- * has no more data, feeding the engine. Returns 0 (drained, connection
- * alive), or a negative errno to close (-ECONNRESET on EOF).
+ * has no more data or a fairness budget of reads is used up (call again
+ * while the socket polls readable), feeding the engine. Returns 0
+ * (connection alive), or a negative errno to close (-ECONNRESET on EOF).
  */
 VFURT_EXPORT int vfurt_conn_on_readable(struct vfurt_conn *conn);
 

@@ -1,0 +1,410 @@
+/* Test harness implementation: server thread and the test device model. */
+#include <errno.h>
+#include <dirent.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <vfurt/pci.h>
+
+#include "common/testsrv.h"
+
+struct testdev {
+	struct vfurt_dev *dev;
+	struct testsrv_devstate *unused;
+	struct testdev_opts opts;
+	struct testdev_stats *stats;
+	uint8_t regs[0x1000];
+	uint8_t scratch3[0x1000];
+	uint8_t bar1[TD_BAR1_SIZE];
+	uint8_t bar2[256];
+	uint8_t devspec[4096];
+	int memfd;
+	uint8_t *mem; /* the memfd, mapped here too */
+	int ioevfd;
+	atomic_int quiesce_pending;
+};
+
+static uint64_t rd64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static void run_dma(struct testdev *td, uint32_t op)
+{
+	uint64_t iova = rd64(&td->regs[TD_REG_DMA_IOVA]);
+	uint64_t len = rd64(&td->regs[TD_REG_DMA_LEN]);
+	int32_t status;
+
+	if (len > TD_BAR1_SIZE)
+		status = -EINVAL;
+	else if (op == 1)
+		status = vfurt_dma_read(td->dev, iova, td->bar1, len);
+	else if (op == 2)
+		status = vfurt_dma_write(td->dev, iova, td->bar1, len);
+	else
+		status = -EINVAL;
+	memcpy(&td->regs[TD_REG_DMA_STATUS], &status, sizeof(status));
+}
+
+static ssize_t bar0_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+			   uint64_t off, bool is_write)
+{
+	struct testdev *td = arg;
+	uint8_t *p;
+
+	if (off >= TD_MMAP_OFF + TD_MMAP_SIZE)
+		p = &td->scratch3[off - TD_MMAP_OFF - TD_MMAP_SIZE];
+	else if (off >= TD_MMAP_OFF)
+		p = &td->mem[off - TD_MMAP_OFF];
+	else
+		p = &td->regs[off];
+	/* accesses never straddle the areas in these tests, but stay safe */
+	if (off < TD_MMAP_OFF && off + count > TD_MMAP_OFF)
+		return -EINVAL;
+	if (!is_write) {
+		memcpy(buf, p, count);
+		return (ssize_t)count;
+	}
+	if (off == TD_REG_DMA_STATUS)
+		return (ssize_t)count; /* read-only */
+	memcpy(p, buf, count);
+	if (off == TD_REG_DMA_DOORBELL && count >= 4) {
+		uint32_t op;
+
+		memcpy(&op, buf, sizeof(op));
+		run_dma(td, op);
+	} else if (off == TD_REG_IRQ_DOORBELL && count >= 4) {
+		uint32_t v;
+		int32_t status;
+
+		memcpy(&v, buf, sizeof(v));
+		status = vfurt_irq_trigger(dev, v >> 16, v & 0xffff);
+		memcpy(&td->regs[TD_REG_IRQ_STATUS], &status, sizeof(status));
+	}
+	return (ssize_t)count;
+}
+
+static ssize_t buf_access(uint8_t *mem, void *buf, size_t count, uint64_t off, bool is_write)
+{
+	if (is_write)
+		memcpy(mem + off, buf, count);
+	else
+		memcpy(buf, mem + off, count);
+	return (ssize_t)count;
+}
+
+static ssize_t bar1_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+			   uint64_t off, bool is_write)
+{
+	return buf_access(((struct testdev *)arg)->bar1, buf, count, off, is_write);
+}
+
+static ssize_t bar2_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+			   uint64_t off, bool is_write)
+{
+	return buf_access(((struct testdev *)arg)->bar2, buf, count, off, is_write);
+}
+
+static ssize_t devspec_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+			      uint64_t off, bool is_write)
+{
+	return buf_access(((struct testdev *)arg)->devspec, buf, count, off, is_write);
+}
+
+static ssize_t bar4_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+			   uint64_t off, bool is_write)
+{
+	if (!is_write)
+		memset(buf, 0, count);
+	return (ssize_t)count;
+}
+
+static int td_reset(struct vfurt_dev *dev, void *arg, enum vfurt_reset_reason why)
+{
+	struct testdev *td = arg;
+
+	memset(td->regs, 0, sizeof(td->regs));
+	atomic_fetch_add(&td->stats->reset, 1);
+	return 0;
+}
+
+static int td_quiesce(struct vfurt_dev *dev, void *arg)
+{
+	struct testdev *td = arg;
+
+	atomic_fetch_add(&td->stats->quiesce, 1);
+	if (td->opts.async_quiesce) {
+		atomic_store(&td->quiesce_pending, 1);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+static void td_dma_map(struct vfurt_dev *dev, void *arg, const struct vfurt_dma_region *r)
+{
+	atomic_fetch_add(&((struct testdev *)arg)->stats->dma_map, 1);
+}
+
+static void td_dma_unmap(struct vfurt_dev *dev, void *arg, const struct vfurt_dma_region *r)
+{
+	atomic_fetch_add(&((struct testdev *)arg)->stats->dma_unmap, 1);
+}
+
+static void td_attach(struct vfurt_dev *dev, void *arg)
+{
+	atomic_fetch_add(&((struct testdev *)arg)->stats->attach, 1);
+}
+
+static void td_detach(struct vfurt_dev *dev, void *arg)
+{
+	atomic_fetch_add(&((struct testdev *)arg)->stats->detach, 1);
+}
+
+static void td_irq_state(struct vfurt_dev *dev, void *arg, uint32_t index, uint32_t start,
+			 uint32_t count, bool masked)
+{
+	atomic_fetch_add(&((struct testdev *)arg)->stats->irq_state, 1);
+}
+
+static void td_destroy(struct vfurt_dev *dev, void *arg)
+{
+	struct testdev *td = arg;
+
+	atomic_fetch_add(&td->stats->destroy, 1);
+	munmap(td->mem, TD_MMAP_SIZE);
+	close(td->memfd);
+	close(td->ioevfd);
+	free(td);
+}
+
+static const struct vfurt_dev_ops td_ops = {
+	.ops_size = sizeof(td_ops),
+	.reset = td_reset,
+	.quiesce = td_quiesce,
+	.dma_map = td_dma_map,
+	.dma_unmap = td_dma_unmap,
+	.attach = td_attach,
+	.detach = td_detach,
+	.irq_state = td_irq_state,
+	.destroy = td_destroy,
+};
+
+/* stats outlive the device so tests can check destroy */
+static struct testdev_stats *alloc_stats(void)
+{
+	return calloc(1, sizeof(struct testdev_stats));
+}
+
+struct vfurt_dev *testdev_create(const char *name, const struct testdev_opts *opts,
+				 struct testdev_stats **stats)
+{
+	struct vfurt_dev_opts o = { .opts_size = sizeof(o), .name = name, .ops = &td_ops };
+	struct vfurt_sparse_area area = { .offset = TD_MMAP_OFF, .size = TD_MMAP_SIZE };
+	struct vfurt_pci_opts po = {
+		.opts_size = sizeof(po), .vendor_id = 0x1af4, .device_id = 0x10ff,
+		.subsys_vendor_id = 0x1af4, .subsys_id = 0x0001, .class_code = 0xff0000,
+		.revision = 1, .intx_pin = 1, .cfg_size = VFURT_PCI_CFG_SIZE_EXP,
+	};
+	struct vfurt_region_desc r;
+	struct vfurt_pci *pci;
+	struct testdev *td;
+
+	td = calloc(1, sizeof(*td));
+	if (!td)
+		return NULL;
+	if (opts)
+		td->opts = *opts;
+	td->stats = alloc_stats();
+	td->memfd = memfd_create("testdev-bar0", MFD_CLOEXEC);
+	if (td->memfd < 0 || ftruncate(td->memfd, TD_MMAP_SIZE))
+		abort();
+	td->mem = mmap(NULL, TD_MMAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, td->memfd, 0);
+	if (td->mem == MAP_FAILED)
+		abort();
+	td->ioevfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	o.arg = td;
+	o.reset_supported = !td->opts.no_reset;
+	o.log.level = -1;
+	td->dev = vfurt_dev_create(&o);
+	if (!td->dev)
+		abort();
+
+	r = (struct vfurt_region_desc){ .desc_size = sizeof(r), .size = TD_BAR0_SIZE,
+		.flags = VFURT_REGION_RW, .access = bar0_access, .arg = td, .fd = td->memfd,
+		/* the sparse area's file offset is fd_offset + area offset: the memfd
+		 * holds only the area, so start the region "before" it */
+		.fd_offset = 0, .sparse = &area, .nr_sparse = 1 };
+	/* map area offset 0x1000 onto memfd offset 0: give the region a file
+	 * offset of -0x1000 is impossible, so back the memfd with 0x3000 bytes
+	 * instead (see below) */
+	if (ftruncate(td->memfd, TD_MMAP_OFF + TD_MMAP_SIZE))
+		abort();
+	munmap(td->mem, TD_MMAP_SIZE);
+	td->mem = mmap(NULL, TD_MMAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, td->memfd,
+		       TD_MMAP_OFF);
+	if (td->mem == MAP_FAILED || vfurt_dev_setup_region(td->dev, VFURT_REGION_BAR0, &r))
+		abort();
+	r = (struct vfurt_region_desc){ .desc_size = sizeof(r), .size = TD_BAR1_SIZE,
+		.flags = VFURT_REGION_RW, .access = bar1_access, .arg = td, .fd = -1 };
+	if (vfurt_dev_setup_region(td->dev, VFURT_REGION_BAR1, &r))
+		abort();
+	r = (struct vfurt_region_desc){ .desc_size = sizeof(r), .size = 256,
+		.flags = VFURT_REGION_RW | VFURT_REGION_IO, .access = bar2_access, .arg = td,
+		.fd = -1 };
+	if (vfurt_dev_setup_region(td->dev, VFURT_REGION_BAR2, &r))
+		abort();
+	r = (struct vfurt_region_desc){ .desc_size = sizeof(r), .size = 0x2000,
+		.flags = VFURT_REGION_RW, .access = bar4_access, .arg = td, .fd = -1 };
+	if (vfurt_dev_setup_region(td->dev, VFURT_REGION_BAR4, &r))
+		abort();
+	r = (struct vfurt_region_desc){ .desc_size = sizeof(r), .size = 4096,
+		.flags = VFURT_REGION_RW, .access = devspec_access, .arg = td, .fd = -1,
+		.cap_type = 0x1234, .cap_subtype = 1 };
+	if (vfurt_dev_setup_region(td->dev, TD_REGION_DEVSPEC, &r))
+		abort();
+	pci = vfurt_pci_create(td->dev, &po);
+	if (!pci || vfurt_pci_add_pm(pci) < 0 || vfurt_pci_add_msi(pci, 4, true) < 0 ||
+	    vfurt_pci_add_msix(pci, TD_MSIX_VECTORS, VFURT_REGION_BAR4, 0, VFURT_REGION_BAR4,
+			       0x1000) < 0 ||
+	    vfurt_pci_add_pcie(pci) < 0 || vfurt_pci_add_dsn(pci, 0x0123456789abcdefull) < 0)
+		abort();
+	if (vfurt_dev_setup_irq(td->dev, VFURT_IRQ_ERR, 1) ||
+	    vfurt_dev_setup_irq(td->dev, VFURT_IRQ_REQ, 1))
+		abort();
+	if (vfurt_dev_add_ioeventfd(td->dev, VFURT_REGION_BAR0, TD_REG_IOEVENTFD, 4, 0, 0,
+				    td->ioevfd))
+		abort();
+	if (stats)
+		*stats = td->stats;
+	return td->dev;
+}
+
+int testdev_ioeventfd(struct vfurt_dev *dev)
+{
+	return ((struct testdev *)vfurt_dev_arg(dev))->ioevfd;
+}
+
+/* ---- server thread ------------------------------------------------------ */
+
+#define TS_MAX_DEVS 16
+
+struct testsrv {
+	struct vfurt_server *srv;
+	pthread_t thread;
+	int stop_fd;
+	char dir[64];
+	char paths[TS_MAX_DEVS][128];
+	struct vfurt_dev *devs[TS_MAX_DEVS];
+	size_t n;
+};
+
+/* Complete asynchronous quiesces one loop pass after they were asked for. */
+static void finish_quiesces(struct testsrv *ts)
+{
+	for (size_t i = 0; i < ts->n; i++) {
+		struct testdev *td = vfurt_dev_arg(ts->devs[i]);
+
+		if (td && td->dev == ts->devs[i] && atomic_exchange(&td->quiesce_pending, 0))
+			vfurt_dev_quiesced(ts->devs[i], 0);
+	}
+}
+
+static void *server_main(void *arg)
+{
+	struct testsrv *ts = arg;
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = vfurt_server_fd(ts->srv), .events = POLLIN },
+			{ .fd = ts->stop_fd, .events = POLLIN },
+		};
+
+		if (poll(pfd, 2, 10) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		vfurt_server_run_once(ts->srv, 0);
+		finish_quiesces(ts);
+	}
+	return NULL;
+}
+
+struct testsrv *testsrv_start(struct vfurt_dev **devs, size_t n,
+			      const struct vfurt_conn_opts *conn_opts)
+{
+	struct vfurt_server_opts so = { .opts_size = sizeof(so) };
+	struct testsrv *ts = calloc(1, sizeof(*ts));
+	const char *verbose = getenv("VFURT_TEST_VERBOSE");
+
+	if (!ts || n > TS_MAX_DEVS)
+		abort();
+	snprintf(ts->dir, sizeof(ts->dir), "/tmp/vfurt-test-XXXXXX");
+	if (!mkdtemp(ts->dir))
+		abort();
+	if (conn_opts)
+		so.conn = *conn_opts;
+	if (verbose) {
+		so.log.fn = vfurt_log_stderr;
+		so.log.arg = (void *)"testsrv";
+		so.log.level = VFURT_LOG_DEBUG;
+	}
+	ts->srv = vfurt_server_create(&so);
+	ts->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (!ts->srv || ts->stop_fd < 0)
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		snprintf(ts->paths[i], sizeof(ts->paths[i]), "%s/dev%zu.sock", ts->dir, i);
+		if (vfurt_server_add_device(ts->srv, devs[i], ts->paths[i], 0600))
+			abort();
+		ts->devs[i] = devs[i];
+	}
+	ts->n = n;
+	if (pthread_create(&ts->thread, NULL, server_main, ts))
+		abort();
+	return ts;
+}
+
+const char *testsrv_path(const struct testsrv *ts, size_t i)
+{
+	return ts->paths[i];
+}
+
+void testsrv_stop(struct testsrv *ts)
+{
+	uint64_t one = 1;
+
+	if (!ts)
+		return;
+	if (write(ts->stop_fd, &one, sizeof(one)) != sizeof(one))
+		abort();
+	pthread_join(ts->thread, NULL);
+	vfurt_server_destroy(ts->srv);
+	close(ts->stop_fd);
+	rmdir(ts->dir);
+	free(ts);
+}
+
+int test_count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the DIR's own fd */
+}

@@ -1,0 +1,155 @@
+/* Unit tests of whole-message socket I/O with fd passing (io/sock.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "io/sock.h"
+
+static int sv[2];
+
+static int setup(void **state)
+{
+	return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+}
+
+static int teardown(void **state)
+{
+	close(sv[0]);
+	close(sv[1]);
+	return 0;
+}
+
+static bool fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) >= 0;
+}
+
+static void roundtrip_with_fds(void **state)
+{
+	struct vfio_user_header h = { .msg_id = 7, .cmd = VFIO_USER_DMA_MAP, .msg_size = 16 + 5 };
+	uint8_t buf[64];
+	int fds[2] = { eventfd(0, EFD_CLOEXEC), eventfd(0, EFD_CLOEXEC) };
+	int got[4];
+	size_t n = 0;
+	ssize_t len;
+
+	assert_int_equal(vfurt_sock_send_msg(sv[0], &h, "hello", 5, fds, 2, 1000), 0);
+	len = vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), got, &n, 4, 1000);
+	assert_int_equal(len, 21);
+	assert_int_equal(n, 2);
+	assert_memory_equal(buf + 16, "hello", 5);
+	assert_true(fd_open(got[0]) && fd_open(got[1]));
+	assert_int_not_equal(got[0], fds[0]);
+	vfurt_close_fds(got, n);
+	assert_int_equal(got[0], -1);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static void too_big_closes_fds(void **state)
+{
+	struct vfio_user_header h = { .msg_id = 1, .cmd = 9, .msg_size = 16 + 100 };
+	uint8_t payload[100] = { 0 };
+	uint8_t buf[64];
+	int fd = eventfd(0, EFD_CLOEXEC);
+	int got[4] = { -1, -1, -1, -1 };
+	size_t n = 0;
+
+	assert_int_equal(vfurt_sock_send_msg(sv[0], &h, payload, sizeof(payload), &fd, 1, 1000), 0);
+	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), got, &n, 4, 1000), -EMSGSIZE);
+	assert_int_equal(n, 0);
+	close(fd);
+}
+
+static void short_size_is_eproto(void **state)
+{
+	struct vfio_user_header h = { .msg_size = 8 };
+	uint8_t buf[64];
+
+	assert_int_equal(write(sv[0], &h, sizeof(h)), (ssize_t)sizeof(h));
+	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), NULL, NULL, 0, 1000), -EPROTO);
+}
+
+static void eof_mid_message(void **state)
+{
+	struct vfio_user_header h = { .msg_size = 16 + 32 };
+	uint8_t buf[64];
+
+	assert_int_equal(write(sv[0], &h, sizeof(h)), (ssize_t)sizeof(h));
+	assert_int_equal(write(sv[0], "abc", 3), 3);
+	shutdown(sv[0], SHUT_WR);
+	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), NULL, NULL, 0, 1000),
+			 -ECONNRESET);
+}
+
+static void timeout(void **state)
+{
+	uint8_t buf[64];
+
+	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), NULL, NULL, 0, 20),
+			 -ETIMEDOUT);
+}
+
+static void extra_fds_are_closed(void **state)
+{
+	struct vfio_user_header h = { .msg_size = 16 };
+	int fds[3] = { eventfd(0, 0), eventfd(0, 0), eventfd(0, 0) };
+	uint8_t buf[64];
+	int got[1];
+	size_t n = 0;
+
+	assert_int_equal(vfurt_sock_send_msg(sv[0], &h, NULL, 0, fds, 3, 1000), 0);
+	/* only one fd is accepted: the others are closed, the message is kept */
+	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), got, &n, 1, 1000), -EMSGSIZE);
+	assert_int_equal(n, 0);
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+}
+
+static void send_to_closed_peer(void **state)
+{
+	struct vfio_user_header h = { .msg_size = 16 };
+	int rc;
+
+	close(sv[1]);
+	sv[1] = socket(AF_UNIX, SOCK_STREAM, 0); /* keep teardown simple */
+	rc = vfurt_sock_send_msg(sv[0], &h, NULL, 0, NULL, 0, 100);
+	assert_true(rc == -EPIPE || rc == -ECONNRESET);
+}
+
+static void bad_args(void **state)
+{
+	struct iovec iov[9] = { 0 };
+	int fds[VFURT_SOCK_MAX_FDS + 1] = { 0 };
+	struct vfio_user_header h = { .msg_size = 16 };
+
+	assert_int_equal(vfurt_sock_send(sv[0], iov, 0, NULL, 0, 10), -EINVAL);
+	assert_int_equal(vfurt_sock_send(sv[0], iov, 9, NULL, 0, 10), -EINVAL);
+	assert_int_equal(vfurt_sock_send_msg(sv[0], &h, NULL, 0, fds, VFURT_SOCK_MAX_FDS + 1, 10),
+			 -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(roundtrip_with_fds, setup, teardown),
+		cmocka_unit_test_setup_teardown(too_big_closes_fds, setup, teardown),
+		cmocka_unit_test_setup_teardown(short_size_is_eproto, setup, teardown),
+		cmocka_unit_test_setup_teardown(eof_mid_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(extra_fds_are_closed, setup, teardown),
+		cmocka_unit_test_setup_teardown(send_to_closed_peer, setup, teardown),
+		cmocka_unit_test_setup_teardown(bad_args, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
