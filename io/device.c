@@ -239,11 +239,18 @@ bool vfurt_dev_attached(const struct vfurt_dev *dev)
 	return dev->conn != NULL;
 }
 
+int vfurt_dev_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why)
+{
+	return vfurt_dev_do_reset(dev, why);
+}
+
 int vfurt_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why)
 {
+	/* irq state first: the PCI reset then re-applies the power-on masks
+	 * (MSI/MSI-X disabled) on top of it */
+	vfurt_irqs_reset(dev->irqs);
 	if (dev->pci && dev->pci_reset)
 		dev->pci_reset(dev->pci);
-	vfurt_irqs_reset(dev->irqs);
 	if (dev->ops.reset)
 		return dev->ops.reset(dev, dev->arg, why);
 	return 0;

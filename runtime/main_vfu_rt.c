@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <vfurt/server.h>
+#include <vfurt/vfio_user.h>
 
 #include "runtime/devspec.h"
 

@@ -221,6 +221,14 @@ VFURT_EXPORT int vfurt_dev_add_ioeventfd(struct vfurt_dev *dev, uint32_t index,
 					 uint64_t offset, uint64_t size,
 					 uint32_t flags, uint64_t datamatch, int fd);
 
+/*
+ * Run the device's reset path as a reset from `why` would: irq pending bits
+ * and guest masks, then PCI config space (if attached), then ops->reset.
+ * Used for a guest-initiated function level reset. Returns ops->reset's
+ * result (0 without one).
+ */
+VFURT_EXPORT int vfurt_dev_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why);
+
 /* Finish a quiesce that ops->quiesce answered with -EBUSY. err 0 = quiesced;
  * a negative errno fails the parked command with that error. */
 VFURT_EXPORT void vfurt_dev_quiesced(struct vfurt_dev *dev, int err);
