@@ -14,7 +14,10 @@
 #include <linux/vfio.h>
 
 #ifdef __cplusplus
+#define VFURT_STATIC_ASSERT(c, m) static_assert(c, m)
 extern "C" {
+#else
+#define VFURT_STATIC_ASSERT(c, m) _Static_assert(c, m)
 #endif
 
 /* Protocol version this implementation speaks. */
@@ -57,7 +60,7 @@ struct vfio_user_header {
 	uint32_t flags;
 	uint32_t error_no;
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_header) == 16, "header is 16 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_header) == 16, "header is 16 bytes");
 
 /* VERSION request and reply; NUL-terminated JSON follows. */
 struct vfio_user_version {
@@ -65,7 +68,7 @@ struct vfio_user_version {
 	uint16_t minor;
 	char data[];
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_version) == 4, "version is 4 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_version) == 4, "version is 4 bytes");
 
 /* Capability defaults from the spec. */
 #define VFIO_USER_DEFAULT_MAX_FDS 1u
@@ -83,7 +86,7 @@ struct vfio_user_dma_map {
 	uint64_t addr;
 	uint64_t size;
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_dma_map) == 32, "dma_map is 32 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_dma_map) == 32, "dma_map is 32 bytes");
 
 #define VFIO_USER_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP (1u << 0)
 #define VFIO_USER_DMA_UNMAP_FLAG_ALL (1u << 1)
@@ -94,7 +97,7 @@ struct vfio_user_dma_unmap {
 	uint64_t addr;
 	uint64_t size;
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_dma_unmap) == 24, "dma_unmap is 24 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_dma_unmap) == 24, "dma_unmap is 24 bytes");
 
 /* REGION_READ / REGION_WRITE request and reply; data follows for writes
  * (request) and reads (reply). */
@@ -104,7 +107,7 @@ struct vfio_user_region_access {
 	uint32_t count;
 	uint8_t data[];
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_region_access) == 16, "region access is 16 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_region_access) == 16, "region access is 16 bytes");
 
 /* DMA_READ / DMA_WRITE (server -> client), spec layout: 8-byte count. */
 struct vfio_user_dma_access {
@@ -112,7 +115,7 @@ struct vfio_user_dma_access {
 	uint64_t count;
 	uint8_t data[];
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_dma_access) == 16, "dma access is 16 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_dma_access) == 16, "dma access is 16 bytes");
 
 /* REGION_WRITE_MULTI */
 #define VFIO_USER_MULTI_DATA 8
@@ -123,13 +126,13 @@ struct vfio_user_write_multi_entry {
 	uint32_t count;
 	uint8_t data[VFIO_USER_MULTI_DATA];
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_write_multi_entry) == 24, "multi entry is 24 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_write_multi_entry) == 24, "multi entry is 24 bytes");
 
 struct vfio_user_write_multi {
 	uint64_t wr_cnt;
 	struct vfio_user_write_multi_entry wrs[];
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_write_multi) == 8, "multi header is 8 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_write_multi) == 8, "multi header is 8 bytes");
 
 /* DEVICE_GET_REGION_IO_FDS */
 struct vfio_user_region_io_fds_request {
@@ -138,7 +141,7 @@ struct vfio_user_region_io_fds_request {
 	uint32_t index;
 	uint32_t count;
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_region_io_fds_request) == 16, "io fds request is 16 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_region_io_fds_request) == 16, "io fds request is 16 bytes");
 
 #define VFIO_USER_IO_FD_TYPE_IOEVENTFD 0u
 #define VFIO_USER_IO_FD_TYPE_IOREGIONFD 1u
@@ -159,7 +162,7 @@ struct vfio_user_sub_region_io_fd {
 	uint32_t padding;
 	uint64_t datamatch_or_user_data;
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_sub_region_io_fd) == 40, "sub-region is 40 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_sub_region_io_fd) == 40, "sub-region is 40 bytes");
 
 struct vfio_user_region_io_fds_reply {
 	uint32_t argsz;
@@ -168,7 +171,7 @@ struct vfio_user_region_io_fds_reply {
 	uint32_t count;
 	struct vfio_user_sub_region_io_fd sub_regions[];
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_region_io_fds_reply) == 16, "io fds reply header is 16 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_region_io_fds_reply) == 16, "io fds reply header is 16 bytes");
 
 /* DEVICE_FEATURE: same layout as struct vfio_device_feature. */
 struct vfio_user_device_feature {
@@ -176,7 +179,7 @@ struct vfio_user_device_feature {
 	uint32_t flags;
 	uint8_t data[];
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_device_feature) == 8, "feature is 8 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_device_feature) == 8, "feature is 8 bytes");
 
 /* MIG_DATA_READ / MIG_DATA_WRITE */
 struct vfio_user_mig_data {
@@ -184,7 +187,7 @@ struct vfio_user_mig_data {
 	uint32_t size;
 	uint8_t data[];
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_mig_data) == 8, "mig data is 8 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_mig_data) == 8, "mig data is 8 bytes");
 
 /* DEVICE_GET_INFO: the first 16 bytes of struct vfio_device_info (newer
  * kernels append cap_offset, which vfio-user does not carry). */
@@ -194,10 +197,10 @@ struct vfio_user_device_info {
 	uint32_t num_regions;
 	uint32_t num_irqs;
 } __attribute__((packed));
-_Static_assert(sizeof(struct vfio_user_device_info) == 16, "device info is 16 bytes");
-_Static_assert(sizeof(struct vfio_region_info) == 32, "vfio_region_info is 32 bytes");
-_Static_assert(sizeof(struct vfio_irq_info) == 16, "vfio_irq_info is 16 bytes");
-_Static_assert(sizeof(struct vfio_irq_set) == 20, "vfio_irq_set is 20 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_device_info) == 16, "device info is 16 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_region_info) == 32, "vfio_region_info is 32 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_irq_info) == 16, "vfio_irq_info is 16 bytes");
+VFURT_STATIC_ASSERT(sizeof(struct vfio_irq_set) == 20, "vfio_irq_set is 20 bytes");
 
 /* Returns the protocol name of a command, or "UNKNOWN". */
 static inline const char *vfio_user_cmd_name(uint16_t cmd)
