@@ -32,8 +32,9 @@ int vfurt_sock_send_msg(int sock, const struct vfio_user_header *hdr,
 /*
  * Receive exactly len bytes, collecting SCM_RIGHTS fds into fds[*nfds..max_fds)
  * when fds != NULL (extra fds beyond max_fds, and all fds when fds == NULL,
- * are closed; *nfds counts what was kept, MSG_CTRUNC is reported as
- * -EMSGSIZE after closing what arrived). Waits up to timeout_ms for data
+ * are closed; *nfds counts what was kept; then the bytes are still
+ * received but the call returns -EMSGSIZE, as it does on MSG_CTRUNC, and the
+ * caller decides about the kept fds). Waits up to timeout_ms for data
  * (-1 = forever). Returns 0, -ECONNRESET (orderly EOF or reset, also when
  * EOF comes mid-message), -ETIMEDOUT, -EMSGSIZE, or another negative errno.
  */

@@ -57,7 +57,9 @@ typedef ssize_t (*vfurt_pci_cfg_fn)(struct vfurt_pci *pci, void *arg, void *buf,
  * Create config space for dev and register region VFURT_REGION_CONFIG.
  * The pci object is owned by the device and freed with it.
  * Returns NULL with errno EINVAL (bad opts, BAR regions not power-of-two
- * sized, a 64-bit BAR in BAR5) or ENOMEM.
+ * sized or too small -- memory < 16 bytes, I/O < 4 --, a 32-bit BAR over
+ * 2 GiB, a 64-bit BAR in BAR5 or with a region in its upper slot), EEXIST
+ * (dev already has config space) or ENOMEM.
  */
 VFURT_EXPORT struct vfurt_pci *vfurt_pci_create(struct vfurt_dev *dev,
 						const struct vfurt_pci_opts *opts);
@@ -82,11 +84,15 @@ VFURT_EXPORT int vfurt_pci_add_msi(struct vfurt_pci *pci, uint32_t nvec, bool pe
  * BAR, must not overlap, 8-byte aligned offsets). The BAR regions must exist;
  * accesses to the table and PBA are handled here, the rest of the BAR still
  * goes to the device's access callback. Also calls vfurt_dev_setup_irq(MSIX).
+ * -EINVAL also when a BAR is an I/O BAR or the table/PBA lies in a part of
+ * the BAR the client may mmap (it would bypass the emulation). Describing
+ * the BAR again with vfurt_dev_setup_region afterwards drops the hook.
  */
 VFURT_EXPORT int vfurt_pci_add_msix(struct vfurt_pci *pci, uint32_t nvec,
 				    uint32_t table_bar, uint32_t table_offset,
 				    uint32_t pba_bar, uint32_t pba_offset);
-/* PCI Express capability (version 2) for an endpoint; needs the 4 KiB space. */
+/* PCI Express capability (version 2) for an endpoint; needs the 4 KiB space.
+ * Advertises FLR: a write of Initiate FLR resets config space. */
 VFURT_EXPORT int vfurt_pci_add_pcie(struct vfurt_pci *pci);
 /* Vendor-specific capability (id 0x09) with `len` (<= 253) bytes of data,
  * read-only. */

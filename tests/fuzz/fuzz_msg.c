@@ -7,6 +7,7 @@
 
 #include <vfurt/engine.h>
 #include <vfurt/gpio.h>
+#include <vfurt/vfio_user.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
