@@ -536,7 +536,8 @@ static int wait_dma_reply(struct vfurt_conn *c, int sock, uint16_t msg_id, uint1
 	size_t cap = HDR_SIZE + sizeof(struct vfio_user_dma_access) + c->client_max_xfer;
 	int rc;
 
-	if (cap > c->rx_max)
+	/* room for our DMA reply and for any command the client may pipeline */
+	if (cap < c->rx_max)
 		cap = c->rx_max;
 	memset(&in, 0, sizeof(in));
 	for (;;) {

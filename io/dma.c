@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /*
@@ -150,6 +151,23 @@ void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn f
 	t->retire_arg = fn ? arg : NULL;
 }
 
+/*
+ * A window past the end of its file would SIGBUS the whole server on first
+ * touch: refuse it for files whose size is known (memfd, tmpfs, hugetlbfs,
+ * regular files). Devices (e.g. /dev/shm-less DAX) report no size and are
+ * trusted to the mmap call.
+ */
+static int check_file_size(int fd, uint64_t fd_offset, uint64_t size)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode) && (st.st_size < 0 || fd_offset + size > (uint64_t)st.st_size))
+		return -EINVAL;
+	return 0;
+}
+
 int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			int fd, uint64_t fd_offset, uint32_t prot,
 			struct vfurt_dma_region *out)
@@ -174,6 +192,9 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 		if (size > SIZE_MAX || fd_offset > (uint64_t)INT64_MAX ||
 		    size > (uint64_t)INT64_MAX - fd_offset)
 			return -EINVAL;
+		ret = check_file_size(fd, fd_offset, size);
+		if (ret)
+			return ret;
 	}
 
 	old = own_snapshot(t);

@@ -199,7 +199,7 @@ static void drop_conn(struct endpoint *ep, int why)
 		vfurt_logf(&ep->srv->log, VFURT_LOG_WARN, "%s: closing connection: %s",
 			   ep->dev->name, strerror(-why));
 	else
-		vfurt_logf(&ep->srv->log, VFURT_LOG_INFO, "%s: client disconnected", ep->dev->name);
+		vfurt_logf(&ep->srv->log, VFURT_LOG_DEBUG, "%s: client disconnected", ep->dev->name);
 	vfurt_conn_destroy(ep->conn);
 	ep->conn = NULL;
 }

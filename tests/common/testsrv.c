@@ -28,7 +28,45 @@ struct testdev {
 	uint8_t *mem; /* the memfd, mapped here too */
 	int ioevfd;
 	atomic_int quiesce_pending;
+	struct testdev *next_live; /* registry of live test devices */
 };
+
+/* Test devices alive in this process, so the server thread can tell them
+ * from other device models (whose arg it must not interpret). */
+static pthread_mutex_t td_live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct testdev *td_live;
+
+static void td_live_add(struct testdev *td)
+{
+	pthread_mutex_lock(&td_live_lock);
+	td->next_live = td_live;
+	td_live = td;
+	pthread_mutex_unlock(&td_live_lock);
+}
+
+static void td_live_del(struct testdev *td)
+{
+	pthread_mutex_lock(&td_live_lock);
+	for (struct testdev **p = &td_live; *p; p = &(*p)->next_live) {
+		if (*p == td) {
+			*p = td->next_live;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&td_live_lock);
+}
+
+/* The testdev behind dev, or NULL for another kind of device. */
+static struct testdev *td_live_find(struct vfurt_dev *dev)
+{
+	struct testdev *td;
+
+	pthread_mutex_lock(&td_live_lock);
+	for (td = td_live; td && td->dev != dev; td = td->next_live)
+		;
+	pthread_mutex_unlock(&td_live_lock);
+	return td;
+}
 
 static uint64_t rd64(const uint8_t *p)
 {
@@ -180,6 +218,7 @@ static void td_destroy(struct vfurt_dev *dev, void *arg)
 	struct testdev *td = arg;
 
 	atomic_fetch_add(&td->stats->destroy, 1);
+	td_live_del(td);
 	munmap(td->mem, TD_MMAP_SIZE);
 	close(td->memfd);
 	close(td->ioevfd);
@@ -286,7 +325,13 @@ struct vfurt_dev *testdev_create(const char *name, const struct testdev_opts *op
 		abort();
 	if (stats)
 		*stats = td->stats;
+	td_live_add(td);
 	return td->dev;
+}
+
+void testdev_stats_free(struct testdev_stats *stats)
+{
+	free(stats);
 }
 
 int testdev_ioeventfd(struct vfurt_dev *dev)
@@ -305,6 +350,7 @@ struct testsrv {
 	char dir[64];
 	char paths[TS_MAX_DEVS][128];
 	struct vfurt_dev *devs[TS_MAX_DEVS];
+	struct testdev *tds[TS_MAX_DEVS]; /* NULL: not a test device */
 	size_t n;
 };
 
@@ -312,9 +358,9 @@ struct testsrv {
 static void finish_quiesces(struct testsrv *ts)
 {
 	for (size_t i = 0; i < ts->n; i++) {
-		struct testdev *td = vfurt_dev_arg(ts->devs[i]);
+		struct testdev *td = ts->tds[i];
 
-		if (td && td->dev == ts->devs[i] && atomic_exchange(&td->quiesce_pending, 0))
+		if (td && atomic_exchange(&td->quiesce_pending, 0))
 			vfurt_dev_quiesced(ts->devs[i], 0);
 	}
 }
@@ -367,6 +413,7 @@ struct testsrv *testsrv_start(struct vfurt_dev **devs, size_t n,
 		if (vfurt_server_add_device(ts->srv, devs[i], ts->paths[i], 0600))
 			abort();
 		ts->devs[i] = devs[i];
+		ts->tds[i] = td_live_find(devs[i]);
 	}
 	ts->n = n;
 	if (pthread_create(&ts->thread, NULL, server_main, ts))

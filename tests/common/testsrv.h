@@ -61,6 +61,10 @@ struct testdev_opts {
 struct vfurt_dev *testdev_create(const char *name, const struct testdev_opts *opts,
 				 struct testdev_stats **stats);
 
+/* Free the stats of a device after the server that owned it was stopped
+ * (they outlive the device so tests can check destroy). NULL is ignored. */
+void testdev_stats_free(struct testdev_stats *stats);
+
 /* The eventfd the device registered for its ioeventfd doorbell. */
 int testdev_ioeventfd(struct vfurt_dev *dev);
 
