@@ -15,7 +15,7 @@ RUN_DIR ?= $(CURDIR)/run
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libhwloc-dev libck-dev \
 	libjson-c-dev libcmocka-dev libbenchmark-dev linux-libc-dev clang \
-	libclang-rt-14-dev
+	libclang-rt-14-dev cppcheck
 
 .PHONY: all deps build run test test-unit test-asan test-fuzz bench clean install
 

@@ -23,5 +23,13 @@ for f in $files; do
 done
 if [ -z "$nopurpose" ]; then pass=$((pass + 1)); echo "ok - every file starts with a purpose comment"; else fail=$((fail + 1)); echo "not ok - no purpose line:$nopurpose"; fi
 
+if command -v cppcheck >/dev/null; then
+	out=$(cppcheck --quiet --enable=warning,performance,portability --inline-suppr -D__GNUC__ \
+		-Iinclude --error-exitcode=1 io devices runtime 2>&1)
+	if [ $? -eq 0 ]; then pass=$((pass + 1)); echo "ok - cppcheck"; else fail=$((fail + 1)); echo "not ok - cppcheck:"; echo "$out"; fi
+else
+	echo "ok - cppcheck not installed, skipped"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
