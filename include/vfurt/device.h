@@ -211,15 +211,61 @@ VFURT_EXPORT int vfurt_dev_setup_irq(struct vfurt_dev *dev, uint32_t index, uint
 /* Number of vectors of irq type index (0 if not set up). */
 VFURT_EXPORT uint32_t vfurt_dev_irq_count(const struct vfurt_dev *dev, uint32_t index);
 
+/* Called on the device's thread when an ioeventfd fired `count` times
+ * (several guest writes may coalesce into one call). */
+typedef void (*vfurt_ioeventfd_fn)(struct vfurt_dev *dev, void *arg, uint64_t count);
+
 /*
- * Register an ioeventfd for GET_REGION_IO_FDS: a write of `size` bytes (0 =
- * any size) at `offset` of region `index` (matching `datamatch` when
- * VFIO_USER_IOEVENTFD_FLAG_DATAMATCH is in flags) signals `fd`. The device
- * keeps ownership of fd and polls it. Returns 0, -EINVAL, -ENOSPC.
+ * Register an ioeventfd for GET_REGION_IO_FDS: a guest write of `size` bytes
+ * (0 = any size) at `offset` of region `index` (matching `datamatch` when
+ * VFIO_USER_IOEVENTFD_FLAG_DATAMATCH is in flags) signals `fd`, which the
+ * client hands to KVM. Whoever serves the device (server loop or runtime home
+ * worker) watches fd and calls fn(dev, arg, count); fn may be NULL when the
+ * model polls fd itself. The device keeps ownership of fd.
+ * Returns 0, -EINVAL, -ENOSPC, -EBUSY (client connected).
  */
 VFURT_EXPORT int vfurt_dev_add_ioeventfd(struct vfurt_dev *dev, uint32_t index,
 					 uint64_t offset, uint64_t size,
-					 uint32_t flags, uint64_t datamatch, int fd);
+					 uint32_t flags, uint64_t datamatch, int fd,
+					 vfurt_ioeventfd_fn fn, void *arg);
+
+/*
+ * Register an ioregionfd sub-region [offset, offset+size) of region `index`:
+ * the engine creates a socket pair, gives one end to the client (KVM writes
+ * struct vfio_user_ioregionfd_cmd to it and reads responses) and serves the
+ * other end by calling the region's access callback. flags:
+ * VFIO_USER_IOREGIONFD_FLAG_POSTED_WRITES, VFIO_USER_IOREGIONFD_FLAG_PIO.
+ * Returns 0, -EINVAL, -ENOSPC, -EBUSY, or socketpair's errno.
+ */
+VFURT_EXPORT int vfurt_dev_add_ioregionfd(struct vfurt_dev *dev, uint32_t index,
+					  uint64_t offset, uint64_t size, uint32_t flags,
+					  uint64_t user_data);
+
+/* ---- pollable queues ----------------------------------------------------- */
+
+struct vfurt_queue;
+
+/* Poll one queue; return VFURT_POLLER_BUSY (1) when it did work, else 0. */
+typedef int (*vfurt_queue_fn)(struct vfurt_dev *dev, void *arg);
+
+/*
+ * Expose a pollable queue (e.g. an NVMe I/O queue pair). Whoever serves the
+ * device decides where it is polled: the caller-driven server polls every
+ * queue in run_once; the runtime polls queue number i on worker i mod n, or
+ * on worker_hint when >= 0. fn runs on that worker's thread, concurrently
+ * with the device's control plane: it may translate DMA addresses and raise
+ * irqs, and must synchronise anything else with the model itself.
+ * Thread: the device's thread. Returns NULL with errno ENOMEM/EINVAL.
+ */
+VFURT_EXPORT struct vfurt_queue *vfurt_dev_queue_add(struct vfurt_dev *dev, vfurt_queue_fn fn,
+						     void *arg, int worker_hint);
+
+/*
+ * Stop polling *q and free it; when it returns fn is not running and will
+ * not run again. Sets *q = NULL. Thread: the device's thread (never from the
+ * queue's own fn).
+ */
+VFURT_EXPORT void vfurt_dev_queue_remove(struct vfurt_dev *dev, struct vfurt_queue **q);
 
 /*
  * Run the device's reset path as a reset from `why` would: irq pending bits

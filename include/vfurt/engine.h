@@ -95,6 +95,71 @@ VFURT_EXPORT int vfurt_conn_on_readable(struct vfurt_conn *conn);
 /* True while a command waits for an asynchronous quiesce: do not feed more. */
 VFURT_EXPORT bool vfurt_conn_paused(const struct vfurt_conn *conn);
 
+/* ---- hosting a device ------------------------------------------------- */
+
+/*
+ * What a driver that serves devices provides to them. The caller-driven
+ * server and the multi-core runtime each install one on every device they
+ * serve (vfurt_dev_set_host); devices reach it through device.h.
+ */
+struct vfurt_dev_host_ops {
+	size_t ops_size;
+	/* Start polling q (vfurt_dev_queue_add). Return 0 or a negative errno. */
+	int (*queue_start)(void *host, struct vfurt_dev *dev, struct vfurt_queue *q,
+			   int worker_hint);
+	/* Stop polling q; return only once its fn cannot run anymore. */
+	void (*queue_stop)(void *host, struct vfurt_dev *dev, struct vfurt_queue *q);
+	/*
+	 * Wait until no other thread can still use a DMA snapshot published
+	 * before this call (epoch synchronisation); called before unmapping a
+	 * window. NULL = single-threaded host, nothing to wait for.
+	 */
+	void (*dma_sync)(void *host, struct vfurt_dev *dev);
+	/*
+	 * Signal an irq eventfd. The runtime batches: it marks fd pending in
+	 * the calling worker's batch and writes it once at the end of the pass.
+	 * Return 0 when the write was done or queued. NULL = write(2) at once.
+	 */
+	int (*irq_signal)(void *host, struct vfurt_dev *dev, int fd);
+};
+
+/* Install (or with ops NULL remove) the host of dev. Returns 0, -EBUSY (a
+ * host is installed), -EINVAL. */
+VFURT_EXPORT int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *ops,
+				    void *host);
+
+/* The queue's poll function, for hosts: run it once. */
+VFURT_EXPORT int vfurt_queue_poll(struct vfurt_queue *q);
+
+/* The queue's placement hint and its per-device index (0, 1, ...). */
+VFURT_EXPORT int vfurt_queue_hint(const struct vfurt_queue *q);
+VFURT_EXPORT uint32_t vfurt_queue_index(const struct vfurt_queue *q);
+
+/* A host's private slot in the queue (e.g. its poller). */
+VFURT_EXPORT void vfurt_queue_set_host_data(struct vfurt_queue *q, void *data);
+VFURT_EXPORT void *vfurt_queue_host_data(const struct vfurt_queue *q);
+
+/* Polls and busy polls of a queue (relaxed; any thread). */
+VFURT_EXPORT void vfurt_queue_counters(const struct vfurt_queue *q, uint64_t *polls,
+				       uint64_t *busy);
+
+/* Number of queues of dev and queue i (host iteration). */
+VFURT_EXPORT uint32_t vfurt_dev_queue_count(const struct vfurt_dev *dev);
+VFURT_EXPORT struct vfurt_queue *vfurt_dev_queue(const struct vfurt_dev *dev, uint32_t i);
+
+/*
+ * The fds a host must watch for dev (ioeventfds with a handler, ioregionfd
+ * server ends), with the call to make when one is readable. Returns the
+ * count written to fds/handlers (up to max).
+ */
+struct vfurt_dev_watch {
+	int fd;
+	void (*ready)(struct vfurt_dev *dev, void *ctx); /* run on the home thread */
+	void *ctx;
+};
+VFURT_EXPORT size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_watch *out,
+				      size_t max);
+
 /* Counters and negotiated values. */
 VFURT_EXPORT void vfurt_conn_get_stats(const struct vfurt_conn *conn,
 				       struct vfurt_conn_stats *st);

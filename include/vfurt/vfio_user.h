@@ -173,6 +173,31 @@ struct vfio_user_region_io_fds_reply {
 } __attribute__((packed));
 VFURT_STATIC_ASSERT(sizeof(struct vfio_user_region_io_fds_reply) == 16, "io fds reply header is 16 bytes");
 
+/* The ioregionfd wire format (proposed KVM_SET_IOREGION): KVM writes a
+ * command, the server answers reads (and writes without POSTED_WRITES). */
+#define VFIO_USER_IOREGIONFD_CMD_READ 0u
+#define VFIO_USER_IOREGIONFD_CMD_WRITE 1u
+#define VFIO_USER_IOREGIONFD_INFO_CMD(info) ((info) & 0xfu)
+#define VFIO_USER_IOREGIONFD_INFO_SIZE(info) (1u << (((info) >> 4) & 0x3u))
+#define VFIO_USER_IOREGIONFD_INFO_RESP(info) (((info) >> 6) & 0x1u)
+#define VFIO_USER_IOREGIONFD_INFO(cmd, size_exp, resp) \
+	((uint32_t)(cmd) | ((uint32_t)(size_exp) << 4) | ((uint32_t)(resp) << 6))
+
+struct vfio_user_ioregionfd_cmd {
+	uint32_t info;
+	uint32_t padding;
+	uint64_t user_data;
+	uint64_t offset; /* within the sub-region */
+	uint64_t data;
+} __attribute__((packed));
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_ioregionfd_cmd) == 32, "ioregionfd cmd is 32 bytes");
+
+struct vfio_user_ioregionfd_resp {
+	uint64_t data;
+	uint8_t pad[24];
+} __attribute__((packed));
+VFURT_STATIC_ASSERT(sizeof(struct vfio_user_ioregionfd_resp) == 32, "ioregionfd resp is 32 bytes");
+
 /* DEVICE_FEATURE: same layout as struct vfio_device_feature. */
 struct vfio_user_device_feature {
 	uint32_t argsz;

@@ -1,0 +1,178 @@
+/* The multi-core polling runtime: pinned workers, pollers, cross-core calls. */
+#ifndef VFURT_RUNTIME_H
+#define VFURT_RUNTIME_H
+
+/*
+ * A struct vfurt_runtime runs one worker thread per CPU of its core list,
+ * each pinned (hwloc) and owning an io_uring that carries its sockets
+ * (accept, recvmsg with SCM_RIGHTS), eventfds and timeouts. Devices are
+ * served on UNIX sockets like struct vfurt_server does, but each device has
+ * a home worker (its socket and control plane) and may expose pollable queues
+ * that the runtime spreads over the workers.
+ *
+ * A worker pass: drain a bounded batch of cross-core messages, run active
+ * pollers, run due timed pollers, flush the irq batch, then reap socket
+ * completions. In busy mode a worker never sleeps; in adaptive mode it spins
+ * while work arrives and then sleeps in io_uring_wait_cqe_timeout, woken by
+ * socket, eventfd or ioeventfd activity or its next timer.
+ *
+ * Threading: create/add_device/start/stop/destroy from one control thread.
+ * Poller and queue functions from the owning worker's thread unless noted.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <vfurt/device.h>
+#include <vfurt/engine.h>
+#include <vfurt/export.h>
+#include <vfurt/log.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vfurt_runtime;
+struct vfurt_worker;
+struct vfurt_poller;
+
+enum vfurt_poll_mode {
+	VFURT_POLL_BUSY = 0,     /* spin forever: lowest latency, one core each */
+	VFURT_POLL_ADAPTIVE = 1, /* spin while busy, then sleep until activity */
+};
+
+/* Monotonic clock in nanoseconds; replaceable for deterministic tests. */
+typedef uint64_t (*vfurt_clock_fn)(void *arg);
+
+struct vfurt_runtime_opts {
+	size_t opts_size;                 /* sizeof(struct vfurt_runtime_opts) */
+	const char *cores;                /* "0-3,6,8-9"; NULL = "0" */
+	enum vfurt_poll_mode poll_mode;
+	uint32_t adaptive_spin_us;        /* idle spinning before sleeping (default 100) */
+	uint32_t adaptive_sleep_max_us;   /* longest sleep without a timer (default 100000) */
+	struct vfurt_log log;
+	struct vfurt_conn_opts conn;      /* limits advertised to clients */
+	/*
+	 * Test mode: create the workers but do not start threads, pin, or
+	 * create io_uring instances; the caller drives passes with
+	 * vfurt_worker_run_pass() from its own thread. Devices cannot be served
+	 * in this mode.
+	 */
+	bool no_threads;
+	vfurt_clock_fn clock;             /* NULL = CLOCK_MONOTONIC */
+	void *clock_arg;
+};
+
+/*
+ * Validate the core list against the machine (hwloc) and the process's
+ * allowed CPUs, and create the workers (not yet running).
+ * Returns NULL with errno: EINVAL (syntax, a CPU that does not exist or is
+ * not allowed, duplicates; err explains), ENOMEM. err (errlen bytes) gets a
+ * one-line reason; may be NULL.
+ */
+VFURT_EXPORT struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts,
+							char *err, size_t errlen);
+
+/*
+ * Serve dev on a UNIX socket (as vfurt_server_add_device) with home worker
+ * `worker` (< worker count) or -1 for round robin. Before start only.
+ * On success the runtime owns dev. Returns 0 or a negative errno.
+ */
+VFURT_EXPORT int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
+					  const char *path, mode_t mode, int worker);
+
+/* Start the worker threads. Returns 0 or a negative errno (io_uring setup,
+ * pinning, thread creation); on failure nothing is left running. */
+VFURT_EXPORT int vfurt_runtime_start(struct vfurt_runtime *rt);
+
+/*
+ * Graceful stop: stop accepting, finish the message in progress on every
+ * connection, close connections (as on a client disconnect), remove socket
+ * files, join the workers. Idempotent. Thread: the control thread.
+ */
+VFURT_EXPORT void vfurt_runtime_stop(struct vfurt_runtime *rt);
+
+/* Stop if running, destroy devices, free. NULL is ignored. */
+VFURT_EXPORT void vfurt_runtime_destroy(struct vfurt_runtime *rt);
+
+VFURT_EXPORT uint32_t vfurt_runtime_worker_count(const struct vfurt_runtime *rt);
+VFURT_EXPORT struct vfurt_worker *vfurt_runtime_worker(const struct vfurt_runtime *rt, uint32_t i);
+
+/* The worker running the calling thread, or NULL on a non-worker thread. */
+VFURT_EXPORT struct vfurt_worker *vfurt_worker_self(void);
+VFURT_EXPORT uint32_t vfurt_worker_id(const struct vfurt_worker *w);
+VFURT_EXPORT int vfurt_worker_cpu(const struct vfurt_worker *w);
+
+/* ---- pollers ----------------------------------------------------------- */
+
+#define VFURT_POLLER_IDLE 0
+#define VFURT_POLLER_BUSY 1
+
+/* Return VFURT_POLLER_BUSY when it did work (keeps the worker spinning). */
+typedef int (*vfurt_poller_fn)(void *arg);
+
+/*
+ * Register fn on worker w: period_us 0 = run every pass, otherwise at most
+ * once per period. Thread: w's thread, or any thread before the runtime
+ * starts. Returns NULL with errno ENOMEM/EINVAL.
+ */
+VFURT_EXPORT struct vfurt_poller *vfurt_poller_register(struct vfurt_worker *w,
+							vfurt_poller_fn fn, void *arg,
+							uint64_t period_us);
+
+/*
+ * Unregister and free *p, then set *p = NULL. Safe from inside the poller's
+ * own callback (or another poller's on the same worker): it will not run
+ * again. NULL or *p NULL is ignored. Thread: the owning worker.
+ */
+VFURT_EXPORT void vfurt_poller_unregister(struct vfurt_poller **p);
+
+/* ---- cross-worker calls ----------------------------------------------- */
+
+typedef void (*vfurt_msg_fn)(void *arg);
+
+/*
+ * Run fn(arg) on worker `to` during its next pass. Any thread may call it
+ * (multi-producer ring per worker, bounded). Returns 0, -EAGAIN (ring full:
+ * retry later), -EINVAL.
+ */
+VFURT_EXPORT int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg);
+
+/* ---- test and embedding support --------------------------------------- */
+
+/* Run one pass of w on the calling thread (no_threads mode, or from w's own
+ * thread). Returns true when the pass did work. */
+VFURT_EXPORT bool vfurt_worker_run_pass(struct vfurt_worker *w);
+
+/* ---- statistics -------------------------------------------------------- */
+
+struct vfurt_worker_stats {
+	uint64_t passes;
+	uint64_t busy_passes;   /* passes that did work */
+	uint64_t msgs;          /* vfio-user commands handled */
+	uint64_t ring_msgs;     /* cross-core messages run */
+	uint64_t irqs_raised;   /* triggers marked pending in the batch */
+	uint64_t irqs_written;  /* eventfd writes after coalescing */
+	uint64_t sleeps;        /* adaptive-mode sleeps */
+	uint64_t busy_ns;       /* time in passes that did work */
+	uint64_t total_ns;      /* time since start */
+};
+
+/* Snapshot of worker i's counters (relaxed atomic reads; any thread). */
+VFURT_EXPORT int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
+					    struct vfurt_worker_stats *st);
+
+/*
+ * All statistics as a JSON document: {"workers":[...], "devices":[{"name",
+ * "socket", "home_worker", "connected", "msgs", "errors", "queues":[...]}]}.
+ * Returns a malloc'ed string (caller frees) or NULL with errno. Any thread.
+ */
+VFURT_EXPORT char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VFURT_RUNTIME_H */

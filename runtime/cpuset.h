@@ -1,0 +1,27 @@
+/* CPU lists ("0-3,6,8-9"): parsing and validation against the machine. */
+#ifndef VFURT_RUNTIME_CPUSET_H
+#define VFURT_RUNTIME_CPUSET_H
+
+#include <stddef.h>
+
+#define VFURT_MAX_CPUS 1024
+
+/*
+ * Parse a CPU list: comma-separated CPUs and inclusive ranges "a-b" (a <= b),
+ * decimal, each < VFURT_MAX_CPUS, no duplicates, no empty items, no spaces.
+ * Writes the CPUs in the order given to cpus[0..*n) (max entries).
+ * Returns 0 or -EINVAL with a one-line reason in err.
+ */
+int vfurt_cpulist_parse(const char *s, int *cpus, size_t max, size_t *n, char *err,
+			size_t errlen);
+
+/*
+ * Check every CPU exists in the hwloc topology (and is online) and is in the
+ * calling process's affinity mask. Returns 0, -EINVAL with a reason naming
+ * the first bad CPU and the CPUs that are available ("CPU 7 does not exist
+ * on this machine (CPUs 0-1 are available)"), or -ENOMEM / -EIO when the
+ * topology cannot be loaded.
+ */
+int vfurt_cpulist_validate(const int *cpus, size_t n, char *err, size_t errlen);
+
+#endif /* VFURT_RUNTIME_CPUSET_H */
