@@ -175,7 +175,7 @@ int vfurt_cmd_region_io_fds(struct vfurt_conn *c, struct vfurt_msg *m)
 		s->offset = e->offset;
 		s->size = e->size;
 		s->fd_index = (uint32_t)fd_index;
-		s->type = VFIO_USER_IO_FD_TYPE_IOEVENTFD;
+		s->type = e->type;
 		s->flags = e->flags;
 		s->datamatch_or_user_data = e->datamatch;
 	}

@@ -60,6 +60,7 @@ void vfurt_dev_destroy(struct vfurt_dev *dev)
 		dev->ops.destroy(dev, dev->arg);
 	if (dev->pci && dev->pci_free)
 		dev->pci_free(dev->pci);
+	vfurt_dev_free_host_state(dev);
 	vfurt_dma_table_destroy(dev->dma);
 	vfurt_irqs_destroy(dev->irqs);
 	free(dev);
@@ -187,32 +188,6 @@ int vfurt_dev_setup_irq(struct vfurt_dev *dev, uint32_t index, uint32_t count)
 uint32_t vfurt_dev_irq_count(const struct vfurt_dev *dev, uint32_t index)
 {
 	return vfurt_irqs_count(dev->irqs, index);
-}
-
-int vfurt_dev_add_ioeventfd(struct vfurt_dev *dev, uint32_t index, uint64_t offset,
-			    uint64_t size, uint32_t flags, uint64_t datamatch, int fd)
-{
-	const struct vfurt_region *r;
-	struct vfurt_ioeventfd *e;
-
-	if (!dev || index >= VFURT_MAX_REGIONS || fd < 0)
-		return -EINVAL;
-	r = &dev->regions[index];
-	if (!r->d.size || offset >= r->d.size || size > r->d.size - offset ||
-	    (size != 0 && size != 1 && size != 2 && size != 4 && size != 8))
-		return -EINVAL;
-	if (flags & ~(VFIO_USER_IOEVENTFD_FLAG_DATAMATCH | VFIO_USER_IOEVENTFD_FLAG_PIO))
-		return -EINVAL;
-	if (dev->nr_ioev >= VFURT_MAX_IOEVENTFDS)
-		return -ENOSPC;
-	e = &dev->ioev[dev->nr_ioev++];
-	e->region = index;
-	e->offset = offset;
-	e->size = size;
-	e->flags = flags;
-	e->datamatch = datamatch;
-	e->fd = fd;
-	return 0;
 }
 
 int vfurt_dev_attach_pci(struct vfurt_dev *dev, struct vfurt_pci *pci,

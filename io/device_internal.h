@@ -16,13 +16,33 @@ struct vfurt_region {
 
 #define VFURT_MAX_IOEVENTFDS 64u
 
+/* One GET_REGION_IO_FDS sub-region. */
 struct vfurt_ioeventfd {
+	uint32_t type;            /* VFIO_USER_IO_FD_TYPE_* */
 	uint32_t region;
 	uint32_t flags;
 	uint64_t offset;
 	uint64_t size;
-	uint64_t datamatch;
-	int fd;
+	uint64_t datamatch;       /* or ioregionfd user_data */
+	int fd;                   /* handed to the client: eventfd or socket end */
+	int srv_fd;               /* ioregionfd: our end, -1 otherwise */
+	bool own_fd;              /* fd was created here (ioregionfd) */
+	vfurt_ioeventfd_fn fn;
+	void *arg;
+	struct vfurt_dev *dev;
+};
+
+#define VFURT_MAX_QUEUES 1024u
+
+struct vfurt_queue {
+	struct vfurt_dev *dev;
+	vfurt_queue_fn fn;
+	void *arg;
+	int hint;
+	uint32_t index;
+	void *host_data;
+	uint64_t polls;           /* written by the polling worker only */
+	uint64_t busy;
 };
 
 struct vfurt_dev {
@@ -40,11 +60,20 @@ struct vfurt_dev {
 	struct vfurt_ioeventfd ioev[VFURT_MAX_IOEVENTFDS];
 	uint32_t nr_ioev;
 	struct vfurt_conn *conn; /* attached client, NULL when none */
+	const struct vfurt_dev_host_ops *host;
+	void *host_arg;
+	struct vfurt_queue **queues;
+	uint32_t nr_queues;
+	uint32_t cap_queues;
+	uint32_t next_queue_index;
 };
 
 /* Number of regions to advertise: VFURT_REGION_NUM_PCI, or more when a
  * device-specific region exists above it. */
 uint32_t vfurt_dev_num_regions(const struct vfurt_dev *dev);
+
+/* Free io fd entries and queues (device destroy). */
+void vfurt_dev_free_host_state(struct vfurt_dev *dev);
 
 /* Run the device reset path (pci config space, irq state, model). */
 int vfurt_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why);

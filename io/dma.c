@@ -26,6 +26,8 @@ struct vfurt_dma_table {
 	uint64_t pgsize;
 	vfurt_dma_retire_fn retire;
 	void *retire_arg;
+	void (*sync)(void *arg);  /* wait for readers of older snapshots */
+	void *sync_arg;
 };
 
 static bool pgsize_ok(uint64_t pgsize)
@@ -142,6 +144,12 @@ int vfurt_dma_table_set_limits(struct vfurt_dma_table *t, uint32_t max_maps, uin
 	t->max_maps = max_maps;
 	t->pgsize = pgsize;
 	return 0;
+}
+
+void vfurt_dma_table_set_sync(struct vfurt_dma_table *t, void (*fn)(void *arg), void *arg)
+{
+	t->sync = fn;
+	t->sync_arg = arg;
 }
 
 void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg)
@@ -276,6 +284,9 @@ int vfurt_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t si
 	if (before_unmap)
 		before_unmap(arg, &gone.r);
 	publish(t, s);
+	/* nobody may still be reading the window when it goes away */
+	if (t->sync)
+		t->sync(t->sync_arg);
 	unmap_entry(&gone);
 	retire_snapshot(t, old);
 	return 0;
@@ -294,6 +305,8 @@ void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
 	for (uint32_t i = 0; before_unmap && i < old->n; i++)
 		before_unmap(arg, &old->e[i].r);
 	publish(t, NULL);
+	if (t->sync)
+		t->sync(t->sync_arg);
 	for (uint32_t i = 0; i < old->n; i++)
 		unmap_entry(&old->e[i]);
 	retire_snapshot(t, old);

@@ -43,6 +43,14 @@ void vfurt_dma_table_destroy(struct vfurt_dma_table *t);
  * returns 0 or -EBUSY / -EINVAL. */
 int vfurt_dma_table_set_limits(struct vfurt_dma_table *t, uint32_t max_maps, uint64_t pgsize);
 
+/*
+ * Install a synchronisation hook called after a removal is published and
+ * before the window is unmapped: it must return only when no thread can
+ * still hold a pointer obtained from an older snapshot (the runtime's
+ * ck_epoch synchronize). NULL = no other readers.
+ */
+void vfurt_dma_table_set_sync(struct vfurt_dma_table *t, void (*fn)(void *arg), void *arg);
+
 /* Install the snapshot retire hook (NULL restores free-at-once). */
 void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg);
 

@@ -25,6 +25,8 @@ struct irq_index {
 struct vfurt_irqs {
 	struct irq_index idx[VFURT_IRQ_NUM];
 	struct vfurt_irq_stats stats;
+	vfurt_irq_signal_fn signal;   /* NULL: write(2) here */
+	void *signal_arg;
 };
 
 #define SET_FLAGS_KNOWN (VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)
@@ -68,6 +70,12 @@ static bool eventfd_signal(struct vfurt_irqs *irqs, int fd)
 	const uint64_t one = 1;
 	ssize_t r;
 
+	if (irqs->signal) {
+		if (irqs->signal(irqs->signal_arg, fd))
+			return false;
+		irqs->stats.written++;
+		return true;
+	}
 	do {
 		r = write(fd, &one, sizeof(one));
 	} while (r < 0 && errno == EINTR);
@@ -400,4 +408,10 @@ void vfurt_irqs_get_stats(const struct vfurt_irqs *irqs, struct vfurt_irq_stats 
 {
 	assert(irqs && st);
 	*st = irqs->stats;
+}
+
+void vfurt_irqs_set_signal(struct vfurt_irqs *irqs, vfurt_irq_signal_fn fn, void *arg)
+{
+	irqs->signal = fn;
+	irqs->signal_arg = arg;
 }

@@ -74,6 +74,12 @@ void vfurt_irqs_release_client(struct vfurt_irqs *irqs);
  * return to power-on values (guest masks clear, function masks clear). */
 void vfurt_irqs_reset(struct vfurt_irqs *irqs);
 
+/* Deliver eventfd signals through fn(arg, fd) (returns 0 when written or
+ * queued) instead of write(2): the runtime's per-pass irq batch. NULL
+ * restores direct writes. "written" then counts signals handed to fn. */
+typedef int (*vfurt_irq_signal_fn)(void *arg, int fd);
+void vfurt_irqs_set_signal(struct vfurt_irqs *irqs, vfurt_irq_signal_fn fn, void *arg);
+
 void vfurt_irqs_get_stats(const struct vfurt_irqs *irqs, struct vfurt_irq_stats *st);
 
 #endif /* VFURT_IO_IRQ_H */

@@ -321,7 +321,7 @@ struct vfurt_dev *testdev_create(const char *name, const struct testdev_opts *op
 	    vfurt_dev_setup_irq(td->dev, VFURT_IRQ_REQ, 1))
 		abort();
 	if (vfurt_dev_add_ioeventfd(td->dev, VFURT_REGION_BAR0, TD_REG_IOEVENTFD, 4, 0, 0,
-				    td->ioevfd))
+				    td->ioevfd, NULL, NULL))
 		abort();
 	if (stats)
 		*stats = td->stats;
