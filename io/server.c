@@ -13,7 +13,9 @@
 
 #include "device_internal.h"
 
-enum ep_kind { EP_LISTEN, EP_CONN };
+enum ep_kind { EP_LISTEN, EP_CONN, EP_WATCH };
+
+#define SERVER_MAX_WATCHES 64
 
 struct endpoint;
 
@@ -21,6 +23,7 @@ struct endpoint;
 struct ep_tag {
 	enum ep_kind kind;
 	struct endpoint *ep;
+	uint32_t watch;
 };
 
 struct endpoint {
@@ -31,6 +34,9 @@ struct endpoint {
 	struct vfurt_conn *conn;
 	struct ep_tag ltag;
 	struct ep_tag ctag;
+	struct vfurt_dev_watch watches[SERVER_MAX_WATCHES];
+	struct ep_tag wtags[SERVER_MAX_WATCHES];
+	size_t nr_watches;
 };
 
 struct vfurt_server {
@@ -129,6 +135,23 @@ err_close:
 	return rc;
 }
 
+/* Single-threaded host: queues are polled in run_once, irqs written at once,
+ * nothing to synchronise before an unmap. */
+static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queue *q, int hint)
+{
+	return 0;
+}
+
+static void host_queue_stop(void *host, struct vfurt_dev *dev, struct vfurt_queue *q)
+{
+}
+
+static const struct vfurt_dev_host_ops server_host_ops = {
+	.ops_size = sizeof(server_host_ops),
+	.queue_start = host_queue_start,
+	.queue_stop = host_queue_stop,
+};
+
 int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, const char *path,
 			    mode_t mode)
 {
@@ -152,8 +175,8 @@ int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, con
 		return -ENOMEM;
 	ep->srv = srv;
 	ep->dev = dev;
-	ep->ltag = (struct ep_tag){ EP_LISTEN, ep };
-	ep->ctag = (struct ep_tag){ EP_CONN, ep };
+	ep->ltag = (struct ep_tag){ EP_LISTEN, ep, 0 };
+	ep->ctag = (struct ep_tag){ EP_CONN, ep, 0 };
 	rc = listen_on(path, mode, &ep->lfd);
 	if (rc)
 		goto err_free;
@@ -163,10 +186,27 @@ int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, con
 		rc = -errno;
 		goto err_close;
 	}
+	ep->nr_watches = vfurt_dev_watches(dev, ep->watches, SERVER_MAX_WATCHES);
+	for (size_t i = 0; i < ep->nr_watches; i++) {
+		struct epoll_event wev = { .events = EPOLLIN, .data.ptr = &ep->wtags[i] };
+
+		ep->wtags[i] = (struct ep_tag){ EP_WATCH, ep, (uint32_t)i };
+		if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, ep->watches[i].fd, &wev) < 0) {
+			rc = -errno;
+			goto err_del_watches;
+		}
+	}
+	rc = vfurt_dev_set_host(dev, &server_host_ops, srv);
+	if (rc)
+		goto err_del_watches;
 	srv->eps[srv->n++] = ep;
 	vfurt_logf(&srv->log, VFURT_LOG_INFO, "%s: listening on %s", dev->name, path);
 	return 0;
 
+err_del_watches:
+	for (size_t i = 0; i < ep->nr_watches; i++)
+		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, ep->watches[i].fd, NULL);
+	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, ep->lfd, NULL);
 err_close:
 	close(ep->lfd);
 	unlink(path);
@@ -263,13 +303,33 @@ static void resume_paused(struct vfurt_server *srv)
 	}
 }
 
+/* Poll every device queue once; returns how many did work. */
+static int poll_queues(struct vfurt_server *srv, bool *have_queues)
+{
+	int busy = 0;
+
+	for (size_t i = 0; i < srv->n; i++) {
+		struct vfurt_dev *dev = srv->eps[i]->dev;
+
+		for (uint32_t k = 0; k < vfurt_dev_queue_count(dev); k++) {
+			*have_queues = true;
+			busy += vfurt_queue_poll(vfurt_dev_queue(dev, k)) ? 1 : 0;
+		}
+	}
+	return busy;
+}
+
 int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms)
 {
 	struct epoll_event evs[32];
+	bool have_queues = false;
+	int busy;
 	int n;
 
 	resume_paused(srv);
-	n = epoll_wait(srv->epfd, evs, 32, timeout_ms);
+	busy = poll_queues(srv, &have_queues);
+	/* queues are polled, not waited for: do not sleep while there are any */
+	n = epoll_wait(srv->epfd, evs, 32, have_queues ? 0 : timeout_ms);
 	if (n < 0)
 		return -errno;
 	for (int i = 0; i < n; i++) {
@@ -277,10 +337,13 @@ int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms)
 
 		if (tag->kind == EP_LISTEN)
 			on_accept(tag->ep);
+		else if (tag->kind == EP_WATCH)
+			tag->ep->watches[tag->watch].ready(tag->ep->dev,
+							   tag->ep->watches[tag->watch].ctx);
 		else
 			on_conn(tag->ep);
 	}
-	return n;
+	return n + busy;
 }
 
 void vfurt_server_destroy(struct vfurt_server *srv)

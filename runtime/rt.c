@@ -1,0 +1,719 @@
+/* The runtime object: workers on a core list, devices on sockets, hosting hooks, stats. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "cpuset.h"
+#include "rt_internal.h"
+
+#define DEFAULT_SPIN_US 100u
+#define DEFAULT_SLEEP_MAX_US 100000u
+
+static void set_err(char *err, size_t errlen, const char *msg)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "%s", msg);
+}
+
+struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts, char *err,
+					   size_t errlen)
+{
+	struct vfurt_runtime_opts o = { 0 };
+	int cpus[VFURT_MAX_CPUS];
+	struct vfurt_runtime *rt;
+	char why[256] = "";
+	size_t n = 0;
+	int rc;
+
+	if (!opts || opts->opts_size == 0) {
+		set_err(err, errlen, "missing options");
+		errno = EINVAL;
+		return NULL;
+	}
+	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	if (o.poll_mode != VFURT_POLL_BUSY && o.poll_mode != VFURT_POLL_ADAPTIVE) {
+		set_err(err, errlen, "unknown poll mode");
+		errno = EINVAL;
+		return NULL;
+	}
+	rc = vfurt_cpulist_parse(o.cores ? o.cores : "0", cpus, VFURT_MAX_CPUS, &n, why,
+				 sizeof(why));
+	if (!rc && !o.no_threads)
+		rc = vfurt_cpulist_validate(cpus, n, why, sizeof(why));
+	if (rc) {
+		set_err(err, errlen, why);
+		errno = -rc;
+		return NULL;
+	}
+
+	rt = calloc(1, sizeof(*rt));
+	if (!rt)
+		goto err_nomem;
+	rt->log = o.log;
+	rt->conn_opts = o.conn;
+	if (!rt->conn_opts.opts_size)
+		rt->conn_opts.opts_size = sizeof(rt->conn_opts);
+	rt->mode = o.poll_mode;
+	rt->spin_ns = (o.adaptive_spin_us ? o.adaptive_spin_us : DEFAULT_SPIN_US) * 1000ull;
+	rt->sleep_max_ns = (o.adaptive_sleep_max_us ? o.adaptive_sleep_max_us
+						    : DEFAULT_SLEEP_MAX_US) * 1000ull;
+	rt->no_threads = o.no_threads;
+	rt->clock = o.clock;
+	rt->clock_arg = o.clock_arg;
+	ck_epoch_init(&rt->epoch);
+	rt->workers = calloc(n, sizeof(*rt->workers));
+	if (!rt->workers)
+		goto err_free_rt;
+	for (uint32_t i = 0; i < n; i++) {
+		if (rt_worker_init(rt, &rt->workers[i], i, cpus[i])) {
+			while (i-- > 0)
+				rt_worker_fini(&rt->workers[i]);
+			goto err_free_workers;
+		}
+	}
+	rt->nr_workers = (uint32_t)n;
+	return rt;
+
+err_free_workers:
+	free(rt->workers);
+err_free_rt:
+	free(rt);
+err_nomem:
+	set_err(err, errlen, "out of memory");
+	errno = ENOMEM;
+	return NULL;
+}
+
+uint32_t vfurt_runtime_worker_count(const struct vfurt_runtime *rt)
+{
+	return rt->nr_workers;
+}
+
+struct vfurt_worker *vfurt_runtime_worker(const struct vfurt_runtime *rt, uint32_t i)
+{
+	return i < rt->nr_workers ? &rt->workers[i] : NULL;
+}
+
+/* ---- sockets ----------------------------------------------------------- */
+
+static bool socket_alive(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool alive;
+
+	if (fd < 0)
+		return true;
+	alive = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	close(fd);
+	return alive;
+}
+
+static int listen_on(const char *path, mode_t mode, int *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+	int rc;
+
+	if (!path || !*path || strlen(path) >= sizeof(sa.sun_path))
+		return -EINVAL;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		if (socket_alive(&sa))
+			return -EADDRINUSE;
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		goto err_close;
+	}
+	if (mode && chmod(path, mode) < 0) {
+		rc = -errno;
+		goto err_unlink;
+	}
+	if (listen(fd, 16) < 0) {
+		rc = -errno;
+		goto err_unlink;
+	}
+	*out = fd;
+	return 0;
+
+err_unlink:
+	unlink(path);
+err_close:
+	close(fd);
+	return rc;
+}
+
+int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
+			     mode_t mode, int worker)
+{
+	struct rt_endpoint *ep;
+	struct vfurt_worker *home;
+	int rc;
+
+	if (!rt || !dev || rt->started || rt->no_threads)
+		return -EINVAL;
+	if (worker >= (int)rt->nr_workers)
+		return -EINVAL;
+	home = &rt->workers[worker >= 0 ? (uint32_t)worker : rt->next_home++ % rt->nr_workers];
+	if (rt->nr_eps == rt->cap_eps) {
+		uint32_t ncap = rt->cap_eps ? rt->cap_eps * 2 : 8;
+		struct rt_endpoint **n = realloc(rt->eps, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		rt->eps = n;
+		rt->cap_eps = ncap;
+	}
+	{
+		struct rt_endpoint **n = realloc(home->eps, (home->nr_eps + 1) * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		home->eps = n;
+	}
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return -ENOMEM;
+	ep->rt = rt;
+	ep->home = home;
+	ep->dev = dev;
+	ep->lfd = -1;
+	rc = listen_on(path, mode, &ep->lfd);
+	if (rc)
+		goto err_free;
+	snprintf(ep->path, sizeof(ep->path), "%s", path);
+	rc = vfurt_dev_set_host(dev, &rt_host_ops, rt);
+	if (rc)
+		goto err_close;
+	ep->accept_op = (struct rt_op){ .kind = RT_OP_ACCEPT, .ep = ep };
+	ep->recv_op = (struct rt_op){ .kind = RT_OP_RECV, .ep = ep };
+	ep->nr_watches = (uint32_t)vfurt_dev_watches(dev, ep->watches, RT_MAX_WATCHES);
+	for (uint32_t i = 0; i < ep->nr_watches; i++)
+		ep->watch_ops[i] = (struct rt_op){ .kind = RT_OP_WATCH, .ep = ep, .watch = i };
+	rt->eps[rt->nr_eps++] = ep;
+	home->eps[home->nr_eps++] = ep;
+	vfurt_logf(&home->log, VFURT_LOG_INFO, "%s: listening on %s", vfurt_dev_name(dev), path);
+	return 0;
+
+err_close:
+	close(ep->lfd);
+	unlink(path);
+err_free:
+	free(ep);
+	return rc;
+}
+
+int vfurt_runtime_start(struct vfurt_runtime *rt)
+{
+	int rc;
+
+	if (!rt || rt->started || rt->no_threads)
+		return -EINVAL;
+	rt->started = true;
+	for (uint32_t i = 0; i < rt->nr_workers; i++) {
+		rc = rt_worker_start(&rt->workers[i]);
+		if (rc) {
+			vfurt_logf(&rt->log, VFURT_LOG_ERR, "cannot start worker %u: %s", i,
+				   strerror(-rc));
+			vfurt_runtime_stop(rt);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+void vfurt_runtime_stop(struct vfurt_runtime *rt)
+{
+	if (!rt || !rt->started || rt->stopped)
+		return;
+	/* each worker closes its own connections before it exits */
+	for (uint32_t i = 0; i < rt->nr_workers; i++)
+		rt_worker_join(&rt->workers[i]);
+	rt->stopped = true;
+	for (uint32_t i = 0; i < rt->nr_eps; i++) {
+		struct rt_endpoint *ep = rt->eps[i];
+
+		rt_endpoint_drop(ep, 0); /* threads are gone: safe here */
+		if (ep->lfd >= 0) {
+			close(ep->lfd);
+			unlink(ep->path);
+			ep->lfd = -1;
+		}
+	}
+}
+
+void vfurt_runtime_destroy(struct vfurt_runtime *rt)
+{
+	if (!rt)
+		return;
+	vfurt_runtime_stop(rt);
+	for (uint32_t i = 0; i < rt->nr_eps; i++) {
+		struct rt_endpoint *ep = rt->eps[i];
+
+		if (ep->lfd >= 0) {
+			close(ep->lfd);
+			unlink(ep->path);
+		}
+		/* the device's destroy removes its queues: do it while the
+		 * worker poller sets still exist */
+		vfurt_dev_destroy(ep->dev);
+		free(ep);
+	}
+	for (uint32_t i = 0; i < rt->nr_workers; i++)
+		rt_worker_fini(&rt->workers[i]);
+	free(rt->workers);
+	free(rt->eps);
+	free(rt);
+}
+
+/* ---- endpoint events (home worker) ------------------------------------- */
+
+static void arm_recv(struct vfurt_worker *w, struct rt_endpoint *ep)
+{
+	struct io_uring_sqe *sqe;
+	bool want_fds;
+
+	if (!ep->conn || ep->recv_op.armed || vfurt_conn_paused(ep->conn))
+		return;
+	sqe = io_uring_get_sqe(&w->ring);
+	if (!sqe)
+		return; /* retried on the next pass */
+	vfurt_conn_rx_iov(ep->conn, &ep->iov, &want_fds);
+	memset(&ep->msg, 0, sizeof(ep->msg));
+	ep->msg.msg_iov = &ep->iov;
+	ep->msg.msg_iovlen = 1;
+	if (want_fds) {
+		ep->msg.msg_control = ep->cmsg.buf;
+		ep->msg.msg_controllen = sizeof(ep->cmsg.buf);
+	}
+	io_uring_prep_recvmsg(sqe, vfurt_conn_fd(ep->conn), &ep->msg, MSG_CMSG_CLOEXEC);
+	io_uring_sqe_set_data(sqe, &ep->recv_op);
+	ep->recv_op.armed = true;
+	w->pending_sqes++;
+}
+
+static void arm_accept(struct vfurt_worker *w, struct rt_endpoint *ep)
+{
+	struct io_uring_sqe *sqe;
+
+	if (ep->accept_op.armed || ep->lfd < 0 || atomic_load(&w->stop))
+		return;
+	sqe = io_uring_get_sqe(&w->ring);
+	if (!sqe)
+		return;
+	io_uring_prep_accept(sqe, ep->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	io_uring_sqe_set_data(sqe, &ep->accept_op);
+	ep->accept_op.armed = true;
+	w->pending_sqes++;
+}
+
+static void arm_watch(struct vfurt_worker *w, struct rt_endpoint *ep, uint32_t i)
+{
+	struct io_uring_sqe *sqe;
+
+	if (ep->watch_ops[i].armed || atomic_load(&w->stop))
+		return;
+	sqe = io_uring_get_sqe(&w->ring);
+	if (!sqe)
+		return;
+	io_uring_prep_poll_add(sqe, ep->watches[i].fd, POLLIN);
+	io_uring_sqe_set_data(sqe, &ep->watch_ops[i]);
+	ep->watch_ops[i].armed = true;
+	w->pending_sqes++;
+}
+
+void rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep)
+{
+	if (!w->ring_ok)
+		return;
+	arm_accept(w, ep);
+	arm_recv(w, ep);
+	for (uint32_t i = 0; i < ep->nr_watches; i++)
+		arm_watch(w, ep, i);
+}
+
+static void publish_ep_stats(struct rt_endpoint *ep)
+{
+	struct vfurt_conn_stats st = { 0 };
+
+	if (ep->conn)
+		vfurt_conn_get_stats(ep->conn, &st);
+	atomic_store_explicit(&ep->msgs, ep->msgs_done + st.msgs, memory_order_relaxed);
+	atomic_store_explicit(&ep->errors, ep->errors_done + st.errors, memory_order_relaxed);
+}
+
+void rt_endpoint_drop(struct rt_endpoint *ep, int why)
+{
+	struct vfurt_conn_stats st;
+
+	if (!ep->conn)
+		return;
+	if (ep->recv_op.armed && ep->home->ring_ok && !ep->rt->stopped) {
+		/* the in-flight recvmsg points into the connection: cancel it and
+		 * wait for its completion before freeing */
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ep->home->ring);
+
+		if (sqe) {
+			io_uring_prep_cancel(sqe, &ep->recv_op, 0);
+			io_uring_sqe_set_data(sqe, NULL);
+			io_uring_submit(&ep->home->ring);
+		}
+		while (ep->recv_op.armed) {
+			struct io_uring_cqe *cqe;
+			struct rt_op *op;
+
+			if (io_uring_wait_cqe(&ep->home->ring, &cqe))
+				break;
+			op = io_uring_cqe_get_data(cqe);
+			if (op == &ep->recv_op)
+				ep->recv_op.armed = false;
+			else if (op) {
+				/* shutting down: do not process, but do not leak */
+				op->armed = false;
+				if (op->kind == RT_OP_ACCEPT && cqe->res >= 0)
+					close(cqe->res);
+			}
+			io_uring_cqe_seen(&ep->home->ring, cqe);
+		}
+	}
+	ep->recv_op.armed = false;
+	vfurt_conn_get_stats(ep->conn, &st);
+	ep->msgs_done += st.msgs;
+	ep->errors_done += st.errors;
+	if (why && why != -ECONNRESET)
+		vfurt_logf(&ep->home->log, VFURT_LOG_WARN, "%s: closing connection: %s",
+			   vfurt_dev_name(ep->dev), strerror(-why));
+	vfurt_conn_destroy(ep->conn);
+	ep->conn = NULL;
+	atomic_store(&ep->connected, false);
+	publish_ep_stats(ep);
+}
+
+static void on_accept(struct vfurt_worker *w, struct rt_endpoint *ep, int fd)
+{
+	if (fd < 0) {
+		if (fd != -ECANCELED)
+			vfurt_logf(&w->log, VFURT_LOG_WARN, "%s: accept: %s",
+				   vfurt_dev_name(ep->dev), strerror(-fd));
+		return;
+	}
+	if (ep->conn) {
+		vfurt_logf(&w->log, VFURT_LOG_WARN,
+			   "%s: refusing a second client while one is connected",
+			   vfurt_dev_name(ep->dev));
+		close(fd);
+		return;
+	}
+	ep->conn = vfurt_conn_create(ep->dev, fd, &ep->rt->conn_opts);
+	if (!ep->conn) {
+		vfurt_logf(&w->log, VFURT_LOG_ERR, "%s: cannot create connection: %s",
+			   vfurt_dev_name(ep->dev), strerror(errno));
+		close(fd);
+		return;
+	}
+	atomic_store(&ep->connected, true);
+}
+
+/* Feed a recvmsg completion, then keep reading with plain non-blocking
+ * recvmsg while data is already queued (pipelined messages cost no io_uring
+ * round trip); io_uring is re-armed only to wait. */
+static void on_recv(struct vfurt_worker *w, struct rt_endpoint *ep, int res)
+{
+	struct msghdr *msg = &ep->msg;
+
+	for (int budget = 64; budget > 0; budget--) {
+		int fds[RT_CMSG_FDS];
+		size_t nfds = 0;
+		bool want_fds;
+		int rc;
+
+		if (res <= 0) {
+			rt_endpoint_drop(ep, res == 0 ? -ECONNRESET : res);
+			return;
+		}
+		if (msg->msg_control) {
+			for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+				size_t k;
+
+				if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+					continue;
+				k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+				for (size_t i = 0; i < k && nfds < RT_CMSG_FDS; i++)
+					memcpy(&fds[nfds++], CMSG_DATA(cm) + i * sizeof(int),
+					       sizeof(int));
+			}
+		}
+		rc = vfurt_conn_rx_feed(ep->conn, (size_t)res, fds, nfds);
+		if (rc) {
+			rt_endpoint_drop(ep, rc);
+			return;
+		}
+		if (vfurt_conn_paused(ep->conn))
+			return;
+		vfurt_conn_rx_iov(ep->conn, &ep->iov, &want_fds);
+		memset(msg, 0, sizeof(*msg));
+		msg->msg_iov = &ep->iov;
+		msg->msg_iovlen = 1;
+		if (want_fds) {
+			msg->msg_control = ep->cmsg.buf;
+			msg->msg_controllen = sizeof(ep->cmsg.buf);
+		}
+		res = (int)recvmsg(vfurt_conn_fd(ep->conn), msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (res < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			res = -errno;
+		}
+	}
+	(void)w;
+}
+
+void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
+{
+	struct rt_endpoint *ep = op->ep;
+
+	switch (op->kind) {
+	case RT_OP_ACCEPT:
+		on_accept(w, ep, res);
+		break;
+	case RT_OP_RECV:
+		if (ep->conn)
+			on_recv(w, ep, res);
+		break;
+	case RT_OP_WATCH:
+		if (res > 0)
+			ep->watches[op->watch].ready(ep->dev, ep->watches[op->watch].ctx);
+		break;
+	default:
+		break;
+	}
+	publish_ep_stats(ep);
+	rt_endpoint_arm(w, ep);
+}
+
+/* ---- hosting hooks ----------------------------------------------------- */
+
+struct queue_call {
+	struct vfurt_runtime *rt;
+	struct vfurt_worker *w;
+	struct vfurt_queue *q;
+	_Atomic int done;
+	int rc;
+};
+
+static int queue_poller(void *arg)
+{
+	return vfurt_queue_poll(arg);
+}
+
+static void queue_register_on(void *arg)
+{
+	struct queue_call *c = arg;
+	struct vfurt_poller *p = vfurt_poller_register(c->w, queue_poller, c->q, 0);
+
+	vfurt_queue_set_host_data(c->q, p);
+	c->rc = p ? 0 : -ENOMEM;
+	atomic_store_explicit(&c->done, 1, memory_order_release);
+}
+
+static void queue_unregister_on(void *arg)
+{
+	struct queue_call *c = arg;
+	struct vfurt_poller *p = vfurt_queue_host_data(c->q);
+
+	vfurt_poller_unregister(&p);
+	vfurt_queue_set_host_data(c->q, NULL);
+	atomic_store_explicit(&c->done, 1, memory_order_release);
+}
+
+/* Run fn on worker w and wait for it: directly when we are w or w's thread
+ * is not running. */
+static int call_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *),
+		   struct queue_call *c)
+{
+	int rc;
+
+	if (vfurt_worker_self() == w || !rt->started || rt->stopped || !w->thread_started) {
+		fn(c);
+		return c->rc;
+	}
+	while ((rc = vfurt_worker_send(w, fn, c)) == -EAGAIN)
+		sched_yield();
+	if (rc)
+		return rc;
+	while (!atomic_load_explicit(&c->done, memory_order_acquire))
+		sched_yield();
+	return c->rc;
+}
+
+static struct vfurt_worker *queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q)
+{
+	int hint = vfurt_queue_hint(q);
+	uint32_t i = hint >= 0 ? (uint32_t)hint : vfurt_queue_index(q);
+
+	return &rt->workers[i % rt->nr_workers];
+}
+
+static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queue *q, int hint)
+{
+	struct vfurt_runtime *rt = host;
+	struct queue_call c = { .rt = rt, .w = queue_worker(rt, q), .q = q };
+
+	return call_on(rt, c.w, queue_register_on, &c);
+}
+
+static void host_queue_stop(void *host, struct vfurt_dev *dev, struct vfurt_queue *q)
+{
+	struct vfurt_runtime *rt = host;
+	struct queue_call c = { .rt = rt, .w = queue_worker(rt, q), .q = q };
+
+	if (rt->stopped || !rt->started) {
+		/* no thread runs the poller set any more */
+		queue_unregister_on(&c);
+		return;
+	}
+	call_on(rt, c.w, queue_unregister_on, &c);
+}
+
+static void host_dma_sync(void *host, struct vfurt_dev *dev)
+{
+	struct vfurt_runtime *rt = host;
+
+	/* every reader holds DMA pointers only inside an epoch section */
+	if (rt->started && !rt->stopped)
+		ck_epoch_synchronize_wait(&rt->epoch, NULL, NULL);
+}
+
+static int host_irq_signal(void *host, struct vfurt_dev *dev, int fd)
+{
+	const uint64_t one = 1;
+
+	if (rt_irq_batch_add(fd))
+		return 0;
+	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+const struct vfurt_dev_host_ops rt_host_ops = {
+	.ops_size = sizeof(struct vfurt_dev_host_ops),
+	.queue_start = host_queue_start,
+	.queue_stop = host_queue_stop,
+	.dma_sync = host_dma_sync,
+	.irq_signal = host_irq_signal,
+};
+
+/* ---- statistics -------------------------------------------------------- */
+
+int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
+			       struct vfurt_worker_stats *st)
+{
+	const struct vfurt_worker *w;
+
+	if (!rt || i >= rt->nr_workers || !st)
+		return -EINVAL;
+	w = &rt->workers[i];
+	st->passes = atomic_load_explicit(&w->st.passes, memory_order_relaxed);
+	st->busy_passes = atomic_load_explicit(&w->st.busy_passes, memory_order_relaxed);
+	st->msgs = 0;
+	for (uint32_t k = 0; k < w->nr_eps; k++)
+		st->msgs += atomic_load_explicit(&w->eps[k]->msgs, memory_order_relaxed);
+	st->ring_msgs = atomic_load_explicit(&w->st.ring_msgs, memory_order_relaxed);
+	st->irqs_raised = atomic_load_explicit(&w->st.irqs_raised, memory_order_relaxed);
+	st->irqs_written = atomic_load_explicit(&w->st.irqs_written, memory_order_relaxed);
+	st->sleeps = atomic_load_explicit(&w->st.sleeps, memory_order_relaxed);
+	st->busy_ns = atomic_load_explicit(&w->st.busy_ns, memory_order_relaxed);
+	st->total_ns = w->st.start_ns ? rt_now(rt) - w->st.start_ns : 0;
+	return 0;
+}
+
+static void add_u64(struct json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+}
+
+char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
+{
+	struct json_object *root = json_object_new_object();
+	struct json_object *workers = json_object_new_array();
+	struct json_object *devices = json_object_new_array();
+	char *out = NULL;
+
+	if (!root || !workers || !devices)
+		goto out;
+	json_object_object_add(root, "workers", workers);
+	json_object_object_add(root, "devices", devices);
+	json_object_object_add(root, "poll", json_object_new_string(
+		rt->mode == VFURT_POLL_BUSY ? "busy" : "adaptive"));
+	for (uint32_t i = 0; i < rt->nr_workers; i++) {
+		struct json_object *w = json_object_new_object();
+		struct vfurt_worker_stats st;
+
+		vfurt_runtime_worker_stats(rt, i, &st);
+		json_object_array_add(workers, w);
+		add_u64(w, "id", i);
+		add_u64(w, "cpu", (uint64_t)rt->workers[i].cpu);
+		add_u64(w, "passes", st.passes);
+		add_u64(w, "busy_passes", st.busy_passes);
+		json_object_object_add(w, "busy_pct", json_object_new_double(
+			st.total_ns ? 100.0 * (double)st.busy_ns / (double)st.total_ns : 0.0));
+		add_u64(w, "msgs", st.msgs);
+		add_u64(w, "ring_msgs", st.ring_msgs);
+		add_u64(w, "irqs_raised", st.irqs_raised);
+		add_u64(w, "irqs_written", st.irqs_written);
+		add_u64(w, "sleeps", st.sleeps);
+	}
+	for (uint32_t i = 0; i < rt->nr_eps; i++) {
+		const struct rt_endpoint *ep = rt->eps[i];
+		struct json_object *d = json_object_new_object();
+		struct json_object *qs = json_object_new_array();
+
+		json_object_array_add(devices, d);
+		json_object_object_add(d, "name", json_object_new_string(vfurt_dev_name(ep->dev)));
+		json_object_object_add(d, "socket", json_object_new_string(ep->path));
+		add_u64(d, "home_worker", ep->home->id);
+		json_object_object_add(d, "connected", json_object_new_boolean(
+			atomic_load_explicit(&ep->connected, memory_order_relaxed)));
+		add_u64(d, "msgs", atomic_load_explicit(&ep->msgs, memory_order_relaxed));
+		add_u64(d, "errors", atomic_load_explicit(&ep->errors, memory_order_relaxed));
+		json_object_object_add(d, "queues", qs);
+		/* queue list changes only on the device's thread; counters are
+		 * relaxed reads, good enough for monitoring */
+		for (uint32_t k = 0; k < vfurt_dev_queue_count(ep->dev); k++) {
+			struct vfurt_queue *q = vfurt_dev_queue(ep->dev, k);
+			struct json_object *jq = json_object_new_object();
+			uint64_t polls;
+			uint64_t busy;
+
+			if (!q)
+				break;
+			vfurt_queue_counters(q, &polls, &busy);
+			json_object_array_add(qs, jq);
+			add_u64(jq, "index", vfurt_queue_index(q));
+			add_u64(jq, "worker", queue_worker((struct vfurt_runtime *)rt, q)->id);
+			add_u64(jq, "polls", polls);
+			add_u64(jq, "busy", busy);
+		}
+	}
+	out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
+out:
+	json_object_put(root);
+	if (!out)
+		errno = ENOMEM;
+	return out;
+}

@@ -1,0 +1,156 @@
+/* Runtime internals shared by rt.c (runtime object, hosting) and worker.c (threads, io_uring). */
+#ifndef VFURT_RUNTIME_RT_INTERNAL_H
+#define VFURT_RUNTIME_RT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <ck_epoch.h>
+#include <liburing.h>
+
+#include <vfurt/engine.h>
+#include <vfurt/runtime.h>
+
+#include "poller.h"
+#include "ring.h"
+
+#define RT_RING_SLOTS 1024u      /* cross-core inbox per worker */
+#define RT_INBOX_BATCH 64u       /* messages drained per pass */
+#define RT_IRQ_BATCH 256u        /* distinct eventfds per pass */
+#define RT_URING_ENTRIES 256u
+#define RT_MAX_WATCHES 64u
+#define RT_CMSG_FDS 64u
+
+struct rt_endpoint;
+
+/* What an io_uring completion belongs to (user_data points at one). */
+enum rt_op_kind {
+	RT_OP_ACCEPT,
+	RT_OP_RECV,
+	RT_OP_WATCH,
+	RT_OP_WAKE,
+};
+
+struct rt_op {
+	enum rt_op_kind kind;
+	struct rt_endpoint *ep;
+	uint32_t watch;          /* RT_OP_WATCH: index into ep->watches */
+	bool armed;
+};
+
+/* A device served by the runtime: its socket, connection and watched fds. */
+struct rt_endpoint {
+	struct vfurt_runtime *rt;
+	struct vfurt_worker *home;
+	struct vfurt_dev *dev;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int lfd;
+	struct vfurt_conn *conn;
+	/* receive in flight */
+	struct msghdr msg;
+	struct iovec iov;
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * RT_CMSG_FDS)];
+		struct cmsghdr align;
+	} cmsg;
+	struct rt_op accept_op;
+	struct rt_op recv_op;
+	struct vfurt_dev_watch watches[RT_MAX_WATCHES];
+	struct rt_op watch_ops[RT_MAX_WATCHES];
+	uint32_t nr_watches;
+	bool closing;
+	/* stats of past connections (the live one is read from conn) */
+	uint64_t msgs_done;
+	uint64_t errors_done;
+	_Atomic uint64_t msgs;   /* published copy for stats readers */
+	_Atomic uint64_t errors;
+	_Atomic bool connected;
+};
+
+/* Per-worker counters, written by the worker with relaxed stores. */
+struct rt_stats {
+	_Atomic uint64_t passes;
+	_Atomic uint64_t busy_passes;
+	_Atomic uint64_t msgs;
+	_Atomic uint64_t ring_msgs;
+	_Atomic uint64_t irqs_raised;
+	_Atomic uint64_t irqs_written;
+	_Atomic uint64_t sleeps;
+	_Atomic uint64_t busy_ns;
+	uint64_t start_ns;
+};
+
+struct vfurt_worker {
+	struct vfurt_runtime *rt;
+	uint32_t id;
+	int cpu;
+	pthread_t thread;
+	bool thread_started;
+	struct io_uring ring;
+	bool ring_ok;
+	unsigned pending_sqes;
+	struct vfurt_poller_set *pollers;
+	struct vfurt_msg_ring *inbox;
+	ck_epoch_record_t epoch_rec;
+	int wake_fd;             /* eventfd: wakes an adaptive worker */
+	struct rt_op wake_op;
+	uint64_t wake_buf;
+	_Atomic int sleeping;
+	_Atomic bool stop;
+	/* endpoints homed here */
+	struct rt_endpoint **eps;
+	uint32_t nr_eps;
+	/* irq batch of this pass */
+	int irq_fds[RT_IRQ_BATCH];
+	uint32_t nr_irq;
+	uint64_t idle_since_ns;
+	struct rt_stats st;
+	char log_prefix[24];
+	struct vfurt_log log;    /* runtime log, prefixed with the worker id */
+};
+
+struct vfurt_runtime {
+	struct vfurt_log log;
+	struct vfurt_conn_opts conn_opts;
+	enum vfurt_poll_mode mode;
+	uint64_t spin_ns;
+	uint64_t sleep_max_ns;
+	bool no_threads;
+	vfurt_clock_fn clock;
+	void *clock_arg;
+	ck_epoch_t epoch;
+	struct vfurt_worker *workers;
+	uint32_t nr_workers;
+	struct rt_endpoint **eps;
+	uint32_t nr_eps;
+	uint32_t cap_eps;
+	uint32_t next_home;
+	bool started;
+	bool stopped;
+};
+
+uint64_t rt_now(const struct vfurt_runtime *rt);
+
+/* worker.c */
+int rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id, int cpu);
+void rt_worker_fini(struct vfurt_worker *w);
+int rt_worker_start(struct vfurt_worker *w);
+void rt_worker_join(struct vfurt_worker *w);
+/* Queue an eventfd write into the calling worker's batch; false when the
+ * caller is not a worker (the caller then writes directly). */
+bool rt_irq_batch_add(int fd);
+
+/* rt.c: device hosting */
+extern const struct vfurt_dev_host_ops rt_host_ops;
+/* Close the endpoint's connection as a client disconnect would (home worker). */
+void rt_endpoint_drop(struct rt_endpoint *ep, int why);
+/* Handle one completion for an endpoint (home worker). */
+void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res);
+/* Arm accept/recv/watch operations for the endpoints of w. */
+void rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep);
+
+#endif /* VFURT_RUNTIME_RT_INTERNAL_H */

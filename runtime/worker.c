@@ -1,0 +1,392 @@
+/* Worker threads: pinning, the poll pass, io_uring completions, pollers, cross-core messages. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hwloc.h>
+
+#include "rt_internal.h"
+
+/* The worker of the calling thread: per thread, not per process. */
+static __thread struct vfurt_worker *tls_worker;
+
+uint64_t rt_now(const struct vfurt_runtime *rt)
+{
+	struct timespec ts;
+
+	if (rt->clock)
+		return rt->clock(rt->clock_arg);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	/* single writer: a relaxed load+store is enough and cheaper than a RMW */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+			      memory_order_relaxed);
+}
+
+struct vfurt_worker *vfurt_worker_self(void)
+{
+	return tls_worker;
+}
+
+uint32_t vfurt_worker_id(const struct vfurt_worker *w)
+{
+	return w->id;
+}
+
+int vfurt_worker_cpu(const struct vfurt_worker *w)
+{
+	return w->cpu;
+}
+
+int rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id, int cpu)
+{
+	memset(w, 0, sizeof(*w));
+	w->rt = rt;
+	w->id = id;
+	w->cpu = cpu;
+	w->wake_fd = -1;
+	snprintf(w->log_prefix, sizeof(w->log_prefix), "vfu-rt[w%u]", id);
+	w->log = rt->log;
+	if (w->log.fn == vfurt_log_stderr)
+		w->log.arg = w->log_prefix;
+	w->pollers = vfurt_poller_set_create();
+	if (!w->pollers)
+		return -ENOMEM;
+	w->inbox = vfurt_ring_create(RT_RING_SLOTS);
+	if (!w->inbox)
+		goto err_pollers;
+	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->wake_fd < 0)
+		goto err_inbox;
+	ck_epoch_register(&rt->epoch, &w->epoch_rec, NULL);
+	w->wake_op.kind = RT_OP_WAKE;
+	return 0;
+
+err_inbox:
+	vfurt_ring_destroy(w->inbox);
+err_pollers:
+	vfurt_poller_set_destroy(w->pollers);
+	return -ENOMEM;
+}
+
+void rt_worker_fini(struct vfurt_worker *w)
+{
+	struct vfurt_ring_msg m;
+
+	/* messages nobody will run any more: run them here so that their
+	 * senders' resources are released */
+	while (w->inbox && vfurt_ring_dequeue_sc(w->inbox, &m))
+		m.fn(m.arg);
+	if (w->ring_ok)
+		io_uring_queue_exit(&w->ring);
+	w->ring_ok = false;
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
+	w->wake_fd = -1;
+	vfurt_ring_destroy(w->inbox);
+	w->inbox = NULL;
+	vfurt_poller_set_destroy(w->pollers);
+	w->pollers = NULL;
+	ck_epoch_unregister(&w->epoch_rec);
+	free(w->eps);
+	w->eps = NULL;
+}
+
+/* ---- pollers ----------------------------------------------------------- */
+
+struct vfurt_poller *vfurt_poller_register(struct vfurt_worker *w, vfurt_poller_fn fn, void *arg,
+					   uint64_t period_us)
+{
+	if (!w || !fn) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return vfurt_poller_set_add(w->pollers, w, fn, arg, period_us, rt_now(w->rt));
+}
+
+void vfurt_poller_unregister(struct vfurt_poller **p)
+{
+	if (!p || !*p)
+		return;
+	vfurt_poller_set_remove(vfurt_poller_owner(*p), *p);
+	*p = NULL;
+}
+
+/* ---- cross-core messages ----------------------------------------------- */
+
+int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg)
+{
+	struct vfurt_ring_msg m = { .fn = fn, .arg = arg };
+	const uint64_t one = 1;
+
+	if (!to || !fn)
+		return -EINVAL;
+	if (!vfurt_ring_enqueue_mpsc(to->inbox, &m))
+		return -EAGAIN;
+	/* pairs with the sleeping store + recheck in worker_sleep() */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&to->sleeping, memory_order_relaxed) &&
+	    write(to->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+static int drain_inbox(struct vfurt_worker *w)
+{
+	struct vfurt_ring_msg m;
+	int n = 0;
+
+	while (n < (int)RT_INBOX_BATCH && vfurt_ring_dequeue_sc(w->inbox, &m)) {
+		m.fn(m.arg);
+		n++;
+	}
+	if (n)
+		stat_add(&w->st.ring_msgs, (uint64_t)n);
+	return n;
+}
+
+/* ---- irq batch --------------------------------------------------------- */
+
+bool rt_irq_batch_add(int fd)
+{
+	struct vfurt_worker *w = tls_worker;
+
+	if (!w)
+		return false;
+	stat_add(&w->st.irqs_raised, 1);
+	for (uint32_t i = 0; i < w->nr_irq; i++)
+		if (w->irq_fds[i] == fd)
+			return true; /* coalesced into the pending write */
+	if (w->nr_irq == RT_IRQ_BATCH)
+		return false; /* full: the caller writes it now */
+	w->irq_fds[w->nr_irq++] = fd;
+	return true;
+}
+
+static void flush_irqs(struct vfurt_worker *w)
+{
+	const uint64_t one = 1;
+
+	for (uint32_t i = 0; i < w->nr_irq; i++) {
+		ssize_t r;
+
+		do {
+			r = write(w->irq_fds[i], &one, sizeof(one));
+		} while (r < 0 && errno == EINTR);
+	}
+	if (w->nr_irq)
+		stat_add(&w->st.irqs_written, w->nr_irq);
+	w->nr_irq = 0;
+}
+
+/* ---- the pass ---------------------------------------------------------- */
+
+static void reap_completions(struct vfurt_worker *w, int *work)
+{
+	struct io_uring_cqe *cqes[32];
+	unsigned n;
+
+	if (!w->ring_ok)
+		return;
+	while ((n = io_uring_peek_batch_cqe(&w->ring, cqes, 32)) > 0) {
+		for (unsigned i = 0; i < n; i++) {
+			struct rt_op *op = io_uring_cqe_get_data(cqes[i]);
+			int res = cqes[i]->res;
+
+			io_uring_cqe_seen(&w->ring, cqes[i]);
+			if (!op)
+				continue;
+			op->armed = false;
+			if (op->kind == RT_OP_WAKE) {
+				if (!atomic_load(&w->stop)) {
+					struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+					if (sqe) {
+						io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf,
+								   sizeof(w->wake_buf), 0);
+						io_uring_sqe_set_data(sqe, &w->wake_op);
+						w->wake_op.armed = true;
+						w->pending_sqes++;
+					}
+				}
+				continue;
+			}
+			rt_endpoint_event(w, op, res);
+			(*work)++;
+		}
+	}
+}
+
+bool vfurt_worker_run_pass(struct vfurt_worker *w)
+{
+	struct vfurt_worker *prev = tls_worker;
+	ck_epoch_section_t section;
+	uint64_t t0 = rt_now(w->rt);
+	int work = 0;
+
+	tls_worker = w;
+	work += drain_inbox(w);
+	/* pollers translate guest addresses: they run inside an epoch section
+	 * so that DMA unmap can wait for them (rt_host_ops.dma_sync) */
+	ck_epoch_begin(&w->epoch_rec, &section);
+	work += vfurt_poller_set_run_active(w->pollers);
+	if (vfurt_poller_set_next_deadline(w->pollers) <= t0)
+		work += vfurt_poller_set_run_timed(w->pollers, t0);
+	flush_irqs(w);
+	ck_epoch_end(&w->epoch_rec, &section);
+	/* control plane: vfio-user messages, accepts, ioeventfds */
+	reap_completions(w, &work);
+	flush_irqs(w); /* triggers raised by message handlers */
+	if (w->ring_ok && w->pending_sqes) {
+		io_uring_submit(&w->ring);
+		w->pending_sqes = 0;
+	}
+	tls_worker = prev;
+
+	stat_add(&w->st.passes, 1);
+	if (work) {
+		stat_add(&w->st.busy_passes, 1);
+		stat_add(&w->st.busy_ns, rt_now(w->rt) - t0);
+	}
+	return work > 0;
+}
+
+/* Adaptive mode: sleep in the kernel until a completion, a wake-up or the
+ * next timer, bounded by sleep_max. */
+static void worker_sleep(struct vfurt_worker *w)
+{
+	struct __kernel_timespec ts;
+	struct io_uring_cqe *cqe;
+	uint64_t now = rt_now(w->rt);
+	uint64_t deadline = vfurt_poller_set_next_deadline(w->pollers);
+	uint64_t wait_ns = w->rt->sleep_max_ns;
+
+	if (deadline != UINT64_MAX)
+		wait_ns = deadline > now ? deadline - now : 0;
+	if (wait_ns > w->rt->sleep_max_ns)
+		wait_ns = w->rt->sleep_max_ns;
+	if (wait_ns == 0)
+		return;
+	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
+	/* pairs with the fence in vfurt_worker_send(): either the sender sees
+	 * sleeping and writes wake_fd, or we see its message here */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (vfurt_ring_count(w->inbox) == 0 && !atomic_load(&w->stop)) {
+		ts.tv_sec = (long long)(wait_ns / 1000000000ull);
+		ts.tv_nsec = (long long)(wait_ns % 1000000000ull);
+		io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+		w->pending_sqes = 0;
+		stat_add(&w->st.sleeps, 1);
+	}
+	atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+}
+
+static int pin_self(struct vfurt_worker *w)
+{
+	hwloc_topology_t topo;
+	hwloc_bitmap_t set;
+	int rc = 0;
+
+	if (hwloc_topology_init(&topo) < 0)
+		return -ENOMEM;
+	if (hwloc_topology_load(topo) < 0) {
+		rc = -EIO;
+		goto out_topo;
+	}
+	set = hwloc_bitmap_alloc();
+	if (!set) {
+		rc = -ENOMEM;
+		goto out_topo;
+	}
+	hwloc_bitmap_only(set, (unsigned)w->cpu);
+	if (hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_THREAD) < 0)
+		rc = -errno ? -errno : -EINVAL;
+	hwloc_bitmap_free(set);
+out_topo:
+	hwloc_topology_destroy(topo);
+	return rc;
+}
+
+static void *worker_main(void *arg)
+{
+	struct vfurt_worker *w = arg;
+	struct vfurt_runtime *rt = w->rt;
+	char name[16];
+	int rc;
+
+	snprintf(name, sizeof(name), "vfu-rt-w%u", w->id);
+	pthread_setname_np(pthread_self(), name);
+	rc = pin_self(w);
+	if (rc)
+		vfurt_logf(&w->log, VFURT_LOG_WARN, "cannot pin to CPU %d: %s", w->cpu,
+			   strerror(-rc));
+	else
+		vfurt_logf(&w->log, VFURT_LOG_DEBUG, "running on CPU %d", w->cpu);
+	tls_worker = w;
+	w->st.start_ns = rt_now(rt);
+	w->idle_since_ns = w->st.start_ns;
+	while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
+		bool busy = vfurt_worker_run_pass(w);
+
+		if (rt->mode != VFURT_POLL_ADAPTIVE)
+			continue;
+		if (busy) {
+			w->idle_since_ns = 0;
+			continue;
+		}
+		if (!w->idle_since_ns)
+			w->idle_since_ns = rt_now(rt);
+		else if (rt_now(rt) - w->idle_since_ns >= rt->spin_ns)
+			worker_sleep(w);
+	}
+	/* graceful stop: close this worker's connections on its own thread */
+	for (uint32_t i = 0; i < w->nr_eps; i++)
+		rt_endpoint_drop(w->eps[i], 0);
+	vfurt_worker_run_pass(w);
+	tls_worker = NULL;
+	return NULL;
+}
+
+int rt_worker_start(struct vfurt_worker *w)
+{
+	struct io_uring_sqe *sqe;
+	int rc;
+
+	rc = io_uring_queue_init(RT_URING_ENTRIES, &w->ring, 0);
+	if (rc < 0)
+		return rc;
+	w->ring_ok = true;
+	sqe = io_uring_get_sqe(&w->ring);
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf), 0);
+	io_uring_sqe_set_data(sqe, &w->wake_op);
+	w->wake_op.armed = true;
+	w->pending_sqes++;
+	for (uint32_t i = 0; i < w->nr_eps; i++)
+		rt_endpoint_arm(w, w->eps[i]);
+	rc = pthread_create(&w->thread, NULL, worker_main, w);
+	if (rc)
+		return -rc;
+	w->thread_started = true;
+	return 0;
+}
+
+void rt_worker_join(struct vfurt_worker *w)
+{
+	const uint64_t one = 1;
+
+	if (!w->thread_started)
+		return;
+	atomic_store_explicit(&w->stop, true, memory_order_release);
+	if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		vfurt_logf(&w->log, VFURT_LOG_WARN, "cannot wake worker: %s", strerror(errno));
+	pthread_join(w->thread, NULL);
+	w->thread_started = false;
+}
