@@ -34,6 +34,7 @@ int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *o
 		dev->host_arg = NULL;
 		vfurt_irqs_set_signal(dev->irqs, NULL, NULL);
 		vfurt_dma_table_set_sync(dev->dma, NULL, NULL);
+		vfurt_irqs_set_sync(dev->irqs, NULL, NULL);
 		return 0;
 	}
 	if (ops->ops_size < sizeof(*ops))
@@ -42,6 +43,7 @@ int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *o
 	dev->host_arg = host;
 	vfurt_irqs_set_signal(dev->irqs, ops->irq_signal ? irq_signal_thunk : NULL, dev);
 	vfurt_dma_table_set_sync(dev->dma, ops->dma_sync ? dma_sync_thunk : NULL, dev);
+	vfurt_irqs_set_sync(dev->irqs, ops->dma_sync ? dma_sync_thunk : NULL, dev);
 	return 0;
 }
 

@@ -4,29 +4,47 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+/*
+ * Concurrency: the control plane (SET_IRQS, masks from config space, reset,
+ * disconnect) runs on the device's thread; vfurt_irqs_trigger may also run
+ * on queue pollers of other workers. The state a trigger touches is atomic:
+ * pending is set before the masks are read, and every path that may deliver
+ * claims the pending bit with an exchange, so exactly one of a racing
+ * trigger and unmask signals the eventfd. An eventfd replaced or released by
+ * the control plane is closed only after the sync hook has waited out every
+ * trigger that may have loaded it (epoch synchronisation in the runtime).
+ */
 struct irq_vec {
-	int trigger_fd;   /* client's eventfd, -1 = none */
+	_Atomic int trigger_fd;   /* client's eventfd, -1 = none */
 	int mask_fd;      /* SET_IRQS MASK|EVENTFD notification fd, -1 = none */
 	int unmask_fd;    /* SET_IRQS UNMASK|EVENTFD notification fd, -1 = none */
-	bool client_masked;
-	bool guest_masked;
-	bool pending;
+	_Atomic bool client_masked;
+	_Atomic bool guest_masked;
+	_Atomic bool pending;
 };
 
 struct irq_index {
 	uint32_t count;
 	struct irq_vec *v;
-	bool func_masked;
+	_Atomic bool func_masked;
 };
 
 struct vfurt_irqs {
 	struct irq_index idx[VFURT_IRQ_NUM];
-	struct vfurt_irq_stats stats;
+	_Atomic uint64_t raised;
+	_Atomic uint64_t written;
 	vfurt_irq_signal_fn signal;   /* NULL: write(2) here */
 	void *signal_arg;
+	void (*sync)(void *arg);      /* wait out concurrent triggers */
+	void *sync_arg;
+	/* fds retired by the control plane, closed after sync */
+	int *retired;
+	size_t nr_retired;
+	size_t cap_retired;
 };
 
 #define SET_FLAGS_KNOWN (VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)
@@ -39,19 +57,68 @@ static void close_fd(int *fd)
 	}
 }
 
+/* Queue an fd that a concurrent trigger may still hold; closed by
+ * flush_retired() after the sync hook. Falls back to sync + close when the
+ * list cannot grow. */
+static void retire_fd(struct vfurt_irqs *irqs, int fd)
+{
+	if (fd < 0)
+		return;
+	if (!irqs->sync) {
+		close(fd);
+		return;
+	}
+	if (irqs->nr_retired == irqs->cap_retired) {
+		size_t ncap = irqs->cap_retired ? irqs->cap_retired * 2 : 16;
+		int *n = realloc(irqs->retired, ncap * sizeof(*n));
+
+		if (!n) {
+			irqs->sync(irqs->sync_arg);
+			close(fd);
+			return;
+		}
+		irqs->retired = n;
+		irqs->cap_retired = ncap;
+	}
+	irqs->retired[irqs->nr_retired++] = fd;
+}
+
+static void flush_retired(struct vfurt_irqs *irqs)
+{
+	if (!irqs->nr_retired)
+		return;
+	if (irqs->sync)
+		irqs->sync(irqs->sync_arg);
+	for (size_t i = 0; i < irqs->nr_retired; i++)
+		close(irqs->retired[i]);
+	irqs->nr_retired = 0;
+}
+
 static void vec_init(struct irq_vec *v)
 {
-	v->trigger_fd = -1;
+	atomic_init(&v->trigger_fd, -1);
 	v->mask_fd = -1;
 	v->unmask_fd = -1;
-	v->client_masked = false;
-	v->guest_masked = false;
-	v->pending = false;
+	atomic_init(&v->client_masked, false);
+	atomic_init(&v->guest_masked, false);
+	atomic_init(&v->pending, false);
+}
+
+/* Control plane: detach and retire a vector's fds. */
+static void vec_release_fds(struct vfurt_irqs *irqs, struct irq_vec *v)
+{
+	retire_fd(irqs, atomic_exchange(&v->trigger_fd, -1));
+	retire_fd(irqs, v->mask_fd);
+	retire_fd(irqs, v->unmask_fd);
+	v->mask_fd = -1;
+	v->unmask_fd = -1;
 }
 
 static void vec_close_fds(struct irq_vec *v)
 {
-	close_fd(&v->trigger_fd);
+	int fd = atomic_exchange(&v->trigger_fd, -1);
+
+	close_fd(&fd);
 	close_fd(&v->mask_fd);
 	close_fd(&v->unmask_fd);
 }
@@ -73,14 +140,14 @@ static bool eventfd_signal(struct vfurt_irqs *irqs, int fd)
 	if (irqs->signal) {
 		if (irqs->signal(irqs->signal_arg, fd))
 			return false;
-		irqs->stats.written++;
+		atomic_fetch_add_explicit(&irqs->written, 1, memory_order_relaxed);
 		return true;
 	}
 	do {
 		r = write(fd, &one, sizeof(one));
 	} while (r < 0 && errno == EINTR);
 	if (r == (ssize_t)sizeof(one) || (r < 0 && errno == EAGAIN)) {
-		irqs->stats.written++;
+		atomic_fetch_add_explicit(&irqs->written, 1, memory_order_relaxed);
 		return true;
 	}
 	return false;
@@ -88,19 +155,31 @@ static bool eventfd_signal(struct vfurt_irqs *irqs, int fd)
 
 static bool vec_masked(const struct irq_index *ix, const struct irq_vec *v)
 {
-	return v->client_masked || v->guest_masked || ix->func_masked;
+	return atomic_load(&v->client_masked) || atomic_load(&v->guest_masked) ||
+	       atomic_load(&ix->func_masked);
 }
 
-/* Fire v if it is pending, unmasked and has an eventfd. */
-static void vec_deliver(struct vfurt_irqs *irqs, uint32_t index, struct irq_vec *v)
+/* Fire v if it is pending, unmasked and has an eventfd. Claims the pending
+ * bit first so that concurrent deliverers signal once. Returns -ENOENT when
+ * there is no eventfd (left pending). */
+static int vec_deliver(struct vfurt_irqs *irqs, uint32_t index, struct irq_vec *v)
 {
-	if (!v->pending || v->trigger_fd < 0 || vec_masked(&irqs->idx[index], v))
-		return;
-	if (!eventfd_signal(irqs, v->trigger_fd))
-		return; /* stays pending; the next trigger or unmask retries */
-	v->pending = false;
+	int fd;
+
+	if (vec_masked(&irqs->idx[index], v) || !atomic_load(&v->pending))
+		return 0;
+	fd = atomic_load_explicit(&v->trigger_fd, memory_order_acquire);
+	if (fd < 0)
+		return -ENOENT;
+	if (!atomic_exchange(&v->pending, false))
+		return 0; /* somebody else delivered it */
+	if (!eventfd_signal(irqs, fd)) {
+		atomic_store(&v->pending, true); /* the next trigger or unmask retries */
+		return 0;
+	}
 	if (index == VFURT_IRQ_INTX)
-		v->client_masked = true; /* level interrupt: automasked until unmask */
+		atomic_store(&v->client_masked, true); /* level: automasked until unmask */
+	return 0;
 }
 
 static void index_deliver_all(struct vfurt_irqs *irqs, uint32_t index)
@@ -123,7 +202,7 @@ static void index_free(struct irq_index *ix)
 	free(ix->v);
 	ix->v = NULL;
 	ix->count = 0;
-	ix->func_masked = false;
+	atomic_store(&ix->func_masked, false);
 }
 
 void vfurt_irqs_destroy(struct vfurt_irqs *irqs)
@@ -132,6 +211,9 @@ void vfurt_irqs_destroy(struct vfurt_irqs *irqs)
 		return;
 	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++)
 		index_free(&irqs->idx[i]);
+	for (size_t i = 0; i < irqs->nr_retired; i++)
+		close(irqs->retired[i]);
+	free(irqs->retired);
 	free(irqs);
 }
 
@@ -252,16 +334,20 @@ static void set_eventfds(struct vfurt_irqs *irqs, const struct vfio_irq_set *set
 		int nfd = nfds ? fds[i] : -1;
 		int *slot;
 
-		if (action == VFIO_IRQ_SET_ACTION_TRIGGER)
-			slot = &v->trigger_fd;
-		else if (action == VFIO_IRQ_SET_ACTION_MASK)
-			slot = &v->mask_fd;
-		else
-			slot = &v->unmask_fd;
+		if (action == VFIO_IRQ_SET_ACTION_TRIGGER) {
+			int old = atomic_exchange_explicit(&v->trigger_fd, nfd,
+							   memory_order_acq_rel);
+
+			if (old != nfd)
+				retire_fd(irqs, old);
+			continue;
+		}
+		slot = action == VFIO_IRQ_SET_ACTION_MASK ? &v->mask_fd : &v->unmask_fd;
 		if (*slot != nfd)
-			close_fd(slot);
+			retire_fd(irqs, *slot);
 		*slot = nfd;
 	}
+	flush_retired(irqs);
 }
 
 int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
@@ -285,7 +371,8 @@ int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 
 	if (set->count == 0) { /* DATA_NONE|ACTION_TRIGGER: disable the index */
 		for (uint32_t i = 0; i < ix->count; i++)
-			close_fd(&ix->v[i].trigger_fd);
+			retire_fd(irqs, atomic_exchange(&ix->v[i].trigger_fd, -1));
+		flush_retired(irqs);
 		return 0;
 	}
 
@@ -303,7 +390,7 @@ int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 		if (action == VFIO_IRQ_SET_ACTION_TRIGGER)
 			(void)vfurt_irqs_trigger(irqs, set->index, vector); /* -ENOENT: left pending */
 		else
-			v->client_masked = (action == VFIO_IRQ_SET_ACTION_MASK);
+			atomic_store(&v->client_masked, action == VFIO_IRQ_SET_ACTION_MASK);
 	}
 
 	if (action == VFIO_IRQ_SET_ACTION_TRIGGER)
@@ -325,14 +412,11 @@ int vfurt_irqs_trigger(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
 	v = get_vec(irqs, index, vector);
 	if (!v)
 		return -EINVAL;
-	irqs->stats.raised++;
-	v->pending = true;
-	if (vec_masked(&irqs->idx[index], v))
-		return 0;
-	if (v->trigger_fd < 0)
-		return -ENOENT;
-	vec_deliver(irqs, index, v);
-	return 0;
+	atomic_fetch_add_explicit(&irqs->raised, 1, memory_order_relaxed);
+	/* pending before the masks are read: pairs with unmask clearing the
+	 * mask before it looks at pending (both seq_cst) */
+	atomic_store(&v->pending, true);
+	return vec_deliver(irqs, index, v);
 }
 
 void vfurt_irqs_set_guest_mask(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector,
@@ -344,9 +428,9 @@ void vfurt_irqs_set_guest_mask(struct vfurt_irqs *irqs, uint32_t index, uint32_t
 	v = get_vec(irqs, index, vector);
 	if (!v)
 		return;
-	v->guest_masked = masked;
+	atomic_store(&v->guest_masked, masked);
 	if (!masked)
-		vec_deliver(irqs, index, v);
+		(void)vec_deliver(irqs, index, v);
 }
 
 void vfurt_irqs_set_func_mask(struct vfurt_irqs *irqs, uint32_t index, bool masked)
@@ -354,7 +438,7 @@ void vfurt_irqs_set_func_mask(struct vfurt_irqs *irqs, uint32_t index, bool mask
 	assert(irqs);
 	if (index >= VFURT_IRQ_NUM)
 		return;
-	irqs->idx[index].func_masked = masked;
+	atomic_store(&irqs->idx[index].func_masked, masked);
 	if (!masked)
 		index_deliver_all(irqs, index);
 }
@@ -365,7 +449,7 @@ bool vfurt_irqs_pending(const struct vfurt_irqs *irqs, uint32_t index, uint32_t 
 
 	assert(irqs);
 	v = get_vec(irqs, index, vector);
-	return v && v->pending;
+	return v && atomic_load(&v->pending);
 }
 
 bool vfurt_irqs_enabled(const struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
@@ -374,7 +458,7 @@ bool vfurt_irqs_enabled(const struct vfurt_irqs *irqs, uint32_t index, uint32_t 
 
 	assert(irqs);
 	v = get_vec(irqs, index, vector);
-	return v && v->trigger_fd >= 0;
+	return v && atomic_load(&v->trigger_fd) >= 0;
 }
 
 void vfurt_irqs_release_client(struct vfurt_irqs *irqs)
@@ -384,10 +468,11 @@ void vfurt_irqs_release_client(struct vfurt_irqs *irqs)
 		struct irq_index *ix = &irqs->idx[i];
 
 		for (uint32_t j = 0; j < ix->count; j++) {
-			vec_close_fds(&ix->v[j]);
-			ix->v[j].client_masked = false;
+			vec_release_fds(irqs, &ix->v[j]);
+			atomic_store(&ix->v[j].client_masked, false);
 		}
 	}
+	flush_retired(irqs);
 }
 
 void vfurt_irqs_reset(struct vfurt_irqs *irqs)
@@ -396,10 +481,10 @@ void vfurt_irqs_reset(struct vfurt_irqs *irqs)
 	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++) {
 		struct irq_index *ix = &irqs->idx[i];
 
-		ix->func_masked = false;
+		atomic_store(&ix->func_masked, false);
 		for (uint32_t j = 0; j < ix->count; j++) {
-			ix->v[j].pending = false;
-			ix->v[j].guest_masked = false;
+			atomic_store(&ix->v[j].pending, false);
+			atomic_store(&ix->v[j].guest_masked, false);
 		}
 	}
 }
@@ -407,11 +492,18 @@ void vfurt_irqs_reset(struct vfurt_irqs *irqs)
 void vfurt_irqs_get_stats(const struct vfurt_irqs *irqs, struct vfurt_irq_stats *st)
 {
 	assert(irqs && st);
-	*st = irqs->stats;
+	st->raised = atomic_load_explicit(&irqs->raised, memory_order_relaxed);
+	st->written = atomic_load_explicit(&irqs->written, memory_order_relaxed);
 }
 
 void vfurt_irqs_set_signal(struct vfurt_irqs *irqs, vfurt_irq_signal_fn fn, void *arg)
 {
 	irqs->signal = fn;
 	irqs->signal_arg = arg;
+}
+
+void vfurt_irqs_set_sync(struct vfurt_irqs *irqs, void (*fn)(void *arg), void *arg)
+{
+	irqs->sync = fn;
+	irqs->sync_arg = arg;
 }

@@ -80,6 +80,11 @@ void vfurt_irqs_reset(struct vfurt_irqs *irqs);
 typedef int (*vfurt_irq_signal_fn)(void *arg, int fd);
 void vfurt_irqs_set_signal(struct vfurt_irqs *irqs, vfurt_irq_signal_fn fn, void *arg);
 
+/* Install a hook that waits until no concurrent trigger can still use an
+ * eventfd loaded before the call; replaced and released fds are closed only
+ * after it. NULL = triggers only come from the control thread. */
+void vfurt_irqs_set_sync(struct vfurt_irqs *irqs, void (*fn)(void *arg), void *arg);
+
 void vfurt_irqs_get_stats(const struct vfurt_irqs *irqs, struct vfurt_irq_stats *st);
 
 #endif /* VFURT_IO_IRQ_H */

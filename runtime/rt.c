@@ -594,7 +594,10 @@ static void host_dma_sync(void *host, struct vfurt_dev *dev)
 {
 	struct vfurt_runtime *rt = host;
 
-	/* every reader holds DMA pointers only inside an epoch section */
+	/* our own batch may hold an eventfd that is about to be closed */
+	rt_irq_batch_flush();
+	/* every reader holds DMA pointers and eventfds only inside an epoch
+	 * section */
 	if (rt->started && !rt->stopped)
 		ck_epoch_synchronize_wait(&rt->epoch, NULL, NULL);
 }

@@ -143,6 +143,8 @@ void rt_worker_join(struct vfurt_worker *w);
 /* Queue an eventfd write into the calling worker's batch; false when the
  * caller is not a worker (the caller then writes directly). */
 bool rt_irq_batch_add(int fd);
+/* Write the calling worker's pending irqs now (before fds may be closed). */
+void rt_irq_batch_flush(void);
 
 /* rt.c: device hosting */
 extern const struct vfurt_dev_host_ops rt_host_ops;

@@ -171,6 +171,14 @@ bool rt_irq_batch_add(int fd)
 	return true;
 }
 
+static void flush_irqs(struct vfurt_worker *w);
+
+void rt_irq_batch_flush(void)
+{
+	if (tls_worker)
+		flush_irqs(tls_worker);
+}
+
 static void flush_irqs(struct vfurt_worker *w)
 {
 	const uint64_t one = 1;
