@@ -445,8 +445,8 @@ int vfurt_conn_rx_feed(struct vfurt_conn *c, size_t n, int *fds, size_t nfds)
 			return 0;
 		if (c->rx.hdr.msg_size < HDR_SIZE || c->rx.hdr.msg_size > c->rx_max) {
 			vfurt_logf(c->log, VFURT_LOG_WARN,
-				   "%s: message size %u out of range [16, %zu]: closing",
-				   c->dev->name, c->rx.hdr.msg_size, c->rx_max);
+				   "%s: message size %u out of range [16, %zu] (msg_id %u cmd %u): closing",
+				   c->dev->name, c->rx.hdr.msg_size, c->rx_max, c->rx.hdr.msg_id, c->rx.hdr.cmd);
 			return c->rx.hdr.msg_size < HDR_SIZE ? -EPROTO : -EMSGSIZE;
 		}
 		c->rx.len = c->rx.hdr.msg_size - HDR_SIZE;

@@ -237,11 +237,42 @@ int vfurt_runtime_start(struct vfurt_runtime *rt)
 	return 0;
 }
 
+struct shutdown_call {
+	struct vfurt_worker *w;
+	_Atomic int done;
+};
+
+/* On worker w: refuse new clients and close every connection it homes, as a
+ * client disconnect would (the message in progress has been answered: a
+ * worker runs this between messages). */
+static void shutdown_endpoints(void *arg)
+{
+	struct shutdown_call *c = arg;
+
+	for (uint32_t i = 0; i < c->w->nr_eps; i++) {
+		c->w->eps[i]->closing = true;
+		rt_endpoint_drop(c->w->eps[i], 0);
+	}
+	atomic_store_explicit(&c->done, 1, memory_order_release);
+}
+
 void vfurt_runtime_stop(struct vfurt_runtime *rt)
 {
 	if (!rt || !rt->started || rt->stopped)
 		return;
-	/* each worker closes its own connections before it exits */
+	/* phase 1, all workers running: close connections on their home
+	 * workers (a detach may remove queues polled by other workers) */
+	for (uint32_t i = 0; i < rt->nr_workers; i++) {
+		struct shutdown_call c = { .w = &rt->workers[i] };
+
+		if (!c.w->thread_started)
+			continue;
+		while (vfurt_worker_send(c.w, shutdown_endpoints, &c) == -EAGAIN)
+			sched_yield();
+		while (!atomic_load_explicit(&c.done, memory_order_acquire))
+			sched_yield();
+	}
+	/* phase 2: stop and join the threads */
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
 		rt_worker_join(&rt->workers[i]);
 	rt->stopped = true;
@@ -311,7 +342,7 @@ static void arm_accept(struct vfurt_worker *w, struct rt_endpoint *ep)
 {
 	struct io_uring_sqe *sqe;
 
-	if (ep->accept_op.armed || ep->lfd < 0 || atomic_load(&w->stop))
+	if (ep->accept_op.armed || ep->lfd < 0 || ep->closing || atomic_load(&w->stop))
 		return;
 	sqe = io_uring_get_sqe(&w->ring);
 	if (!sqe)
@@ -412,6 +443,10 @@ static void on_accept(struct vfurt_worker *w, struct rt_endpoint *ep, int fd)
 				   vfurt_dev_name(ep->dev), strerror(-fd));
 		return;
 	}
+	if (ep->closing) {
+		close(fd);
+		return;
+	}
 	if (ep->conn) {
 		vfurt_logf(&w->log, VFURT_LOG_WARN,
 			   "%s: refusing a second client while one is connected",
@@ -436,7 +471,7 @@ static void on_recv(struct vfurt_worker *w, struct rt_endpoint *ep, int res)
 {
 	struct msghdr *msg = &ep->msg;
 
-	for (int budget = 64; budget > 0; budget--) {
+	for (int budget = 64;; budget--) {
 		int fds[RT_CMSG_FDS];
 		size_t nfds = 0;
 		bool want_fds;
@@ -463,7 +498,9 @@ static void on_recv(struct vfurt_worker *w, struct rt_endpoint *ep, int res)
 			rt_endpoint_drop(ep, rc);
 			return;
 		}
-		if (vfurt_conn_paused(ep->conn))
+		/* fairness: after a budget of reads, let the other endpoints in;
+		 * the io_uring recv armed below picks up the rest */
+		if (vfurt_conn_paused(ep->conn) || budget == 0)
 			return;
 		vfurt_conn_rx_iov(ep->conn, &ep->iov, &want_fds);
 		memset(msg, 0, sizeof(*msg));

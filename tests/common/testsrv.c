@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <vfurt/pci.h>
+#include <vfurt/runtime.h>
 
 #include "common/testsrv.h"
 
@@ -27,7 +28,11 @@ struct testdev {
 	int memfd;
 	uint8_t *mem; /* the memfd, mapped here too */
 	int ioevfd;
+	int ioevfd2;
 	atomic_int quiesce_pending;
+	_Atomic uint64_t q_iova;
+	_Atomic uint64_t q_len;
+	struct vfurt_queue *queues[8];
 	struct testdev *next_live; /* registry of live test devices */
 };
 
@@ -115,6 +120,10 @@ static ssize_t bar0_access(struct vfurt_dev *dev, void *arg, void *buf, size_t c
 	if (off == TD_REG_DMA_STATUS)
 		return (ssize_t)count; /* read-only */
 	memcpy(p, buf, count);
+	if (off == TD_REG_Q_IOVA && count == 8)
+		atomic_store(&td->q_iova, rd64(buf));
+	else if (off == TD_REG_Q_LEN && count == 8)
+		atomic_store(&td->q_len, rd64(buf));
 	if (off == TD_REG_DMA_DOORBELL && count >= 4) {
 		uint32_t op;
 
@@ -197,14 +206,55 @@ static void td_dma_unmap(struct vfurt_dev *dev, void *arg, const struct vfurt_dm
 	atomic_fetch_add(&((struct testdev *)arg)->stats->dma_unmap, 1);
 }
 
+/* A DMA queue: translate the guest range and touch it, as an I/O queue
+ * reading descriptors would. Runs on whichever worker the host chose. */
+static int td_queue_poll(struct vfurt_dev *dev, void *arg)
+{
+	struct testdev *td = vfurt_dev_arg(dev);
+	uint64_t iova = atomic_load(&td->q_iova);
+	uint64_t len = atomic_load(&td->q_len);
+	struct vfurt_worker *w = vfurt_worker_self();
+	volatile uint8_t *p;
+
+	(void)arg;
+	if (w)
+		atomic_fetch_or(&td->stats->queue_workers, 1u << (vfurt_worker_id(w) & 31));
+	if (!len)
+		return 0;
+	p = vfurt_dma_ptr(dev, iova, len, VFURT_DMA_READ);
+	if (!p) {
+		atomic_fetch_add(&td->stats->queue_misses, 1);
+		return 0;
+	}
+	(void)p[0];
+	(void)p[len - 1];
+	atomic_fetch_add(&td->stats->queue_polls, 1);
+	return 1;
+}
+
+static void td_ioevent(struct vfurt_dev *dev, void *arg, uint64_t count)
+{
+	struct testdev *td = arg;
+
+	atomic_fetch_add(&td->stats->ioevents, 1);
+}
+
 static void td_attach(struct vfurt_dev *dev, void *arg)
 {
-	atomic_fetch_add(&((struct testdev *)arg)->stats->attach, 1);
+	struct testdev *td = arg;
+
+	for (unsigned i = 0; i < td->opts.queues && i < 8; i++)
+		td->queues[i] = vfurt_dev_queue_add(dev, td_queue_poll, NULL, -1);
+	atomic_fetch_add(&td->stats->attach, 1);
 }
 
 static void td_detach(struct vfurt_dev *dev, void *arg)
 {
-	atomic_fetch_add(&((struct testdev *)arg)->stats->detach, 1);
+	struct testdev *td = arg;
+
+	for (unsigned i = 0; i < 8; i++)
+		vfurt_dev_queue_remove(dev, &td->queues[i]);
+	atomic_fetch_add(&td->stats->detach, 1);
 }
 
 static void td_irq_state(struct vfurt_dev *dev, void *arg, uint32_t index, uint32_t start,
@@ -222,6 +272,7 @@ static void td_destroy(struct vfurt_dev *dev, void *arg)
 	munmap(td->mem, TD_MMAP_SIZE);
 	close(td->memfd);
 	close(td->ioevfd);
+	close(td->ioevfd2);
 	free(td);
 }
 
@@ -270,10 +321,16 @@ struct vfurt_dev *testdev_create(const char *name, const struct testdev_opts *op
 	if (td->mem == MAP_FAILED)
 		abort();
 	td->ioevfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	td->ioevfd2 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
 	o.arg = td;
 	o.reset_supported = !td->opts.no_reset;
 	o.log.level = -1;
+	if (getenv("VFURT_TEST_VERBOSE")) {
+		o.log.fn = vfurt_log_stderr;
+		o.log.arg = (void *)"testdev";
+		o.log.level = VFURT_LOG_DEBUG;
+	}
 	td->dev = vfurt_dev_create(&o);
 	if (!td->dev)
 		abort();
@@ -323,6 +380,12 @@ struct vfurt_dev *testdev_create(const char *name, const struct testdev_opts *op
 	if (vfurt_dev_add_ioeventfd(td->dev, VFURT_REGION_BAR0, TD_REG_IOEVENTFD, 4, 0, 0,
 				    td->ioevfd, NULL, NULL))
 		abort();
+	if (vfurt_dev_add_ioeventfd(td->dev, VFURT_REGION_BAR2, TD_BAR2_IOEVENTFD, 4, 0, 0,
+				    td->ioevfd2, td_ioevent, td))
+		abort();
+	if (vfurt_dev_add_ioregionfd(td->dev, TD_REGION_DEVSPEC, TD_IOREGION_OFF,
+				     TD_IOREGION_SIZE, 0, TD_IOREGION_USER_DATA))
+		abort();
 	if (stats)
 		*stats = td->stats;
 	td_live_add(td);
@@ -345,6 +408,7 @@ int testdev_ioeventfd(struct vfurt_dev *dev)
 
 struct testsrv {
 	struct vfurt_server *srv;
+	struct vfurt_runtime *rt;
 	pthread_t thread;
 	int stop_fd;
 	char dir[64];
@@ -426,12 +490,62 @@ const char *testsrv_path(const struct testsrv *ts, size_t i)
 	return ts->paths[i];
 }
 
+struct testsrv *testsrv_start_rt(struct vfurt_dev **devs, size_t n,
+				 const struct vfurt_conn_opts *conn_opts, const char *cores,
+				 int mode)
+{
+	struct vfurt_runtime_opts ro = { .opts_size = sizeof(ro), .cores = cores,
+					 .poll_mode = (enum vfurt_poll_mode)mode };
+	struct testsrv *ts = calloc(1, sizeof(*ts));
+	char err[256];
+
+	if (!ts || n > TS_MAX_DEVS)
+		abort();
+	snprintf(ts->dir, sizeof(ts->dir), "/tmp/vfurt-test-XXXXXX");
+	if (!mkdtemp(ts->dir))
+		abort();
+	if (conn_opts)
+		ro.conn = *conn_opts;
+	if (getenv("VFURT_TEST_VERBOSE")) {
+		ro.log.fn = vfurt_log_stderr;
+		ro.log.level = VFURT_LOG_DEBUG;
+	}
+	ts->rt = vfurt_runtime_create(&ro, err, sizeof(err));
+	if (!ts->rt) {
+		fprintf(stderr, "testsrv: runtime: %s\n", err);
+		abort();
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(ts->paths[i], sizeof(ts->paths[i]), "%s/dev%zu.sock", ts->dir, i);
+		if (vfurt_runtime_add_device(ts->rt, devs[i], ts->paths[i], 0600, -1))
+			abort();
+		ts->devs[i] = devs[i];
+		ts->tds[i] = td_live_find(devs[i]);
+	}
+	ts->n = n;
+	ts->stop_fd = -1;
+	if (vfurt_runtime_start(ts->rt))
+		abort();
+	return ts;
+}
+
+struct vfurt_runtime *testsrv_runtime(const struct testsrv *ts)
+{
+	return ts->rt;
+}
+
 void testsrv_stop(struct testsrv *ts)
 {
 	uint64_t one = 1;
 
 	if (!ts)
 		return;
+	if (ts->rt) {
+		vfurt_runtime_destroy(ts->rt);
+		rmdir(ts->dir);
+		free(ts);
+		return;
+	}
 	if (write(ts->stop_fd, &one, sizeof(one)) != sizeof(one))
 		abort();
 	pthread_join(ts->thread, NULL);

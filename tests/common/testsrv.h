@@ -50,12 +50,29 @@ struct testdev_stats {
 	atomic_uint quiesce;
 	atomic_uint irq_state;
 	atomic_uint destroy;
+	atomic_uint ioevents;      /* BAR2 ioeventfd handler calls */
+	atomic_ulong queue_polls;  /* DMA queue passes that translated */
+	atomic_ulong queue_misses; /* translations that found no window */
+	atomic_uint queue_workers; /* bit i: the queue ran on worker i */
 };
 
 struct testdev_opts {
 	bool async_quiesce; /* quiesce answers -EBUSY, completed by the server thread */
 	bool no_reset;      /* do not advertise reset */
+	/* expose `queues` pollable queues while a client is attached; each
+	 * translates and reads the guest range set in TD_REG_Q_IOVA/LEN */
+	unsigned queues;
 };
+
+/* DMA queue registers (BAR0), used when opts.queues > 0 */
+#define TD_REG_Q_IOVA 0x180u
+#define TD_REG_Q_LEN 0x188u
+/* BAR2 ioeventfd with a handler (counts stats->ioevents) */
+#define TD_BAR2_IOEVENTFD 0x10u
+/* region 9 ioregionfd sub-region served by the engine */
+#define TD_IOREGION_OFF 0x100u
+#define TD_IOREGION_SIZE 0x100u
+#define TD_IOREGION_USER_DATA 0xabcull
 
 /* Create a test device; *stats stays valid until the server is stopped. */
 struct vfurt_dev *testdev_create(const char *name, const struct testdev_opts *opts,
@@ -78,6 +95,14 @@ struct testsrv;
 struct testsrv *testsrv_start(struct vfurt_dev **devs, size_t n,
 			      const struct vfurt_conn_opts *conn_opts);
 const char *testsrv_path(const struct testsrv *ts, size_t i);
+/* The same, served by a multi-core runtime on `cores` in `mode`
+ * (enum vfurt_poll_mode) instead of the caller-driven server. */
+struct testsrv *testsrv_start_rt(struct vfurt_dev **devs, size_t n,
+				 const struct vfurt_conn_opts *conn_opts, const char *cores,
+				 int mode);
+/* The runtime of a testsrv_start_rt server (NULL for the plain server). */
+struct vfurt_runtime *testsrv_runtime(const struct testsrv *ts);
+
 /* Stop the thread, destroy the server (and devices), remove the directory. */
 void testsrv_stop(struct testsrv *ts);
 
