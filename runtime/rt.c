@@ -13,6 +13,7 @@
 
 #include "cpuset.h"
 #include "rt_internal.h"
+#include "tsan.h"
 
 #define DEFAULT_SPIN_US 100u
 #define DEFAULT_SLEEP_MAX_US 100000u
@@ -237,23 +238,20 @@ int vfurt_runtime_start(struct vfurt_runtime *rt)
 	return 0;
 }
 
-struct shutdown_call {
-	struct vfurt_worker *w;
-	_Atomic int done;
-};
+static int run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *),
+		  void *arg);
 
 /* On worker w: refuse new clients and close every connection it homes, as a
  * client disconnect would (the message in progress has been answered: a
  * worker runs this between messages). */
 static void shutdown_endpoints(void *arg)
 {
-	struct shutdown_call *c = arg;
+	struct vfurt_worker *w = arg;
 
-	for (uint32_t i = 0; i < c->w->nr_eps; i++) {
-		c->w->eps[i]->closing = true;
-		rt_endpoint_drop(c->w->eps[i], 0);
+	for (uint32_t i = 0; i < w->nr_eps; i++) {
+		w->eps[i]->closing = true;
+		rt_endpoint_drop(w->eps[i], 0);
 	}
-	atomic_store_explicit(&c->done, 1, memory_order_release);
 }
 
 void vfurt_runtime_stop(struct vfurt_runtime *rt)
@@ -262,16 +260,9 @@ void vfurt_runtime_stop(struct vfurt_runtime *rt)
 		return;
 	/* phase 1, all workers running: close connections on their home
 	 * workers (a detach may remove queues polled by other workers) */
-	for (uint32_t i = 0; i < rt->nr_workers; i++) {
-		struct shutdown_call c = { .w = &rt->workers[i] };
-
-		if (!c.w->thread_started)
-			continue;
-		while (vfurt_worker_send(c.w, shutdown_endpoints, &c) == -EAGAIN)
-			sched_yield();
-		while (!atomic_load_explicit(&c.done, memory_order_acquire))
-			sched_yield();
-	}
+	for (uint32_t i = 0; i < rt->nr_workers; i++)
+		if (atomic_load(&rt->workers[i].thread_started))
+			run_on(rt, &rt->workers[i], shutdown_endpoints, &rt->workers[i]);
 	/* phase 2: stop and join the threads */
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
 		rt_worker_join(&rt->workers[i]);
@@ -545,11 +536,48 @@ void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 
 /* ---- hosting hooks ----------------------------------------------------- */
 
+/* A function run on a given worker while the caller waits. */
+struct sync_call {
+	void (*fn)(void *arg);
+	void *arg;
+	_Atomic int done;
+};
+
+static void sync_call_run(void *p)
+{
+	struct sync_call *c = p;
+
+	c->fn(c->arg);
+	atomic_store_explicit(&c->done, 1, memory_order_release);
+}
+
+/*
+ * Run fn(arg) on worker w and wait for it to finish. Directly when the caller
+ * is w, or when no worker thread runs (before start, after stop). Never call
+ * it for a worker that waits on the caller. Returns 0 or -EINVAL.
+ */
+static int run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *),
+		  void *arg)
+{
+	struct sync_call c = { .fn = fn, .arg = arg };
+	int rc;
+
+	if (vfurt_worker_self() == w || !rt->started || rt->stopped) {
+		fn(arg);
+		return 0;
+	}
+	while ((rc = vfurt_worker_send(w, sync_call_run, &c)) == -EAGAIN)
+		sched_yield();
+	if (rc)
+		return rc;
+	while (!atomic_load_explicit(&c.done, memory_order_acquire))
+		sched_yield();
+	return 0;
+}
+
 struct queue_call {
-	struct vfurt_runtime *rt;
 	struct vfurt_worker *w;
 	struct vfurt_queue *q;
-	_Atomic int done;
 	int rc;
 };
 
@@ -565,7 +593,6 @@ static void queue_register_on(void *arg)
 
 	vfurt_queue_set_host_data(c->q, p);
 	c->rc = p ? 0 : -ENOMEM;
-	atomic_store_explicit(&c->done, 1, memory_order_release);
 }
 
 static void queue_unregister_on(void *arg)
@@ -575,27 +602,6 @@ static void queue_unregister_on(void *arg)
 
 	vfurt_poller_unregister(&p);
 	vfurt_queue_set_host_data(c->q, NULL);
-	atomic_store_explicit(&c->done, 1, memory_order_release);
-}
-
-/* Run fn on worker w and wait for it: directly when we are w or w's thread
- * is not running. */
-static int call_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *),
-		   struct queue_call *c)
-{
-	int rc;
-
-	if (vfurt_worker_self() == w || !rt->started || rt->stopped || !w->thread_started) {
-		fn(c);
-		return c->rc;
-	}
-	while ((rc = vfurt_worker_send(w, fn, c)) == -EAGAIN)
-		sched_yield();
-	if (rc)
-		return rc;
-	while (!atomic_load_explicit(&c->done, memory_order_acquire))
-		sched_yield();
-	return c->rc;
 }
 
 static struct vfurt_worker *queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q)
@@ -609,22 +615,18 @@ static struct vfurt_worker *queue_worker(struct vfurt_runtime *rt, struct vfurt_
 static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queue *q, int hint)
 {
 	struct vfurt_runtime *rt = host;
-	struct queue_call c = { .rt = rt, .w = queue_worker(rt, q), .q = q };
+	struct queue_call c = { .w = queue_worker(rt, q), .q = q };
+	int rc = run_on(rt, c.w, queue_register_on, &c);
 
-	return call_on(rt, c.w, queue_register_on, &c);
+	return rc ? rc : c.rc;
 }
 
 static void host_queue_stop(void *host, struct vfurt_dev *dev, struct vfurt_queue *q)
 {
 	struct vfurt_runtime *rt = host;
-	struct queue_call c = { .rt = rt, .w = queue_worker(rt, q), .q = q };
+	struct queue_call c = { .w = queue_worker(rt, q), .q = q };
 
-	if (rt->stopped || !rt->started) {
-		/* no thread runs the poller set any more */
-		queue_unregister_on(&c);
-		return;
-	}
-	call_on(rt, c.w, queue_unregister_on, &c);
+	run_on(rt, c.w, queue_unregister_on, &c);
 }
 
 static void host_dma_sync(void *host, struct vfurt_dev *dev)
@@ -635,8 +637,10 @@ static void host_dma_sync(void *host, struct vfurt_dev *dev)
 	rt_irq_batch_flush();
 	/* every reader holds DMA pointers and eventfds only inside an epoch
 	 * section */
-	if (rt->started && !rt->stopped)
+	if (rt->started && !rt->stopped) {
 		ck_epoch_synchronize_wait(&rt->epoch, NULL, NULL);
+		vfurt_tsan_acquire(&rt->epoch);
+	}
 }
 
 static int host_irq_signal(void *host, struct vfurt_dev *dev, int fd)
@@ -678,13 +682,54 @@ int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
 	st->irqs_written = atomic_load_explicit(&w->st.irqs_written, memory_order_relaxed);
 	st->sleeps = atomic_load_explicit(&w->st.sleeps, memory_order_relaxed);
 	st->busy_ns = atomic_load_explicit(&w->st.busy_ns, memory_order_relaxed);
-	st->total_ns = w->st.start_ns ? rt_now(rt) - w->st.start_ns : 0;
+	{
+		uint64_t start = atomic_load_explicit(&w->st.start_ns, memory_order_relaxed);
+
+		st->total_ns = start ? rt_now(rt) - start : 0;
+	}
 	return 0;
 }
 
 static void add_u64(struct json_object *o, const char *k, uint64_t v)
 {
 	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+}
+
+struct dev_stats_call {
+	const struct vfurt_runtime *rt;
+	const struct rt_endpoint *ep;
+	struct json_object *obj;
+};
+
+/* On the device's home worker: describe the device and its queues. */
+static void dev_stats_on(void *arg)
+{
+	struct dev_stats_call *c = arg;
+	const struct rt_endpoint *ep = c->ep;
+	struct json_object *d = c->obj;
+	struct json_object *qs = json_object_new_array();
+
+	json_object_object_add(d, "name", json_object_new_string(vfurt_dev_name(ep->dev)));
+	json_object_object_add(d, "socket", json_object_new_string(ep->path));
+	add_u64(d, "home_worker", ep->home->id);
+	json_object_object_add(d, "connected", json_object_new_boolean(
+		atomic_load_explicit(&ep->connected, memory_order_relaxed)));
+	add_u64(d, "msgs", atomic_load_explicit(&ep->msgs, memory_order_relaxed));
+	add_u64(d, "errors", atomic_load_explicit(&ep->errors, memory_order_relaxed));
+	json_object_object_add(d, "queues", qs);
+	for (uint32_t k = 0; k < vfurt_dev_queue_count(ep->dev); k++) {
+		struct vfurt_queue *q = vfurt_dev_queue(ep->dev, k);
+		struct json_object *jq = json_object_new_object();
+		uint64_t polls;
+		uint64_t busy;
+
+		vfurt_queue_counters(q, &polls, &busy);
+		json_object_array_add(qs, jq);
+		add_u64(jq, "index", vfurt_queue_index(q));
+		add_u64(jq, "worker", queue_worker((struct vfurt_runtime *)c->rt, q)->id);
+		add_u64(jq, "polls", polls);
+		add_u64(jq, "busy", busy);
+	}
 }
 
 char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
@@ -719,36 +764,14 @@ char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
 		add_u64(w, "sleeps", st.sleeps);
 	}
 	for (uint32_t i = 0; i < rt->nr_eps; i++) {
-		const struct rt_endpoint *ep = rt->eps[i];
-		struct json_object *d = json_object_new_object();
-		struct json_object *qs = json_object_new_array();
+		struct dev_stats_call c = { .rt = rt, .ep = rt->eps[i] };
 
-		json_object_array_add(devices, d);
-		json_object_object_add(d, "name", json_object_new_string(vfurt_dev_name(ep->dev)));
-		json_object_object_add(d, "socket", json_object_new_string(ep->path));
-		add_u64(d, "home_worker", ep->home->id);
-		json_object_object_add(d, "connected", json_object_new_boolean(
-			atomic_load_explicit(&ep->connected, memory_order_relaxed)));
-		add_u64(d, "msgs", atomic_load_explicit(&ep->msgs, memory_order_relaxed));
-		add_u64(d, "errors", atomic_load_explicit(&ep->errors, memory_order_relaxed));
-		json_object_object_add(d, "queues", qs);
-		/* queue list changes only on the device's thread; counters are
-		 * relaxed reads, good enough for monitoring */
-		for (uint32_t k = 0; k < vfurt_dev_queue_count(ep->dev); k++) {
-			struct vfurt_queue *q = vfurt_dev_queue(ep->dev, k);
-			struct json_object *jq = json_object_new_object();
-			uint64_t polls;
-			uint64_t busy;
-
-			if (!q)
-				break;
-			vfurt_queue_counters(q, &polls, &busy);
-			json_object_array_add(qs, jq);
-			add_u64(jq, "index", vfurt_queue_index(q));
-			add_u64(jq, "worker", queue_worker((struct vfurt_runtime *)rt, q)->id);
-			add_u64(jq, "polls", polls);
-			add_u64(jq, "busy", busy);
-		}
+		/* the queue list belongs to the device's home worker */
+		c.obj = json_object_new_object();
+		if (!c.obj)
+			goto out;
+		run_on((struct vfurt_runtime *)rt, rt->eps[i]->home, dev_stats_on, &c);
+		json_object_array_add(devices, c.obj);
 	}
 	out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
 out:

@@ -81,7 +81,7 @@ struct rt_stats {
 	_Atomic uint64_t irqs_written;
 	_Atomic uint64_t sleeps;
 	_Atomic uint64_t busy_ns;
-	uint64_t start_ns;
+	_Atomic uint64_t start_ns;
 };
 
 struct vfurt_worker {
@@ -89,7 +89,7 @@ struct vfurt_worker {
 	uint32_t id;
 	int cpu;
 	pthread_t thread;
-	bool thread_started;
+	_Atomic bool thread_started;
 	struct io_uring ring;
 	bool ring_ok;
 	unsigned pending_sqes;

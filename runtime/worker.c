@@ -10,6 +10,7 @@
 #include <hwloc.h>
 
 #include "rt_internal.h"
+#include "tsan.h"
 
 /* The worker of the calling thread: per thread, not per process. */
 static __thread struct vfurt_worker *tls_worker;
@@ -250,6 +251,9 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 		work += vfurt_poller_set_run_timed(w->pollers, t0);
 	flush_irqs(w);
 	ck_epoch_end(&w->epoch_rec, &section);
+	/* tell TSan what ck_epoch guarantees: the reads of this section happen
+	 * before a synchronize that returns after it (rt.c host_dma_sync) */
+	vfurt_tsan_release(&w->rt->epoch);
 	/* control plane: vfio-user messages, accepts, ioeventfds */
 	reap_completions(w, &work);
 	flush_irqs(w); /* triggers raised by message handlers */
@@ -339,8 +343,8 @@ static void *worker_main(void *arg)
 	else
 		vfurt_logf(&w->log, VFURT_LOG_DEBUG, "running on CPU %d", w->cpu);
 	tls_worker = w;
-	w->st.start_ns = rt_now(rt);
-	w->idle_since_ns = w->st.start_ns;
+	atomic_store_explicit(&w->st.start_ns, rt_now(rt), memory_order_relaxed);
+	w->idle_since_ns = rt_now(rt);
 	while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
 		bool busy = vfurt_worker_run_pass(w);
 
@@ -355,9 +359,8 @@ static void *worker_main(void *arg)
 		else if (rt_now(rt) - w->idle_since_ns >= rt->spin_ns)
 			worker_sleep(w);
 	}
-	/* graceful stop: close this worker's connections on its own thread */
-	for (uint32_t i = 0; i < w->nr_eps; i++)
-		rt_endpoint_drop(w->eps[i], 0);
+	/* connections were closed by vfurt_runtime_stop() while every worker
+	 * still ran (a device's detach may need its queues' workers) */
 	vfurt_worker_run_pass(w);
 	tls_worker = NULL;
 	return NULL;
@@ -382,7 +385,7 @@ int rt_worker_start(struct vfurt_worker *w)
 	rc = pthread_create(&w->thread, NULL, worker_main, w);
 	if (rc)
 		return -rc;
-	w->thread_started = true;
+	atomic_store(&w->thread_started, true);
 	return 0;
 }
 
@@ -390,11 +393,11 @@ void rt_worker_join(struct vfurt_worker *w)
 {
 	const uint64_t one = 1;
 
-	if (!w->thread_started)
+	if (!atomic_load(&w->thread_started))
 		return;
 	atomic_store_explicit(&w->stop, true, memory_order_release);
 	if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		vfurt_logf(&w->log, VFURT_LOG_WARN, "cannot wake worker: %s", strerror(errno));
 	pthread_join(w->thread, NULL);
-	w->thread_started = false;
+	atomic_store(&w->thread_started, false);
 }
