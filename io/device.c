@@ -81,6 +81,11 @@ const struct vfurt_log *vfurt_dev_log(const struct vfurt_dev *dev)
 	return &dev->log;
 }
 
+void vfurt_dev_set_log(struct vfurt_dev *dev, const struct vfurt_log *log)
+{
+	dev->log = *log;
+}
+
 static bool page_aligned(uint64_t v)
 {
 	return (v & (PAGE_SIZE_4K - 1)) == 0;

@@ -201,6 +201,14 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	rc = vfurt_dev_set_host(dev, &rt_host_ops, rt);
 	if (rc)
 		goto err_close;
+	/* a device logging to the runtime's stderr sink: tag its lines with the
+	 * worker that serves it */
+	if (vfurt_dev_log(dev)->fn == vfurt_log_stderr && home->log.fn == vfurt_log_stderr) {
+		struct vfurt_log l = *vfurt_dev_log(dev);
+
+		l.arg = home->log.arg;
+		vfurt_dev_set_log(dev, &l);
+	}
 	ep->accept_op = (struct rt_op){ .kind = RT_OP_ACCEPT, .ep = ep };
 	ep->recv_op = (struct rt_op){ .kind = RT_OP_RECV, .ep = ep };
 	ep->nr_watches = (uint32_t)vfurt_dev_watches(dev, ep->watches, RT_MAX_WATCHES);

@@ -182,6 +182,10 @@ VFURT_EXPORT void *vfurt_dev_arg(const struct vfurt_dev *dev);
 /* The device's log sink (for models that log). */
 VFURT_EXPORT const struct vfurt_log *vfurt_dev_log(const struct vfurt_dev *dev);
 
+/* Replace the device's log sink (copied), e.g. to tag lines with the worker
+ * that serves it. Thread: the device's thread, or before it is served. */
+VFURT_EXPORT void vfurt_dev_set_log(struct vfurt_dev *dev, const struct vfurt_log *log);
+
 /*
  * Describe region `index` (< VFURT_MAX_REGIONS). Replaces an earlier
  * description. Returns 0, -EINVAL (bad index, size, flags, sparse areas not
