@@ -19,7 +19,7 @@ int vfurt_cpulist_parse(const char *s, int *cpus, size_t max, size_t *n, char *e
  * Check every CPU exists in the hwloc topology (and is online) and is in the
  * calling process's affinity mask. Returns 0, -EINVAL with a reason naming
  * the first bad CPU and the CPUs that are available ("CPU 7 does not exist
- * on this machine (CPUs 0-1 are available)"), or -ENOMEM / -EIO when the
+ * on this machine (available: 0-1)"), or -ENOMEM / -EIO when the
  * topology cannot be loaded.
  */
 int vfurt_cpulist_validate(const int *cpus, size_t n, char *err, size_t errlen);

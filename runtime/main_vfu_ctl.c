@@ -1,13 +1,23 @@
-/* vfu-ctl: inspect a vfio-user server from the command line (`info` prints an lspci -vv like dump). */
+/* vfu-ctl: inspect vfio-user servers (`info`: an lspci -vv like dump) and vfu-rt daemons (`stats`). */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
 
 #include <vfurt/client.h>
+
+#include "runtime/config.h"
 
 #define EXIT_USAGE 2
 #define MAX_REGIONS_SHOWN 64u
@@ -44,12 +54,17 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: vfu-ctl [OPTIONS] info SOCKET\n"
+		"       vfu-ctl [OPTIONS] stats CONTROL-SOCKET|PID\n"
 		"       vfu-ctl --help | --version\n"
 		"\n"
 		"Commands:\n"
 		"  info SOCKET      connect to the vfio-user server at SOCKET and print the\n"
 		"                   negotiated protocol, device, PCI config space (decoded like\n"
 		"                   lspci -vv), regions and interrupts\n"
+		"  stats CTL|PID    print a vfu-rt daemon's statistics (JSON: workers, devices)\n"
+		"                   read from its control socket, given as a path or as the\n"
+		"                   daemon's PID ($XDG_RUNTIME_DIR/vfu-rt.PID.ctl, then\n"
+		"                   /tmp/vfu-rt.PID.ctl)\n"
 		"\n"
 		"Options:\n"
 		"  --timeout MS     per-request timeout in milliseconds (default 5000)\n"
@@ -650,6 +665,175 @@ out_close:
 	return rc ? 1 : 0;
 }
 
+/* ---- stats: a vfu-rt daemon's control socket -------------------------------- */
+
+/* Connect to a control socket; expect_pid > 0 checks who listens there. */
+static int ctl_connect(const char *path, pid_t expect_pid, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int rc = -errno;
+
+		snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(-rc));
+		if (fd >= 0)
+			close(fd);
+		return rc;
+	}
+	/* A per-pid name in /tmp could be anybody's: make sure that pid answers. */
+	if (expect_pid > 0 &&
+	    (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != expect_pid)) {
+		snprintf(err, errlen, "%s is not served by process %ld", path, (long)expect_pid);
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+}
+
+/* Read until EOF, waiting at most timeout_ms in total. Returns a malloc'ed string. */
+static char *read_all(int fd, int timeout_ms, char *err, size_t errlen)
+{
+	struct timespec t0;
+	size_t len = 0;
+	size_t cap = 4096;
+	char *buf = malloc(cap);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (buf) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct timespec t;
+		ssize_t n;
+		long left;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 +
+				     (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0) {
+			snprintf(err, errlen, "no complete answer within %d ms", timeout_ms);
+			goto err_free;
+		}
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR) {
+			snprintf(err, errlen, "poll: %s", strerror(errno));
+			goto err_free;
+		}
+		if (!p.revents)
+			continue;
+		if (len + 1 == cap) {
+			char *nb = cap >= (64u << 20) ? NULL : realloc(buf, cap * 2);
+
+			if (!nb) {
+				snprintf(err, errlen, "answer too large");
+				goto err_free;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "read: %s", strerror(errno));
+			goto err_free;
+		}
+		if (n == 0) {
+			buf[len] = '\0';
+			return buf;
+		}
+		len += (size_t)n;
+	}
+	snprintf(err, errlen, "out of memory");
+	return NULL;
+
+err_free:
+	free(buf);
+	return NULL;
+}
+
+static bool all_digits(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+static int cmd_stats(const char *arg, const struct ctl_opts *co)
+{
+	struct json_object *root;
+	char err[512] = "";
+	char path[VFURT_CONFIG_PATH_MAX + 1];
+	char *text;
+	int fd = -1;
+
+	if (all_digits(arg)) {
+		char path2[VFURT_CONFIG_PATH_MAX + 1];
+		char err2[512] = "";
+		int pid;
+
+		if (parse_int(arg, 1, 0x3fffffff, &pid)) {
+			fprintf(stderr, "vfu-ctl: stats: '%s' is not a process id\n", arg);
+			return EXIT_USAGE;
+		}
+		if (kill(pid, 0) < 0 && errno == ESRCH) {
+			fprintf(stderr, "vfu-ctl: stats: no process %d\n", pid);
+			return 1;
+		}
+		if (vfurt_config_default_ctl_path(pid, false, path, sizeof(path)) == 0)
+			fd = ctl_connect(path, pid, err, sizeof(err));
+		if (fd < 0 && vfurt_config_default_ctl_path(pid, true, path2, sizeof(path2)) == 0 &&
+		    strcmp(path, path2)) {
+			fd = ctl_connect(path2, pid, err2, sizeof(err2));
+			if (fd < 0 && err[0]) {
+				size_t l = strlen(err);
+
+				snprintf(err + l, sizeof(err) - l, "; %s", err2);
+			} else if (fd < 0) {
+				snprintf(err, sizeof(err), "%s", err2);
+			}
+		}
+		if (fd < 0) {
+			fprintf(stderr, "vfu-ctl: stats: process %d: %s (is it vfu-rt? if it was "
+				"started with --control-socket PATH, pass PATH)\n", pid, err);
+			return 1;
+		}
+	} else {
+		fd = ctl_connect(arg, 0, err, sizeof(err));
+		if (fd < 0) {
+			fprintf(stderr, "vfu-ctl: stats: %s\n", err);
+			return 1;
+		}
+	}
+	text = read_all(fd, co->timeout_ms, err, sizeof(err));
+	close(fd);
+	if (!text) {
+		fprintf(stderr, "vfu-ctl: stats: %s\n", err);
+		return 1;
+	}
+	root = json_tokener_parse(text);
+	if (!root || !json_object_is_type(root, json_type_object)) {
+		fprintf(stderr, "vfu-ctl: stats: the answer is not a JSON object: %.200s\n", text);
+		json_object_put(root);
+		free(text);
+		return 1;
+	}
+	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+							JSON_C_TO_STRING_SPACED));
+	json_object_put(root);
+	free(text);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct ctl_opts co = { .timeout_ms = VFURT_CLIENT_DEFAULT_TIMEOUT_MS };
@@ -693,6 +877,13 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		return cmd_info(argv[i + 1], &co);
+	}
+	if (!strcmp(argv[i], "stats")) {
+		if (argc - i != 2) {
+			fprintf(stderr, "vfu-ctl: usage: vfu-ctl stats CONTROL-SOCKET|PID\n");
+			return EXIT_USAGE;
+		}
+		return cmd_stats(argv[i + 1], &co);
 	}
 	fprintf(stderr, "vfu-ctl: unknown command '%s'\n", argv[i]);
 	usage(stderr);

@@ -1,163 +1,648 @@
-/* vfu-rt: serve emulated PCI devices to VMMs over vfio-user sockets. */
+/* vfu-rt: serve emulated PCI devices to VMMs over vfio-user sockets from pinned polling workers. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
-#include <vfurt/server.h>
+#include <vfurt/runtime.h>
 #include <vfurt/vfio_user.h>
 
+#include "runtime/config.h"
+#include "runtime/cpuset.h"
 #include "runtime/devspec.h"
 
-#define MAX_DEVICES 64
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+#define MAX_DEVICE_ARGS 1024
+#define CTL_WRITE_TIMEOUT_MS 1000
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: vfu-rt --device TYPE,socket=PATH[,key=value...] [--device ...] [options]\n"
+		"Usage: vfu-rt [options] --device TYPE,socket=PATH[,key=value...] [--device ...]\n"
+		"       vfu-rt [options] --config FILE [--device ...]\n"
 		"\n"
 		"Serve emulated PCI devices to VMMs (QEMU 10.1+ vfio-user-pci, Cloud Hypervisor,\n"
-		"SPDK) over vfio-user, one UNIX socket per device.\n"
+		"SPDK) over vfio-user, one UNIX socket per device, from one polling worker thread\n"
+		"pinned to each CPU of --cores.\n"
 		"\n"
 		"Options:\n"
-		"  -d, --device SPEC     add a device; SPEC is TYPE,socket=PATH[,socket_mode=0600]\n"
-		"                        [,name=NAME][,type-specific keys]. Types: %s\n"
-		"                        gpio keys: toggle_period=N (input toggles every N reads, 3)\n"
-		"  -l, --log-level LVL   error, warn, info (default) or debug\n"
-		"  -h, --help            show this help\n"
-		"  -V, --version         show the version\n"
+		"  -d, --device SPEC         add a device; SPEC is TYPE,socket=PATH[,socket_mode=0600]\n"
+		"                            [,name=NAME][,core=CPU][,type-specific keys]. Types: %s\n"
+		"                            core=CPU picks the home worker by its CPU (one of\n"
+		"                            --cores; default: round robin)\n"
+		"                            gpio keys: toggle_period=N (input toggles every N reads, 3)\n"
+		"  -c, --cores LIST          CPUs to run workers on, e.g. 0-3,6 (default 0)\n"
+		"  -p, --poll MODE           busy: spin forever, lowest latency, one full core per\n"
+		"                            worker; adaptive (default): spin while work arrives,\n"
+		"                            then sleep until socket or eventfd activity, so an idle\n"
+		"                            daemon costs no CPU\n"
+		"  -f, --config FILE         JSON config: {\"cores\", \"poll\", \"log_level\",\n"
+		"                            \"stats_interval\", \"control_socket\", \"devices\": [{\"type\",\n"
+		"                            \"socket\", ...same keys as --device...}]}; command-line\n"
+		"                            options override its settings, --device adds devices\n"
+		"  -s, --stats-interval S    log one summary line per worker every S seconds (0 = off,\n"
+		"                            the default)\n"
+		"  -C, --control-socket PATH serve statistics (JSON) on this UNIX socket; default\n"
+		"                            $XDG_RUNTIME_DIR/vfu-rt.PID.ctl, or /tmp/vfu-rt.PID.ctl\n"
+		"                            (with PATH given, that name becomes a link to PATH);\n"
+		"                            read it with: vfu-ctl stats PATH-or-PID\n"
+		"  -l, --log-level LVL       error, warn, info (default) or debug\n"
+		"  -h, --help                show this help\n"
+		"  -V, --version             show the version\n"
 		"\n"
 		"Example:\n"
-		"  vfu-rt --device gpio,socket=/run/vfu/gpio0.sock,socket_mode=0600\n"
+		"  vfu-rt --cores=0-1 --device gpio,socket=/run/vfu/gpio0.sock,socket_mode=0600,core=1\n"
 		"\n"
-		"Exit status: 0 after SIGTERM/SIGINT, 1 on a runtime error, 2 on a usage error.\n",
+		"Exit status: 0 after SIGTERM/SIGINT, 1 on a runtime error, 2 on a usage or\n"
+		"configuration error.\n",
 		devspec_types());
 }
 
-static int parse_level(const char *s, int *level)
-{
-	static const struct {
-		const char *name;
-		int level;
-	} levels[] = {
-		{ "error", VFURT_LOG_ERR }, { "warn", VFURT_LOG_WARN },
-		{ "info", VFURT_LOG_INFO }, { "debug", VFURT_LOG_DEBUG },
-	};
+/* Command-line settings; each overrides the config file's when given. */
+struct cmdline {
+	const char *config;
+	const char *cores;
+	bool has_poll;
+	enum vfurt_poll_mode poll_mode;
+	bool has_log_level;
+	int log_level;
+	bool has_stats;
+	uint32_t stats_interval_s;
+	const char *control_socket;
+	const char *devices[MAX_DEVICE_ARGS];
+	size_t ndevices;
+};
 
-	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
-		if (!strcmp(s, levels[i].name)) {
-			*level = levels[i].level;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-/* Build one device from its spec and add it to the server. */
-static int add_device(struct vfurt_server *srv, const char *arg, const struct vfurt_log *log)
-{
-	struct devspec spec;
-	struct vfurt_dev *dev;
-	const char *path;
-	const char *m;
-	mode_t mode = 0600;
-	char err[256];
-	int rc;
-
-	if (devspec_parse(arg, &spec, err, sizeof(err))) {
-		fprintf(stderr, "vfu-rt: --device %s: %s\n", arg, err);
-		return -EINVAL;
-	}
-	path = devspec_get(&spec, "socket");
-	if (!path || !*path) {
-		fprintf(stderr, "vfu-rt: --device %s: missing socket=PATH\n", arg);
-		return -EINVAL;
-	}
-	m = devspec_get(&spec, "socket_mode");
-	if (m && devspec_parse_mode(m, &mode)) {
-		fprintf(stderr, "vfu-rt: --device %s: socket_mode='%s' is not an octal mode\n", arg, m);
-		return -EINVAL;
-	}
-	dev = devspec_create(&spec, log, err, sizeof(err));
-	if (!dev) {
-		fprintf(stderr, "vfu-rt: --device %s: %s\n", arg, err);
-		return -EINVAL;
-	}
-	rc = vfurt_server_add_device(srv, dev, path, mode);
-	if (rc) {
-		fprintf(stderr, "vfu-rt: --device %s: cannot listen on %s: %s\n", arg, path,
-			rc == -EADDRINUSE ? "another server is listening there" :
-			rc == -EEXIST ? "a file that is not a socket exists there" : strerror(-rc));
-		vfurt_dev_destroy(dev);
-		return rc;
-	}
-	return 0;
-}
-
-int main(int argc, char **argv)
+/* Returns 0, -1 after --help/--version (exit 0), or EXIT_USAGE after a message. */
+static int parse_args(int argc, char **argv, struct cmdline *cl)
 {
 	static const struct option longopts[] = {
 		{ "device", required_argument, NULL, 'd' },
+		{ "cores", required_argument, NULL, 'c' },
+		{ "poll", required_argument, NULL, 'p' },
+		{ "config", required_argument, NULL, 'f' },
+		{ "stats-interval", required_argument, NULL, 's' },
+		{ "control-socket", required_argument, NULL, 'C' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct vfurt_log log = { .fn = vfurt_log_stderr, .arg = (void *)"vfu-rt",
-				 .level = VFURT_LOG_INFO };
-	const char *devices[MAX_DEVICES];
-	struct vfurt_server_opts so = { .opts_size = sizeof(so) };
-	struct vfurt_server *srv;
-	size_t ndev = 0;
-	sigset_t mask;
-	int sfd;
+	int cpus[VFURT_MAX_CPUS];
+	char err[256];
+	size_t n;
 	int opt;
-	int rc = 1;
 
-	while ((opt = getopt_long(argc, argv, "d:l:hV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:c:p:f:s:C:l:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
-			if (ndev == MAX_DEVICES) {
-				fprintf(stderr, "vfu-rt: at most %d devices\n", MAX_DEVICES);
-				return 2;
+			if (cl->ndevices == MAX_DEVICE_ARGS) {
+				fprintf(stderr, "vfu-rt: at most %d --device options\n", MAX_DEVICE_ARGS);
+				return EXIT_USAGE;
 			}
-			devices[ndev++] = optarg;
+			cl->devices[cl->ndevices++] = optarg;
+			break;
+		case 'c':
+			if (vfurt_cpulist_parse(optarg, cpus, VFURT_MAX_CPUS, &n, err, sizeof(err))) {
+				fprintf(stderr, "vfu-rt: --cores: %s\n", err);
+				return EXIT_USAGE;
+			}
+			cl->cores = optarg;
+			break;
+		case 'p':
+			if (vfurt_config_parse_poll(optarg, &cl->poll_mode)) {
+				fprintf(stderr, "vfu-rt: --poll '%s': expected busy or adaptive\n", optarg);
+				return EXIT_USAGE;
+			}
+			cl->has_poll = true;
+			break;
+		case 'f':
+			if (cl->config) {
+				fprintf(stderr, "vfu-rt: --config given twice\n");
+				return EXIT_USAGE;
+			}
+			cl->config = optarg;
+			break;
+		case 's':
+			if (vfurt_config_parse_stats_interval(optarg, &cl->stats_interval_s)) {
+				fprintf(stderr, "vfu-rt: --stats-interval '%s': expected seconds, "
+					"0..%u (0 = off)\n", optarg, VFURT_CONFIG_STATS_MAX);
+				return EXIT_USAGE;
+			}
+			cl->has_stats = true;
+			break;
+		case 'C':
+			if (!*optarg || strlen(optarg) > VFURT_CONFIG_PATH_MAX) {
+				fprintf(stderr, "vfu-rt: --control-socket: expected a path of 1..%d "
+					"bytes\n", VFURT_CONFIG_PATH_MAX);
+				return EXIT_USAGE;
+			}
+			cl->control_socket = optarg;
 			break;
 		case 'l':
-			if (parse_level(optarg, &log.level)) {
-				fprintf(stderr, "vfu-rt: --log-level '%s': expected error, warn, info or debug\n",
-					optarg);
-				return 2;
+			if (vfurt_config_parse_log_level(optarg, &cl->log_level)) {
+				fprintf(stderr, "vfu-rt: --log-level '%s': expected error, warn, info "
+					"or debug\n", optarg);
+				return EXIT_USAGE;
 			}
+			cl->has_log_level = true;
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return -1;
 		case 'V':
 			printf("vfu-rt %s (vfio-user protocol %d.%d)\n", VFURT_VERSION,
 			       VFIO_USER_MAJOR, VFIO_USER_MINOR);
-			return 0;
+			return -1;
 		default:
 			usage(stderr);
-			return 2;
+			return EXIT_USAGE;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "vfu-rt: unexpected argument '%s'\n", argv[optind]);
 		usage(stderr);
-		return 2;
+		return EXIT_USAGE;
 	}
-	if (ndev == 0) {
-		fprintf(stderr, "vfu-rt: no devices: add at least one --device\n");
-		usage(stderr);
-		return 2;
-	}
+	return 0;
+}
 
+/* File first, then the command line on top: settings override, devices append. */
+static int build_config(const struct cmdline *cl, struct vfurt_config *cfg)
+{
+	char err[1024];
+	int rc;
+
+	if (cl->config) {
+		rc = vfurt_config_load(cfg, cl->config, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "vfu-rt: %s\n", err);
+			return EXIT_USAGE;
+		}
+	}
+	for (size_t i = 0; i < cl->ndevices; i++) {
+		rc = vfurt_config_add_device_arg(cfg, cl->devices[i], err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "vfu-rt: %s\n", err);
+			return rc == -ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
+		}
+	}
+	if (cl->cores) {
+		free(cfg->cores);
+		cfg->cores = strdup(cl->cores);
+		if (!cfg->cores)
+			goto err_nomem;
+	}
+	if (cl->has_poll) {
+		cfg->has_poll = true;
+		cfg->poll_mode = cl->poll_mode;
+	}
+	if (cl->has_log_level) {
+		cfg->has_log_level = true;
+		cfg->log_level = cl->log_level;
+	}
+	if (cl->has_stats) {
+		cfg->has_stats_interval = true;
+		cfg->stats_interval_s = cl->stats_interval_s;
+	}
+	if (cl->control_socket) {
+		free(cfg->control_socket);
+		cfg->control_socket = strdup(cl->control_socket);
+		if (!cfg->control_socket)
+			goto err_nomem;
+	}
+	if (cfg->ndevices == 0) {
+		fprintf(stderr, "vfu-rt: no devices: add at least one --device, or a \"devices\" "
+			"entry in the --config file\n");
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	return 0;
+
+err_nomem:
+	fprintf(stderr, "vfu-rt: out of memory\n");
+	return EXIT_RUNTIME;
+}
+
+/* Build each device and give it to the runtime. Returns 0 or an exit status. */
+static int add_devices(struct vfurt_runtime *rt, struct vfurt_config *cfg,
+		       const struct vfurt_log *log)
+{
+	uint32_t nworkers = vfurt_runtime_worker_count(rt);
+	int cpus[VFURT_MAX_CPUS];
+	char err[1024];
+
+	for (uint32_t i = 0; i < nworkers && i < VFURT_MAX_CPUS; i++)
+		cpus[i] = vfurt_worker_cpu(vfurt_runtime_worker(rt, i));
+	for (size_t i = 0; i < cfg->ndevices; i++) {
+		struct vfurt_config_device *d = &cfg->devices[i];
+		struct vfurt_config_place place;
+		struct vfurt_dev *dev;
+		int rc;
+
+		if (vfurt_config_place_device(d, cpus, nworkers, &place, err, sizeof(err))) {
+			fprintf(stderr, "vfu-rt: %s\n", err);
+			return EXIT_USAGE;
+		}
+		dev = devspec_create(&d->spec, log, err, sizeof(err));
+		if (!dev) {
+			fprintf(stderr, "vfu-rt: %s: %s\n", d->where, err);
+			return EXIT_USAGE;
+		}
+		rc = vfurt_runtime_add_device(rt, dev, place.socket, place.mode, place.worker);
+		if (rc) {
+			fprintf(stderr, "vfu-rt: %s: cannot listen on %s: %s\n", d->where, place.socket,
+				rc == -EADDRINUSE ? "another server is listening there" :
+				rc == -EEXIST ? "a file that is not a socket exists there" :
+				strerror(-rc));
+			vfurt_dev_destroy(dev);
+			return rc == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
+		}
+	}
+	return 0;
+}
+
+/* ---- control socket ------------------------------------------------------ */
+
+struct ctl {
+	int fd;                                 /* listening socket or -1 */
+	char path[VFURT_CONFIG_PATH_MAX + 1];   /* socket file (removed at exit) */
+	char link[VFURT_CONFIG_PATH_MAX + 1];   /* per-pid name linking to path, or "" */
+};
+
+static bool socket_alive(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool alive;
+
+	if (fd < 0)
+		return true;
+	alive = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	close(fd);
+	return alive;
+}
+
+/*
+ * Listen on path with mode 0600. A stale socket nobody answers on is
+ * replaced; a live one is -EADDRINUSE, any other file -EEXIST. Returns the
+ * fd or a negative errno.
+ */
+static int ctl_listen(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd;
+	int rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return -EEXIST;
+		if (socket_alive(&sa))
+			return -EADDRINUSE;
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		goto err_close;
+	}
+	/* Statistics are the owner's business; chmod right after bind, before listen. */
+	if (chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+		rc = -errno;
+		goto err_unlink;
+	}
+	return fd;
+
+err_unlink:
+	unlink(path);
+err_close:
+	close(fd);
+	return rc;
+}
+
+/*
+ * Make pid's default name point at an explicitly chosen control socket, so
+ * `vfu-ctl stats PID` finds it. Anything already at our pid's name is left
+ * over from a dead process with the same pid. Best effort: returns 0 or a
+ * negative errno for a warning.
+ */
+static int ctl_link(struct ctl *c, const char *name)
+{
+	char target[PATH_MAX];
+	struct stat st;
+	int n;
+
+	if (c->path[0] == '/') {
+		n = snprintf(target, sizeof(target), "%s", c->path);
+	} else {
+		const char *rel = c->path;
+		char cwd[PATH_MAX];
+
+		while (rel[0] == '.' && rel[1] == '/')
+			rel += 2;
+		if (!getcwd(cwd, sizeof(cwd)))
+			return -errno;
+		n = snprintf(target, sizeof(target), "%s/%s", cwd, rel);
+	}
+	if (n < 0 || (size_t)n >= sizeof(target))
+		return -ENAMETOOLONG;
+	if (lstat(name, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode) && !S_ISLNK(st.st_mode))
+			return -EEXIST;
+		unlink(name);
+	}
+	if (symlink(target, name) < 0)
+		return -errno;
+	snprintf(c->link, sizeof(c->link), "%s", name);
+	return 0;
+}
+
+/* Open the control socket. Returns 0 or an exit status after a message. */
+static int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt_log *log)
+{
+	char def[VFURT_CONFIG_PATH_MAX + 1];
+	int rc;
+
+	c->fd = -1;
+	c->path[0] = c->link[0] = '\0';
+	rc = vfurt_config_default_ctl_path(getpid(), false, def, sizeof(def));
+	if (rc)
+		rc = vfurt_config_default_ctl_path(getpid(), true, def, sizeof(def));
+	if (explicit_path) {
+		snprintf(c->path, sizeof(c->path), "%s", explicit_path);
+		c->fd = ctl_listen(c->path);
+		if (c->fd < 0) {
+			fprintf(stderr, "vfu-rt: --control-socket: cannot listen on %s: %s\n",
+				c->path, c->fd == -EADDRINUSE ? "another server is listening there" :
+				c->fd == -EEXIST ? "a file that is not a socket exists there" :
+				strerror(-c->fd));
+			c->path[0] = '\0';
+			return EXIT_RUNTIME;
+		}
+		if (!rc && strcmp(def, c->path)) {
+			rc = ctl_link(c, def);
+			if (rc)
+				vfurt_logf(log, VFURT_LOG_WARN, "cannot link %s to the control socket: "
+					   "%s (vfu-ctl stats PID will not find it)", def,
+					   strerror(-rc));
+		}
+	} else {
+		if (rc) {
+			vfurt_logf(log, VFURT_LOG_WARN, "no control socket: %s", strerror(-rc));
+			return 0;
+		}
+		snprintf(c->path, sizeof(c->path), "%s", def);
+		c->fd = ctl_listen(c->path);
+		/* $XDG_RUNTIME_DIR may be unusable (not created, not ours): /tmp is next. */
+		if (c->fd < 0 && !vfurt_config_default_ctl_path(getpid(), true, def, sizeof(def)) &&
+		    strcmp(def, c->path)) {
+			vfurt_logf(log, VFURT_LOG_WARN, "cannot listen on %s: %s; trying %s", c->path,
+				   strerror(-c->fd), def);
+			snprintf(c->path, sizeof(c->path), "%s", def);
+			c->fd = ctl_listen(c->path);
+		}
+		if (c->fd < 0) {
+			vfurt_logf(log, VFURT_LOG_WARN, "no control socket: cannot listen on %s: %s",
+				   c->path, strerror(-c->fd));
+			c->path[0] = '\0';
+			return 0;
+		}
+	}
+	if (explicit_path && !c->link[0])
+		vfurt_logf(log, VFURT_LOG_INFO, "statistics on %s (vfu-ctl stats %s)", c->path,
+			   c->path);
+	else
+		vfurt_logf(log, VFURT_LOG_INFO, "statistics on %s (vfu-ctl stats %ld)", c->path,
+			   (long)getpid());
+	return 0;
+}
+
+static void ctl_close(struct ctl *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	if (c->link[0])
+		unlink(c->link);
+	if (c->path[0])
+		unlink(c->path);
+	c->path[0] = c->link[0] = '\0';
+}
+
+/* Write all of buf to a non-blocking socket, waiting at most timeout_ms in total. */
+static int write_all(int fd, const char *buf, size_t len, int timeout_ms)
+{
+	struct timespec t0;
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (len) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+		long left;
+
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 +
+				     (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
+			return -errno;
+	}
+	return 0;
+}
+
+/* Answer every pending connection with the statistics JSON, then close it. */
+static void ctl_serve(struct ctl *c, const struct vfurt_runtime *rt, const struct vfurt_log *log)
+{
+	for (;;) {
+		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		char *json;
+		int rc;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				vfurt_logf(log, VFURT_LOG_WARN, "control socket: accept: %s",
+					   strerror(errno));
+			return;
+		}
+		json = vfurt_runtime_stats_json(rt);
+		if (!json) {
+			vfurt_logf(log, VFURT_LOG_WARN, "control socket: no statistics: %s",
+				   strerror(errno));
+			close(fd);
+			continue;
+		}
+		rc = write_all(fd, json, strlen(json), CTL_WRITE_TIMEOUT_MS);
+		if (!rc)
+			rc = write_all(fd, "\n", 1, CTL_WRITE_TIMEOUT_MS);
+		if (rc)
+			vfurt_logf(log, VFURT_LOG_DEBUG, "control socket: client gone: %s",
+				   strerror(-rc));
+		free(json);
+		close(fd);
+	}
+}
+
+/* ---- periodic summary ------------------------------------------------------ */
+
+static int stats_timer(uint32_t interval_s)
+{
+	struct itimerspec its = {
+		.it_interval = { .tv_sec = interval_s },
+		.it_value = { .tv_sec = interval_s },
+	};
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (timerfd_settime(fd, 0, &its, NULL) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
+/* One line per worker with the change since the last summary (prev[] is updated). */
+static void log_summary(const struct vfurt_runtime *rt, struct vfurt_worker_stats *prev,
+			const struct vfurt_log *log)
+{
+	for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
+		struct vfurt_worker_stats st;
+		struct vfurt_worker_stats *p = &prev[i];
+		uint64_t dt;
+		double busy;
+
+		if (vfurt_runtime_worker_stats(rt, i, &st))
+			continue;
+		dt = st.total_ns - p->total_ns;
+		busy = dt ? 100.0 * (double)(st.busy_ns - p->busy_ns) / (double)dt : 0.0;
+		vfurt_logf(log, VFURT_LOG_INFO,
+			   "worker %u (CPU %d): %" PRIu64 " passes, busy %.1f%%, %" PRIu64 " msgs, "
+			   "irqs %" PRIu64 " raised / %" PRIu64 " written, %" PRIu64 " sleeps "
+			   "(last interval)",
+			   i, vfurt_worker_cpu(vfurt_runtime_worker(rt, i)), st.passes - p->passes,
+			   busy, st.msgs - p->msgs, st.irqs_raised - p->irqs_raised,
+			   st.irqs_written - p->irqs_written, st.sleeps - p->sleeps);
+		*p = st;
+	}
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+/* Serve until SIGTERM/SIGINT. Returns the exit status. */
+static int run(struct vfurt_runtime *rt, int sfd, struct ctl *ctl, uint32_t stats_s,
+	       const struct vfurt_log *log)
+{
+	struct vfurt_worker_stats *prev;
+	int tfd = -1;
+	int rc = EXIT_RUNTIME;
+
+	prev = calloc(vfurt_runtime_worker_count(rt), sizeof(*prev));
+	if (!prev) {
+		fprintf(stderr, "vfu-rt: out of memory\n");
+		return EXIT_RUNTIME;
+	}
+	if (stats_s) {
+		tfd = stats_timer(stats_s);
+		if (tfd < 0) {
+			fprintf(stderr, "vfu-rt: timerfd: %s\n", strerror(-tfd));
+			goto out;
+		}
+		for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++)
+			vfurt_runtime_worker_stats(rt, i, &prev[i]);
+	}
+	for (;;) {
+		struct pollfd pfd[3] = {
+			{ .fd = sfd, .events = POLLIN },
+			{ .fd = ctl->fd, .events = POLLIN },
+			{ .fd = tfd, .events = POLLIN },
+		};
+
+		if (poll(pfd, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("vfu-rt: poll");
+			goto out;
+		}
+		if (pfd[0].revents) {
+			struct signalfd_siginfo si;
+
+			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				vfurt_logf(log, VFURT_LOG_INFO, "%s: shutting down",
+					   strsignal((int)si.ssi_signo));
+				rc = 0;
+				break;
+			}
+		}
+		if (pfd[1].revents)
+			ctl_serve(ctl, rt, log);
+		if (pfd[2].revents) {
+			uint64_t ticks;
+
+			if (read(tfd, &ticks, sizeof(ticks)) == sizeof(ticks))
+				log_summary(rt, prev, log);
+		}
+	}
+out:
+	if (tfd >= 0)
+		close(tfd);
+	free(prev);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl = { 0 };
+	struct vfurt_log log = { .fn = vfurt_log_stderr, .arg = (void *)"vfu-rt",
+				 .level = VFURT_LOG_INFO };
+	struct vfurt_runtime_opts ro = { .opts_size = sizeof(ro) };
+	struct vfurt_runtime *rt;
+	struct vfurt_config cfg;
+	struct ctl ctl = { .fd = -1 };
+	char err[512];
+	sigset_t mask;
+	int sfd;
+	int rc;
+
+	rc = parse_args(argc, argv, &cl);
+	if (rc)
+		return rc < 0 ? 0 : rc;
+	vfurt_config_init(&cfg);
+	rc = build_config(&cl, &cfg);
+	if (rc)
+		goto out_cfg;
+	log.level = cfg.log_level;
+
+	/* Block before any thread exists, so only the signalfd sees these. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -166,53 +651,54 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0) {
 		perror("vfu-rt: signalfd");
-		return 1;
+		rc = EXIT_RUNTIME;
+		goto out_cfg;
 	}
 
-	so.log = log;
-	srv = vfurt_server_create(&so);
-	if (!srv) {
-		perror("vfu-rt: cannot create server");
+	ro.cores = cfg.cores ? cfg.cores : "0";
+	ro.poll_mode = cfg.poll_mode;
+	ro.log = log;
+	rt = vfurt_runtime_create(&ro, err, sizeof(err));
+	if (!rt) {
+		if (errno == EINVAL) {
+			if (cl.cores)
+				fprintf(stderr, "vfu-rt: --cores: %s\n", err);
+			else if (cfg.cores)
+				fprintf(stderr, "vfu-rt: %s: cores: %s\n", cl.config, err);
+			else
+				fprintf(stderr, "vfu-rt: --cores (default 0): %s\n", err);
+			rc = EXIT_USAGE;
+		} else {
+			fprintf(stderr, "vfu-rt: cannot create the runtime: %s\n", err);
+			rc = EXIT_RUNTIME;
+		}
 		goto out_sfd;
 	}
-	for (size_t i = 0; i < ndev; i++) {
-		int e = add_device(srv, devices[i], &log);
-
-		if (e) {
-			rc = e == -EINVAL ? 2 : 1;
-			goto out_srv;
-		}
+	rc = add_devices(rt, &cfg, &log);
+	if (rc)
+		goto out_rt;
+	rc = ctl_open(&ctl, cfg.control_socket, &log);
+	if (rc)
+		goto out_rt;
+	rc = vfurt_runtime_start(rt);
+	if (rc) {
+		fprintf(stderr, "vfu-rt: cannot start the workers: %s\n", strerror(-rc));
+		rc = EXIT_RUNTIME;
+		goto out_ctl;
 	}
-	vfurt_logf(&log, VFURT_LOG_INFO, "serving %zu device(s); SIGTERM or SIGINT stops", ndev);
-
-	for (;;) {
-		struct pollfd pfd[2] = {
-			{ .fd = vfurt_server_fd(srv), .events = POLLIN },
-			{ .fd = sfd, .events = POLLIN },
-		};
-
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("vfu-rt: poll");
-			goto out_srv;
-		}
-		if (pfd[1].revents) {
-			struct signalfd_siginfo si;
-
-			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-				vfurt_logf(&log, VFURT_LOG_INFO, "%s: shutting down",
-					   strsignal((int)si.ssi_signo));
-				rc = 0;
-				break;
-			}
-		}
-		if (pfd[0].revents)
-			vfurt_server_run_once(srv, 0);
-	}
-out_srv:
-	vfurt_server_destroy(srv);
+	vfurt_logf(&log, VFURT_LOG_INFO, "serving %zu device(s) on %u worker(s) (CPUs %s, %s "
+		   "polling); SIGTERM or SIGINT stops", cfg.ndevices,
+		   vfurt_runtime_worker_count(rt), ro.cores,
+		   ro.poll_mode == VFURT_POLL_BUSY ? "busy" : "adaptive");
+	rc = run(rt, sfd, &ctl, cfg.stats_interval_s, &log);
+	vfurt_runtime_stop(rt);
+out_ctl:
+	ctl_close(&ctl);
+out_rt:
+	vfurt_runtime_destroy(rt);
 out_sfd:
 	close(sfd);
+out_cfg:
+	vfurt_config_free(&cfg);
 	return rc;
 }

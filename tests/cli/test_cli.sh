@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Command-line tests of vfu-rt and vfu-ctl: usage errors, serving, SIGTERM cleanup.
+# Command-line tests of vfu-rt and vfu-ctl: usage and config errors, serving, stats, signals, idle CPU.
 set -u
-VFURT=$1
-VFUCTL=$2
+VFURT=$(readlink -f "$1")
+VFUCTL=$(readlink -f "$2")
+SRCDIR=$(cd "$(dirname "$0")/../.." && pwd)
+EXAMPLE=$SRCDIR/examples/vfu-rt.json
 dir=$(mktemp -d /tmp/vfurt-cli-XXXXXX)
 pass=0
 fail=0
 pids=()
+# Default control sockets ($XDG_RUNTIME_DIR/vfu-rt.PID.ctl) land in the test directory.
+export XDG_RUNTIME_DIR=$dir
 
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
@@ -31,6 +35,36 @@ expect_exit() {
 	fi
 }
 
+# Every vfu-rt runs under timeout 10, so a hang fails the test instead of blocking it.
+rt() { timeout 10 "$VFURT" "$@"; }
+
+# start_rt LOG ARGS...: start vfu-rt in the background; sets RT_PID (vfu-rt) and RT_TPID (timeout).
+start_rt() {
+	local log=$1
+	shift
+	timeout 10 "$VFURT" "$@" 2>>"$log" &
+	RT_TPID=$!
+	RT_PID=""
+	pids+=("$RT_TPID")
+	for _ in $(seq 1 200); do
+		RT_PID=$(cat "/proc/$RT_TPID/task/$RT_TPID/children" 2>/dev/null | awk '{print $1}')
+		[ -z "$RT_PID" ] && RT_PID=$(pgrep -P "$RT_TPID" 2>/dev/null | head -1)
+		if [ -n "$RT_PID" ]; then
+			pids+=("$RT_PID")
+			return 0
+		fi
+		kill -0 "$RT_TPID" 2>/dev/null || return 1
+		sleep 0.01
+	done
+	return 1
+}
+
+# stop_rt SIGNAL: signal vfu-rt and return its exit status (124 if it hung until timeout).
+stop_rt() {
+	kill "-$1" "$RT_PID" 2>/dev/null
+	wait "$RT_TPID"
+}
+
 wait_for_socket() {
 	for _ in $(seq 1 100); do
 		[ -S "$1" ] && return 0
@@ -39,36 +73,125 @@ wait_for_socket() {
 	return 1
 }
 
-expect_exit 0 "Usage: vfu-rt" "--help" -- "$VFURT" --help
-expect_exit 0 "^vfu-rt [0-9]+\.[0-9]+" "--version" -- "$VFURT" --version
-expect_exit 2 "no devices" "no devices is a usage error" -- "$VFURT"
-expect_exit 2 "unknown device type 'nosuch'" "unknown type" -- "$VFURT" --device nosuch,socket=$dir/x.sock
-expect_exit 2 "missing socket" "missing socket" -- "$VFURT" --device gpio
-expect_exit 2 "unknown key 'color'" "unknown key" -- "$VFURT" --device gpio,socket=$dir/x.sock,color=red
-expect_exit 2 "expected key=value" "malformed key" -- "$VFURT" --device gpio,socket=$dir/x.sock,oops
-expect_exit 2 "socket_mode='9'" "bad socket mode" -- "$VFURT" --device gpio,socket=$dir/x.sock,socket_mode=9
-expect_exit 2 "toggle_period='0'" "bad gpio parameter" -- "$VFURT" --device gpio,socket=$dir/x.sock,toggle_period=0
-expect_exit 2 "log-level 'loud'" "bad log level" -- "$VFURT" --log-level loud --device gpio,socket=$dir/x.sock
-expect_exit 2 "unrecognized option|invalid option" "unknown option" -- "$VFURT" --frobnicate
-expect_exit 1 "cannot listen on $dir/nodir/x.sock" "socket in a missing directory" -- "$VFURT" --device gpio,socket=$dir/nodir/x.sock
-touch "$dir/file"
-expect_exit 1 "not a socket" "socket path is a regular file" -- "$VFURT" --device gpio,socket=$dir/file
-[ ! -e "$dir/x.sock" ] && ok "failed starts leave no socket file" || bad "failed start left $dir/x.sock"
+# CPU time (utime + stime, in clock ticks) a process has used.
+cpu_ticks() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	awk '{print $12 + $13}' <<<"$stat"
+}
 
-# serve two devices
-"$VFURT" --device gpio,socket=$dir/g0.sock,socket_mode=0600 \
-	--device gpio,socket=$dir/g1.sock,name=gpio1,toggle_period=2 2>"$dir/log" &
-pid=$!
-pids+=("$pid")
+ncpu=$(getconf _NPROCESSORS_ONLN)
+
+# ---- usage errors ---------------------------------------------------------------
+expect_exit 0 "Usage: vfu-rt" "--help" -- rt --help
+expect_exit 0 "--cores LIST" "--help documents --cores" -- rt --help
+expect_exit 0 "^vfu-rt [0-9]+\.[0-9]+" "--version" -- rt --version
+expect_exit 2 "no devices" "no devices is a usage error" -- rt
+expect_exit 2 "unknown device type 'nosuch'" "unknown type" -- rt --device nosuch,socket=$dir/x.sock
+expect_exit 2 "missing socket" "missing socket" -- rt --device gpio
+expect_exit 2 "unknown key 'color'" "unknown key" -- rt --device gpio,socket=$dir/x.sock,color=red
+expect_exit 2 "expected key=value" "malformed key" -- rt --device gpio,socket=$dir/x.sock,oops
+expect_exit 2 "socket_mode='9'" "bad socket mode" -- rt --device gpio,socket=$dir/x.sock,socket_mode=9
+expect_exit 2 "toggle_period='0'" "bad gpio parameter" -- rt --device gpio,socket=$dir/x.sock,toggle_period=0
+expect_exit 2 "log-level 'loud'" "bad log level" -- rt --log-level loud --device gpio,socket=$dir/x.sock
+expect_exit 2 "unrecognized option|invalid option" "unknown option" -- rt --frobnicate
+expect_exit 2 "--poll 'fast': expected busy or adaptive" "bad --poll" -- rt --poll=fast --device gpio,socket=$dir/x.sock
+expect_exit 2 "--stats-interval 'x'" "bad --stats-interval" -- rt --stats-interval=x --device gpio,socket=$dir/x.sock
+expect_exit 2 "--stats-interval '-1'" "negative --stats-interval" -- rt --stats-interval=-1 --device gpio,socket=$dir/x.sock
+expect_exit 2 "core: CPU 1 is not in the cores list \(0\)" "device core outside --cores" -- rt --cores=0 --device gpio,socket=$dir/x.sock,core=1
+expect_exit 2 "core='x': 'x' is not a CPU number" "bad device core" -- rt --device gpio,socket=$dir/x.sock,core=x
+expect_exit 1 "cannot listen on $dir/nodir/x.sock" "socket in a missing directory" -- rt --device gpio,socket=$dir/nodir/x.sock
+touch "$dir/file"
+expect_exit 1 "not a socket" "socket path is a regular file" -- rt --device gpio,socket=$dir/file
+expect_exit 1 "--control-socket: cannot listen on $dir/file" "control socket on a regular file" -- rt --control-socket "$dir/file" --device gpio,socket=$dir/x.sock
+
+# ---- --cores ------------------------------------------------------------------
+expect_exit 2 "^vfu-rt: --cores: CPU 999 does not exist on this machine \(available: [0-9]" "--cores with a CPU that does not exist" -- rt --cores=999 --device gpio,socket=$dir/x.sock
+allowed=$(taskset -pc $$ 2>/dev/null | awk '{print $NF}')
+if [ "$ncpu" = 2 ] && { [ "$allowed" = 0-1 ] || [ "$allowed" = 0,1 ]; }; then
+	expect_exit 2 "^vfu-rt: --cores: CPU 7 does not exist on this machine \(available: 0-1\)$" "--cores=7 message on a 2-CPU machine" -- rt --cores=7 --device gpio,socket=$dir/x.sock
+fi
+expect_exit 2 "--cores: '1-0': range start is above its end" "--cores reversed range" -- rt --cores=1-0 --device gpio,socket=$dir/x.sock
+expect_exit 2 "--cores: .*empty item" "--cores empty item" -- rt --cores=0,,1 --device gpio,socket=$dir/x.sock
+expect_exit 2 "--cores: .*trailing comma" "--cores trailing comma" -- rt --cores=0, --device gpio,socket=$dir/x.sock
+expect_exit 2 "--cores: CPU 0 is listed twice" "--cores duplicate" -- rt --cores=0,0-1 --device gpio,socket=$dir/x.sock
+expect_exit 2 "--cores: .*unexpected 'a'" "--cores not a number" -- rt --cores=a --device gpio,socket=$dir/x.sock
+expect_exit 2 "--cores: .*unexpected ' '" "--cores with a space" -- rt "--cores=0, 1" --device gpio,socket=$dir/x.sock
+expect_exit 2 "--cores: empty CPU list" "--cores empty" -- rt --cores= --device gpio,socket=$dir/x.sock
+expect_exit 2 "--cores: .*out of range" "--cores huge number" -- rt --cores=99999999999999999999 --device gpio,socket=$dir/x.sock
+if [ "$ncpu" -ge 2 ] && command -v taskset >/dev/null; then
+	expect_exit 2 "--cores: CPU 1 is not allowed by this process's CPU affinity \(available: 0\)" "--cores outside the affinity mask (taskset -c 0)" -- taskset -c 0 timeout 10 "$VFURT" --cores=1 --device gpio,socket=$dir/x.sock
+	expect_exit 2 "--cores \(default 0\): CPU 0 is not allowed" "default core outside the affinity mask (taskset -c 1)" -- taskset -c 1 timeout 10 "$VFURT" --device gpio,socket=$dir/x.sock
+else
+	echo "ok - # SKIP affinity checks need 2 CPUs and taskset"
+fi
+[ ! -e "$dir/x.sock" ] && ok "failed starts leave no socket file" || bad "failed start left $dir/x.sock"
+ls "$dir"/vfu-rt.*.ctl >/dev/null 2>&1 && bad "failed start left a control socket" || ok "failed starts leave no control socket"
+
+# ---- config files -------------------------------------------------------------------
+cfgerr() { # cfgerr NAME JSON PATTERN DESCRIPTION
+	printf '%s\n' "$2" >"$dir/$1"
+	expect_exit 2 "$3" "$4" -- rt --config "$dir/$1"
+}
+cfgerr unknown.json '{"cors": "0", "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
+	"^vfu-rt: $dir/unknown.json: cors: unknown key" "config: unknown top-level key names file and key"
+cfgerr type.json '{"poll": 1, "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
+	"$dir/type.json: poll: expected a string, got a number" "config: wrong type"
+cfgerr pollval.json '{"poll": "fast", "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
+	"$dir/pollval.json: poll: 'fast': expected \"busy\" or \"adaptive\"" "config: bad poll value"
+cfgerr mode.json '{"devices": [{"type": "gpio", "socket": "a.sock"}, {"type": "gpio", "socket": "x.sock", "socket_mode": 600}]}' \
+	"$dir/mode.json: devices\[1\].socket_mode: must be a string like \"0600\"" "config: numeric socket_mode explained"
+cfgerr devkey.json '{"devices": [{"type": "gpio", "socket": "x.sock", "color": "red"}]}' \
+	"$dir/devkey.json: devices\[0\]: unknown key 'color' for device type gpio" "config: unknown device key"
+cfgerr core.json '{"cores": "0", "devices": [{"type": "gpio", "socket": "x.sock", "core": 1}]}' \
+	"$dir/core.json: devices\[0\].core: CPU 1 is not in the cores list \(0\)" "config: device core outside cores"
+cfgerr cores.json '{"cores": "9999", "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
+	"$dir/cores.json: cores: CPU 9999 is out of range" "config: bad cores"
+cfgerr nodev.json '{"cores": "0"}' "no devices" "config without devices and no --device"
+cfgerr syntax.json '{
+  "cores": "0"
+  "devices": []
+}' "$dir/syntax.json: not valid JSON: .* at line 3" "config: JSON syntax error with its line"
+cfgerr notjson.json 'cores = 0' "$dir/notjson.json: not valid JSON" "config: not JSON"
+expect_exit 2 "$dir/none.json: cannot open: No such file" "config: missing file" -- rt --config "$dir/none.json"
+printf '{"cores": "99"}\n' >"$dir/override.json"
+expect_exit 2 "--cores: CPU 999 does not exist" "--cores overrides the config file's cores" -- rt --config "$dir/override.json" --cores=999 --device gpio,socket=$dir/x.sock
+
+mkdir -p "$dir/ex/run"
+if [ -f "$EXAMPLE" ]; then
+	cd "$dir/ex" || exit 1
+	start_rt "$dir/ex.log" --config "$EXAMPLE"
+	cd - >/dev/null || exit 1
+	if wait_for_socket "$dir/ex/run/gpio0.sock"; then
+		ok "--config examples/vfu-rt.json serves ./run/gpio0.sock"
+		expect_exit 0 "494f" "vfu-ctl info on the example's device" -- "$VFUCTL" info "$dir/ex/run/gpio0.sock"
+	else
+		bad "example config: socket did not appear: $(cat "$dir/ex.log")"
+	fi
+	stop_rt TERM
+	rc=$?
+	[ "$rc" -eq 0 ] && ok "example config: SIGTERM exits 0" || bad "example config: exit code $rc"
+	[ ! -e "$dir/ex/run/gpio0.sock" ] && ok "example config: socket removed on exit" || bad "example config: socket left behind"
+else
+	bad "missing $EXAMPLE"
+fi
+
+# ---- serving: two devices, one from a config file, one from --device -----------------
+printf '{"cores": "0", "poll": "busy", "devices": [{"type": "gpio", "socket": "%s", "socket_mode": "0600"}]}\n' \
+	"$dir/g0.sock" >"$dir/two.json"
+start_rt "$dir/log" --config "$dir/two.json" --cores=0-$((ncpu > 1 ? 1 : 0)) --poll=adaptive \
+	--device gpio,socket=$dir/g1.sock,name=gpio1,toggle_period=2,core=0
+pid=$RT_PID
 if wait_for_socket "$dir/g0.sock" && wait_for_socket "$dir/g1.sock"; then
-	ok "two devices listening"
+	ok "two devices listening (config file + --device)"
 else
 	bad "sockets did not appear: $(cat "$dir/log")"
 fi
 mode=$(stat -c %a "$dir/g0.sock" 2>/dev/null)
 [ "$mode" = "600" ] && ok "socket_mode applied" || bad "socket mode is $mode"
 
-expect_exit 1 "another server is listening" "second server on a live socket" -- "$VFURT" --device gpio,socket=$dir/g0.sock
+expect_exit 1 "another server is listening" "second server on a live socket" -- rt --device gpio,socket=$dir/g0.sock
 info=$("$VFUCTL" info "$dir/g0.sock" 2>&1)
 if grep -qi "494f" <<<"$info" && grep -qi "0dc8" <<<"$info"; then ok "vfu-ctl info shows the IDIO-16 IDs"; else bad "vfu-ctl info: $(head -c 400 <<<"$info")"; fi
 grep -qiE "BAR2|Region 2" <<<"$info" && ok "vfu-ctl info lists BAR2" || bad "vfu-ctl info lacks BAR2"
@@ -76,33 +199,107 @@ expect_exit 0 "494f" "vfu-ctl info on the second device" -- "$VFUCTL" info "$dir
 expect_exit 2 "" "vfu-ctl without arguments" -- "$VFUCTL"
 expect_exit 1 "" "vfu-ctl on a missing socket" -- "$VFUCTL" info "$dir/none.sock"
 
-kill -TERM "$pid"
-wait "$pid"
+ctl="$dir/vfu-rt.$pid.ctl"
+[ -S "$ctl" ] && ok "default control socket \$XDG_RUNTIME_DIR/vfu-rt.PID.ctl" || bad "no control socket at $ctl"
+stats=$("$VFUCTL" stats "$ctl" 2>&1)
+if grep -q '"workers"' <<<"$stats" && grep -q '"devices"' <<<"$stats"; then ok "vfu-ctl stats SOCKET prints JSON with workers"; else bad "vfu-ctl stats SOCKET: $(head -c 300 <<<"$stats")"; fi
+[ "$(grep -c '"cpu"' <<<"$stats")" -eq $((ncpu > 1 ? 2 : 1)) ] && ok "--cores overrides the file: one worker per CPU" || bad "worker count: $(head -c 300 <<<"$stats")"
+grep -q '"poll" *: *"adaptive"' <<<"$stats" && ok "--poll overrides the file" || bad "poll mode: $(grep poll <<<"$stats")"
+grep -q '^  "workers": \[$' <<<"$stats" && ok "vfu-ctl stats pretty-prints" || bad "not pretty-printed: $(head -3 <<<"$stats")"
+stats=$("$VFUCTL" stats "$pid" 2>&1)
+grep -q '"workers"' <<<"$stats" && ok "vfu-ctl stats PID prints JSON with workers" || bad "vfu-ctl stats PID: $(head -c 300 <<<"$stats")"
+grep -q '"msgs"' <<<"$stats" && ok "vfu-ctl stats shows message counts" || bad "no msgs in stats"
+expect_exit 1 "no process" "vfu-ctl stats on a dead pid" -- "$VFUCTL" stats 999999999
+expect_exit 1 "process $$: cannot connect" "vfu-ctl stats on a pid that is not vfu-rt" -- "$VFUCTL" stats $$
+expect_exit 1 "cannot connect to $dir/none.ctl" "vfu-ctl stats on a missing socket" -- "$VFUCTL" stats "$dir/none.ctl"
+expect_exit 2 "usage: vfu-ctl stats" "vfu-ctl stats without an argument" -- "$VFUCTL" stats
+
+stop_rt TERM
 rc=$?
 [ "$rc" -eq 0 ] && ok "SIGTERM exits 0" || bad "SIGTERM exit code $rc"
 [ ! -e "$dir/g0.sock" ] && [ ! -e "$dir/g1.sock" ] && ok "sockets removed on exit" || bad "sockets left behind"
+[ ! -e "$ctl" ] && ok "control socket removed on exit" || bad "control socket $ctl left behind"
 grep -q "shutting down" "$dir/log" && ok "shutdown logged" || bad "no shutdown line in log"
+grep -q "vfu-rt\[w[0-9]*\]" "$dir/log" && ok "worker log lines carry the worker id" || bad "no worker id in log: $(head -3 "$dir/log")"
 
-# SIGINT while a client is connected, and a stale socket file from a killed run
-"$VFURT" --device gpio,socket=$dir/g2.sock 2>>"$dir/log" &
-pid=$!
-pids+=("$pid")
+# ---- explicit --control-socket, found by pid through a link; stats interval ----------
+start_rt "$dir/log2" --control-socket "$dir/my.ctl" --stats-interval=1 --device gpio,socket=$dir/g3.sock
+pid=$RT_PID
+wait_for_socket "$dir/g3.sock"
+[ -S "$dir/my.ctl" ] && ok "--control-socket PATH listens there" || bad "no $dir/my.ctl: $(cat "$dir/log2")"
+[ -L "$dir/vfu-rt.$pid.ctl" ] && ok "per-pid name links to --control-socket" || bad "no per-pid link"
+expect_exit 0 '"workers"' "vfu-ctl stats PID with --control-socket" -- "$VFUCTL" stats "$pid"
+expect_exit 0 '"workers"' "vfu-ctl stats PATH with --control-socket" -- "$VFUCTL" stats "$dir/my.ctl"
+sleep 1.3
+grep -qE "worker 0 \(CPU 0\): [0-9]+ passes, busy [0-9.]+%, [0-9]+ msgs, irqs [0-9]+ raised / [0-9]+ written" "$dir/log2" \
+	&& ok "--stats-interval logs a summary per worker" || bad "no periodic summary: $(cat "$dir/log2")"
+stop_rt INT
+rc=$?
+[ "$rc" -eq 0 ] && ok "SIGINT exits 0" || bad "SIGINT exit code $rc"
+[ ! -e "$dir/my.ctl" ] && [ ! -e "$dir/vfu-rt.$pid.ctl" ] && ok "control socket and its link removed on exit" || bad "control socket or link left behind"
+
+# without XDG_RUNTIME_DIR the control socket goes to /tmp
+unset XDG_RUNTIME_DIR
+start_rt "$dir/log3" --device gpio,socket=$dir/g4.sock
+wait_for_socket "$dir/g4.sock"
+if [ -S "/tmp/vfu-rt.$RT_PID.ctl" ]; then ok "no XDG_RUNTIME_DIR: control socket in /tmp"; else bad "no /tmp/vfu-rt.$RT_PID.ctl: $(cat "$dir/log3")"; fi
+expect_exit 0 '"workers"' "vfu-ctl stats PID finds /tmp/vfu-rt.PID.ctl" -- "$VFUCTL" stats "$RT_PID"
+stop_rt TERM
+rc=$?
+[ "$rc" -eq 0 ] && ok "SIGTERM exits 0 (control socket in /tmp)" || bad "exit code $rc"
+[ ! -e "/tmp/vfu-rt.$RT_PID.ctl" ] && ok "/tmp control socket removed on exit" || { bad "/tmp/vfu-rt.$RT_PID.ctl left behind"; rm -f "/tmp/vfu-rt.$RT_PID.ctl"; }
+export XDG_RUNTIME_DIR=$dir
+
+# ---- stale sockets -------------------------------------------------------------------
+start_rt "$dir/log" --device gpio,socket=$dir/g2.sock
 wait_for_socket "$dir/g2.sock"
-kill -9 "$pid"; wait "$pid" 2>/dev/null
+stop_rt KILL 2>/dev/null
 [ -S "$dir/g2.sock" ] && ok "killed server leaves a stale socket" || bad "no stale socket"
-"$VFURT" --device gpio,socket=$dir/g2.sock 2>>"$dir/log" &
-pid=$!
-pids+=("$pid")
+start_rt "$dir/log" --device gpio,socket=$dir/g2.sock
 sleep 0.2
-if kill -0 "$pid" 2>/dev/null && "$VFUCTL" info "$dir/g2.sock" >/dev/null 2>&1; then
+if kill -0 "$RT_PID" 2>/dev/null && "$VFUCTL" info "$dir/g2.sock" >/dev/null 2>&1; then
 	ok "stale socket replaced"
 else
 	bad "stale socket not replaced: $(tail -3 "$dir/log")"
 fi
-kill -INT "$pid"
-wait "$pid"
+stop_rt INT
 rc=$?
-[ "$rc" -eq 0 ] && ok "SIGINT exits 0" || bad "SIGINT exit code $rc"
+[ "$rc" -eq 0 ] && ok "SIGINT with a replaced socket exits 0" || bad "SIGINT exit code $rc"
+
+# ---- poll modes ----------------------------------------------------------------------
+# adaptive: an idle daemon sleeps. Measure its CPU time over ~2 s (generous bound: 20%).
+start_rt "$dir/log4" --poll=adaptive --device gpio,socket=$dir/g5.sock
+wait_for_socket "$dir/g5.sock"
+sleep 0.3
+t0=$(date +%s%N)
+c0=$(cpu_ticks "$RT_PID")
+sleep 2
+c1=$(cpu_ticks "$RT_PID")
+t1=$(date +%s%N)
+hz=$(getconf CLK_TCK)
+if [ -n "$c0" ] && [ -n "$c1" ]; then
+	pct=$(awk -v c=$((c1 - c0)) -v hz="$hz" -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", 100 * c / hz / (ns / 1e9) }')
+	echo "# adaptive idle CPU: $pct% of one CPU over $(((t1 - t0) / 1000000)) ms"
+	awk -v p="$pct" 'BEGIN { exit !(p < 20) }' && ok "adaptive mode idles below 20% CPU ($pct%)" || bad "adaptive mode idle CPU $pct% (>= 20%)"
+else
+	bad "cannot read /proc/$RT_PID/stat"
+fi
+stop_rt TERM
+rc=$?
+[ "$rc" -eq 0 ] && ok "adaptive: SIGTERM exits 0" || bad "adaptive: SIGTERM exit code $rc"
+
+# busy: spins one CPU; just check it serves and stops.
+start_rt "$dir/log5" --poll=busy --cores=0 --device gpio,socket=$dir/g6.sock
+if wait_for_socket "$dir/g6.sock" && "$VFUCTL" info "$dir/g6.sock" >/dev/null 2>&1; then
+	ok "busy mode serves"
+else
+	bad "busy mode: $(cat "$dir/log5")"
+fi
+grep -q "busy polling" "$dir/log5" && ok "busy mode logged" || bad "busy mode not in the startup line"
+stop_rt TERM
+rc=$?
+[ "$rc" -eq 0 ] && ok "busy: SIGTERM exits 0" || bad "busy: SIGTERM exit code $rc"
+[ ! -e "$dir/g6.sock" ] && ok "busy: socket removed" || bad "busy: socket left behind"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

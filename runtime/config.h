@@ -1,0 +1,107 @@
+/* vfu-rt configuration: the JSON config file, --device specs, and where each device goes. */
+#ifndef VFURT_RUNTIME_CONFIG_H
+#define VFURT_RUNTIME_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <vfurt/runtime.h>
+
+#include "devspec.h"
+
+/* Longest UNIX socket path (sizeof(sun_path) - 1). */
+#define VFURT_CONFIG_PATH_MAX 107
+/* Largest stats_interval in seconds (one day). */
+#define VFURT_CONFIG_STATS_MAX 86400u
+/* Largest config file accepted. */
+#define VFURT_CONFIG_FILE_MAX (1u << 20)
+
+/*
+ * One device to serve. spec holds the type and every key as a string, like
+ * `--device type,key=value,...`, including socket, socket_mode and core
+ * (validated when the device was added to the config). where names the
+ * origin for messages: "FILE: devices[1]" or "--device SPEC".
+ */
+struct vfurt_config_device {
+	struct devspec spec;
+	char where[512];
+	bool from_file;
+};
+
+/*
+ * Settings from a config file and/or the command line. The has_ flags tell
+ * which optional settings were given; strings are owned (freed by
+ * vfurt_config_free).
+ */
+struct vfurt_config {
+	char *cores;                     /* CPU list, syntax already checked; NULL = absent */
+	bool has_poll;
+	enum vfurt_poll_mode poll_mode;
+	bool has_log_level;
+	int log_level;                   /* enum vfurt_log_level */
+	bool has_stats_interval;
+	uint32_t stats_interval_s;       /* 0 = no periodic summary */
+	char *control_socket;            /* NULL = absent */
+	struct vfurt_config_device *devices;
+	size_t ndevices;
+};
+
+/* Start an empty config (no settings, no devices). */
+void vfurt_config_init(struct vfurt_config *cfg);
+
+/* Free what a config owns and reset it to empty. NULL is ignored. */
+void vfurt_config_free(struct vfurt_config *cfg);
+
+/*
+ * Load a JSON config file into cfg (an initialised config): settings given in
+ * the file replace cfg's, devices are appended. Top-level keys are cores,
+ * poll, log_level, stats_interval, control_socket, devices (all optional).
+ * Returns 0, or a negative errno with a one-line message in err naming the
+ * file, the key (e.g. "devices[1].socket_mode") and the reason: -ENOENT /
+ * -EACCES / ... (cannot read), -EINVAL (not JSON, wrong type, bad value),
+ * -EFBIG (over VFURT_CONFIG_FILE_MAX), -ENOMEM. On error cfg keeps what it had
+ * before plus possibly some of the file's settings; the caller frees it.
+ */
+int vfurt_config_load(struct vfurt_config *cfg, const char *path, char *err, size_t errlen);
+
+/*
+ * Append a `--device TYPE,key=value,...` spec. Checks socket (required,
+ * length), socket_mode (octal) and core (a CPU number) the way the file
+ * loader does; device-type keys are checked later by devspec_create.
+ * Returns 0, -EINVAL with a message in err, or -ENOMEM.
+ */
+int vfurt_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char *err,
+				size_t errlen);
+
+/* Parsers shared by the file loader and the command line. Return 0 or -EINVAL. */
+int vfurt_config_parse_poll(const char *s, enum vfurt_poll_mode *mode);
+int vfurt_config_parse_log_level(const char *s, int *level);
+int vfurt_config_parse_stats_interval(const char *s, uint32_t *seconds);
+
+/* Where a device is served, resolved against the runtime's worker CPUs. */
+struct vfurt_config_place {
+	const char *socket;   /* points into the device's spec */
+	mode_t mode;          /* 0600 unless socket_mode was given */
+	int worker;           /* index of the worker on CPU `core`, or -1 (round robin) */
+};
+
+/*
+ * Resolve a device's socket, mode and home worker: worker_cpus[i] is the CPU
+ * of worker i. A core not among them is -EINVAL with a message naming the
+ * device, e.g. "FILE: devices[0].core: CPU 3 is not in the cores list (0-1)".
+ * Marks socket, socket_mode and core used in the spec.
+ */
+int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_cpus,
+			      size_t nworkers, struct vfurt_config_place *out, char *err,
+			      size_t errlen);
+
+/*
+ * Default control socket of process pid: "$XDG_RUNTIME_DIR/vfu-rt.PID.ctl"
+ * when XDG_RUNTIME_DIR is set and absolute, else "/tmp/vfu-rt.PID.ctl"
+ * (use_tmp forces the latter). Returns 0 or -ENAMETOOLONG.
+ */
+int vfurt_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len);
+
+#endif /* VFURT_RUNTIME_CONFIG_H */

@@ -1,0 +1,434 @@
+/* Unit tests of the vfu-rt JSON config loader, --device specs and device placement. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "runtime/config.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/vfurt-cfg-XXXXXX");
+	if (!mkdtemp(f->dir)) {
+		free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof(f->path), "%s/c.json", f->dir);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	unlink(f->path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static void write_file(const struct fixture *f, const char *text)
+{
+	FILE *fp = fopen(f->path, "w");
+
+	assert_non_null(fp);
+	assert_int_equal(fputs(text, fp) >= 0, 1);
+	assert_int_equal(fclose(fp), 0);
+}
+
+/* Load text; expect rc and, on error, an exact "FILE: " prefix plus substr. */
+static void expect_load(const struct fixture *f, const char *text, int want_rc, const char *substr)
+{
+	struct vfurt_config cfg;
+	char err[512] = "";
+	int rc;
+
+	write_file(f, text);
+	vfurt_config_init(&cfg);
+	rc = vfurt_config_load(&cfg, f->path, err, sizeof(err));
+	vfurt_config_free(&cfg);
+	if (rc != want_rc)
+		fail_msg("%s: rc %d, want %d (%s)", text, rc, want_rc, err);
+	if (want_rc == 0)
+		return;
+	if (strncmp(err, f->path, strlen(f->path)) || strncmp(err + strlen(f->path), ": ", 2))
+		fail_msg("%s: message '%s' does not start with the file name", text, err);
+	if (!strstr(err, substr))
+		fail_msg("%s: message '%s' lacks '%s'", text, err, substr);
+}
+
+static void load_valid(void **state)
+{
+	struct fixture *f = *state;
+	struct vfurt_config cfg;
+	char err[512] = "";
+
+	write_file(f, "{\"cores\": \"0-1\", \"poll\": \"busy\", \"log_level\": \"debug\",\n"
+		      " \"stats_interval\": 10, \"control_socket\": \"/run/vfu/ctl.sock\",\n"
+		      " \"devices\": [{\"type\": \"gpio\", \"socket\": \"/run/vfu/gpio0.sock\",\n"
+		      "   \"socket_mode\": \"0660\", \"core\": 1, \"name\": \"g0\", \"toggle_period\": 3},\n"
+		      "  {\"type\": \"gpio\", \"socket\": \"/run/vfu/gpio1.sock\", \"core\": \"0\",\n"
+		      "   \"toggle_period\": \"5\"}]}\n");
+	vfurt_config_init(&cfg);
+	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_string_equal(cfg.cores, "0-1");
+	assert_true(cfg.has_poll);
+	assert_int_equal(cfg.poll_mode, VFURT_POLL_BUSY);
+	assert_true(cfg.has_log_level);
+	assert_int_equal(cfg.log_level, VFURT_LOG_DEBUG);
+	assert_true(cfg.has_stats_interval);
+	assert_int_equal(cfg.stats_interval_s, 10);
+	assert_string_equal(cfg.control_socket, "/run/vfu/ctl.sock");
+	assert_int_equal(cfg.ndevices, 2);
+	assert_string_equal(cfg.devices[0].spec.type, "gpio");
+	assert_string_equal(devspec_get(&cfg.devices[0].spec, "socket"), "/run/vfu/gpio0.sock");
+	assert_string_equal(devspec_get(&cfg.devices[0].spec, "name"), "g0");
+	assert_string_equal(devspec_get(&cfg.devices[0].spec, "toggle_period"), "3");
+	assert_string_equal(devspec_get(&cfg.devices[0].spec, "core"), "1");
+	assert_string_equal(devspec_get(&cfg.devices[1].spec, "toggle_period"), "5");
+	assert_true(cfg.devices[0].from_file);
+	assert_non_null(strstr(cfg.devices[1].where, "c.json: devices[1]"));
+	vfurt_config_free(&cfg);
+	assert_null(cfg.devices);
+	assert_int_equal(cfg.ndevices, 0);
+}
+
+/* All top-level keys are optional; a file's settings replace earlier ones. */
+static void load_minimal_and_merge(void **state)
+{
+	struct fixture *f = *state;
+	struct vfurt_config cfg;
+	char err[512] = "";
+
+	vfurt_config_init(&cfg);
+	assert_false(cfg.has_poll);
+	assert_int_equal(cfg.poll_mode, VFURT_POLL_ADAPTIVE);
+	write_file(f, "{}");
+	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_null(cfg.cores);
+	assert_int_equal(cfg.ndevices, 0);
+	assert_false(cfg.has_stats_interval);
+
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=/tmp/a.sock", err,
+						     sizeof(err)), 0);
+	write_file(f, "{\"cores\": \"1\", \"stats_interval\": \"7\", \"devices\": []}");
+	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	write_file(f, "{\"cores\": \"0\", \"devices\": [{\"type\": \"gpio\", \"socket\": \"b\"}]}");
+	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_string_equal(cfg.cores, "0");
+	assert_int_equal(cfg.stats_interval_s, 7);
+	assert_int_equal(cfg.ndevices, 2);
+	assert_false(cfg.devices[0].from_file);
+	assert_true(cfg.devices[1].from_file);
+	vfurt_config_free(&cfg);
+}
+
+static void load_example(void **state)
+{
+	const char *path = VFURT_SOURCE_DIR "/examples/vfu-rt.json";
+	struct vfurt_config_place place;
+	struct vfurt_config cfg;
+	const int cpus[] = { 0 };
+	char err[512] = "";
+
+	vfurt_config_init(&cfg);
+	if (vfurt_config_load(&cfg, path, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_string_equal(cfg.cores, "0");
+	assert_int_equal(cfg.ndevices, 1);
+	assert_string_equal(cfg.devices[0].spec.type, "gpio");
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[0], cpus, 1, &place, err,
+						   sizeof(err)), 0);
+	assert_string_equal(place.socket, "./run/gpio0.sock");
+	assert_int_equal(place.worker, 0);
+	assert_int_equal(place.mode, 0600);
+	vfurt_config_free(&cfg);
+}
+
+static void load_file_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct vfurt_config cfg;
+	char missing[160];
+	char err[512] = "";
+
+	vfurt_config_init(&cfg);
+	snprintf(missing, sizeof(missing), "%s/none.json", f->dir);
+	assert_int_equal(vfurt_config_load(&cfg, missing, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "none.json: cannot open: No such file or directory"));
+	assert_int_equal(vfurt_config_load(&cfg, f->dir, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "not a regular file"));
+	vfurt_config_free(&cfg);
+}
+
+static void load_syntax_errors(void **state)
+{
+	struct fixture *f = *state;
+
+	expect_load(f, "", -EINVAL, "empty file (expected a JSON object)");
+	expect_load(f, " \n", -EINVAL, "empty file");
+	expect_load(f, "hello", -EINVAL, "not valid JSON");
+	expect_load(f, "{\n  \"cores\": \"0\",\n  \"poll\" \"busy\"\n}\n", -EINVAL,
+		    "at line 3, column 10");
+	expect_load(f, "{\"cores\": \"0\",\n", -EINVAL, "unexpected end of file at line 2");
+	expect_load(f, "{\"cores\": \"0\",}", -EINVAL, "not valid JSON");
+	expect_load(f, "{} {}", -EINVAL, "not valid JSON");
+	expect_load(f, "/* comment */ {}", -EINVAL, "not valid JSON");
+	expect_load(f, "{}\n\n", 0, NULL);
+	expect_load(f, "[]", -EINVAL, "expected a JSON object at the top level, got an array");
+}
+
+static void load_top_errors(void **state)
+{
+	struct fixture *f = *state;
+
+	expect_load(f, "{\"core\": \"0\"}", -EINVAL, ": core: unknown key (known: cores, poll,");
+	expect_load(f, "{\"cores\": 0}", -EINVAL, ": cores: expected a string, got a number");
+	expect_load(f, "{\"cores\": \"3-1\"}", -EINVAL, ": cores: '3-1': range start is above");
+	expect_load(f, "{\"cores\": \"0,0\"}", -EINVAL, ": cores: CPU 0 is listed twice");
+	expect_load(f, "{\"poll\": \"fast\"}", -EINVAL,
+		    ": poll: 'fast': expected \"busy\" or \"adaptive\"");
+	expect_load(f, "{\"poll\": true}", -EINVAL, ": poll: expected a string, got a boolean");
+	expect_load(f, "{\"log_level\": \"loud\"}", -EINVAL, ": log_level: 'loud': expected");
+	expect_load(f, "{\"stats_interval\": -1}", -EINVAL, ": stats_interval: '-1': expected seconds");
+	expect_load(f, "{\"stats_interval\": 1.5}", -EINVAL,
+		    ": stats_interval: expected a string or an integer, got a fractional number");
+	expect_load(f, "{\"stats_interval\": 86401}", -EINVAL, ": stats_interval: '86401'");
+	expect_load(f, "{\"stats_interval\": \"ten\"}", -EINVAL, ": stats_interval: 'ten'");
+	expect_load(f, "{\"stats_interval\": null}", -EINVAL, "got null");
+	expect_load(f, "{\"control_socket\": \"\"}", -EINVAL, ": control_socket: must not be empty");
+	expect_load(f, "{\"control_socket\": [\"x\"]}", -EINVAL, ": control_socket: expected a string");
+	expect_load(f, "{\"devices\": {}}", -EINVAL,
+		    ": devices: expected an array of device objects, got an object");
+	expect_load(f, "{\"devices\": [\"gpio\"]}", -EINVAL,
+		    ": devices[0]: expected an object, got a string");
+}
+
+static void load_device_errors(void **state)
+{
+	struct fixture *f = *state;
+
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\"},"
+		       " {\"type\": \"gpio\", \"socket\": \"b\", \"socket_mode\": 600}]}", -EINVAL,
+		    ": devices[1].socket_mode: must be a string like \"0600\": a JSON number is "
+		    "decimal");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"socket_mode\": "
+		       "\"0900\"}]}", -EINVAL,
+		    ": devices[0].socket_mode: '0900' is not an octal mode like \"0600\"");
+	expect_load(f, "{\"devices\": [{\"socket\": \"a\"}]}", -EINVAL,
+		    ": devices[0]: missing \"type\" (known types: gpio)");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\"}]}", -EINVAL,
+		    ": devices[0]: missing \"socket\"");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"\"}]}", -EINVAL,
+		    ": devices[0].socket: must not be empty");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": 5}]}", -EINVAL,
+		    ": devices[0].socket: expected a string, got a number");
+	expect_load(f, "{\"devices\": [{\"type\": 1, \"socket\": \"a\"}]}", -EINVAL,
+		    ": devices[0].type: expected a string, got a number");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"core\": -1}]}",
+		    -EINVAL, ": devices[0].core: '-1' is not a CPU number (0..1023)");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"core\": \"x\"}]}",
+		    -EINVAL, ": devices[0].core: 'x' is not a CPU number");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"name\": true}]}",
+		    -EINVAL, ": devices[0].name: expected a string or an integer, got a boolean");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"name\": {}}]}",
+		    -EINVAL, ": devices[0].name: expected a string or an integer, got an object");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", "
+		       "\"a_key_that_is_far_too_long_to_fit\": 1}]}", -EINVAL,
+		    ": devices[0]: key 'a_key_that_is_far_too_long_to_fit");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"/tmp/aaaaaaaaaaaaaaaaaaaaaaa"
+		       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		       "aaaaaaaaaaa.sock\"}]}", -EINVAL, ": devices[0].socket: path too long");
+}
+
+/* Device-type keys are checked by devspec_create, exactly as for --device. */
+static void file_device_through_devspec(void **state)
+{
+	struct fixture *f = *state;
+	struct vfurt_log log = { 0 };
+	struct vfurt_config_place place;
+	struct vfurt_config cfg;
+	const int cpus[] = { 0, 1 };
+	struct vfurt_dev *dev;
+	char err[512] = "";
+
+	write_file(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"core\": 1,"
+		      " \"toggle_period\": 2},"
+		      " {\"type\": \"gpio\", \"socket\": \"b\", \"color\": \"red\"},"
+		      " {\"type\": \"gpio\", \"socket\": \"c\", \"toggle_period\": 0},"
+		      " {\"type\": \"nosuch\", \"socket\": \"d\"}]}");
+	vfurt_config_init(&cfg);
+	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(cfg.ndevices, 4);
+
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[0], cpus, 2, &place, err,
+						   sizeof(err)), 0);
+	assert_int_equal(place.worker, 1);
+	dev = devspec_create(&cfg.devices[0].spec, &log, err, sizeof(err));
+	assert_non_null(dev);
+	vfurt_dev_destroy(dev);
+
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[1], cpus, 2, &place, err,
+						   sizeof(err)), 0);
+	assert_int_equal(place.worker, -1);
+	assert_null(devspec_create(&cfg.devices[1].spec, &log, err, sizeof(err)));
+	assert_non_null(strstr(err, "unknown key 'color'"));
+
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[2], cpus, 2, &place, err,
+						   sizeof(err)), 0);
+	assert_null(devspec_create(&cfg.devices[2].spec, &log, err, sizeof(err)));
+	assert_non_null(strstr(err, "toggle_period='0'"));
+
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[3], cpus, 2, &place, err,
+						   sizeof(err)), 0);
+	assert_null(devspec_create(&cfg.devices[3].spec, &log, err, sizeof(err)));
+	assert_non_null(strstr(err, "unknown device type 'nosuch'"));
+	vfurt_config_free(&cfg);
+}
+
+static void placement(void **state)
+{
+	struct fixture *f = *state;
+	struct vfurt_config_place place;
+	struct vfurt_config cfg;
+	const int cpus[] = { 0, 1, 2, 3, 6 };
+	char want[512];
+	char err[512] = "";
+
+	write_file(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"core\": 6},"
+		      " {\"type\": \"gpio\", \"socket\": \"b\", \"core\": 5}]}");
+	vfurt_config_init(&cfg);
+	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=c,core=4,socket_mode=0640",
+						     err, sizeof(err)), 0);
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[0], cpus, 5, &place, err,
+						   sizeof(err)), 0);
+	assert_int_equal(place.worker, 4);
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[1], cpus, 5, &place, err,
+						   sizeof(err)), -EINVAL);
+	snprintf(want, sizeof(want),
+		 "%s: devices[1].core: CPU 5 is not in the cores list (0-3,6)", f->path);
+	assert_string_equal(err, want);
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[2], cpus, 5, &place, err,
+						   sizeof(err)), -EINVAL);
+	assert_string_equal(err, "--device gpio,socket=c,core=4,socket_mode=0640: core: CPU 4 is "
+				 "not in the cores list (0-3,6)");
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[2], cpus, 1, &place, err,
+						   sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "(0)"));
+	vfurt_config_free(&cfg);
+}
+
+static void device_args(void **state)
+{
+	struct vfurt_config_place place;
+	struct vfurt_config cfg;
+	const int cpus[] = { 0 };
+	char err[512] = "";
+
+	vfurt_config_init(&cfg);
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=/tmp/x.sock,name=a", err,
+						     sizeof(err)), 0);
+	assert_int_equal(vfurt_config_place_device(&cfg.devices[0], cpus, 1, &place, err,
+						   sizeof(err)), 0);
+	assert_string_equal(place.socket, "/tmp/x.sock");
+	assert_int_equal(place.mode, 0600);
+	assert_int_equal(place.worker, -1);
+	assert_string_equal(cfg.devices[0].where, "--device gpio,socket=/tmp/x.sock,name=a");
+
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio", err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "--device gpio: missing socket=PATH");
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,socket_mode=9", err,
+						     sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "socket_mode='9': '9' is not an octal mode"));
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,core=abc", err,
+						     sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "core='abc': 'abc' is not a CPU number"));
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,oops", err,
+						     sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "--device gpio,socket=a,oops: 'oops': expected key=value"));
+	assert_int_equal(cfg.ndevices, 1);
+	vfurt_config_free(&cfg);
+}
+
+static void value_parsers(void **state)
+{
+	enum vfurt_poll_mode m;
+	uint32_t s;
+	int level;
+
+	assert_int_equal(vfurt_config_parse_poll("busy", &m), 0);
+	assert_int_equal(m, VFURT_POLL_BUSY);
+	assert_int_equal(vfurt_config_parse_poll("adaptive", &m), 0);
+	assert_int_equal(m, VFURT_POLL_ADAPTIVE);
+	assert_int_equal(vfurt_config_parse_poll("Busy", &m), -EINVAL);
+	assert_int_equal(vfurt_config_parse_log_level("warn", &level), 0);
+	assert_int_equal(level, VFURT_LOG_WARN);
+	assert_int_equal(vfurt_config_parse_log_level("", &level), -EINVAL);
+	assert_int_equal(vfurt_config_parse_stats_interval("0", &s), 0);
+	assert_int_equal(s, 0);
+	assert_int_equal(vfurt_config_parse_stats_interval("86400", &s), 0);
+	assert_int_equal(vfurt_config_parse_stats_interval("86401", &s), -EINVAL);
+	assert_int_equal(vfurt_config_parse_stats_interval(" 1", &s), -EINVAL);
+	assert_int_equal(vfurt_config_parse_stats_interval("1s", &s), -EINVAL);
+	assert_int_equal(vfurt_config_parse_stats_interval("-1", &s), -EINVAL);
+}
+
+static void ctl_path(void **state)
+{
+	char buf[128];
+	char big[300];
+
+	assert_int_equal(setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1), 0);
+	assert_int_equal(vfurt_config_default_ctl_path(42, false, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/run/user/1000/vfu-rt.42.ctl");
+	assert_int_equal(vfurt_config_default_ctl_path(42, true, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/tmp/vfu-rt.42.ctl");
+	assert_int_equal(setenv("XDG_RUNTIME_DIR", "relative", 1), 0);
+	assert_int_equal(vfurt_config_default_ctl_path(7, false, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/tmp/vfu-rt.7.ctl");
+	memset(big, 'a', sizeof(big));
+	big[0] = '/';
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(setenv("XDG_RUNTIME_DIR", big, 1), 0);
+	assert_int_equal(vfurt_config_default_ctl_path(7, false, buf, sizeof(buf)), -ENAMETOOLONG);
+	assert_int_equal(unsetenv("XDG_RUNTIME_DIR"), 0);
+	assert_int_equal(vfurt_config_default_ctl_path(9, false, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/tmp/vfu-rt.9.ctl");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(load_valid, setup, teardown),
+		cmocka_unit_test_setup_teardown(load_minimal_and_merge, setup, teardown),
+		cmocka_unit_test(load_example),
+		cmocka_unit_test_setup_teardown(load_file_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(load_syntax_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(load_top_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(load_device_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(file_device_through_devspec, setup, teardown),
+		cmocka_unit_test_setup_teardown(placement, setup, teardown),
+		cmocka_unit_test(device_args),
+		cmocka_unit_test(value_parsers),
+		cmocka_unit_test(ctl_path),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
