@@ -3,7 +3,8 @@
 #   make deps    install missing Debian packages (non-interactive, idempotent)
 #   make build   release build in build/
 #   make run     deps + build + serve the default devices on sockets under ./run/
-#   make test    deps + build + every test: normal, ASan+UBSan, and a bounded fuzz run
+#   make test    deps + build + every test: normal, ASan+UBSan, TSan (threaded tests) and a
+#                bounded fuzz run
 #   make bench   deps + build + benchmarks
 
 SHELL := /bin/bash
@@ -17,7 +18,7 @@ DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libhwloc-dev libck
 	libjson-c-dev libcmocka-dev libbenchmark-dev linux-libc-dev clang \
 	libclang-rt-14-dev cppcheck
 
-.PHONY: all deps build run test test-unit test-asan test-fuzz bench clean install
+.PHONY: all deps build run test test-unit test-asan test-tsan test-fuzz bench clean install
 
 all: build
 
@@ -57,6 +58,17 @@ test-asan: deps
 	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
 
+# The tests that run threads (runtime, stress, ring, worker, poller) under
+# ThreadSanitizer; any report fails the run.
+TSAN_TESTS := runtime|stress|ring|worker|poller
+
+test-tsan: deps
+	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DVFURT_SANITIZE=thread \
+		-DVFURT_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD)-tsan -j$(JOBS)
+	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+		ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'
+
 test-fuzz: deps
 	@if command -v clang >/dev/null; then \
 		CC=clang CXX=clang++ CFLAGS="-fsanitize=fuzzer-no-link" cmake -S . -B $(BUILD)-fuzz \
@@ -68,7 +80,7 @@ test-fuzz: deps
 			$(BUILD)-fuzz/corpus tests/fuzz/seeds && echo "fuzz: $(FUZZ_SECONDS)s without a finding"; \
 	else echo "fuzz: clang not available, skipped"; fi
 
-test: test-unit test-asan test-fuzz
+test: test-unit test-asan test-tsan test-fuzz
 
 bench: build
 	@if [ -x $(BUILD)/bench/vfu-microbench ]; then $(BUILD)/bench/vfu-microbench; fi
@@ -77,4 +89,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz

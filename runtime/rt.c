@@ -387,11 +387,32 @@ static void publish_ep_stats(struct rt_endpoint *ep)
 	atomic_store_explicit(&ep->errors, ep->errors_done + st.errors, memory_order_relaxed);
 }
 
+/* Close the fds a discarded recvmsg completion received. */
+static void close_cmsg_fds(struct msghdr *msg)
+{
+	if (!msg->msg_control)
+		return;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+		size_t k;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+			close(fd);
+		}
+	}
+}
+
 void rt_endpoint_drop(struct rt_endpoint *ep, int why)
 {
 	struct vfurt_conn_stats st;
+	struct vfurt_conn *conn = ep->conn;
 
-	if (!ep->conn)
+	if (!conn)
 		return;
 	if (ep->recv_op.armed && ep->home->ring_ok && !ep->rt->stopped) {
 		/* the in-flight recvmsg points into the connection: cancel it and
@@ -410,26 +431,34 @@ void rt_endpoint_drop(struct rt_endpoint *ep, int why)
 			if (io_uring_wait_cqe(&ep->home->ring, &cqe))
 				break;
 			op = io_uring_cqe_get_data(cqe);
-			if (op == &ep->recv_op)
+			if (op == &ep->recv_op) {
+				/* it may have completed with data before the cancel */
 				ep->recv_op.armed = false;
+				if (cqe->res > 0)
+					close_cmsg_fds(&ep->msg);
+			}
 			else if (op) {
 				/* shutting down: do not process, but do not leak */
 				op->armed = false;
 				if (op->kind == RT_OP_ACCEPT && cqe->res >= 0)
 					close(cqe->res);
+				if (op->kind == RT_OP_RECV && cqe->res > 0)
+					close_cmsg_fds(&op->ep->msg);
 			}
 			io_uring_cqe_seen(&ep->home->ring, cqe);
 		}
 	}
 	ep->recv_op.armed = false;
-	vfurt_conn_get_stats(ep->conn, &st);
+	vfurt_conn_get_stats(conn, &st);
 	ep->msgs_done += st.msgs;
 	ep->errors_done += st.errors;
 	if (why && why != -ECONNRESET)
 		vfurt_logf(&ep->home->log, VFURT_LOG_WARN, "%s: closing connection: %s",
 			   vfurt_dev_name(ep->dev), strerror(-why));
-	vfurt_conn_destroy(ep->conn);
+	/* the device's detach may run other workers' messages on this thread
+	 * (run_on), which may drop this endpoint again: detach it first */
 	ep->conn = NULL;
+	vfurt_conn_destroy(conn);
 	atomic_store(&ep->connected, false);
 	publish_ep_stats(ep);
 }
@@ -548,6 +577,7 @@ void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 struct sync_call {
 	void (*fn)(void *arg);
 	void *arg;
+	bool nestable;
 	_Atomic int done;
 };
 
@@ -559,28 +589,53 @@ static void sync_call_run(void *p)
 	atomic_store_explicit(&c->done, 1, memory_order_release);
 }
 
+/* The same, for calls that are safe to run nested inside the target's own
+ * message handling (they touch poller sets and read counters only). */
+static void sync_call_run_nestable(void *p)
+{
+	struct sync_call *c = p;
+
+	/* a body of its own (done = 2): the worker tells the two apart by
+	 * address, so identical-code folding must not merge them */
+	c->fn(c->arg);
+	atomic_store_explicit(&c->done, 2, memory_order_release);
+}
+
 /*
  * Run fn(arg) on worker w and wait for it to finish. Directly when the caller
  * is w, or when no worker thread runs (before start, after stop). Never call
  * it for a worker that waits on the caller. Returns 0 or -EINVAL.
  */
-static int run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *),
-		  void *arg)
+static int run_on_flags(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *),
+			void *arg, bool nestable)
 {
-	struct sync_call c = { .fn = fn, .arg = arg };
+	struct sync_call c = { .fn = fn, .arg = arg, .nestable = nestable };
+	void (*thunk)(void *) = nestable ? sync_call_run_nestable : sync_call_run;
 	int rc;
 
 	if (vfurt_worker_self() == w || !rt->started || rt->stopped) {
 		fn(arg);
 		return 0;
 	}
-	while ((rc = vfurt_worker_send(w, sync_call_run, &c)) == -EAGAIN)
-		sched_yield();
+	/* a worker waiting here keeps serving its own inbox: the target may be
+	 * waiting for us in the same way (two devices attaching at once, each
+	 * placing a queue on the other's worker) */
+	while ((rc = vfurt_worker_send(w, thunk, &c)) == -EAGAIN)
+		if (!rt_worker_poll_inbox(sync_call_run_nestable))
+			sched_yield();
 	if (rc)
 		return rc;
 	while (!atomic_load_explicit(&c.done, memory_order_acquire))
-		sched_yield();
+		if (!rt_worker_poll_inbox(sync_call_run_nestable))
+			sched_yield();
 	return 0;
+}
+
+/* Control-plane calls: run between messages, never nested. */
+static int run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *),
+		  void *arg)
+{
+	return run_on_flags(rt, w, fn, arg, false);
 }
 
 struct queue_call {
@@ -624,7 +679,7 @@ static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queu
 {
 	struct vfurt_runtime *rt = host;
 	struct queue_call c = { .w = queue_worker(rt, q), .q = q };
-	int rc = run_on(rt, c.w, queue_register_on, &c);
+	int rc = run_on_flags(rt, c.w, queue_register_on, &c, true);
 
 	return rc ? rc : c.rc;
 }
@@ -634,7 +689,7 @@ static void host_queue_stop(void *host, struct vfurt_dev *dev, struct vfurt_queu
 	struct vfurt_runtime *rt = host;
 	struct queue_call c = { .w = queue_worker(rt, q), .q = q };
 
-	run_on(rt, c.w, queue_unregister_on, &c);
+	run_on_flags(rt, c.w, queue_unregister_on, &c, true);
 }
 
 static void host_dma_sync(void *host, struct vfurt_dev *dev)

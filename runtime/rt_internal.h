@@ -107,6 +107,10 @@ struct vfurt_worker {
 	/* irq batch of this pass */
 	int irq_fds[RT_IRQ_BATCH];
 	uint32_t nr_irq;
+	/* messages set aside by a nested inbox poll */
+	struct vfurt_ring_msg *deferred;
+	uint32_t nr_deferred;
+	uint32_t cap_deferred;
 	uint64_t idle_since_ns;
 	struct rt_stats st;
 	char log_prefix[24];
@@ -143,6 +147,10 @@ void rt_worker_join(struct vfurt_worker *w);
 /* Queue an eventfd write into the calling worker's batch; false when the
  * caller is not a worker (the caller then writes directly). */
 bool rt_irq_batch_add(int fd);
+/* While the calling worker waits for another worker (which may be waiting
+ * for it): run its queued messages whose fn is `nestable`, set the others
+ * aside for its next pass. Returns how many were dequeued. */
+int rt_worker_poll_inbox(void (*nestable)(void *arg));
 /* Write the calling worker's pending irqs now (before fds may be closed). */
 void rt_irq_batch_flush(void);
 

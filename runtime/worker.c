@@ -92,6 +92,11 @@ void rt_worker_fini(struct vfurt_worker *w)
 	if (w->wake_fd >= 0)
 		close(w->wake_fd);
 	w->wake_fd = -1;
+	for (uint32_t i = 0; i < w->nr_deferred; i++)
+		w->deferred[i].fn(w->deferred[i].arg);
+	free(w->deferred);
+	w->deferred = NULL;
+	w->nr_deferred = 0;
 	vfurt_ring_destroy(w->inbox);
 	w->inbox = NULL;
 	vfurt_poller_set_destroy(w->pollers);
@@ -140,11 +145,52 @@ int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg)
 	return 0;
 }
 
+static int drain_inbox(struct vfurt_worker *w);
+
+int rt_worker_poll_inbox(void (*nestable)(void *arg))
+{
+	struct vfurt_worker *w = tls_worker;
+	struct vfurt_ring_msg m;
+	int n = 0;
+
+	if (!w)
+		return 0;
+	while (n < (int)RT_INBOX_BATCH && vfurt_ring_dequeue_sc(w->inbox, &m)) {
+		n++;
+		if (m.fn == nestable) {
+			m.fn(m.arg);
+			continue;
+		}
+		/* not safe in the middle of this worker's own work: keep it, in
+		 * order, for the next pass */
+		if (w->nr_deferred == w->cap_deferred) {
+			uint32_t ncap = w->cap_deferred ? w->cap_deferred * 2 : 16;
+			struct vfurt_ring_msg *d = realloc(w->deferred, ncap * sizeof(*d));
+
+			if (!d) {
+				m.fn(m.arg); /* no room to wait: run it rather than lose it */
+				continue;
+			}
+			w->deferred = d;
+			w->cap_deferred = ncap;
+		}
+		w->deferred[w->nr_deferred++] = m;
+	}
+	return n;
+}
+
 static int drain_inbox(struct vfurt_worker *w)
 {
 	struct vfurt_ring_msg m;
 	int n = 0;
 
+	/* messages held back by a nested poll come first, in order */
+	for (uint32_t i = 0; i < w->nr_deferred; i++) {
+		m = w->deferred[i];
+		m.fn(m.arg);
+		n++;
+	}
+	w->nr_deferred = 0;
 	while (n < (int)RT_INBOX_BATCH && vfurt_ring_dequeue_sc(w->inbox, &m)) {
 		m.fn(m.arg);
 		n++;
@@ -250,10 +296,11 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	if (vfurt_poller_set_next_deadline(w->pollers) <= t0)
 		work += vfurt_poller_set_run_timed(w->pollers, t0);
 	flush_irqs(w);
-	ck_epoch_end(&w->epoch_rec, &section);
 	/* tell TSan what ck_epoch guarantees: the reads of this section happen
-	 * before a synchronize that returns after it (rt.c host_dma_sync) */
+	 * before a synchronize that returns after it (rt.c host_dma_sync); the
+	 * release must precede the end that lets the synchronize return */
 	vfurt_tsan_release(&w->rt->epoch);
+	ck_epoch_end(&w->epoch_rec, &section);
 	/* control plane: vfio-user messages, accepts, ioeventfds */
 	reap_completions(w, &work);
 	flush_irqs(w); /* triggers raised by message handlers */
