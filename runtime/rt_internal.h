@@ -53,9 +53,8 @@ struct rt_endpoint {
 	/* receive in flight */
 	struct msghdr msg;
 	struct iovec iov;
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * RT_CMSG_FDS)];
-		struct cmsghdr align;
+	struct {
+		_Alignas(struct cmsghdr) char buf[CMSG_SPACE(sizeof(int) * RT_CMSG_FDS)];
 	} cmsg;
 	struct rt_op accept_op;
 	struct rt_op recv_op;
