@@ -82,8 +82,8 @@ test-fuzz: deps
 
 test: test-unit test-asan test-tsan test-fuzz
 
-bench: build
-	@if [ -x $(BUILD)/bench/vfu-microbench ]; then $(BUILD)/bench/vfu-microbench; fi
+bench: deps
+	bash bench/run.sh
 
 install: build
 	cmake --install $(BUILD)
