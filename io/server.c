@@ -93,15 +93,17 @@ static bool socket_alive(const struct sockaddr_un *sa)
 	return alive;
 }
 
-static int listen_on(const char *path, mode_t mode, int *out)
+int vfurt_listen_unix(const char *path, mode_t mode)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
 	int fd;
 	int rc;
 
-	if (!path || strlen(path) >= sizeof(sa.sun_path) || !*path)
+	if (!path || !*path)
 		return -EINVAL;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
@@ -125,8 +127,7 @@ static int listen_on(const char *path, mode_t mode, int *out)
 		rc = -errno;
 		goto err_unlink;
 	}
-	*out = fd;
-	return 0;
+	return fd;
 
 err_unlink:
 	unlink(path);
@@ -177,9 +178,10 @@ int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, con
 	ep->dev = dev;
 	ep->ltag = (struct ep_tag){ EP_LISTEN, ep, 0 };
 	ep->ctag = (struct ep_tag){ EP_CONN, ep, 0 };
-	rc = listen_on(path, mode, &ep->lfd);
-	if (rc)
+	rc = vfurt_listen_unix(path, mode);
+	if (rc < 0)
 		goto err_free;
+	ep->lfd = rc;
 	snprintf(ep->path, sizeof(ep->path), "%s", path);
 	ev.data.ptr = &ep->ltag;
 	if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, ep->lfd, &ev) < 0) {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <vfurt/runtime.h>
+#include <vfurt/server.h>
 #include <vfurt/vfio_user.h>
 
 #include "runtime/config.h"
@@ -284,61 +285,6 @@ struct ctl {
 	char link[VFURT_CONFIG_PATH_MAX + 1];   /* per-pid name linking to path, or "" */
 };
 
-static bool socket_alive(const struct sockaddr_un *sa)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool alive;
-
-	if (fd < 0)
-		return true;
-	alive = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
-	close(fd);
-	return alive;
-}
-
-/*
- * Listen on path with mode 0600. A stale socket nobody answers on is
- * replaced; a live one is -EADDRINUSE, any other file -EEXIST. Returns the
- * fd or a negative errno.
- */
-static int ctl_listen(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd;
-	int rc;
-
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		if (socket_alive(&sa))
-			return -EADDRINUSE;
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
-		goto err_close;
-	}
-	/* Statistics are the owner's business; chmod right after bind, before listen. */
-	if (chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
-		rc = -errno;
-		goto err_unlink;
-	}
-	return fd;
-
-err_unlink:
-	unlink(path);
-err_close:
-	close(fd);
-	return rc;
-}
-
 /*
  * Make pid's default name point at an explicitly chosen control socket, so
  * `vfu-ctl stats PID` finds it. Anything already at our pid's name is left
@@ -389,7 +335,7 @@ static int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt
 		rc = vfurt_config_default_ctl_path(getpid(), true, def, sizeof(def));
 	if (explicit_path) {
 		snprintf(c->path, sizeof(c->path), "%s", explicit_path);
-		c->fd = ctl_listen(c->path);
+		c->fd = vfurt_listen_unix(c->path, 0600);
 		if (c->fd < 0) {
 			fprintf(stderr, "vfu-rt: --control-socket: cannot listen on %s: %s\n",
 				c->path, c->fd == -EADDRINUSE ? "another server is listening there" :
@@ -411,14 +357,14 @@ static int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt
 			return 0;
 		}
 		snprintf(c->path, sizeof(c->path), "%s", def);
-		c->fd = ctl_listen(c->path);
+		c->fd = vfurt_listen_unix(c->path, 0600);
 		/* $XDG_RUNTIME_DIR may be unusable (not created, not ours): /tmp is next. */
 		if (c->fd < 0 && !vfurt_config_default_ctl_path(getpid(), true, def, sizeof(def)) &&
 		    strcmp(def, c->path)) {
 			vfurt_logf(log, VFURT_LOG_WARN, "cannot listen on %s: %s; trying %s", c->path,
 				   strerror(-c->fd), def);
 			snprintf(c->path, sizeof(c->path), "%s", def);
-			c->fd = ctl_listen(c->path);
+			c->fd = vfurt_listen_unix(c->path, 0600);
 		}
 		if (c->fd < 0) {
 			vfurt_logf(log, VFURT_LOG_WARN, "no control socket: cannot listen on %s: %s",

@@ -11,6 +11,8 @@
 
 #include <json-c/json.h>
 
+#include <vfurt/server.h>
+
 #include "cpuset.h"
 #include "rt_internal.h"
 #include "tsan.h"
@@ -103,62 +105,6 @@ struct vfurt_worker *vfurt_runtime_worker(const struct vfurt_runtime *rt, uint32
 	return i < rt->nr_workers ? &rt->workers[i] : NULL;
 }
 
-/* ---- sockets ----------------------------------------------------------- */
-
-static bool socket_alive(const struct sockaddr_un *sa)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool alive;
-
-	if (fd < 0)
-		return true;
-	alive = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
-	close(fd);
-	return alive;
-}
-
-static int listen_on(const char *path, mode_t mode, int *out)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct stat st;
-	int fd;
-	int rc;
-
-	if (!path || !*path || strlen(path) >= sizeof(sa.sun_path))
-		return -EINVAL;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return -EEXIST;
-		if (socket_alive(&sa))
-			return -EADDRINUSE;
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		rc = -errno;
-		goto err_close;
-	}
-	if (mode && chmod(path, mode) < 0) {
-		rc = -errno;
-		goto err_unlink;
-	}
-	if (listen(fd, 16) < 0) {
-		rc = -errno;
-		goto err_unlink;
-	}
-	*out = fd;
-	return 0;
-
-err_unlink:
-	unlink(path);
-err_close:
-	close(fd);
-	return rc;
-}
-
 int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
 			     mode_t mode, int worker)
 {
@@ -194,9 +140,10 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	ep->home = home;
 	ep->dev = dev;
 	ep->lfd = -1;
-	rc = listen_on(path, mode, &ep->lfd);
-	if (rc)
+	rc = vfurt_listen_unix(path, mode);
+	if (rc < 0)
 		goto err_free;
+	ep->lfd = rc;
 	snprintf(ep->path, sizeof(ep->path), "%s", path);
 	rc = vfurt_dev_set_host(dev, &rt_host_ops, rt);
 	if (rc)

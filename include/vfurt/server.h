@@ -59,6 +59,17 @@ VFURT_EXPORT int vfurt_server_fd(const struct vfurt_server *srv);
  */
 VFURT_EXPORT int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms);
 
+/*
+ * Create a non-blocking, close-on-exec UNIX stream socket listening on path
+ * with permissions `mode` (0 keeps the umask default), set before listen(2)
+ * so no client can connect while it is wider. A stale socket file nobody
+ * answers on (a killed server's) is replaced. Returns the fd, or -EINVAL
+ * (empty path), -ENAMETOOLONG, -EADDRINUSE (a server answers there), -EEXIST
+ * (a file that is not a socket), or the errno of socket/bind/chmod/listen.
+ * Thread: any.
+ */
+VFURT_EXPORT int vfurt_listen_unix(const char *path, mode_t mode);
+
 /* Number of devices, and whether device i currently has a client. */
 VFURT_EXPORT size_t vfurt_server_device_count(const struct vfurt_server *srv);
 VFURT_EXPORT struct vfurt_dev *vfurt_server_device(const struct vfurt_server *srv, size_t i);
