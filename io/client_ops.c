@@ -131,6 +131,43 @@ static int parse_caps(struct vfurt_client_region_info *info)
 	return 0;
 }
 
+/*
+ * A query whose request and reply start with argsz: send it, and when the
+ * reply says the full payload needs a bigger argsz, ask once more with that
+ * size. req (req_len bytes, argsz first) is updated in place. On success *m
+ * holds a reply of at least min_reply bytes with the whole payload.
+ * Returns 0, -EPROTO (short reply, or the server asks again or too much), or
+ * as client_call.
+ */
+static int call_argsz(struct vfurt_client *c, uint16_t cmd, void *req, size_t req_len,
+		      size_t min_reply, struct client_msg *m)
+{
+	for (int attempt = 0;; attempt++) {
+		struct iovec iov = iov_of(req, req_len);
+		uint32_t want;
+		uint32_t have;
+		int rc;
+
+		memcpy(&want, req, sizeof(want));
+		rc = client_call(c, cmd, 0, &iov, 1, NULL, 0, m);
+		if (rc)
+			return rc;
+		if (m->len < min_reply) {
+			msg_close(m);
+			return -EPROTO;
+		}
+		memcpy(&have, m->payload, sizeof(have));
+		/* done when the whole payload is here (a server may send it all
+		 * regardless of our argsz) */
+		if (have <= want || m->len >= have)
+			return 0;
+		msg_close(m);
+		if (attempt > 0 || have > ARGSZ_RETRY_MAX)
+			return -EPROTO;
+		memcpy(req, &have, sizeof(have));
+	}
+}
+
 int vfurt_client_region_info(struct vfurt_client *c, uint32_t index,
 			     struct vfurt_client_region_info *out)
 {
@@ -145,29 +182,14 @@ int vfurt_client_region_info(struct vfurt_client *c, uint32_t index,
 	out->fd = -1;
 	if (!c)
 		return -EINVAL;
-	for (int attempt = 0;; attempt++) {
+	{
 		struct vfio_region_info req = { .argsz = argsz, .index = index };
-		struct iovec iov = iov_of(&req, sizeof(req));
 
-		rc = client_call(c, VFIO_USER_DEVICE_GET_REGION_INFO, 0, &iov, 1, NULL, 0, &m);
+		rc = call_argsz(c, VFIO_USER_DEVICE_GET_REGION_INFO, &req, sizeof(req), sizeof(ri),
+				&m);
 		if (rc)
 			return rc;
-		if (m.len < sizeof(ri)) {
-			rc = -EPROTO;
-			goto err_close;
-		}
 		memcpy(&ri, m.payload, sizeof(ri));
-		/* Done when the whole payload is here (a server may send it all
-		 * regardless of our argsz). */
-		if (ri.argsz <= argsz || m.len >= ri.argsz)
-			break;
-		/* Too small: the server told us the full size; ask once more. */
-		if (attempt > 0 || ri.argsz > ARGSZ_RETRY_MAX) {
-			rc = -EPROTO;
-			goto err_close;
-		}
-		argsz = ri.argsz;
-		msg_close(&m);
 	}
 	if (ri.index != index) {
 		rc = -EPROTO;
@@ -330,26 +352,14 @@ int vfurt_client_region_io_fds(struct vfurt_client *c, uint32_t index,
 	memset(out, 0, sizeof(*out));
 	if (!c)
 		return -EINVAL;
-	for (int attempt = 0;; attempt++) {
+	{
 		struct vfio_user_region_io_fds_request req = { .argsz = argsz, .index = index };
-		struct iovec iov = iov_of(&req, sizeof(req));
 
-		rc = client_call(c, VFIO_USER_DEVICE_GET_REGION_IO_FDS, 0, &iov, 1, NULL, 0, &m);
+		rc = call_argsz(c, VFIO_USER_DEVICE_GET_REGION_IO_FDS, &req, sizeof(req),
+				sizeof(h), &m);
 		if (rc)
 			return rc;
-		if (m.len < sizeof(h)) {
-			rc = -EPROTO;
-			goto out;
-		}
 		memcpy(&h, m.payload, sizeof(h));
-		if (h.argsz <= argsz || m.len >= h.argsz)
-			break;
-		if (attempt > 0 || h.argsz > ARGSZ_RETRY_MAX) {
-			rc = -EPROTO;
-			goto out;
-		}
-		argsz = h.argsz;
-		msg_close(&m);
 	}
 	if (h.index != index || (h.count && m.len - sizeof(h) < (size_t)h.count *
 				 sizeof(struct vfio_user_sub_region_io_fd))) {
