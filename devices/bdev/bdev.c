@@ -1,0 +1,491 @@
+/* Generic block device layer: validation, queue depth, request slots, completions and statistics. */
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vfurt/bdev.h>
+
+#define NAME_MAX_LEN 64
+#define DEFAULT_QUEUE_DEPTH 128
+#define MAX_QUEUE_DEPTH 65536
+#define REQ_CTX_ALIGN 16
+
+struct vfurt_bdev {
+	char name[NAME_MAX_LEN];
+	uint32_t block_size;
+	uint64_t num_blocks;
+	uint32_t caps;
+	uint32_t buf_align;
+	struct vfurt_bdev_ops ops;
+	void *ctx;
+	atomic_uint channels;
+	struct {
+		atomic_uint_fast64_t reads, writes, flushes, write_zeroes, deallocates;
+		atomic_uint_fast64_t bytes_read, bytes_written, errors, invalid;
+	} st;
+};
+
+struct vfurt_bdev_req {
+	struct vfurt_bdev_io io;
+	struct vfurt_bdev_channel *ch;
+	struct vfurt_bdev_req *next; /* free list or done list */
+	int status;
+	/* backend scratch follows at a REQ_CTX_ALIGN boundary */
+};
+
+struct vfurt_bdev_channel {
+	struct vfurt_bdev *bdev;
+	void *chan_ctx;
+	uint32_t queue_depth;
+	uint32_t inflight;       /* submitted, callback not yet run */
+	bool closing;
+	size_t slot_size;
+	unsigned char *slots;    /* queue_depth slots of slot_size bytes */
+	struct vfurt_bdev_req *free_list;
+	struct vfurt_bdev_req *done_head;
+	struct vfurt_bdev_req *done_tail;
+};
+
+static size_t req_hdr_size(void)
+{
+	return (sizeof(struct vfurt_bdev_req) + REQ_CTX_ALIGN - 1) & ~(size_t)(REQ_CTX_ALIGN - 1);
+}
+
+struct vfurt_bdev *vfurt_bdev_create(const struct vfurt_bdev_opts *opts,
+				     const struct vfurt_bdev_ops *ops, void *ctx)
+{
+	struct vfurt_bdev_opts o = { 0 };
+	struct vfurt_bdev *bdev;
+
+	if (opts == NULL || opts->opts_size == 0 || ops == NULL || ops->ops_size == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	if ((o.block_size != 512 && o.block_size != 4096) || o.num_blocks == 0 ||
+	    o.num_blocks > UINT64_MAX / o.block_size ||
+	    (o.caps & ~(uint32_t)(VFURT_BDEV_CAP_WRITE_ZEROES | VFURT_BDEV_CAP_DEALLOCATE |
+				  VFURT_BDEV_CAP_FLUSH)) != 0 ||
+	    (o.buf_align & (o.buf_align - 1)) != 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	bdev = calloc(1, sizeof(*bdev));
+	if (bdev == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	memcpy(&bdev->ops, ops, ops->ops_size < sizeof(bdev->ops) ? ops->ops_size : sizeof(bdev->ops));
+	if (bdev->ops.submit == NULL || bdev->ops.req_ctx_size > (1u << 20)) {
+		free(bdev);
+		errno = EINVAL;
+		return NULL;
+	}
+	snprintf(bdev->name, sizeof(bdev->name), "%s", o.name != NULL ? o.name : "bdev");
+	bdev->block_size = o.block_size;
+	bdev->num_blocks = o.num_blocks;
+	bdev->caps = o.caps;
+	bdev->buf_align = o.buf_align > 1 ? o.buf_align : 1;
+	bdev->ctx = ctx;
+	atomic_init(&bdev->channels, 0);
+	return bdev;
+}
+
+void vfurt_bdev_destroy(struct vfurt_bdev *bdev)
+{
+	if (bdev == NULL)
+		return;
+	assert(atomic_load(&bdev->channels) == 0);
+	if (bdev->ops.destroy != NULL)
+		bdev->ops.destroy(bdev->ctx);
+	free(bdev);
+}
+
+const char *vfurt_bdev_name(const struct vfurt_bdev *bdev)
+{
+	return bdev->name;
+}
+
+uint32_t vfurt_bdev_block_size(const struct vfurt_bdev *bdev)
+{
+	return bdev->block_size;
+}
+
+uint64_t vfurt_bdev_num_blocks(const struct vfurt_bdev *bdev)
+{
+	return bdev->num_blocks;
+}
+
+uint32_t vfurt_bdev_caps(const struct vfurt_bdev *bdev)
+{
+	return bdev->caps;
+}
+
+uint32_t vfurt_bdev_buf_align(const struct vfurt_bdev *bdev)
+{
+	return bdev->buf_align;
+}
+
+void vfurt_bdev_get_stats(const struct vfurt_bdev *bdev, struct vfurt_bdev_stats *out, size_t size)
+{
+	/* The counters are only ever added to; a const view is fine. */
+	struct vfurt_bdev *b = (struct vfurt_bdev *)bdev;
+	struct vfurt_bdev_stats s = {
+		.reads = atomic_load_explicit(&b->st.reads, memory_order_relaxed),
+		.writes = atomic_load_explicit(&b->st.writes, memory_order_relaxed),
+		.flushes = atomic_load_explicit(&b->st.flushes, memory_order_relaxed),
+		.write_zeroes = atomic_load_explicit(&b->st.write_zeroes, memory_order_relaxed),
+		.deallocates = atomic_load_explicit(&b->st.deallocates, memory_order_relaxed),
+		.bytes_read = atomic_load_explicit(&b->st.bytes_read, memory_order_relaxed),
+		.bytes_written = atomic_load_explicit(&b->st.bytes_written, memory_order_relaxed),
+		.errors = atomic_load_explicit(&b->st.errors, memory_order_relaxed),
+		.invalid = atomic_load_explicit(&b->st.invalid, memory_order_relaxed),
+	};
+
+	memcpy(out, &s, size < sizeof(s) ? size : sizeof(s));
+}
+
+struct vfurt_bdev_channel *vfurt_bdev_channel_create(struct vfurt_bdev *bdev, uint32_t queue_depth)
+{
+	struct vfurt_bdev_channel *ch;
+	uint32_t i;
+	int rc;
+
+	if (bdev == NULL || queue_depth > MAX_QUEUE_DEPTH) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (queue_depth == 0)
+		queue_depth = DEFAULT_QUEUE_DEPTH;
+	ch = calloc(1, sizeof(*ch));
+	if (ch == NULL)
+		goto err_nomem;
+	ch->bdev = bdev;
+	ch->queue_depth = queue_depth;
+	ch->slot_size = req_hdr_size() + ((bdev->ops.req_ctx_size + REQ_CTX_ALIGN - 1) &
+					  ~(size_t)(REQ_CTX_ALIGN - 1));
+	ch->slots = aligned_alloc(REQ_CTX_ALIGN, ch->slot_size * queue_depth);
+	if (ch->slots == NULL)
+		goto err_free_ch;
+	/* Slots are pushed in reverse so the first submit uses slot 0. */
+	for (i = queue_depth; i-- > 0;) {
+		struct vfurt_bdev_req *req = (struct vfurt_bdev_req *)(void *)(ch->slots + i * ch->slot_size);
+
+		memset(req, 0, sizeof(*req));
+		req->ch = ch;
+		req->next = ch->free_list;
+		ch->free_list = req;
+	}
+	if (bdev->ops.channel_create != NULL) {
+		rc = bdev->ops.channel_create(bdev->ctx, queue_depth, &ch->chan_ctx);
+		if (rc < 0) {
+			errno = -rc;
+			goto err_free_slots;
+		}
+	}
+	atomic_fetch_add(&bdev->channels, 1);
+	return ch;
+
+err_free_slots:
+	free(ch->slots);
+err_free_ch:
+	rc = errno;
+	free(ch);
+	errno = rc;
+	return NULL;
+err_nomem:
+	errno = ENOMEM;
+	return NULL;
+}
+
+static void count_completion(struct vfurt_bdev *bdev, const struct vfurt_bdev_io *io, int status)
+{
+	uint64_t bytes = (uint64_t)io->num_blocks * bdev->block_size;
+
+	if (status != 0) {
+		atomic_fetch_add_explicit(&bdev->st.errors, 1, memory_order_relaxed);
+		return;
+	}
+	switch (io->op) {
+	case VFURT_BDEV_READ:
+		atomic_fetch_add_explicit(&bdev->st.reads, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&bdev->st.bytes_read, bytes, memory_order_relaxed);
+		break;
+	case VFURT_BDEV_WRITE:
+		atomic_fetch_add_explicit(&bdev->st.writes, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&bdev->st.bytes_written, bytes, memory_order_relaxed);
+		break;
+	case VFURT_BDEV_FLUSH:
+		atomic_fetch_add_explicit(&bdev->st.flushes, 1, memory_order_relaxed);
+		break;
+	case VFURT_BDEV_WRITE_ZEROES:
+		atomic_fetch_add_explicit(&bdev->st.write_zeroes, 1, memory_order_relaxed);
+		break;
+	case VFURT_BDEV_DEALLOCATE:
+		atomic_fetch_add_explicit(&bdev->st.deallocates, 1, memory_order_relaxed);
+		break;
+	default:
+		break;
+	}
+}
+
+/* Run up to max callbacks from the done list. The slot is recycled before its
+ * callback runs so the callback may submit again. */
+static int run_done(struct vfurt_bdev_channel *ch, int max)
+{
+	int n = 0;
+
+	while (ch->done_head != NULL && (max <= 0 || n < max)) {
+		struct vfurt_bdev_req *req = ch->done_head;
+		vfurt_bdev_io_cb cb = req->io.cb;
+		void *arg = req->io.cb_arg;
+		int status = req->status;
+
+		ch->done_head = req->next;
+		if (ch->done_head == NULL)
+			ch->done_tail = NULL;
+		count_completion(ch->bdev, &req->io, status);
+		req->next = ch->free_list;
+		ch->free_list = req;
+		assert(ch->inflight > 0);
+		ch->inflight--;
+		cb(arg, status);
+		n++;
+	}
+	return n;
+}
+
+void vfurt_bdev_channel_destroy(struct vfurt_bdev_channel *ch)
+{
+	struct vfurt_bdev *bdev;
+
+	if (ch == NULL)
+		return;
+	bdev = ch->bdev;
+	ch->closing = true;
+	if (bdev->ops.channel_destroy != NULL)
+		bdev->ops.channel_destroy(bdev->ctx, ch->chan_ctx);
+	run_done(ch, 0);
+	/* A backend that lost a request would leave a callback that never runs. */
+	assert(ch->inflight == 0);
+	atomic_fetch_sub(&bdev->channels, 1);
+	free(ch->slots);
+	free(ch);
+}
+
+/* Everything a client can get wrong is answered with -EINVAL, never asserted. */
+static int validate(const struct vfurt_bdev *bdev, const struct vfurt_bdev_io *io)
+{
+	uint64_t want, sum = 0;
+	int i;
+
+	if (io->cb == NULL)
+		return -EINVAL;
+	switch (io->op) {
+	case VFURT_BDEV_FLUSH:
+		return 0;
+	case VFURT_BDEV_READ:
+	case VFURT_BDEV_WRITE:
+		break;
+	case VFURT_BDEV_WRITE_ZEROES:
+		if (!(bdev->caps & VFURT_BDEV_CAP_WRITE_ZEROES))
+			return -EINVAL;
+		break;
+	case VFURT_BDEV_DEALLOCATE:
+		if (!(bdev->caps & VFURT_BDEV_CAP_DEALLOCATE))
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (io->num_blocks == 0 || io->offset_blocks >= bdev->num_blocks ||
+	    io->num_blocks > bdev->num_blocks - io->offset_blocks)
+		return -EINVAL;
+	if (io->op != VFURT_BDEV_READ && io->op != VFURT_BDEV_WRITE)
+		return 0;
+	if (io->iov == NULL || io->iovcnt <= 0 || io->iovcnt > VFURT_BDEV_IOV_MAX)
+		return -EINVAL;
+	want = (uint64_t)io->num_blocks * bdev->block_size;
+	for (i = 0; i < io->iovcnt; i++) {
+		uint64_t len = io->iov[i].iov_len;
+
+		/* Checked per element so huge lengths cannot wrap the sum. */
+		if (len > want - sum)
+			return -EINVAL;
+		if (bdev->buf_align > 1 &&
+		    (((uintptr_t)io->iov[i].iov_base | len) & (bdev->buf_align - 1)) != 0)
+			return -EINVAL;
+		if (len != 0 && io->iov[i].iov_base == NULL)
+			return -EINVAL;
+		sum += len;
+	}
+	return sum == want ? 0 : -EINVAL;
+}
+
+int vfurt_bdev_submit(struct vfurt_bdev_channel *ch, const struct vfurt_bdev_io *io)
+{
+	struct vfurt_bdev *bdev = ch->bdev;
+	struct vfurt_bdev_req *req;
+	int rc;
+
+	if (ch->closing)
+		return -ECANCELED;
+	rc = validate(bdev, io);
+	if (rc < 0) {
+		atomic_fetch_add_explicit(&bdev->st.invalid, 1, memory_order_relaxed);
+		return rc;
+	}
+	req = ch->free_list;
+	if (req == NULL)
+		return -EAGAIN;
+	ch->free_list = req->next;
+	req->next = NULL;
+	req->io = *io;
+	req->status = 0;
+	ch->inflight++;
+	if (io->op == VFURT_BDEV_FLUSH && !(bdev->caps & VFURT_BDEV_CAP_FLUSH)) {
+		/* No volatile cache: nothing to flush. */
+		vfurt_bdev_req_complete(req, 0);
+		return 0;
+	}
+	rc = bdev->ops.submit(ch->chan_ctx, req, &req->io);
+	if (rc < 0) {
+		ch->inflight--;
+		req->next = ch->free_list;
+		ch->free_list = req;
+		return rc;
+	}
+	return 0;
+}
+
+int vfurt_bdev_channel_poll(struct vfurt_bdev_channel *ch, int max)
+{
+	if (ch->bdev->ops.poll != NULL && ch->inflight > 0)
+		ch->bdev->ops.poll(ch->chan_ctx, max);
+	return run_done(ch, max);
+}
+
+uint32_t vfurt_bdev_channel_inflight(const struct vfurt_bdev_channel *ch)
+{
+	return ch->inflight;
+}
+
+void vfurt_bdev_req_complete(struct vfurt_bdev_req *req, int status)
+{
+	struct vfurt_bdev_channel *ch = req->ch;
+
+	assert(status <= 0);
+	req->status = status;
+	req->next = NULL;
+	if (ch->done_tail != NULL)
+		ch->done_tail->next = req;
+	else
+		ch->done_head = req;
+	ch->done_tail = req;
+}
+
+void *vfurt_bdev_req_ctx(struct vfurt_bdev_req *req)
+{
+	return (unsigned char *)req + req_hdr_size();
+}
+
+const struct vfurt_bdev_io *vfurt_bdev_req_io(const struct vfurt_bdev_req *req)
+{
+	return &req->io;
+}
+
+int vfurt_parse_size(const char *s, uint64_t *bytes)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+	const char *p = s;
+
+	if (s == NULL || bytes == NULL || *s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	switch (*p) {
+	case '\0':
+		break;
+	case 'k': case 'K': shift = 10; p++; break;
+	case 'm': case 'M': shift = 20; p++; break;
+	case 'g': case 'G': shift = 30; p++; break;
+	case 't': case 'T': shift = 40; p++; break;
+	default:
+		return -EINVAL;
+	}
+	if (*p != '\0')
+		return -EINVAL;
+	if (shift != 0 && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*bytes = v << shift;
+	return 0;
+}
+
+int vfurt_bdev_from_spec(const char *spec, uint64_t size, uint32_t block_size,
+			 struct vfurt_bdev **out, char *err, size_t errlen)
+{
+	struct vfurt_bdev *bdev = NULL;
+	char dummy[1];
+
+	if (err == NULL || errlen == 0) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	err[0] = '\0';
+	if (spec == NULL || out == NULL) {
+		snprintf(err, errlen, "no bdev spec");
+		return -EINVAL;
+	}
+	if (block_size == 0)
+		block_size = 512;
+	if (block_size != 512 && block_size != 4096) {
+		snprintf(err, errlen, "block size %u: must be 512 or 4096", block_size);
+		return -EINVAL;
+	}
+	if (strcmp(spec, "null") == 0 || strcmp(spec, "ram") == 0) {
+		if (size == 0 || size % block_size != 0) {
+			snprintf(err, errlen, "%s bdev: size %llu must be a non-zero multiple of %u",
+				 spec, (unsigned long long)size, block_size);
+			return -EINVAL;
+		}
+		if (spec[0] == 'n')
+			bdev = vfurt_bdev_null_create("null", block_size, size / block_size);
+		else
+			bdev = vfurt_bdev_ram_create("ram", block_size, size);
+	} else if (strncmp(spec, "file:", 5) == 0 && spec[5] != '\0') {
+		struct vfurt_bdev_file_opts fo = {
+			.opts_size = sizeof(fo),
+			.path = spec + 5,
+			.block_size = block_size,
+			.size_bytes = size,
+			.create = size != 0,
+			.direct = VFURT_BDEV_DIRECT_OFF,
+			.sync = VFURT_BDEV_SYNC_FDATASYNC,
+		};
+
+		bdev = vfurt_bdev_file_create(&fo);
+	} else {
+		snprintf(err, errlen, "unknown bdev '%s': expected null, ram or file:PATH", spec);
+		return -EINVAL;
+	}
+	if (bdev == NULL) {
+		int e = errno != 0 ? errno : EINVAL;
+
+		snprintf(err, errlen, "bdev '%s': %s", spec, strerror(e));
+		return -e;
+	}
+	*out = bdev;
+	return 0;
+}

@@ -1,0 +1,306 @@
+/* Block devices: a generic async I/O layer over pluggable backends (null, ram, file/io_uring, custom). */
+#ifndef VFURT_BDEV_H
+#define VFURT_BDEV_H
+
+/*
+ * A bdev is a block device with a fixed geometry (block size, number of
+ * blocks) and capabilities. I/O goes through channels: a channel belongs to
+ * one thread at a time (a worker, an NVMe queue poller); that thread submits
+ * with vfurt_bdev_submit() and reaps with vfurt_bdev_channel_poll(), which is
+ * the only place callbacks run. Channels of one bdev may live on different
+ * threads at once; the bdev's statistics are atomic.
+ *
+ * The generic layer validates every request (operation, range, overflow,
+ * buffer sizes), enforces the channel's queue depth and counts statistics,
+ * so backends see only well-formed requests. Request slots are allocated
+ * when the channel is created: nothing is allocated on the data path.
+ *
+ * Deallocated blocks and write-zeroed blocks read back as zeroes on every
+ * built-in backend that stores data (ram, file).
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vfurt/export.h>
+#include <vfurt/log.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vfurt_bdev;
+struct vfurt_bdev_channel;
+struct vfurt_bdev_req;
+
+enum vfurt_bdev_op {
+	VFURT_BDEV_READ = 0,
+	VFURT_BDEV_WRITE = 1,
+	VFURT_BDEV_FLUSH = 2,        /* offset_blocks, num_blocks and iov are ignored */
+	VFURT_BDEV_WRITE_ZEROES = 3, /* iov is ignored */
+	VFURT_BDEV_DEALLOCATE = 4,   /* iov is ignored; blocks then read as zeroes */
+	VFURT_BDEV_OP_COUNT
+};
+
+/* Capability bits (vfurt_bdev_opts.caps, vfurt_bdev_caps()). */
+#define VFURT_BDEV_CAP_WRITE_ZEROES (1u << 0) /* WRITE_ZEROES accepted */
+#define VFURT_BDEV_CAP_DEALLOCATE (1u << 1)   /* DEALLOCATE accepted */
+/* Volatile write cache: FLUSH is passed to the backend. Without it, FLUSH is
+ * accepted and completed by the generic layer without calling the backend. */
+#define VFURT_BDEV_CAP_FLUSH (1u << 2)
+
+/* Most iovecs one request may carry (the kernel's IOV_MAX). */
+#define VFURT_BDEV_IOV_MAX 1024
+
+/* Completion callback: status is 0 or a negative errno (-EIO, -ENOSPC,
+ * -EINVAL, -ECANCELED...). Runs on the channel's thread, from
+ * vfurt_bdev_channel_poll() or vfurt_bdev_channel_destroy(). */
+typedef void (*vfurt_bdev_io_cb)(void *arg, int status);
+
+/* One request. The struct itself is copied by vfurt_bdev_submit(); the iov
+ * array and the buffers it points to must stay valid and untouched until the
+ * callback runs (the file backend hands them to the kernel as they are). */
+struct vfurt_bdev_io {
+	enum vfurt_bdev_op op;
+	uint64_t offset_blocks;
+	uint32_t num_blocks;       /* >= 1 for every operation except FLUSH */
+	const struct iovec *iov;   /* READ/WRITE: sum of lengths == num_blocks * block size */
+	int iovcnt;                /* READ/WRITE: 1..VFURT_BDEV_IOV_MAX */
+	vfurt_bdev_io_cb cb;       /* required */
+	void *cb_arg;
+};
+
+/* Counters since creation; completions only (rejected submits are counted in
+ * `invalid`, -EAGAIN is not counted). */
+struct vfurt_bdev_stats {
+	uint64_t reads;           /* successful completions per operation */
+	uint64_t writes;
+	uint64_t flushes;
+	uint64_t write_zeroes;
+	uint64_t deallocates;
+	uint64_t bytes_read;
+	uint64_t bytes_written;   /* WRITE only */
+	uint64_t errors;          /* completions with status != 0 (including -ECANCELED) */
+	uint64_t invalid;         /* submits refused with -EINVAL */
+};
+
+/* ---- backends ------------------------------------------------------------ */
+
+/*
+ * Backend operations. The generic layer calls them on the thread that owns
+ * the channel (channel_create on the creating thread). Every request a
+ * backend accepted (submit returned 0) must be finished exactly once with
+ * vfurt_bdev_req_complete(), from submit, poll or channel_destroy, on the
+ * channel's thread; a backend with threads of its own must hand completions
+ * back to the channel's thread itself (e.g. a ring drained in poll).
+ */
+struct vfurt_bdev_ops {
+	size_t ops_size;      /* sizeof(struct vfurt_bdev_ops) */
+	size_t req_ctx_size;  /* per-request scratch bytes, see vfurt_bdev_req_ctx() */
+	/* Per-channel state (optional: NULL means none). queue_depth is the most
+	 * requests the backend will see at once on this channel. 0 or -errno. */
+	int (*channel_create)(void *ctx, uint32_t queue_depth, void **chan_ctx);
+	/* Must finish every accepted request still outstanding (cancelled ones with
+	 * -ECANCELED) and stop touching their buffers before returning (optional). */
+	void (*channel_destroy)(void *ctx, void *chan_ctx);
+	/* Start one validated request; io points into req and stays valid until
+	 * completion. 0 = accepted; -errno = refused (no completion, the errno is
+	 * returned to the submitter; -EAGAIN asks it to retry later). */
+	int (*submit)(void *chan_ctx, struct vfurt_bdev_req *req, const struct vfurt_bdev_io *io);
+	/* Make progress and complete finished requests; at most `max` is a hint.
+	 * Returns the number of requests completed (optional: NULL for backends that
+	 * complete from submit). */
+	int (*poll)(void *chan_ctx, int max);
+	/* Release ctx when the bdev is destroyed (optional). */
+	void (*destroy)(void *ctx);
+};
+
+struct vfurt_bdev_opts {
+	size_t opts_size;     /* sizeof(struct vfurt_bdev_opts) */
+	const char *name;     /* copied (truncated to 63 bytes); NULL = "bdev" */
+	uint32_t block_size;  /* 512 or 4096 */
+	uint64_t num_blocks;  /* >= 1 */
+	uint32_t caps;        /* VFURT_BDEV_CAP_* */
+	uint32_t buf_align;   /* iov base and length alignment the backend needs
+	                       * (power of two; 0 or 1 = none); checked on submit */
+};
+
+/*
+ * Create a bdev over a backend. ops is copied; ctx is the backend's state,
+ * owned by the bdev on success (ops->destroy(ctx) runs at vfurt_bdev_destroy)
+ * and still owned by the caller on failure. Thread: any.
+ * Returns NULL with errno EINVAL (bad opts or ops, submit missing) or ENOMEM.
+ */
+VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_create(const struct vfurt_bdev_opts *opts,
+						  const struct vfurt_bdev_ops *ops, void *ctx);
+
+/*
+ * Destroy a bdev whose channels are all destroyed (asserted). NULL is a no-op.
+ * Thread: any, once no other thread uses the bdev.
+ */
+VFURT_EXPORT void vfurt_bdev_destroy(struct vfurt_bdev *bdev);
+
+/* Geometry and identity. Thread: any. The name stays owned by the bdev. */
+VFURT_EXPORT const char *vfurt_bdev_name(const struct vfurt_bdev *bdev);
+VFURT_EXPORT uint32_t vfurt_bdev_block_size(const struct vfurt_bdev *bdev);
+VFURT_EXPORT uint64_t vfurt_bdev_num_blocks(const struct vfurt_bdev *bdev);
+VFURT_EXPORT uint32_t vfurt_bdev_caps(const struct vfurt_bdev *bdev);
+/* Buffer alignment submits must respect (1 = any). */
+VFURT_EXPORT uint32_t vfurt_bdev_buf_align(const struct vfurt_bdev *bdev);
+
+/*
+ * Copy the statistics into *out: min(size, sizeof(*out)) bytes, so older
+ * callers keep working when fields are added. Thread: any (each counter is
+ * read atomically, the set is not a snapshot).
+ */
+VFURT_EXPORT void vfurt_bdev_get_stats(const struct vfurt_bdev *bdev,
+				       struct vfurt_bdev_stats *out, size_t size);
+
+/* ---- channels and I/O ---------------------------------------------------- */
+
+/*
+ * Create an I/O channel with room for queue_depth requests in flight
+ * (0 = 128, at most 65536). The channel may be handed to another thread
+ * before its first use; from then on one thread at a time uses it.
+ * Returns NULL with errno EINVAL, ENOMEM, or the backend's error (e.g. the
+ * file backend's io_uring setup: ENOMEM, EPERM, ENOSYS).
+ */
+VFURT_EXPORT struct vfurt_bdev_channel *vfurt_bdev_channel_create(struct vfurt_bdev *bdev,
+								  uint32_t queue_depth);
+
+/*
+ * Destroy a channel (NULL: no-op) on its owning thread. Requests still in
+ * flight are cancelled where the backend can (the file backend asks io_uring
+ * to cancel them) and otherwise waited for, so no buffer is touched after
+ * this returns. Every outstanding callback runs before it returns: requests
+ * that had finished get their real status, cancelled ones -ECANCELED.
+ * Callbacks must not submit to or poll this channel (a submit from one gets
+ * -ECANCELED).
+ */
+VFURT_EXPORT void vfurt_bdev_channel_destroy(struct vfurt_bdev_channel *ch);
+
+/*
+ * Queue one request; the callback runs later from vfurt_bdev_channel_poll()
+ * (never from inside this call). *io is copied; see struct vfurt_bdev_io for
+ * how long the buffers must live. Thread: the channel's owner; may be called
+ * from a completion callback.
+ * Returns 0 (queued), -EAGAIN (queue depth reached or backend queue full:
+ * poll, then retry), -EINVAL (unknown op, op without its capability, range
+ * outside the bdev or overflowing, num_blocks 0, iov NULL or too many, iov
+ * lengths not adding up to num_blocks * block size, buffers not aligned to
+ * vfurt_bdev_buf_align, cb NULL), -ECANCELED (channel being destroyed), or
+ * another negative errno from the backend.
+ */
+VFURT_EXPORT int vfurt_bdev_submit(struct vfurt_bdev_channel *ch, const struct vfurt_bdev_io *io);
+
+/*
+ * Reap completions and run up to `max` callbacks (max <= 0: no limit).
+ * Returns how many callbacks ran (> 0 = busy). Thread: the channel's owner;
+ * not from inside one of this channel's callbacks.
+ */
+VFURT_EXPORT int vfurt_bdev_channel_poll(struct vfurt_bdev_channel *ch, int max);
+
+/* Requests submitted whose callback has not run yet. Thread: the owner. */
+VFURT_EXPORT uint32_t vfurt_bdev_channel_inflight(const struct vfurt_bdev_channel *ch);
+
+/* ---- for backends ---------------------------------------------------------- */
+
+/* Finish an accepted request with status 0 or -errno; its callback runs at the
+ * channel's next poll. Thread: the channel's owner. */
+VFURT_EXPORT void vfurt_bdev_req_complete(struct vfurt_bdev_req *req, int status);
+
+/* The request's ops->req_ctx_size scratch bytes (16-byte aligned, not zeroed
+ * between requests), valid from submit until completion. */
+VFURT_EXPORT void *vfurt_bdev_req_ctx(struct vfurt_bdev_req *req);
+
+/* The validated copy of the request. */
+VFURT_EXPORT const struct vfurt_bdev_io *vfurt_bdev_req_io(const struct vfurt_bdev_req *req);
+
+/* ---- built-in backends ------------------------------------------------------ */
+
+/*
+ * Null backend: accepts every operation and completes it successfully at the
+ * next poll without touching any buffer (reads leave the buffers as they
+ * were, like SPDK's null bdev). For measuring everything but storage.
+ * block_size 512 or 4096, num_blocks >= 1. Returns NULL with errno EINVAL
+ * or ENOMEM. Thread: any.
+ */
+VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_null_create(const char *name, uint32_t block_size,
+						       uint64_t num_blocks);
+
+/*
+ * RAM backend: size_bytes of zeroed anonymous memory (reserved lazily),
+ * a multiple of block_size. Data is copied at submit, the callback runs at
+ * the next poll; WRITE_ZEROES and DEALLOCATE zero the range (DEALLOCATE also
+ * returns whole pages to the kernel). No volatile cache: FLUSH is a no-op.
+ * Channels on different threads may touch the same blocks; as with a real
+ * disk, the result of overlapping concurrent writes is undefined.
+ * Returns NULL with errno EINVAL or ENOMEM. Thread: any.
+ */
+VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_ram_create(const char *name, uint32_t block_size,
+						      uint64_t size_bytes);
+
+enum vfurt_bdev_direct {
+	VFURT_BDEV_DIRECT_OFF = 0, /* page cache */
+	VFURT_BDEV_DIRECT_ON,      /* O_DIRECT; fail (EINVAL, logged) if refused */
+	VFURT_BDEV_DIRECT_TRY,     /* O_DIRECT, or the page cache with a warning */
+};
+
+enum vfurt_bdev_sync {
+	VFURT_BDEV_SYNC_FDATASYNC = 0, /* FLUSH = fdatasync */
+	VFURT_BDEV_SYNC_FSYNC,         /* FLUSH = fsync */
+};
+
+struct vfurt_bdev_file_opts {
+	size_t opts_size;           /* sizeof(struct vfurt_bdev_file_opts) */
+	const char *name;           /* copied; NULL = path */
+	const char *path;           /* regular file or block device */
+	uint32_t block_size;        /* 512 or 4096; 0 = 512 */
+	uint64_t size_bytes;        /* 0 = the file's size (rounded down to blocks) */
+	int create;                 /* create the file if missing, extend it to size_bytes */
+	enum vfurt_bdev_direct direct;
+	enum vfurt_bdev_sync sync;
+	struct vfurt_log log;       /* reasons for failures and fallbacks */
+};
+
+/*
+ * File backend: each channel has its own io_uring; READ/WRITE go straight
+ * into the request's iovecs (short transfers are continued, end of file
+ * becomes -EIO), FLUSH is fsync/fdatasync, DEALLOCATE punches a hole and
+ * WRITE_ZEROES zeroes the range (fallocate ZERO_RANGE, else PUNCH_HOLE, else
+ * writing zeroes). With O_DIRECT, buffers must be 512-byte aligned
+ * (vfurt_bdev_buf_align). Submissions are batched: SQEs queued by submit are
+ * handed to the kernel by the next poll. Thread: any.
+ * Returns NULL with errno: EINVAL (opts, size larger than the file without
+ * `create`, size below one block, O_DIRECT refused with DIRECT_ON), the
+ * errno of open/fstat/ftruncate, or ENOMEM.
+ */
+VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_file_create(const struct vfurt_bdev_file_opts *opts);
+
+/* ---- helpers for configuration ----------------------------------------------- */
+
+/*
+ * Parse a size: decimal digits with an optional suffix k, M, G, T (either
+ * case, powers of 1024), e.g. "512", "4k", "64M", "1G", "2T". Rejects empty
+ * strings, signs, spaces, other suffixes and overflow. Returns 0 or -EINVAL
+ * (-ERANGE on overflow). Thread: any.
+ */
+VFURT_EXPORT int vfurt_parse_size(const char *s, uint64_t *bytes);
+
+/*
+ * Create a bdev from a spec: "null", "ram" or "file:PATH". size is in bytes
+ * (null and ram: required; file: 0 = the file's size, otherwise the file is
+ * created or extended to it), block_size 512 or 4096 (0 = 512). The file is
+ * opened without O_DIRECT, FLUSH = fdatasync. On failure writes a reason to
+ * err (errlen bytes, may be 0). Returns 0 with *out set (caller owns it),
+ * or a negative errno. Thread: any.
+ */
+VFURT_EXPORT int vfurt_bdev_from_spec(const char *spec, uint64_t size, uint32_t block_size,
+				      struct vfurt_bdev **out, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VFURT_BDEV_H */

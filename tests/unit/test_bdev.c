@@ -1,0 +1,510 @@
+/* Unit tests for the generic bdev layer, the null and ram backends, custom backends and the size parser. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <vfurt/bdev.h>
+
+/* Completion record shared by the tests' callbacks. */
+struct done {
+	int calls;
+	int status;
+	int in_submit; /* set while the test is inside vfurt_bdev_submit */
+	int bad;       /* a callback ran while in_submit was set */
+};
+
+static void on_done(void *arg, int status)
+{
+	struct done *d = arg;
+
+	d->calls++;
+	d->status = status;
+	if (d->in_submit)
+		d->bad++;
+}
+
+static int submit(struct vfurt_bdev_channel *ch, struct done *d, enum vfurt_bdev_op op,
+		  uint64_t off, uint32_t n, const struct iovec *iov, int iovcnt)
+{
+	struct vfurt_bdev_io io = {
+		.op = op, .offset_blocks = off, .num_blocks = n, .iov = iov, .iovcnt = iovcnt,
+		.cb = on_done, .cb_arg = d,
+	};
+	int rc;
+
+	d->in_submit = 1;
+	rc = vfurt_bdev_submit(ch, &io);
+	d->in_submit = 0;
+	return rc;
+}
+
+/* Submit and poll until the callback ran; returns its status. */
+static int run_io(struct vfurt_bdev_channel *ch, enum vfurt_bdev_op op, uint64_t off, uint32_t n,
+		  const struct iovec *iov, int iovcnt)
+{
+	struct done d = { 0 };
+
+	assert_int_equal(submit(ch, &d, op, off, n, iov, iovcnt), 0);
+	assert_int_equal(d.calls, 0);
+	while (d.calls == 0)
+		vfurt_bdev_channel_poll(ch, 0);
+	assert_int_equal(d.calls, 1);
+	assert_int_equal(d.bad, 0);
+	return d.status;
+}
+
+static void test_validation(void **state)
+{
+	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 512, 100);
+	struct vfurt_bdev_channel *ch;
+	static char buf[4096];
+	struct iovec iov = { buf, 512 };
+	struct iovec big[2] = { { buf, 512 }, { buf, SIZE_MAX - 100 } };
+	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_io io;
+	struct done d = { 0 };
+
+	(void)state;
+	assert_non_null(b);
+	ch = vfurt_bdev_channel_create(b, 8);
+	assert_non_null(ch);
+	assert_string_equal(vfurt_bdev_name(b), "n");
+	assert_int_equal(vfurt_bdev_block_size(b), 512);
+	assert_int_equal(vfurt_bdev_num_blocks(b), 100);
+	/* range */
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, 100, 1, &iov, 1), -EINVAL);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, 99, 1, &iov, 1), 0);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_WRITE_ZEROES, 99, 2, NULL, 0), -EINVAL);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_WRITE_ZEROES, 0, 0, NULL, 0), -EINVAL);
+	/* overflow of offset + count near UINT64_MAX */
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_DEALLOCATE, UINT64_MAX, 2, NULL, 0), -EINVAL);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_DEALLOCATE, UINT64_MAX - 1, 1, NULL, 0), -EINVAL);
+	/* iov sizes */
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, 0, 2, &iov, 1), -EINVAL);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, 0, 1, NULL, 1), -EINVAL);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, 0, 1, &iov, 0), -EINVAL);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, 0, 1, &iov, VFURT_BDEV_IOV_MAX + 1), -EINVAL);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_WRITE, 0, 1, big, 2), -EINVAL);
+	/* operation and callback */
+	assert_int_equal(submit(ch, &d, (enum vfurt_bdev_op)VFURT_BDEV_OP_COUNT, 0, 1, &iov, 1),
+			 -EINVAL);
+	assert_int_equal(submit(ch, &d, (enum vfurt_bdev_op)-1, 0, 1, &iov, 1), -EINVAL);
+	io = (struct vfurt_bdev_io){ .op = VFURT_BDEV_READ, .num_blocks = 1, .iov = &iov, .iovcnt = 1 };
+	assert_int_equal(vfurt_bdev_submit(ch, &io), -EINVAL);
+	/* FLUSH ignores range and buffers */
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_FLUSH, UINT64_MAX, 0, NULL, 0), 0);
+	while (vfurt_bdev_channel_poll(ch, 0) > 0)
+		;
+	assert_int_equal(d.calls, 2);
+	assert_int_equal(d.bad, 0);
+	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	assert_int_equal(st.invalid, 13);
+	assert_int_equal(st.reads, 1);
+	assert_int_equal(st.flushes, 1);
+	vfurt_bdev_channel_destroy(ch);
+	vfurt_bdev_destroy(b);
+}
+
+static void test_create_errors(void **state)
+{
+	struct vfurt_bdev_opts o = { .opts_size = sizeof(o), .block_size = 1024, .num_blocks = 1 };
+	struct vfurt_bdev_ops ops = { .ops_size = sizeof(ops) };
+	struct vfurt_bdev *b;
+
+	(void)state;
+	assert_null(vfurt_bdev_null_create("x", 1024, 8));
+	assert_int_equal(errno, EINVAL);
+	assert_null(vfurt_bdev_null_create("x", 512, 0));
+	assert_null(vfurt_bdev_ram_create("x", 512, 1000));
+	assert_null(vfurt_bdev_create(&o, &ops, NULL));
+	o.block_size = 4096;
+	assert_null(vfurt_bdev_create(&o, &ops, NULL)); /* no submit */
+	assert_null(vfurt_bdev_create(NULL, &ops, NULL));
+	b = vfurt_bdev_null_create(NULL, 4096, 1);
+	assert_non_null(b);
+	assert_null(vfurt_bdev_channel_create(b, 65537));
+	assert_int_equal(errno, EINVAL);
+	vfurt_bdev_destroy(b);
+}
+
+static void test_queue_depth(void **state)
+{
+	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 4096, 16);
+	struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 4);
+	struct done d = { 0 };
+	int i;
+
+	(void)state;
+	for (i = 0; i < 4; i++)
+		assert_int_equal(submit(ch, &d, VFURT_BDEV_DEALLOCATE, (uint64_t)i, 1, NULL, 0), 0);
+	assert_int_equal(vfurt_bdev_channel_inflight(ch), 4);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_DEALLOCATE, 0, 1, NULL, 0), -EAGAIN);
+	assert_int_equal(d.calls, 0);
+	/* max bounds the callbacks run per poll */
+	assert_int_equal(vfurt_bdev_channel_poll(ch, 1), 1);
+	assert_int_equal(vfurt_bdev_channel_inflight(ch), 3);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_DEALLOCATE, 0, 1, NULL, 0), 0);
+	assert_int_equal(vfurt_bdev_channel_poll(ch, 0), 4);
+	assert_int_equal(vfurt_bdev_channel_poll(ch, 0), 0);
+	assert_int_equal(d.calls, 5);
+	assert_int_equal(d.bad, 0);
+	assert_int_equal(vfurt_bdev_channel_inflight(ch), 0);
+	vfurt_bdev_channel_destroy(ch);
+	vfurt_bdev_destroy(b);
+}
+
+/* A callback that resubmits from inside poll. */
+struct chain {
+	struct vfurt_bdev_channel *ch;
+	int left;
+	int calls;
+};
+
+static void on_chain(void *arg, int status)
+{
+	struct chain *c = arg;
+	struct vfurt_bdev_io io = { .op = VFURT_BDEV_FLUSH, .cb = on_chain, .cb_arg = c };
+
+	assert_int_equal(status, 0);
+	c->calls++;
+	if (c->left-- > 0)
+		assert_int_equal(vfurt_bdev_submit(c->ch, &io), 0);
+}
+
+static void test_resubmit_from_callback(void **state)
+{
+	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 512, 8);
+	struct chain c = { .ch = vfurt_bdev_channel_create(b, 1), .left = 5 };
+	struct vfurt_bdev_io io = { .op = VFURT_BDEV_FLUSH, .cb = on_chain, .cb_arg = &c };
+
+	(void)state;
+	assert_int_equal(vfurt_bdev_submit(c.ch, &io), 0);
+	/* queue depth 1: each callback frees the slot it reuses */
+	while (vfurt_bdev_channel_poll(c.ch, 2) > 0)
+		;
+	assert_int_equal(c.calls, 6);
+	vfurt_bdev_channel_destroy(c.ch);
+	vfurt_bdev_destroy(b);
+}
+
+static void test_null_leaves_buffers(void **state)
+{
+	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 512, 8);
+	struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 0);
+	char buf[1024];
+	struct iovec iov = { buf, sizeof(buf) };
+
+	(void)state;
+	memset(buf, 0xa5, sizeof(buf));
+	assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, 0, 2, &iov, 1), 0);
+	assert_int_equal(run_io(ch, VFURT_BDEV_READ, 0, 2, &iov, 1), 0);
+	assert_int_equal((unsigned char)buf[0], 0xa5);
+	assert_int_equal((unsigned char)buf[1023], 0xa5);
+	vfurt_bdev_channel_destroy(ch);
+	vfurt_bdev_destroy(b);
+}
+
+static void test_ram_rw(void **state)
+{
+	const uint32_t bs = 512;
+	struct vfurt_bdev *b = vfurt_bdev_ram_create("r", bs, 64 * 1024);
+	struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 4);
+	unsigned char src[4 * 512], dst[4 * 512];
+	/* 4 blocks scattered over uneven pieces, one of them empty */
+	struct iovec wv[4] = { { src, 100 }, { src + 100, 0 }, { src + 100, 1000 }, { src + 1100, 948 } };
+	struct iovec rv[3] = { { dst, 1 }, { dst + 1, 2046 }, { dst + 2047, 1 } };
+	struct vfurt_bdev_stats st;
+	size_t i;
+
+	(void)state;
+	assert_non_null(ch);
+	assert_int_equal(vfurt_bdev_caps(b) & VFURT_BDEV_CAP_FLUSH, 0);
+	for (i = 0; i < sizeof(src); i++)
+		src[i] = (unsigned char)(i * 7 + 3);
+	assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, 10, 4, wv, 4), 0);
+	memset(dst, 0, sizeof(dst));
+	assert_int_equal(run_io(ch, VFURT_BDEV_READ, 10, 4, rv, 3), 0);
+	assert_memory_equal(src, dst, sizeof(src));
+	/* write zeroes on the middle two blocks */
+	assert_int_equal(run_io(ch, VFURT_BDEV_WRITE_ZEROES, 11, 2, NULL, 0), 0);
+	assert_int_equal(run_io(ch, VFURT_BDEV_READ, 10, 4, rv, 3), 0);
+	assert_memory_equal(dst, src, bs);
+	for (i = bs; i < 3 * bs; i++)
+		assert_int_equal(dst[i], 0);
+	assert_memory_equal(dst + 3 * bs, src + 3 * bs, bs);
+	/* deallocate a range spanning whole pages and partial ones */
+	memset(src, 0xee, sizeof(src));
+	for (i = 0; i < 32; i++) {
+		struct iovec v = { src, bs };
+
+		assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, i, 1, &v, 1), 0);
+	}
+	assert_int_equal(run_io(ch, VFURT_BDEV_DEALLOCATE, 3, 20, NULL, 0), 0);
+	for (i = 0; i < 32; i++) {
+		struct iovec v = { dst, bs };
+		size_t j;
+
+		assert_int_equal(run_io(ch, VFURT_BDEV_READ, i, 1, &v, 1), 0);
+		for (j = 0; j < bs; j++)
+			assert_int_equal(dst[j], (i >= 3 && i < 23) ? 0 : 0xee);
+	}
+	assert_int_equal(run_io(ch, VFURT_BDEV_FLUSH, 0, 0, NULL, 0), 0);
+	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	assert_int_equal(st.writes, 33);
+	assert_int_equal(st.bytes_written, 4 * bs + 32 * bs);
+	assert_int_equal(st.reads, 34);
+	assert_int_equal(st.bytes_read, 4 * bs + 4 * bs + 32 * bs);
+	assert_int_equal(st.write_zeroes, 1);
+	assert_int_equal(st.deallocates, 1);
+	assert_int_equal(st.flushes, 1);
+	assert_int_equal(st.errors, 0);
+	vfurt_bdev_channel_destroy(ch);
+	vfurt_bdev_destroy(b);
+}
+
+/* ---- a custom backend registered through the ops table ---- */
+
+struct custom {
+	int channels;
+	int destroyed;
+	int polls;
+	uint64_t fail_lba;       /* requests at this LBA complete with -EIO */
+	int refuse;              /* submit refuses with -EAGAIN while set */
+};
+
+struct custom_chan {
+	struct custom *c;
+	struct vfurt_bdev_req *pending[8];
+	int n;
+};
+
+struct custom_req {
+	uint64_t magic;
+};
+
+static int c_chan_create(void *ctx, uint32_t qd, void **chan_ctx)
+{
+	struct custom_chan *cc = calloc(1, sizeof(*cc));
+
+	assert_true(qd <= 8);
+	if (cc == NULL)
+		return -ENOMEM;
+	cc->c = ctx;
+	cc->c->channels++;
+	*chan_ctx = cc;
+	return 0;
+}
+
+static void c_chan_destroy(void *ctx, void *chan_ctx)
+{
+	struct custom_chan *cc = chan_ctx;
+	int i;
+
+	for (i = 0; i < cc->n; i++)
+		vfurt_bdev_req_complete(cc->pending[i], -ECANCELED);
+	cc->c->channels--;
+	free(cc);
+}
+
+static int c_submit(void *chan_ctx, struct vfurt_bdev_req *req, const struct vfurt_bdev_io *io)
+{
+	struct custom_chan *cc = chan_ctx;
+	struct custom_req *cr = vfurt_bdev_req_ctx(req);
+
+	if (cc->c->refuse)
+		return -EAGAIN;
+	assert_ptr_equal(vfurt_bdev_req_io(req), io);
+	assert_int_equal((uintptr_t)cr % 16, 0);
+	cr->magic = io->offset_blocks ^ 0x5a5a;
+	cc->pending[cc->n++] = req;
+	return 0;
+}
+
+static int c_poll(void *chan_ctx, int max)
+{
+	struct custom_chan *cc = chan_ctx;
+	int i, n = cc->n;
+
+	cc->c->polls++;
+	for (i = 0; i < n; i++) {
+		struct vfurt_bdev_req *req = cc->pending[i];
+		const struct vfurt_bdev_io *io = vfurt_bdev_req_io(req);
+		struct custom_req *cr = vfurt_bdev_req_ctx(req);
+
+		assert_int_equal(cr->magic, io->offset_blocks ^ 0x5a5a);
+		vfurt_bdev_req_complete(req, io->offset_blocks == cc->c->fail_lba ? -EIO : 0);
+	}
+	cc->n = 0;
+	return n;
+}
+
+static void c_destroy(void *ctx)
+{
+	((struct custom *)ctx)->destroyed++;
+}
+
+static void test_custom_backend(void **state)
+{
+	static const struct vfurt_bdev_ops ops = {
+		.ops_size = sizeof(ops),
+		.req_ctx_size = sizeof(struct custom_req),
+		.channel_create = c_chan_create,
+		.channel_destroy = c_chan_destroy,
+		.submit = c_submit,
+		.poll = c_poll,
+		.destroy = c_destroy,
+	};
+	struct vfurt_bdev_opts o = {
+		.opts_size = sizeof(o), .name = "custom", .block_size = 4096, .num_blocks = 1000,
+		.caps = VFURT_BDEV_CAP_FLUSH, .buf_align = 4096,
+	};
+	struct custom c = { .fail_lba = 7 };
+	struct vfurt_bdev *b = vfurt_bdev_create(&o, &ops, &c);
+	struct vfurt_bdev_channel *ch;
+	struct vfurt_bdev_stats st;
+	struct done d1 = { 0 }, d2 = { 0 }, d3 = { 0 };
+	void *buf = aligned_alloc(4096, 8192);
+	struct iovec iov = { buf, 4096 };
+	struct iovec mis = { (char *)buf + 512, 4096 };
+
+	(void)state;
+	assert_non_null(b);
+	assert_int_equal(vfurt_bdev_buf_align(b), 4096);
+	ch = vfurt_bdev_channel_create(b, 8);
+	assert_non_null(ch);
+	assert_int_equal(c.channels, 1);
+	/* capabilities not advertised are refused */
+	assert_int_equal(submit(ch, &d1, VFURT_BDEV_WRITE_ZEROES, 0, 1, NULL, 0), -EINVAL);
+	assert_int_equal(submit(ch, &d1, VFURT_BDEV_DEALLOCATE, 0, 1, NULL, 0), -EINVAL);
+	/* alignment */
+	assert_int_equal(submit(ch, &d1, VFURT_BDEV_READ, 0, 1, &mis, 1), -EINVAL);
+	/* backend refusal comes back to the submitter, slot reusable */
+	c.refuse = 1;
+	assert_int_equal(submit(ch, &d1, VFURT_BDEV_READ, 0, 1, &iov, 1), -EAGAIN);
+	assert_int_equal(vfurt_bdev_channel_inflight(ch), 0);
+	c.refuse = 0;
+	assert_int_equal(submit(ch, &d1, VFURT_BDEV_READ, 6, 1, &iov, 1), 0);
+	assert_int_equal(submit(ch, &d2, VFURT_BDEV_WRITE, 7, 1, &iov, 1), 0);
+	assert_int_equal(submit(ch, &d3, VFURT_BDEV_FLUSH, 0, 0, NULL, 0), 0);
+	assert_int_equal(vfurt_bdev_channel_poll(ch, 0), 3);
+	assert_int_equal(d1.status, 0);
+	assert_int_equal(d2.status, -EIO);
+	assert_int_equal(d3.status, 0);
+	/* destroy with I/O in flight: the backend cancels, callbacks run before return */
+	d1.calls = 0;
+	assert_int_equal(submit(ch, &d1, VFURT_BDEV_READ, 1, 1, &iov, 1), 0);
+	vfurt_bdev_channel_destroy(ch);
+	assert_int_equal(d1.calls, 1);
+	assert_int_equal(d1.status, -ECANCELED);
+	assert_int_equal(c.channels, 0);
+	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	assert_int_equal(st.reads, 1);
+	assert_int_equal(st.errors, 2);
+	assert_int_equal(st.flushes, 1);
+	assert_int_equal(st.invalid, 3);
+	/* a short stats struct gets only its prefix */
+	memset(&st, 0xff, sizeof(st));
+	vfurt_bdev_get_stats(b, &st, offsetof(struct vfurt_bdev_stats, writes));
+	assert_int_equal(st.reads, 1);
+	assert_int_equal(st.writes, UINT64_MAX);
+	vfurt_bdev_destroy(b);
+	assert_int_equal(c.destroyed, 1);
+	free(buf);
+}
+
+static void test_channel_destroy_pending_null(void **state)
+{
+	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 512, 8);
+	struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 4);
+	struct done d = { 0 };
+
+	(void)state;
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_WRITE_ZEROES, 0, 1, NULL, 0), 0);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_WRITE_ZEROES, 1, 1, NULL, 0), 0);
+	/* finished but not yet reaped: reported with their real status */
+	vfurt_bdev_channel_destroy(ch);
+	assert_int_equal(d.calls, 2);
+	assert_int_equal(d.status, 0);
+	vfurt_bdev_destroy(b);
+}
+
+static void test_parse_size(void **state)
+{
+	uint64_t v = 1;
+
+	(void)state;
+	assert_int_equal(vfurt_parse_size("512", &v), 0);
+	assert_int_equal(v, 512);
+	assert_int_equal(vfurt_parse_size("0", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(vfurt_parse_size("4k", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(vfurt_parse_size("64M", &v), 0);
+	assert_int_equal(v, 64ull << 20);
+	assert_int_equal(vfurt_parse_size("1G", &v), 0);
+	assert_int_equal(v, 1ull << 30);
+	assert_int_equal(vfurt_parse_size("2T", &v), 0);
+	assert_int_equal(v, 2ull << 40);
+	assert_int_equal(vfurt_parse_size("18446744073709551615", &v), 0);
+	assert_int_equal(v, UINT64_MAX);
+	assert_int_equal(vfurt_parse_size("16777215T", &v), 0);
+	assert_int_equal(vfurt_parse_size("16777216T", &v), -ERANGE);
+	assert_int_equal(vfurt_parse_size("18446744073709551616", &v), -ERANGE);
+	assert_int_equal(vfurt_parse_size("", &v), -EINVAL);
+	assert_int_equal(vfurt_parse_size("k", &v), -EINVAL);
+	assert_int_equal(vfurt_parse_size("-1", &v), -EINVAL);
+	assert_int_equal(vfurt_parse_size(" 1", &v), -EINVAL);
+	assert_int_equal(vfurt_parse_size("1 ", &v), -EINVAL);
+	assert_int_equal(vfurt_parse_size("1KB", &v), -EINVAL);
+	assert_int_equal(vfurt_parse_size("1P", &v), -EINVAL);
+	assert_int_equal(vfurt_parse_size("0x10", &v), -EINVAL);
+	assert_int_equal(vfurt_parse_size(NULL, &v), -EINVAL);
+}
+
+static void test_from_spec(void **state)
+{
+	struct vfurt_bdev *b = NULL;
+	char err[128];
+
+	(void)state;
+	assert_int_equal(vfurt_bdev_from_spec("null", 1 << 20, 0, &b, err, sizeof(err)), 0);
+	assert_int_equal(vfurt_bdev_block_size(b), 512);
+	assert_int_equal(vfurt_bdev_num_blocks(b), 2048);
+	vfurt_bdev_destroy(b);
+	assert_int_equal(vfurt_bdev_from_spec("ram", 1 << 20, 4096, &b, err, sizeof(err)), 0);
+	assert_int_equal(vfurt_bdev_num_blocks(b), 256);
+	vfurt_bdev_destroy(b);
+	assert_int_equal(vfurt_bdev_from_spec("ram", 0, 4096, &b, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "size"));
+	assert_int_equal(vfurt_bdev_from_spec("disk", 4096, 0, &b, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "unknown"));
+	assert_int_equal(vfurt_bdev_from_spec("null", 4096, 2048, &b, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfurt_bdev_from_spec("file:", 4096, 0, &b, NULL, 0), -EINVAL);
+	assert_int_equal(vfurt_bdev_from_spec("file:/nonexistent/dir/x", 0, 0, &b, err, sizeof(err)),
+			 -ENOENT);
+	assert_non_null(strstr(err, "/nonexistent/dir/x"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_validation),
+		cmocka_unit_test(test_create_errors),
+		cmocka_unit_test(test_queue_depth),
+		cmocka_unit_test(test_resubmit_from_callback),
+		cmocka_unit_test(test_null_leaves_buffers),
+		cmocka_unit_test(test_ram_rw),
+		cmocka_unit_test(test_custom_backend),
+		cmocka_unit_test(test_channel_destroy_pending_null),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_from_spec),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
