@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vfurt/bdev.h>
 #include <vfurt/gpio.h>
+#include <vfurt/nvme.h>
 
 #include "devspec.h"
 
@@ -115,6 +117,83 @@ static struct vfurt_dev *create_gpio(struct devspec *spec, const struct vfurt_lo
 	return dev;
 }
 
+/* nvme: backend=null|ram|file:PATH, size (per namespace, default 1G),
+ * namespaces, queues, queue_entries, lba (512|4096), serial, model. With
+ * namespaces > 1 and a file backend, namespace k > 1 uses PATH.nsK. */
+static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_log *log,
+				     char *err, size_t errlen)
+{
+	struct vfurt_nvme_opts o = { .opts_size = sizeof(o), .log = *log, .own_bdevs = true };
+	struct vfurt_bdev *ns[VFURT_NVME_MAX_NS] = { 0 };
+	const char *backend = devspec_get(spec, "backend");
+	const char *v;
+	uint64_t size = 1ull << 30;
+	uint32_t nr_ns = 1;
+	uint32_t lba = 512;
+	struct vfurt_dev *dev = NULL;
+	char why[200];
+
+	o.name = devspec_get(spec, "name");
+	if (!o.name)
+		o.name = "nvme";
+	o.serial = devspec_get(spec, "serial");
+	o.model = devspec_get(spec, "model");
+	if (!backend)
+		backend = "ram";
+	v = devspec_get(spec, "size");
+	if (v && (vfurt_parse_size(v, &size) || size == 0)) {
+		snprintf(err, errlen, "size='%s': expected a size like 512M or 1G", v);
+		return NULL;
+	}
+	v = devspec_get(spec, "namespaces");
+	if (v && parse_u32(v, 1, VFURT_NVME_MAX_NS, &nr_ns)) {
+		snprintf(err, errlen, "namespaces='%s': expected 1..%u", v, VFURT_NVME_MAX_NS);
+		return NULL;
+	}
+	v = devspec_get(spec, "queues");
+	if (v && parse_u32(v, 1, VFURT_NVME_MAX_IO_QUEUES, &o.max_io_queues)) {
+		snprintf(err, errlen, "queues='%s': expected 1..%u", v, VFURT_NVME_MAX_IO_QUEUES);
+		return NULL;
+	}
+	v = devspec_get(spec, "queue_entries");
+	if (v && parse_u32(v, 2, 4096, &o.max_queue_entries)) {
+		snprintf(err, errlen, "queue_entries='%s': expected 2..4096", v);
+		return NULL;
+	}
+	v = devspec_get(spec, "lba");
+	if (v && (parse_u32(v, 512, 4096, &lba) || (lba != 512 && lba != 4096))) {
+		snprintf(err, errlen, "lba='%s': expected 512 or 4096", v);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < nr_ns; i++) {
+		char nsspec[DEVSPEC_VAL_LEN + 16];
+		int rc;
+
+		if (i > 0 && !strncmp(backend, "file:", 5))
+			snprintf(nsspec, sizeof(nsspec), "%s.ns%u", backend, i + 1);
+		else
+			snprintf(nsspec, sizeof(nsspec), "%s", backend);
+		rc = vfurt_bdev_from_spec(nsspec, size, lba, &ns[i], why, sizeof(why));
+		if (rc) {
+			snprintf(err, errlen, "backend='%s': %s", nsspec, why);
+			goto err_bdevs;
+		}
+	}
+	o.ns = ns;
+	o.nr_ns = nr_ns;
+	dev = vfurt_nvme_create(&o);
+	if (!dev) {
+		snprintf(err, errlen, "cannot create nvme controller: %s", strerror(errno));
+		goto err_bdevs;
+	}
+	return dev;
+
+err_bdevs:
+	for (uint32_t i = 0; i < nr_ns; i++)
+		vfurt_bdev_destroy(ns[i]);
+	return NULL;
+}
+
 struct devtype {
 	const char *name;
 	struct vfurt_dev *(*create)(struct devspec *spec, const struct vfurt_log *log,
@@ -123,11 +202,12 @@ struct devtype {
 
 static const struct devtype devtypes[] = {
 	{ "gpio", create_gpio },
+	{ "nvme", create_nvme },
 };
 
 const char *devspec_types(void)
 {
-	return "gpio";
+	return "gpio, nvme";
 }
 
 struct vfurt_dev *devspec_create(struct devspec *spec, const struct vfurt_log *log,

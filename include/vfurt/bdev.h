@@ -161,8 +161,11 @@ VFURT_EXPORT void vfurt_bdev_get_stats(const struct vfurt_bdev *bdev,
 
 /*
  * Create an I/O channel with room for queue_depth requests in flight
- * (0 = 128, at most 65536). The channel may be handed to another thread
- * before its first use; from then on one thread at a time uses it.
+ * (0 = 128, at most 65536). One thread at a time uses a channel; it may
+ * move to another thread (before or after its first use) when the handoff
+ * is synchronised, e.g. an NVMe queue's poller removed on one worker and
+ * the channel then drained or destroyed on the device's home thread. No
+ * backend binds a channel to the thread that created it.
  * Returns NULL with errno EINVAL, ENOMEM, or the backend's error (e.g. the
  * file backend's io_uring setup: ENOMEM, EPERM, ENOSYS).
  */

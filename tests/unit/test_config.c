@@ -232,7 +232,7 @@ static void load_device_errors(void **state)
 		       "\"0900\"}]}", -EINVAL,
 		    ": devices[0].socket_mode: '0900' is not an octal mode like \"0600\"");
 	expect_load(f, "{\"devices\": [{\"socket\": \"a\"}]}", -EINVAL,
-		    ": devices[0]: missing \"type\" (known types: gpio)");
+		    ": devices[0]: missing \"type\" (known types: gpio, nvme)");
 	expect_load(f, "{\"devices\": [{\"type\": \"gpio\"}]}", -EINVAL,
 		    ": devices[0]: missing \"socket\"");
 	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"\"}]}", -EINVAL,

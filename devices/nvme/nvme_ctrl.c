@@ -1,0 +1,409 @@
+/* NVMe controller object: creation (BARs, PCI, MSI-X), device ops, controller poller, I/O pause and resume. */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vfurt/runtime.h>
+
+#include "nvme_internal.h"
+
+/* PCI identity: the vfio-user NVMe ids libvfio-user's and SPDK's servers
+ * use; Linux's nvme driver applies no quirks to them. */
+#define NVME_PCI_VENDOR 0x4e58u
+#define NVME_PCI_DEVICE 0x0001u
+#define NVME_PCI_CLASS 0x010802u /* mass storage, NVM, NVMe I/O controller */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void nvme_set_fatal(struct nvme_ctrl *c, const char *why)
+{
+	if (!atomic_exchange(&c->fatal, true))
+		vfurt_logf(&c->log, VFURT_LOG_ERR, "%s: controller fatal status: %s", c->name, why);
+}
+
+void nvme_raise_event(struct nvme_ctrl *c, uint32_t ev)
+{
+	atomic_fetch_or(&c->events, ev);
+}
+
+int nvme_cq_poll(struct vfurt_dev *dev, void *arg)
+{
+	(void)dev;
+	return nvme_io_pass(arg, true) ? 1 : 0;
+}
+
+void nvme_io_pause(struct nvme_ctrl *c, bool drain)
+{
+	uint64_t deadline;
+	bool any = false;
+
+	for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
+		if (!c->cq[q])
+			continue;
+		any = true;
+		/* returns once the poller cannot run: the CQ is ours now */
+		vfurt_dev_queue_remove(c->dev, &c->cq[q]->q);
+	}
+	if (!any)
+		return;
+	c->io_paused = true;
+	if (!drain)
+		return; /* the caller frees the queues, which cancels their I/O */
+	deadline = now_ns() + NVME_DRAIN_TIMEOUT_NS;
+	for (;;) {
+		bool busy = false;
+
+		for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
+			if (c->cq[q] && nvme_io_inflight(c->cq[q])) {
+				nvme_io_pass(c->cq[q], false);
+				busy = true;
+			}
+		}
+		if (!busy)
+			return;
+		if (now_ns() > deadline) {
+			nvme_set_fatal(c, "I/O did not drain");
+			return;
+		}
+		sched_yield();
+	}
+}
+
+int nvme_io_resume(struct nvme_ctrl *c)
+{
+	if (!c->io_paused)
+		return 0;
+	for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
+		struct nvme_cq *cq = c->cq[q];
+
+		if (!cq || cq->q)
+			continue;
+		/* the hint keeps queue q on the same worker across pauses */
+		cq->q = vfurt_dev_queue_add(c->dev, nvme_cq_poll, cq, (int)q);
+		if (!cq->q) {
+			nvme_set_fatal(c, "cannot poll an I/O queue");
+			return -ENOMEM;
+		}
+	}
+	c->io_paused = false;
+	return 0;
+}
+
+/* The controller poller, on the device's home thread: resumes I/O after a
+ * quiesce (the command that needed it has finished by now) and serves the
+ * admin queue. */
+static int ctrl_poll(struct vfurt_dev *dev, void *arg)
+{
+	struct nvme_ctrl *c = arg;
+
+	(void)dev;
+	if (!(c->csts & CSTS_RDY) || (c->csts & CSTS_CFS) || atomic_load(&c->fatal))
+		return 0;
+	if (c->io_paused && !(c->csts & CSTS_SHST_MASK))
+		(void)nvme_io_resume(c);
+	return nvme_admin_poll(c) ? 1 : 0;
+}
+
+static int nvme_reset_op(struct vfurt_dev *dev, void *arg, enum vfurt_reset_reason why)
+{
+	struct nvme_ctrl *c = arg;
+
+	(void)dev;
+	vfurt_logf(&c->log, VFURT_LOG_INFO, "%s: device reset (%d)", c->name, (int)why);
+	nvme_ctrl_reset(c, true);
+	return 0;
+}
+
+/* DMA map/unmap and reset: finish the I/O in flight (its completions are
+ * posted while the memory is still there) and keep the queues parked until
+ * the controller poller's next pass, which runs after the command. */
+static int nvme_quiesce_op(struct vfurt_dev *dev, void *arg)
+{
+	struct nvme_ctrl *c = arg;
+
+	(void)dev;
+	if (!c->io_paused)
+		nvme_io_pause(c, true);
+	return 0;
+}
+
+static void nvme_dma_unmap_op(struct vfurt_dev *dev, void *arg, const struct vfurt_dma_region *r)
+{
+	struct nvme_ctrl *c = arg;
+
+	(void)dev;
+	(void)r;
+	/* a client disconnect unmaps without quiescing first */
+	if (!c->io_paused)
+		nvme_io_pause(c, true);
+}
+
+static void nvme_attach_op(struct vfurt_dev *dev, void *arg)
+{
+	struct nvme_ctrl *c = arg;
+	struct vfurt_worker *w = vfurt_worker_self();
+
+	/* the admin queue must run where the control plane runs: it creates
+	 * and deletes queues */
+	c->home_hint = w ? (int)vfurt_worker_id(w) : -1;
+	c->ctrl_q = vfurt_dev_queue_add(dev, ctrl_poll, c, c->home_hint);
+	if (!c->ctrl_q)
+		vfurt_logf(&c->log, VFURT_LOG_ERR, "%s: cannot poll the admin queue", c->name);
+}
+
+static void nvme_detach_op(struct vfurt_dev *dev, void *arg)
+{
+	struct nvme_ctrl *c = arg;
+
+	nvme_ctrl_reset(c, true);
+	vfurt_dev_queue_remove(dev, &c->ctrl_q);
+}
+
+static void nvme_destroy_op(struct vfurt_dev *dev, void *arg)
+{
+	struct nvme_ctrl *c = arg;
+
+	nvme_ctrl_reset(c, true);
+	vfurt_dev_queue_remove(dev, &c->ctrl_q);
+	if (c->own_bdevs)
+		for (uint32_t i = 0; i < c->nr_ns; i++)
+			vfurt_bdev_destroy(c->ns[i].bdev);
+	if (c->db)
+		munmap(c->db, NVME_DB_SIZE);
+	if (c->db_fd >= 0)
+		close(c->db_fd);
+	free(c);
+}
+
+static const struct vfurt_dev_ops nvme_ops = {
+	.ops_size = sizeof(struct vfurt_dev_ops),
+	.reset = nvme_reset_op,
+	.quiesce = nvme_quiesce_op,
+	.dma_unmap = nvme_dma_unmap_op,
+	.attach = nvme_attach_op,
+	.detach = nvme_detach_op,
+	.destroy = nvme_destroy_op,
+};
+
+/* BAR4 outside the MSI-X table and PBA: reads as zero. */
+static ssize_t bar4_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+			   uint64_t offset, bool is_write)
+{
+	(void)dev;
+	(void)arg;
+	(void)offset;
+	if (!is_write)
+		memset(buf, 0, count);
+	return (ssize_t)count;
+}
+
+/* Deterministic 64-bit hash (FNV-1a) for identifiers derived from the serial. */
+static uint64_t fnv1a(const char *s, uint32_t salt)
+{
+	uint64_t h = 0xcbf29ce484222325ull ^ salt;
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	return h;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+	size_t n = strnlen(src, cap - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
+{
+	bool all_dealloc = true, all_wz = true;
+
+	for (uint32_t i = 0; i < o->nr_ns; i++) {
+		struct nvme_ns *ns = &c->ns[i];
+		uint32_t bs;
+		uint64_t h1, h2;
+
+		if (!o->ns[i])
+			return -EINVAL;
+		bs = vfurt_bdev_block_size(o->ns[i]);
+		if (bs != 512 && bs != 4096)
+			return -EINVAL;
+		ns->bdev = o->ns[i];
+		ns->lba_shift = bs == 512 ? 9 : 12;
+		ns->nsze = vfurt_bdev_num_blocks(o->ns[i]);
+		ns->caps = vfurt_bdev_caps(o->ns[i]);
+		h1 = fnv1a(c->serial, 2 * i + 1);
+		h2 = fnv1a(c->serial, 2 * i + 2);
+		memcpy(ns->nguid, &h1, 8);
+		memcpy(ns->nguid + 8, &h2, 8);
+		h1 = fnv1a(c->name, 2 * i + 101);
+		h2 = fnv1a(c->name, 2 * i + 102) ^ h1;
+		memcpy(ns->uuid, &h1, 8);
+		memcpy(ns->uuid + 8, &h2, 8);
+		ns->uuid[6] = (uint8_t)((ns->uuid[6] & 0x0f) | 0x80); /* version 8: custom */
+		ns->uuid[8] = (uint8_t)((ns->uuid[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+		if (!(ns->caps & VFURT_BDEV_CAP_DEALLOCATE))
+			all_dealloc = false;
+		if (!(ns->caps & VFURT_BDEV_CAP_WRITE_ZEROES))
+			all_wz = false;
+		if (ns->caps & VFURT_BDEV_CAP_FLUSH)
+			c->vwc = true;
+	}
+	c->oncs = (uint16_t)((all_dealloc ? 1u << 2 : 0u) | (all_wz ? 1u << 3 : 0u));
+	return 0;
+}
+
+static int setup_bars(struct nvme_ctrl *c)
+{
+	static const struct vfurt_sparse_area db_area = { .offset = NVME_DB_OFF,
+							  .size = NVME_DB_SIZE };
+	struct vfurt_region_desc r = { 0 };
+	void *p;
+	int rc;
+
+	c->db_fd = memfd_create("vfurt-nvme-bar0", MFD_CLOEXEC);
+	if (c->db_fd < 0)
+		return -errno;
+	/* the region maps the fd from offset 0; only the doorbell page is
+	 * exported, so the file holds the whole BAR and we map its second page */
+	if (ftruncate(c->db_fd, NVME_BAR0_SIZE))
+		return -errno;
+	p = mmap(NULL, NVME_DB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, c->db_fd, NVME_DB_OFF);
+	if (p == MAP_FAILED)
+		return -errno;
+	c->db = p;
+
+	r.desc_size = sizeof(r);
+	r.size = NVME_BAR0_SIZE;
+	r.flags = VFURT_REGION_RW | VFURT_REGION_MEM64;
+	r.access = nvme_bar0_access;
+	r.arg = c;
+	r.fd = c->db_fd;
+	r.fd_offset = 0;
+	r.sparse = &db_area;
+	r.nr_sparse = 1;
+	rc = vfurt_dev_setup_region(c->dev, VFURT_REGION_BAR0, &r);
+	if (rc)
+		return rc;
+	memset(&r, 0, sizeof(r));
+	r.desc_size = sizeof(r);
+	r.size = NVME_BAR4_SIZE;
+	r.flags = VFURT_REGION_RW;
+	r.access = bar4_access;
+	r.arg = c;
+	r.fd = -1;
+	return vfurt_dev_setup_region(c->dev, VFURT_REGION_BAR4, &r);
+}
+
+static int setup_pci(struct nvme_ctrl *c)
+{
+	struct vfurt_pci_opts po = { 0 };
+	int rc;
+
+	po.opts_size = sizeof(po);
+	po.vendor_id = NVME_PCI_VENDOR;
+	po.device_id = NVME_PCI_DEVICE;
+	po.subsys_vendor_id = NVME_PCI_VENDOR;
+	po.subsys_id = 0;
+	po.class_code = NVME_PCI_CLASS;
+	po.intx_pin = 1;
+	po.cfg_size = VFURT_PCI_CFG_SIZE_EXP;
+	c->pci = vfurt_pci_create(c->dev, &po);
+	if (!c->pci)
+		return -errno;
+	rc = vfurt_pci_add_pm(c->pci);
+	if (rc < 0)
+		return rc;
+	rc = vfurt_pci_add_msix(c->pci, c->max_ioq + 1, VFURT_REGION_BAR4, 0, VFURT_REGION_BAR4,
+				NVME_MSIX_PBA_OFF);
+	if (rc < 0)
+		return rc;
+	rc = vfurt_pci_add_pcie(c->pci);
+	return rc < 0 ? rc : 0;
+}
+
+struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts)
+{
+	struct vfurt_nvme_opts o = { 0 };
+	struct vfurt_dev_opts dopts = { 0 };
+	struct nvme_ctrl *c;
+	int err;
+
+	if (!opts || opts->opts_size == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	if (!o.max_io_queues)
+		o.max_io_queues = 4;
+	if (!o.max_queue_entries)
+		o.max_queue_entries = 1024;
+	if (!o.ns || o.nr_ns == 0 || o.nr_ns > VFURT_NVME_MAX_NS ||
+	    o.max_io_queues > VFURT_NVME_MAX_IO_QUEUES || o.max_queue_entries < 2 ||
+	    o.max_queue_entries > 4096) {
+		errno = EINVAL;
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	c->db_fd = -1;
+	c->log = o.log;
+	copy_str(c->name, sizeof(c->name), o.name ? o.name : "nvme");
+	copy_str(c->serial, sizeof(c->serial), o.serial ? o.serial : c->name);
+	copy_str(c->model, sizeof(c->model), o.model ? o.model : "vfu-rt NVMe");
+	c->max_ioq = o.max_io_queues;
+	c->mqes = o.max_queue_entries - 1;
+	c->nr_ns = o.nr_ns;
+	c->own_bdevs = o.own_bdevs;
+	c->home_hint = -1;
+	err = init_ns(c, &o);
+	if (err)
+		goto err_free;
+
+	dopts.opts_size = sizeof(dopts);
+	dopts.name = c->name;
+	dopts.ops = &nvme_ops;
+	dopts.arg = c;
+	dopts.log = o.log;
+	dopts.reset_supported = true;
+	c->dev = vfurt_dev_create(&dopts);
+	if (!c->dev) {
+		err = -errno;
+		goto err_free;
+	}
+	/* from here on vfurt_dev_destroy frees c through ops->destroy */
+	err = setup_bars(c);
+	if (err)
+		goto err_destroy_dev;
+	nvme_ctrl_reset(c, true);
+	err = setup_pci(c);
+	if (err)
+		goto err_destroy_dev;
+	return c->dev;
+
+err_destroy_dev:
+	c->own_bdevs = false; /* on failure the caller keeps its bdevs */
+	vfurt_dev_destroy(c->dev);
+	errno = -err;
+	return NULL;
+
+err_free:
+	free(c);
+	errno = -err;
+	return NULL;
+}

@@ -1,0 +1,401 @@
+/* NVMe controller model internals: wire structs, register bits, controller and queue state. */
+#ifndef VFURT_NVME_INTERNAL_H
+#define VFURT_NVME_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vfurt/bdev.h>
+#include <vfurt/device.h>
+#include <vfurt/nvme.h>
+#include <vfurt/pci.h>
+
+/*
+ * Threads. Everything below is owned by the device's home thread (register
+ * accesses, ops, the controller poller that serves the admin queue), except
+ * a completion queue's I/O state (struct nvme_cq with its SQs, requests and
+ * bdev channels), which belongs to that CQ's queue poller while it is
+ * registered. The home thread changes a CQ only after removing its poller
+ * (vfurt_dev_queue_remove returns once the poller cannot run) and adds it
+ * back afterwards: structural changes are rare, the hot path takes no lock.
+ * Pollers report to the home thread only through atomics (async events,
+ * fatal status).
+ */
+
+/* ---- wire structs ---------------------------------------------------- */
+
+struct nvme_sqe {
+	uint8_t opc;
+	uint8_t flags; /* FUSE 1:0, PSDT 7:6 */
+	uint16_t cid;
+	uint32_t nsid;
+	uint32_t cdw2;
+	uint32_t cdw3;
+	uint64_t mptr;
+	uint64_t dptr[2]; /* PRP1/PRP2, or one SGL descriptor */
+	uint32_t cdw10;
+	uint32_t cdw11;
+	uint32_t cdw12;
+	uint32_t cdw13;
+	uint32_t cdw14;
+	uint32_t cdw15;
+};
+_Static_assert(sizeof(struct nvme_sqe) == 64, "SQE is 64 bytes");
+_Static_assert(offsetof(struct nvme_sqe, dptr) == 24, "DPTR at 24");
+_Static_assert(offsetof(struct nvme_sqe, cdw10) == 40, "CDW10 at 40");
+
+struct nvme_cqe {
+	uint32_t dw0;
+	uint32_t dw1;
+	uint16_t sqhd;
+	uint16_t sqid;
+	uint16_t cid;
+	uint16_t status; /* P bit 0, SC 8:1, SCT 11:9, M 14, DNR 15 */
+};
+_Static_assert(sizeof(struct nvme_cqe) == 16, "CQE is 16 bytes");
+
+/* SGL descriptor (16 bytes): type in the top nibble of byte 15. */
+struct nvme_sgl_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint8_t rsvd[3];
+	uint8_t type;
+};
+_Static_assert(sizeof(struct nvme_sgl_desc) == 16, "SGL descriptor is 16 bytes");
+
+#define SGL_TYPE_DATA_BLOCK 0x0u
+#define SGL_TYPE_BIT_BUCKET 0x1u
+#define SGL_TYPE_SEGMENT 0x2u
+#define SGL_TYPE_LAST_SEGMENT 0x3u
+
+/* Dataset Management range. */
+struct nvme_dsm_range {
+	uint32_t cattr;
+	uint32_t nlb;
+	uint64_t slba;
+};
+_Static_assert(sizeof(struct nvme_dsm_range) == 16, "DSM range is 16 bytes");
+
+/* ---- registers ------------------------------------------------------- */
+
+enum {
+	REG_CAP = 0x00,
+	REG_VS = 0x08,
+	REG_INTMS = 0x0c,
+	REG_INTMC = 0x10,
+	REG_CC = 0x14,
+	REG_CSTS = 0x1c,
+	REG_NSSR = 0x20,
+	REG_AQA = 0x24,
+	REG_ASQ = 0x28,
+	REG_ACQ = 0x30,
+	REG_END = 0x38, /* CMBLOC and beyond read as zero */
+};
+
+#define NVME_BAR0_SIZE 0x2000u
+#define NVME_DB_OFF 0x1000u
+#define NVME_DB_SIZE 0x1000u
+#define NVME_BAR4_SIZE 0x1000u
+#define NVME_MSIX_PBA_OFF 0x800u
+
+#define NVME_VS_1_4 0x00010400u
+#define NVME_CAP_TO 20u /* 10 s in 500 ms units */
+
+#define CC_EN (1u << 0)
+#define CC_CSS(cc) (((cc) >> 4) & 0x7u)
+#define CC_MPS(cc) (((cc) >> 7) & 0xfu)
+#define CC_AMS(cc) (((cc) >> 11) & 0x7u)
+#define CC_SHN(cc) (((cc) >> 14) & 0x3u)
+#define CC_IOSQES(cc) (((cc) >> 16) & 0xfu)
+#define CC_IOCQES(cc) (((cc) >> 20) & 0xfu)
+#define CC_WRITABLE 0x00fffff1u
+
+#define CSTS_RDY (1u << 0)
+#define CSTS_CFS (1u << 1)
+#define CSTS_SHST_MASK (3u << 2)
+#define CSTS_SHST_DONE (2u << 2)
+
+/* ---- status codes (SCT << 8 | SC) ------------------------------------ */
+
+#define SCT_GENERIC 0x000u
+#define SCT_CMD 0x100u
+#define SCT_MEDIA 0x200u
+
+enum {
+	SC_SUCCESS = 0x00,
+	SC_INVALID_OPCODE = 0x01,
+	SC_INVALID_FIELD = 0x02,
+	SC_DATA_XFER_ERROR = 0x04,
+	SC_INTERNAL = 0x06,
+	SC_ABORT_REQ = 0x07,
+	SC_ABORT_SQ_DEL = 0x08,
+	SC_INVALID_NS = 0x0b,
+	SC_CMD_SEQ_ERROR = 0x0c,
+	SC_SGL_SEG_INVALID = 0x0d,
+	SC_SGL_NUM_INVALID = 0x0e,
+	SC_SGL_DATA_LEN_INVALID = 0x0f,
+	SC_SGL_TYPE_INVALID = 0x11,
+	SC_PRP_OFFSET_INVALID = 0x13,
+	SC_LBA_RANGE = 0x80,
+	SC_NS_NOT_READY = 0x82,
+	/* command specific (SCT 1) */
+	SC_CQ_INVALID = SCT_CMD | 0x00,
+	SC_QID_INVALID = SCT_CMD | 0x01,
+	SC_QSIZE_INVALID = SCT_CMD | 0x02,
+	SC_AER_LIMIT = SCT_CMD | 0x05,
+	SC_IV_INVALID = SCT_CMD | 0x08,
+	SC_LOG_INVALID = SCT_CMD | 0x09,
+	SC_QDEL_INVALID = SCT_CMD | 0x0c,
+	SC_FEAT_NOT_SAVEABLE = SCT_CMD | 0x0d,
+	/* media errors (SCT 2) */
+	SC_WRITE_FAULT = SCT_MEDIA | 0x80,
+	SC_READ_ERROR = SCT_MEDIA | 0x81,
+};
+
+/* ---- limits ---------------------------------------------------------- */
+
+#define NVME_PAGE 4096u
+#define NVME_MDTS 5u /* 2^5 pages = 128 KiB per command */
+#define NVME_MAX_XFER (NVME_PAGE << NVME_MDTS)
+#define NVME_MAX_IOV 64  /* iovecs per request (PRP: 33 needed) */
+#define NVME_MAX_SGL_DESC 256u
+#define NVME_AERL 3u     /* 0-based: 4 outstanding AERs */
+#define NVME_ELPE 3u     /* 0-based: 4 error log entries */
+#define NVME_MAX_QID VFURT_NVME_MAX_IO_QUEUES
+#define NVME_MAX_SQ_PER_CQ 4u
+#define NVME_DRAIN_TIMEOUT_NS (30ull * 1000000000ull)
+
+/* Pending asynchronous events (bits of nvme_ctrl.events). */
+#define EV_INVALID_DB_VALUE (1u << 0) /* error type, info 01h, log 01h */
+#define EV_INVALID_DB_REG (1u << 1)   /* error type, info 00h, log 01h */
+#define EV_NS_CHANGED (1u << 2)       /* notice type, info 00h, log 04h */
+
+/* ---- queues ---------------------------------------------------------- */
+
+struct nvme_ctrl;
+struct nvme_cq;
+struct nvme_sq;
+
+/* One command in flight on an I/O SQ. */
+struct nvme_req {
+	struct nvme_sq *sq;
+	struct nvme_req *next;   /* free list / retry list */
+	struct nvme_sqe cmd;     /* kept for retries after -EAGAIN */
+	uint16_t status;         /* SCT << 8 | SC, first error wins */
+	uint32_t dw0;
+	uint32_t pending;        /* bdev sub-requests not yet called back */
+	uint32_t next_sub;       /* next sub-request to submit */
+	uint32_t nr_sub;         /* sub-requests in total */
+	int niov;
+	struct iovec iov[NVME_MAX_IOV];
+};
+
+struct nvme_sq {
+	struct nvme_ctrl *ctrl;
+	struct nvme_cq *cq;
+	uint16_t qid;
+	uint32_t size;       /* entries */
+	uint64_t iova;
+	uint32_t head;       /* next entry to fetch */
+	uint32_t inflight;   /* fetched, not yet posted */
+	bool bad_db;         /* an invalid tail was reported: stop */
+	struct nvme_req *reqs;  /* size entries (I/O SQs only) */
+	struct nvme_req *free;
+};
+
+struct nvme_cq {
+	struct nvme_ctrl *ctrl;
+	uint16_t qid;
+	uint32_t size;
+	uint64_t iova;
+	uint16_t vector;
+	bool ien;
+	bool phase;
+	bool bad_db;
+	uint32_t tail;       /* next entry to post */
+	uint32_t head;       /* last head the host reported */
+	uint32_t outstanding; /* completions owed: reserves CQ space */
+	struct nvme_cqe *base;  /* valid during a pass only (guest memory) */
+	bool irq_pending;
+	bool dead;           /* being torn down: completions are not posted */
+	struct vfurt_queue *q;  /* I/O CQs: the poller, NULL while paused */
+	struct nvme_sq *sqs[NVME_MAX_SQ_PER_CQ];
+	uint32_t nr_sqs;
+	struct vfurt_bdev_channel *ch[VFURT_NVME_MAX_NS];
+	struct nvme_req *retry_head; /* submits refused with -EAGAIN */
+	struct nvme_req *retry_tail;
+};
+
+/* ---- the controller -------------------------------------------------- */
+
+struct nvme_ns {
+	struct vfurt_bdev *bdev;
+	uint32_t lba_shift;
+	uint64_t nsze;
+	uint32_t caps;
+	uint8_t nguid[16];
+	uint8_t uuid[16];
+};
+
+struct nvme_err_entry {
+	uint64_t count;
+	uint16_t sqid;
+	uint16_t cid;
+	uint16_t status;
+	uint16_t loc;
+	uint64_t lba;
+	uint32_t nsid;
+};
+
+struct nvme_ctrl {
+	struct vfurt_dev *dev;
+	struct vfurt_pci *pci;
+	struct vfurt_log log;
+	char name[64];
+	char serial[21];
+	char model[41];
+	uint32_t max_ioq;
+	uint32_t mqes;        /* 0-based */
+	uint32_t nr_ns;
+	bool own_bdevs;
+	struct nvme_ns ns[VFURT_NVME_MAX_NS];
+	uint16_t oncs;
+	bool vwc;
+
+	/* BAR0 */
+	int db_fd;
+	uint32_t *db;         /* the doorbell page, shared with the client */
+	uint32_t cc;
+	uint32_t csts;
+	uint32_t aqa;
+	uint64_t asq;
+	uint64_t acq;
+	uint32_t intms;
+	atomic_bool fatal;    /* set by pollers: CSTS.CFS */
+
+	/* queues: index = qid; 0 is the admin queue */
+	struct nvme_sq *sq[NVME_MAX_QID + 1];
+	struct nvme_cq *cq[NVME_MAX_QID + 1];
+	struct vfurt_queue *ctrl_q; /* controller poller (admin queue) */
+	int home_hint;
+	bool io_paused;
+
+	/* features */
+	bool nq_set;
+	uint32_t nsqa;        /* granted I/O SQs (1-based) */
+	uint32_t ncqa;
+	uint32_t arb;
+	uint32_t power;
+	uint32_t temp_over;
+	uint32_t temp_under;
+	uint32_t vwc_enabled;
+	uint32_t int_coal;
+	uint32_t aec;
+	uint32_t kato;
+	uint8_t ivc_cd[NVME_MAX_QID + 1]; /* coalescing disable per vector */
+
+	/* asynchronous events */
+	uint16_t aer_cid[NVME_AERL + 1];
+	uint32_t nr_aer;
+	atomic_uint events;   /* EV_*: raised by any thread */
+	uint32_t ev_masked;   /* delivered, waiting for their log page */
+	uint32_t ev_log_pending; /* which log pages have news (EV_* bits) */
+
+	/* logs */
+	struct nvme_err_entry errlog[NVME_ELPE + 1];
+	uint64_t err_count;
+	_Atomic uint64_t units_read;   /* in 512-byte units */
+	_Atomic uint64_t units_written;
+	_Atomic uint64_t read_cmds;
+	_Atomic uint64_t write_cmds;
+	uint32_t changed_ns[8]; /* bitmap of nsids changed since last read */
+
+	/* Doorbell Buffer Config */
+	bool dbbuf;
+	uint64_t dbbuf_shadow;
+	uint64_t dbbuf_eventidx;
+};
+
+/* ---- nvme_regs.c ----------------------------------------------------- */
+
+ssize_t nvme_bar0_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+			 uint64_t offset, bool is_write);
+/* Controller reset (CC.EN 1->0, DEVICE_RESET, FLR): queues freed, I/O
+ * cancelled, registers and features back to power-on. */
+void nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on);
+
+/* ---- nvme_ctrl.c ----------------------------------------------------- */
+
+/* Remove every I/O poller and finish their in-flight I/O from this thread
+ * (drain: wait and post completions; else cancel and post nothing). */
+void nvme_io_pause(struct nvme_ctrl *c, bool drain);
+/* Add the pollers back (no-op unless paused). Returns 0 or -errno. */
+int nvme_io_resume(struct nvme_ctrl *c);
+void nvme_set_fatal(struct nvme_ctrl *c, const char *why);
+void nvme_raise_event(struct nvme_ctrl *c, uint32_t ev);
+int nvme_cq_poll(struct vfurt_dev *dev, void *arg);
+
+/* ---- nvme_queue.c ---------------------------------------------------- */
+
+struct nvme_sq *nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
+			      uint32_t size, struct nvme_cq *cq, bool io);
+void nvme_sq_free(struct nvme_sq *sq);
+struct nvme_cq *nvme_cq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
+			      uint32_t size, uint16_t vector, bool ien);
+/* Drain (or cancel) and destroy the CQ's channels, free it. Poller removed. */
+void nvme_cq_free(struct nvme_cq *cq);
+/* Translate the CQ for this pass and read its head doorbell. false: the CQ
+ * is not reachable (the caller stops). */
+bool nvme_cq_begin(struct nvme_cq *cq);
+/* Raise the CQ's interrupt if something was posted; forget the pointer. */
+void nvme_cq_end(struct nvme_cq *cq);
+/* Free CQ entries not reserved for outstanding commands. */
+uint32_t nvme_cq_room(const struct nvme_cq *cq);
+/* Post one completion (room was reserved when the command was fetched). */
+void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t status,
+		  uint32_t dw0);
+/* The SQ's tail doorbell (or shadow), checked; UINT32_MAX when invalid. */
+uint32_t nvme_sq_tail(struct nvme_sq *sq);
+/* The SQE at the head, copied. false if it is not reachable. */
+bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_sqe *out);
+const struct nvme_sqe *nvme_sq_base(struct nvme_sq *sq);
+void nvme_irq_raise(struct nvme_ctrl *c, uint16_t vector);
+
+/* ---- nvme_prp.c ------------------------------------------------------ */
+
+/* Map the command's data buffer (PRP or SGL per PSDT) of len bytes into
+ * iov (at most max entries). Returns an NVMe status (0 = mapped). */
+uint16_t nvme_map_data(struct nvme_ctrl *c, const struct nvme_sqe *cmd, uint64_t len,
+		       uint32_t prot, struct iovec *iov, int max, int *niov);
+/* Copy between a local buffer and the command's data buffer. */
+uint16_t nvme_copy_to_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd,
+			    const void *buf, size_t len);
+uint16_t nvme_copy_from_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, void *buf,
+			      size_t len);
+
+/* ---- nvme_admin.c ---------------------------------------------------- */
+
+/* Serve the admin queue; returns true when it did work. Home thread. */
+bool nvme_admin_poll(struct nvme_ctrl *c);
+void nvme_admin_deliver_events(struct nvme_ctrl *c);
+
+/* ---- nvme_io.c ------------------------------------------------------- */
+
+/* Run one I/O pass over a CQ and its SQs. Returns true when it did work. */
+bool nvme_io_pass(struct nvme_cq *cq, bool fetch);
+/* Outstanding bdev requests on the CQ's channels. */
+uint32_t nvme_io_inflight(const struct nvme_cq *cq);
+/* Abandon retried requests (reset path). */
+void nvme_io_drop_retries(struct nvme_cq *cq);
+
+static inline uint16_t nvme_le16(const void *p)
+{
+	const uint8_t *b = p;
+
+	return (uint16_t)(b[0] | b[1] << 8);
+}
+
+#endif /* VFURT_NVME_INTERNAL_H */

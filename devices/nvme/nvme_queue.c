@@ -1,0 +1,230 @@
+/* NVMe queue mechanics: SQ/CQ objects, doorbells (MMIO page or shadow buffer), CQE posting, interrupts. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nvme_internal.h"
+
+struct nvme_sq *nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
+			      uint32_t size, struct nvme_cq *cq, bool io)
+{
+	struct nvme_sq *sq = calloc(1, sizeof(*sq));
+
+	if (!sq)
+		return NULL;
+	sq->ctrl = c;
+	sq->cq = cq;
+	sq->qid = qid;
+	sq->size = size;
+	sq->iova = iova;
+	if (io) {
+		sq->reqs = calloc(size, sizeof(*sq->reqs));
+		if (!sq->reqs) {
+			free(sq);
+			return NULL;
+		}
+		for (uint32_t i = 0; i < size; i++) {
+			sq->reqs[i].sq = sq;
+			sq->reqs[i].next = sq->free;
+			sq->free = &sq->reqs[i];
+		}
+	}
+	return sq;
+}
+
+void nvme_sq_free(struct nvme_sq *sq)
+{
+	if (!sq)
+		return;
+	free(sq->reqs);
+	free(sq);
+}
+
+struct nvme_cq *nvme_cq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
+			      uint32_t size, uint16_t vector, bool ien)
+{
+	struct nvme_cq *cq = calloc(1, sizeof(*cq));
+
+	if (!cq)
+		return NULL;
+	cq->ctrl = c;
+	cq->qid = qid;
+	cq->size = size;
+	cq->iova = iova;
+	cq->vector = vector;
+	cq->ien = ien;
+	cq->phase = true;
+	return cq;
+}
+
+void nvme_cq_free(struct nvme_cq *cq)
+{
+	if (!cq)
+		return;
+	cq->dead = true;
+	/* cancels what is left; the callbacks see cq->dead and post nothing */
+	for (uint32_t i = 0; i < VFURT_NVME_MAX_NS; i++) {
+		vfurt_bdev_channel_destroy(cq->ch[i]);
+		cq->ch[i] = NULL;
+	}
+	nvme_io_drop_retries(cq);
+	free(cq);
+}
+
+/* Doorbell slot y of the shadow buffer (dbbuf) for this qid, or NULL. */
+static uint32_t *shadow_slot(struct nvme_ctrl *c, uint64_t base, uint32_t idx, uint32_t prot)
+{
+	return vfurt_dma_ptr(c->dev, base + (uint64_t)idx * 4u, 4, prot);
+}
+
+/* Read doorbell idx: the shadow buffer for I/O queues once Doorbell Buffer
+ * Config is set (and publish the event index), else the MMIO page. */
+static uint32_t read_db(struct nvme_ctrl *c, uint16_t qid, uint32_t idx)
+{
+	uint32_t v;
+
+	if (c->dbbuf && qid) {
+		uint32_t *sh = shadow_slot(c, c->dbbuf_shadow, idx, VFURT_DMA_READ);
+		uint32_t *ev = shadow_slot(c, c->dbbuf_eventidx, idx, VFURT_DMA_WRITE);
+
+		if (!sh)
+			return UINT32_MAX;
+		/* pairs with the host's store of the shadow value, which it
+		 * orders after writing the SQEs (or consuming the CQEs) */
+		v = __atomic_load_n(sh, __ATOMIC_ACQUIRE);
+		if (ev) /* we saw everything up to v: ring MMIO only beyond it */
+			__atomic_store_n(ev, v, __ATOMIC_RELEASE);
+		return v;
+	}
+	/* pairs with the guest's doorbell store (after its SQE writes) */
+	return __atomic_load_n(&c->db[idx], __ATOMIC_ACQUIRE);
+}
+
+uint32_t nvme_sq_tail(struct nvme_sq *sq)
+{
+	uint32_t t = read_db(sq->ctrl, sq->qid, 2u * sq->qid);
+
+	if (t >= sq->size) {
+		/* never trust the guest: report once, then ignore the queue */
+		if (!sq->bad_db) {
+			sq->bad_db = true;
+			vfurt_logf(&sq->ctrl->log, VFURT_LOG_WARN,
+				   "%s: SQ %u tail doorbell %u >= size %u", sq->ctrl->name,
+				   sq->qid, t, sq->size);
+			nvme_raise_event(sq->ctrl, EV_INVALID_DB_VALUE);
+		}
+		return UINT32_MAX;
+	}
+	return t;
+}
+
+const struct nvme_sqe *nvme_sq_base(struct nvme_sq *sq)
+{
+	return vfurt_dma_ptr(sq->ctrl->dev, sq->iova, (uint64_t)sq->size * sizeof(struct nvme_sqe),
+			     VFURT_DMA_READ);
+}
+
+bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_sqe *out)
+{
+	const struct nvme_sqe *e;
+
+	if (base) {
+		e = &base[sq->head];
+	} else {
+		/* the SQ straddles DMA windows: one entry at a time */
+		e = vfurt_dma_ptr(sq->ctrl->dev, sq->iova + (uint64_t)sq->head * sizeof(*e),
+				  sizeof(*e), VFURT_DMA_READ);
+		if (!e)
+			return false;
+	}
+	memcpy(out, e, sizeof(*out));
+	sq->head = sq->head + 1 == sq->size ? 0 : sq->head + 1;
+	return true;
+}
+
+bool nvme_cq_begin(struct nvme_cq *cq)
+{
+	struct nvme_ctrl *c = cq->ctrl;
+	uint32_t h;
+
+	cq->base = vfurt_dma_ptr(c->dev, cq->iova, (uint64_t)cq->size * sizeof(struct nvme_cqe),
+				 VFURT_DMA_WRITE);
+	h = read_db(c, cq->qid, 2u * cq->qid + 1u);
+	if (h >= cq->size) {
+		if (!cq->bad_db) {
+			cq->bad_db = true;
+			vfurt_logf(&c->log, VFURT_LOG_WARN, "%s: CQ %u head doorbell %u >= size %u",
+				   c->name, cq->qid, h, cq->size);
+			nvme_raise_event(c, EV_INVALID_DB_VALUE);
+		}
+		return true; /* keep the last valid head */
+	}
+	cq->head = h;
+	return true;
+}
+
+uint32_t nvme_cq_room(const struct nvme_cq *cq)
+{
+	uint32_t used = (cq->tail + cq->size - cq->head) % cq->size;
+	uint32_t free_slots = cq->size - 1u - used;
+
+	return free_slots > cq->outstanding ? free_slots - cq->outstanding : 0;
+}
+
+void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t status,
+		  uint32_t dw0)
+{
+	struct nvme_ctrl *c = cq->ctrl;
+	struct nvme_cqe *e;
+	uint16_t st;
+
+	if (cq->outstanding)
+		cq->outstanding--;
+	if (cq->dead)
+		return;
+	if (cq->base)
+		e = &cq->base[cq->tail];
+	else
+		e = vfurt_dma_ptr(c->dev, cq->iova + (uint64_t)cq->tail * sizeof(*e), sizeof(*e),
+				  VFURT_DMA_WRITE);
+	if (!e) {
+		nvme_set_fatal(c, "completion queue not mapped");
+		return;
+	}
+	e->dw0 = dw0;
+	e->dw1 = 0;
+	e->sqhd = (uint16_t)sq->head;
+	e->sqid = sq->qid;
+	e->cid = cid;
+	st = (uint16_t)((status & 0xffu) << 1 | ((status >> 8) & 0x7u) << 9);
+	if (status)
+		st |= 1u << 15; /* DNR: retrying will not help */
+	st |= cq->phase ? 1u : 0u;
+	/* the phase bit makes the entry visible: publish it last */
+	__atomic_store_n(&e->status, st, __ATOMIC_RELEASE);
+	if (++cq->tail == cq->size) {
+		cq->tail = 0;
+		cq->phase = !cq->phase;
+	}
+	cq->irq_pending = true;
+}
+
+void nvme_irq_raise(struct nvme_ctrl *c, uint16_t vector)
+{
+	if (c->pci && vfurt_pci_msix_enabled(c->pci)) {
+		(void)vfurt_irq_trigger(c->dev, VFURT_IRQ_MSIX, vector);
+		return;
+	}
+	/* INTx: one line for every vector, masked by INTMS bit 0 */
+	if (!(__atomic_load_n(&c->intms, __ATOMIC_RELAXED) & 1u))
+		(void)vfurt_irq_trigger(c->dev, VFURT_IRQ_INTX, 0);
+}
+
+void nvme_cq_end(struct nvme_cq *cq)
+{
+	/* coalescing: at most one interrupt per CQ per pass */
+	if (cq->irq_pending && cq->ien)
+		nvme_irq_raise(cq->ctrl, cq->vector);
+	cq->irq_pending = false;
+	cq->base = NULL;
+}

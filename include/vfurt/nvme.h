@@ -1,0 +1,57 @@
+/* NVMe controller device model: a PCI NVMe SSD served over vfio-user, backed by block devices. */
+#ifndef VFURT_NVME_H
+#define VFURT_NVME_H
+
+/*
+ * vfurt_nvme_create() builds a PCI NVMe controller (class 01 08 02) whose
+ * namespaces are struct vfurt_bdev block devices (include/vfurt/bdev.h).
+ * BAR0 holds the controller registers (trapped: REGION_READ/WRITE) and, from
+ * 0x1000, the doorbells, exported as a sparse mmap area backed by shared
+ * memory so a guest's doorbell writes never leave the guest; the queues'
+ * pollers read them. MSI-X with one vector per completion queue (table and
+ * PBA in BAR4), INTx fallback, PCI Express capability.
+ *
+ * The admin queue is served on the device's home thread; every I/O queue
+ * pair is a pollable queue (vfurt_dev_queue_add) that the host (runtime or
+ * caller-driven server) places on a worker.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vfurt/device.h>
+#include <vfurt/export.h>
+#include <vfurt/log.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vfurt_bdev;
+
+#define VFURT_NVME_MAX_NS 32u
+#define VFURT_NVME_MAX_IO_QUEUES 64u
+
+struct vfurt_nvme_opts {
+	size_t opts_size;            /* sizeof(struct vfurt_nvme_opts) */
+	const char *name;            /* device name for logs */
+	struct vfurt_log log;
+	const char *serial;          /* Identify SN (<= 20 chars); default from name */
+	const char *model;           /* Identify MN (<= 40 chars); default "vfu-rt NVMe" */
+	uint32_t max_io_queues;      /* I/O queue pairs offered (1..64, default 4) */
+	uint32_t max_queue_entries;  /* CAP.MQES + 1 (2..4096, default 1024) */
+	struct vfurt_bdev **ns;      /* namespace i+1 is ns[i] */
+	uint32_t nr_ns;              /* 1..VFURT_NVME_MAX_NS */
+	bool own_bdevs;              /* destroy the bdevs with the device */
+};
+
+/* Create the controller. Returns NULL with errno EINVAL (bad opts, a bdev
+ * block size other than 512 or 4096), ENOMEM, or a setup errno. */
+VFURT_EXPORT struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VFURT_NVME_H */
