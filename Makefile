@@ -41,12 +41,16 @@ build: deps
 
 run: build
 	@mkdir -p $(RUN_DIR)
-	@echo "vfu-rt: serving a GPIO device on $(RUN_DIR)/gpio0.sock (Ctrl-C stops)"
-	@echo "inspect it with: $(BUILD)/vfu-ctl info $(RUN_DIR)/gpio0.sock"
-	@echo "attach QEMU 10.1+ with:"
-	@echo "  qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=2G,share=on -machine memory-backend=mem \\"
-	@echo "    -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$(RUN_DIR)/gpio0.sock\",\"type\":\"unix\"}}'"
-	exec $(BUILD)/vfu-rt --device gpio,socket=$(RUN_DIR)/gpio0.sock,socket_mode=0600
+	@echo "vfu-rt: serving a GPIO device and a RAM-backed 1 GiB NVMe controller (Ctrl-C stops):"
+	@echo "  $(RUN_DIR)/gpio0.sock  $(RUN_DIR)/nvme0.sock"
+	@echo "inspect them with: $(BUILD)/vfu-ctl info $(RUN_DIR)/nvme0.sock"
+	@echo "attach both to QEMU 10.1+ (guest RAM must be shared memory):"
+	@echo "  qemu-system-x86_64 -machine q35,memory-backend=mem -m 2G \\"
+	@echo "    -object memory-backend-memfd,id=mem,size=2G,share=on \\"
+	@echo "    -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$(RUN_DIR)/gpio0.sock\",\"type\":\"unix\"}}' \\"
+	@echo "    -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$(RUN_DIR)/nvme0.sock\",\"type\":\"unix\"}}' ..."
+	exec $(BUILD)/vfu-rt --device gpio,socket=$(RUN_DIR)/gpio0.sock,socket_mode=0600 \
+		--device nvme,socket=$(RUN_DIR)/nvme0.sock,socket_mode=0600,backend=ram,size=1G,queues=4
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
