@@ -228,6 +228,8 @@ static uint16_t create_cq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	cq = nvme_cq_alloc(c, (uint16_t)qid, cmd->dptr[0], size, (uint16_t)iv, ien);
 	if (!cq)
 		return SC_INTERNAL;
+	/* a new queue starts at head 0, whatever a deleted one left there */
+	__atomic_store_n(&c->db[2 * qid + 1], 0, __ATOMIC_RELEASE);
 	c->cq[qid] = cq;
 	cq_repoll(c, cq);
 	return SC_SUCCESS;
@@ -258,6 +260,8 @@ static uint16_t create_sq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	if (!sq)
 		return SC_INTERNAL;
 	cq_unpoll(c, cq);
+	/* a new queue starts at tail 0, whatever a deleted one left there */
+	__atomic_store_n(&c->db[2 * qid], 0, __ATOMIC_RELEASE);
 	cq->sqs[cq->nr_sqs++] = sq;
 	c->sq[qid] = sq;
 	cq_repoll(c, cq);

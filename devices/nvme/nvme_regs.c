@@ -103,13 +103,16 @@ static void ctrl_enable(struct nvme_ctrl *c)
 void nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on)
 {
 	nvme_io_pause(c, false);
-	for (uint32_t q = NVME_MAX_QID + 1; q-- > 0;) {
-		nvme_sq_free(c->sq[q]);
-		c->sq[q] = NULL;
-	}
+	/* CQs first: destroying their bdev channels runs the callbacks of
+	 * cancelled I/O, which still look at their SQ (the CQ is marked dead,
+	 * so they post nothing); the SQs go after that */
 	for (uint32_t q = NVME_MAX_QID + 1; q-- > 0;) {
 		nvme_cq_free(c->cq[q]);
 		c->cq[q] = NULL;
+	}
+	for (uint32_t q = NVME_MAX_QID + 1; q-- > 0;) {
+		nvme_sq_free(c->sq[q]);
+		c->sq[q] = NULL;
 	}
 	c->io_paused = false;
 	c->nr_aer = 0;
