@@ -1,5 +1,7 @@
 /* Integration tests of the NVMe controller: a test host driver over a real vfio-user socket. */
 #include <errno.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1148,6 +1150,83 @@ static void test_file_durability(void **state)
 	nh_free(f->h, buf, len);
 }
 
+/* Start the vfu-rt daemon serving one file-backed NVMe controller on sock. */
+static pid_t daemon_start(const char *sock, const char *file)
+{
+	char dev[512];
+	pid_t pid;
+
+	snprintf(dev, sizeof(dev), "nvme,socket=%s,backend=file:%s,size=4M,lba=4096,queues=2",
+		 sock, file);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (!getenv("VFURT_TEST_VERBOSE") && null >= 0)
+			dup2(null, 2);
+		execl(VFURT_BUILD_DIR "/vfu-rt", "vfu-rt", "--cores=0", "--poll=adaptive",
+		      "--device", dev, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500 && access(sock, F_OK) != 0; i++)
+		usleep(10000);
+	assert_int_equal(access(sock, F_OK), 0);
+	return pid;
+}
+
+static void daemon_stop(pid_t pid, const char *sock)
+{
+	int status = 0;
+
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_not_equal(access(sock, F_OK), 0); /* socket removed */
+}
+
+/* The issue's durability check end to end: write through the daemon, stop it
+ * with SIGTERM, start it again on the same file, read the data back. */
+static void test_daemon_durability(void **state)
+{
+	struct fx *f = *state;
+	char sock[128];
+	uint8_t *buf;
+	size_t len = 8 * 4096;
+	pid_t pid;
+
+	if (access(VFURT_BUILD_DIR "/vfu-rt", X_OK) != 0)
+		skip();
+	snprintf(sock, sizeof(sock), "/tmp/vfurt-nvme-d%d.sock", (int)getpid());
+	snprintf(f->file, sizeof(f->file), "/tmp/vfurt-nvme-d%d.img", (int)getpid());
+	unlink(f->file);
+
+	pid = daemon_start(sock, f->file);
+	{
+		struct nvme_host *h = host_up(sock, NULL, true);
+
+		buf = nh_alloc(h, len);
+		it_fill(buf, len, 777);
+		assert_int_equal(nh_write(h, 1, 1, 64, 8, buf, len, NULL), 0);
+		assert_int_equal(nh_flush(h, 1, 1), 0);
+		assert_int_equal(nh_shutdown(h), 0);
+		nh_close(h);
+	}
+	daemon_stop(pid, sock);
+
+	pid = daemon_start(sock, f->file);
+	{
+		struct nvme_host *h = host_up(sock, NULL, true);
+
+		buf = nh_alloc(h, len);
+		assert_int_equal(nh_read(h, 1, 1, 64, 8, buf, len, NULL), 0);
+		assert_true(it_check(buf, len, 777));
+		nh_close(h);
+	}
+	daemon_stop(pid, sock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1172,6 +1251,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_admin_commands, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_doorbell, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_file_durability, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_durability, setup, teardown),
 	};
 
 	/* NVME_TEST / NVME_SKIP=pattern: run only / skip the matching tests (debugging) */
