@@ -684,6 +684,6 @@ bool nvme_admin_poll(struct nvme_ctrl *c)
 				break;
 		}
 	}
-	nvme_cq_end(cq);
+	(void)nvme_cq_end(cq); /* the admin CQ is never coalesced */
 	return busy;
 }

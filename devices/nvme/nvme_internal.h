@@ -220,6 +220,8 @@ struct nvme_cq {
 	uint32_t outstanding; /* completions owed: reserves CQ space */
 	struct nvme_cqe *base;  /* valid during a pass only (guest memory) */
 	bool irq_pending;
+	uint32_t coal_count; /* completions posted since the last interrupt */
+	uint64_t coal_since_ns; /* when the oldest of them was posted */
 	bool dead;           /* being torn down: completions are not posted */
 	struct vfurt_queue *q;  /* I/O CQs: the poller, NULL while paused */
 	struct nvme_sq *sqs[NVME_MAX_SQ_PER_CQ];
@@ -351,7 +353,7 @@ void nvme_cq_free(struct nvme_cq *cq);
  * is not reachable (the caller stops). */
 bool nvme_cq_begin(struct nvme_cq *cq);
 /* Raise the CQ's interrupt if something was posted; forget the pointer. */
-void nvme_cq_end(struct nvme_cq *cq);
+bool nvme_cq_end(struct nvme_cq *cq);
 /* Free CQ entries not reserved for outstanding commands. */
 uint32_t nvme_cq_room(const struct nvme_cq *cq);
 /* Post one completion (room was reserved when the command was fetched). */
@@ -363,6 +365,9 @@ uint32_t nvme_sq_tail(struct nvme_sq *sq);
 bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_sqe *out);
 const struct nvme_sqe *nvme_sq_base(struct nvme_sq *sq);
 void nvme_irq_raise(struct nvme_ctrl *c, uint16_t vector);
+/* End a pass over cq: raise its interrupt as coalescing allows. Returns true
+ * while an interrupt is held back (the caller stays busy so that the time
+ * limit is honoured even in adaptive polling). */
 
 /* ---- nvme_prp.c ------------------------------------------------------ */
 

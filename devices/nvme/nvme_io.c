@@ -332,6 +332,7 @@ bool nvme_io_pass(struct nvme_cq *cq, bool fetch)
 			}
 		}
 	}
-	nvme_cq_end(cq);
+	if (nvme_cq_end(cq))
+		busy = true; /* a coalesced interrupt is due later */
 	return busy;
 }

@@ -2,8 +2,18 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nvme_internal.h"
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 
 struct nvme_sq *nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 			      uint32_t size, struct nvme_cq *cq, bool io)
@@ -206,6 +216,8 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 		cq->tail = 0;
 		cq->phase = !cq->phase;
 	}
+	if (!cq->coal_count++)
+		cq->coal_since_ns = now_ns();
 	cq->irq_pending = true;
 }
 
@@ -220,11 +232,34 @@ void nvme_irq_raise(struct nvme_ctrl *c, uint16_t vector)
 		(void)vfurt_irq_trigger(c->dev, VFURT_IRQ_INTX, 0);
 }
 
-void nvme_cq_end(struct nvme_cq *cq)
+/*
+ * Interrupt Coalescing (feature 08h): with THR (bits 7:0, 0's based) or TIME
+ * (bits 15:8, 100 us units) set, an I/O CQ's interrupt waits until THR + 1
+ * completions are pending or the oldest has waited TIME. The admin CQ and
+ * vectors with Coalescing Disable (feature 09h) are never held. On top of
+ * that, at most one interrupt per CQ per pass, and the runtime writes each
+ * eventfd once per pass.
+ */
+bool nvme_cq_end(struct nvme_cq *cq)
 {
-	/* coalescing: at most one interrupt per CQ per pass */
-	if (cq->irq_pending && cq->ien)
-		nvme_irq_raise(cq->ctrl, cq->vector);
-	cq->irq_pending = false;
+	const struct nvme_ctrl *c = cq->ctrl;
+	uint32_t coal = __atomic_load_n(&c->int_coal, __ATOMIC_RELAXED);
+	uint32_t thr = (coal & 0xffu) + 1u;
+	uint64_t time_ns = ((coal >> 8) & 0xffu) * 100000ull;
+
 	cq->base = NULL;
+	if (!cq->irq_pending)
+		return false;
+	if (!cq->ien) {
+		cq->irq_pending = false;
+		cq->coal_count = 0;
+		return false;
+	}
+	if (cq->qid != 0 && coal && cq->vector <= NVME_MAX_QID && !c->ivc_cd[cq->vector] &&
+	    cq->coal_count < thr && now_ns() - cq->coal_since_ns < time_ns)
+		return true; /* held back: keep polling until it is due */
+	nvme_irq_raise(cq->ctrl, cq->vector);
+	cq->irq_pending = false;
+	cq->coal_count = 0;
+	return false;
 }
