@@ -206,7 +206,15 @@ static ssize_t db_access(struct nvme_ctrl *c, void *buf, size_t count, uint64_t 
 		uint32_t v;
 
 		if (is_write) {
+			uint32_t qid = (uint32_t)(off / 8);
+			bool cq = (off / 4) & 1;
+
 			memcpy(&v, buf, 4);
+			/* a doorbell of a queue that does not exist (only a trapped
+			 * write can be seen; the mapped page cannot tell) */
+			if ((c->csts & CSTS_RDY) &&
+			    (qid > NVME_MAX_QID || (cq ? !c->cq[qid] : !c->sq[qid])))
+				nvme_raise_event(c, EV_INVALID_DB_REG);
 			/* pairs with the pollers' acquire load of the doorbell */
 			__atomic_store_n((uint32_t *)(void *)p, v, __ATOMIC_RELEASE);
 		} else {
