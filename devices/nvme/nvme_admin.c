@@ -371,7 +371,7 @@ static uint16_t set_features(struct nvme_ctrl *c, const struct nvme_sqe *cmd, ui
 	case FEAT_VWC:
 		if (!c->vwc)
 			return SC_INVALID_FIELD;
-		c->vwc_enabled = v & 1u;
+		__atomic_store_n(&c->vwc_enabled, v & 1u, __ATOMIC_RELAXED);
 		return SC_SUCCESS;
 	case FEAT_NQ: {
 		uint32_t nsqr = v & 0xffffu, ncqr = v >> 16;

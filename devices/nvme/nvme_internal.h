@@ -189,6 +189,7 @@ struct nvme_req {
 	uint32_t pending;        /* bdev sub-requests not yet called back */
 	uint32_t next_sub;       /* next sub-request to submit */
 	uint32_t nr_sub;         /* sub-requests in total */
+	bool fua;                /* Write with FUA: flush once the write is done */
 	int niov;
 	struct iovec iov[NVME_MAX_IOV];
 };

@@ -39,6 +39,11 @@ static void req_done(struct nvme_req *r)
 	sq->free = r;
 }
 
+static struct vfurt_bdev_channel *get_channel(struct nvme_cq *cq, uint32_t nsidx);
+
+/* Force Unit Access with a volatile write cache: the data must be durable
+ * before the command completes, so io_cb follows the write with a flush
+ * once it has completed (a flush covers completed writes only). */
 static void io_cb(void *arg, int status)
 {
 	struct nvme_req *r = arg;
@@ -46,8 +51,21 @@ static void io_cb(void *arg, int status)
 	if (status && !r->status)
 		r->status = errno_status(status, r->cmd.opc);
 	r->pending--;
-	if (!r->pending && r->next_sub == r->nr_sub)
-		req_done(r);
+	if (r->pending || r->next_sub != r->nr_sub)
+		return;
+	if (r->fua && !r->status && !r->sq->cq->dead) {
+		struct vfurt_bdev_io io = { .op = VFURT_BDEV_FLUSH, .cb = io_cb, .cb_arg = r };
+		struct vfurt_bdev_channel *ch = get_channel(r->sq->cq, r->cmd.nsid - 1);
+
+		r->fua = false;
+		/* the write's slot was recycled before this callback: room */
+		if (ch && vfurt_bdev_submit(ch, &io) == 0) {
+			r->pending++;
+			return;
+		}
+		r->status = SC_WRITE_FAULT;
+	}
+	req_done(r);
 }
 
 static struct vfurt_bdev_channel *get_channel(struct nvme_cq *cq, uint32_t nsidx)
@@ -222,6 +240,9 @@ static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r)
 			atomic_fetch_add_explicit(&c->units_written, len >> 9, memory_order_relaxed);
 		}
 		r->nr_sub = 1;
+		/* FUA (CDW12 bit 30) matters only when writes can sit in a cache */
+		r->fua = cmd->opc == OPC_WRITE && (cmd->cdw12 & (1u << 30)) &&
+			 __atomic_load_n(&c->vwc_enabled, __ATOMIC_RELAXED);
 		return SC_SUCCESS;
 	case OPC_WRITE_ZEROES:
 		if (!(c->oncs & (1u << 3)))
@@ -257,6 +278,7 @@ static void start_cmd(struct nvme_cq *cq, struct nvme_sq *sq, const struct nvme_
 	r->pending = 0;
 	r->next_sub = 0;
 	r->nr_sub = 0;
+	r->fua = false;
 	r->niov = 0;
 	r->status = prepare(cq->ctrl, r);
 	if (r->status)

@@ -125,7 +125,7 @@ void nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on)
 	c->power = 0;
 	c->temp_over = 0x157; /* 343 K */
 	c->temp_under = 0;
-	c->vwc_enabled = c->vwc ? 1u : 0u;
+	__atomic_store_n(&c->vwc_enabled, c->vwc ? 1u : 0u, __ATOMIC_RELAXED);
 	c->int_coal = 0;
 	c->aec = 0;
 	c->kato = 0;

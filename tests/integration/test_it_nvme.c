@@ -1161,6 +1161,8 @@ static void test_bad_doorbell(void **state)
 
 /* ---- persistence ------------------------------------------------------------- */
 
+static struct vfurt_bdev *last_file_bdev;
+
 static struct vfurt_dev *make_file_ctrl(const char *path)
 {
 	struct vfurt_bdev_file_opts fo = { .opts_size = sizeof(fo), .path = path,
@@ -1169,6 +1171,7 @@ static struct vfurt_dev *make_file_ctrl(const char *path)
 	struct vfurt_bdev *b = vfurt_bdev_file_create(&fo);
 
 	assert_non_null(b);
+	last_file_bdev = b;
 	return make_ctrl("nvmef", b, NULL);
 }
 
@@ -1193,6 +1196,19 @@ static void test_file_durability(void **state)
 	it_fill(buf, len, 4242);
 	assert_int_equal(nh_write(f->h, 1, 1, 100, 16, buf, len, NULL), 0);
 	assert_int_equal(nh_flush(f->h, 1, 1), 0);
+	{
+		/* a Write with FUA on a volatile write cache is followed by a
+		 * flush before it completes */
+		struct nh_io io = { .opc = NH_CMD_WRITE, .nsid = 1, .slba = 200, .nlb = 1,
+				    .buf = buf, .len = 4096, .cdw12 = 1u << 30 };
+		struct vfurt_bdev_stats st0, st1;
+
+		vfurt_bdev_get_stats(last_file_bdev, &st0, sizeof(st0));
+		assert_int_equal(nh_io(f->h, 1, &io, NULL), 0);
+		vfurt_bdev_get_stats(last_file_bdev, &st1, sizeof(st1));
+		assert_int_equal(st1.writes, st0.writes + 1);
+		assert_int_equal(st1.flushes, st0.flushes + 1);
+	}
 	nh_close(f->h);
 	testsrv_stop(f->ts);
 
