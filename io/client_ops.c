@@ -25,24 +25,34 @@ static struct iovec iov_of(const void *p, size_t len)
 	return v;
 }
 
-int vfurt_client_device_info(struct vfurt_client *c, struct vfio_user_device_info *out)
+/* A query with a fixed-size request and reply: send req, copy the first
+ * out_len bytes of the reply to out. Returns 0, -EPROTO (short reply) or as
+ * client_call. */
+static int call_fixed(struct vfurt_client *c, uint16_t cmd, const void *req, size_t req_len,
+		      void *out, size_t out_len)
 {
-	struct vfio_user_device_info req = { .argsz = sizeof(req) };
-	struct iovec iov = iov_of(&req, sizeof(req));
+	struct iovec iov = iov_of(req, req_len);
 	struct client_msg m;
 	int rc;
 
-	if (!c || !out)
-		return -EINVAL;
-	rc = client_call(c, VFIO_USER_DEVICE_GET_INFO, 0, &iov, 1, NULL, 0, &m);
+	rc = client_call(c, cmd, 0, &iov, 1, NULL, 0, &m);
 	if (rc)
 		return rc;
-	if (m.len < sizeof(*out))
+	if (m.len < out_len)
 		rc = -EPROTO;
 	else
-		memcpy(out, m.payload, sizeof(*out));
+		memcpy(out, m.payload, out_len);
 	msg_close(&m);
 	return rc;
+}
+
+int vfurt_client_device_info(struct vfurt_client *c, struct vfio_user_device_info *out)
+{
+	struct vfio_user_device_info req = { .argsz = sizeof(req) };
+
+	if (!c || !out)
+		return -EINVAL;
+	return call_fixed(c, VFIO_USER_DEVICE_GET_INFO, &req, sizeof(req), out, sizeof(*out));
 }
 
 /* ---- region info ----------------------------------------------------------- */
@@ -274,23 +284,13 @@ int vfurt_client_region_mmap(struct vfurt_client *c, uint32_t index, int area, i
 int vfurt_client_irq_info(struct vfurt_client *c, uint32_t index, struct vfio_irq_info *out)
 {
 	struct vfio_irq_info req = { .argsz = sizeof(req), .index = index };
-	struct iovec iov = iov_of(&req, sizeof(req));
-	struct client_msg m;
 	int rc;
 
 	if (!c || !out)
 		return -EINVAL;
-	rc = client_call(c, VFIO_USER_DEVICE_GET_IRQ_INFO, 0, &iov, 1, NULL, 0, &m);
-	if (rc)
-		return rc;
-	if (m.len < sizeof(*out)) {
+	rc = call_fixed(c, VFIO_USER_DEVICE_GET_IRQ_INFO, &req, sizeof(req), out, sizeof(*out));
+	if (!rc && out->index != index)
 		rc = -EPROTO;
-	} else {
-		memcpy(out, m.payload, sizeof(*out));
-		if (out->index != index)
-			rc = -EPROTO;
-	}
-	msg_close(&m);
 	return rc;
 }
 
