@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "common/dev_util.h"
+
 #include <vfurt/device.h>
 #include <vfurt/gpio.h>
 #include <vfurt/pci.h>
@@ -43,53 +45,14 @@ static int teardown(void **state)
 	return 0;
 }
 
-static ssize_t region_io(struct vfurt_dev *dev, uint32_t index, void *buf, size_t count,
-			 uint64_t off, bool is_write)
-{
-	struct vfurt_region_desc d;
-
-	assert_int_equal(vfurt_dev_get_region(dev, index, &d), 0);
-	assert_non_null(d.access);
-	return d.access(dev, d.arg, buf, count, off, is_write);
-}
-
 static uint32_t rd(struct vfurt_dev *dev, uint32_t index, uint64_t off, size_t size)
 {
-	uint8_t b[4] = { 0 };
-	uint32_t v = 0;
-
-	assert_int_equal(region_io(dev, index, b, size, off, false), (ssize_t)size);
-	for (size_t i = 0; i < size; i++)
-		v |= (uint32_t)b[i] << (8 * i);
-	return v;
-}
-
-static void wr(struct vfurt_dev *dev, uint32_t index, uint64_t off, size_t size, uint32_t v)
-{
-	uint8_t b[4];
-
-	for (size_t i = 0; i < size; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	assert_int_equal(region_io(dev, index, b, size, off, true), (ssize_t)size);
+	return (uint32_t)du_rd(dev, index, off, size);
 }
 
 static int attach_intx_efd(struct vfurt_dev *dev)
 {
-	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	struct vfio_irq_set set = {
-		.argsz = sizeof(set),
-		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-		.index = VFURT_IRQ_INTX,
-		.start = 0,
-		.count = 1,
-	};
-	int mine;
-
-	assert_true(fd >= 0);
-	mine = dup(fd);
-	assert_true(mine >= 0);
-	assert_int_equal(vfurt_irqs_set(dev->irqs, &set, NULL, 0, &fd, 1, NULL, NULL), 0);
-	return mine;
+	return du_attach_efd(dev, VFURT_IRQ_INTX, 0);
 }
 
 /* Client-side INTx unmask, as after the guest's EOI. */
@@ -130,7 +93,7 @@ static void test_ids(void **state)
 	assert_int_equal(rd(dev, CFG, 0x08, 4), 0xff000000); /* class ff0000, rev 0 */
 	assert_int_equal(rd(dev, CFG, 0x0e, 1), 0);
 	assert_int_equal(rd(dev, CFG, 0x3d, 1), 1);          /* INTA */
-	wr(dev, CFG, 0x00, 4, 0);
+	du_wr(dev, CFG, 0x00, 4, 0);
 	assert_int_equal(rd(dev, CFG, 0x00, 4), 0x0dc8494f);
 	/* PM capability */
 	assert_true(rd(dev, CFG, 0x06, 2) & 0x10);
@@ -151,12 +114,12 @@ static void test_bar2_kind(void **state)
 	assert_true(d.flags & VFURT_REGION_IO);
 	assert_int_equal(d.flags & VFURT_REGION_RW, VFURT_REGION_RW);
 	assert_int_equal(rd(dev, CFG, 0x18, 4), 0x1);
-	wr(dev, CFG, 0x18, 4, 0xffffffff);
+	du_wr(dev, CFG, 0x18, 4, 0xffffffff);
 	assert_int_equal(rd(dev, CFG, 0x18, 4), 0xffffff01);
 	for (uint32_t bar = 0; bar < 6; bar++) {
 		if (bar == 2)
 			continue;
-		wr(dev, CFG, 0x10 + 4 * bar, 4, 0xffffffff);
+		du_wr(dev, CFG, 0x10 + 4 * bar, 4, 0xffffffff);
 		assert_int_equal(rd(dev, CFG, 0x10 + 4 * bar, 4), 0);
 	}
 }
@@ -197,20 +160,20 @@ static void test_outputs(void **state)
 {
 	struct vfurt_dev *dev = *state;
 
-	wr(dev, BAR2, OUT0_7, 1, 0xa5);
-	wr(dev, BAR2, OUT8_15, 1, 0x5a);
+	du_wr(dev, BAR2, OUT0_7, 1, 0xa5);
+	du_wr(dev, BAR2, OUT8_15, 1, 0x5a);
 	assert_int_equal(rd(dev, BAR2, OUT0_7, 1), 0xa5);
 	assert_int_equal(rd(dev, BAR2, OUT8_15, 1), 0x5a);
 	/* a straddling write: filter_ctl + out8_15 */
-	wr(dev, BAR2, FILTER_CTL, 2, 0x3c01);
+	du_wr(dev, BAR2, FILTER_CTL, 2, 0x3c01);
 	assert_int_equal(rd(dev, BAR2, FILTER_CTL, 1), 0x01);
 	assert_int_equal(rd(dev, BAR2, OUT8_15, 1), 0x3c);
 	/* inputs ignore writes of their value */
-	wr(dev, BAR2, IN8_15, 1, 0xff);
+	du_wr(dev, BAR2, IN8_15, 1, 0xff);
 	assert_int_equal(rd(dev, BAR2, IN8_15, 1), 0x00);
 	/* the rest of the BAR reads 0 and ignores writes */
-	wr(dev, BAR2, 7, 1, 0xff);
-	wr(dev, BAR2, 0xfc, 4, 0xffffffff);
+	du_wr(dev, BAR2, 7, 1, 0xff);
+	du_wr(dev, BAR2, 0xfc, 4, 0xffffffff);
 	assert_int_equal(rd(dev, BAR2, 7, 1), 0);
 	assert_int_equal(rd(dev, BAR2, 0xfc, 4), 0);
 	assert_int_equal(rd(dev, BAR2, 0x80, 4), 0);
@@ -221,10 +184,10 @@ static void test_out_of_range(void **state)
 	struct vfurt_dev *dev = *state;
 	uint8_t b[4] = { 0 };
 
-	assert_int_equal(region_io(dev, BAR2, b, 1, 256, false), -EINVAL);
-	assert_int_equal(region_io(dev, BAR2, b, 4, 254, true), -EINVAL);
-	assert_int_equal(region_io(dev, BAR2, b, 1, UINT64_MAX, false), -EINVAL);
-	assert_int_equal(region_io(dev, BAR2, NULL, 1, 0, false), -EINVAL);
+	assert_int_equal(du_region_io(dev, BAR2, b, 1, 256, false), -EINVAL);
+	assert_int_equal(du_region_io(dev, BAR2, b, 4, 254, true), -EINVAL);
+	assert_int_equal(du_region_io(dev, BAR2, b, 1, UINT64_MAX, false), -EINVAL);
+	assert_int_equal(du_region_io(dev, BAR2, NULL, 1, 0, false), -EINVAL);
 }
 
 static void test_irq(void **state)
@@ -255,7 +218,7 @@ static void test_irq(void **state)
 	assert_int_equal(efd_count(efd), 0);
 
 	/* Linux acknowledges by writing in0_7. */
-	wr(dev, BAR2, IN0_7, 1, 0);
+	du_wr(dev, BAR2, IN0_7, 1, 0);
 	assert_int_equal(rd(dev, BAR2, IRQ_STATUS, 1), 0);
 	unmask_intx(dev);
 	for (int i = 0; i < 3; i++)
@@ -264,11 +227,11 @@ static void test_irq(void **state)
 	assert_int_equal(efd_count(efd), 1);
 
 	/* Writing irq_status clears too. */
-	wr(dev, BAR2, IRQ_STATUS, 1, 0xff);
+	du_wr(dev, BAR2, IRQ_STATUS, 1, 0xff);
 	assert_int_equal(rd(dev, BAR2, IRQ_STATUS, 1), 0);
 
 	/* Writing irq_ctl disables. */
-	wr(dev, BAR2, IRQ_CTL, 1, 0);
+	du_wr(dev, BAR2, IRQ_CTL, 1, 0);
 	unmask_intx(dev);
 	for (int i = 0; i < 6; i++)
 		(void)rd(dev, BAR2, IN0_7, 1);
@@ -292,10 +255,10 @@ static void test_reset(void **state)
 {
 	struct vfurt_dev *dev = *state;
 
-	wr(dev, BAR2, OUT0_7, 1, 0x11);
-	wr(dev, BAR2, OUT8_15, 1, 0x22);
-	wr(dev, BAR2, FILTER_CTL, 1, 0x33);
-	wr(dev, CFG, 0x04, 2, 0x0001);
+	du_wr(dev, BAR2, OUT0_7, 1, 0x11);
+	du_wr(dev, BAR2, OUT8_15, 1, 0x22);
+	du_wr(dev, BAR2, FILTER_CTL, 1, 0x33);
+	du_wr(dev, CFG, 0x04, 2, 0x0001);
 	(void)rd(dev, BAR2, IRQ_CTL, 1);
 	for (int i = 0; i < 4; i++)
 		(void)rd(dev, BAR2, IN0_7, 1);

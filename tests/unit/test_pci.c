@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "common/dev_util.h"
+
 #include <vfurt/device.h>
 #include <vfurt/pci.h>
 
@@ -119,61 +121,17 @@ static int teardown(void **state)
 static ssize_t cfg_io(struct vfurt_dev *dev, void *buf, size_t count, uint64_t off,
 		      bool is_write)
 {
-	struct vfurt_region_desc d;
-
-	assert_int_equal(vfurt_dev_get_region(dev, VFURT_REGION_CONFIG, &d), 0);
-	assert_non_null(d.access);
-	return d.access(dev, d.arg, buf, count, off, is_write);
+	return du_region_io(dev, VFURT_REGION_CONFIG, buf, count, off, is_write);
 }
 
 static uint32_t rd(struct vfurt_dev *dev, uint64_t off, size_t size)
 {
-	uint8_t b[4] = { 0 };
-	uint32_t v = 0;
-
-	assert_int_equal(cfg_io(dev, b, size, off, false), (ssize_t)size);
-	for (size_t i = 0; i < size; i++)
-		v |= (uint32_t)b[i] << (8 * i);
-	return v;
+	return (uint32_t)du_rd(dev, VFURT_REGION_CONFIG, off, size);
 }
 
 static void wr(struct vfurt_dev *dev, uint64_t off, size_t size, uint32_t v)
 {
-	uint8_t b[4];
-
-	for (size_t i = 0; i < size; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	assert_int_equal(cfg_io(dev, b, size, off, true), (ssize_t)size);
-}
-
-/* An eventfd installed as the trigger of (index, vector); returns a dup the
- * test reads from (the irq object owns the original). */
-static int attach_efd(struct vfurt_dev *dev, uint32_t index, uint32_t vector)
-{
-	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	struct vfio_irq_set set = {
-		.argsz = sizeof(set),
-		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-		.index = index,
-		.start = vector,
-		.count = 1,
-	};
-	int mine;
-
-	assert_true(fd >= 0);
-	mine = dup(fd);
-	assert_true(mine >= 0);
-	assert_int_equal(vfurt_irqs_set(dev->irqs, &set, NULL, 0, &fd, 1, NULL, NULL), 0);
-	return mine;
-}
-
-static uint64_t efd_count(int fd)
-{
-	uint64_t v = 0;
-
-	if (read(fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-		return 0;
-	return v;
+	du_wr(dev, VFURT_REGION_CONFIG, off, size, v);
 }
 
 /* Find standard capability `id`; 0 if absent. */
@@ -625,43 +583,43 @@ static void test_msi_delivery(void **state)
 	int efd[4];
 
 	for (uint32_t v = 0; v < 4; v++)
-		efd[v] = attach_efd(dev, VFURT_IRQ_MSI, v);
+		efd[v] = du_attach_efd(dev, VFURT_IRQ_MSI, v);
 
 	/* Disabled: a trigger only makes the vector pending. */
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSI, 0), 0);
 	assert_true(vfurt_irq_pending(dev, VFURT_IRQ_MSI, 0));
-	assert_int_equal(efd_count(efd[0]), 0);
+	assert_int_equal(du_efd_count(efd[0]), 0);
 	assert_int_equal(rd(dev, m + 0x14, 4), 0x1);
 
 	/* Enable with 4 vectors: the pending one fires. */
 	wr(dev, m + 2, 2, 0x0021);
-	assert_int_equal(efd_count(efd[0]), 1);
+	assert_int_equal(du_efd_count(efd[0]), 1);
 	assert_false(vfurt_irq_pending(dev, VFURT_IRQ_MSI, 0));
 	assert_int_equal(rd(dev, m + 0x14, 4), 0);
 
 	/* Per-vector mask. */
 	wr(dev, m + 0x10, 4, 0x2);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSI, 1), 0);
-	assert_int_equal(efd_count(efd[1]), 0);
+	assert_int_equal(du_efd_count(efd[1]), 0);
 	assert_int_equal(rd(dev, m + 0x14, 4), 0x2);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSI, 2), 0);
-	assert_int_equal(efd_count(efd[2]), 1);
+	assert_int_equal(du_efd_count(efd[2]), 1);
 	wr(dev, m + 0x10, 1, 0x0);
-	assert_int_equal(efd_count(efd[1]), 1);
+	assert_int_equal(du_efd_count(efd[1]), 1);
 	assert_int_equal(rd(dev, m + 0x14, 4), 0);
 
 	/* Only 2 vectors enabled: vector 3 cannot fire. */
 	wr(dev, m + 2, 2, 0x0011);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSI, 3), 0);
-	assert_int_equal(efd_count(efd[3]), 0);
+	assert_int_equal(du_efd_count(efd[3]), 0);
 	assert_true(vfurt_irq_pending(dev, VFURT_IRQ_MSI, 3));
 	wr(dev, m + 2, 2, 0x0021);
-	assert_int_equal(efd_count(efd[3]), 1);
+	assert_int_equal(du_efd_count(efd[3]), 1);
 
 	/* Disable again. */
 	wr(dev, m + 2, 2, 0x0020);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSI, 0), 0);
-	assert_int_equal(efd_count(efd[0]), 0);
+	assert_int_equal(du_efd_count(efd[0]), 0);
 	assert_true(vfurt_irq_pending(dev, VFURT_IRQ_MSI, 0));
 
 	for (uint32_t v = 0; v < 4; v++)
@@ -682,11 +640,11 @@ static void test_msi_no_mask(void **state)
 	/* No mask/pending registers: bytes after the cap are not emulated. */
 	wr(dev, 0x50, 4, 0xffffffff);
 	assert_int_equal(rd(dev, 0x50, 4), 0);
-	efd = attach_efd(dev, VFURT_IRQ_MSI, 0);
+	efd = du_attach_efd(dev, VFURT_IRQ_MSI, 0);
 	wr(dev, 0x42, 2, 0xffff);
 	assert_int_equal(rd(dev, 0x42, 2), 0x0081);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSI, 0), 0);
-	assert_int_equal(efd_count(efd), 1);
+	assert_int_equal(du_efd_count(efd), 1);
 	close(efd);
 	vfurt_dev_destroy(dev);
 }
@@ -698,14 +656,14 @@ static void test_msi_resync(void **state)
 	struct fx *f = *state;
 	struct vfurt_dev *dev = f->dev;
 	uint32_t m = (uint32_t)f->msi;
-	int efd = attach_efd(dev, VFURT_IRQ_MSI, 1);
+	int efd = du_attach_efd(dev, VFURT_IRQ_MSI, 1);
 
 	wr(dev, m + 2, 2, 0x0001);        /* enable, 1 vector: vector 1 masked */
 	wr(dev, m + 2, 2, 0x0000);
 	vfurt_irqs_reset(dev->irqs);       /* guest masks cleared behind our back */
 	wr(dev, m + 2, 2, 0x0001);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSI, 1), 0);
-	assert_int_equal(efd_count(efd), 0);
+	assert_int_equal(du_efd_count(efd), 0);
 	assert_true(vfurt_irq_pending(dev, VFURT_IRQ_MSI, 1));
 	close(efd);
 }
@@ -718,13 +676,13 @@ static void test_intx_disable(void **state)
 	int efd;
 
 	assert_int_equal(vfurt_dev_irq_count(f->dev, VFURT_IRQ_INTX), 1);
-	efd = attach_efd(f->dev, VFURT_IRQ_INTX, 0);
+	efd = du_attach_efd(f->dev, VFURT_IRQ_INTX, 0);
 	wr(f->dev, 0x05, 1, 0x04); /* INTx disable */
 	assert_int_equal(vfurt_irq_trigger(f->dev, VFURT_IRQ_INTX, 0), 0);
-	assert_int_equal(efd_count(efd), 0);
+	assert_int_equal(du_efd_count(efd), 0);
 	assert_true(vfurt_irq_pending(f->dev, VFURT_IRQ_INTX, 0));
 	wr(f->dev, 0x05, 1, 0x00);
-	assert_int_equal(efd_count(efd), 1);
+	assert_int_equal(du_efd_count(efd), 1);
 	close(efd);
 }
 
@@ -944,7 +902,7 @@ static void test_reset(void **state)
 	struct fx *f = *state;
 	struct vfurt_dev *dev = f->dev;
 	uint32_t m = (uint32_t)f->msi;
-	int efd = attach_efd(dev, VFURT_IRQ_MSI, 0);
+	int efd = du_attach_efd(dev, VFURT_IRQ_MSI, 0);
 
 	wr(dev, 0x04, 2, 0x0547);
 	wr(dev, 0x10, 4, 0xfeb00000);
@@ -974,9 +932,9 @@ static void test_reset(void **state)
 	assert_int_equal(rd(dev, 0x100, 2), 0x0003);
 	/* MSI is function-masked again. */
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSI, 0), 0);
-	assert_int_equal(efd_count(efd), 0);
+	assert_int_equal(du_efd_count(efd), 0);
 	wr(dev, m + 2, 2, 0x0001);
-	assert_int_equal(efd_count(efd), 1);
+	assert_int_equal(du_efd_count(efd), 1);
 	close(efd);
 
 	vfurt_pci_reset(NULL); /* ignored */

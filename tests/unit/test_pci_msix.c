@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "common/dev_util.h"
+
 #include <vfurt/device.h>
 #include <vfurt/pci.h>
 
@@ -121,36 +123,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static ssize_t region_io(struct vfurt_dev *dev, uint32_t index, void *buf, size_t count,
-			 uint64_t off, bool is_write)
-{
-	struct vfurt_region_desc d;
-
-	assert_int_equal(vfurt_dev_get_region(dev, index, &d), 0);
-	assert_non_null(d.access);
-	return d.access(dev, d.arg, buf, count, off, is_write);
-}
-
-static uint64_t rd(struct vfurt_dev *dev, uint32_t index, uint64_t off, size_t size)
-{
-	uint8_t b[8] = { 0 };
-	uint64_t v = 0;
-
-	assert_int_equal(region_io(dev, index, b, size, off, false), (ssize_t)size);
-	for (size_t i = 0; i < size; i++)
-		v |= (uint64_t)b[i] << (8 * i);
-	return v;
-}
-
-static void wr(struct vfurt_dev *dev, uint32_t index, uint64_t off, size_t size, uint64_t v)
-{
-	uint8_t b[8];
-
-	for (size_t i = 0; i < size; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	assert_int_equal(region_io(dev, index, b, size, off, true), (ssize_t)size);
-}
-
 #define CFG VFURT_REGION_CONFIG
 #define BAR0 VFURT_REGION_BAR0
 
@@ -161,35 +133,7 @@ static uint64_t entry_off(uint32_t v, uint32_t field)
 
 static void msix_ctrl(struct fx *f, uint16_t v)
 {
-	wr(f->dev, CFG, f->cap + 2, 2, v);
-}
-
-static int attach_efd(struct vfurt_dev *dev, uint32_t index, uint32_t vector)
-{
-	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	struct vfio_irq_set set = {
-		.argsz = sizeof(set),
-		.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
-		.index = index,
-		.start = vector,
-		.count = 1,
-	};
-	int mine;
-
-	assert_true(fd >= 0);
-	mine = dup(fd);
-	assert_true(mine >= 0);
-	assert_int_equal(vfurt_irqs_set(dev->irqs, &set, NULL, 0, &fd, 1, NULL, NULL), 0);
-	return mine;
-}
-
-static uint64_t efd_count(int fd)
-{
-	uint64_t v = 0;
-
-	if (read(fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-		return 0;
-	return v;
+	du_wr(f->dev, CFG, f->cap + 2, 2, v);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -197,23 +141,23 @@ static uint64_t efd_count(int fd)
 static void test_msix_cap(void **state)
 {
 	struct fx *f = *state;
-	uint32_t off = (uint32_t)rd(f->dev, CFG, 0x34, 1);
+	uint32_t off = (uint32_t)du_rd(f->dev, CFG, 0x34, 1);
 
 	/* reachable from the list: PM first, then MSI-X */
-	assert_int_equal(rd(f->dev, CFG, off, 1), 0x01);
-	off = (uint32_t)rd(f->dev, CFG, off + 1, 1);
+	assert_int_equal(du_rd(f->dev, CFG, off, 1), 0x01);
+	off = (uint32_t)du_rd(f->dev, CFG, off + 1, 1);
 	assert_int_equal(off, f->cap);
-	assert_int_equal(rd(f->dev, CFG, off, 1), 0x11);
-	assert_int_equal(rd(f->dev, CFG, off + 1, 1), 0);
-	assert_int_equal(rd(f->dev, CFG, off + 2, 2), NVEC - 1);
-	assert_int_equal(rd(f->dev, CFG, off + 4, 4), TABLE_OFF | 0);
-	assert_int_equal(rd(f->dev, CFG, off + 8, 4), PBA_OFF | 0);
+	assert_int_equal(du_rd(f->dev, CFG, off, 1), 0x11);
+	assert_int_equal(du_rd(f->dev, CFG, off + 1, 1), 0);
+	assert_int_equal(du_rd(f->dev, CFG, off + 2, 2), NVEC - 1);
+	assert_int_equal(du_rd(f->dev, CFG, off + 4, 4), TABLE_OFF | 0);
+	assert_int_equal(du_rd(f->dev, CFG, off + 8, 4), PBA_OFF | 0);
 	/* table size and BIR/offset are read-only, enable/fmask writable */
-	wr(f->dev, CFG, off + 2, 2, 0xffff);
-	assert_int_equal(rd(f->dev, CFG, off + 2, 2), 0xc000 | (NVEC - 1));
+	du_wr(f->dev, CFG, off + 2, 2, 0xffff);
+	assert_int_equal(du_rd(f->dev, CFG, off + 2, 2), 0xc000 | (NVEC - 1));
 	assert_true(vfurt_pci_msix_enabled(f->pci));
-	wr(f->dev, CFG, off + 4, 4, 0);
-	assert_int_equal(rd(f->dev, CFG, off + 4, 4), TABLE_OFF);
+	du_wr(f->dev, CFG, off + 4, 4, 0);
+	assert_int_equal(du_rd(f->dev, CFG, off + 4, 4), TABLE_OFF);
 	assert_int_equal(vfurt_dev_irq_count(f->dev, VFURT_IRQ_MSIX), NVEC);
 }
 
@@ -222,11 +166,11 @@ static void test_table_initial(void **state)
 	struct fx *f = *state;
 
 	for (uint32_t v = 0; v < NVEC; v++) {
-		assert_int_equal(rd(f->dev, BAR0, entry_off(v, 0), 8), 0);
-		assert_int_equal(rd(f->dev, BAR0, entry_off(v, 8), 4), 0);
-		assert_int_equal(rd(f->dev, BAR0, entry_off(v, 12), 4), 1); /* masked */
+		assert_int_equal(du_rd(f->dev, BAR0, entry_off(v, 0), 8), 0);
+		assert_int_equal(du_rd(f->dev, BAR0, entry_off(v, 8), 4), 0);
+		assert_int_equal(du_rd(f->dev, BAR0, entry_off(v, 12), 4), 1); /* masked */
 	}
-	assert_int_equal(rd(f->dev, BAR0, PBA_OFF, 8), 0);
+	assert_int_equal(du_rd(f->dev, BAR0, PBA_OFF, 8), 0);
 	assert_int_equal(f->bar0.calls, 0);
 }
 
@@ -234,26 +178,26 @@ static void test_table_rw(void **state)
 {
 	struct fx *f = *state;
 
-	wr(f->dev, BAR0, entry_off(2, 0), 4, 0xfee00003);      /* low address bits RO */
-	wr(f->dev, BAR0, entry_off(2, 4), 4, 0x00000001);
-	wr(f->dev, BAR0, entry_off(2, 8), 4, 0x00004041);
-	wr(f->dev, BAR0, entry_off(2, 12), 4, 0xfffffffe);     /* reserved bits RO */
-	assert_int_equal(rd(f->dev, BAR0, entry_off(2, 0), 8), 0x00000001fee00000ull);
-	assert_int_equal(rd(f->dev, BAR0, entry_off(2, 8), 4), 0x4041);
-	assert_int_equal(rd(f->dev, BAR0, entry_off(2, 12), 4), 0);
+	du_wr(f->dev, BAR0, entry_off(2, 0), 4, 0xfee00003);      /* low address bits RO */
+	du_wr(f->dev, BAR0, entry_off(2, 4), 4, 0x00000001);
+	du_wr(f->dev, BAR0, entry_off(2, 8), 4, 0x00004041);
+	du_wr(f->dev, BAR0, entry_off(2, 12), 4, 0xfffffffe);     /* reserved bits RO */
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(2, 0), 8), 0x00000001fee00000ull);
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(2, 8), 4), 0x4041);
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(2, 12), 4), 0);
 
 	/* 8-byte write of data + vector control */
-	wr(f->dev, BAR0, entry_off(3, 8), 8, 0x0000000100005151ull);
-	assert_int_equal(rd(f->dev, BAR0, entry_off(3, 8), 8), 0x0000000100005151ull);
+	du_wr(f->dev, BAR0, entry_off(3, 8), 8, 0x0000000100005151ull);
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(3, 8), 8), 0x0000000100005151ull);
 
 	/* byte and straddling writes: the last 2 bytes of entry 4 and first 2 of 5 */
-	wr(f->dev, BAR0, entry_off(4, 14), 4, 0xbbaaffff);
-	assert_int_equal(rd(f->dev, BAR0, entry_off(4, 12), 4), 1);
-	assert_int_equal(rd(f->dev, BAR0, entry_off(5, 0), 4), 0xbba8);
-	wr(f->dev, BAR0, entry_off(5, 2), 1, 0xe0);
-	assert_int_equal(rd(f->dev, BAR0, entry_off(5, 0), 4), 0xe0bba8);
+	du_wr(f->dev, BAR0, entry_off(4, 14), 4, 0xbbaaffff);
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(4, 12), 4), 1);
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(5, 0), 4), 0xbba8);
+	du_wr(f->dev, BAR0, entry_off(5, 2), 1, 0xe0);
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(5, 0), 4), 0xe0bba8);
 	/* odd-sized unaligned read across two entries */
-	assert_int_equal(rd(f->dev, BAR0, entry_off(4, 13), 7), 0xe0bba8000000ull);
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(4, 13), 7), 0xe0bba8000000ull);
 
 	/* none of this reached the device's own callback */
 	assert_int_equal(f->bar0.calls, 0);
@@ -263,33 +207,33 @@ static void test_masked_vector_pba(void **state)
 {
 	struct fx *f = *state;
 	struct vfurt_dev *dev = f->dev;
-	int efd = attach_efd(dev, VFURT_IRQ_MSIX, 3);
+	int efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 3);
 
 	msix_ctrl(f, 0x8000); /* enable */
 	assert_true(vfurt_pci_msix_enabled(f->pci));
 
 	/* vector 3 is still masked in its table entry */
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 3), 0);
-	assert_int_equal(efd_count(efd), 0);
-	assert_int_equal(rd(dev, BAR0, PBA_OFF, 8), 1u << 3);
-	assert_int_equal(rd(dev, BAR0, PBA_OFF, 1), 1u << 3);
-	assert_int_equal(rd(dev, BAR0, PBA_OFF + 4, 4), 0);
+	assert_int_equal(du_efd_count(efd), 0);
+	assert_int_equal(du_rd(dev, BAR0, PBA_OFF, 8), 1u << 3);
+	assert_int_equal(du_rd(dev, BAR0, PBA_OFF, 1), 1u << 3);
+	assert_int_equal(du_rd(dev, BAR0, PBA_OFF + 4, 4), 0);
 
 	/* unmask: fires, pending clears */
-	wr(dev, BAR0, entry_off(3, 12), 4, 0);
-	assert_int_equal(efd_count(efd), 1);
-	assert_int_equal(rd(dev, BAR0, PBA_OFF, 8), 0);
+	du_wr(dev, BAR0, entry_off(3, 12), 4, 0);
+	assert_int_equal(du_efd_count(efd), 1);
+	assert_int_equal(du_rd(dev, BAR0, PBA_OFF, 8), 0);
 	assert_false(vfurt_irq_pending(dev, VFURT_IRQ_MSIX, 3));
 
 	/* unmasked: fires directly */
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 3), 0);
-	assert_int_equal(efd_count(efd), 1);
+	assert_int_equal(du_efd_count(efd), 1);
 
 	/* masking again via a byte write of vector control */
-	wr(dev, BAR0, entry_off(3, 12), 1, 1);
+	du_wr(dev, BAR0, entry_off(3, 12), 1, 1);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 3), 0);
-	assert_int_equal(efd_count(efd), 0);
-	assert_int_equal(rd(dev, BAR0, PBA_OFF, 8), 1u << 3);
+	assert_int_equal(du_efd_count(efd), 0);
+	assert_int_equal(du_rd(dev, BAR0, PBA_OFF, 8), 1u << 3);
 	close(efd);
 }
 
@@ -297,23 +241,23 @@ static void test_function_mask(void **state)
 {
 	struct fx *f = *state;
 	struct vfurt_dev *dev = f->dev;
-	int efd = attach_efd(dev, VFURT_IRQ_MSIX, 0);
+	int efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 0);
 
-	wr(dev, BAR0, entry_off(0, 12), 4, 0);
+	du_wr(dev, BAR0, entry_off(0, 12), 4, 0);
 	msix_ctrl(f, 0xc000); /* enable + function mask */
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 0), 0);
-	assert_int_equal(efd_count(efd), 0);
-	assert_int_equal(rd(dev, BAR0, PBA_OFF, 8), 1);
+	assert_int_equal(du_efd_count(efd), 0);
+	assert_int_equal(du_rd(dev, BAR0, PBA_OFF, 8), 1);
 	msix_ctrl(f, 0x8000);
-	assert_int_equal(efd_count(efd), 1);
-	assert_int_equal(rd(dev, BAR0, PBA_OFF, 8), 0);
+	assert_int_equal(du_efd_count(efd), 1);
+	assert_int_equal(du_rd(dev, BAR0, PBA_OFF, 8), 0);
 
 	/* the high byte of control alone toggles function mask */
-	wr(dev, CFG, f->cap + 3, 1, 0xc0);
+	du_wr(dev, CFG, f->cap + 3, 1, 0xc0);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 0), 0);
-	assert_int_equal(efd_count(efd), 0);
-	wr(dev, CFG, f->cap + 3, 1, 0x80);
-	assert_int_equal(efd_count(efd), 1);
+	assert_int_equal(du_efd_count(efd), 0);
+	du_wr(dev, CFG, f->cap + 3, 1, 0x80);
+	assert_int_equal(du_efd_count(efd), 1);
 	close(efd);
 }
 
@@ -321,19 +265,19 @@ static void test_disabled(void **state)
 {
 	struct fx *f = *state;
 	struct vfurt_dev *dev = f->dev;
-	int efd = attach_efd(dev, VFURT_IRQ_MSIX, 1);
+	int efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 1);
 
 	/* unmasked vector but MSI-X disabled */
-	wr(dev, BAR0, entry_off(1, 12), 4, 0);
+	du_wr(dev, BAR0, entry_off(1, 12), 4, 0);
 	assert_false(vfurt_pci_msix_enabled(f->pci));
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 1), 0);
-	assert_int_equal(efd_count(efd), 0);
-	assert_int_equal(rd(dev, BAR0, PBA_OFF, 8), 2);
+	assert_int_equal(du_efd_count(efd), 0);
+	assert_int_equal(du_rd(dev, BAR0, PBA_OFF, 8), 2);
 	msix_ctrl(f, 0x8000);
-	assert_int_equal(efd_count(efd), 1);
+	assert_int_equal(du_efd_count(efd), 1);
 	msix_ctrl(f, 0x0000);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 1), 0);
-	assert_int_equal(efd_count(efd), 0);
+	assert_int_equal(du_efd_count(efd), 0);
 	close(efd);
 }
 
@@ -342,9 +286,9 @@ static void test_pba_write_ignored(void **state)
 	struct fx *f = *state;
 
 	assert_int_equal(vfurt_irq_trigger(f->dev, VFURT_IRQ_MSIX, 5), 0);
-	wr(f->dev, BAR0, PBA_OFF, 8, 0);
-	wr(f->dev, BAR0, PBA_OFF + 1, 1, 0xff);
-	assert_int_equal(rd(f->dev, BAR0, PBA_OFF, 8), 1u << 5);
+	du_wr(f->dev, BAR0, PBA_OFF, 8, 0);
+	du_wr(f->dev, BAR0, PBA_OFF + 1, 1, 0xff);
+	assert_int_equal(du_rd(f->dev, BAR0, PBA_OFF, 8), 1u << 5);
 	assert_int_equal(f->bar0.calls, 0);
 }
 
@@ -354,34 +298,34 @@ static void test_passthrough(void **state)
 	uint8_t b[32];
 
 	/* the rest of the BAR reaches the device */
-	wr(f->dev, BAR0, 0x10, 4, 0xcafef00d);
+	du_wr(f->dev, BAR0, 0x10, 4, 0xcafef00d);
 	assert_int_equal(f->bar0.calls, 1);
 	assert_int_equal(f->bar0.last_off, 0x10);
-	assert_int_equal(rd(f->dev, BAR0, 0x10, 4), 0xcafef00d);
+	assert_int_equal(du_rd(f->dev, BAR0, 0x10, 4), 0xcafef00d);
 	/* right after the table (8 vectors end at 0x2080) and after the PBA */
-	wr(f->dev, BAR0, TABLE_OFF + NVEC * 16, 4, 0x11111111);
+	du_wr(f->dev, BAR0, TABLE_OFF + NVEC * 16, 4, 0x11111111);
 	assert_int_equal(f->bar0.last_off, TABLE_OFF + NVEC * 16);
-	wr(f->dev, BAR0, PBA_OFF + 8, 8, 0x2222222222222222ull);
+	du_wr(f->dev, BAR0, PBA_OFF + 8, 8, 0x2222222222222222ull);
 	assert_int_equal(f->bar0.last_off, PBA_OFF + 8);
 	assert_int_equal(f->bar0.mem[PBA_OFF + 8], 0x22);
 
 	/* an access straddling the start of the table is split */
 	f->bar0.calls = 0;
 	memset(b, 0x5a, sizeof(b));
-	assert_int_equal(region_io(f->dev, BAR0, b, sizeof(b), TABLE_OFF - 16, true),
+	assert_int_equal(du_region_io(f->dev, BAR0, b, sizeof(b), TABLE_OFF - 16, true),
 			 (ssize_t)sizeof(b));
 	assert_int_equal(f->bar0.calls, 1);
 	assert_int_equal(f->bar0.last_off, TABLE_OFF - 16);
 	assert_int_equal(f->bar0.last_count, 16);
-	assert_int_equal(rd(f->dev, BAR0, entry_off(0, 0), 8), 0x5a5a5a5a5a5a5a58ull);
-	assert_int_equal(rd(f->dev, BAR0, entry_off(0, 12), 4), 0); /* 0x5a: mask bit 0 */
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(0, 0), 8), 0x5a5a5a5a5a5a5a58ull);
+	assert_int_equal(du_rd(f->dev, BAR0, entry_off(0, 12), 4), 0); /* 0x5a: mask bit 0 */
 	/* read of the whole BAR */
 	{
 		uint8_t *all = malloc(BAR0_SIZE);
 
 		assert_non_null(all);
 		f->bar0.calls = 0;
-		assert_int_equal(region_io(f->dev, BAR0, all, BAR0_SIZE, 0, false), BAR0_SIZE);
+		assert_int_equal(du_region_io(f->dev, BAR0, all, BAR0_SIZE, 0, false), BAR0_SIZE);
 		assert_int_equal(f->bar0.calls, 3); /* before table, between, after PBA */
 		assert_int_equal(all[0x10], 0x0d);
 		assert_int_equal(all[entry_off(0, 8)], 0x5a);
@@ -394,10 +338,10 @@ static void test_out_of_range(void **state)
 	struct fx *f = *state;
 	uint8_t b[8] = { 0 };
 
-	assert_int_equal(region_io(f->dev, BAR0, b, 1, BAR0_SIZE, false), -EINVAL);
-	assert_int_equal(region_io(f->dev, BAR0, b, 8, BAR0_SIZE - 4, true), -EINVAL);
-	assert_int_equal(region_io(f->dev, BAR0, b, 1, UINT64_MAX, false), -EINVAL);
-	assert_int_equal(region_io(f->dev, BAR0, NULL, 4, 0, false), -EINVAL);
+	assert_int_equal(du_region_io(f->dev, BAR0, b, 1, BAR0_SIZE, false), -EINVAL);
+	assert_int_equal(du_region_io(f->dev, BAR0, b, 8, BAR0_SIZE - 4, true), -EINVAL);
+	assert_int_equal(du_region_io(f->dev, BAR0, b, 1, UINT64_MAX, false), -EINVAL);
+	assert_int_equal(du_region_io(f->dev, BAR0, NULL, 4, 0, false), -EINVAL);
 	assert_int_equal(f->bar0.calls, 0);
 }
 
@@ -416,19 +360,19 @@ static void test_separate_pba_bar(void **state)
 	pci = new_pci(dev);
 	/* 100 vectors: PBA of 2 qwords */
 	assert_true(vfurt_pci_add_msix(pci, 100, 0, 0, 2, 0x1000) > 0);
-	efd = attach_efd(dev, VFURT_IRQ_MSIX, 70);
-	assert_int_equal(rd(dev, CFG, 0x40 + 8, 4), 0x1000 | 2);
-	wr(dev, CFG, 0x42, 2, 0x8000);
+	efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 70);
+	assert_int_equal(du_rd(dev, CFG, 0x40 + 8, 4), 0x1000 | 2);
+	du_wr(dev, CFG, 0x42, 2, 0x8000);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 70), 0);
-	assert_int_equal(rd(dev, VFURT_REGION_BAR2, 0x1008, 8), 1ull << 6);
-	assert_int_equal(rd(dev, VFURT_REGION_BAR2, 0x1000, 8), 0);
-	wr(dev, BAR0, 70 * 16 + 12, 4, 0);
-	assert_int_equal(efd_count(efd), 1);
-	assert_int_equal(rd(dev, VFURT_REGION_BAR2, 0x1008, 8), 0);
+	assert_int_equal(du_rd(dev, VFURT_REGION_BAR2, 0x1008, 8), 1ull << 6);
+	assert_int_equal(du_rd(dev, VFURT_REGION_BAR2, 0x1000, 8), 0);
+	du_wr(dev, BAR0, 70 * 16 + 12, 4, 0);
+	assert_int_equal(du_efd_count(efd), 1);
+	assert_int_equal(du_rd(dev, VFURT_REGION_BAR2, 0x1008, 8), 0);
 	/* BAR2's other bytes and BAR0 after the table reach the devices */
-	wr(dev, VFURT_REGION_BAR2, 0x10, 1, 0x77);
+	du_wr(dev, VFURT_REGION_BAR2, 0x10, 1, 0x77);
 	assert_int_equal(m4->mem[0x10], 0x77);
-	wr(dev, BAR0, 100 * 16, 1, 0x66);
+	du_wr(dev, BAR0, 100 * 16, 1, 0x66);
 	assert_int_equal(m0->mem[100 * 16], 0x66);
 	close(efd);
 	vfurt_dev_destroy(dev);
@@ -462,7 +406,7 @@ static void test_add_errors(void **state)
 	assert_int_equal(vfurt_pci_add_msix(pci, 8, 6, 0, 0, 0x1000), -EINVAL);
 	assert_int_equal(vfurt_pci_add_msix(pci, 8, 0, 0, 7, 0x1000), -EINVAL);
 	/* failed attempts left no cap and no irqs behind */
-	assert_int_equal(rd(dev, CFG, 0x34, 1), 0);
+	assert_int_equal(du_rd(dev, CFG, 0x34, 1), 0);
 	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_MSIX), 0);
 	vfurt_dev_destroy(dev);
 
@@ -501,25 +445,25 @@ static void test_reset(void **state)
 {
 	struct fx *f = *state;
 	struct vfurt_dev *dev = f->dev;
-	int efd = attach_efd(dev, VFURT_IRQ_MSIX, 0);
+	int efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 0);
 
-	wr(dev, BAR0, entry_off(0, 0), 8, 0xfee00000);
-	wr(dev, BAR0, entry_off(0, 8), 8, 0x21);
+	du_wr(dev, BAR0, entry_off(0, 0), 8, 0xfee00000);
+	du_wr(dev, BAR0, entry_off(0, 8), 8, 0x21);
 	msix_ctrl(f, 0x8000);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 0), 0);
-	assert_int_equal(efd_count(efd), 1);
+	assert_int_equal(du_efd_count(efd), 1);
 
 	vfurt_pci_reset(f->pci);
 	assert_false(vfurt_pci_msix_enabled(f->pci));
-	assert_int_equal(rd(dev, CFG, f->cap + 2, 2), NVEC - 1);
-	assert_int_equal(rd(dev, BAR0, entry_off(0, 0), 8), 0);
-	assert_int_equal(rd(dev, BAR0, entry_off(0, 8), 8), 0x100000000ull); /* masked again */
+	assert_int_equal(du_rd(dev, CFG, f->cap + 2, 2), NVEC - 1);
+	assert_int_equal(du_rd(dev, BAR0, entry_off(0, 0), 8), 0);
+	assert_int_equal(du_rd(dev, BAR0, entry_off(0, 8), 8), 0x100000000ull); /* masked again */
 	/* disabled and masked: nothing fires even once enabled */
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 0), 0);
 	msix_ctrl(f, 0x8000);
-	assert_int_equal(efd_count(efd), 0);
-	wr(dev, BAR0, entry_off(0, 12), 4, 0);
-	assert_int_equal(efd_count(efd), 1);
+	assert_int_equal(du_efd_count(efd), 0);
+	du_wr(dev, BAR0, entry_off(0, 12), 4, 0);
+	assert_int_equal(du_efd_count(efd), 1);
 	close(efd);
 }
 
@@ -528,13 +472,13 @@ static void test_resync_after_irq_reset(void **state)
 {
 	struct fx *f = *state;
 	struct vfurt_dev *dev = f->dev;
-	int efd = attach_efd(dev, VFURT_IRQ_MSIX, 2);
+	int efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 2);
 
 	vfurt_irqs_reset(dev->irqs);
 	msix_ctrl(f, 0x8000);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 2), 0);
-	assert_int_equal(efd_count(efd), 0);
-	assert_int_equal(rd(dev, BAR0, PBA_OFF, 8), 1u << 2);
+	assert_int_equal(du_efd_count(efd), 0);
+	assert_int_equal(du_rd(dev, BAR0, PBA_OFF, 8), 1u << 2);
 	close(efd);
 }
 
@@ -562,13 +506,13 @@ static void test_max_vectors(void **state)
 	}
 	pci = new_pci(dev);
 	assert_true(vfurt_pci_add_msix(pci, 2048, 0, 0, 0, 0x8000) > 0);
-	assert_int_equal(rd(dev, CFG, 0x42, 2), 2047);
-	efd = attach_efd(dev, VFURT_IRQ_MSIX, 2047);
-	wr(dev, CFG, 0x42, 2, 0x8000);
+	assert_int_equal(du_rd(dev, CFG, 0x42, 2), 2047);
+	efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 2047);
+	du_wr(dev, CFG, 0x42, 2, 0x8000);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 2047), 0);
-	assert_int_equal(rd(dev, BAR0, 0x8000 + 255, 1), 0x80);
-	wr(dev, BAR0, 2047 * 16 + 12, 4, 0);
-	assert_int_equal(efd_count(efd), 1);
+	assert_int_equal(du_rd(dev, BAR0, 0x8000 + 255, 1), 0x80);
+	du_wr(dev, BAR0, 2047 * 16 + 12, 4, 0);
+	assert_int_equal(du_efd_count(efd), 1);
 	close(efd);
 	vfurt_dev_destroy(dev);
 	free(m);
