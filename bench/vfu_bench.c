@@ -61,12 +61,13 @@ struct cfg {
 	uint64_t bs;
 	uint32_t iodepth;
 	uint32_t jobs;
-	uint64_t runtime_s;
-	uint64_t ramp_s;
+	uint64_t runtime_ms;
+	uint64_t ramp_ms;
 	const char *cpus;
 	bool doorbell_msg;
 	bool irq;
 	bool json;
+	const char *plot; /* --plot=FILE.svg */
 };
 
 struct job {
@@ -151,14 +152,15 @@ static void usage(FILE *f)
 	      "                         vfio-user connection, so all queue pairs share it and are\n"
 	      "                         driven round-robin by ONE client thread (like SPDK perf\n"
 	      "                         with several queue pairs on one core)\n"
-	      "  --runtime=S            measured seconds (default 10)\n"
-	      "  --ramp=S               seconds of load before measuring (default 0)\n"
+	      "  --runtime=S            measured seconds, fractions allowed (default 10)\n"
+	      "  --ramp=S               seconds of load before measuring, e.g. 0.5 (default 0)\n"
 	      "  --cpus=LIST            pin the client thread to these CPUs (e.g. 0 or 0-1)\n"
 	      "  --doorbell=mmap|message  ring doorbells through the mmapped BAR (default) or\n"
 	      "                         with REGION_WRITE messages\n"
 	      "  --completion=poll|irq  spin on the CQs (default) or sleep on MSI-X eventfds\n"
 	      "Output:\n"
 	      "  --json                 fio-like JSON on stdout instead of the table\n"
+	      "  --plot=FILE.svg        also write the latency distribution as an SVG chart\n"
 	      "  --help\n"
 	      "A progress line goes to stderr each second.\n",
 	      f);
@@ -189,18 +191,22 @@ static int parse_u32(const char *s, uint32_t *out, uint32_t lo, uint32_t hi)
 	return 0;
 }
 
-/* Seconds: "10" or "10s". */
-static int parse_secs(const char *s, uint64_t *out)
+/* Seconds, fractions allowed: "10", "10s", "0.5" into milliseconds. */
+static int parse_secs(const char *s, uint64_t *out_ms)
 {
-	char buf[32];
-	size_t n = strlen(s);
+	char *end;
+	double v;
 
-	if (n == 0 || n >= sizeof(buf))
+	if (!s || ((*s < '0' || *s > '9') && *s != '.'))
 		return -EINVAL;
-	memcpy(buf, s, n + 1);
-	if (buf[n - 1] == 's')
-		buf[n - 1] = '\0';
-	return parse_u64(buf, out);
+	errno = 0;
+	v = strtod(s, &end);
+	if (*end == 's')
+		end++;
+	if (errno || *end || !(v >= 0.0) || v > 1e7)
+		return -EINVAL;
+	*out_ms = (uint64_t)(v * 1000.0 + 0.5);
+	return 0;
 }
 
 /* "0-3,6" into set. */
@@ -239,7 +245,7 @@ static int parse_cpus(const char *s, cpu_set_t *set)
 enum {
 	OPT_SOCKET = 256, OPT_SELF, OPT_SCPUS, OPT_BACKEND, OPT_SIZE, OPT_BLKSZ, OPT_NSID,
 	OPT_RW, OPT_MIX, OPT_BS, OPT_QD, OPT_JOBS, OPT_RUNTIME, OPT_RAMP, OPT_CPUS,
-	OPT_DB, OPT_COMPL, OPT_JSON, OPT_HELP,
+	OPT_DB, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_HELP,
 };
 
 static int parse_args(int argc, char **argv, struct cfg *c)
@@ -265,6 +271,7 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 		{ "doorbell", required_argument, NULL, OPT_DB },
 		{ "completion", required_argument, NULL, OPT_COMPL },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "plot", required_argument, NULL, OPT_PLOT },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -273,7 +280,7 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 	*c = (struct cfg){
 		.server_cpus = "1", .backend = "null", .size = 1ull << 30, .block_size = 4096,
 		.nsid = 1, .rw = RW_RANDREAD, .rwmixread = 50, .bs = 4096, .iodepth = 1,
-		.jobs = 1, .runtime_s = 10,
+		.jobs = 1, .runtime_ms = 10000,
 	};
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		int bad = 0;
@@ -302,8 +309,8 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 		case OPT_BS: bad = vfurt_parse_size(optarg, &c->bs) || !c->bs; break;
 		case OPT_QD: bad = parse_u32(optarg, &c->iodepth, 1, 4095); break;
 		case OPT_JOBS: bad = parse_u32(optarg, &c->jobs, 1, 64); break;
-		case OPT_RUNTIME: bad = parse_secs(optarg, &c->runtime_s) || !c->runtime_s; break;
-		case OPT_RAMP: bad = parse_secs(optarg, &c->ramp_s); break;
+		case OPT_RUNTIME: bad = parse_secs(optarg, &c->runtime_ms) || !c->runtime_ms; break;
+		case OPT_RAMP: bad = parse_secs(optarg, &c->ramp_ms); break;
 		case OPT_CPUS: c->cpus = optarg; break;
 		case OPT_DB:
 			if (!strcmp(optarg, "mmap"))
@@ -322,6 +329,7 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 				bad = 1;
 			break;
 		case OPT_JSON: c->json = true; break;
+		case OPT_PLOT: c->plot = optarg; bad = !*optarg; break;
 		case OPT_HELP:
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -EINVAL;
@@ -630,8 +638,8 @@ static void progress(struct bench *b, uint64_t t, uint64_t start, uint64_t ramp_
 static int run(struct bench *b)
 {
 	uint64_t start = now_ns();
-	uint64_t ramp_end = start + b->c.ramp_s * 1000000000ull;
-	uint64_t end = ramp_end + b->c.runtime_s * 1000000000ull;
+	uint64_t ramp_end = start + b->c.ramp_ms * 1000000ull;
+	uint64_t end = ramp_end + b->c.runtime_ms * 1000000ull;
 	uint64_t next_prog = start + 1000000000ull, last_prog = start;
 	uint64_t last_ios[2] = { 0, 0 };
 	uint64_t t = start, drain_deadline = 0;
@@ -711,10 +719,10 @@ static void print_table(struct bench *b)
 	vb_hist_reset(&all[0]);
 	vb_hist_reset(&all[1]);
 	printf("vfu-bench: %s bs=%" PRIu64 " iodepth=%u jobs=%u doorbell=%s completion=%s "
-	       "runtime=%.2fs (ramp %" PRIu64 "s) lba=%u\n",
+	       "runtime=%.2fs (ramp %gs) lba=%u\n",
 	       rw_name(b->c.rw), b->c.bs, b->c.iodepth, b->c.jobs,
 	       b->c.doorbell_msg ? "message" : "mmap", b->c.irq ? "irq" : "poll", secs,
-	       b->c.ramp_s, b->lba_size);
+	       (double)b->c.ramp_ms / 1e3, b->lba_size);
 	printf("%-5s %-5s %11s %9s %9s %9s %9s %9s %9s %9s %9s   (latency in us)\n", "job",
 	       "dir", "IOPS", "MiB/s", "mean", "p50", "p90", "p99", "p99.9", "p99.99", "max");
 	for (uint32_t i = 0; i <= b->c.jobs; i++) {
@@ -800,10 +808,11 @@ static void print_json(struct bench *b)
 	fprintf(f, "{\n  \"fio version\": \"vfu-bench-0.1\",\n  \"timestamp\": %lld,\n",
 		(long long)time(NULL));
 	fprintf(f, "  \"global options\": {\n    \"rw\": \"%s\",\n    \"bs\": \"%" PRIu64
-		   "\",\n    \"iodepth\": \"%u\",\n    \"numjobs\": \"%u\",\n    \"runtime\": \"%"
-		   PRIu64 "\",\n    \"ramp_time\": \"%" PRIu64 "\",\n    \"rwmixread\": \"%u\",\n"
+		   "\",\n    \"iodepth\": \"%u\",\n    \"numjobs\": \"%u\",\n    \"runtime\": \"%g"
+		   "\",\n    \"ramp_time\": \"%g\",\n    \"rwmixread\": \"%u\",\n"
 		   "    \"doorbell\": \"%s\",\n    \"completion\": \"%s\"\n  },\n",
-		rw_name(b->c.rw), b->c.bs, b->c.iodepth, b->c.jobs, b->c.runtime_s, b->c.ramp_s,
+		rw_name(b->c.rw), b->c.bs, b->c.iodepth, b->c.jobs, (double)b->c.runtime_ms / 1e3,
+		(double)b->c.ramp_ms / 1e3,
 		b->c.rwmixread, b->c.doorbell_msg ? "message" : "mmap", b->c.irq ? "irq" : "poll");
 	fputs("  \"jobs\": [\n", f);
 	for (uint32_t i = 0; i < b->c.jobs; i++) {
@@ -819,6 +828,34 @@ static void print_json(struct bench *b)
 		fprintf(f, "\n    }%s\n", i + 1 < b->c.jobs ? "," : "");
 	}
 	fputs("  ]\n}\n", f);
+}
+
+/* --plot: all queue pairs' histograms merged per direction, the workload as the title. */
+static int write_plot(struct bench *b)
+{
+	struct vb_hist *all = malloc(2 * sizeof(*all));
+	char title[256];
+	int rc;
+
+	if (!all)
+		return -ENOMEM;
+	vb_hist_reset(&all[0]);
+	vb_hist_reset(&all[1]);
+	for (uint32_t i = 0; i < b->c.jobs; i++) {
+		vb_hist_merge(&all[0], &b->jobs[i].hist[0]);
+		vb_hist_merge(&all[1], &b->jobs[i].hist[1]);
+	}
+	snprintf(title, sizeof(title),
+		 "vfu-bench %s bs=%" PRIu64 " iodepth=%u jobs=%u doorbell=%s completion=%s "
+		 "backend=%s, %.1f s",
+		 rw_name(b->c.rw), b->c.bs, b->c.iodepth, b->c.jobs,
+		 b->c.doorbell_msg ? "message" : "mmap", b->c.irq ? "irq" : "poll",
+		 b->c.self_serve ? b->c.backend : "remote", (double)b->measured_ns / 1e9);
+	rc = vb_plot_svg(b->c.plot, &all[0], &all[1], title);
+	if (rc)
+		fprintf(stderr, "vfu-bench: --plot=%s: %s\n", b->c.plot, strerror(-rc));
+	free(all);
+	return rc;
 }
 
 static int setup_host(struct bench *b)
@@ -912,6 +949,8 @@ int main(int argc, char **argv)
 		print_json(b);
 	else
 		print_table(b);
+	if (b->c.plot)
+		rc = write_plot(b);
 	nh_shutdown(b->h);
 out_host:
 	if (b->jobs) {

@@ -33,4 +33,13 @@ uint64_t vb_hist_percentile(const struct vb_hist *h, double p);
 double vb_hist_mean(const struct vb_hist *h);
 double vb_hist_stddev(const struct vb_hist *h);
 
+/*
+ * Write an SVG chart of the cumulative latency distribution to path: log-scale
+ * latency on x, 0-100 % on y, one line per non-empty histogram (read, write;
+ * either may be NULL), p50/p99/p99.9 marked, title as the heading.
+ * 0 or a negative errno.
+ */
+int vb_plot_svg(const char *path, const struct vb_hist *read, const struct vb_hist *write,
+		const char *title);
+
 #endif /* VFURT_BENCH_VFU_BENCH_H */
