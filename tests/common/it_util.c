@@ -1,5 +1,6 @@
 /* Integration test helpers (see it_util.h). */
 #include <errno.h>
+#include <stdio.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,4 +332,14 @@ bool it_check(const void *buf, size_t len, uint32_t seed)
 		if (p[i] != pattern_byte(i, seed))
 			return false;
 	return true;
+}
+
+int it_check_fds(int base)
+{
+	int n = it_wait_fds(base);
+
+	if (n == base)
+		return 0;
+	fprintf(stderr, "fd leak: %d open, %d at start\n", n, base);
+	return -1;
 }

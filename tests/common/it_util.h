@@ -48,6 +48,9 @@ unsigned it_wait_ctr(atomic_uint *ctr, unsigned want);
 /* Wait until this process has `want` open fds, up to IT_SETTLE_MS.
  * Returns the final count. */
 int it_wait_fds(int want);
+/* it_wait_fds(base), and on a mismatch print "fd leak: N open, B at start";
+ * returns 0, or -1 on a leak (for a cmocka teardown's return value). */
+int it_check_fds(int base);
 
 /* Region access shorthands: 0 or negative errno. */
 int it_wr32(struct vfurt_client *c, uint32_t region, uint64_t off, uint32_t v);

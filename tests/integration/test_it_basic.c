@@ -81,7 +81,6 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	int rc = 0;
-	int n;
 
 	if (!f)
 		return 0;
@@ -93,11 +92,8 @@ static int teardown(void **state)
 		vfurt_client_close(f->c);
 		it_wait_ctr(&f->st->detach, detach + 1);
 	}
-	n = it_wait_fds(f->base_fds);
-	if (n != f->base_fds) {
-		fprintf(stderr, "fd leak: %d open, %d at start\n", n, f->base_fds);
+	if (it_check_fds(f->base_fds))
 		rc = -1;
-	}
 	if (atomic_load(&f->st->dma_map) != atomic_load(&f->st->dma_unmap)) {
 		fprintf(stderr, "dma maps %u != unmaps %u after disconnect\n",
 			atomic_load(&f->st->dma_map), atomic_load(&f->st->dma_unmap));

@@ -52,16 +52,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct dx *x = *state;
-	int n, rc = 0;
+	int rc = 0;
 
 	if (!x)
 		return 0;
 	vfurt_client_close(x->c);
-	n = it_wait_fds(x->base_fds);
-	if (n != x->base_fds) {
-		fprintf(stderr, "fd leak: %d open, %d at start\n", n, x->base_fds);
+	if (it_check_fds(x->base_fds))
 		rc = -1;
-	}
 	testsrv_stop(x->ts);
 	if (atomic_load(&x->st->dma_map) != atomic_load(&x->st->dma_unmap)) {
 		fprintf(stderr, "dma maps %u != unmaps %u\n", atomic_load(&x->st->dma_map),

@@ -56,16 +56,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct gx *x = *state;
-	int n, rc = 0;
+	int rc = 0;
 
 	if (!x)
 		return 0;
 	vfurt_client_close(x->c);
-	n = it_wait_fds(x->base_fds);
-	if (n != x->base_fds) {
-		fprintf(stderr, "fd leak: %d open, %d at start\n", n, x->base_fds);
+	if (it_check_fds(x->base_fds))
 		rc = -1;
-	}
 	testsrv_stop(x->ts);
 	free(x);
 	return rc;

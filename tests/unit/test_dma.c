@@ -1,5 +1,4 @@
 /* Unit tests for io/dma.c: window table, snapshots, sg translation, fd handling. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -16,23 +15,12 @@
 
 #include <cmocka.h>
 
+#include "common/testsrv.h"
+
 #include "io/dma.h"
 
 #define PG 4096u
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
 
 static bool fd_open(int fd)
 {
@@ -71,7 +59,7 @@ static void test_create_bad_pgsize(void **state)
 static void test_add_fd_shared_mapping(void **state)
 {
 	(void)state;
-	int base_fds = count_fds();
+	int base_fds = test_count_fds();
 	struct vfurt_dma_table *t = new_table(8);
 	int fd = make_memfd(4 * PG);
 	int keep = dup(fd);
@@ -111,7 +99,7 @@ static void test_add_fd_shared_mapping(void **state)
 	munmap(other, 4 * PG);
 	close(keep);
 	vfurt_dma_table_destroy(t);
-	assert_int_equal(count_fds(), base_fds);
+	assert_int_equal(test_count_fds(), base_fds);
 }
 
 static void test_add_readonly_mapping(void **state)
@@ -254,7 +242,7 @@ static void test_invalid_args(void **state)
 static void test_mmap_failure_keeps_fd(void **state)
 {
 	(void)state;
-	int base_fds = count_fds();
+	int base_fds = test_count_fds();
 	struct vfurt_dma_table *t = new_table(8);
 	int efd = eventfd(0, EFD_CLOEXEC);
 	int rofd;
@@ -279,7 +267,7 @@ static void test_mmap_failure_keeps_fd(void **state)
 	assert_false(fd_open(rofd));
 	close(fd);
 	vfurt_dma_table_destroy(t);
-	assert_int_equal(count_fds(), base_fds);
+	assert_int_equal(test_count_fds(), base_fds);
 }
 
 struct unmap_log {
@@ -346,7 +334,7 @@ static void test_remove_exact(void **state)
 static void test_remove_all(void **state)
 {
 	(void)state;
-	int base_fds = count_fds();
+	int base_fds = test_count_fds();
 	struct vfurt_dma_table *t = new_table(8);
 	struct unmap_log l = { .t = t };
 
@@ -371,7 +359,7 @@ static void test_remove_all(void **state)
 	vfurt_dma_table_remove_all(t, NULL, NULL);
 	assert_int_equal(vfurt_dma_table_count(t), 0);
 	vfurt_dma_table_destroy(t);
-	assert_int_equal(count_fds(), base_fds);
+	assert_int_equal(test_count_fds(), base_fds);
 }
 
 /* Two adjacent fd-backed windows at 0x10000 (2 pages) and 0x12000 (1 page,
@@ -562,7 +550,7 @@ static void test_retire_hook(void **state)
 static void test_no_fd_leak(void **state)
 {
 	(void)state;
-	int base_fds = count_fds();
+	int base_fds = test_count_fds();
 	struct vfurt_dma_table *t = new_table(4);
 	int fds[6];
 
@@ -580,7 +568,7 @@ static void test_no_fd_leak(void **state)
 				close(fds[i]); /* still ours */
 			}
 		}
-		assert_int_equal(count_fds(), base_fds);
+		assert_int_equal(test_count_fds(), base_fds);
 		assert_int_equal(vfurt_dma_table_remove(t, 0, PG, NULL, NULL), 0);
 		vfurt_dma_table_remove_all(t, NULL, NULL);
 	}
@@ -588,7 +576,7 @@ static void test_no_fd_leak(void **state)
 		assert_int_equal(vfurt_dma_table_add(t, (uint64_t)i * PG, PG, make_memfd(PG), 0,
 						     VFURT_DMA_READ, NULL), 0);
 	vfurt_dma_table_destroy(t); /* unmaps what is left */
-	assert_int_equal(count_fds(), base_fds);
+	assert_int_equal(test_count_fds(), base_fds);
 }
 
 int main(void)

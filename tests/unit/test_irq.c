@@ -1,5 +1,4 @@
 /* Unit tests for io/irq.c: SET_IRQS validation, eventfds, masks, pending bits. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -14,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "common/testsrv.h"
+
 #include "io/irq.h"
 
 #define D_NONE VFIO_IRQ_SET_DATA_NONE
@@ -23,19 +24,6 @@
 #define A_UNMASK VFIO_IRQ_SET_ACTION_UNMASK
 #define A_TRIG VFIO_IRQ_SET_ACTION_TRIGGER
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
 
 static bool fd_open(int fd)
 {
@@ -161,14 +149,14 @@ static void test_setup_and_info(void **state)
 static void test_setup_again_closes_fds(void **state)
 {
 	(void)state;
-	int base = count_fds();
+	int base = test_count_fds();
 	int rd[4];
 	struct vfurt_irqs *irqs = make_irqs(rd);
 
 	close_all(rd, 4);
-	assert_int_equal(count_fds(), base + 4);
+	assert_int_equal(test_count_fds(), base + 4);
 	assert_int_equal(vfurt_irqs_setup(irqs, VFURT_IRQ_MSIX, 8), 0);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(test_count_fds(), base);
 	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
 	vfurt_irqs_destroy(irqs);
 }
@@ -736,18 +724,18 @@ static void test_deassign(void **state)
 static void test_replace_closes_old(void **state)
 {
 	(void)state;
-	int base = count_fds();
+	int base = test_count_fds();
 	struct vfurt_irqs *irqs = make_irqs(NULL);
 	int a = new_efd();
 	int b = new_efd();
 
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_MSIX, 0, 1, NULL, 0, &a, 1,
 				 NULL), 0);
-	assert_int_equal(count_fds(), base + 2);
+	assert_int_equal(test_count_fds(), base + 2);
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_MSIX, 0, 1, NULL, 0, &b, 1,
 				 NULL), 0);
 	assert_false(fd_open(a));
-	assert_int_equal(count_fds(), base + 1);
+	assert_int_equal(test_count_fds(), base + 1);
 	/* giving the same descriptor again keeps it */
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_MSIX, 0, 1, NULL, 0, &b, 1,
 				 NULL), 0);
@@ -755,14 +743,14 @@ static void test_replace_closes_old(void **state)
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_MSIX, 0, 1, NULL, 0, NULL, 0,
 				 NULL), 0);
 	assert_false(fd_open(b));
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(test_count_fds(), base);
 	vfurt_irqs_destroy(irqs);
 }
 
 static void test_disable_form(void **state)
 {
 	(void)state;
-	int base = count_fds();
+	int base = test_count_fds();
 	int rd[4];
 	struct vfurt_irqs *irqs = make_irqs(rd);
 	int mfd = new_efd();
@@ -770,24 +758,24 @@ static void test_disable_form(void **state)
 	close_all(rd, 4);
 	assert_int_equal(irq_set(irqs, D_EFD | A_UNMASK, VFURT_IRQ_MSIX, 0, 1, NULL, 0, &mfd, 1,
 				 NULL), 0);
-	assert_int_equal(count_fds(), base + 5);
+	assert_int_equal(test_count_fds(), base + 5);
 	assert_int_equal(irq_set(irqs, D_NONE | A_TRIG, VFURT_IRQ_MSIX, 0, 0, NULL, 0, NULL, 0,
 				 NULL), 0);
 	for (uint32_t v = 0; v < 4; v++)
 		assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
-	assert_int_equal(count_fds(), base + 1); /* the unmask notify fd stays */
+	assert_int_equal(test_count_fds(), base + 1); /* the unmask notify fd stays */
 	assert_true(fd_open(mfd));
 	/* other indexes are untouched; disabling twice is fine */
 	assert_int_equal(irq_set(irqs, D_NONE | A_TRIG, VFURT_IRQ_MSIX, 0, 0, NULL, 0, NULL, 0,
 				 NULL), 0);
 	vfurt_irqs_destroy(irqs);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(test_count_fds(), base);
 }
 
 static void test_mask_unmask_notify_fds(void **state)
 {
 	(void)state;
-	int base = count_fds();
+	int base = test_count_fds();
 	struct vfurt_irqs *irqs = make_irqs(NULL);
 	int m[2] = { new_efd(), new_efd() };
 	int u[2] = { new_efd(), new_efd() };
@@ -799,21 +787,21 @@ static void test_mask_unmask_notify_fds(void **state)
 	/* notify fds are not trigger fds */
 	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
 	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 2));
-	assert_int_equal(count_fds(), base + 4);
+	assert_int_equal(test_count_fds(), base + 4);
 	/* de-assign the mask fd of vector 1 only */
 	assert_int_equal(irq_set(irqs, D_EFD | A_MASK, VFURT_IRQ_MSIX, 1, 1, NULL, 0, NULL, 0,
 				 NULL), 0);
 	assert_false(fd_open(m[1]));
 	assert_true(fd_open(m[0]));
-	assert_int_equal(count_fds(), base + 3);
+	assert_int_equal(test_count_fds(), base + 3);
 	vfurt_irqs_destroy(irqs);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(test_count_fds(), base);
 }
 
 static void test_ownership_on_success(void **state)
 {
 	(void)state;
-	int base = count_fds();
+	int base = test_count_fds();
 	struct vfurt_irqs *irqs = make_irqs(NULL);
 	int fds[4];
 
@@ -823,11 +811,11 @@ static void test_ownership_on_success(void **state)
 				 NULL), 0);
 	for (int i = 0; i < 4; i++)
 		assert_true(fd_open(fds[i]));
-	assert_int_equal(count_fds(), base + 4);
+	assert_int_equal(test_count_fds(), base + 4);
 	vfurt_irqs_destroy(irqs);
 	for (int i = 0; i < 4; i++)
 		assert_false(fd_open(fds[i]));
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(test_count_fds(), base);
 }
 
 /* ---- client loss and reset -------------------------------------------- */
@@ -835,7 +823,7 @@ static void test_ownership_on_success(void **state)
 static void test_release_client(void **state)
 {
 	(void)state;
-	int base = count_fds();
+	int base = test_count_fds();
 	int rd[4];
 	struct vfurt_irqs *irqs = make_irqs(rd);
 	int ifd = new_efd();
@@ -846,7 +834,7 @@ static void test_release_client(void **state)
 				 NULL), 0);
 	assert_int_equal(irq_set(irqs, D_EFD | A_UNMASK, VFURT_IRQ_INTX, 0, 1, NULL, 0, &ufd, 1,
 				 NULL), 0);
-	assert_int_equal(count_fds(), base + 6);
+	assert_int_equal(test_count_fds(), base + 6);
 	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0); /* automasks */
 	assert_int_equal(irq_set(irqs, D_NONE | A_MASK, VFURT_IRQ_MSIX, 0, 1, NULL, 0, NULL, 0,
 				 NULL), 0);
@@ -854,7 +842,7 @@ static void test_release_client(void **state)
 	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), 0);
 
 	vfurt_irqs_release_client(irqs);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(test_count_fds(), base);
 	for (uint32_t v = 0; v < 4; v++)
 		assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
 	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_INTX, 0));
@@ -884,7 +872,7 @@ static void test_release_client(void **state)
 	close(ird);
 	close_all(rd, 4);
 	vfurt_irqs_destroy(irqs);
-	assert_int_equal(count_fds(), base);
+	assert_int_equal(test_count_fds(), base);
 }
 
 static void test_reset(void **state)
