@@ -684,6 +684,8 @@ bool nvme_admin_poll(struct nvme_ctrl *c)
 				break;
 		}
 	}
+	if (!busy && c->cq[0] == cq)
+		nvme_cq_refresh_head(cq);
 	(void)nvme_cq_end(cq); /* the admin CQ is never coalesced */
 	return busy;
 }

@@ -350,13 +350,17 @@ struct nvme_cq *nvme_cq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 			      uint32_t size, uint16_t vector, bool ien);
 /* Drain (or cancel) and destroy the CQ's channels, free it. Poller removed. */
 void nvme_cq_free(struct nvme_cq *cq);
-/* Translate the CQ for this pass and read its head doorbell. false: the CQ
- * is not reachable (the caller stops). */
+/* Translate the CQ for this pass. false: the CQ is not reachable (the
+ * caller stops). */
 bool nvme_cq_begin(struct nvme_cq *cq);
 /* Raise the CQ's interrupt if something was posted; forget the pointer. */
 bool nvme_cq_end(struct nvme_cq *cq);
-/* Free CQ entries not reserved for outstanding commands. */
-uint32_t nvme_cq_room(const struct nvme_cq *cq);
+/* Re-read the head doorbell now: a pass that found nothing to do checks
+ * it, so a bad value is reported even while the CQ has room. */
+void nvme_cq_refresh_head(struct nvme_cq *cq);
+/* Free CQ entries not reserved for outstanding commands; re-reads the head
+ * doorbell only when the cached head leaves no room. */
+uint32_t nvme_cq_room(struct nvme_cq *cq);
 /* Post one completion (room was reserved when the command was fetched). */
 void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t status,
 		  uint32_t dw0);

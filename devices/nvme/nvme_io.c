@@ -354,6 +354,8 @@ bool nvme_io_pass(struct nvme_cq *cq, bool fetch)
 			}
 		}
 	}
+	if (!busy && !cq->irq_pending)
+		nvme_cq_refresh_head(cq); /* idle: the line is cheap now */
 	if (nvme_cq_end(cq))
 		busy = true; /* a coalesced interrupt is due later */
 	return busy;

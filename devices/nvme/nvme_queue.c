@@ -152,14 +152,13 @@ bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_
 	return true;
 }
 
-bool nvme_cq_begin(struct nvme_cq *cq)
+/* Re-read the CQ head doorbell (the host consumed entries). A bad value is
+ * reported once and the last valid head kept. */
+void nvme_cq_refresh_head(struct nvme_cq *cq)
 {
 	struct nvme_ctrl *c = cq->ctrl;
-	uint32_t h;
+	uint32_t h = read_db(c, cq->qid, 2u * cq->qid + 1u);
 
-	cq->base = vfurt_dma_ptr(c->dev, cq->iova, (uint64_t)cq->size * sizeof(struct nvme_cqe),
-				 VFURT_DMA_WRITE);
-	h = read_db(c, cq->qid, 2u * cq->qid + 1u);
 	if (h >= cq->size) {
 		if (!cq->bad_db) {
 			cq->bad_db = true;
@@ -167,18 +166,39 @@ bool nvme_cq_begin(struct nvme_cq *cq)
 				   c->name, cq->qid, h, cq->size);
 			nvme_raise_event(c, EV_INVALID_DB_VALUE);
 		}
-		return true; /* keep the last valid head */
+		return;
 	}
 	cq->head = h;
+}
+
+bool nvme_cq_begin(struct nvme_cq *cq)
+{
+	struct nvme_ctrl *c = cq->ctrl;
+
+	cq->base = vfurt_dma_ptr(c->dev, cq->iova, (uint64_t)cq->size * sizeof(struct nvme_cqe),
+				 VFURT_DMA_WRITE);
 	return true;
 }
 
-uint32_t nvme_cq_room(const struct nvme_cq *cq)
+static uint32_t cq_room_at(const struct nvme_cq *cq)
 {
 	uint32_t used = (cq->tail + cq->size - cq->head) % cq->size;
 	uint32_t free_slots = cq->size - 1u - used;
 
 	return free_slots > cq->outstanding ? free_slots - cq->outstanding : 0;
+}
+
+/* The head doorbell is read only when the cached head says the CQ is full:
+ * the host writes that line after every reap, so reading it each pass would
+ * cost a cache-line transfer per pass for nothing. */
+uint32_t nvme_cq_room(struct nvme_cq *cq)
+{
+	uint32_t room = cq_room_at(cq);
+
+	if (room)
+		return room;
+	nvme_cq_refresh_head(cq);
+	return cq_room_at(cq);
 }
 
 void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t status,

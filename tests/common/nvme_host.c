@@ -177,8 +177,9 @@ static int db_write(struct nvme_host *h, uint32_t idx, uint32_t v)
 	h->st.mmio_doorbells++;
 	if (h->db && off + 4 <= h->db_len) {
 		/* the SQE / consumed CQE writes before are what this publishes;
-		 * the controller's acquire-load of the doorbell pairs with it */
-		__atomic_store_n((uint32_t *)(void *)(h->db + off), v, __ATOMIC_SEQ_CST);
+		 * the controller's acquire-load of the doorbell pairs with it. A
+		 * release store is a plain mov on x86, like the guest's writel(). */
+		__atomic_store_n((uint32_t *)(void *)(h->db + off), v, __ATOMIC_RELEASE);
 		return 0;
 	}
 	return nh_reg_write32(h, (uint32_t)(NH_REG_DBS + off), v);
