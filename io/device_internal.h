@@ -14,7 +14,7 @@ struct vfurt_region {
 	struct vfurt_sparse_area areas[VFURT_MAX_SPARSE_AREAS];
 };
 
-#define VFURT_MAX_IOEVENTFDS 64u
+#define VFURT_MAX_IOEVENTFDS 256u
 
 /* One GET_REGION_IO_FDS sub-region. */
 struct vfurt_ioeventfd {
@@ -38,6 +38,7 @@ struct vfurt_queue {
 	struct vfurt_dev *dev;
 	vfurt_queue_fn fn;
 	void *arg;
+	vfurt_queue_arm_fn arm;   /* atomic: set from any thread */
 	int hint;
 	uint32_t index;
 	void *host_data;

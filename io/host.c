@@ -117,6 +117,30 @@ void vfurt_dev_queue_remove(struct vfurt_dev *dev, struct vfurt_queue **qp)
 	free(q);
 }
 
+void vfurt_dev_queue_set_arm(struct vfurt_queue *q, vfurt_queue_arm_fn fn)
+{
+	if (q)
+		__atomic_store_n(&q->arm, fn, __ATOMIC_RELEASE);
+}
+
+void vfurt_dev_queue_kick(struct vfurt_queue *q)
+{
+	struct vfurt_dev *dev;
+
+	if (!q)
+		return;
+	dev = q->dev;
+	if (dev->host && dev->host->queue_kick)
+		dev->host->queue_kick(dev->host_arg, dev, q);
+}
+
+int vfurt_queue_arm(struct vfurt_queue *q, bool arm)
+{
+	vfurt_queue_arm_fn fn = __atomic_load_n(&q->arm, __ATOMIC_ACQUIRE);
+
+	return fn ? fn(q->dev, q->arg, arm) : VFURT_ARM_POLL;
+}
+
 int vfurt_queue_poll(struct vfurt_queue *q)
 {
 	int rc = q->fn(q->dev, q->arg);

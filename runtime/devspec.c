@@ -118,7 +118,9 @@ static struct vfurt_dev *create_gpio(struct devspec *spec, const struct vfurt_lo
 }
 
 /* nvme: backend=null|ram|file:PATH, size (per namespace, default 1G),
- * namespaces, queues, queue_entries, lba (512|4096), serial, model. With
+ * namespaces, queues, queue_entries, lba (512|4096), serial, model,
+ * doorbells (mmap: a mapped page, polled; ioeventfd: trapped, offered as
+ * ioeventfds, needs shadow doorbells in the guest). With
  * namespaces > 1 and a file backend, namespace k > 1 uses PATH.nsK. */
 static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_log *log,
 				     char *err, size_t errlen)
@@ -165,6 +167,12 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 		snprintf(err, errlen, "lba='%s': expected 512 or 4096", v);
 		return NULL;
 	}
+	v = devspec_get(spec, "doorbells");
+	if (v && strcmp(v, "mmap") && strcmp(v, "ioeventfd")) {
+		snprintf(err, errlen, "doorbells='%s': expected mmap or ioeventfd", v);
+		return NULL;
+	}
+	o.ioeventfd = v && !strcmp(v, "ioeventfd");
 	for (uint32_t i = 0; i < nr_ns; i++) {
 		char nsspec[DEVSPEC_VAL_LEN + 16];
 		int rc;

@@ -16,6 +16,7 @@ enum poller_state {
 
 struct vfurt_poller {
 	vfurt_poller_fn fn;
+	vfurt_poller_arm_fn arm;       /* active pollers only; NULL = none */
 	void *arg;
 	uint64_t period_ns;
 	uint64_t deadline_ns;
@@ -354,6 +355,36 @@ int vfurt_poller_set_run_timed(struct vfurt_poller_set *ps, uint64_t now_ns)
 	}
 	run_end(ps);
 	return busy;
+}
+
+void vfurt_poller_arm_set(struct vfurt_poller *p, vfurt_poller_arm_fn fn)
+{
+	assert(p);
+	p->arm = fn;
+}
+
+int vfurt_poller_set_arm_all(struct vfurt_poller_set *ps, bool arm)
+{
+	int res = VFURT_ARM_DONE;
+	uint32_t n;
+
+	assert(ps);
+	ps->running++; /* an arm callback may unregister pollers */
+	n = ps->n_active;
+	for (uint32_t i = 0; i < n; i++) {
+		struct vfurt_poller *p = ps->active[i];
+		int r;
+
+		if (p->state != POLLER_ACTIVE || !p->arm)
+			continue;
+		r = p->arm(p->arg, arm);
+		if (arm && r == VFURT_ARM_PENDING)
+			res = VFURT_ARM_PENDING;
+		else if (arm && r == VFURT_ARM_POLL && res == VFURT_ARM_DONE)
+			res = VFURT_ARM_POLL;
+	}
+	run_end(ps);
+	return res;
 }
 
 uint64_t vfurt_poller_set_next_deadline(const struct vfurt_poller_set *ps)

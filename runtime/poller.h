@@ -46,6 +46,17 @@ int vfurt_poller_set_run_active(struct vfurt_poller_set *ps);
  * reported busy. */
 int vfurt_poller_set_run_timed(struct vfurt_poller_set *ps, uint64_t now_ns);
 
+/* Set p's arm callback (vfurt_poller_set_arm). */
+void vfurt_poller_arm_set(struct vfurt_poller *p, vfurt_poller_arm_fn fn);
+
+/*
+ * arm=true: call every live active poller's arm callback with true and
+ * return the strongest answer (VFURT_ARM_PENDING > VFURT_ARM_POLL >
+ * VFURT_ARM_DONE; DONE when none has one). arm=false: call them with false;
+ * returns VFURT_ARM_DONE.
+ */
+int vfurt_poller_set_arm_all(struct vfurt_poller_set *ps, bool arm);
+
 /* Earliest timed deadline, or UINT64_MAX when there is none. O(1). */
 uint64_t vfurt_poller_set_next_deadline(const struct vfurt_poller_set *ps);
 

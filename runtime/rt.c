@@ -18,6 +18,7 @@
 #include "tsan.h"
 
 #define DEFAULT_SPIN_US 100u
+#define DEFAULT_POLL_SLEEP_US 1000u
 #define DEFAULT_SLEEP_MAX_US 100000u
 
 static void set_err(char *err, size_t errlen, const char *msg)
@@ -68,6 +69,9 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 	rt->spin_ns = (o.adaptive_spin_us ? o.adaptive_spin_us : DEFAULT_SPIN_US) * 1000ull;
 	rt->sleep_max_ns = (o.adaptive_sleep_max_us ? o.adaptive_sleep_max_us
 						    : DEFAULT_SLEEP_MAX_US) * 1000ull;
+	rt->poll_sleep_ns = (o.adaptive_poll_sleep_us ? o.adaptive_poll_sleep_us
+						      : DEFAULT_POLL_SLEEP_US) * 1000ull;
+	rt->irq_unbatched = o.irq_unbatched;
 	rt->no_threads = o.no_threads;
 	rt->clock = o.clock;
 	rt->clock_arg = o.clock_arg;
@@ -596,11 +600,18 @@ static int queue_poller(void *arg)
 	return vfurt_queue_poll(arg);
 }
 
+static int queue_arm(void *arg, bool arm)
+{
+	return vfurt_queue_arm(arg, arm);
+}
+
 static void queue_register_on(void *arg)
 {
 	struct queue_call *c = arg;
 	struct vfurt_poller *p = vfurt_poller_register(c->w, queue_poller, c->q, 0);
 
+	if (p)
+		vfurt_poller_set_arm(p, queue_arm);
 	vfurt_queue_set_host_data(c->q, p);
 	c->rc = p ? 0 : -ENOMEM;
 }
@@ -639,6 +650,12 @@ static void host_queue_stop(void *host, struct vfurt_dev *dev, struct vfurt_queu
 	run_on_flags(rt, c.w, queue_unregister_on, &c, true);
 }
 
+static void host_queue_kick(void *host, struct vfurt_dev *dev, struct vfurt_queue *q)
+{
+	(void)dev;
+	vfurt_worker_wake(queue_worker(host, q));
+}
+
 static void host_dma_sync(void *host, struct vfurt_dev *dev)
 {
 	struct vfurt_runtime *rt = host;
@@ -670,6 +687,7 @@ const struct vfurt_dev_host_ops rt_host_ops = {
 	.queue_stop = host_queue_stop,
 	.dma_sync = host_dma_sync,
 	.irq_signal = host_irq_signal,
+	.queue_kick = host_queue_kick,
 };
 
 /* ---- statistics -------------------------------------------------------- */

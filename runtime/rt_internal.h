@@ -122,6 +122,8 @@ struct vfurt_runtime {
 	enum vfurt_poll_mode mode;
 	uint64_t spin_ns;
 	uint64_t sleep_max_ns;
+	uint64_t poll_sleep_ns;   /* cap while a queue answers VFURT_ARM_POLL */
+	bool irq_unbatched;
 	bool no_threads;
 	vfurt_clock_fn clock;
 	void *clock_arg;
@@ -144,7 +146,8 @@ void rt_worker_fini(struct vfurt_worker *w);
 int rt_worker_start(struct vfurt_worker *w);
 void rt_worker_join(struct vfurt_worker *w);
 /* Queue an eventfd write into the calling worker's batch; false when the
- * caller is not a worker (the caller then writes directly). */
+ * caller must write it now: not a worker, the batch is full, or the runtime
+ * runs unbatched (the write is counted as written then). */
 bool rt_irq_batch_add(int fd);
 /* While the calling worker waits for another worker (which may be waiting
  * for it): run its queued messages whose fn is `nestable`, set the others

@@ -126,7 +126,27 @@ void vfurt_poller_unregister(struct vfurt_poller **p)
 	*p = NULL;
 }
 
+void vfurt_poller_set_arm(struct vfurt_poller *p, vfurt_poller_arm_fn fn)
+{
+	if (p)
+		vfurt_poller_arm_set(p, fn);
+}
+
 /* ---- cross-core messages ----------------------------------------------- */
+
+void vfurt_worker_wake(struct vfurt_worker *w)
+{
+	const uint64_t one = 1;
+
+	if (!w)
+		return;
+	/* pairs with the sleeping store + fence in worker_sleep(): either we
+	 * see it, or the worker's arm/recheck sees the work we published */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&w->sleeping, memory_order_relaxed) &&
+	    write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		vfurt_logf(&w->log, VFURT_LOG_WARN, "cannot wake worker: %s", strerror(errno));
+}
 
 int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg)
 {
@@ -209,13 +229,19 @@ bool rt_irq_batch_add(int fd)
 	if (!w)
 		return false;
 	stat_add(&w->st.irqs_raised, 1);
+	if (w->rt->irq_unbatched)
+		goto write_now;
 	for (uint32_t i = 0; i < w->nr_irq; i++)
 		if (w->irq_fds[i] == fd)
 			return true; /* coalesced into the pending write */
 	if (w->nr_irq == RT_IRQ_BATCH)
-		return false; /* full: the caller writes it now */
+		goto write_now; /* full */
 	w->irq_fds[w->nr_irq++] = fd;
 	return true;
+
+write_now:
+	stat_add(&w->st.irqs_written, 1); /* by the caller, right after this */
+	return false;
 }
 
 static void flush_irqs(struct vfurt_worker *w);
@@ -353,6 +379,7 @@ static void worker_sleep(struct vfurt_worker *w)
 	uint64_t now = rt_now(w->rt);
 	uint64_t deadline = vfurt_poller_set_next_deadline(w->pollers);
 	uint64_t wait_ns = w->rt->sleep_max_ns;
+	int arm;
 
 	if (deadline != UINT64_MAX)
 		wait_ns = deadline > now ? deadline - now : 0;
@@ -361,10 +388,16 @@ static void worker_sleep(struct vfurt_worker *w)
 	if (wait_ns == 0)
 		return;
 	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
-	/* pairs with the fence in vfurt_worker_send(): either the sender sees
-	 * sleeping and writes wake_fd, or we see its message here */
+	/* pairs with the fence in vfurt_worker_send() and vfurt_worker_wake():
+	 * either the sender sees sleeping and writes wake_fd, or we see its
+	 * message here. Arming comes after the store, so a kick caused by a
+	 * notification we enable below always sees sleeping. */
 	atomic_thread_fence(memory_order_seq_cst);
-	if (vfurt_ring_count(w->inbox) == 0 && !atomic_load(&w->stop)) {
+	arm = vfurt_poller_set_arm_all(w->pollers, true);
+	if (arm == VFURT_ARM_POLL && wait_ns > w->rt->poll_sleep_ns)
+		wait_ns = w->rt->poll_sleep_ns;
+	if (arm != VFURT_ARM_PENDING && vfurt_ring_count(w->inbox) == 0 &&
+	    !atomic_load(&w->stop)) {
 		ts.tv_sec = (long long)(wait_ns / 1000000000ull);
 		ts.tv_nsec = (long long)(wait_ns % 1000000000ull);
 		io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
@@ -372,6 +405,9 @@ static void worker_sleep(struct vfurt_worker *w)
 		stat_add(&w->st.sleeps, 1);
 	}
 	atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+	(void)vfurt_poller_set_arm_all(w->pollers, false);
+	if (arm == VFURT_ARM_PENDING)
+		w->idle_since_ns = 0; /* spin again before the next try */
 }
 
 static int pin_self(struct vfurt_worker *w)

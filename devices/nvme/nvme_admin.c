@@ -195,8 +195,7 @@ static void cq_repoll(struct nvme_ctrl *c, struct nvme_cq *cq)
 {
 	if (c->io_paused || cq->q)
 		return; /* the controller poller resumes it */
-	cq->q = vfurt_dev_queue_add(c->dev, nvme_cq_poll, cq, (int)cq->qid);
-	if (!cq->q)
+	if (nvme_cq_start(c, cq))
 		nvme_set_fatal(c, "cannot poll an I/O queue");
 }
 

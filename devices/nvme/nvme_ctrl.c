@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,12 +36,63 @@ void nvme_set_fatal(struct nvme_ctrl *c, const char *why)
 void nvme_raise_event(struct nvme_ctrl *c, uint32_t ev)
 {
 	atomic_fetch_or(&c->events, ev);
+	/* I/O pollers raise events; the admin queue delivers them. ctrl_q is
+	 * removed only after every I/O poller has stopped. */
+	vfurt_dev_queue_kick(c->ctrl_q);
 }
 
 int nvme_cq_poll(struct vfurt_dev *dev, void *arg)
 {
 	(void)dev;
 	return nvme_io_pass(arg, true) ? 1 : 0;
+}
+
+int nvme_cq_start(struct nvme_ctrl *c, struct nvme_cq *cq)
+{
+	/* the hint keeps queue q on the same worker across pauses */
+	cq->q = vfurt_dev_queue_add(c->dev, nvme_cq_poll, cq, (int)cq->qid);
+	if (!cq->q)
+		return -ENOMEM;
+	vfurt_dev_queue_set_arm(cq->q, nvme_cq_arm);
+	return 0;
+}
+
+void nvme_kick_qid(struct nvme_ctrl *c, uint32_t qid, bool cq)
+{
+	struct nvme_cq *q;
+
+	if (qid == 0 || qid > NVME_MAX_QID)
+		return;
+	if (cq)
+		q = c->cq[qid];
+	else
+		q = c->sq[qid] ? c->sq[qid]->cq : NULL;
+	if (q && q->q)
+		vfurt_dev_queue_kick(q->q);
+}
+
+/*
+ * The guest wrote an I/O doorbell and KVM signalled our ioeventfd (one fd for
+ * all of them: which one is unknown, and so is the value). With shadow
+ * doorbells the value is in guest memory: wake every I/O poller, they read
+ * it. Without, the write is lost: say so and stop, as hardware would.
+ */
+static void db_ioeventfd(struct vfurt_dev *dev, void *arg, uint64_t count)
+{
+	struct nvme_ctrl *c = arg;
+
+	(void)dev;
+	(void)count;
+	if (!(c->csts & CSTS_RDY))
+		return;
+	if (!c->dbbuf) {
+		nvme_set_fatal(c, "I/O doorbell written through the ioeventfd without "
+				  "Doorbell Buffer Config (shadow doorbells): its value is lost");
+		return;
+	}
+	for (uint32_t q = 1; q <= NVME_MAX_QID; q++)
+		if (c->cq[q] && c->cq[q]->q)
+			vfurt_dev_queue_kick(c->cq[q]->q);
 }
 
 void nvme_io_pause(struct nvme_ctrl *c, bool drain)
@@ -89,9 +141,7 @@ int nvme_io_resume(struct nvme_ctrl *c)
 
 		if (!cq || cq->q)
 			continue;
-		/* the hint keeps queue q on the same worker across pauses */
-		cq->q = vfurt_dev_queue_add(c->dev, nvme_cq_poll, cq, (int)q);
-		if (!cq->q) {
+		if (nvme_cq_start(c, cq)) {
 			nvme_set_fatal(c, "cannot poll an I/O queue");
 			return -ENOMEM;
 		}
@@ -113,6 +163,21 @@ static int ctrl_poll(struct vfurt_dev *dev, void *arg)
 	if (c->io_paused && !(c->csts & CSTS_SHST_MASK))
 		(void)nvme_io_resume(c);
 	return nvme_admin_poll(c) ? 1 : 0;
+}
+
+/* The admin queue's doorbell is never shadowed: with the page trapped its
+ * writes arrive as messages, which wake the home worker anyway; events from
+ * I/O pollers kick it. With the page mapped nothing can wake it. */
+static int ctrl_arm(struct vfurt_dev *dev, void *arg, bool arm)
+{
+	struct nvme_ctrl *c = arg;
+
+	(void)dev;
+	if (!arm)
+		return VFURT_ARM_DONE;
+	if (c->nr_aer && (atomic_load(&c->events) & ~c->ev_masked))
+		return VFURT_ARM_PENDING; /* an event is deliverable now */
+	return c->trap_db || !(c->csts & CSTS_RDY) ? VFURT_ARM_DONE : VFURT_ARM_POLL;
 }
 
 static int nvme_reset_op(struct vfurt_dev *dev, void *arg, enum vfurt_reset_reason why)
@@ -160,6 +225,8 @@ static void nvme_attach_op(struct vfurt_dev *dev, void *arg)
 	c->ctrl_q = vfurt_dev_queue_add(dev, ctrl_poll, c, c->home_hint);
 	if (!c->ctrl_q)
 		vfurt_logf(&c->log, VFURT_LOG_ERR, "%s: cannot poll the admin queue", c->name);
+	else
+		vfurt_dev_queue_set_arm(c->ctrl_q, ctrl_arm);
 }
 
 static void nvme_detach_op(struct vfurt_dev *dev, void *arg)
@@ -183,6 +250,8 @@ static void nvme_destroy_op(struct vfurt_dev *dev, void *arg)
 		munmap(c->db, NVME_DB_SIZE);
 	if (c->db_fd >= 0)
 		close(c->db_fd);
+	if (c->ioev_fd >= 0)
+		close(c->ioev_fd);
 	free(c);
 }
 
@@ -265,6 +334,28 @@ static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 	return 0;
 }
 
+/* Every I/O SQ tail and CQ head doorbell as a 4-byte ioeventfd sub-region
+ * of BAR0, all on one eventfd (the client's fd limit stays small). */
+static int setup_ioeventfds(struct nvme_ctrl *c)
+{
+	c->ioev_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->ioev_fd < 0)
+		return -errno;
+	for (uint32_t q = 1; q <= c->max_ioq; q++) {
+		for (uint32_t k = 0; k < 2; k++) {
+			uint64_t off = NVME_DB_OFF + (2ull * q + k) * 4u;
+			bool first = q == 1 && k == 0;
+			int rc = vfurt_dev_add_ioeventfd(c->dev, VFURT_REGION_BAR0, off, 4, 0, 0,
+							 c->ioev_fd, first ? db_ioeventfd : NULL,
+							 c);
+
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
 static int setup_bars(struct nvme_ctrl *c)
 {
 	static const struct vfurt_sparse_area db_area = { .offset = NVME_DB_OFF,
@@ -292,11 +383,16 @@ static int setup_bars(struct nvme_ctrl *c)
 	r.arg = c;
 	r.fd = c->db_fd;
 	r.fd_offset = 0;
-	r.sparse = &db_area;
-	r.nr_sparse = 1;
+	r.sparse = c->trap_db ? NULL : &db_area;
+	r.nr_sparse = c->trap_db ? 0 : 1;
 	rc = vfurt_dev_setup_region(c->dev, VFURT_REGION_BAR0, &r);
 	if (rc)
 		return rc;
+	if (c->trap_db) {
+		rc = setup_ioeventfds(c);
+		if (rc)
+			return rc;
+	}
 	memset(&r, 0, sizeof(r));
 	r.desc_size = sizeof(r);
 	r.size = NVME_BAR4_SIZE;
@@ -362,6 +458,9 @@ struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts)
 		return NULL;
 	}
 	c->db_fd = -1;
+	c->ioev_fd = -1;
+	c->trap_db = o.ioeventfd;
+	c->irq_per_cqe = o.irq_per_completion;
 	c->log = o.log;
 	copy_str(c->name, sizeof(c->name), o.name ? o.name : "nvme");
 	copy_str(c->serial, sizeof(c->serial), o.serial ? o.serial : c->name);

@@ -194,6 +194,12 @@ struct nvme_req {
 	struct iovec iov[NVME_MAX_IOV];
 };
 
+/* Shadow doorbell bookkeeping of one doorbell (Doorbell Buffer Config). */
+struct nvme_dbstate {
+	uint32_t ev_last;    /* EventIdx value last written; UINT32_MAX = none */
+	bool armed;          /* the poller sleeps: ask for the MMIO doorbell */
+};
+
 struct nvme_sq {
 	struct nvme_ctrl *ctrl;
 	struct nvme_cq *cq;
@@ -203,6 +209,7 @@ struct nvme_sq {
 	uint32_t head;       /* next entry to fetch */
 	uint32_t inflight;   /* fetched, not yet posted */
 	bool bad_db;         /* an invalid tail was reported: stop */
+	struct nvme_dbstate db;
 	struct nvme_req *reqs;  /* size entries (I/O SQs only) */
 	struct nvme_req *free;
 };
@@ -216,6 +223,7 @@ struct nvme_cq {
 	bool ien;
 	bool phase;
 	bool bad_db;
+	struct nvme_dbstate db;
 	uint32_t tail;       /* next entry to post */
 	uint32_t head;       /* last head the host reported */
 	uint32_t outstanding; /* completions owed: reserves CQ space */
@@ -271,6 +279,9 @@ struct nvme_ctrl {
 	/* BAR0 */
 	int db_fd;
 	uint32_t *db;         /* the doorbell page, shared with the client */
+	bool trap_db;         /* opts.ioeventfd: the page is trapped, not mapped */
+	int ioev_fd;          /* the doorbells' ioeventfd, or -1 */
+	bool irq_per_cqe;
 	uint32_t cc;
 	uint32_t csts;
 	uint32_t aqa;
@@ -332,6 +343,9 @@ void nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on);
 
 /* ---- nvme_ctrl.c ----------------------------------------------------- */
 
+/* Start polling an I/O CQ (with its arm callback). 0 or -ENOMEM. */
+int nvme_cq_start(struct nvme_ctrl *c, struct nvme_cq *cq);
+
 /* Remove every I/O poller and finish their in-flight I/O from this thread
  * (drain: wait and post completions; else cancel and post nothing). */
 void nvme_io_pause(struct nvme_ctrl *c, bool drain);
@@ -340,6 +354,10 @@ int nvme_io_resume(struct nvme_ctrl *c);
 void nvme_set_fatal(struct nvme_ctrl *c, const char *why);
 void nvme_raise_event(struct nvme_ctrl *c, uint32_t ev);
 int nvme_cq_poll(struct vfurt_dev *dev, void *arg);
+/* The I/O queue's arm callback (vfurt_queue_arm_fn), nvme_queue.c. */
+int nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm);
+/* Wake the poller of I/O queue qid (SQ or CQ doorbell written). Home thread. */
+void nvme_kick_qid(struct nvme_ctrl *c, uint32_t qid, bool cq);
 
 /* ---- nvme_queue.c ---------------------------------------------------- */
 

@@ -27,6 +27,7 @@ struct nvme_sq *nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 	sq->qid = qid;
 	sq->size = size;
 	sq->iova = iova;
+	sq->db.ev_last = UINT32_MAX;
 	if (io) {
 		sq->reqs = calloc(size, sizeof(*sq->reqs));
 		if (!sq->reqs) {
@@ -63,6 +64,7 @@ struct nvme_cq *nvme_cq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 	cq->iova = iova;
 	cq->vector = vector;
 	cq->ien = ien;
+	cq->db.ev_last = UINT32_MAX;
 	cq->phase = true;
 	return cq;
 }
@@ -87,23 +89,45 @@ static uint32_t *shadow_slot(struct nvme_ctrl *c, uint64_t base, uint32_t idx, u
 	return vfurt_dma_ptr(c->dev, base + (uint64_t)idx * 4u, 4, prot);
 }
 
+/*
+ * EventIdx for a doorbell whose value we just read as v (queue of `size`
+ * entries). Armed: v, so the host's next update rings the MMIO doorbell.
+ * Otherwise v - 1: the host can never move its value across it before we
+ * read again (it cannot pass our head, which is at most v), so a polling
+ * queue gets no MMIO doorbell writes at all, not even one per wrap.
+ */
+static uint32_t event_idx(const struct nvme_dbstate *st, uint32_t v, uint32_t size)
+{
+	if (st->armed)
+		return v;
+	return v ? v - 1u : size - 1u;
+}
+
 /* Read doorbell idx: the shadow buffer for I/O queues once Doorbell Buffer
- * Config is set (and publish the event index), else the MMIO page. */
-static uint32_t read_db(struct nvme_ctrl *c, uint16_t qid, uint32_t idx)
+ * Config is set (and publish the event index when it changes), else the
+ * MMIO page. */
+static uint32_t read_db(struct nvme_ctrl *c, uint16_t qid, uint32_t idx, uint32_t size,
+			struct nvme_dbstate *st)
 {
 	uint32_t v;
 
 	if (c->dbbuf && qid) {
 		uint32_t *sh = shadow_slot(c, c->dbbuf_shadow, idx, VFURT_DMA_READ);
-		uint32_t *ev = shadow_slot(c, c->dbbuf_eventidx, idx, VFURT_DMA_WRITE);
+		uint32_t ev;
 
 		if (!sh)
 			return UINT32_MAX;
 		/* pairs with the host's store of the shadow value, which it
 		 * orders after writing the SQEs (or consuming the CQEs) */
 		v = __atomic_load_n(sh, __ATOMIC_ACQUIRE);
-		if (ev) /* we saw everything up to v: ring MMIO only beyond it */
-			__atomic_store_n(ev, v, __ATOMIC_RELEASE);
+		ev = event_idx(st, v < size ? v : 0, size);
+		if (ev != st->ev_last) {
+			uint32_t *evp = shadow_slot(c, c->dbbuf_eventidx, idx, VFURT_DMA_WRITE);
+
+			if (evp)
+				__atomic_store_n(evp, ev, __ATOMIC_RELEASE);
+			st->ev_last = ev;
+		}
 		return v;
 	}
 	/* pairs with the guest's doorbell store (after its SQE writes) */
@@ -112,7 +136,7 @@ static uint32_t read_db(struct nvme_ctrl *c, uint16_t qid, uint32_t idx)
 
 uint32_t nvme_sq_tail(struct nvme_sq *sq)
 {
-	uint32_t t = read_db(sq->ctrl, sq->qid, 2u * sq->qid);
+	uint32_t t = read_db(sq->ctrl, sq->qid, 2u * sq->qid, sq->size, &sq->db);
 
 	if (t >= sq->size) {
 		/* never trust the guest: report once, then ignore the queue */
@@ -157,7 +181,7 @@ bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_
 void nvme_cq_refresh_head(struct nvme_cq *cq)
 {
 	struct nvme_ctrl *c = cq->ctrl;
-	uint32_t h = read_db(c, cq->qid, 2u * cq->qid + 1u);
+	uint32_t h = read_db(c, cq->qid, 2u * cq->qid + 1u, cq->size, &cq->db);
 
 	if (h >= cq->size) {
 		if (!cq->bad_db) {
@@ -236,9 +260,84 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 		cq->tail = 0;
 		cq->phase = !cq->phase;
 	}
-	if (!cq->coal_count++)
+	if (c->irq_per_cqe && cq->ien) {
+		nvme_irq_raise(c, cq->vector);
+		return;
+	}
+	if (!cq->coal_count++ && c->int_coal)
 		cq->coal_since_ns = now_ns();
 	cq->irq_pending = true;
+}
+
+/*
+ * Arm one doorbell before the poller sleeps: EventIdx = the value we see,
+ * then (full fence, pairing with the host's fence between its shadow store
+ * and its EventIdx load) read the shadow again. true: it moved meanwhile.
+ */
+static bool arm_db(struct nvme_ctrl *c, uint16_t qid, uint32_t idx, uint32_t size,
+		   struct nvme_dbstate *st, uint32_t seen)
+{
+	st->armed = true;
+	st->ev_last = UINT32_MAX; /* force the store */
+	(void)read_db(c, qid, idx, size, st);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return read_db(c, qid, idx, size, st) != seen;
+}
+
+int nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm)
+{
+	struct nvme_cq *cq = arg;
+	struct nvme_ctrl *c = cq->ctrl;
+
+	(void)dev;
+	if (!arm) {
+		/* polling again: the next reads publish disarmed EventIdx values */
+		for (uint32_t i = 0; i < cq->nr_sqs; i++)
+			cq->sqs[i]->db.armed = false;
+		cq->db.armed = false;
+		return VFURT_ARM_DONE;
+	}
+	if (atomic_load_explicit(&c->fatal, memory_order_relaxed))
+		return VFURT_ARM_DONE; /* nothing will run until a reset */
+	if (nvme_io_inflight(cq) || cq->retry_head || cq->irq_pending)
+		return VFURT_ARM_PENDING; /* backend I/O completes without a kick */
+	if (!c->trap_db)
+		return VFURT_ARM_POLL; /* doorbells land in a mapped page: silent */
+	/*
+	 * From here every doorbell write kicks us: trapped ones store the value
+	 * and kick, shadow ones ring the MMIO doorbell (trapped or ioeventfd)
+	 * once EventIdx asks. Look once more after arming: the runtime set its
+	 * sleeping flag before calling us, so a kick that came before this
+	 * look saw it, and a write after it is seen here.
+	 */
+	for (uint32_t i = 0; i < cq->nr_sqs; i++) {
+		struct nvme_sq *sq = cq->sqs[i];
+
+		if (sq->bad_db)
+			continue;
+		if (c->dbbuf ? arm_db(c, sq->qid, 2u * sq->qid, sq->size, &sq->db, sq->head)
+			     : nvme_sq_tail(sq) != sq->head)
+			return VFURT_ARM_PENDING;
+	}
+	/* a CQ head update only matters when a full CQ holds commands back */
+	for (uint32_t i = 0; i < cq->nr_sqs; i++) {
+		struct nvme_sq *sq = cq->sqs[i];
+		uint32_t seen = cq->head;
+		bool moved;
+
+		if (sq->bad_db || nvme_sq_tail(sq) == sq->head || cq_room_at(cq))
+			continue;
+		if (c->dbbuf) {
+			moved = arm_db(c, cq->qid, 2u * cq->qid + 1u, cq->size, &cq->db, seen);
+		} else {
+			nvme_cq_refresh_head(cq);
+			moved = cq->head != seen;
+		}
+		if (moved)
+			return VFURT_ARM_PENDING;
+		break;
+	}
+	return VFURT_ARM_DONE;
 }
 
 void nvme_irq_raise(struct nvme_ctrl *c, uint16_t vector)

@@ -217,6 +217,8 @@ static ssize_t db_access(struct nvme_ctrl *c, void *buf, size_t count, uint64_t 
 				nvme_raise_event(c, EV_INVALID_DB_REG);
 			/* pairs with the pollers' acquire load of the doorbell */
 			__atomic_store_n((uint32_t *)(void *)p, v, __ATOMIC_RELEASE);
+			/* a trapped write is seen here: wake a sleeping poller */
+			nvme_kick_qid(c, qid, cq);
 		} else {
 			v = __atomic_load_n((uint32_t *)(void *)p, __ATOMIC_ACQUIRE);
 			memcpy(buf, &v, 4);

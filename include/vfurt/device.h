@@ -271,6 +271,39 @@ VFURT_EXPORT struct vfurt_queue *vfurt_dev_queue_add(struct vfurt_dev *dev, vfur
  */
 VFURT_EXPORT void vfurt_dev_queue_remove(struct vfurt_dev *dev, struct vfurt_queue **q);
 
+/* What an arm callback reports (see vfurt_dev_queue_set_arm). */
+enum vfurt_arm {
+	VFURT_ARM_DONE = 0,    /* notifications on: new work will call a kick */
+	VFURT_ARM_PENDING = 1, /* work arrived meanwhile: poll again, do not sleep */
+	VFURT_ARM_POLL = 2,    /* cannot notify now: keep polling (short sleeps only) */
+};
+
+/*
+ * Called on the queue's thread with arm=true when that thread has found no
+ * work for a while and is about to sleep: enable whatever makes new work
+ * call vfurt_dev_queue_kick() (e.g. NVMe event indexes), then look for work
+ * once more, which closes the race with a producer that checked the
+ * notification state just before it was enabled. Return a vfurt_arm value.
+ * Called with arm=false when the thread is awake again (the return value is
+ * ignored): notifications may be switched off while the queue is polled.
+ */
+typedef int (*vfurt_queue_arm_fn)(struct vfurt_dev *dev, void *arg, bool arm);
+
+/*
+ * Give q an arm callback (NULL removes it). A queue without one is treated
+ * as VFURT_ARM_POLL: a host that sleeps when idle wakes up often enough to
+ * poll it (the runtime's adaptive mode caps its sleeps). Thread: any; the
+ * host sees the new callback from its next sleep on.
+ */
+VFURT_EXPORT void vfurt_dev_queue_set_arm(struct vfurt_queue *q, vfurt_queue_arm_fn fn);
+
+/*
+ * Work arrived for q (e.g. an ioeventfd of its doorbell fired): wake the
+ * thread that polls it if it sleeps. Cheap when that thread is awake.
+ * Thread: any.
+ */
+VFURT_EXPORT void vfurt_dev_queue_kick(struct vfurt_queue *q);
+
 /*
  * Run the device's reset path as a reset from `why` would: irq pending bits
  * and guest masks, then PCI config space (if attached), then ops->reset.

@@ -121,6 +121,9 @@ struct vfurt_dev_host_ops {
 	 * Return 0 when the write was done or queued. NULL = write(2) at once.
 	 */
 	int (*irq_signal)(void *host, struct vfurt_dev *dev, int fd);
+	/* Wake the thread polling q if it sleeps (vfurt_dev_queue_kick). Any
+	 * thread. NULL = the host never sleeps with queues to poll. */
+	void (*queue_kick)(void *host, struct vfurt_dev *dev, struct vfurt_queue *q);
 };
 
 /* Install (or with ops NULL remove) the host of dev. Returns 0, -EBUSY (a
@@ -130,6 +133,10 @@ VFURT_EXPORT int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_de
 
 /* The queue's poll function, for hosts: run it once. */
 VFURT_EXPORT int vfurt_queue_poll(struct vfurt_queue *q);
+
+/* The queue's arm callback, for hosts (vfurt_dev_queue_set_arm): returns a
+ * vfurt_arm value; VFURT_ARM_POLL when the queue has none. */
+VFURT_EXPORT int vfurt_queue_arm(struct vfurt_queue *q, bool arm);
 
 /* The queue's placement hint and its per-device index (0, 1, ...). */
 VFURT_EXPORT int vfurt_queue_hint(const struct vfurt_queue *q);

@@ -44,6 +44,20 @@ struct vfurt_nvme_opts {
 	struct vfurt_bdev **ns;      /* namespace i+1 is ns[i] */
 	uint32_t nr_ns;              /* 1..VFURT_NVME_MAX_NS */
 	bool own_bdevs;              /* destroy the bdevs with the device */
+	/*
+	 * Trap the doorbell page (no sparse mmap) and offer the I/O queues'
+	 * doorbells as ioeventfds (one eventfd, GET_REGION_IO_FDS on BAR0).
+	 * An ioeventfd carries no value, so the guest must use shadow
+	 * doorbells (Doorbell Buffer Config; Linux does when OACS says so):
+	 * an I/O doorbell signalled before that sets CSTS.CFS. Doorbell writes
+	 * that arrive as REGION_WRITE work either way. In exchange a sleeping
+	 * worker is woken by the guest's doorbell (event indexes are armed
+	 * before sleeping), so adaptive polling costs no latency floor.
+	 */
+	bool ioeventfd;
+	/* Raise the CQ's interrupt for every completion instead of at most
+	 * once per CQ per pass (for measuring what aggregation buys). */
+	bool irq_per_completion;
 };
 
 /* Create the controller. Returns NULL with errno EINVAL (bad opts, a bdev

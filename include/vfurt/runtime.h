@@ -52,6 +52,13 @@ struct vfurt_runtime_opts {
 	enum vfurt_poll_mode poll_mode;
 	uint32_t adaptive_spin_us;        /* idle spinning before sleeping (default 100) */
 	uint32_t adaptive_sleep_max_us;   /* longest sleep without a timer (default 100000) */
+	/* longest sleep while a queue cannot be woken (VFURT_ARM_POLL, e.g.
+	 * NVMe doorbells in an mmapped page without shadow doorbells;
+	 * default 1000) */
+	uint32_t adaptive_poll_sleep_us;
+	/* Write every irq trigger's eventfd at once instead of once per
+	 * eventfd at the end of the pass (for measuring what batching buys). */
+	bool irq_unbatched;
 	struct vfurt_log log;
 	struct vfurt_conn_opts conn;      /* limits advertised to clients */
 	/*
@@ -128,6 +135,23 @@ VFURT_EXPORT struct vfurt_poller *vfurt_poller_register(struct vfurt_worker *w,
  * again. NULL or *p NULL is ignored. Thread: the owning worker.
  */
 VFURT_EXPORT void vfurt_poller_unregister(struct vfurt_poller **p);
+
+/*
+ * Arm callback of an active poller (adaptive mode): before its worker
+ * sleeps, fn(arg, true) enables the poller's wake-up notification (which
+ * must end in vfurt_worker_wake() of this worker) and re-checks for work;
+ * it returns a vfurt_arm value (device.h): VFURT_ARM_PENDING keeps the worker
+ * awake, VFURT_ARM_POLL caps the sleep at adaptive_poll_sleep_us. After the
+ * sleep fn(arg, false). Active pollers without one do not hold the worker
+ * awake (they are only run when something else wakes it). fn NULL removes
+ * it. Thread: the owning worker, or any thread before the runtime starts.
+ */
+typedef int (*vfurt_poller_arm_fn)(void *arg, bool arm);
+VFURT_EXPORT void vfurt_poller_set_arm(struct vfurt_poller *p, vfurt_poller_arm_fn fn);
+
+/* Wake worker w if it sleeps (adaptive mode); cheap when it is awake. Any
+ * thread. */
+VFURT_EXPORT void vfurt_worker_wake(struct vfurt_worker *w);
 
 /* ---- cross-worker calls ----------------------------------------------- */
 

@@ -28,7 +28,7 @@ struct slot {
 };
 
 struct sq {
-	bool live;
+	_Alignas(64) bool live; /* own cache lines: threads may drive different queues */
 	uint16_t cqid;
 	uint32_t entries;
 	struct nh_sqe *ring;
@@ -40,13 +40,18 @@ struct sq {
 };
 
 struct cq {
-	bool live;
+	_Alignas(64) bool live;
 	uint32_t entries;
 	struct nh_cqe *ring;
 	size_t ring_bytes;
 	uint32_t head;
 	uint16_t phase;
 	int vector;
+};
+
+/* Per queue id counters, summed by nh_get_stats. */
+struct qstats {
+	_Alignas(64) struct nh_stats st;
 };
 
 struct nvme_host {
@@ -66,14 +71,25 @@ struct nvme_host {
 	uint32_t nvec;
 	struct sq sq[NH_MAX_QID + 1];
 	struct cq cq[NH_MAX_QID + 1];
+	struct vfurt_client_io_fds iofds; /* doorbell_ioeventfd */
+	int ioev_fd[2u * (NH_MAX_QID + 1)]; /* per doorbell index, -1 = none */
 	uint32_t *shadow; /* Doorbell Buffer Config pages */
 	uint32_t *eventidx;
 	bool dbbuf;
 	struct nh_cqe stray[STRAY_MAX];
 	uint32_t stray_first;
 	uint32_t stray_n;
-	struct nh_stats st;
+	struct nh_stats st;   /* strays; the rest is counted in qst */
+	struct qstats qst[NH_MAX_QID + 2];
 };
+
+/* Counters of queue id qid (beyond NH_MAX_QID: the last entry, for
+ * nh_ring_raw), one cache line each so that threads driving different queue
+ * pairs never write a shared line. */
+static struct nh_stats *qst(struct nvme_host *h, uint32_t qid)
+{
+	return &h->qst[qid <= NH_MAX_QID ? qid : NH_MAX_QID + 1].st;
+}
 
 static int64_t now_ms(void)
 {
@@ -174,7 +190,14 @@ static int db_write(struct nvme_host *h, uint32_t idx, uint32_t v)
 {
 	size_t off = (size_t)idx * h->stride;
 
-	h->st.mmio_doorbells++;
+	qst(h, idx / 2)->mmio_doorbells++;
+	if (idx < 2u * (NH_MAX_QID + 1) && h->ioev_fd[idx] >= 0) {
+		const uint64_t one = 1;
+
+		/* KVM: the write's value is dropped, the eventfd counts up */
+		qst(h, idx / 2)->ioeventfd_doorbells++;
+		return write(h->ioev_fd[idx], &one, sizeof(one)) < 0 ? -errno : 0;
+	}
 	if (h->db && off + 4 <= h->db_len) {
 		/* the SQE / consumed CQE writes before are what this publishes;
 		 * the controller's acquire-load of the doorbell pairs with it. A
@@ -205,7 +228,7 @@ static int ring(struct nvme_host *h, uint16_t qid, bool cq, uint32_t value)
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		if (!need_event((uint16_t)__atomic_load_n(ei, __ATOMIC_ACQUIRE), (uint16_t)value,
 				(uint16_t)old)) {
-			h->st.shadow_skipped++;
+			qst(h, qid)->shadow_skipped++;
 			return 0;
 		}
 	}
@@ -324,18 +347,45 @@ static int alloc_admin(struct nvme_host *h)
 	return 0;
 }
 
+/* KVM_IOEVENTFD for every 4-byte doorbell sub-region the controller offers
+ * (no datamatch: the value is lost, the guest must use shadow doorbells). */
+static int wire_ioeventfds(struct nvme_host *h)
+{
+	int rc = vfurt_client_region_io_fds(h->c, 0 /* BAR0 */, &h->iofds);
+
+	if (rc)
+		return rc;
+	for (uint32_t i = 0; i < h->iofds.count; i++) {
+		const struct vfio_user_sub_region_io_fd *s = &h->iofds.subs[i];
+		uint64_t idx;
+
+		if (s->type != VFIO_USER_IO_FD_TYPE_IOEVENTFD ||
+		    (s->flags & VFIO_USER_IOEVENTFD_FLAG_DATAMATCH) || s->offset < NH_REG_DBS ||
+		    (s->offset - NH_REG_DBS) % h->stride || s->fd_index >= h->iofds.nfds)
+			continue;
+		idx = (s->offset - NH_REG_DBS) / h->stride;
+		if (idx < 2u * (NH_MAX_QID + 1))
+			h->ioev_fd[idx] = h->iofds.fds[s->fd_index];
+	}
+	return 0;
+}
+
 struct nvme_host *nh_open(const char *path, const struct nvme_host_opts *opts)
 {
-	struct nvme_host *h = calloc(1, sizeof(*h));
+	/* aligned: the queues' and counters' cache lines */
+	struct nvme_host *h = aligned_alloc(_Alignof(struct nvme_host), sizeof(*h));
 	struct vfurt_client_opts co = it_opts(0);
 	uint64_t cap;
 	int rc = -ENOMEM;
 
 	if (!h)
 		return NULL;
+	memset(h, 0, sizeof(*h));
 	h->memfd = -1;
 	for (uint32_t v = 0; v < MAX_VEC; v++)
 		h->efd[v] = -1;
+	for (uint32_t i = 0; i < 2u * (NH_MAX_QID + 1); i++)
+		h->ioev_fd[i] = -1;
 	if (opts)
 		h->o = *opts;
 	if (!h->o.mem_size)
@@ -378,6 +428,11 @@ struct nvme_host *nh_open(const char *path, const struct nvme_host_opts *opts)
 	h->stride = 4u << ((cap >> 32) & 0xf);
 	if (!h->o.doorbell_msg) {
 		rc = map_doorbells(h);
+		if (rc)
+			goto err;
+	}
+	if (h->o.doorbell_ioeventfd) {
+		rc = wire_ioeventfds(h);
 		if (rc)
 			goto err;
 	}
@@ -429,6 +484,7 @@ void nh_close(struct nvme_host *h)
 	if (!h)
 		return;
 	vfurt_client_close(h->c);
+	vfurt_client_io_fds_release(&h->iofds);
 	if (h->db_map)
 		munmap(h->db_map, h->db_map_len);
 	free(h->sq[0].slots);
@@ -453,6 +509,15 @@ struct vfurt_client *nh_client(struct nvme_host *h)
 void nh_get_stats(const struct nvme_host *h, struct nh_stats *out)
 {
 	*out = h->st;
+	for (uint32_t q = 0; q < NH_MAX_QID + 2; q++) {
+		const struct nh_stats *s = &h->qst[q].st;
+
+		out->mmio_doorbells += s->mmio_doorbells;
+		out->shadow_skipped += s->shadow_skipped;
+		out->ioeventfd_doorbells += s->ioeventfd_doorbells;
+		out->completions += s->completions;
+		out->irq_wakeups += s->irq_wakeups;
+	}
 }
 
 uint32_t nh_db_stride(const struct nvme_host *h)
@@ -588,7 +653,6 @@ static void dispatch(struct nvme_host *h, const struct nh_cqe *cqe)
 {
 	struct sq *q = cqe->sqid <= NH_MAX_QID && h->sq[cqe->sqid].live ? &h->sq[cqe->sqid] : NULL;
 
-	h->st.completions++;
 	if (q && cqe->sqhd < q->entries)
 		q->head = cqe->sqhd;
 	if (q && cqe->cid < q->entries && q->slots[cqe->cid].state == SLOT_BUSY) {
@@ -640,7 +704,10 @@ int nh_reap(struct nvme_host *h, uint16_t cqid)
 		n++;
 	}
 	if (n) {
-		int rc = ring(h, cqid, true, q->head);
+		int rc;
+
+		qst(h, cqid)->completions += (uint64_t)n;
+		rc = ring(h, cqid, true, q->head);
 
 		if (rc)
 			return rc;
@@ -780,7 +847,7 @@ int nh_wait(struct nvme_host *h, uint16_t sqid, uint16_t cid, struct nh_cqe *out
 			rc = vfurt_client_wait_eventfd(h->c, h->efd[cq->vector],
 						       left < 20 ? (int)left : 20, NULL);
 			if (!rc)
-				h->st.irq_wakeups++;
+				qst(h, sqid)->irq_wakeups++;
 			else if (rc != -ETIMEDOUT)
 				return rc;
 		} else if (h->o.dma_by_msg) {

@@ -16,7 +16,18 @@
  * argument, -ENOMEM when guest RAM is exhausted). Nothing waits forever:
  * every wait is bounded by opts.timeout_ms.
  *
- * Threading: one thread at a time per host (like the client underneath).
+ * Threading: one thread at a time per host (like the client underneath),
+ * with one exception for load generators: once the queues are set up,
+ * different threads may drive different I/O queue pairs (each CQ serving
+ * only SQs of its thread) concurrently with nh_submit, nh_queue_cmd,
+ * nh_ring_sq_tail, nh_reap, nh_outstanding, nh_vector_fd and nh_wait of a
+ * completed command (timeout 0), provided the SQEs carry their own data
+ * pointers (nh_io_submit may allocate PRP lists, and nh_alloc/nh_free are
+ * not thread-safe) and doorbells do not go by message: a doorbell that is
+ * not mmapped (or an ioeventfd) is a REGION_WRITE on the shared client,
+ * which the caller must serialise. Each queue's state and counters sit on
+ * their own cache lines; nh_get_stats sums the counters (exact once the
+ * threads are stopped).
  */
 
 #include <stdbool.h>
@@ -165,6 +176,11 @@ struct nvme_host_opts {
 	bool doorbell_msg;       /* ring doorbells with REGION_WRITE, not the mmap */
 	bool dma_by_msg;         /* do not pass the memfd: server DMA by messages */
 	bool irq_wait;           /* completion waits sleep on the CQ's eventfd */
+	/* Play KVM with the controller's ioeventfds (GET_REGION_IO_FDS on
+	 * BAR0): a doorbell write that an ioeventfd covers signals it and the
+	 * value is dropped, as KVM_IOEVENTFD without datamatch does; others go
+	 * by REGION_WRITE (or the mmap when the page is mappable). */
+	bool doorbell_ioeventfd;
 };
 
 /* How an I/O command's data pointer is built. NULL = PRP, full list pages. */
@@ -186,6 +202,7 @@ struct nh_dptr_opts {
 struct nh_stats {
 	uint64_t mmio_doorbells;   /* doorbell writes (mmap or REGION_WRITE) */
 	uint64_t shadow_skipped;   /* doorbell writes saved by shadow doorbells */
+	uint64_t ioeventfd_doorbells; /* of mmio_doorbells: signalled ioeventfds */
 	uint64_t completions;      /* CQEs reaped */
 	uint64_t strays;           /* CQEs matching no outstanding command */
 	uint64_t irq_wakeups;      /* waits that were woken by an interrupt */

@@ -496,6 +496,16 @@ struct testsrv *testsrv_start_rt(struct vfurt_dev **devs, size_t n,
 {
 	struct vfurt_runtime_opts ro = { .opts_size = sizeof(ro), .cores = cores,
 					 .poll_mode = (enum vfurt_poll_mode)mode };
+
+	if (conn_opts)
+		ro.conn = *conn_opts;
+	return testsrv_start_rt_opts(devs, n, &ro);
+}
+
+struct testsrv *testsrv_start_rt_opts(struct vfurt_dev **devs, size_t n,
+				      const struct vfurt_runtime_opts *opts)
+{
+	struct vfurt_runtime_opts ro = *opts;
 	struct testsrv *ts = calloc(1, sizeof(*ts));
 	char err[256];
 
@@ -504,8 +514,6 @@ struct testsrv *testsrv_start_rt(struct vfurt_dev **devs, size_t n,
 	snprintf(ts->dir, sizeof(ts->dir), "/tmp/vfurt-test-XXXXXX");
 	if (!mkdtemp(ts->dir))
 		abort();
-	if (conn_opts)
-		ro.conn = *conn_opts;
 	if (getenv("VFURT_TEST_VERBOSE")) {
 		ro.log.fn = vfurt_log_stderr;
 		ro.log.level = VFURT_LOG_DEBUG;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <vfurt/device.h>
+#include <vfurt/runtime.h>
 #include <vfurt/server.h>
 
 /*
@@ -100,6 +101,10 @@ const char *testsrv_path(const struct testsrv *ts, size_t i);
 struct testsrv *testsrv_start_rt(struct vfurt_dev **devs, size_t n,
 				 const struct vfurt_conn_opts *conn_opts, const char *cores,
 				 int mode);
+/* The same with every runtime option given (ro->log is filled in when
+ * VFURT_TEST_VERBOSE is set). */
+struct testsrv *testsrv_start_rt_opts(struct vfurt_dev **devs, size_t n,
+				      const struct vfurt_runtime_opts *ro);
 /* The runtime of a testsrv_start_rt server (NULL for the plain server). */
 struct vfurt_runtime *testsrv_runtime(const struct testsrv *ts);
 
