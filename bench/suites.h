@@ -9,6 +9,7 @@ extern const struct vfurt_bench_case bench_poller_cases[];
 extern const struct vfurt_bench_case bench_irq_cases[];
 extern const struct vfurt_bench_case bench_region_cases[];
 extern const struct vfurt_bench_case bench_dma_cases[];
+extern const struct vfurt_bench_case bench_prp_cases[];
 extern const struct vfurt_bench_case bench_decode_cases[];
 extern const struct vfurt_bench_case bench_floor_cases[];
 
