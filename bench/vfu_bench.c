@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -21,14 +20,12 @@
 #include "common/nvme_host.h"
 #include "vfu_bench.h"
 
-/* The only global: set by SIGINT/SIGTERM, read by the I/O loop. */
+/* The only global: set by SIGINT/SIGTERM, read by the main thread's run loop. */
 static volatile sig_atomic_t stop_requested;
-
-enum rw_mode { RW_READ, RW_WRITE, RW_RANDREAD, RW_RANDWRITE, RW_RANDRW };
-enum { DIR_READ = 0, DIR_WRITE = 1 };
 
 #define N_RW 5
 #define N_PCT 17
+#define FLOOR_MS 50u /* core-to-core ping-pong duration */
 
 /* Constant tables live in functions: the file keeps no state outside main's objects. */
 static const char *rw_name(unsigned m)
@@ -48,87 +45,10 @@ static double pct_at(size_t i)
 	return pct[i];
 }
 
-struct cfg {
-	const char *socket;
-	bool self_serve;
-	const char *server_cpus;
-	const char *backend;
-	uint64_t size;
-	uint32_t block_size;
-	uint32_t nsid;
-	enum rw_mode rw;
-	uint32_t rwmixread;
-	uint64_t bs;
-	uint32_t iodepth;
-	uint32_t jobs;
-	uint64_t runtime_ms;
-	uint64_t ramp_ms;
-	const char *cpus;
-	bool doorbell_msg;
-	bool irq;
-	bool json;
-	const char *plot; /* --plot=FILE.svg */
-};
-
-struct job {
-	uint16_t qid;
-	uint32_t entries;
-	int vector;
-	/* by CID (< entries): submit time, direction, buffer index */
-	uint64_t *t0;
-	uint8_t *dir;
-	uint32_t *buf_of;
-	uint16_t *inflight; /* CIDs in flight, unordered */
-	uint32_t n_inflight;
-	void **bufs;        /* iodepth buffers in guest RAM */
-	uint32_t *free_buf; /* stack of free buffer indexes */
-	uint32_t n_free;
-	uint64_t rng;
-	uint64_t seq_next;  /* sequential: next I/O unit */
-	uint64_t submitted_ios;
-	uint64_t done_ios[2];   /* all completions, ramp included (progress) */
-	uint64_t ios[2];        /* measured completions */
-	uint64_t errors;
-	uint64_t sq_full;       /* refills refused because the SQ looked full */
-	struct vb_hist hist[2];
-};
-
-struct bench {
-	struct cfg c;
-	struct nvme_host *h;
-	struct vfurt_runtime *rt;
-	char sock_path[108];
-	uint32_t lba_size;
-	uint64_t nlb_per_io;
-	uint64_t units;         /* I/O units in the namespace */
-	struct job *jobs;
-	uint64_t measured_ns;
-	uint64_t irq_wakeups; /* --completion=irq: sleeps ended by an interrupt */
-};
-
 static void on_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t xorshift64(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	*s = x;
-	return x;
 }
 
 static void usage(FILE *f)
@@ -138,7 +58,14 @@ static void usage(FILE *f)
 	      "Target:\n"
 	      "  --socket=PATH          NVMe controller served by vfu-rt at PATH\n"
 	      "  --self-serve           start an in-process runtime (busy poll) with a controller\n"
-	      "  --server-cpus=LIST     self-serve worker cores (default 1)\n"
+	      "  --server-poll=MODE     self-serve runtime: busy (default) or adaptive\n"
+	      "  --irq-batch=on|off     self-serve: off = one eventfd write per completion (the\n"
+	      "                         controller raises an irq per CQE, the runtime writes\n"
+	      "                         each at once); on (default) = once per CQ per pass\n"
+	      "  --server-cpus=LIST     self-serve worker cores (default 1); with --socket, where\n"
+	      "                         the server runs (for the core-to-core floor)\n"
+	      "  --server-pid=PID       with --socket: measure the CPU time of that server's\n"
+	      "                         vfu-rt-w* threads (all its threads if none is so named)\n"
 	      "  --backend=SPEC         self-serve namespace: null | ram | file:PATH (default null)\n"
 	      "  --size=SIZE            self-serve namespace size (default 1G)\n"
 	      "  --block-size=N         self-serve LBA size, 512 or 4096 (default 4096)\n"
@@ -148,21 +75,26 @@ static void usage(FILE *f)
 	      "  --rwmixread=N          randrw: percentage of reads (default 50)\n"
 	      "  --bs=SIZE              I/O size (default 4k)\n"
 	      "  --iodepth=N            outstanding I/Os per queue pair (default 1)\n"
-	      "  --jobs=N               I/O queue pairs (default 1). A controller takes one\n"
-	      "                         vfio-user connection, so all queue pairs share it and are\n"
-	      "                         driven round-robin by ONE client thread (like SPDK perf\n"
-	      "                         with several queue pairs on one core)\n"
+	      "  --jobs=N               I/O queue pairs (default 1), each driven by its own\n"
+	      "                         client thread (fio numjobs). They share the controller's\n"
+	      "                         one vfio-user connection: message doorbells take turns\n"
 	      "  --runtime=S            measured seconds, fractions allowed (default 10)\n"
 	      "  --ramp=S               seconds of load before measuring, e.g. 0.5 (default 0)\n"
-	      "  --cpus=LIST            pin the client thread to these CPUs (e.g. 0 or 0-1)\n"
-	      "  --doorbell=mmap|message  ring doorbells through the mmapped BAR (default) or\n"
-	      "                         with REGION_WRITE messages\n"
+	      "  --cpus=LIST            pin job i to the i-th CPU of LIST, wrapping (e.g. 0-1)\n"
+	      "  --doorbell=MODE        mmap: write the mmapped BAR page (default); message:\n"
+	      "                         REGION_WRITE per doorbell; ioeventfd: shadow doorbells\n"
+	      "                         (Doorbell Buffer Config) and, when EventIdx asks, a\n"
+	      "                         write to the controller's ioeventfd as KVM would\n"
+	      "                         (self-serve creates the controller with doorbells=ioeventfd)\n"
 	      "  --completion=poll|irq  spin on the CQs (default) or sleep on MSI-X eventfds\n"
 	      "Output:\n"
 	      "  --json                 fio-like JSON on stdout instead of the table\n"
 	      "  --plot=FILE.svg        also write the latency distribution as an SVG chart\n"
+	      "  --no-floor             skip the core-to-core cache-line round trip measured\n"
+	      "                         (~50 ms) between the first client and server CPUs\n"
 	      "  --help\n"
-	      "A progress line goes to stderr each second.\n",
+	      "A progress line goes to stderr each second. CPU use (client job threads, server\n"
+	      "workers) is in percent of one CPU over the measured interval.\n",
 	      f);
 }
 
@@ -245,10 +177,10 @@ static int parse_cpus(const char *s, cpu_set_t *set)
 enum {
 	OPT_SOCKET = 256, OPT_SELF, OPT_SCPUS, OPT_BACKEND, OPT_SIZE, OPT_BLKSZ, OPT_NSID,
 	OPT_RW, OPT_MIX, OPT_BS, OPT_QD, OPT_JOBS, OPT_RUNTIME, OPT_RAMP, OPT_CPUS,
-	OPT_DB, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_HELP,
+	OPT_DB, OPT_IRQB, OPT_SPOLL, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_SPID, OPT_NOFLOOR, OPT_HELP,
 };
 
-static int parse_args(int argc, char **argv, struct cfg *c)
+static int parse_args(int argc, char **argv, struct vb_cfg *c)
 {
 	static const struct option longopts[] = {
 		{ "socket", required_argument, NULL, OPT_SOCKET },
@@ -269,17 +201,21 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 		{ "ramp_time", required_argument, NULL, OPT_RAMP },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "doorbell", required_argument, NULL, OPT_DB },
+		{ "irq-batch", required_argument, NULL, OPT_IRQB },
+		{ "server-poll", required_argument, NULL, OPT_SPOLL },
 		{ "completion", required_argument, NULL, OPT_COMPL },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "plot", required_argument, NULL, OPT_PLOT },
+		{ "server-pid", required_argument, NULL, OPT_SPID },
+		{ "no-floor", no_argument, NULL, OPT_NOFLOOR },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
 	int o;
 
-	*c = (struct cfg){
+	*c = (struct vb_cfg){
 		.server_cpus = "1", .backend = "null", .size = 1ull << 30, .block_size = 4096,
-		.nsid = 1, .rw = RW_RANDREAD, .rwmixread = 50, .bs = 4096, .iodepth = 1,
+		.nsid = 1, .rw = VB_RW_RANDREAD, .rwmixread = 50, .bs = 4096, .iodepth = 1,
 		.jobs = 1, .runtime_ms = 10000,
 	};
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -300,7 +236,7 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 			bad = 1;
 			for (unsigned i = 0; i < N_RW; i++) {
 				if (!strcmp(optarg, rw_name(i))) {
-					c->rw = (enum rw_mode)i;
+					c->rw = (enum vb_rw)i;
 					bad = 0;
 				}
 			}
@@ -308,17 +244,22 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 		case OPT_MIX: bad = parse_u32(optarg, &c->rwmixread, 0, 100); break;
 		case OPT_BS: bad = vfurt_parse_size(optarg, &c->bs) || !c->bs; break;
 		case OPT_QD: bad = parse_u32(optarg, &c->iodepth, 1, 4095); break;
-		case OPT_JOBS: bad = parse_u32(optarg, &c->jobs, 1, 64); break;
+		case OPT_JOBS: bad = parse_u32(optarg, &c->jobs, 1, VB_MAX_JOBS); break;
 		case OPT_RUNTIME: bad = parse_secs(optarg, &c->runtime_ms) || !c->runtime_ms; break;
 		case OPT_RAMP: bad = parse_secs(optarg, &c->ramp_ms); break;
 		case OPT_CPUS: c->cpus = optarg; break;
 		case OPT_DB:
-			if (!strcmp(optarg, "mmap"))
-				c->doorbell_msg = false;
-			else if (!strcmp(optarg, "message"))
-				c->doorbell_msg = true;
-			else
-				bad = 1;
+			c->doorbell_msg = !strcmp(optarg, "message");
+			c->doorbell_ioev = !strcmp(optarg, "ioeventfd");
+			bad = strcmp(optarg, "mmap") && !c->doorbell_msg && !c->doorbell_ioev;
+			break;
+		case OPT_IRQB:
+			c->irq_unbatched = !strcmp(optarg, "off");
+			bad = strcmp(optarg, "on") && !c->irq_unbatched;
+			break;
+		case OPT_SPOLL:
+			c->server_adaptive = !strcmp(optarg, "adaptive");
+			bad = strcmp(optarg, "busy") && !c->server_adaptive;
 			break;
 		case OPT_COMPL:
 			if (!strcmp(optarg, "poll"))
@@ -330,6 +271,14 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 			break;
 		case OPT_JSON: c->json = true; break;
 		case OPT_PLOT: c->plot = optarg; bad = !*optarg; break;
+		case OPT_SPID: {
+			uint32_t pid = 0;
+
+			bad = parse_u32(optarg, &pid, 1, INT32_MAX);
+			c->server_pid = (pid_t)pid;
+			break;
+		}
+		case OPT_NOFLOOR: c->no_floor = true; break;
 		case OPT_HELP:
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -EINVAL;
@@ -344,15 +293,26 @@ static int parse_args(int argc, char **argv, struct cfg *c)
 		usage(stderr);
 		return -EINVAL;
 	}
+	if (c->server_pid && c->self_serve) {
+		fputs("vfu-bench: --server-pid is for --socket (self-serve measures its own "
+		      "workers)\n", stderr);
+		return -EINVAL;
+	}
 	return 0;
 }
 
-static int self_serve_start(struct bench *b)
+const char *vb_doorbell_name(const struct vb_cfg *c)
+{
+	return c->doorbell_ioev ? "ioeventfd" : c->doorbell_msg ? "message" : "mmap";
+}
+
+static int self_serve_start(struct vb_bench *b)
 {
 	struct vfurt_runtime_opts ro = {
 		.opts_size = sizeof(ro),
 		.cores = b->c.server_cpus,
-		.poll_mode = VFURT_POLL_BUSY,
+		.poll_mode = b->c.server_adaptive ? VFURT_POLL_ADAPTIVE : VFURT_POLL_BUSY,
+		.irq_unbatched = b->c.irq_unbatched,
 		.log = { .fn = vfurt_log_stderr, .arg = (void *)"vfu-bench server",
 			 .level = VFURT_LOG_ERR },
 	};
@@ -365,6 +325,8 @@ static int self_serve_start(struct bench *b)
 		.max_queue_entries = 4096,
 		.nr_ns = 1,
 		.own_bdevs = true,
+		.ioeventfd = b->c.doorbell_ioev,
+		.irq_per_completion = b->c.irq_unbatched,
 	};
 	struct vfurt_dev *dev;
 	char err[256] = "";
@@ -403,7 +365,7 @@ static int self_serve_start(struct bench *b)
 	return rc;
 }
 
-static int read_namespace(struct bench *b)
+static int read_namespace(struct vb_bench *b)
 {
 	uint8_t *id = nh_alloc(b->h, NH_PAGE);
 	uint64_t nsze;
@@ -439,264 +401,6 @@ static int read_namespace(struct bench *b)
 	return b->units ? 0 : -EINVAL;
 }
 
-static int job_setup(struct bench *b, struct job *j, uint32_t idx)
-{
-	uint32_t qd = b->c.iodepth;
-	int rc;
-
-	j->qid = (uint16_t)(idx + 1);
-	j->entries = qd + 1;
-	j->vector = b->c.irq ? (int)j->qid : -1;
-	if (j->entries > nh_max_entries(b->h)) {
-		fprintf(stderr, "vfu-bench: --iodepth=%u needs %u queue entries, controller has %u\n",
-			qd, j->entries, nh_max_entries(b->h));
-		return -EINVAL;
-	}
-	if (b->c.irq && (uint32_t)j->vector >= nh_nvec(b->h)) {
-		fprintf(stderr, "vfu-bench: no MSI-X vector %d for queue %u\n", j->vector, j->qid);
-		return -EINVAL;
-	}
-	j->t0 = calloc(j->entries, sizeof(*j->t0));
-	j->dir = calloc(j->entries, sizeof(*j->dir));
-	j->buf_of = calloc(j->entries, sizeof(*j->buf_of));
-	j->inflight = calloc(j->entries, sizeof(*j->inflight));
-	j->bufs = calloc(qd, sizeof(*j->bufs));
-	j->free_buf = calloc(qd, sizeof(*j->free_buf));
-	if (!j->t0 || !j->dir || !j->buf_of || !j->inflight || !j->bufs || !j->free_buf)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < qd; i++) {
-		j->bufs[i] = nh_alloc(b->h, b->c.bs);
-		if (!j->bufs[i])
-			return -ENOMEM;
-		j->free_buf[j->n_free++] = i;
-	}
-	j->rng = (0x9e3779b97f4a7c15ull * (idx + 1) ^ (uint64_t)getpid()) | 1u; /* xorshift: never 0 */
-	j->seq_next = b->units / b->c.jobs * idx;
-	vb_hist_reset(&j->hist[0]);
-	vb_hist_reset(&j->hist[1]);
-	rc = nh_create_io_pair(b->h, j->qid, j->entries, j->vector);
-	if (rc) {
-		fprintf(stderr, "vfu-bench: create queue pair %u: status %#x\n", j->qid,
-			(unsigned)rc);
-		return rc < 0 ? rc : -EIO;
-	}
-	return 0;
-}
-
-static void job_free(struct job *j)
-{
-	free(j->t0);
-	free(j->dir);
-	free(j->buf_of);
-	free(j->inflight);
-	free(j->bufs);
-	free(j->free_buf);
-}
-
-/* Submit one I/O on j. 0, -EAGAIN (nothing free), or an error. */
-static int submit_one(struct bench *b, struct job *j)
-{
-	uint64_t unit;
-	uint32_t bi;
-	uint16_t cid;
-	int dir;
-	int rc;
-
-	if (!j->n_free)
-		return -EAGAIN;
-	switch (b->c.rw) {
-	case RW_READ:
-	case RW_RANDREAD: dir = DIR_READ; break;
-	case RW_WRITE:
-	case RW_RANDWRITE: dir = DIR_WRITE; break;
-	default: dir = xorshift64(&j->rng) % 100 < b->c.rwmixread ? DIR_READ : DIR_WRITE; break;
-	}
-	if (b->c.rw == RW_READ || b->c.rw == RW_WRITE) {
-		unit = j->seq_next;
-		j->seq_next = (j->seq_next + 1) % b->units;
-	} else {
-		unit = xorshift64(&j->rng) % b->units;
-	}
-	bi = j->free_buf[j->n_free - 1];
-	{
-		struct nh_io io = {
-			.opc = dir == DIR_READ ? NH_CMD_READ : NH_CMD_WRITE,
-			.nsid = b->c.nsid,
-			.slba = unit * b->nlb_per_io,
-			.nlb = (uint32_t)b->nlb_per_io,
-			.buf = j->bufs[bi],
-			.len = b->c.bs,
-		};
-		uint64_t t = now_ns();
-
-		rc = nh_io_submit(b->h, j->qid, &io, &cid);
-		if (rc)
-			return rc;
-		j->t0[cid] = t;
-	}
-	j->n_free--;
-	j->dir[cid] = (uint8_t)dir;
-	j->buf_of[cid] = bi;
-	j->inflight[j->n_inflight++] = cid;
-	j->submitted_ios++;
-	return 0;
-}
-
-/* Reap j's CQ, account completions, refill when `refill`. Only I/Os submitted at or
- * after `from` and completed by `to` are measured (ramp and drain excluded).
- * Returns completions or -errno. */
-static int reap_job(struct bench *b, struct job *j, uint64_t from, uint64_t to, bool refill)
-{
-	int n = nh_reap(b->h, j->qid);
-	int done = 0;
-	uint64_t t;
-
-	if (n <= 0)
-		return n;
-	t = now_ns();
-	for (uint32_t i = 0; i < j->n_inflight; i++) {
-		uint16_t cid = j->inflight[i];
-		struct nh_cqe cqe;
-		int st, dir;
-
-		if (nh_outstanding(b->h, j->qid, cid))
-			continue;
-		st = nh_wait(b->h, j->qid, cid, &cqe, 0);
-		dir = j->dir[cid];
-		if (st)
-			j->errors++;
-		j->done_ios[dir]++;
-		if (j->t0[cid] >= from && t <= to && !st) {
-			j->ios[dir]++;
-			vb_hist_add(&j->hist[dir], t - j->t0[cid]);
-		}
-		j->free_buf[j->n_free++] = j->buf_of[cid];
-		j->inflight[i] = j->inflight[--j->n_inflight];
-		i--;
-		done++;
-	}
-	while (refill && j->n_free) {
-		int rc = submit_one(b, j);
-
-		if (rc == -EAGAIN) {
-			j->sq_full++;
-			break;
-		}
-		if (rc)
-			return rc;
-	}
-	return done;
-}
-
-/* Sleep on the CQ vectors until one fires (bounded), then clear them. */
-static int wait_irqs(struct bench *b, int timeout_ms)
-{
-	struct pollfd pfd[64];
-	uint32_t n = b->c.jobs;
-	int rc;
-
-	for (uint32_t i = 0; i < n; i++) {
-		pfd[i].fd = nh_vector_fd(b->h, (uint32_t)b->jobs[i].vector);
-		pfd[i].events = POLLIN;
-		pfd[i].revents = 0;
-	}
-	rc = poll(pfd, n, timeout_ms);
-	if (rc < 0)
-		return errno == EINTR ? 0 : -errno;
-	if (rc > 0)
-		b->irq_wakeups++;
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t v;
-
-		if ((pfd[i].revents & POLLIN) && read(pfd[i].fd, &v, sizeof(v)) < 0 &&
-		    errno != EAGAIN)
-			return -errno;
-	}
-	return 0;
-}
-
-static void progress(struct bench *b, uint64_t t, uint64_t start, uint64_t ramp_end,
-		     uint64_t last_t, uint64_t last_ios[2])
-{
-	uint64_t cur[2] = { 0, 0 };
-	double dt = (double)(t - last_t) / 1e9;
-
-	for (uint32_t i = 0; i < b->c.jobs; i++) {
-		cur[0] += b->jobs[i].done_ios[0];
-		cur[1] += b->jobs[i].done_ios[1];
-	}
-	fprintf(stderr, "[%4.0fs%s] read %9.1fk IOPS %8.1f MiB/s | write %9.1fk IOPS %8.1f MiB/s\n",
-		(double)(t - start) / 1e9, t < ramp_end ? " ramp" : "",
-		(double)(cur[0] - last_ios[0]) / dt / 1e3,
-		(double)(cur[0] - last_ios[0]) * (double)b->c.bs / dt / 1048576.0,
-		(double)(cur[1] - last_ios[1]) / dt / 1e3,
-		(double)(cur[1] - last_ios[1]) * (double)b->c.bs / dt / 1048576.0);
-	last_ios[0] = cur[0];
-	last_ios[1] = cur[1];
-}
-
-static int run(struct bench *b)
-{
-	uint64_t start = now_ns();
-	uint64_t ramp_end = start + b->c.ramp_ms * 1000000ull;
-	uint64_t end = ramp_end + b->c.runtime_ms * 1000000ull;
-	uint64_t next_prog = start + 1000000000ull, last_prog = start;
-	uint64_t last_ios[2] = { 0, 0 };
-	uint64_t t = start, drain_deadline = 0;
-	bool submitting = true;
-
-	for (uint32_t i = 0; i < b->c.jobs; i++) {
-		for (uint32_t k = 0; k < b->c.iodepth; k++) {
-			int rc = submit_one(b, &b->jobs[i]);
-
-			if (rc) {
-				fprintf(stderr, "vfu-bench: submit: %s\n", strerror(-rc));
-				return rc;
-			}
-		}
-	}
-	for (;;) {
-		int any = 0;
-		uint32_t inflight = 0;
-
-		for (uint32_t i = 0; i < b->c.jobs; i++) {
-			int n = reap_job(b, &b->jobs[i], ramp_end, end, submitting);
-
-			if (n < 0) {
-				fprintf(stderr, "vfu-bench: I/O: %s\n", strerror(-n));
-				return n;
-			}
-			any += n;
-			inflight += b->jobs[i].n_inflight;
-		}
-		t = now_ns();
-		if (submitting && (t >= end || stop_requested)) {
-			submitting = false;
-			end = t;
-			b->measured_ns = t > ramp_end ? t - ramp_end : 0;
-			drain_deadline = t + 5000000000ull;
-		}
-		if (!submitting && !inflight)
-			break;
-		if (!submitting && t > drain_deadline) {
-			fprintf(stderr, "vfu-bench: %u I/Os never completed\n", inflight);
-			return -ETIMEDOUT;
-		}
-		if (t >= next_prog) {
-			progress(b, t, start, ramp_end, last_prog, last_ios);
-			last_prog = t;
-			next_prog += 1000000000ull;
-		}
-		if (!any && b->c.irq) {
-			int rc = wait_irqs(b, 100);
-
-			if (rc)
-				return rc;
-		}
-	}
-	return 0;
-}
-
 static void pct_row(FILE *f, const struct vb_hist *h)
 {
 	static const double cols[] = { 50, 90, 99, 99.9, 99.99 };
@@ -707,7 +411,51 @@ static void pct_row(FILE *f, const struct vb_hist *h)
 	fprintf(f, " %9.2f", (double)h->max_ns / 1e3);
 }
 
-static void print_table(struct bench *b)
+/* "core-to-core ..." / "server: ..." lines, shared by the table's header and footer. */
+static void print_c2c(const struct vb_bench *b)
+{
+	if (b->c2c_rtt_ns >= 0)
+		printf("core-to-core cache-line round trip: %.0f ns (CPU %d <-> CPU %d)\n",
+		       b->c2c_rtt_ns, b->c2c_cpu[0], b->c2c_cpu[1]);
+	else
+		printf("core-to-core cache-line round trip: not measured (%s)\n", b->c2c_note);
+}
+
+static void print_cpu(const struct vb_bench *b)
+{
+	const struct vb_server_cpu *s = &b->srv;
+
+	printf("%-5s %4s %7s %7s %9s   (client job threads, %% of one CPU)\n", "job", "CPU",
+	       "usr%", "sys%", "ctxsw");
+	for (uint32_t i = 0; i < b->c.jobs; i++) {
+		const struct vb_job *j = &b->jobs[i];
+		struct vb_cpu_use u;
+		char cpu[12];
+
+		vb_cpu_use(&j->cpu0, &j->cpu1, &u);
+		if (j->cpu >= 0)
+			snprintf(cpu, sizeof(cpu), "%d", j->cpu);
+		else
+			snprintf(cpu, sizeof(cpu), "any");
+		if (u.ok)
+			printf("qp%-3u %4s %7.1f %7.1f %9" PRIu64 "\n", j->qid, cpu, u.usr_pct,
+			       u.sys_pct, u.ctx);
+		else
+			printf("qp%-3u %4s %7s %7s %9s\n", j->qid, cpu, "-", "-", "-");
+	}
+	if (s->use.ok)
+		printf("server: %.1f%% of a CPU (usr %.1f%%, sys %.1f%%), %u %s\n",
+		       s->use.usr_pct + s->use.sys_pct, s->use.usr_pct, s->use.sys_pct,
+		       s->s1.threads, s->whole_process ? "thread(s) of the whole process"
+						       : "worker thread(s) vfu-rt-w*");
+	else if (!s->pid)
+		puts("server: CPU not measured (give --server-pid=PID with --socket)");
+	else
+		printf("server: CPU not measured (/proc/%ld/task unreadable or the run ended "
+		       "before the ramp did)\n", (long)s->pid);
+}
+
+static void print_table(struct vb_bench *b)
 {
 	static const char *const dname[2] = { "read", "write" };
 	double secs = (double)b->measured_ns / 1e9;
@@ -721,8 +469,9 @@ static void print_table(struct bench *b)
 	printf("vfu-bench: %s bs=%" PRIu64 " iodepth=%u jobs=%u doorbell=%s completion=%s "
 	       "runtime=%.2fs (ramp %gs) lba=%u\n",
 	       rw_name(b->c.rw), b->c.bs, b->c.iodepth, b->c.jobs,
-	       b->c.doorbell_msg ? "message" : "mmap", b->c.irq ? "irq" : "poll", secs,
+	       vb_doorbell_name(&b->c), b->c.irq ? "irq" : "poll", secs,
 	       (double)b->c.ramp_ms / 1e3, b->lba_size);
+	print_c2c(b);
 	printf("%-5s %-5s %11s %9s %9s %9s %9s %9s %9s %9s %9s   (latency in us)\n", "job",
 	       "dir", "IOPS", "MiB/s", "mean", "p50", "p90", "p99", "p99.9", "p99.99", "max");
 	for (uint32_t i = 0; i <= b->c.jobs; i++) {
@@ -758,31 +507,37 @@ static void print_table(struct bench *b)
 	}
 	if (err)
 		printf("errors: %" PRIu64 " commands completed with an NVMe error\n", err);
+	print_cpu(b);
 	{
 		struct nh_stats st;
-		uint64_t sub = 0, full = 0;
+		uint64_t sub = 0, full = 0, wakeups = 0;
 
 		nh_get_stats(b->h, &st);
 		for (uint32_t i = 0; i < b->c.jobs; i++) {
 			sub += b->jobs[i].submitted_ios;
 			full += b->jobs[i].sq_full;
+			wakeups += b->jobs[i].irq_wakeups;
 		}
 		printf("client: %" PRIu64 " refills deferred on a full SQ\n", full);
 		/* whole run (ramp, admin commands included): a batching indicator */
 		printf("client: %.2f doorbell writes and %.3f irq wake-ups per I/O\n",
 		       sub ? (double)st.mmio_doorbells / (double)sub : 0.0,
-		       sub ? (double)b->irq_wakeups / (double)sub : 0.0);
+		       sub ? (double)wakeups / (double)sub : 0.0);
+		if (b->c.doorbell_ioev)
+			printf("client: shadow doorbells: %" PRIu64 " writes needed no MMIO, %"
+			       PRIu64 " ioeventfd signals\n", st.shadow_skipped,
+			       st.ioeventfd_doorbells);
 	}
 	free(all);
 }
 
-static void json_dir(FILE *f, const struct bench *b, const struct job *j, int d)
+static void json_dir(FILE *f, const struct vb_bench *b, const struct vb_job *j, int d)
 {
 	const struct vb_hist *h = &j->hist[d];
 	double secs = (double)b->measured_ns / 1e9;
 	uint64_t bytes = j->ios[d] * b->c.bs;
 
-	fprintf(f, "      \"%s\": {\n", d == DIR_READ ? "read" : "write");
+	fprintf(f, "      \"%s\": {\n", d == VB_DIR_READ ? "read" : "write");
 	fprintf(f, "        \"io_bytes\": %" PRIu64 ",\n        \"io_kbytes\": %" PRIu64 ",\n",
 		bytes, bytes / 1024);
 	fprintf(f, "        \"bw_bytes\": %.0f,\n        \"bw\": %.0f,\n",
@@ -801,37 +556,91 @@ static void json_dir(FILE *f, const struct bench *b, const struct job *j, int d)
 	fputs("          }\n        }\n      }", f);
 }
 
-static void print_json(struct bench *b)
+/* JSON string body: the notes are ours, but stay safe with quotes and controls. */
+static void json_str(FILE *f, const char *s)
+{
+	putc('"', f);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fprintf(f, "\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			fprintf(f, "\\u%04x", (unsigned)(unsigned char)*s);
+		else
+			putc(*s, f);
+	}
+	putc('"', f);
+}
+
+/* Top-level "c2c_rtt_ns" and "server" (fio's usr_cpu / sys_cpu keys). */
+static void json_floor_server(FILE *f, const struct vb_bench *b)
+{
+	const struct vb_server_cpu *s = &b->srv;
+
+	if (b->c2c_rtt_ns >= 0) {
+		fprintf(f, "  \"c2c_rtt_ns\": %.1f,\n  \"c2c_cpus\": [%d, %d],\n", b->c2c_rtt_ns,
+			b->c2c_cpu[0], b->c2c_cpu[1]);
+	} else {
+		fputs("  \"c2c_rtt_ns\": null,\n  \"c2c_note\": ", f);
+		json_str(f, b->c2c_note);
+		fputs(",\n", f);
+	}
+	if (s->use.ok)
+		fprintf(f, "  \"server\": {\n    \"measured\": true,\n    \"pid\": %ld,\n"
+			   "    \"threads\": %u,\n    \"whole_process\": %s,\n"
+			   "    \"usr_cpu\": %.6f,\n    \"sys_cpu\": %.6f,\n"
+			   "    \"cpu\": %.6f\n  },\n",
+			(long)s->pid, s->s1.threads, s->whole_process ? "true" : "false",
+			s->use.usr_pct, s->use.sys_pct, s->use.usr_pct + s->use.sys_pct);
+	else
+		fprintf(f, "  \"server\": {\n    \"measured\": false,\n"
+			   "    \"reason\": \"%s\"\n  },\n",
+			s->pid ? "/proc unreadable or stopped before the ramp ended"
+			       : "--socket without --server-pid");
+}
+
+static void print_json(struct vb_bench *b)
 {
 	FILE *f = stdout;
 
-	fprintf(f, "{\n  \"fio version\": \"vfu-bench-0.1\",\n  \"timestamp\": %lld,\n",
+	fprintf(f, "{\n  \"fio version\": \"vfu-bench-0.2\",\n  \"timestamp\": %lld,\n",
 		(long long)time(NULL));
 	fprintf(f, "  \"global options\": {\n    \"rw\": \"%s\",\n    \"bs\": \"%" PRIu64
 		   "\",\n    \"iodepth\": \"%u\",\n    \"numjobs\": \"%u\",\n    \"runtime\": \"%g"
 		   "\",\n    \"ramp_time\": \"%g\",\n    \"rwmixread\": \"%u\",\n"
-		   "    \"doorbell\": \"%s\",\n    \"completion\": \"%s\"\n  },\n",
+		   "    \"doorbell\": \"%s\",\n    \"completion\": \"%s\",\n"
+		   "    \"irq_batch\": \"%s\",\n    \"server_poll\": \"%s\"\n  },\n",
 		rw_name(b->c.rw), b->c.bs, b->c.iodepth, b->c.jobs, (double)b->c.runtime_ms / 1e3,
 		(double)b->c.ramp_ms / 1e3,
-		b->c.rwmixread, b->c.doorbell_msg ? "message" : "mmap", b->c.irq ? "irq" : "poll");
+		b->c.rwmixread, vb_doorbell_name(&b->c), b->c.irq ? "irq" : "poll",
+		b->c.irq_unbatched ? "off" : "on", b->c.server_adaptive ? "adaptive" : "busy");
+	json_floor_server(f, b);
 	fputs("  \"jobs\": [\n", f);
 	for (uint32_t i = 0; i < b->c.jobs; i++) {
-		const struct job *j = &b->jobs[i];
+		const struct vb_job *j = &b->jobs[i];
+		struct vb_cpu_use u;
 
+		vb_cpu_use(&j->cpu0, &j->cpu1, &u);
 		fprintf(f, "    {\n      \"jobname\": \"qp%u\",\n      \"groupid\": 0,\n"
 			   "      \"error\": %d,\n      \"nvme_errors\": %" PRIu64 ",\n"
-			   "      \"job_runtime\": %" PRIu64 ",\n",
-			j->qid, j->errors ? EIO : 0, j->errors, b->measured_ns / 1000000u);
-		json_dir(f, b, j, DIR_READ);
+			   "      \"job options\": {\n        \"cpus_allowed\": \"",
+			j->qid, j->errors ? EIO : 0, j->errors);
+		if (j->cpu >= 0)
+			fprintf(f, "%d", j->cpu);
+		fprintf(f, "\"\n      },\n      \"job_runtime\": %" PRIu64 ",\n",
+			b->measured_ns / 1000000u);
+		json_dir(f, b, j, VB_DIR_READ);
 		fputs(",\n", f);
-		json_dir(f, b, j, DIR_WRITE);
-		fprintf(f, "\n    }%s\n", i + 1 < b->c.jobs ? "," : "");
+		json_dir(f, b, j, VB_DIR_WRITE);
+		fprintf(f, ",\n      \"usr_cpu\": %.6f,\n      \"sys_cpu\": %.6f,\n"
+			   "      \"ctx\": %" PRIu64 ",\n"
+			   "      \"irq_wakeups\": %" PRIu64 "\n    }%s\n",
+			u.usr_pct, u.sys_pct, u.ctx, j->irq_wakeups, i + 1 < b->c.jobs ? "," : "");
 	}
 	fputs("  ]\n}\n", f);
 }
 
 /* --plot: all queue pairs' histograms merged per direction, the workload as the title. */
-static int write_plot(struct bench *b)
+static int write_plot(struct vb_bench *b)
 {
 	struct vb_hist *all = malloc(2 * sizeof(*all));
 	char title[256];
@@ -849,7 +658,7 @@ static int write_plot(struct bench *b)
 		 "vfu-bench %s bs=%" PRIu64 " iodepth=%u jobs=%u doorbell=%s completion=%s "
 		 "backend=%s, %.1f s",
 		 rw_name(b->c.rw), b->c.bs, b->c.iodepth, b->c.jobs,
-		 b->c.doorbell_msg ? "message" : "mmap", b->c.irq ? "irq" : "poll",
+		 vb_doorbell_name(&b->c), b->c.irq ? "irq" : "poll",
 		 b->c.self_serve ? b->c.backend : "remote", (double)b->measured_ns / 1e9);
 	rc = vb_plot_svg(b->c.plot, &all[0], &all[1], title);
 	if (rc)
@@ -858,14 +667,19 @@ static int write_plot(struct bench *b)
 	return rc;
 }
 
-static int setup_host(struct bench *b)
+static int setup_host(struct vb_bench *b)
 {
-	uint64_t per_job = (uint64_t)b->c.iodepth * ((b->c.bs + NH_PAGE - 1) / NH_PAGE * NH_PAGE) +
+	uint64_t buf_bytes = (b->c.bs + NH_PAGE - 1) / NH_PAGE * NH_PAGE;
+	/* PRP list pages, built once per buffer when bs > 8 KiB */
+	uint64_t lists = b->c.bs > 2u * NH_PAGE ? buf_bytes / (511u * NH_PAGE) + 1u : 0u;
+	/* buffers, their lists, rings, slack */
+	uint64_t per_job = (uint64_t)b->c.iodepth * (buf_bytes + lists * NH_PAGE) +
 			   (uint64_t)(b->c.iodepth + 1) * 80u + 4u * NH_PAGE;
 	struct nvme_host_opts ho = {
 		.mem_size = (size_t)(per_job * b->c.jobs + (16u << 20)),
 		.timeout_ms = 5000,
 		.doorbell_msg = b->c.doorbell_msg,
+		.doorbell_ioeventfd = b->c.doorbell_ioev,
 		.irq_wait = b->c.irq,
 	};
 	uint32_t dw0 = 0;
@@ -876,7 +690,7 @@ static int setup_host(struct bench *b)
 		fprintf(stderr, "vfu-bench: connect %s: %s\n", b->c.socket, strerror(errno));
 		return -ENOTCONN;
 	}
-	if (!b->c.doorbell_msg && !nh_doorbells_mapped(b->h)) {
+	if (!b->c.doorbell_msg && !b->c.doorbell_ioev && !nh_doorbells_mapped(b->h)) {
 		fputs("vfu-bench: the controller's doorbells could not be mmapped; use "
 		      "--doorbell=message\n", stderr);
 		return -ENOTSUP;
@@ -893,47 +707,118 @@ static int setup_host(struct bench *b)
 			b->c.jobs);
 		return -EINVAL;
 	}
-	rc = read_namespace(b);
-	if (rc)
-		return rc;
-	b->jobs = calloc(b->c.jobs, sizeof(*b->jobs));
-	if (!b->jobs)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < b->c.jobs; i++) {
-		rc = job_setup(b, &b->jobs[i], i);
-		if (rc)
-			return rc;
+	if (b->c.doorbell_ioev) {
+		rc = nh_dbbuf_enable(b->h);
+		if (rc) {
+			fprintf(stderr, "vfu-bench: Doorbell Buffer Config: %s\n",
+				rc < 0 ? strerror(-rc) : "refused");
+			return rc < 0 ? rc : -ENOTSUP;
+		}
 	}
-	return 0;
+	rc = read_namespace(b);
+	return rc ? rc : vb_jobs_setup(b);
+}
+
+/* The lowest CPU of the calling thread's affinity other than `not`, or -1. */
+static int first_allowed_cpu(int not)
+{
+	cpu_set_t set;
+
+	if (pthread_getaffinity_np(pthread_self(), sizeof(set), &set))
+		return -1;
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (CPU_ISSET(c, &set) && c != not)
+			return c;
+	}
+	return -1;
+}
+
+static int first_cpu(const cpu_set_t *set)
+{
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		if (CPU_ISSET(c, set))
+			return c;
+	}
+	return -1;
+}
+
+/*
+ * The core-to-core floor: a cache-line round trip between the first client
+ * CPU (--cpus; unpinned: the lowest allowed CPU that is not the server's)
+ * and the first server CPU (--server-cpus), before the server's workers
+ * start spinning (self-serve) or the client connects.
+ */
+static void measure_floor(struct vb_bench *b)
+{
+	cpu_set_t srv;
+	int rc;
+
+	b->c2c_rtt_ns = -1;
+	if (b->c.no_floor) {
+		b->c2c_note = "--no-floor";
+		return;
+	}
+	if (parse_cpus(b->c.server_cpus, &srv)) {
+		b->c2c_note = "--server-cpus is not a CPU list";
+		return;
+	}
+	b->c2c_cpu[1] = first_cpu(&srv);
+	b->c2c_cpu[0] = b->pinned ? first_cpu(&b->client_cpus) : first_allowed_cpu(b->c2c_cpu[1]);
+	if (b->c2c_cpu[0] < 0) {
+		b->c2c_note = "no client CPU";
+		return;
+	}
+	if (b->c2c_cpu[0] == b->c2c_cpu[1]) {
+		b->c2c_note = "client and server share their first CPU";
+		return;
+	}
+	rc = vb_c2c_rtt(b->c2c_cpu[0], b->c2c_cpu[1], FLOOR_MS, &b->c2c_rtt_ns);
+	if (rc) {
+		b->c2c_rtt_ns = -1;
+		b->c2c_note = rc == -ETIMEDOUT ? "a CPU did not answer (busy?)"
+			    : rc == -EINVAL ? "a CPU is not available" : "ping-pong failed";
+		fprintf(stderr, "vfu-bench: core-to-core floor CPU %d <-> %d: %s\n", b->c2c_cpu[0],
+			b->c2c_cpu[1], strerror(-rc));
+	}
 }
 
 int main(int argc, char **argv)
 {
-	struct bench *b = calloc(1, sizeof(*b));
+	struct vb_bench *b = vb_calloc_lines(1, sizeof(*b));
 	struct sigaction sa = { .sa_handler = on_signal };
 	int rc;
 
 	if (!b)
 		return 1;
+	pthread_mutex_init(&b->db_lock, NULL);
+	pthread_mutex_init(&b->go_lock, NULL);
+	pthread_cond_init(&b->go_cond, NULL);
 	rc = parse_args(argc, argv, &b->c);
 	if (rc)
 		goto out_free;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	if (b->c.cpus) {
+		rc = parse_cpus(b->c.cpus, &b->client_cpus);
+		if (rc) {
+			fprintf(stderr, "vfu-bench: bad --cpus=%s\n", b->c.cpus);
+			goto out_free;
+		}
+		b->pinned = true;
+	}
+	measure_floor(b);
 	if (b->c.self_serve) {
 		rc = self_serve_start(b);
 		if (rc)
 			goto out_rt;
+		b->srv.pid = getpid();
+	} else {
+		b->srv.pid = b->c.server_pid;
 	}
-	if (b->c.cpus) {
-		cpu_set_t set;
-
-		rc = parse_cpus(b->c.cpus, &set);
-		if (rc) {
-			fprintf(stderr, "vfu-bench: bad --cpus=%s\n", b->c.cpus);
-			goto out_rt;
-		}
-		rc = -pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	if (b->pinned) {
+		/* the main thread (setup, progress) stays on the client's CPUs too */
+		rc = -pthread_setaffinity_np(pthread_self(), sizeof(b->client_cpus),
+					     &b->client_cpus);
 		if (rc) {
 			fprintf(stderr, "vfu-bench: pin to %s: %s\n", b->c.cpus, strerror(-rc));
 			goto out_rt;
@@ -942,7 +827,7 @@ int main(int argc, char **argv)
 	rc = setup_host(b);
 	if (rc)
 		goto out_host;
-	rc = run(b);
+	rc = vb_run(b, &stop_requested);
 	if (rc)
 		goto out_host;
 	if (b->c.json)
@@ -953,17 +838,16 @@ int main(int argc, char **argv)
 		rc = write_plot(b);
 	nh_shutdown(b->h);
 out_host:
-	if (b->jobs) {
-		for (uint32_t i = 0; i < b->c.jobs; i++)
-			job_free(&b->jobs[i]);
-	}
+	vb_jobs_free(b);
 	nh_close(b->h);
-	free(b->jobs);
 out_rt:
 	vfurt_runtime_destroy(b->rt);
 	if (b->sock_path[0])
 		unlink(b->sock_path);
 out_free:
+	pthread_cond_destroy(&b->go_cond);
+	pthread_mutex_destroy(&b->go_lock);
+	pthread_mutex_destroy(&b->db_lock);
 	free(b);
 	return rc ? 1 : 0;
 }

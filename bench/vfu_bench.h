@@ -1,8 +1,13 @@
-/* vfu-bench internals: the log-linear latency histogram shared by the load generator's parts. */
+/* vfu-bench internals: configuration, per-job state and the helpers shared by the load generator's files. */
 #ifndef VFURT_BENCH_VFU_BENCH_H
 #define VFURT_BENCH_VFU_BENCH_H
 
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /*
  * Log-linear histogram of nanosecond values: exact below 128, then 128
@@ -41,5 +46,185 @@ double vb_hist_stddev(const struct vb_hist *h);
  */
 int vb_plot_svg(const char *path, const struct vb_hist *read, const struct vb_hist *write,
 		const char *title);
+
+/* ---- configuration and state ---------------------------------------------- */
+
+enum vb_rw { VB_RW_READ, VB_RW_WRITE, VB_RW_RANDREAD, VB_RW_RANDWRITE, VB_RW_RANDRW };
+enum { VB_DIR_READ = 0, VB_DIR_WRITE = 1 };
+
+#define VB_MAX_JOBS 64u
+#define VB_LINE 64u /* cache line: what threads write is kept on lines of its own */
+
+struct vb_cfg {
+	const char *socket;
+	bool self_serve;
+	const char *server_cpus;
+	pid_t server_pid;  /* --server-pid (with --socket); 0 = none */
+	const char *backend;
+	uint64_t size;
+	uint32_t block_size;
+	uint32_t nsid;
+	enum vb_rw rw;
+	uint32_t rwmixread;
+	uint64_t bs;
+	uint32_t iodepth;
+	uint32_t jobs;
+	uint64_t runtime_ms;
+	uint64_t ramp_ms;
+	const char *cpus;
+	bool doorbell_msg;
+	bool doorbell_ioev; /* --doorbell=ioeventfd: shadow doorbells + ioeventfds */
+	bool irq;
+	bool irq_unbatched; /* --irq-batch=off (self-serve) */
+	bool server_adaptive; /* --server-poll=adaptive (self-serve) */
+	bool json;
+	bool no_floor;     /* --no-floor: skip the core-to-core measurement */
+	const char *plot;  /* --plot=FILE.svg */
+};
+
+/* CPU time of a thread, or summed over a set of threads, at one instant. */
+struct vb_cpu_sample {
+	uint64_t wall_ns;  /* CLOCK_MONOTONIC when taken */
+	uint64_t usr_ns;
+	uint64_t sys_ns;
+	uint64_t ctx;      /* voluntary + involuntary context switches (threads only) */
+	uint32_t threads;  /* how many threads were summed */
+	bool ok;
+};
+
+/* CPU use between two samples, in percent of one CPU. */
+struct vb_cpu_use {
+	double usr_pct;
+	double sys_pct;
+	uint64_t ctx;
+	bool ok;
+};
+
+struct vb_bench;
+
+/* "mmap", "message" or "ioeventfd". */
+const char *vb_doorbell_name(const struct vb_cfg *c);
+struct nvme_host;
+struct vfurt_runtime;
+
+/*
+ * One job: an I/O queue pair driven by its own client thread. Fields up to
+ * `hist` are set up by the main thread before the job thread starts and then
+ * belong to the job thread alone, except the published counters (relaxed
+ * atomics the main thread sums for the progress line) and the results,
+ * which the main thread reads after joining.
+ */
+struct vb_job {
+	struct vb_bench *b;
+	uint32_t idx;
+	uint16_t qid;
+	uint32_t entries;
+	int vector;
+	int cpu;            /* pinned to this CPU, -1 = unpinned */
+	/* by CID (< entries): submit time, direction, buffer index */
+	uint64_t *t0;
+	uint8_t *dir;
+	uint32_t *buf_of;
+	uint16_t *inflight; /* CIDs in flight, unordered */
+	uint32_t n_inflight;
+	uint64_t *dptr;     /* per buffer: PRP1, PRP2 built at setup */
+	uint32_t *free_buf; /* stack of free buffer indexes */
+	uint32_t n_free;
+	uint64_t rng;
+	uint64_t seq_next;  /* sequential: next I/O unit */
+	uint64_t submitted_ios;
+	uint64_t done_ios[2];   /* all completions, ramp included */
+	uint64_t ios[2];        /* measured completions */
+	uint64_t errors;
+	uint64_t sq_full;       /* refills refused because the SQ looked full */
+	uint64_t irq_wakeups;   /* --completion=irq: sleeps ended by an interrupt */
+	int rc;                 /* the thread's result */
+	pthread_t thread;
+	bool started;
+	struct vb_cpu_sample cpu0, cpu1; /* the thread's CPU time at ramp end and end */
+	/* done_ios as published for the progress line (relaxed atomics) */
+	_Alignas(VB_LINE) uint64_t pub_done[2];
+	_Alignas(VB_LINE) struct vb_hist hist[2];
+};
+
+/* Server CPU use over the measured interval (--self-serve or --server-pid). */
+struct vb_server_cpu {
+	pid_t pid;           /* 0: not measured */
+	bool whole_process;  /* no vfu-rt-w* threads found: all of pid's threads */
+	struct vb_cpu_sample s0, s1;
+	struct vb_cpu_use use;
+};
+
+struct vb_bench {
+	struct vb_cfg c;
+	struct nvme_host *h;
+	struct vfurt_runtime *rt;
+	char sock_path[108];
+	uint32_t lba_size;
+	uint64_t nlb_per_io;
+	uint64_t units;          /* I/O units in the namespace */
+	struct vb_job *jobs;     /* c.jobs of them, VB_LINE aligned */
+	cpu_set_t client_cpus;   /* --cpus */
+	bool pinned;
+	/* --doorbell=message: the client library takes one thread at a time */
+	pthread_mutex_t db_lock;
+	/* run control: written by the main thread before the jobs start, except
+	 * end_ns (lowered on a signal) and stop (relaxed / release atomics) */
+	pthread_mutex_t go_lock;
+	pthread_cond_t go_cond;
+	bool go;
+	uint64_t start_ns;
+	uint64_t ramp_end_ns;
+	_Alignas(VB_LINE) uint64_t end_ns;
+	int stop;
+	/* results (on lines of their own: the jobs poll end_ns and stop) */
+	_Alignas(VB_LINE) uint64_t measured_ns;
+	double c2c_rtt_ns;       /* < 0: not measured, c2c_note says why */
+	const char *c2c_note;
+	int c2c_cpu[2];
+	struct vb_server_cpu srv;
+};
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t vb_now_ns(void);
+/* calloc for data written by one thread: whole cache lines. NULL on failure. */
+void *vb_calloc_lines(size_t n, size_t size);
+
+/* ---- jobs (vfu_bench_run.c) ---------------------------------------------- */
+
+/* Allocate the jobs, create their queue pairs and buffers. 0 or -errno. */
+int vb_jobs_setup(struct vb_bench *b);
+/* Free what vb_jobs_setup allocated (guest memory goes with the host). */
+void vb_jobs_free(struct vb_bench *b);
+/*
+ * Start one pinned thread per job, print progress each second, stop the jobs
+ * at the end (or when *stop_requested), join them, and set measured_ns and
+ * the server's CPU use. 0 or the first job's -errno.
+ */
+int vb_run(struct vb_bench *b, volatile sig_atomic_t *stop_requested);
+
+/* ---- CPU time (vfu_bench_cpu.c) ------------------------------------------ */
+
+/* The calling thread's CPU time (getrusage RUSAGE_THREAD). */
+void vb_cpu_self(struct vb_cpu_sample *s);
+/*
+ * CPU time of process pid's threads whose name starts with comm_prefix
+ * (NULL: all threads), from /proc/PID/task/ANY/stat. s->ok is false when the
+ * process cannot be read; s->threads counts the matches.
+ */
+void vb_cpu_threads(pid_t pid, const char *comm_prefix, struct vb_cpu_sample *s);
+/* Use between a and b (a taken first). */
+void vb_cpu_use(const struct vb_cpu_sample *a, const struct vb_cpu_sample *b,
+		struct vb_cpu_use *u);
+
+/* ---- core-to-core floor (vfu_bench_floor.c) ------------------------------ */
+
+/*
+ * Cache-line ping-pong between two threads pinned to cpu_a and cpu_b for
+ * about ms milliseconds, spinning on two 64-byte aligned atomics: *rtt_ns
+ * gets the median of per-batch round trip means. 0, -EINVAL (a CPU not
+ * usable), -ETIMEDOUT (a side did not answer: a CPU is busy) or -errno.
+ */
+int vb_c2c_rtt(int cpu_a, int cpu_b, unsigned ms, double *rtt_ns);
 
 #endif /* VFURT_BENCH_VFU_BENCH_H */
