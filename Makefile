@@ -5,7 +5,8 @@
 #   make run     deps + build + serve the default devices on sockets under ./run/
 #   make test    deps + build + every test: normal, ASan+UBSan, TSan (threaded tests) and a
 #                bounded fuzz run
-#   make bench   deps + build + benchmarks
+#   make bench   deps (+ fio) + build + microbenchmarks (bench/RESULTS.md) and the NVMe
+#                suite (bench/SUITE.md)
 
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
@@ -18,13 +19,20 @@ DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libhwloc-dev libck
 	libjson-c-dev libcmocka-dev libbenchmark-dev linux-libc-dev clang \
 	libclang-rt-14-dev cppcheck
 
-.PHONY: all deps build run test test-unit test-asan test-tsan test-fuzz bench clean install
+.PHONY: all deps bench-deps install-pkgs build run test test-unit test-asan test-tsan test-fuzz bench clean install
 
 all: build
 
 deps:
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PACKAGES)"
+
+# fio only for the suite's comparison row
+bench-deps:
+	@$(MAKE) --no-print-directory install-pkgs PKGS="$(DEB_PACKAGES) fio"
+
+install-pkgs:
 	@missing=""; \
-	for p in $(DEB_PACKAGES); do \
+	for p in $(PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -86,8 +94,9 @@ test-fuzz: deps
 
 test: test-unit test-asan test-tsan test-fuzz
 
-bench: deps
+bench: bench-deps
 	bash bench/run.sh
+	bash bench/suite
 
 install: build
 	cmake --install $(BUILD)

@@ -106,6 +106,18 @@ static uint32_t event_idx(const struct nvme_dbstate *st, uint32_t v, uint32_t si
 	return v ? v - 1u : size - 1u;
 }
 
+/*
+ * A disarmed EventIdx is rewritten only once it lags the wanted one by a
+ * quarter of the queue: the host reads that cache line on every doorbell,
+ * so writing it on every poll would bounce the line between the CPUs.
+ */
+static bool stale_ev(uint32_t last, uint32_t want, uint32_t size)
+{
+	if (last >= size)
+		return true;
+	return (want + size - last) % size >= (size + 3u) / 4u;
+}
+
 /* Read doorbell idx: the shadow buffer for I/O queues once Doorbell Buffer
  * Config is set (and publish the event index when it changes), else the
  * MMIO page. */
@@ -124,7 +136,7 @@ static uint32_t read_db(struct nvme_ctrl *c, uint16_t qid, uint32_t idx, uint32_
 		 * orders after writing the SQEs (or consuming the CQEs) */
 		v = __atomic_load_n(sh, __ATOMIC_ACQUIRE);
 		ev = event_idx(st, v < size ? v : 0, size);
-		if (ev != st->ev_last) {
+		if (ev != st->ev_last && (st->armed || stale_ev(st->ev_last, ev, size))) {
 			uint32_t *evp = shadow_slot(c, c->dbbuf_eventidx, idx, VFURT_DMA_WRITE);
 
 			if (evp)
