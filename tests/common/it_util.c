@@ -316,6 +316,18 @@ static uint8_t pattern_byte(size_t i, uint32_t seed)
 	return (uint8_t)(x >> 13);
 }
 
+struct vfurt_log it_dev_log(const char *name)
+{
+	struct vfurt_log l = { .level = -1 };
+
+	if (getenv("VFURT_TEST_VERBOSE")) {
+		l.fn = vfurt_log_stderr;
+		l.arg = (void *)name;
+		l.level = VFURT_LOG_DEBUG;
+	}
+	return l;
+}
+
 void it_fill(void *buf, size_t len, uint32_t seed)
 {
 	uint8_t *p = buf;

@@ -106,6 +106,10 @@ int it_raw_version(struct vfurt_client *c, uint16_t major, uint16_t minor, const
 bool it_alive(struct vfurt_client *c);
 
 /* Fill / check a buffer with a pattern derived from seed. */
+/* A device's log for tests: silent, or everything on stderr tagged `name`
+ * when VFURT_TEST_VERBOSE is set. */
+struct vfurt_log it_dev_log(const char *name);
+
 void it_fill(void *buf, size_t len, uint32_t seed);
 bool it_check(const void *buf, size_t len, uint32_t seed);
 

@@ -52,12 +52,7 @@ static struct vfurt_dev *make_ctrl(const char *name, bool ioeventfd, bool per_cq
 	};
 
 	assert_non_null(b);
-	o.log.level = -1;
-	if (getenv("VFURT_TEST_VERBOSE")) {
-		o.log.fn = vfurt_log_stderr;
-		o.log.arg = (void *)name;
-		o.log.level = VFURT_LOG_DEBUG;
-	}
+	o.log = it_dev_log(name);
 	return vfurt_nvme_create(&o);
 }
 
