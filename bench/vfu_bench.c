@@ -81,6 +81,9 @@ static void usage(FILE *f)
 	      "  --runtime=S            measured seconds, fractions allowed (default 10)\n"
 	      "  --ramp=S               seconds of load before measuring, e.g. 0.5 (default 0)\n"
 	      "  --cpus=LIST            pin job i to the i-th CPU of LIST, wrapping (e.g. 0-1)\n"
+	      "  --thinktime=US         after reaping completions, sleep US microseconds before\n"
+	      "                         refilling (fio's thinktime; light load, e.g. to see an\n"
+	      "                         adaptive worker go to sleep between I/Os)\n"
 	      "  --doorbell=MODE        mmap: write the mmapped BAR page (default); message:\n"
 	      "                         REGION_WRITE per doorbell; ioeventfd: shadow doorbells\n"
 	      "                         (Doorbell Buffer Config) and, when EventIdx asks, a\n"
@@ -177,7 +180,7 @@ static int parse_cpus(const char *s, cpu_set_t *set)
 enum {
 	OPT_SOCKET = 256, OPT_SELF, OPT_SCPUS, OPT_BACKEND, OPT_SIZE, OPT_BLKSZ, OPT_NSID,
 	OPT_RW, OPT_MIX, OPT_BS, OPT_QD, OPT_JOBS, OPT_RUNTIME, OPT_RAMP, OPT_CPUS,
-	OPT_DB, OPT_IRQB, OPT_SPOLL, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_SPID, OPT_NOFLOOR, OPT_HELP,
+	OPT_DB, OPT_IRQB, OPT_SPOLL, OPT_THINK, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_SPID, OPT_NOFLOOR, OPT_HELP,
 };
 
 static int parse_args(int argc, char **argv, struct vb_cfg *c)
@@ -203,6 +206,7 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 		{ "doorbell", required_argument, NULL, OPT_DB },
 		{ "irq-batch", required_argument, NULL, OPT_IRQB },
 		{ "server-poll", required_argument, NULL, OPT_SPOLL },
+		{ "thinktime", required_argument, NULL, OPT_THINK },
 		{ "completion", required_argument, NULL, OPT_COMPL },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "plot", required_argument, NULL, OPT_PLOT },
@@ -257,6 +261,7 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 			c->irq_unbatched = !strcmp(optarg, "off");
 			bad = strcmp(optarg, "on") && !c->irq_unbatched;
 			break;
+		case OPT_THINK: bad = parse_u32(optarg, &c->thinktime_us, 0, 10000000); break;
 		case OPT_SPOLL:
 			c->server_adaptive = !strcmp(optarg, "adaptive");
 			bad = strcmp(optarg, "busy") && !c->server_adaptive;
@@ -608,11 +613,13 @@ static void print_json(struct vb_bench *b)
 		   "\",\n    \"iodepth\": \"%u\",\n    \"numjobs\": \"%u\",\n    \"runtime\": \"%g"
 		   "\",\n    \"ramp_time\": \"%g\",\n    \"rwmixread\": \"%u\",\n"
 		   "    \"doorbell\": \"%s\",\n    \"completion\": \"%s\",\n"
-		   "    \"irq_batch\": \"%s\",\n    \"server_poll\": \"%s\"\n  },\n",
+		   "    \"irq_batch\": \"%s\",\n    \"server_poll\": \"%s\",\n"
+		   "    \"thinktime\": \"%u\"\n  },\n",
 		rw_name(b->c.rw), b->c.bs, b->c.iodepth, b->c.jobs, (double)b->c.runtime_ms / 1e3,
 		(double)b->c.ramp_ms / 1e3,
 		b->c.rwmixread, vb_doorbell_name(&b->c), b->c.irq ? "irq" : "poll",
-		b->c.irq_unbatched ? "off" : "on", b->c.server_adaptive ? "adaptive" : "busy");
+		b->c.irq_unbatched ? "off" : "on", b->c.server_adaptive ? "adaptive" : "busy",
+		b->c.thinktime_us);
 	json_floor_server(f, b);
 	fputs("  \"jobs\": [\n", f);
 	for (uint32_t i = 0; i < b->c.jobs; i++) {

@@ -204,6 +204,23 @@ static int submit_one(struct vb_bench *b, struct vb_job *j)
 	return 0;
 }
 
+/* Submit until iodepth I/Os are in flight (or the SQ looks full). Returns 1
+ * (so a caller can treat it as progress) or -errno. */
+static int refill_job(struct vb_bench *b, struct vb_job *j)
+{
+	while (j->n_free) {
+		int rc = submit_one(b, j);
+
+		if (rc == -EAGAIN) {
+			j->sq_full++;
+			break;
+		}
+		if (rc)
+			return rc;
+	}
+	return 1;
+}
+
 /* Reap j's CQ, account completions, refill when `refill`. Only I/Os submitted at or
  * after `from` and completed by `to` are measured (ramp and drain excluded).
  * Returns completions or -errno. */
@@ -242,14 +259,10 @@ static int reap_job(struct vb_bench *b, struct vb_job *j, uint64_t from, uint64_
 	}
 	__atomic_store_n(&j->pub_done[0], j->done_ios[0], __ATOMIC_RELAXED);
 	__atomic_store_n(&j->pub_done[1], j->done_ios[1], __ATOMIC_RELAXED);
-	while (refill && j->n_free) {
-		int rc = submit_one(b, j);
+	if (refill) {
+		int rc = refill_job(b, j);
 
-		if (rc == -EAGAIN) {
-			j->sq_full++;
-			break;
-		}
-		if (rc)
+		if (rc < 0)
 			return rc;
 	}
 	return done;
@@ -306,9 +319,18 @@ static int job_loop(struct vb_bench *b, struct vb_job *j)
 	}
 	for (;;) {
 		uint64_t end = __atomic_load_n(&b->end_ns, __ATOMIC_RELAXED);
-		int n = reap_job(b, j, ramp_end, end, submitting);
+		bool think = b->c.thinktime_us && submitting;
+		int n = reap_job(b, j, ramp_end, end, submitting && !think);
 		uint64_t t;
 
+		if (n > 0 && think) {
+			/* fio's thinktime: stall after completions, then refill */
+			struct timespec ts = { .tv_sec = b->c.thinktime_us / 1000000u,
+					       .tv_nsec = (long)(b->c.thinktime_us % 1000000u) * 1000 };
+
+			nanosleep(&ts, NULL);
+			n = refill_job(b, j);
+		}
 		if (n < 0) {
 			fprintf(stderr, "vfu-bench: qp%u: I/O: %s\n", j->qid, strerror(-n));
 			return n;
