@@ -119,8 +119,12 @@ void vfurt_dev_queue_remove(struct vfurt_dev *dev, struct vfurt_queue **qp)
 
 void vfurt_dev_queue_set_arm(struct vfurt_queue *q, vfurt_queue_arm_fn fn)
 {
-	if (q)
-		__atomic_store_n(&q->arm, fn, __ATOMIC_RELEASE);
+	if (!q)
+		return;
+	__atomic_store_n(&q->arm, fn, __ATOMIC_RELEASE);
+	/* the queue's worker may already sleep on an answer given without fn
+	 * (VFURT_ARM_POLL): let it ask again */
+	vfurt_dev_queue_kick(q);
 }
 
 void vfurt_dev_queue_kick(struct vfurt_queue *q)

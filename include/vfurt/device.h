@@ -293,7 +293,8 @@ typedef int (*vfurt_queue_arm_fn)(struct vfurt_dev *dev, void *arg, bool arm);
  * Give q an arm callback (NULL removes it). A queue without one is treated
  * as VFURT_ARM_POLL: a host that sleeps when idle wakes up often enough to
  * poll it (the runtime's adaptive mode caps its sleeps). Thread: any; the
- * host sees the new callback from its next sleep on.
+ * queue is kicked afterwards, so a host that went to sleep on the answer
+ * given without the callback asks again.
  */
 VFURT_EXPORT void vfurt_dev_queue_set_arm(struct vfurt_queue *q, vfurt_queue_arm_fn fn);
 
