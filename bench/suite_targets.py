@@ -71,6 +71,10 @@ def main():
                  % (fmt(r1, unit="x"), fmt(r2, unit="x"), fmt(r3, unit="x")),
                  r1 is not None and all(r is None or r >= 0.9 for r in (r1, r2, r3))))
 
+    r4 = ratio(iops(w, "be-direct"), iops(w, "fio-direct"))
+    rows.append(("(extra) file backend with O_DIRECT vs fio --direct=1 (disk-bound)",
+                 fmt(r4, unit="x"), r4 is not None and r4 >= 0.9))
+
     print("| target | measured | met |")
     print("|---|---|---|")
     for target, measured, ok in rows:

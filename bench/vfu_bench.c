@@ -68,6 +68,7 @@ static void usage(FILE *f)
 	      "                         vfu-rt-w* threads (all its threads if none is so named)\n"
 	      "  --backend=SPEC         self-serve namespace: null | ram | file:PATH (default null)\n"
 	      "  --size=SIZE            self-serve namespace size (default 1G)\n"
+	      "  --direct               self-serve file backend: O_DIRECT (fio's --direct=1)\n"
 	      "  --block-size=N         self-serve LBA size, 512 or 4096 (default 4096)\n"
 	      "  --nsid=N               namespace to load (default 1)\n"
 	      "Workload:\n"
@@ -180,7 +181,7 @@ static int parse_cpus(const char *s, cpu_set_t *set)
 enum {
 	OPT_SOCKET = 256, OPT_SELF, OPT_SCPUS, OPT_BACKEND, OPT_SIZE, OPT_BLKSZ, OPT_NSID,
 	OPT_RW, OPT_MIX, OPT_BS, OPT_QD, OPT_JOBS, OPT_RUNTIME, OPT_RAMP, OPT_CPUS,
-	OPT_DB, OPT_IRQB, OPT_SPOLL, OPT_THINK, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_SPID, OPT_NOFLOOR, OPT_HELP,
+	OPT_DIRECT, OPT_DB, OPT_IRQB, OPT_SPOLL, OPT_THINK, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_SPID, OPT_NOFLOOR, OPT_HELP,
 };
 
 static int parse_args(int argc, char **argv, struct vb_cfg *c)
@@ -207,6 +208,7 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 		{ "irq-batch", required_argument, NULL, OPT_IRQB },
 		{ "server-poll", required_argument, NULL, OPT_SPOLL },
 		{ "thinktime", required_argument, NULL, OPT_THINK },
+		{ "direct", no_argument, NULL, OPT_DIRECT },
 		{ "completion", required_argument, NULL, OPT_COMPL },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "plot", required_argument, NULL, OPT_PLOT },
@@ -261,6 +263,7 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 			c->irq_unbatched = !strcmp(optarg, "off");
 			bad = strcmp(optarg, "on") && !c->irq_unbatched;
 			break;
+		case OPT_DIRECT: c->direct = true; break;
 		case OPT_THINK: bad = parse_u32(optarg, &c->thinktime_us, 0, 10000000); break;
 		case OPT_SPOLL:
 			c->server_adaptive = !strcmp(optarg, "adaptive");
@@ -343,8 +346,9 @@ static int self_serve_start(struct vb_bench *b)
 		fprintf(stderr, "vfu-bench: runtime: %s\n", err);
 		return -EINVAL;
 	}
-	rc = vfurt_bdev_from_spec(b->c.backend, b->c.size, b->c.block_size, &bdev, err,
-				  sizeof(err));
+	rc = vfurt_bdev_from_spec_direct(b->c.backend, b->c.size, b->c.block_size,
+					 b->c.direct ? VFURT_BDEV_DIRECT_ON : VFURT_BDEV_DIRECT_OFF,
+					 &bdev, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "vfu-bench: backend %s: %s\n", b->c.backend, err);
 		return rc;

@@ -118,7 +118,8 @@ static struct vfurt_dev *create_gpio(struct devspec *spec, const struct vfurt_lo
 }
 
 /* nvme: backend=null|ram|file:PATH, size (per namespace, default 1G),
- * namespaces, queues, queue_entries, lba (512|4096), serial, model,
+ * namespaces, queues, queue_entries, lba (512|4096), serial, model, direct
+ * (file backend O_DIRECT: off, on, try),
  * doorbells (mmap: a mapped page, polled; ioeventfd: trapped, offered as
  * ioeventfds, needs shadow doorbells in the guest). With
  * namespaces > 1 and a file backend, namespace k > 1 uses PATH.nsK. */
@@ -132,6 +133,7 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 	uint64_t size = 1ull << 30;
 	uint32_t nr_ns = 1;
 	uint32_t lba = 512;
+	int direct = VFURT_BDEV_DIRECT_OFF;
 	struct vfurt_dev *dev = NULL;
 	char why[200];
 
@@ -167,6 +169,17 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 		snprintf(err, errlen, "lba='%s': expected 512 or 4096", v);
 		return NULL;
 	}
+	v = devspec_get(spec, "direct");
+	if (v) {
+		if (!strcmp(v, "on"))
+			direct = VFURT_BDEV_DIRECT_ON;
+		else if (!strcmp(v, "try"))
+			direct = VFURT_BDEV_DIRECT_TRY;
+		else if (strcmp(v, "off")) {
+			snprintf(err, errlen, "direct='%s': expected off, on or try", v);
+			return NULL;
+		}
+	}
 	v = devspec_get(spec, "doorbells");
 	if (v && strcmp(v, "mmap") && strcmp(v, "ioeventfd")) {
 		snprintf(err, errlen, "doorbells='%s': expected mmap or ioeventfd", v);
@@ -181,7 +194,8 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 			snprintf(nsspec, sizeof(nsspec), "%s.ns%u", backend, i + 1);
 		else
 			snprintf(nsspec, sizeof(nsspec), "%s", backend);
-		rc = vfurt_bdev_from_spec(nsspec, size, lba, &ns[i], why, sizeof(why));
+		rc = vfurt_bdev_from_spec_direct(nsspec, size, lba, direct, &ns[i], why,
+						 sizeof(why));
 		if (rc) {
 			snprintf(err, errlen, "backend='%s': %s", nsspec, why);
 			goto err_bdevs;

@@ -50,6 +50,7 @@ static void usage(FILE *f)
 		"                            size=SIZE per namespace (1G), namespaces=N (1),\n"
 		"                            queues=N I/O queue pairs (4), queue_entries=N (1024),\n"
 		"                            lba=512|4096 (512), serial=S, model=M,\n"
+		"                            direct=off|on|try (file backend O_DIRECT, off),\n"
 		"                            doorbells=mmap|ioeventfd (mmap; ioeventfd traps the\n"
 		"                            page and offers ioeventfds: guests must use shadow\n"
 		"                            doorbells)\n"

@@ -436,6 +436,13 @@ int vfurt_parse_size(const char *s, uint64_t *bytes)
 int vfurt_bdev_from_spec(const char *spec, uint64_t size, uint32_t block_size,
 			 struct vfurt_bdev **out, char *err, size_t errlen)
 {
+	return vfurt_bdev_from_spec_direct(spec, size, block_size, VFURT_BDEV_DIRECT_OFF, out,
+					   err, errlen);
+}
+
+int vfurt_bdev_from_spec_direct(const char *spec, uint64_t size, uint32_t block_size,
+				int direct, struct vfurt_bdev **out, char *err, size_t errlen)
+{
 	struct vfurt_bdev *bdev = NULL;
 	char dummy[1];
 
@@ -446,6 +453,10 @@ int vfurt_bdev_from_spec(const char *spec, uint64_t size, uint32_t block_size,
 	err[0] = '\0';
 	if (spec == NULL || out == NULL) {
 		snprintf(err, errlen, "no bdev spec");
+		return -EINVAL;
+	}
+	if (direct < VFURT_BDEV_DIRECT_OFF || direct > VFURT_BDEV_DIRECT_TRY) {
+		snprintf(err, errlen, "direct mode %d: expected off, on or try", direct);
 		return -EINVAL;
 	}
 	if (block_size == 0)
@@ -471,7 +482,7 @@ int vfurt_bdev_from_spec(const char *spec, uint64_t size, uint32_t block_size,
 			.block_size = block_size,
 			.size_bytes = size,
 			.create = size != 0,
-			.direct = VFURT_BDEV_DIRECT_OFF,
+			.direct = (enum vfurt_bdev_direct)direct,
 			.sync = VFURT_BDEV_SYNC_FDATASYNC,
 		};
 

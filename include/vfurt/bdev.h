@@ -295,12 +295,22 @@ VFURT_EXPORT int vfurt_parse_size(const char *s, uint64_t *bytes);
  * Create a bdev from a spec: "null", "ram" or "file:PATH". size is in bytes
  * (null and ram: required; file: 0 = the file's size, otherwise the file is
  * created or extended to it), block_size 512 or 4096 (0 = 512). The file is
- * opened without O_DIRECT, FLUSH = fdatasync. On failure writes a reason to
+ * opened without O_DIRECT (see vfurt_bdev_from_spec_direct), FLUSH =
+ * fdatasync. On failure writes a reason to
  * err (errlen bytes, may be 0). Returns 0 with *out set (caller owns it),
  * or a negative errno. Thread: any.
  */
 VFURT_EXPORT int vfurt_bdev_from_spec(const char *spec, uint64_t size, uint32_t block_size,
 				      struct vfurt_bdev **out, char *err, size_t errlen);
+
+/*
+ * The same with the file backend's O_DIRECT mode chosen: `direct` is an
+ * enum vfurt_bdev_direct (ignored for null and ram). -EINVAL for a value
+ * out of range.
+ */
+VFURT_EXPORT int vfurt_bdev_from_spec_direct(const char *spec, uint64_t size,
+					     uint32_t block_size, int direct,
+					     struct vfurt_bdev **out, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -95,6 +95,7 @@ expect_exit 2 "expected key=value" "malformed key" -- rt --device gpio,socket=$d
 expect_exit 2 "socket_mode='9'" "bad socket mode" -- rt --device gpio,socket=$dir/x.sock,socket_mode=9
 expect_exit 2 "toggle_period='0'" "bad gpio parameter" -- rt --device gpio,socket=$dir/x.sock,toggle_period=0
 expect_exit 2 "doorbells='pio': expected mmap or ioeventfd" "bad nvme doorbells" -- rt --device nvme,socket=$dir/x.sock,backend=null,doorbells=pio
+expect_exit 2 "direct='yes': expected off, on or try" "bad nvme direct" -- rt --device nvme,socket=$dir/x.sock,backend=null,direct=yes
 expect_exit 2 "log-level 'loud'" "bad log level" -- rt --log-level loud --device gpio,socket=$dir/x.sock
 expect_exit 2 "unrecognized option|invalid option" "unknown option" -- rt --frobnicate
 expect_exit 2 "--poll 'fast': expected busy or adaptive" "bad --poll" -- rt --poll=fast --device gpio,socket=$dir/x.sock

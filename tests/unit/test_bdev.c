@@ -489,6 +489,14 @@ static void test_from_spec(void **state)
 	assert_int_equal(vfurt_bdev_from_spec("file:/nonexistent/dir/x", 0, 0, &b, err, sizeof(err)),
 			 -ENOENT);
 	assert_non_null(strstr(err, "/nonexistent/dir/x"));
+	assert_int_equal(vfurt_bdev_from_spec_direct("null", 4096, 0, 3, &b, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "direct mode 3"));
+	assert_int_equal(vfurt_bdev_from_spec_direct("null", 4096, 0, -1, &b, err, sizeof(err)),
+			 -EINVAL);
+	assert_int_equal(vfurt_bdev_from_spec_direct("ram", 4096, 0, VFURT_BDEV_DIRECT_ON, &b,
+						     err, sizeof(err)), 0);
+	vfurt_bdev_destroy(b);
 }
 
 int main(void)

@@ -423,6 +423,12 @@ static void test_create_options(void **state)
 		vfurt_bdev_destroy(b);
 		assert_int_equal(stat(path2, &st), 0);
 		assert_int_equal(st.st_size, 65536);
+		/* the same through the O_DIRECT-aware helper (TRY: opens on any
+		 * file system; ON on ext4/xfs; tmpfs would refuse ON) */
+		assert_int_equal(vfurt_bdev_from_spec_direct(spec, 0, 512, VFURT_BDEV_DIRECT_TRY,
+							     &b, err, sizeof(err)), 0);
+		assert_int_equal(vfurt_bdev_num_blocks(b), 128);
+		vfurt_bdev_destroy(b);
 		unlink(path2);
 	}
 	/* DIRECT_TRY always opens */
