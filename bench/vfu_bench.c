@@ -85,6 +85,8 @@ static void usage(FILE *f)
 	      "  --thinktime=US         after reaping completions, sleep US microseconds before\n"
 	      "                         refilling (fio's thinktime; light load, e.g. to see an\n"
 	      "                         adaptive worker go to sleep between I/Os)\n"
+	      "  --thinktime-random     stall a uniform random time in [0, 2 x thinktime)\n"
+	      "                         instead: arrivals not in step with the server's sleeps\n"
 	      "  --doorbell=MODE        mmap: write the mmapped BAR page (default); message:\n"
 	      "                         REGION_WRITE per doorbell; ioeventfd: shadow doorbells\n"
 	      "                         (Doorbell Buffer Config) and, when EventIdx asks, a\n"
@@ -181,7 +183,7 @@ static int parse_cpus(const char *s, cpu_set_t *set)
 enum {
 	OPT_SOCKET = 256, OPT_SELF, OPT_SCPUS, OPT_BACKEND, OPT_SIZE, OPT_BLKSZ, OPT_NSID,
 	OPT_RW, OPT_MIX, OPT_BS, OPT_QD, OPT_JOBS, OPT_RUNTIME, OPT_RAMP, OPT_CPUS,
-	OPT_DIRECT, OPT_DB, OPT_IRQB, OPT_SPOLL, OPT_THINK, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_SPID, OPT_NOFLOOR, OPT_HELP,
+	OPT_DIRECT, OPT_THINKR, OPT_DB, OPT_IRQB, OPT_SPOLL, OPT_THINK, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_SPID, OPT_NOFLOOR, OPT_HELP,
 };
 
 static int parse_args(int argc, char **argv, struct vb_cfg *c)
@@ -209,6 +211,7 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 		{ "server-poll", required_argument, NULL, OPT_SPOLL },
 		{ "thinktime", required_argument, NULL, OPT_THINK },
 		{ "direct", no_argument, NULL, OPT_DIRECT },
+		{ "thinktime-random", no_argument, NULL, OPT_THINKR },
 		{ "completion", required_argument, NULL, OPT_COMPL },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "plot", required_argument, NULL, OPT_PLOT },
@@ -264,6 +267,7 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 			bad = strcmp(optarg, "on") && !c->irq_unbatched;
 			break;
 		case OPT_DIRECT: c->direct = true; break;
+		case OPT_THINKR: c->thinktime_random = true; break;
 		case OPT_THINK: bad = parse_u32(optarg, &c->thinktime_us, 0, 10000000); break;
 		case OPT_SPOLL:
 			c->server_adaptive = !strcmp(optarg, "adaptive");

@@ -78,6 +78,7 @@ struct vb_cfg {
 	bool irq_unbatched; /* --irq-batch=off (self-serve) */
 	bool server_adaptive; /* --server-poll=adaptive (self-serve) */
 	uint32_t thinktime_us; /* --thinktime: stall after completions (fio's) */
+	bool thinktime_random; /* --thinktime-random: uniform in [0, 2 x thinktime) */
 	bool direct;       /* --direct: file backend with O_DIRECT (self-serve) */
 	bool json;
 	bool no_floor;     /* --no-floor: skip the core-to-core measurement */

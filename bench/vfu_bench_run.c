@@ -324,9 +324,13 @@ static int job_loop(struct vb_bench *b, struct vb_job *j)
 		uint64_t t;
 
 		if (n > 0 && think) {
-			/* fio's thinktime: stall after completions, then refill */
-			struct timespec ts = { .tv_sec = b->c.thinktime_us / 1000000u,
-					       .tv_nsec = (long)(b->c.thinktime_us % 1000000u) * 1000 };
+			/* fio's thinktime: stall after completions, then refill;
+			 * random: uniform in [0, 2 x thinktime) */
+			uint64_t us = b->c.thinktime_random
+					      ? xorshift64(&j->rng) % (2ull * b->c.thinktime_us)
+					      : b->c.thinktime_us;
+			struct timespec ts = { .tv_sec = (time_t)(us / 1000000u),
+					       .tv_nsec = (long)(us % 1000000u) * 1000 };
 
 			nanosleep(&ts, NULL);
 			n = refill_job(b, j);
