@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1226,14 +1227,21 @@ static void test_file_durability(void **state)
 static pid_t daemon_start(const char *sock, const char *file)
 {
 	char dev[512];
+	pid_t parent = getpid();
 	pid_t pid;
 
 	snprintf(dev, sizeof(dev), "nvme,socket=%s,backend=file:%s,size=4M,lba=4096,queues=2",
 		 sock, file);
+
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
+
+		/* a failed assertion in the test must not leave a daemon behind
+		 * (holding the test's output pipe open) */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+			_exit(126);
 
 		if (!getenv("VFURT_TEST_VERBOSE") && null >= 0)
 			dup2(null, 2);
