@@ -91,6 +91,16 @@ int vfurt_config_parse_stats_interval(const char *s, uint32_t *seconds)
 	return 0;
 }
 
+int vfurt_config_parse_poll_sleep(const char *s, uint32_t *us)
+{
+	unsigned long v;
+
+	if (parse_dec(s, VFURT_CONFIG_POLL_SLEEP_MAX, &v) || v == 0)
+		return -EINVAL;
+	*us = (uint32_t)v;
+	return 0;
+}
+
 /* ---- device keys every type shares -------------------------------------- */
 
 /*
@@ -406,6 +416,14 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 				return fail(l, k, "'%s': expected seconds, 0..%u (0 = off)", val,
 					    VFURT_CONFIG_STATS_MAX);
 			cfg->has_stats_interval = true;
+		} else if (!strcmp(k, "poll_sleep_us")) {
+			rc = get_scalar(l, k, v, val, sizeof(val));
+			if (rc)
+				return rc;
+			if (vfurt_config_parse_poll_sleep(val, &cfg->poll_sleep_us))
+				return fail(l, k, "'%s': expected microseconds, 1..%u", val,
+					    VFURT_CONFIG_POLL_SLEEP_MAX);
+			cfg->has_poll_sleep = true;
 		} else if (!strcmp(k, "control_socket")) {
 			rc = set_string(l, k, v, &cfg->control_socket);
 			if (rc)
@@ -428,8 +446,8 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 					return rc;
 			}
 		} else {
-			return fail(l, k, "unknown key (known: cores, poll, log_level, "
-				    "stats_interval, control_socket, devices)");
+			return fail(l, k, "unknown key (known: cores, poll, poll_sleep_us, "
+				    "log_level, stats_interval, control_socket, devices)");
 		}
 	}
 	return 0;

@@ -15,6 +15,8 @@
 #define VFURT_CONFIG_PATH_MAX 107
 /* Largest stats_interval in seconds (one day). */
 #define VFURT_CONFIG_STATS_MAX 86400u
+/* Largest poll_sleep_us (one second). */
+#define VFURT_CONFIG_POLL_SLEEP_MAX 1000000u
 /* Largest config file accepted. */
 #define VFURT_CONFIG_FILE_MAX (1u << 20)
 
@@ -43,6 +45,8 @@ struct vfurt_config {
 	int log_level;                   /* enum vfurt_log_level */
 	bool has_stats_interval;
 	uint32_t stats_interval_s;       /* 0 = no periodic summary */
+	bool has_poll_sleep;
+	uint32_t poll_sleep_us;          /* adaptive_poll_sleep_us, 1.. */
 	char *control_socket;            /* NULL = absent */
 	struct vfurt_config_device *devices;
 	size_t ndevices;
@@ -79,6 +83,9 @@ int vfurt_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char 
 int vfurt_config_parse_poll(const char *s, enum vfurt_poll_mode *mode);
 int vfurt_config_parse_log_level(const char *s, int *level);
 int vfurt_config_parse_stats_interval(const char *s, uint32_t *seconds);
+/* "1".."1000000" microseconds: an adaptive worker's longest sleep while a
+ * queue cannot be woken. 0 or -EINVAL. */
+int vfurt_config_parse_poll_sleep(const char *s, uint32_t *us);
 
 /* Where a device is served, resolved against the runtime's worker CPUs. */
 struct vfurt_config_place {

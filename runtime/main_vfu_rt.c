@@ -59,8 +59,12 @@ static void usage(FILE *f)
 		"                            worker; adaptive (default): spin while work arrives,\n"
 		"                            then sleep until socket or eventfd activity, so an idle\n"
 		"                            daemon costs no CPU\n"
+		"      --poll-sleep-us US    adaptive: longest sleep while a queue cannot be woken\n"
+		"                            (NVMe doorbells=mmap without shadow doorbells), so\n"
+		"                            the worst added latency after idle (1000)\n"
 		"  -f, --config FILE         JSON config: {\"cores\", \"poll\", \"log_level\",\n"
-		"                            \"stats_interval\", \"control_socket\", \"devices\": [{\"type\",\n"
+		"                            \"poll_sleep_us\", \"stats_interval\", \"control_socket\",\n"
+		"                            \"devices\": [{\"type\",\n"
 		"                            \"socket\", ...same keys as --device...}]}; command-line\n"
 		"                            options override its settings, --device adds devices\n"
 		"  -s, --stats-interval S    log one summary line per worker every S seconds (0 = off,\n"
@@ -91,6 +95,8 @@ struct cmdline {
 	int log_level;
 	bool has_stats;
 	uint32_t stats_interval_s;
+	bool has_poll_sleep;
+	uint32_t poll_sleep_us;
 	const char *control_socket;
 	const char *devices[MAX_DEVICE_ARGS];
 	size_t ndevices;
@@ -105,6 +111,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 		{ "poll", required_argument, NULL, 'p' },
 		{ "config", required_argument, NULL, 'f' },
 		{ "stats-interval", required_argument, NULL, 's' },
+		{ "poll-sleep-us", required_argument, NULL, 'S' },
 		{ "control-socket", required_argument, NULL, 'C' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
@@ -116,7 +123,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 	size_t n;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "d:c:p:f:s:C:l:hV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:c:p:f:s:S:C:l:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
 			if (cl->ndevices == MAX_DEVICE_ARGS) {
@@ -153,6 +160,14 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 				return EXIT_USAGE;
 			}
 			cl->has_stats = true;
+			break;
+		case 'S':
+			if (vfurt_config_parse_poll_sleep(optarg, &cl->poll_sleep_us)) {
+				fprintf(stderr, "vfu-rt: --poll-sleep-us '%s': expected microseconds, "
+					"1..%u\n", optarg, VFURT_CONFIG_POLL_SLEEP_MAX);
+				return EXIT_USAGE;
+			}
+			cl->has_poll_sleep = true;
 			break;
 		case 'C':
 			if (!*optarg || strlen(optarg) > VFURT_CONFIG_PATH_MAX) {
@@ -227,6 +242,10 @@ static int build_config(const struct cmdline *cl, struct vfurt_config *cfg)
 	if (cl->has_stats) {
 		cfg->has_stats_interval = true;
 		cfg->stats_interval_s = cl->stats_interval_s;
+	}
+	if (cl->has_poll_sleep) {
+		cfg->has_poll_sleep = true;
+		cfg->poll_sleep_us = cl->poll_sleep_us;
 	}
 	if (cl->control_socket) {
 		free(cfg->control_socket);
@@ -611,6 +630,8 @@ int main(int argc, char **argv)
 
 	ro.cores = cfg.cores ? cfg.cores : "0";
 	ro.poll_mode = cfg.poll_mode;
+	if (cfg.has_poll_sleep)
+		ro.adaptive_poll_sleep_us = cfg.poll_sleep_us;
 	ro.log = log;
 	rt = vfurt_runtime_create(&ro, err, sizeof(err));
 	if (!rt) {

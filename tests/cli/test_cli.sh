@@ -100,6 +100,7 @@ expect_exit 2 "log-level 'loud'" "bad log level" -- rt --log-level loud --device
 expect_exit 2 "unrecognized option|invalid option" "unknown option" -- rt --frobnicate
 expect_exit 2 "--poll 'fast': expected busy or adaptive" "bad --poll" -- rt --poll=fast --device gpio,socket=$dir/x.sock
 expect_exit 2 "--stats-interval 'x'" "bad --stats-interval" -- rt --stats-interval=x --device gpio,socket=$dir/x.sock
+expect_exit 2 "--poll-sleep-us '0': expected microseconds, 1..1000000" "bad --poll-sleep-us" -- rt --poll-sleep-us=0 --device gpio,socket=$dir/x.sock
 expect_exit 2 "--stats-interval '-1'" "negative --stats-interval" -- rt --stats-interval=-1 --device gpio,socket=$dir/x.sock
 expect_exit 2 "core: CPU 1 is not in the cores list \(0\)" "device core outside --cores" -- rt --cores=0 --device gpio,socket=$dir/x.sock,core=1
 expect_exit 2 "core='x': 'x' is not a CPU number" "bad device core" -- rt --device gpio,socket=$dir/x.sock,core=x

@@ -81,6 +81,7 @@ static void load_valid(void **state)
 
 	write_file(f, "{\"cores\": \"0-1\", \"poll\": \"busy\", \"log_level\": \"debug\",\n"
 		      " \"stats_interval\": 10, \"control_socket\": \"/run/vfu/ctl.sock\",\n"
+		      " \"poll_sleep_us\": 250,\n"
 		      " \"devices\": [{\"type\": \"gpio\", \"socket\": \"/run/vfu/gpio0.sock\",\n"
 		      "   \"socket_mode\": \"0660\", \"core\": 1, \"name\": \"g0\", \"toggle_period\": 3},\n"
 		      "  {\"type\": \"gpio\", \"socket\": \"/run/vfu/gpio1.sock\", \"core\": \"0\",\n"
@@ -94,6 +95,8 @@ static void load_valid(void **state)
 	assert_int_equal(cfg.log_level, VFURT_LOG_DEBUG);
 	assert_true(cfg.has_stats_interval);
 	assert_int_equal(cfg.stats_interval_s, 10);
+	assert_true(cfg.has_poll_sleep);
+	assert_int_equal(cfg.poll_sleep_us, 250);
 	assert_string_equal(cfg.control_socket, "/run/vfu/ctl.sock");
 	assert_int_equal(cfg.ndevices, 2);
 	assert_string_equal(cfg.devices[0].spec.type, "gpio");
@@ -207,6 +210,10 @@ static void load_top_errors(void **state)
 	expect_load(f, "{\"poll\": true}", -EINVAL, ": poll: expected a string, got a boolean");
 	expect_load(f, "{\"log_level\": \"loud\"}", -EINVAL, ": log_level: 'loud': expected");
 	expect_load(f, "{\"stats_interval\": -1}", -EINVAL, ": stats_interval: '-1': expected seconds");
+	expect_load(f, "{\"poll_sleep_us\": 0}", -EINVAL,
+		    ": poll_sleep_us: '0': expected microseconds, 1..1000000");
+	expect_load(f, "{\"poll_sleep_us\": \"2000000\"}", -EINVAL,
+		    ": poll_sleep_us: '2000000': expected microseconds");
 	expect_load(f, "{\"stats_interval\": 1.5}", -EINVAL,
 		    ": stats_interval: expected a string or an integer, got a fractional number");
 	expect_load(f, "{\"stats_interval\": 86401}", -EINVAL, ": stats_interval: '86401'");
