@@ -1079,6 +1079,33 @@ int nh_write(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint64_t slba, u
 	return nh_io(h, sqid, &io, NULL);
 }
 
+int nh_write_read_check(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint64_t slba,
+			uint32_t bs, uint32_t seed, int *wst, int *rst)
+{
+	uint8_t *w = nh_alloc(h, NH_PAGE);
+	uint8_t *r = nh_alloc(h, NH_PAGE);
+	int ws = -ENOMEM, rs = -ENOMEM;
+	int rc;
+
+	if (bs > NH_PAGE)
+		ws = rs = -EINVAL;
+	if (w && r && bs <= NH_PAGE) {
+		it_fill(w, bs, seed);
+		ws = nh_write(h, sqid, nsid, slba, 1, w, bs, NULL);
+		rs = ws ? ws : nh_read(h, sqid, nsid, slba, 1, r, bs, NULL);
+	}
+	rc = ws ? ws : rs;
+	if (!rc && !it_check(r, bs, seed))
+		rc = -EBADMSG;
+	nh_free(h, w, NH_PAGE);
+	nh_free(h, r, NH_PAGE);
+	if (wst)
+		*wst = ws;
+	if (rst)
+		*rst = rs;
+	return rc;
+}
+
 int nh_flush(struct nvme_host *h, uint16_t sqid, uint32_t nsid)
 {
 	struct nh_io io = { .opc = NH_CMD_FLUSH, .nsid = nsid };

@@ -363,6 +363,11 @@ int nh_read(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint64_t slba, ui
 	    void *buf, size_t len, const struct nh_dptr_opts *dp);
 int nh_write(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint64_t slba, uint32_t nlb,
 	     void *buf, size_t len, const struct nh_dptr_opts *dp);
+/* Write one block of it_fill(seed) data at slba of nsid (block size bs), read
+ * it back and compare: 0, the failing command's status or -errno (in *wst or
+ * *rst, each may be NULL), or -EBADMSG when the data differ. */
+int nh_write_read_check(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint64_t slba,
+			uint32_t bs, uint32_t seed, int *wst, int *rst);
 int nh_flush(struct nvme_host *h, uint16_t sqid, uint32_t nsid);
 int nh_write_zeroes(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint64_t slba,
 		    uint32_t nlb, bool deac);

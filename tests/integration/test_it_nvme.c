@@ -143,19 +143,11 @@ static int teardown(void **state)
 /* A write and read-back of one block on (qid, ns 1): the controller is fine. */
 static void good_io_at(struct nvme_host *h, uint16_t qid, uint32_t seed, int line)
 {
-	uint8_t *w = nh_alloc(h, NH_PAGE);
-	uint8_t *r = nh_alloc(h, NH_PAGE);
 	int wst, rst;
 
-	assert_non_null(w);
-	assert_non_null(r);
-	it_fill(w, NS1_BS, seed);
-	wst = nh_write(h, qid, 1, 7, 1, w, NS1_BS, NULL);
-	rst = wst ? wst : nh_read(h, qid, 1, 7, 1, r, NS1_BS, NULL);
-	if (wst || rst || !it_check(r, NS1_BS, seed))
-		fail_msg("good I/O on queue %u (line %d): write %#x read %#x", qid, line, wst, rst);
-	nh_free(h, w, NH_PAGE);
-	nh_free(h, r, NH_PAGE);
+	if (nh_write_read_check(h, qid, 1, 7, NS1_BS, seed, &wst, &rst))
+		fail_msg("good I/O on queue %u (line %d): write %#x read %#x (or data differ)",
+			 qid, line, wst, rst);
 }
 
 #define good_io(h, qid, seed) good_io_at(h, qid, seed, __LINE__)

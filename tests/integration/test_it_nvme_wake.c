@@ -97,19 +97,10 @@ static struct nvme_host *host_up(struct fx *f, size_t dev, const struct nvme_hos
 
 static void good_io_at(struct nvme_host *h, uint32_t seed, int line)
 {
-	uint8_t *w = nh_alloc(h, NH_PAGE);
-	uint8_t *r = nh_alloc(h, NH_PAGE);
 	int wst, rst;
 
-	assert_non_null(w);
-	assert_non_null(r);
-	it_fill(w, NS_BS, seed);
-	wst = nh_write(h, 1, 1, seed % 64, 1, w, NS_BS, NULL);
-	rst = wst ? wst : nh_read(h, 1, 1, seed % 64, 1, r, NS_BS, NULL);
-	if (wst || rst || !it_check(r, NS_BS, seed))
-		fail_msg("I/O (line %d): write %d read %d", line, wst, rst);
-	nh_free(h, w, NH_PAGE);
-	nh_free(h, r, NH_PAGE);
+	if (nh_write_read_check(h, 1, 1, seed % 64, NS_BS, seed, &wst, &rst))
+		fail_msg("I/O (line %d): write %d read %d (or data differ)", line, wst, rst);
 }
 
 #define good_io(h, seed) good_io_at(h, seed, __LINE__)
