@@ -134,35 +134,43 @@ void vfurt_poller_set_arm(struct vfurt_poller *p, vfurt_poller_arm_fn fn)
 
 /* ---- cross-core messages ----------------------------------------------- */
 
-void vfurt_worker_wake(struct vfurt_worker *w)
+/*
+ * Write w's wake eventfd if w sleeps. Call after publishing the work: the
+ * fence pairs with the sleeping store + fence in worker_sleep(), so either we
+ * see the flag, or the worker's inbox check and arm/recheck see the work.
+ * Returns 0 or -errno of the write.
+ */
+static int wake_if_sleeping(struct vfurt_worker *w)
 {
 	const uint64_t one = 1;
 
-	if (!w)
-		return;
-	/* pairs with the sleeping store + fence in worker_sleep(): either we
-	 * see it, or the worker's arm/recheck sees the work we published */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&w->sleeping, memory_order_relaxed) &&
 	    write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		vfurt_logf(&w->log, VFURT_LOG_WARN, "cannot wake worker: %s", strerror(errno));
+		return -errno;
+	return 0;
+}
+
+void vfurt_worker_wake(struct vfurt_worker *w)
+{
+	int rc;
+
+	if (!w)
+		return;
+	rc = wake_if_sleeping(w);
+	if (rc)
+		vfurt_logf(&w->log, VFURT_LOG_WARN, "cannot wake worker: %s", strerror(-rc));
 }
 
 int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg)
 {
 	struct vfurt_ring_msg m = { .fn = fn, .arg = arg };
-	const uint64_t one = 1;
 
 	if (!to || !fn)
 		return -EINVAL;
 	if (!vfurt_ring_enqueue_mpsc(to->inbox, &m))
 		return -EAGAIN;
-	/* pairs with the sleeping store + recheck in worker_sleep() */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&to->sleeping, memory_order_relaxed) &&
-	    write(to->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		return -errno;
-	return 0;
+	return wake_if_sleeping(to);
 }
 
 static int drain_inbox(struct vfurt_worker *w);
