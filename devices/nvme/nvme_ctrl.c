@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <vfurt/runtime.h>
@@ -18,14 +17,6 @@
 #define NVME_PCI_VENDOR 0x4e58u
 #define NVME_PCI_DEVICE 0x0001u
 #define NVME_PCI_CLASS 0x010802u /* mass storage, NVM, NVMe I/O controller */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void nvme_set_fatal(struct nvme_ctrl *c, const char *why)
 {
@@ -112,7 +103,7 @@ void nvme_io_pause(struct nvme_ctrl *c, bool drain)
 	c->io_paused = true;
 	if (!drain)
 		return; /* the caller frees the queues, which cancels their I/O */
-	deadline = now_ns() + NVME_DRAIN_TIMEOUT_NS;
+	deadline = nvme_now_ns() + NVME_DRAIN_TIMEOUT_NS;
 	for (;;) {
 		bool busy = false;
 
@@ -124,7 +115,7 @@ void nvme_io_pause(struct nvme_ctrl *c, bool drain)
 		}
 		if (!busy)
 			return;
-		if (now_ns() > deadline) {
+		if (nvme_now_ns() > deadline) {
 			nvme_set_fatal(c, "I/O did not drain");
 			return;
 		}

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include <vfurt/bdev.h>
 #include <vfurt/device.h>
@@ -332,6 +333,15 @@ struct nvme_ctrl {
 	uint64_t dbbuf_shadow;
 	uint64_t dbbuf_eventidx;
 };
+
+/* CLOCK_MONOTONIC in ns (interrupt coalescing, drain deadlines). */
+static inline uint64_t nvme_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* ---- nvme_regs.c ----------------------------------------------------- */
 

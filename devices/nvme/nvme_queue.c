@@ -2,18 +2,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "nvme_internal.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 
 struct nvme_sq *nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 			      uint32_t size, struct nvme_cq *cq, bool io)
@@ -281,7 +271,7 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 		return;
 	}
 	if (!cq->coal_count++ && c->int_coal)
-		cq->coal_since_ns = now_ns();
+		cq->coal_since_ns = nvme_now_ns();
 	cq->irq_pending = true;
 }
 
@@ -391,7 +381,7 @@ bool nvme_cq_end(struct nvme_cq *cq)
 		return false;
 	}
 	if (cq->qid != 0 && coal && cq->vector <= NVME_MAX_QID && !c->ivc_cd[cq->vector] &&
-	    cq->coal_count < thr && now_ns() - cq->coal_since_ns < time_ns)
+	    cq->coal_count < thr && nvme_now_ns() - cq->coal_since_ns < time_ns)
 		return true; /* held back: keep polling until it is due */
 	nvme_irq_raise(cq->ctrl, cq->vector);
 	cq->irq_pending = false;
