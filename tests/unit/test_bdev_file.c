@@ -1,5 +1,4 @@
 /* Unit tests for the io_uring file bdev: data in the file, flush, holes, zeroes, O_DIRECT, errors, threads, fds. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,6 +17,8 @@
 #include <cmocka.h>
 
 #include <vfurt/bdev.h>
+
+#include "common/testsrv.h"
 
 #define FILE_SIZE (1024 * 1024)
 
@@ -40,19 +41,6 @@ static void on_done(void *arg, int status)
 	d->status = status;
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 static int make_file(struct fx *f, const char *dir)
 {
 	snprintf(f->path, sizeof(f->path), "%s/bdev-test-XXXXXX", dir);
@@ -68,7 +56,8 @@ static int setup(void **state)
 	struct fx *f = calloc(1, sizeof(*f));
 
 	assert_non_null(f);
-	f->nfds = count_fds();
+	f->nfds = test_count_fds();
+	assert_true(f->nfds >= 0);
 	assert_int_equal(make_file(f, VFURT_BUILD_DIR), 0);
 	*state = f;
 	return 0;
@@ -81,7 +70,7 @@ static int teardown(void **state)
 	close(f->fd);
 	unlink(f->path);
 	/* every fd the bdev and its io_urings opened is closed again */
-	assert_int_equal(count_fds(), f->nfds);
+	assert_int_equal(test_count_fds(), f->nfds);
 	free(f);
 	return 0;
 }

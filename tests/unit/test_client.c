@@ -1,5 +1,4 @@
 /* Unit tests for the client library against a scripted fake server thread. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -22,6 +21,7 @@
 #include <vfurt/client.h>
 
 #include "io/sock.h"
+#include "common/testsrv.h"
 
 #define FAKE_CAP ((size_t)4 << 20)
 #define FAKE_TIMEOUT_MS 3000
@@ -218,32 +218,17 @@ static void fake_finish(struct fake *f)
 
 /* ---- fd leak accounting ------------------------------------------------------ */
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own fd */
-}
-
 static int fds_before;
 
 static int setup_fds(void **state)
 {
-	fds_before = count_fds();
+	fds_before = test_count_fds();
 	return 0;
 }
 
 static int teardown_fds(void **state)
 {
-	int now = count_fds();
+	int now = test_count_fds();
 
 	if (now != fds_before) {
 		fprintf(stderr, "fd leak: %d before, %d after\n", fds_before, now);
