@@ -258,9 +258,14 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 		case OPT_RAMP: bad = parse_secs(optarg, &c->ramp_ms); break;
 		case OPT_CPUS: c->cpus = optarg; break;
 		case OPT_DB:
-			c->doorbell_msg = !strcmp(optarg, "message");
-			c->doorbell_ioev = !strcmp(optarg, "ioeventfd");
-			bad = strcmp(optarg, "mmap") && !c->doorbell_msg && !c->doorbell_ioev;
+			if (!strcmp(optarg, "mmap"))
+				c->doorbell = VB_DB_MMAP;
+			else if (!strcmp(optarg, "message"))
+				c->doorbell = VB_DB_MESSAGE;
+			else if (!strcmp(optarg, "ioeventfd"))
+				c->doorbell = VB_DB_IOEVENTFD;
+			else
+				bad = 1;
 			break;
 		case OPT_IRQB:
 			c->irq_unbatched = !strcmp(optarg, "off");
@@ -315,7 +320,9 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 
 const char *vb_doorbell_name(const struct vb_cfg *c)
 {
-	return c->doorbell_ioev ? "ioeventfd" : c->doorbell_msg ? "message" : "mmap";
+	static const char *const names[] = { "mmap", "message", "ioeventfd" };
+
+	return names[c->doorbell];
 }
 
 static int self_serve_start(struct vb_bench *b)
@@ -337,7 +344,7 @@ static int self_serve_start(struct vb_bench *b)
 		.max_queue_entries = 4096,
 		.nr_ns = 1,
 		.own_bdevs = true,
-		.ioeventfd = b->c.doorbell_ioev,
+		.ioeventfd = b->c.doorbell == VB_DB_IOEVENTFD,
 		.irq_per_completion = b->c.irq_unbatched,
 	};
 	struct vfurt_dev *dev;
@@ -536,7 +543,7 @@ static void print_table(struct vb_bench *b)
 		printf("client: %.2f doorbell writes and %.3f irq wake-ups per I/O\n",
 		       sub ? (double)st.mmio_doorbells / (double)sub : 0.0,
 		       sub ? (double)wakeups / (double)sub : 0.0);
-		if (b->c.doorbell_ioev)
+		if (b->c.doorbell == VB_DB_IOEVENTFD)
 			printf("client: shadow doorbells: %" PRIu64 " writes needed no MMIO, %"
 			       PRIu64 " ioeventfd signals\n", st.shadow_skipped,
 			       st.ioeventfd_doorbells);
@@ -693,8 +700,8 @@ static int setup_host(struct vb_bench *b)
 	struct nvme_host_opts ho = {
 		.mem_size = (size_t)(per_job * b->c.jobs + (16u << 20)),
 		.timeout_ms = 5000,
-		.doorbell_msg = b->c.doorbell_msg,
-		.doorbell_ioeventfd = b->c.doorbell_ioev,
+		.doorbell_msg = b->c.doorbell == VB_DB_MESSAGE,
+		.doorbell_ioeventfd = b->c.doorbell == VB_DB_IOEVENTFD,
 		.irq_wait = b->c.irq,
 	};
 	uint32_t dw0 = 0;
@@ -705,7 +712,7 @@ static int setup_host(struct vb_bench *b)
 		fprintf(stderr, "vfu-bench: connect %s: %s\n", b->c.socket, strerror(errno));
 		return -ENOTCONN;
 	}
-	if (!b->c.doorbell_msg && !b->c.doorbell_ioev && !nh_doorbells_mapped(b->h)) {
+	if (b->c.doorbell == VB_DB_MMAP && !nh_doorbells_mapped(b->h)) {
 		fputs("vfu-bench: the controller's doorbells could not be mmapped; use "
 		      "--doorbell=message\n", stderr);
 		return -ENOTSUP;
@@ -722,7 +729,7 @@ static int setup_host(struct vb_bench *b)
 			b->c.jobs);
 		return -EINVAL;
 	}
-	if (b->c.doorbell_ioev) {
+	if (b->c.doorbell == VB_DB_IOEVENTFD) {
 		rc = nh_dbbuf_enable(b->h);
 		if (rc) {
 			fprintf(stderr, "vfu-bench: Doorbell Buffer Config: %s\n",

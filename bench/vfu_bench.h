@@ -55,6 +55,13 @@ enum { VB_DIR_READ = 0, VB_DIR_WRITE = 1 };
 #define VB_MAX_JOBS 64u
 #define VB_LINE 64u /* cache line: what threads write is kept on lines of its own */
 
+/* --doorbell: how the guest side rings. */
+enum vb_doorbell {
+	VB_DB_MMAP,      /* store into the mmapped BAR page */
+	VB_DB_MESSAGE,   /* REGION_WRITE per doorbell */
+	VB_DB_IOEVENTFD, /* shadow doorbells + the controller's ioeventfds */
+};
+
 struct vb_cfg {
 	const char *socket;
 	bool self_serve;
@@ -72,8 +79,7 @@ struct vb_cfg {
 	uint64_t runtime_ms;
 	uint64_t ramp_ms;
 	const char *cpus;
-	bool doorbell_msg;
-	bool doorbell_ioev; /* --doorbell=ioeventfd: shadow doorbells + ioeventfds */
+	enum vb_doorbell doorbell;
 	bool irq;
 	bool irq_unbatched; /* --irq-batch=off (self-serve) */
 	bool server_adaptive; /* --server-poll=adaptive (self-serve) */

@@ -144,13 +144,13 @@ void vb_jobs_free(struct vb_bench *b)
  * which takes one thread at a time, so the jobs take turns. */
 static void db_lock(struct vb_bench *b)
 {
-	if (b->c.doorbell_msg)
+	if (b->c.doorbell == VB_DB_MESSAGE)
 		pthread_mutex_lock(&b->db_lock);
 }
 
 static void db_unlock(struct vb_bench *b)
 {
-	if (b->c.doorbell_msg)
+	if (b->c.doorbell == VB_DB_MESSAGE)
 		pthread_mutex_unlock(&b->db_lock);
 }
 
