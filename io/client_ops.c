@@ -101,8 +101,12 @@ static int parse_caps(struct vfurt_client_region_info *info)
 	size_t off = info->cap_offset;
 	int rc;
 
-	if (!(info->flags & VFIO_REGION_INFO_FLAG_CAPS) || off == 0)
+	if (!(info->flags & VFIO_REGION_INFO_FLAG_CAPS))
 		return 0;
+	/* FLAG_CAPS promises a chain in this reply: like QEMU, refuse a
+	 * cap_offset outside it (0 included) */
+	if (off < sizeof(struct vfio_region_info) || off > len)
+		return -EPROTO;
 	while (off) {
 		struct vfio_info_cap_header h;
 

@@ -51,6 +51,7 @@ int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
 	return 0;
 }
 
+/* An fd sent along (SPDK does) means nothing here: dispatch closes it. */
 int vfurt_cmd_dma_unmap(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_user_dma_unmap *in = (const void *)m->payload;
@@ -106,6 +107,27 @@ static void irq_state(void *arg, uint32_t index, uint32_t start, uint32_t count,
 		dev->ops.irq_state(dev, dev->arg, index, start, count, masked);
 }
 
+/* Tell the PCI layer which vectors a TRIGGER request gave or took an
+ * eventfd (it unmasks MSI-X table entries the client never wrote). */
+static void report_eventfds(struct vfurt_dev *dev, const struct vfio_irq_set *in)
+{
+	uint32_t data_type = in->flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+	uint32_t start = in->start, count = in->count;
+
+	if (!dev->pci_client_irq || (in->flags & VFIO_IRQ_SET_ACTION_TYPE_MASK) !=
+				    VFIO_IRQ_SET_ACTION_TRIGGER)
+		return;
+	if (data_type == VFIO_IRQ_SET_DATA_NONE && count == 0) {
+		start = 0; /* the index was disabled */
+		count = vfurt_irqs_count(dev->irqs, in->index);
+	} else if (data_type != VFIO_IRQ_SET_DATA_EVENTFD) {
+		return; /* a software trigger changes no eventfd */
+	}
+	for (uint32_t i = 0; i < count; i++)
+		dev->pci_client_irq(dev->pci, in->index, start + i,
+				    vfurt_irqs_enabled(dev->irqs, in->index, start + i));
+}
+
 int vfurt_cmd_set_irqs(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_irq_set *in = (const void *)m->payload;
@@ -119,6 +141,7 @@ int vfurt_cmd_set_irqs(struct vfurt_conn *c, struct vfurt_msg *m)
 		return rc; /* dispatch closes the fds */
 	for (size_t i = 0; i < m->nfds; i++)
 		m->fds[i] = -1; /* owned by the irq state now */
+	report_eventfds(c->dev, in);
 	return 0;
 }
 

@@ -90,10 +90,18 @@ int vfurt_cmd_region_info(struct vfurt_conn *c, struct vfurt_msg *m)
 		out->flags |= VFIO_REGION_INFO_FLAG_MMAP;
 		out->offset = r->d.fd_offset;
 	}
+	/*
+	 * The spec's FLAG_CAPS means "capabilities found in the reply": with an
+	 * argsz too small for the chain the reply carries neither the chain nor
+	 * the flag (cap_offset stays 0), only argsz = total, and the client asks
+	 * again. QEMU rejects FLAG_CAPS with cap_offset outside [32, argsz]
+	 * ("failed to get region N info: Invalid argument"), so the kernel's
+	 * habit of setting the flag in the short reply must not be copied.
+	 */
+	if (in->argsz < total)
+		return 0;
 	if (sparse_len || type_len)
 		out->flags |= VFIO_REGION_INFO_FLAG_CAPS;
-	if (in->argsz < total)
-		return 0; /* the client retries with argsz = total */
 
 	p = (uint8_t *)(out + 1);
 	if (sparse_len) {

@@ -102,6 +102,8 @@ void vfurt_conn_destroy(struct vfurt_conn *c)
 		vfurt_dma_table_remove_all(dev->dma, unmap_notify, dev);
 		vfurt_irqs_release_client(dev->irqs);
 		dev->conn = NULL;
+		if (dev->pci_client_detach)
+			dev->pci_client_detach(dev->pci);
 		if (dev->ops.detach)
 			dev->ops.detach(dev, dev->arg);
 		vfurt_logf(c->log, VFURT_LOG_INFO, "%s: client detached", dev->name);
@@ -204,6 +206,10 @@ static size_t fds_allowed(const struct vfurt_conn *c, uint16_t cmd)
 {
 	switch (cmd) {
 	case VFIO_USER_DMA_MAP:
+		return 1;
+	case VFIO_USER_DMA_UNMAP:
+		/* SPDK sends the region's fd along; libvfio-user accepts it and
+		 * so do we (dispatch closes it, the unmap ignores it) */
 		return 1;
 	case VFIO_USER_DEVICE_SET_IRQS:
 		return c->max_fds;

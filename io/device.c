@@ -209,6 +209,16 @@ int vfurt_dev_attach_pci(struct vfurt_dev *dev, struct vfurt_pci *pci,
 	return 0;
 }
 
+int vfurt_dev_set_pci_hooks(struct vfurt_dev *dev, vfurt_pci_client_irq_fn irq_fn,
+			    vfurt_pci_client_detach_fn detach_fn)
+{
+	if (!dev || !dev->pci)
+		return -EINVAL;
+	dev->pci_client_irq = irq_fn;
+	dev->pci_client_detach = detach_fn;
+	return 0;
+}
+
 struct vfurt_pci *vfurt_dev_pci(const struct vfurt_dev *dev)
 {
 	return dev ? dev->pci : NULL;
@@ -252,6 +262,11 @@ void vfurt_irq_set_guest_mask(struct vfurt_dev *dev, uint32_t index, uint32_t ve
 void vfurt_irq_set_func_mask(struct vfurt_dev *dev, uint32_t index, bool masked)
 {
 	vfurt_irqs_set_func_mask(dev->irqs, index, masked);
+}
+
+void vfurt_irq_set_resample(struct vfurt_dev *dev, vfurt_irq_resample_fn fn, void *arg)
+{
+	vfurt_irqs_set_resample(dev->irqs, fn, arg);
 }
 
 bool vfurt_irq_pending(const struct vfurt_dev *dev, uint32_t index, uint32_t vector)

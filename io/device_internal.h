@@ -58,6 +58,8 @@ struct vfurt_dev {
 	struct vfurt_pci *pci;
 	void (*pci_reset)(struct vfurt_pci *pci);
 	void (*pci_free)(struct vfurt_pci *pci);
+	vfurt_pci_client_irq_fn pci_client_irq;       /* may be NULL */
+	vfurt_pci_client_detach_fn pci_client_detach; /* may be NULL */
 	struct vfurt_ioeventfd ioev[VFURT_MAX_IOEVENTFDS];
 	uint32_t nr_ioev;
 	struct vfurt_conn *conn; /* attached client, NULL when none */

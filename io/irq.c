@@ -41,6 +41,8 @@ struct vfurt_irqs {
 	void *signal_arg;
 	void (*sync)(void *arg);      /* wait out concurrent triggers */
 	void *sync_arg;
+	bool (*resample)(void *arg);  /* INTx: is the line still asserted? */
+	void *resample_arg;
 	/* fds retired by the control plane, closed after sync */
 	int *retired;
 	size_t nr_retired;
@@ -182,12 +184,26 @@ static int vec_deliver(struct vfurt_irqs *irqs, uint32_t index, struct irq_vec *
 	return 0;
 }
 
+/*
+ * Control thread, after an unmask: INTx is a level, so a pending interrupt
+ * is fired again only while the device still asserts the line. Without the
+ * resample the guest would get an interrupt for work it already consumed
+ * on every EOI (Linux: "irq N: nobody cared").
+ */
+static void vec_redeliver(struct vfurt_irqs *irqs, uint32_t index, struct irq_vec *v)
+{
+	if (index == VFURT_IRQ_INTX && irqs->resample && atomic_load(&v->pending) &&
+	    !vec_masked(&irqs->idx[index], v) && !irqs->resample(irqs->resample_arg))
+		atomic_store(&v->pending, false);
+	(void)vec_deliver(irqs, index, v);
+}
+
 static void index_deliver_all(struct vfurt_irqs *irqs, uint32_t index)
 {
 	struct irq_index *ix = &irqs->idx[index];
 
 	for (uint32_t i = 0; i < ix->count; i++)
-		vec_deliver(irqs, index, &ix->v[i]);
+		vec_redeliver(irqs, index, &ix->v[i]);
 }
 
 struct vfurt_irqs *vfurt_irqs_create(void)
@@ -254,7 +270,8 @@ uint32_t vfurt_irqs_info_flags(const struct vfurt_irqs *irqs, uint32_t index)
 		return VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_NORESIZE;
 	case VFURT_IRQ_ERR:
 	case VFURT_IRQ_REQ:
-		return VFIO_IRQ_INFO_EVENTFD;
+		/* as the kernel's vfio-pci: trigger only, one fixed vector */
+		return VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE;
 	default:
 		return 0;
 	}
@@ -400,7 +417,7 @@ int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 			 action == VFIO_IRQ_SET_ACTION_MASK);
 	if (action == VFIO_IRQ_SET_ACTION_UNMASK)
 		for (uint32_t i = 0; i < set->count; i++)
-			vec_deliver(irqs, set->index, &ix->v[set->start + i]);
+			vec_redeliver(irqs, set->index, &ix->v[set->start + i]);
 	return 0;
 }
 
@@ -500,6 +517,13 @@ void vfurt_irqs_set_signal(struct vfurt_irqs *irqs, vfurt_irq_signal_fn fn, void
 {
 	irqs->signal = fn;
 	irqs->signal_arg = arg;
+}
+
+void vfurt_irqs_set_resample(struct vfurt_irqs *irqs, bool (*fn)(void *arg), void *arg)
+{
+	assert(irqs);
+	irqs->resample = fn;
+	irqs->resample_arg = arg;
 }
 
 void vfurt_irqs_set_sync(struct vfurt_irqs *irqs, void (*fn)(void *arg), void *arg)

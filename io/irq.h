@@ -85,6 +85,9 @@ void vfurt_irqs_set_signal(struct vfurt_irqs *irqs, vfurt_irq_signal_fn fn, void
  * after it. NULL = triggers only come from the control thread. */
 void vfurt_irqs_set_sync(struct vfurt_irqs *irqs, void (*fn)(void *arg), void *arg);
 
+/* Same contract as vfurt_irq_set_resample in device.h. */
+void vfurt_irqs_set_resample(struct vfurt_irqs *irqs, bool (*fn)(void *arg), void *arg);
+
 void vfurt_irqs_get_stats(const struct vfurt_irqs *irqs, struct vfurt_irq_stats *st);
 
 #endif /* VFURT_IO_IRQ_H */

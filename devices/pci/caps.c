@@ -118,15 +118,29 @@ int vfurt_pci_add_pm(struct vfurt_pci *pci)
 
 int vfurt_pci_add_pcie(struct vfurt_pci *pci)
 {
+	bool own_err = false;
 	int off;
 
 	if (!pci || pci->cfg_size != VFURT_PCI_CFG_SIZE_EXP)
 		return -EINVAL;
 	if (pci->pcie_off)
 		return -EEXIST;
+	/* The kernel's vfio-pci offers the ERR irq (one vector) exactly for
+	 * PCIe functions; QEMU warns "Could not enable error recovery" without
+	 * it. A count the model chose itself is left alone. */
+	if (vfurt_dev_irq_count(pci->dev, VFURT_IRQ_ERR) == 0) {
+		int err = vfurt_dev_setup_irq(pci->dev, VFURT_IRQ_ERR, 1);
+
+		if (err < 0)
+			return err;
+		own_err = true;
+	}
 	off = vpci_cap_alloc(pci, VPCI_CAP_ID_EXP, EXP_CAP_LEN);
-	if (off < 0)
+	if (off < 0) {
+		if (own_err)
+			(void)vfurt_dev_setup_irq(pci->dev, VFURT_IRQ_ERR, 0);
 		return off;
+	}
 	vpci_define(pci, off + EXP_FLAGS, 2, EXP_FLAGS_V2_ENDPOINT, 0, 0);
 	vpci_define(pci, off + EXP_DEVCAP, 4, EXP_DEVCAP_VAL, 0, 0);
 	vpci_define(pci, off + EXP_DEVCTL, 2, EXP_DEVCTL_DEFAULT, EXP_DEVCTL_WMASK, 0);

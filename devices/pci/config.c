@@ -242,11 +242,24 @@ static void pci_reset_cb(struct vfurt_pci *pci)
 	vfurt_pci_reset(pci);
 }
 
+static void pci_client_irq_cb(struct vfurt_pci *pci, uint32_t index, uint32_t vector,
+			      bool assigned)
+{
+	if (index == VFURT_IRQ_MSIX)
+		vpci_msix_client_irq(pci, vector, assigned);
+}
+
+static void pci_client_detach_cb(struct vfurt_pci *pci)
+{
+	vpci_msix_client_detach(pci);
+}
+
 struct vfurt_pci *vfurt_pci_create(struct vfurt_dev *dev, const struct vfurt_pci_opts *opts)
 {
 	struct vfurt_pci_opts o = { 0 };
 	struct vfurt_region_desc rd = { 0 };
 	struct vfurt_pci *pci;
+	bool own_req = false;
 	int err;
 
 	if (!dev || !opts || opts->opts_size == 0) {
@@ -298,6 +311,15 @@ struct vfurt_pci *vfurt_pci_create(struct vfurt_dev *dev, const struct vfurt_pci
 		if (err < 0)
 			goto err_free_cfg;
 	}
+	/* The kernel's vfio-pci offers the REQ irq (one vector: the device
+	 * asks the VMM to release it) for every PCI function. A count the
+	 * model chose itself is left alone. */
+	if (vfurt_dev_irq_count(dev, VFURT_IRQ_REQ) == 0) {
+		err = vfurt_dev_setup_irq(dev, VFURT_IRQ_REQ, 1);
+		if (err < 0)
+			goto err_drop_intx;
+		own_req = true;
+	}
 	rd.desc_size = sizeof(rd);
 	rd.size = o.cfg_size;
 	rd.flags = VFURT_REGION_RW;
@@ -306,15 +328,22 @@ struct vfurt_pci *vfurt_pci_create(struct vfurt_dev *dev, const struct vfurt_pci
 	rd.fd = -1;
 	err = vfurt_dev_setup_region(dev, VFURT_REGION_CONFIG, &rd);
 	if (err < 0)
-		goto err_free_cfg;
+		goto err_drop_req;
 	err = vfurt_dev_attach_pci(dev, pci, pci_reset_cb, pci_free);
 	if (err < 0)
 		goto err_drop_region;
+	(void)vfurt_dev_set_pci_hooks(dev, pci_client_irq_cb, pci_client_detach_cb);
 	return pci;
 
 err_drop_region:
 	rd.size = 0;
 	(void)vfurt_dev_setup_region(dev, VFURT_REGION_CONFIG, &rd);
+err_drop_req:
+	if (own_req)
+		(void)vfurt_dev_setup_irq(dev, VFURT_IRQ_REQ, 0);
+err_drop_intx:
+	if (pci->intx)
+		(void)vfurt_dev_setup_irq(dev, VFURT_IRQ_INTX, 0);
 err_free_cfg:
 	free(pci->cfg);
 err_free_pci:

@@ -197,6 +197,7 @@ static void msix_table_rw(struct vfurt_pci *pci, uint8_t *buf, uint64_t off, uin
 		memcpy(buf, pci->msix_table + off, len);
 		return;
 	}
+	pci->msix_client_table = true; /* from now on the client owns the masks */
 	first = (uint32_t)(off / VPCI_MSIX_ENTRY_SIZE);
 	last = (uint32_t)((off + len - 1) / VPCI_MSIX_ENTRY_SIZE);
 	for (uint32_t v = first; v <= last; v++) {
@@ -347,6 +348,49 @@ static void msix_table_init(struct vfurt_pci *pci)
 	for (uint32_t v = 0; v < pci->msix_nvec; v++)
 		pci->msix_table[v * VPCI_MSIX_ENTRY_SIZE + VPCI_MSIX_ENTRY_CTRL] =
 			VPCI_MSIX_CTRL_MASKBIT;
+	pci->msix_client_table = false;
+}
+
+/* Set a vector's table mask bit as the device itself would, and push it. */
+static void msix_set_vec_mask(struct vfurt_pci *pci, uint32_t v, bool masked)
+{
+	uint8_t *ctrl = &pci->msix_table[v * VPCI_MSIX_ENTRY_SIZE + VPCI_MSIX_ENTRY_CTRL];
+
+	if (msix_vec_masked(pci, v) == masked)
+		return;
+	if (masked)
+		*ctrl |= VPCI_MSIX_CTRL_MASKBIT;
+	else
+		*ctrl &= (uint8_t)~VPCI_MSIX_CTRL_MASKBIT;
+	vfurt_irq_set_guest_mask(pci->dev, VFURT_IRQ_MSIX, v, masked);
+}
+
+/*
+ * A client that emulates the table (QEMU) never writes ours, so left alone
+ * every vector would stay masked from reset. The kernel's vfio-pci gives
+ * the model: SET_IRQS with an eventfd requests the host vector, which
+ * programs and unmasks it; fd -1 frees it, masking it again. Masking by the
+ * guest reaches us only as SET_IRQS MASK/UNMASK (or as the client moving
+ * the eventfd), which is a separate mask in the irq layer. Unmasking here
+ * fires what became pending while the vector was masked.
+ */
+void vpci_msix_client_irq(struct vfurt_pci *pci, uint32_t vector, bool assigned)
+{
+	if (!pci->msix_off || pci->msix_client_table || vector >= pci->msix_nvec)
+		return;
+	msix_set_vec_mask(pci, vector, !assigned);
+}
+
+void vpci_msix_client_detach(struct vfurt_pci *pci)
+{
+	if (!pci->msix_off)
+		return;
+	/* the eventfds are gone: vectors the table did not own go back to
+	 * masked; the next client starts without owning the table */
+	if (!pci->msix_client_table)
+		for (uint32_t v = 0; v < pci->msix_nvec; v++)
+			msix_set_vec_mask(pci, v, true);
+	pci->msix_client_table = false;
 }
 
 int vfurt_pci_add_msix(struct vfurt_pci *pci, uint32_t nvec, uint32_t table_bar,

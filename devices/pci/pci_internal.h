@@ -170,6 +170,9 @@ struct vfurt_pci {
 	uint8_t *msix_table;  /* 16 bytes per vector, little endian */
 	bool msix_enabled;    /* enable bit as last applied */
 	bool msix_func_masked;
+	/* The client wrote the table since reset/attach: its vector masks are
+	 * the client's alone and eventfd assignment no longer touches them. */
+	bool msix_client_table;
 	struct pci_bar_hook bar_hooks[VPCI_NUM_BARS];
 };
 
@@ -210,6 +213,15 @@ void vpci_caps_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len);
 void vpci_msi_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len);
 /* Refresh dynamic registers (MSI pending bits) before a config read. */
 void vpci_msi_before_read(struct vfurt_pci *pci, uint32_t off, uint32_t len);
+
+/*
+ * The client gave (assigned) or took the eventfd of MSI-X vector `vector`
+ * through SET_IRQS, or went away. Unless it wrote the table itself, this
+ * unmasks / masks the vector's table entry, as the kernel's vfio-pci does
+ * when it requests / frees the host vector.
+ */
+void vpci_msix_client_irq(struct vfurt_pci *pci, uint32_t vector, bool assigned);
+void vpci_msix_client_detach(struct vfurt_pci *pci);
 
 /* Reset-time work of caps.c and msi.c (after config bytes were restored). */
 void vpci_caps_reset(struct vfurt_pci *pci);

@@ -177,7 +177,8 @@ struct vfurt_client_region_info {
  * DEVICE_GET_REGION_INFO for region `index`. Starts with argsz = 32 and, when
  * the server answers with a bigger argsz, retries once with that size.
  * On success *out owns fd, sparse and raw. Returns 0, -EPROTO (reply shorter
- * than 32 bytes, index mismatch, malformed capability chain, argsz still
+ * than 32 bytes, index mismatch, malformed capability chain, FLAG_CAPS with
+ * cap_offset outside the reply -- QEMU refuses that too --, argsz still
  * too small after the retry) or as at the top. *out is zeroed with fd = -1
  * on failure.
  */

@@ -328,6 +328,23 @@ VFURT_EXPORT int vfurt_dev_attach_pci(struct vfurt_dev *dev, struct vfurt_pci *p
 				      void (*reset_fn)(struct vfurt_pci *pci),
 				      void (*free_fn)(struct vfurt_pci *pci));
 
+/*
+ * What the client does with interrupts, reported to the attached PCI layer
+ * (vfurt_pci_create installs these; device models do not need them).
+ * irq_fn runs after a SET_IRQS ACTION_TRIGGER request changed the eventfd
+ * of vector `vector` of irq type `index`, once per vector of the request's
+ * range (every vector of the index for DATA_NONE with count 0): assigned is
+ * whether the vector has an eventfd now. detach_fn runs when the client
+ * disconnected, after its eventfds were closed. Both run on the device's
+ * thread, before the SET_IRQS reply / the model's ops->detach; either may
+ * be NULL. Returns 0 or -EINVAL (dev NULL or no PCI object attached).
+ */
+typedef void (*vfurt_pci_client_irq_fn)(struct vfurt_pci *pci, uint32_t index,
+					uint32_t vector, bool assigned);
+typedef void (*vfurt_pci_client_detach_fn)(struct vfurt_pci *pci);
+VFURT_EXPORT int vfurt_dev_set_pci_hooks(struct vfurt_dev *dev, vfurt_pci_client_irq_fn irq_fn,
+					 vfurt_pci_client_detach_fn detach_fn);
+
 /* The attached PCI config space object, or NULL. */
 VFURT_EXPORT struct vfurt_pci *vfurt_dev_pci(const struct vfurt_dev *dev);
 
@@ -341,8 +358,13 @@ VFURT_EXPORT bool vfurt_dev_attached(const struct vfurt_dev *dev);
  * client through SET_IRQS, by the guest through the MSI-X table or MSI mask
  * bits, or by the MSI-X function mask) it becomes pending and fires on
  * unmask. INTx masks itself after firing (automasked) until the client
- * unmasks it. Returns 0 (fired or made pending), -EINVAL (bad index/vector),
- * -ENOENT (no eventfd and nothing to do: the event is left pending).
+ * unmasks it. For MSI-X under vfurt_pci (see vfurt_pci_add_msix in pci.h
+ * for the full rule) a vector fires only while MSI-X is enabled, the
+ * function mask, the SET_IRQS mask and the table's vector mask are clear;
+ * a client that never writes the table (QEMU emulates it) unmasks a vector
+ * there by assigning it an eventfd, as the kernel's vfio-pci does.
+ * Returns 0 (fired or made pending), -EINVAL (bad index/vector), -ENOENT
+ * (no eventfd and nothing to do: the event is left pending).
  */
 VFURT_EXPORT int vfurt_irq_trigger(struct vfurt_dev *dev, uint32_t index, uint32_t vector);
 
@@ -354,6 +376,20 @@ VFURT_EXPORT void vfurt_irq_set_guest_mask(struct vfurt_dev *dev, uint32_t index
 /* Guest-side function mask for a whole irq type (MSI-X function mask,
  * disabled MSI/MSI-X enable bit). Unmasking fires pending vectors. */
 VFURT_EXPORT void vfurt_irq_set_func_mask(struct vfurt_dev *dev, uint32_t index, bool masked);
+
+/*
+ * Resample hook for the level-triggered INTx line: asked whether the device
+ * still asserts the line when an INTx interrupt is pending and the client
+ * unmasks it (its EOI: QEMU unmasks after every BAR access while INTx is
+ * pending) or the guest clears the command register's INTx Disable bit.
+ * Returns true to fire again, false to drop the pending interrupt: the line
+ * fell meanwhile (the guest consumed what it was raised for). Without a
+ * hook a pending INTx fires on unmask (edge-like). Called on the device's
+ * home (control) thread, never concurrently with itself. fn NULL removes it.
+ */
+typedef bool (*vfurt_irq_resample_fn)(void *arg);
+VFURT_EXPORT void vfurt_irq_set_resample(struct vfurt_dev *dev, vfurt_irq_resample_fn fn,
+					 void *arg);
 
 /* Whether a vector is pending (for the MSI-X PBA). */
 VFURT_EXPORT bool vfurt_irq_pending(const struct vfurt_dev *dev, uint32_t index, uint32_t vector);

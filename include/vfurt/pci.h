@@ -87,6 +87,21 @@ VFURT_EXPORT int vfurt_pci_add_msi(struct vfurt_pci *pci, uint32_t nvec, bool pe
  * -EINVAL also when a BAR is an I/O BAR or the table/PBA lies in a part of
  * the BAR the client may mmap (it would bypass the emulation). Describing
  * the BAR again with vfurt_dev_setup_region afterwards drops the hook.
+ *
+ * Delivery rule: vector v fires (vfurt_irq_trigger) when MSI-X is enabled
+ * in config space, the function mask is clear, the client's SET_IRQS mask
+ * of v is clear and the table's vector control mask bit of v is clear;
+ * otherwise the trigger sets v's PBA bit and the unmask that completes the
+ * set fires it once. All vectors come out of reset masked in the table.
+ * Clients that emulate the table themselves (QEMU) never write ours, so as
+ * in the kernel's vfio-pci, which programs and unmasks the host vector when
+ * it is given an eventfd, SET_IRQS ACTION_TRIGGER|DATA_EVENTFD clears v's
+ * table mask bit and removing the eventfd (fd -1, no fds, or disabling the
+ * index) sets it again. Once the client writes any part of the table (as
+ * our client library does, like a guest on real hardware), the table's
+ * mask bits are the client's alone until the next reset or disconnect.
+ * Guest masking through such clients reaches the server only as SET_IRQS
+ * MASK/UNMASK; both kinds of client read the PBA from here.
  */
 VFURT_EXPORT int vfurt_pci_add_msix(struct vfurt_pci *pci, uint32_t nvec,
 				    uint32_t table_bar, uint32_t table_offset,

@@ -299,8 +299,19 @@ static void test_region_info_all(void **state)
 	assert_true(it_alive(f->c));
 }
 
-/* argsz too small: the server answers the fixed part with the full argsz
- * and no fd; asking again with that argsz gets the capabilities and fd. */
+/*
+ * What QEMU's vfio_user_device_io_get_region_info accepts: FLAG_CAPS only
+ * with cap_offset inside [32, argsz] (argsz as the reply reports it).
+ */
+static bool qemu_accepts(const struct vfio_region_info *ri)
+{
+	return !(ri->flags & VFIO_REGION_INFO_FLAG_CAPS) ||
+	       (ri->cap_offset >= sizeof(*ri) && ri->cap_offset <= ri->argsz);
+}
+
+/* argsz too small: the server answers the fixed part with the full argsz,
+ * no fd and no FLAG_CAPS (the chain is not in the reply); asking again with
+ * that argsz gets the capabilities and fd. */
 static void test_region_info_argsz_retry(void **state)
 {
 	struct fx *f = *state;
@@ -318,7 +329,10 @@ static void test_region_info_argsz_retry(void **state)
 	assert_int_equal(nfds, 0);
 	memcpy(&ri, reply, sizeof(ri));
 	assert_true(ri.argsz > sizeof(ri));
-	assert_true(ri.flags & VFIO_REGION_INFO_FLAG_CAPS);
+	/* regression: FLAG_CAPS with cap_offset 0 made QEMU refuse the device */
+	assert_false(ri.flags & VFIO_REGION_INFO_FLAG_CAPS);
+	assert_int_equal(ri.cap_offset, 0);
+	assert_true(qemu_accepts(&ri));
 	assert_true(ri.flags & VFIO_REGION_INFO_FLAG_MMAP);
 	assert_int_equal(ri.size, TD_BAR0_SIZE);
 	full = ri.argsz;
@@ -331,7 +345,9 @@ static void test_region_info_argsz_retry(void **state)
 	assert_int_equal(rlen, full);
 	assert_int_equal(nfds, 1);
 	memcpy(&ri, reply, sizeof(ri));
+	assert_true(ri.flags & VFIO_REGION_INFO_FLAG_CAPS);
 	assert_int_equal(ri.cap_offset, sizeof(ri));
+	assert_true(qemu_accepts(&ri));
 	{
 		struct vfio_region_info_cap_sparse_mmap sp;
 
@@ -350,6 +366,49 @@ static void test_region_info_argsz_retry(void **state)
 	assert_int_equal(rlen, full);
 	assert_int_equal(nfds, 1);
 	close(fds[0]);
+}
+
+/*
+ * QEMU's vfio_device_get_region_info for every region: ask with argsz 32,
+ * copy argsz bytes of the reply back, check it as QEMU does, and retry while
+ * the reply's argsz grows (dropping the fd of the short reply).
+ */
+static void test_region_info_qemu_flow(void **state)
+{
+	struct fx *f = *state;
+	struct vfio_user_device_info di;
+
+	assert_int_equal(vfurt_client_device_info(f->c, &di), 0);
+	for (uint32_t i = 0; i < di.num_regions; i++) {
+		uint8_t reply[256];
+		struct vfio_region_info ri;
+		uint32_t argsz = sizeof(ri);
+		int tries = 0;
+
+		for (;;) {
+			struct vfio_region_info req = { .argsz = argsz, .index = i };
+			int fds[2];
+			size_t rlen = 0, nfds = 2;
+
+			assert_int_equal(vfurt_client_request(f->c, VFIO_USER_DEVICE_GET_REGION_INFO,
+							      0, &req, sizeof(req), NULL, 0, reply,
+							      sizeof(reply), &rlen, fds, &nfds), 0);
+			assert_true(rlen >= sizeof(ri) && rlen <= argsz);
+			memcpy(&ri, reply, sizeof(ri));
+			for (size_t k = 0; k < nfds; k++)
+				close(fds[k]);
+			assert_true(qemu_accepts(&ri));
+			if (ri.argsz <= argsz)
+				break;
+			argsz = ri.argsz;
+			assert_true(++tries < 2);
+		}
+		/* regions with capabilities show them on the final reply */
+		assert_int_equal(!!(ri.flags & VFIO_REGION_INFO_FLAG_CAPS),
+				 i == VFURT_REGION_BAR0 || i == TD_REGION_DEVSPEC);
+		assert_int_equal(tries, !!(ri.flags & VFIO_REGION_INFO_FLAG_CAPS));
+	}
+	assert_true(it_alive(f->c));
 }
 
 static void test_mmap_sparse(void **state)
@@ -432,8 +491,8 @@ static void test_irq_info_all(void **state)
 				      VFIO_IRQ_INFO_NORESIZE },
 		[VFURT_IRQ_MSIX] = { TD_MSIX_VECTORS, VFIO_IRQ_INFO_EVENTFD |
 				      VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_NORESIZE },
-		[VFURT_IRQ_ERR] = { 1, VFIO_IRQ_INFO_EVENTFD },
-		[VFURT_IRQ_REQ] = { 1, VFIO_IRQ_INFO_EVENTFD },
+		[VFURT_IRQ_ERR] = { 1, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE },
+		[VFURT_IRQ_REQ] = { 1, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE },
 	};
 	struct fx *f = *state;
 	struct vfio_irq_info info;
@@ -604,6 +663,186 @@ static void test_msix_mask_unmask(void **state)
 		assert_int_equal(fired(efd, 4), 1u << 3);
 	}
 	close_efds(f, efd, 4);
+}
+
+/* ---- MSI-X with a client that emulates the table (QEMU) ------------------ */
+
+#define TD_PBA_OFF 0x1000u
+
+/* MSI-X enable (function mask clear) through config space only, as QEMU
+ * forwards it; the table is never written. */
+static void msix_cfg_enable(struct vfurt_client *c, bool on)
+{
+	int off = it_cfg_find_cap(c, 0x11);
+	uint16_t ctrl;
+
+	assert_true(off > 0);
+	assert_int_equal(vfurt_client_region_read(c, VFURT_REGION_CONFIG, (uint64_t)off + 2,
+						  &ctrl, 2), 0);
+	ctrl = (uint16_t)(on ? (ctrl | 0x8000u) & ~0x4000u : ctrl & ~0x8000u);
+	assert_int_equal(vfurt_client_region_write(c, VFURT_REGION_CONFIG, (uint64_t)off + 2,
+						   &ctrl, 2), 0);
+}
+
+static uint8_t pba_bits(struct fx *f)
+{
+	uint8_t pba = 0xff;
+
+	assert_int_equal(vfurt_client_region_read(f->c, VFURT_REGION_BAR4, TD_PBA_OFF, &pba, 1),
+			 0);
+	return pba;
+}
+
+/* The table's vector control mask bit of v as the server holds it (reads do
+ * not make the client the table's owner). */
+static bool table_masked(struct fx *f, uint32_t v)
+{
+	uint32_t ctrl = 0;
+
+	assert_int_equal(it_rd32(f->c, VFURT_REGION_BAR4, v * 16u + 12u, &ctrl), 0);
+	return ctrl & 1u;
+}
+
+/*
+ * Regression (QEMU 10.2): QEMU emulates the MSI-X table and never writes
+ * ours, so vectors used to stay masked from reset and no interrupt arrived.
+ * Assigning an eventfd unmasks the table entry, as in the kernel's vfio-pci;
+ * masking then goes through SET_IRQS and shows in the PBA QEMU reads.
+ */
+static void test_msix_client_emulated_table(void **state)
+{
+	struct fx *f = *state;
+	int efd[4];
+
+	make_efds(f, efd, 4);
+	for (uint32_t v = 0; v < 4; v++)
+		assert_true(table_masked(f, v));
+	/* QEMU's order: the guest enables MSI-X, then the eventfds come */
+	msix_cfg_enable(f->c, true);
+	/* a trigger before any eventfd stays pending (the entry is masked) */
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 1), 0);
+	assert_int_equal(pba_bits(f) & 0x0f, 1u << 1);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 4, efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	/* assignment unmasked the entries, which delivered the pending one */
+	assert_true(it_readable(efd[1], IT_TIMEOUT_MS));
+	assert_int_equal(fired(efd, 4), 1u << 1);
+	assert_int_equal(pba_bits(f) & 0x0f, 0);
+	for (uint32_t v = 0; v < 4; v++)
+		assert_false(table_masked(f, v));
+	for (uint32_t v = 0; v < 4; v++) {
+		assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, v), 0);
+		assert_true(it_readable(efd[v], IT_TIMEOUT_MS));
+		assert_int_equal(fired(efd, 4), 1u << v);
+	}
+	/* vectors without an eventfd stay masked in the table */
+	assert_true(table_masked(f, 4));
+
+	/* guest masking arrives as SET_IRQS MASK: pending in the PBA ... */
+	assert_int_equal(vfurt_client_set_irqs(f->c, VFURT_IRQ_MSIX, 2, 1,
+					       VFIO_IRQ_SET_ACTION_MASK, NULL), 0);
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 2), 0);
+	assert_false(it_readable(efd[2], 50));
+	assert_int_equal(pba_bits(f) & 0x0f, 1u << 2);
+	/* ... and UNMASK delivers it */
+	assert_int_equal(vfurt_client_set_irqs(f->c, VFURT_IRQ_MSIX, 2, 1,
+					       VFIO_IRQ_SET_ACTION_UNMASK, NULL), 0);
+	assert_true(it_readable(efd[2], IT_TIMEOUT_MS));
+	assert_int_equal(fired(efd, 4), 1u << 2);
+	assert_int_equal(pba_bits(f) & 0x0f, 0);
+
+	/* fd -1 masks the entry again; a new eventfd gets what was pending */
+	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 3, 1, NULL,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_true(table_masked(f, 3));
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 3), 0);
+	assert_int_equal(pba_bits(f) & 0x0f, 1u << 3);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 3, 1, &efd[3],
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_true(it_readable(efd[3], IT_TIMEOUT_MS));
+	assert_int_equal(fired(efd, 4), 1u << 3);
+
+	/* QEMU's NORESIZE dance: disable the index, assign everything again */
+	assert_int_equal(vfurt_client_set_irqs(f->c, VFURT_IRQ_MSIX, 0, 0,
+					       VFIO_IRQ_SET_ACTION_TRIGGER, NULL), 0);
+	for (uint32_t v = 0; v < 4; v++)
+		assert_true(table_masked(f, v));
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 0), 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 4, efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_true(it_readable(efd[0], IT_TIMEOUT_MS));
+	assert_int_equal(fired(efd, 4), 1u << 0);
+
+	/* MSI-X disabled in config space: masked whatever the table says */
+	msix_cfg_enable(f->c, false);
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 1), 0);
+	assert_false(it_readable(efd[1], 50));
+	msix_cfg_enable(f->c, true);
+	assert_true(it_readable(efd[1], IT_TIMEOUT_MS));
+	assert_int_equal(fired(efd, 4), 1u << 1);
+	close_efds(f, efd, 4);
+}
+
+/* The same with the eventfd first and MSI-X enabled afterwards. */
+static void test_msix_client_emulated_table_late_enable(void **state)
+{
+	struct fx *f = *state;
+	int efd = own(f, it_eventfd());
+
+	assert_true(efd >= 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 1, &efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 0), 0);
+	assert_false(it_readable(efd, 50));
+	msix_cfg_enable(f->c, true);
+	assert_true(it_readable(efd, IT_TIMEOUT_MS));
+	assert_int_equal(it_eventfd_take(efd), 1);
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 0), 0);
+	assert_true(it_readable(efd, IT_TIMEOUT_MS));
+	assert_int_equal(it_eventfd_take(efd), 1);
+
+	/* a reset returns the table to power-on (all masked); QEMU sets the
+	 * eventfds up again when the guest re-enables MSI-X */
+	assert_int_equal(vfurt_client_reset(f->c), 0);
+	assert_true(table_masked(f, 0));
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 0), 0);
+	msix_cfg_enable(f->c, true);
+	assert_false(it_readable(efd, 50));
+	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 1, &efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_true(it_readable(efd, IT_TIMEOUT_MS));
+	disown_close(f, efd);
+}
+
+/* A client that writes the table keeps its masks: a later eventfd (QEMU
+ * re-sends all of them on every new vector) does not unmask a vector the
+ * client masked there. */
+static void test_msix_client_table_keeps_masks(void **state)
+{
+	struct fx *f = *state;
+	int efd[2];
+
+	make_efds(f, efd, 2);
+	assert_int_equal(it_msix_enable(f->c, 2), 0); /* writes entries 0, 1: unmasked */
+	assert_int_equal(it_wr32(f->c, VFURT_REGION_BAR4, 1 * 16u + 12u, 1), 0); /* mask 1 */
+	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 2, efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_true(table_masked(f, 1));
+	assert_true(table_masked(f, 2)); /* never written, no eventfd */
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 1), 0);
+	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 0), 0);
+	assert_true(it_readable(efd[0], IT_TIMEOUT_MS));
+	assert_int_equal(fired(efd, 2), 1u << 0);
+	assert_int_equal(pba_bits(f) & 0x03, 1u << 1);
+	/* the client's own unmask delivers it */
+	assert_int_equal(it_wr32(f->c, VFURT_REGION_BAR4, 1 * 16u + 12u, 0), 0);
+	assert_true(it_readable(efd[1], IT_TIMEOUT_MS));
+	assert_int_equal(fired(efd, 2), 1u << 1);
+	/* removing the eventfd does not touch the client's table either */
+	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 1, NULL,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_false(table_masked(f, 0));
+	close_efds(f, efd, 2);
 }
 
 static void test_intx_automask(void **state)
@@ -1148,6 +1387,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_device_info, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_region_info_all, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_region_info_argsz_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_region_info_qemu_flow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mmap_sparse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_region_io_fds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_irq_info_all, setup, teardown),
@@ -1155,6 +1395,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_set_irqs_split_by_max_fds, setup_few_fds,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_msix_mask_unmask, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msix_client_emulated_table, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msix_client_emulated_table_late_enable, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_msix_client_table_keeps_masks, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_intx_automask, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_irq_client_trigger, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_region_rw_sizes, setup, teardown),

@@ -29,6 +29,7 @@
 
 struct gx {
 	struct testsrv *ts;
+	struct vfurt_dev *dev;
 	struct vfurt_client *c;
 	int base_fds;
 };
@@ -45,6 +46,7 @@ static int setup(void **state)
 	dev = vfurt_gpio_create(&o);
 	if (!dev)
 		return -1;
+	x->dev = dev;
 	x->ts = testsrv_start(&dev, 1, NULL);
 	if (!x->ts)
 		return -1;
@@ -204,6 +206,38 @@ static void test_gpio_intx(void **state)
 	close(efd);
 }
 
+/*
+ * ERR and REQ as the kernel's vfio-pci reports them for a conventional PCI
+ * function: no ERR vector (no PCIe capability), one REQ vector that takes
+ * an eventfd, which the device may signal later.
+ */
+static void test_gpio_err_req_irqs(void **state)
+{
+	struct gx *x = *state;
+	struct vfio_irq_info ii;
+	int efd = it_eventfd();
+
+	assert_true(efd >= 0);
+	assert_int_equal(vfurt_client_irq_info(x->c, VFURT_IRQ_ERR, &ii), 0);
+	assert_int_equal(ii.count, 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(x->c, VFURT_IRQ_ERR, 0, 1, &efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), -EINVAL);
+	assert_int_equal(vfurt_client_irq_info(x->c, VFURT_IRQ_REQ, &ii), 0);
+	assert_int_equal(ii.count, 1);
+	assert_int_equal(ii.flags, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(x->c, VFURT_IRQ_REQ, 0, 1, &efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_true(vfurt_irq_enabled(x->dev, VFURT_IRQ_REQ, 0));
+	/* REQ is not maskable */
+	assert_int_equal(vfurt_client_set_irqs(x->c, VFURT_IRQ_REQ, 0, 1,
+					       VFIO_IRQ_SET_ACTION_MASK, NULL), -EINVAL);
+	/* the device asks for its release (triggers are safe from any thread) */
+	assert_int_equal(vfurt_irq_trigger(x->dev, VFURT_IRQ_REQ, 0), 0);
+	assert_true(it_readable(efd, IT_TIMEOUT_MS));
+	assert_int_equal(it_eventfd_take(efd), 1);
+	close(efd); /* the server's copy goes with the connection (teardown checks) */
+}
+
 static void test_gpio_reset_and_reconnect(void **state)
 {
 	struct gx *x = *state;
@@ -233,6 +267,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gpio_outputs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gpio_inputs_toggle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gpio_intx, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gpio_err_req_irqs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gpio_reset_and_reconnect, setup, teardown),
 	};
 

@@ -528,6 +528,29 @@ static void test_msix_completion(void **state)
 	nh_free(h, buf, NH_PAGE);
 }
 
+/* A PCIe function gets the ERR irq as from the kernel's vfio-pci (QEMU
+ * enables error recovery only with count 1), and REQ; both take eventfds. */
+static void test_err_req_irqs(void **state)
+{
+	struct fx *f = *state;
+	struct vfurt_client *c = nh_client(f->h);
+	struct vfio_irq_info ii;
+	int efd[2] = { it_eventfd(), it_eventfd() };
+
+	assert_true(efd[0] >= 0 && efd[1] >= 0);
+	for (uint32_t i = 0; i < 2; i++) {
+		uint32_t index = i ? VFURT_IRQ_REQ : VFURT_IRQ_ERR;
+
+		assert_int_equal(vfurt_client_irq_info(c, index, &ii), 0);
+		assert_int_equal(ii.count, 1);
+		assert_int_equal(ii.flags, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
+		assert_int_equal(vfurt_client_set_irqs_eventfd(c, index, 0, 1, &efd[i],
+							       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	}
+	close(efd[0]);
+	close(efd[1]);
+}
+
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -1304,6 +1327,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_enable_disable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_identify, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_err_req_irqs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_pairs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rw_prp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rw_sgl, setup, teardown),

@@ -752,6 +752,61 @@ static void test_dma_unmap_invalid(void **state)
 	assert_true(it_alive(x->c));
 }
 
+/*
+ * Regression (SPDK): its NVMe driver sends the region's fd along with
+ * DMA_UNMAP, which libvfio-user accepts. The server takes it, closes it and
+ * unmaps as usual; more than one fd is still refused.
+ */
+static void test_dma_unmap_with_fd(void **state)
+{
+	struct vx *x = *state;
+	struct vfio_user_dma_unmap u = { .argsz = sizeof(u), .addr = IOVA, .size = 4 * PG };
+	struct vfio_user_dma_unmap all = { .argsz = sizeof(all),
+					   .flags = VFIO_USER_DMA_UNMAP_FLAG_ALL };
+	struct vfio_user_dma_unmap echo;
+	int n0 = test_count_fds();
+	int fds[2] = { it_memfd(4 * PG), it_memfd(4 * PG) };
+	int n1 = test_count_fds();
+
+	assert_true(fds[0] >= 0 && fds[1] >= 0);
+	assert_int_equal(map(x->c, IOVA, 4 * PG, RW, 0, fds, 1), 0);
+	assert_int_equal(test_count_fds(), n1);
+	assert_int_equal(it_dev_dma(x->c, 1, IOVA, 64), 0); /* the device reaches it */
+
+	/* two fds: refused, both server copies closed, still mapped */
+	assert_int_equal(req(x->c, VFIO_USER_DMA_UNMAP, &u, sizeof(u), fds, 2), -EINVAL);
+	assert_int_equal(test_count_fds(), n1);
+	assert_int_equal(atomic_load(&x->st[0]->dma_unmap), 0);
+	assert_int_equal(it_dev_dma(x->c, 1, IOVA, 64), 0);
+
+	/* as SPDK sends it: accepted, the fd closed, the window gone */
+	assert_int_equal(req(x->c, VFIO_USER_DMA_UNMAP, &u, sizeof(u), fds, 1), 0);
+	memcpy(&echo, rbuf, sizeof(echo));
+	assert_int_equal(echo.addr, IOVA);
+	assert_int_equal(echo.size, 4 * PG);
+	assert_int_equal(test_count_fds(), n1);
+	assert_int_equal(atomic_load(&x->st[0]->dma_unmap), 1);
+	assert_int_equal(it_dev_dma(x->c, 1, IOVA, 64), -ENOENT);
+	assert_int_equal(unmap(x->c, IOVA, 4 * PG, 0), -ENOENT);
+
+	/* an unmap that fails still closes the fd */
+	assert_int_equal(req(x->c, VFIO_USER_DMA_UNMAP, &u, sizeof(u), fds, 1), -ENOENT);
+	assert_int_equal(test_count_fds(), n1);
+
+	/* unmap-all with an fd */
+	assert_int_equal(map(x->c, IOVA, 4 * PG, RW, 0, fds + 1, 1), 0);
+	assert_int_equal(req(x->c, VFIO_USER_DMA_UNMAP, &all, sizeof(all), fds + 1, 1), 0);
+	assert_int_equal(test_count_fds(), n1);
+	assert_int_equal(atomic_load(&x->st[0]->dma_unmap), 2);
+	assert_int_equal(it_dev_dma(x->c, 1, IOVA, 64), -ENOENT);
+
+	close(fds[0]);
+	close(fds[1]);
+	assert_int_equal(test_count_fds(), n0);
+	assert_true(it_alive(x->c));
+	guard_ok(x);
+}
+
 /* ---- SET_IRQS --------------------------------------------------------------------- */
 
 static int set_irqs(struct vfurt_client *c, uint32_t flags, uint32_t index, uint32_t start,
@@ -858,7 +913,9 @@ static void test_fds_with_other_commands(void **state)
 		memcpy(p, &a, sizeof(a));
 		assert_int_equal(req(x->c, VFIO_USER_REGION_WRITE, p, sizeof(p), &efd, 1), -EINVAL);
 	}
-	assert_int_equal(req(x->c, VFIO_USER_DMA_UNMAP, &um, sizeof(um), &efd, 1), -EINVAL);
+	/* DMA_UNMAP takes one fd (test_dma_unmap_with_fd), not two */
+	assert_int_equal(req(x->c, VFIO_USER_DMA_UNMAP, &um, sizeof(um), (int[]){ efd, efd }, 2),
+			 -EINVAL);
 	assert_int_equal(req(x->c, VFIO_USER_DEVICE_RESET, NULL, 0, &efd, 1), -EINVAL);
 	assert_int_equal(atomic_load(&x->st[0]->reset), 0);
 	assert_int_equal(test_count_fds(), n1);
@@ -1010,6 +1067,7 @@ int main(void)
 		T(test_dma_map_fds_invalid),
 		TS(test_dma_map_limit, setup_max_maps),
 		T(test_dma_unmap_invalid),
+		T(test_dma_unmap_with_fd),
 		T(test_set_irqs_invalid),
 		T(test_fds_with_other_commands),
 		TS(test_reset_not_supported, setup_no_reset),

@@ -672,6 +672,12 @@ static void fk_region_info(struct fake *f)
 	sp.nr_areas = 9;
 	memcpy(out + 32, &sp, sizeof(sp));
 	FK_CHECK(f, fk_reply(f, out, 48, NULL, 0) == 0);
+
+	/* FLAG_CAPS with cap_offset 0 in a complete reply (QEMU refuses it) */
+	FK_CHECK(f, fk_expect(f, VFIO_USER_DEVICE_GET_REGION_INFO));
+	ri.argsz = 32;
+	ri.cap_offset = 0;
+	FK_CHECK(f, fk_reply(f, &ri, sizeof(ri), NULL, 0) == 0);
 }
 
 static void test_region_info(void **state)
@@ -714,6 +720,7 @@ static void test_region_info(void **state)
 
 	assert_int_equal(vfurt_client_region_info(c, 2, &info), -EPROTO);
 	assert_int_equal(info.fd, -1);
+	assert_int_equal(vfurt_client_region_info(c, 2, &info), -EPROTO);
 	assert_int_equal(vfurt_client_region_info(c, 2, &info), -EPROTO);
 	vfurt_client_close(c);
 	fake_finish(&f);

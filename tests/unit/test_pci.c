@@ -700,6 +700,52 @@ static void test_no_intx(void **state)
 	vfurt_dev_destroy(dev);
 }
 
+/*
+ * ERR and REQ irqs as the kernel's vfio-pci counts them: REQ has one
+ * vector on every PCI function, ERR one only with a PCIe capability (QEMU
+ * warns "Could not enable error recovery" otherwise). A count the model set
+ * up itself is kept.
+ */
+static void test_err_req_irqs(void **state)
+{
+	struct vfurt_dev *dev = new_dev();
+	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+	struct vfurt_pci *pci;
+
+	pci = vfurt_pci_create(dev, &o);
+	assert_non_null(pci);
+	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_REQ), 1);
+	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_ERR), 0);
+	assert_int_equal(vfurt_pci_add_pcie(pci), -EINVAL); /* needs 4 KiB config */
+	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_ERR), 0);
+	vfurt_dev_destroy(dev);
+
+	dev = new_dev();
+	o = std_opts(VFURT_PCI_CFG_SIZE_EXP);
+	pci = vfurt_pci_create(dev, &o);
+	assert_non_null(pci);
+	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_ERR), 0);
+	assert_true(vfurt_pci_add_pcie(pci) > 0);
+	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_ERR), 1);
+	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_REQ), 1);
+	assert_int_equal(vfurt_irqs_info_flags(dev->irqs, VFURT_IRQ_ERR),
+			 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
+	assert_int_equal(vfurt_irqs_info_flags(dev->irqs, VFURT_IRQ_REQ),
+			 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
+	vfurt_dev_destroy(dev);
+
+	/* the model's own counts win */
+	dev = new_dev();
+	assert_int_equal(vfurt_dev_setup_irq(dev, VFURT_IRQ_REQ, 2), 0);
+	assert_int_equal(vfurt_dev_setup_irq(dev, VFURT_IRQ_ERR, 3), 0);
+	pci = vfurt_pci_create(dev, &o);
+	assert_non_null(pci);
+	assert_true(vfurt_pci_add_pcie(pci) > 0);
+	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_REQ), 2);
+	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_ERR), 3);
+	vfurt_dev_destroy(dev);
+}
+
 /* ---- access shapes ------------------------------------------------------ */
 
 static void test_unaligned_straddle(void **state)
@@ -967,6 +1013,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_msi_resync, setup_full, teardown),
 		cmocka_unit_test_setup_teardown(test_intx_disable, setup_full, teardown),
 		cmocka_unit_test(test_no_intx),
+		cmocka_unit_test(test_err_req_irqs),
 		cmocka_unit_test_setup_teardown(test_unaligned_straddle, setup_full, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_range, setup_full, teardown),
 		cmocka_unit_test_setup_teardown(test_cfg_hook, setup_full, teardown),
