@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,6 +28,9 @@
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
+
+/* How long a shutdown may take before the daemon gives up on its workers. */
+#define STOP_TIMEOUT_S 10
 #define MAX_DEVICE_ARGS 1024
 #define CTL_WRITE_TIMEOUT_MS 1000
 
@@ -592,6 +596,64 @@ out:
 	return rc;
 }
 
+struct stop_watch {
+	struct vfurt_runtime *rt;
+	const struct vfurt_log *log;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+};
+
+/*
+ * A worker that never finishes its pass (a bug: a wait on another worker, a
+ * device callback that does not return) must not keep a SIGTERM'd daemon
+ * alive: after STOP_TIMEOUT_S say which worker is stuck where, and exit.
+ */
+static void *stop_watchdog(void *arg)
+{
+	struct stop_watch *sw = arg;
+	struct timespec until;
+	bool done;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += STOP_TIMEOUT_S;
+	pthread_mutex_lock(&sw->lock);
+	while (!sw->done)
+		if (pthread_cond_timedwait(&sw->cond, &sw->lock, &until))
+			break;
+	done = sw->done;
+	pthread_mutex_unlock(&sw->lock);
+	if (done)
+		return NULL;
+	for (uint32_t i = 0; i < vfurt_runtime_worker_count(sw->rt); i++) {
+		const char *where = vfurt_runtime_worker_where(sw->rt, i);
+
+		if (strcmp(where, "not running"))
+			vfurt_logf(sw->log, VFURT_LOG_ERR, "shutdown: worker %u did not stop "
+				   "within %d s: stuck %s", i, STOP_TIMEOUT_S, where);
+	}
+	vfurt_logf(sw->log, VFURT_LOG_ERR, "shutdown timed out: exiting without cleanup");
+	_exit(EXIT_RUNTIME);
+}
+
+/* Stop the runtime, bounded in time by stop_watchdog. */
+static void stop_bounded(struct vfurt_runtime *rt, const struct vfurt_log *log)
+{
+	struct stop_watch sw = { .rt = rt, .log = log, .lock = PTHREAD_MUTEX_INITIALIZER,
+				 .cond = PTHREAD_COND_INITIALIZER };
+	pthread_t t;
+	bool watched = pthread_create(&t, NULL, stop_watchdog, &sw) == 0;
+
+	vfurt_runtime_stop(rt);
+	if (!watched)
+		return;
+	pthread_mutex_lock(&sw.lock);
+	sw.done = true;
+	pthread_cond_signal(&sw.cond);
+	pthread_mutex_unlock(&sw.lock);
+	pthread_join(t, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl = { 0 };
@@ -666,7 +728,7 @@ int main(int argc, char **argv)
 		   vfurt_runtime_worker_count(rt), ro.cores,
 		   ro.poll_mode == VFURT_POLL_BUSY ? "busy" : "adaptive");
 	rc = run(rt, sfd, &ctl, cfg.stats_interval_s, &log);
-	vfurt_runtime_stop(rt);
+	stop_bounded(rt, &log);
 out_ctl:
 	ctl_close(&ctl);
 out_rt:

@@ -562,6 +562,8 @@ static int run_on_flags(struct vfurt_runtime *rt, struct vfurt_worker *w, void (
 {
 	struct sync_call c = { .fn = fn, .arg = arg, .nestable = nestable };
 	void (*thunk)(void *) = nestable ? sync_call_run_nestable : sync_call_run;
+	struct vfurt_worker *self = vfurt_worker_self();
+	const char *was = self ? atomic_load_explicit(&self->where, memory_order_relaxed) : NULL;
 	int rc;
 
 	if (vfurt_worker_self() == w || !rt->started || rt->stopped) {
@@ -571,15 +573,16 @@ static int run_on_flags(struct vfurt_runtime *rt, struct vfurt_worker *w, void (
 	/* a worker waiting here keeps serving its own inbox: the target may be
 	 * waiting for us in the same way (two devices attaching at once, each
 	 * placing a queue on the other's worker) */
+	rt_worker_where(self, "waiting for another worker");
 	while ((rc = vfurt_worker_send(w, thunk, &c)) == -EAGAIN)
 		if (!rt_worker_poll_inbox(sync_call_run_nestable))
 			sched_yield();
-	if (rc)
-		return rc;
-	while (!atomic_load_explicit(&c.done, memory_order_acquire))
-		if (!rt_worker_poll_inbox(sync_call_run_nestable))
-			sched_yield();
-	return 0;
+	if (!rc)
+		while (!atomic_load_explicit(&c.done, memory_order_acquire))
+			if (!rt_worker_poll_inbox(sync_call_run_nestable))
+				sched_yield();
+	rt_worker_where(self, was);
+	return rc;
 }
 
 /* Control-plane calls: run between messages, never nested. */
@@ -656,6 +659,22 @@ static void host_queue_kick(void *host, struct vfurt_dev *dev, struct vfurt_queu
 	vfurt_worker_wake(queue_worker(host, q));
 }
 
+/*
+ * ck_epoch wait callback: a worker waiting for the others to leave their
+ * epoch sections keeps serving the nestable calls sent to it. The worker it
+ * waits for may itself be waiting, inside its section, for one of them (a
+ * poller stopping a queue that lives here); without this the two spin
+ * forever.
+ */
+static void epoch_wait_serve(ck_epoch_t *epoch, ck_epoch_record_t *rec, void *arg)
+{
+	(void)epoch;
+	(void)rec;
+	(void)arg;
+	if (!rt_worker_poll_inbox(sync_call_run_nestable))
+		sched_yield();
+}
+
 static void host_dma_sync(void *host, struct vfurt_dev *dev)
 {
 	struct vfurt_runtime *rt = host;
@@ -665,8 +684,14 @@ static void host_dma_sync(void *host, struct vfurt_dev *dev)
 	/* every reader holds DMA pointers and eventfds only inside an epoch
 	 * section */
 	if (rt->started && !rt->stopped) {
-		ck_epoch_synchronize_wait(&rt->epoch, NULL, NULL);
+		struct vfurt_worker *self = vfurt_worker_self();
+		const char *was = self ? atomic_load_explicit(&self->where,
+							      memory_order_relaxed) : NULL;
+
+		rt_worker_where(self, "waiting for an epoch grace period");
+		ck_epoch_synchronize_wait(&rt->epoch, epoch_wait_serve, NULL);
 		vfurt_tsan_acquire(&rt->epoch);
+		rt_worker_where(self, was);
 	}
 }
 
@@ -691,6 +716,18 @@ const struct vfurt_dev_host_ops rt_host_ops = {
 };
 
 /* ---- statistics -------------------------------------------------------- */
+
+const char *vfurt_runtime_worker_where(const struct vfurt_runtime *rt, uint32_t i)
+{
+	const char *what;
+
+	if (!rt || i >= rt->nr_workers)
+		return NULL;
+	if (!atomic_load(&rt->workers[i].thread_started))
+		return "not running";
+	what = atomic_load_explicit(&rt->workers[i].where, memory_order_relaxed);
+	return what ? what : "starting";
+}
 
 int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
 			       struct vfurt_worker_stats *st)

@@ -100,6 +100,7 @@ struct vfurt_worker {
 	uint64_t wake_buf;
 	_Atomic int sleeping;
 	_Atomic bool stop;
+	_Atomic(const char *) where; /* vfurt_runtime_worker_where */
 	/* endpoints homed here */
 	struct rt_endpoint **eps;
 	uint32_t nr_eps;
@@ -115,6 +116,13 @@ struct vfurt_worker {
 	char log_prefix[24];
 	struct vfurt_log log;    /* runtime log, prefixed with the worker id */
 };
+
+/* Record what the calling worker is doing (for vfurt_runtime_worker_where). */
+static inline void rt_worker_where(struct vfurt_worker *w, const char *what)
+{
+	if (w)
+		atomic_store_explicit(&w->where, what, memory_order_relaxed);
+}
 
 struct vfurt_runtime {
 	struct vfurt_log log;

@@ -352,6 +352,7 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	/* pollers translate guest addresses: they run inside an epoch section
 	 * so that DMA unmap can wait for them (rt_host_ops.dma_sync) */
 	ck_epoch_begin(&w->epoch_rec, &section);
+	rt_worker_where(w, "running pollers");
 	work += vfurt_poller_set_run_active(w->pollers);
 	if (vfurt_poller_set_next_deadline(w->pollers) <= t0)
 		work += vfurt_poller_set_run_timed(w->pollers, t0);
@@ -362,12 +363,14 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	vfurt_tsan_release(&w->rt->epoch);
 	ck_epoch_end(&w->epoch_rec, &section);
 	/* control plane: vfio-user messages, accepts, ioeventfds */
+	rt_worker_where(w, "handling messages");
 	reap_completions(w, &work);
 	flush_irqs(w); /* triggers raised by message handlers */
 	if (w->ring_ok && w->pending_sqes) {
 		io_uring_submit(&w->ring);
 		w->pending_sqes = 0;
 	}
+	rt_worker_where(w, "between passes");
 	tls_worker = prev;
 
 	stat_add(&w->st.passes, 1);
@@ -408,7 +411,9 @@ static void worker_sleep(struct vfurt_worker *w)
 	    !atomic_load(&w->stop)) {
 		ts.tv_sec = (long long)(wait_ns / 1000000000ull);
 		ts.tv_nsec = (long long)(wait_ns % 1000000000ull);
+		rt_worker_where(w, "sleeping");
 		io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+		rt_worker_where(w, "between passes");
 		w->pending_sqes = 0;
 		stat_add(&w->st.sleeps, 1);
 	}

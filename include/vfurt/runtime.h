@@ -184,6 +184,15 @@ struct vfurt_worker_stats {
 	uint64_t total_ns;      /* time since start */
 };
 
+/*
+ * What worker i is doing right now, as a short static string ("running
+ * pollers", "handling messages", "waiting for another worker", "waiting for
+ * an epoch grace period", "sleeping", "between passes", "not running"), or
+ * NULL when i is out of range. Any thread; meant for diagnosing a worker
+ * that does not stop (the daemon logs it when a shutdown times out).
+ */
+VFURT_EXPORT const char *vfurt_runtime_worker_where(const struct vfurt_runtime *rt, uint32_t i);
+
 /* Snapshot of worker i's counters (relaxed atomic reads; any thread). */
 VFURT_EXPORT int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
 					    struct vfurt_worker_stats *st);
