@@ -141,6 +141,9 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 	if (!o.name)
 		o.name = "nvme";
 	o.serial = devspec_get(spec, "serial");
+	/* the socket names the controller: distinct serials, NQNs and
+	 * namespace IDs for every controller of the daemon */
+	o.identity = devspec_get(spec, "socket");
 	o.model = devspec_get(spec, "model");
 	if (!backend)
 		backend = "ram";

@@ -23,10 +23,12 @@ enum {
 	FEAT_ARB = 0x01,
 	FEAT_POWER = 0x02,
 	FEAT_TEMP = 0x04,
+	FEAT_ERR_RECOVERY = 0x05,
 	FEAT_VWC = 0x06,
 	FEAT_NQ = 0x07,
 	FEAT_IRQ_COALESCE = 0x08,
 	FEAT_IRQ_CONFIG = 0x09,
+	FEAT_WRITE_ATOMICITY = 0x0a,
 	FEAT_AEC = 0x0b,
 	FEAT_KATO = 0x0f,
 };
@@ -36,7 +38,20 @@ enum {
 	LOG_SMART = 0x02,
 	LOG_FW_SLOT = 0x03,
 	LOG_CHANGED_NS = 0x04,
+	LOG_CMD_EFFECTS = 0x05,
 };
+
+/* Commands Supported and Effects entry bits. */
+#define EFF_CSUPP (1u << 0) /* command supported */
+#define EFF_LBCC (1u << 1)  /* may change logical block content */
+
+/* Feature defaults (power-on and Get Features SEL = default or saved). */
+#define TEMP_OVER_DEFAULT 0x157u /* 343 K = WCTEMP */
+#define NSID_ALL 0xffffffffu
+
+/* Asynchronous Event Configuration bits we can deliver: the SMART critical
+ * warnings (7:0, none ever fires) and namespace attribute notices (OAES). */
+#define AEC_SUPPORTED (0xffu | 1u << 8)
 
 #define HELD 0xffffu /* internal: the command completes later (AER) */
 #define ID_SIZE 4096u
@@ -78,6 +93,9 @@ static void id_ctrl(const struct nvme_ctrl *c, uint8_t *b)
 	put_str(b, 24, 40, c->model);
 	put_str(b, 64, 8, "0.1");
 	b[72] = 6;                        /* RAB */
+	b[73] = (uint8_t)NVME_IEEE_OUI;   /* IEEE OUI, least significant byte first */
+	b[74] = (uint8_t)(NVME_IEEE_OUI >> 8);
+	b[75] = (uint8_t)(NVME_IEEE_OUI >> 16);
 	b[77] = NVME_MDTS;
 	put16(b, 78, 1);                  /* CNTLID */
 	put32(b, 80, NVME_VS_1_4);
@@ -87,7 +105,7 @@ static void id_ctrl(const struct nvme_ctrl *c, uint8_t *b)
 	b[258] = 3;                       /* ACL */
 	b[259] = NVME_AERL;
 	b[260] = 0x3;                     /* FRMW: one slot, read-only */
-	b[261] = 0x4;                     /* LPA: extended data (offsets) */
+	b[261] = 0x6;                     /* LPA: effects log, extended data (offsets) */
 	b[262] = NVME_ELPE;
 	put16(b, 266, 0x157);             /* WCTEMP 343 K */
 	put16(b, 268, 0x175);             /* CCTEMP 373 K */
@@ -115,6 +133,7 @@ static void id_ns(const struct nvme_ctrl *c, uint32_t nsid, uint8_t *b)
 	b[26] = 0;                        /* FLBAS */
 	b[33] = (ns->caps & VFURT_BDEV_CAP_DEALLOCATE) ? 0x01 : 0; /* reads zero */
 	memcpy(b + 104, ns->nguid, 16);
+	memcpy(b + 120, ns->eui64, 8);
 	b[130] = (uint8_t)ns->lba_shift;  /* LBAF0.LBADS */
 }
 
@@ -148,12 +167,17 @@ static uint16_t identify(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 			put32(b, k * 4u, i);
 		break;
 	case 0x03:
+		/* the same values as Identify Namespace (Linux compares them) */
 		if (nsid == 0 || nsid > c->nr_ns)
 			return SC_INVALID_NS;
 		b[off] = 0x02; /* NGUID */
 		b[off + 1] = 16;
 		memcpy(b + off + 4, c->ns[nsid - 1].nguid, 16);
 		off += 20;
+		b[off] = 0x01; /* EUI-64 */
+		b[off + 1] = 8;
+		memcpy(b + off + 4, c->ns[nsid - 1].eui64, 8);
+		off += 12;
 		b[off] = 0x03; /* UUID */
 		b[off + 1] = 16;
 		memcpy(b + off + 4, c->ns[nsid - 1].uuid, 16);
@@ -343,29 +367,87 @@ static uint16_t dbbuf_config(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 
 /* ---- features --------------------------------------------------------- */
 
+/*
+ * The features of an I/O controller that NVMe 2.0 makes mandatory (01h
+ * Arbitration, 02h Power Management, 04h Temperature Threshold, 05h Error
+ * Recovery, 07h Number of Queues, 08h Interrupt Coalescing, 09h Interrupt
+ * Vector Configuration, 0Ah Write Atomicity Normal, 0Bh Asynchronous Event
+ * Configuration) plus 06h Volatile Write Cache (when a namespace has one)
+ * and 0Fh Keep Alive Timer. None is saveable; all are controller-wide
+ * (Error Recovery applies to every namespace alike, since DULBE, its only
+ * per-namespace part, is never enabled).
+ */
+
+void nvme_admin_reset_features(struct nvme_ctrl *c)
+{
+	c->nq_set = false;
+	c->nsqa = c->ncqa = 0;
+	c->arb = 0;
+	c->power = 0;
+	c->temp_over = TEMP_OVER_DEFAULT;
+	c->temp_under = 0;
+	c->err_rec = 0;
+	__atomic_store_n(&c->vwc_enabled, c->vwc ? 1u : 0u, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->int_coal, 0u, __ATOMIC_RELAXED);
+	memset(c->ivc_cd, 0, sizeof(c->ivc_cd));
+	c->wan_dn = 0;
+	c->aec = 0;
+	c->kato = 0;
+}
+
+/* Temperature Threshold's TMPSEL (19:16) and THSEL (21:20): one sensor, the
+ * composite (0h; Set also takes Fh, "all implemented"), over or under. */
+static bool temp_sel_ok(uint32_t v, bool set)
+{
+	uint32_t tmpsel = (v >> 16) & 0xfu, thsel = (v >> 20) & 0x3u;
+
+	return (tmpsel == 0 || (set && tmpsel == 0xfu)) && thsel <= 1;
+}
+
+/* Error Recovery takes NSID 0 (SPDK asks so), FFFFFFFFh or an active one. */
+static uint16_t err_rec_nsid(const struct nvme_ctrl *c, uint32_t nsid)
+{
+	if (nsid == 0 || nsid == NSID_ALL || nsid <= c->nr_ns)
+		return SC_SUCCESS;
+	return SC_INVALID_NS;
+}
+
 static uint16_t set_features(struct nvme_ctrl *c, const struct nvme_sqe *cmd, uint32_t *dw0)
 {
 	uint32_t fid = cmd->cdw10 & 0xffu;
 	uint32_t v = cmd->cdw11;
+	uint16_t st;
 
 	if (cmd->cdw10 & (1u << 31))
 		return SC_FEAT_NOT_SAVEABLE;
 	switch (fid) {
 	case FEAT_ARB:
-		c->arb = v;
+		/* weights and burst are kept; CAP.AMS offers round robin only */
+		c->arb = v & 0xffffff07u;
 		return SC_SUCCESS;
 	case FEAT_POWER:
-		if (v & 0x1fu)
-			return SC_INVALID_FIELD; /* only power state 0 */
-		c->power = v;
+		/* one power state (NPSS 0); workload hints 0-2 (3-7 reserved) */
+		if ((v & 0x1fu) || ((v >> 5) & 0x7u) > 2)
+			return SC_INVALID_FIELD;
+		c->power = v & 0xffu;
 		return SC_SUCCESS;
 	case FEAT_TEMP:
-		if (((v >> 16) & 0xfu) != 0 || ((v >> 20) & 0x3u) > 1)
-			return SC_INVALID_FIELD; /* composite sensor, over/under */
+		if (!temp_sel_ok(v, true))
+			return SC_INVALID_FIELD;
 		if ((v >> 20) & 0x3u)
 			c->temp_under = v & 0xffffu;
 		else
 			c->temp_over = v & 0xffffu;
+		return SC_SUCCESS;
+	case FEAT_ERR_RECOVERY:
+		st = err_rec_nsid(c, cmd->nsid);
+		if (st)
+			return st;
+		/* DULBE needs NSFEAT.DAE, which no namespace reports: deallocated
+		 * blocks read as zeroes, we keep no record of them */
+		if (v & (1u << 16))
+			return SC_INVALID_FIELD;
+		c->err_rec = v & 0xffffu; /* TLER: nothing retries for long anyway */
 		return SC_SUCCESS;
 	case FEAT_VWC:
 		if (!c->vwc)
@@ -387,15 +469,23 @@ static uint16_t set_features(struct nvme_ctrl *c, const struct nvme_sqe *cmd, ui
 		return SC_SUCCESS;
 	}
 	case FEAT_IRQ_COALESCE:
-		c->int_coal = v & 0xffffu;
+		__atomic_store_n(&c->int_coal, v & 0xffffu, __ATOMIC_RELAXED);
 		return SC_SUCCESS;
 	case FEAT_IRQ_CONFIG:
+		/* IV names one of the MSI-X vectors: 0 (admin) .. max_ioq */
 		if ((v & 0xffffu) > c->max_ioq)
 			return SC_INVALID_FIELD;
 		c->ivc_cd[v & 0xffffu] = (uint8_t)((v >> 16) & 1u);
 		return SC_SUCCESS;
+	case FEAT_WRITE_ATOMICITY:
+		/* DN: AWUN/NAWUN are 0 anyway, only AWUPF (one block) holds */
+		c->wan_dn = v & 1u;
+		return SC_SUCCESS;
 	case FEAT_AEC:
-		c->aec = v;
+		/* bits of events this controller never raises are dropped (Get
+		 * Features shows what was kept) rather than refused: SPDK sets
+		 * all of the SMART warnings and more */
+		c->aec = v & AEC_SUPPORTED;
 		return SC_SUCCESS;
 	case FEAT_KATO:
 		c->kato = v;
@@ -411,6 +501,7 @@ static uint16_t get_features(struct nvme_ctrl *c, const struct nvme_sqe *cmd, ui
 	uint32_t sel = (cmd->cdw10 >> 8) & 0x7u;
 	bool def = sel == 1 || sel == 2; /* nothing is saveable: saved = default */
 	uint32_t v = cmd->cdw11;
+	uint16_t st;
 
 	if (sel > 3)
 		return SC_INVALID_FIELD;
@@ -421,8 +512,14 @@ static uint16_t get_features(struct nvme_ctrl *c, const struct nvme_sqe *cmd, ui
 	case FEAT_NQ:
 	case FEAT_IRQ_COALESCE:
 	case FEAT_IRQ_CONFIG:
+	case FEAT_WRITE_ATOMICITY:
 	case FEAT_AEC:
 	case FEAT_KATO:
+		break;
+	case FEAT_ERR_RECOVERY:
+		st = err_rec_nsid(c, cmd->nsid);
+		if (st)
+			return st;
 		break;
 	case FEAT_VWC:
 		if (!c->vwc)
@@ -443,12 +540,15 @@ static uint16_t get_features(struct nvme_ctrl *c, const struct nvme_sqe *cmd, ui
 		*dw0 = def ? 0 : c->power;
 		break;
 	case FEAT_TEMP:
-		if (((v >> 16) & 0xfu) != 0 || ((v >> 20) & 0x3u) > 1)
+		if (!temp_sel_ok(v, false))
 			return SC_INVALID_FIELD;
 		if ((v >> 20) & 0x3u)
 			*dw0 = def ? 0 : c->temp_under;
 		else
-			*dw0 = def ? 0x157 : c->temp_over;
+			*dw0 = def ? TEMP_OVER_DEFAULT : c->temp_over;
+		break;
+	case FEAT_ERR_RECOVERY:
+		*dw0 = def ? 0 : c->err_rec;
 		break;
 	case FEAT_VWC:
 		*dw0 = def ? 1 : c->vwc_enabled;
@@ -466,6 +566,9 @@ static uint16_t get_features(struct nvme_ctrl *c, const struct nvme_sqe *cmd, ui
 		if ((v & 0xffffu) > c->max_ioq)
 			return SC_INVALID_FIELD;
 		*dw0 = (v & 0xffffu) | (def ? 0u : (uint32_t)c->ivc_cd[v & 0xffffu] << 16);
+		break;
+	case FEAT_WRITE_ATOMICITY:
+		*dw0 = def ? 0 : c->wan_dn;
 		break;
 	case FEAT_AEC:
 		*dw0 = def ? 0 : c->aec;
@@ -522,6 +625,40 @@ static size_t log_smart(struct nvme_ctrl *c, uint8_t *b)
 	return 512;
 }
 
+/*
+ * Commands Supported and Effects (NVM command set): CSUPP for every opcode
+ * admin_cmd and nvme_io.c accept, LBCC for those that write blocks. No
+ * admin command changes block content, namespaces or capabilities (there
+ * is no Format NVM or Namespace Management), so none needs the host to
+ * quiesce around it (CSE 0).
+ */
+static size_t log_effects(const struct nvme_ctrl *c, uint8_t *b)
+{
+	static const uint8_t admin[] = {
+		ADM_DELETE_SQ, ADM_CREATE_SQ, ADM_GET_LOG, ADM_DELETE_CQ, ADM_CREATE_CQ,
+		ADM_IDENTIFY, ADM_ABORT, ADM_SET_FEATURES, ADM_GET_FEATURES, ADM_AER,
+		ADM_KEEP_ALIVE, ADM_DBBUF,
+	};
+	uint8_t *iocs = b + 1024;
+
+	for (size_t i = 0; i < sizeof(admin); i++)
+		put32(b, 4u * admin[i], EFF_CSUPP);
+	put32(iocs, 4u * 0x00, EFF_CSUPP);            /* Flush */
+	put32(iocs, 4u * 0x01, EFF_CSUPP | EFF_LBCC); /* Write */
+	put32(iocs, 4u * 0x02, EFF_CSUPP);            /* Read */
+	if (c->oncs & (1u << 3))
+		put32(iocs, 4u * 0x08, EFF_CSUPP | EFF_LBCC); /* Write Zeroes */
+	if (c->oncs & (1u << 2))
+		put32(iocs, 4u * 0x09, EFF_CSUPP | EFF_LBCC); /* Dataset Management */
+	return ID_SIZE;
+}
+
+/*
+ * Get Log Page. NUMD (NUMDU:NUMDL) dwords from byte offset LPOU:LPOL (LPA
+ * bit 2): the offset must be a multiple of 4 and inside the page; a length
+ * beyond the end transfers what there is. Index offsets (CDW14 OT) are not
+ * supported; the effects log exists for the NVM command set (CSI 0) only.
+ */
 static uint16_t get_log(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 {
 	uint8_t b[ID_SIZE];
@@ -530,9 +667,13 @@ static uint16_t get_log(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	uint64_t numd = ((uint64_t)(cmd->cdw11 & 0xffffu) << 16 | cmd->cdw10 >> 16) + 1u;
 	uint64_t off = (uint64_t)cmd->cdw13 << 32 | cmd->cdw12;
 	uint64_t len = numd * 4u;
+	uint32_t csi = cmd->cdw14 >> 24;
 	uint32_t clear = 0;
 	size_t size;
+	uint16_t st;
 
+	if (cmd->cdw14 & (1u << 23))
+		return SC_INVALID_FIELD; /* OT: offset is an index */
 	memset(b, 0, sizeof(b));
 	switch (lid) {
 	case LOG_ERROR:
@@ -540,6 +681,9 @@ static uint16_t get_log(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 		clear = EV_INVALID_DB_VALUE | EV_INVALID_DB_REG;
 		break;
 	case LOG_SMART:
+		/* controller-wide only (LPA bit 0 clear) */
+		if (cmd->nsid != 0 && cmd->nsid != NSID_ALL)
+			return SC_INVALID_FIELD;
 		size = log_smart(c, b);
 		break;
 	case LOG_FW_SLOT:
@@ -553,12 +697,15 @@ static uint16_t get_log(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 		for (uint32_t i = 0; i < VFURT_NVME_MAX_NS; i++)
 			if (c->changed_ns[i / 32] & (1u << (i % 32)))
 				put32(b, 4u * k++, i + 1);
-		if (!rae)
-			memset(c->changed_ns, 0, sizeof(c->changed_ns));
 		size = ID_SIZE;
 		clear = EV_NS_CHANGED;
 		break;
 	}
+	case LOG_CMD_EFFECTS:
+		if (csi != 0)
+			return SC_INVALID_FIELD;
+		size = log_effects(c, b);
+		break;
 	default:
 		return SC_LOG_INVALID;
 	}
@@ -566,9 +713,14 @@ static uint16_t get_log(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 		return SC_INVALID_FIELD;
 	if (len > size - off)
 		len = size - off;
-	if (!rae)
-		c->ev_masked &= ~clear;
-	return nvme_copy_to_guest(c, cmd, b + off, (size_t)len);
+	st = nvme_copy_to_guest(c, cmd, b + off, (size_t)len);
+	if (st || rae)
+		return st;
+	/* read (and not retained): the news it carried are taken */
+	if (lid == LOG_CHANGED_NS)
+		memset(c->changed_ns, 0, sizeof(c->changed_ns));
+	c->ev_masked &= ~clear;
+	return SC_SUCCESS;
 }
 
 /* ---- async events ----------------------------------------------------- */

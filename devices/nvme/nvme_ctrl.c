@@ -1,4 +1,5 @@
 /* NVMe controller object: creation (BARs, PCI, MSI-X), device ops, controller poller, I/O pause and resume. */
+#include <assert.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -268,14 +269,82 @@ static ssize_t bar4_access(struct vfurt_dev *dev, void *arg, void *buf, size_t c
 	return (ssize_t)count;
 }
 
-/* Deterministic 64-bit hash (FNV-1a) for identifiers derived from the serial. */
-static uint64_t fnv1a(const char *s, uint32_t salt)
+/*
+ * Identifiers. Everything a host uses to tell controllers and namespaces
+ * apart is derived, never random, so that a restart with the same
+ * configuration shows the guest the same devices (Linux drops a namespace
+ * whose identifiers changed; /dev/disk/by-id must stay put):
+ *   serial  = given, or "VFRT" + hex(H("sn", identity or name))
+ *   NGUID   = H("nguid", serial, nsid) around the OUI
+ *   EUI-64  = OUI + 40 bits of H("eui64", serial, nsid)
+ *   UUID    = H("uuid", serial, nsid) with the version 4 and RFC 4122
+ *             variant bits set (a name-based value looks random enough
+ *             for v4, and every RFC 4122 parser accepts v4)
+ * H is FNV-1a finished with murmur3's fmix64, so that every input bit
+ * reaches every output bit (bare FNV mixes the last bytes poorly); it is
+ * not cryptographic, the values only have to differ. Two controllers given
+ * the same serial get the same namespace identifiers: they claim to be one
+ * subsystem, which is a configuration error either way.
+ */
+static uint64_t fmix64(uint64_t h)
 {
-	uint64_t h = 0xcbf29ce484222325ull ^ salt;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
 
+static uint64_t id_hash(const char *tag, const char *s, uint32_t nsid, uint32_t k)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	uint8_t tail[8];
+
+	for (; *tag; tag++)
+		h = (h ^ (uint8_t)*tag) * 0x100000001b3ull;
+	h = (h ^ 0u) * 0x100000001b3ull; /* separator: tag "ab"+"c" != "a"+"bc" */
 	for (; *s; s++)
 		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-	return h;
+	for (int i = 0; i < 4; i++) {
+		tail[i] = (uint8_t)(nsid >> (8 * i));
+		tail[4 + i] = (uint8_t)(k >> (8 * i));
+	}
+	for (size_t i = 0; i < sizeof(tail); i++)
+		h = (h ^ tail[i]) * 0x100000001b3ull;
+	return fmix64(h);
+}
+
+static void put_be(uint8_t *b, uint64_t v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+}
+
+static void default_serial(char *out, size_t cap, const char *identity)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	uint64_t h = id_hash("sn", identity, 0, 0);
+	size_t n;
+
+	assert(cap >= 21);
+	memcpy(out, "VFRT", 4);
+	for (n = 4; n < 20; n++)
+		out[n] = hex[(h >> (4 * (19 - n))) & 0xfu];
+	out[20] = '\0';
+}
+
+static void make_ns_ids(const char *serial, uint32_t nsid, struct nvme_ns *ns)
+{
+	put_be(ns->nguid, id_hash("nguid", serial, nsid, 0), 8);
+	put_be(ns->nguid + 8, NVME_IEEE_OUI, 3);
+	put_be(ns->nguid + 11, id_hash("nguid", serial, nsid, 1), 5);
+	put_be(ns->eui64, NVME_IEEE_OUI, 3);
+	put_be(ns->eui64 + 3, id_hash("eui64", serial, nsid, 0), 5);
+	put_be(ns->uuid, id_hash("uuid", serial, nsid, 0), 8);
+	put_be(ns->uuid + 8, id_hash("uuid", serial, nsid, 1), 8);
+	ns->uuid[6] = (uint8_t)((ns->uuid[6] & 0x0f) | 0x40); /* version 4 */
+	ns->uuid[8] = (uint8_t)((ns->uuid[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 }
 
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -293,7 +362,6 @@ static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 	for (uint32_t i = 0; i < o->nr_ns; i++) {
 		struct nvme_ns *ns = &c->ns[i];
 		uint32_t bs;
-		uint64_t h1, h2;
 
 		if (!o->ns[i])
 			return -EINVAL;
@@ -304,16 +372,7 @@ static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 		ns->lba_shift = bs == 512 ? 9 : 12;
 		ns->nsze = vfurt_bdev_num_blocks(o->ns[i]);
 		ns->caps = vfurt_bdev_caps(o->ns[i]);
-		h1 = fnv1a(c->serial, 2 * i + 1);
-		h2 = fnv1a(c->serial, 2 * i + 2);
-		memcpy(ns->nguid, &h1, 8);
-		memcpy(ns->nguid + 8, &h2, 8);
-		h1 = fnv1a(c->name, 2 * i + 101);
-		h2 = fnv1a(c->name, 2 * i + 102) ^ h1;
-		memcpy(ns->uuid, &h1, 8);
-		memcpy(ns->uuid + 8, &h2, 8);
-		ns->uuid[6] = (uint8_t)((ns->uuid[6] & 0x0f) | 0x80); /* version 8: custom */
-		ns->uuid[8] = (uint8_t)((ns->uuid[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+		make_ns_ids(c->serial, i + 1, ns);
 		if (!(ns->caps & VFURT_BDEV_CAP_DEALLOCATE))
 			all_dealloc = false;
 		if (!(ns->caps & VFURT_BDEV_CAP_WRITE_ZEROES))
@@ -372,7 +431,13 @@ static int setup_bars(struct nvme_ctrl *c)
 	r.flags = VFURT_REGION_RW | VFURT_REGION_MEM64;
 	r.access = nvme_bar0_access;
 	r.arg = c;
-	r.fd = c->db_fd;
+	/*
+	 * Trapped doorbells: the memfd stays the doorbells' storage, but BAR0 is
+	 * not offered for mmap at all. A client maps every region that has an fd
+	 * and MMAP, and without sparse areas QEMU maps the whole BAR, so the
+	 * guest's register writes (CC.EN) would never reach us.
+	 */
+	r.fd = c->trap_db ? -1 : c->db_fd;
 	r.fd_offset = 0;
 	r.sparse = c->trap_db ? NULL : &db_area;
 	r.nr_sparse = c->trap_db ? 0 : 1;
@@ -418,7 +483,10 @@ static int setup_pci(struct nvme_ctrl *c)
 	if (rc < 0)
 		return rc;
 	rc = vfurt_pci_add_pcie(c->pci);
-	return rc < 0 ? rc : 0;
+	if (rc < 0)
+		return rc;
+	vfurt_irq_set_resample(c->dev, nvme_intx_resample, c);
+	return 0;
 }
 
 struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts)
@@ -454,7 +522,10 @@ struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts)
 	c->irq_per_cqe = o.irq_per_completion;
 	c->log = o.log;
 	copy_str(c->name, sizeof(c->name), o.name ? o.name : "nvme");
-	copy_str(c->serial, sizeof(c->serial), o.serial ? o.serial : c->name);
+	if (o.serial)
+		copy_str(c->serial, sizeof(c->serial), o.serial);
+	else
+		default_serial(c->serial, sizeof(c->serial), o.identity ? o.identity : c->name);
 	copy_str(c->model, sizeof(c->model), o.model ? o.model : "vfu-rt NVMe");
 	c->max_ioq = o.max_io_queues;
 	c->mqes = o.max_queue_entries - 1;

@@ -169,6 +169,19 @@ enum {
 #define NVME_MAX_SQ_PER_CQ 4u
 #define NVME_DRAIN_TIMEOUT_NS (30ull * 1000000000ull)
 
+/*
+ * IEEE OUI of Identify Controller and of the NGUIDs and EUI-64s we make up:
+ * 02-56-46. We own no IEEE assignment, so the value sits where no assigned
+ * one can be: the U/L bit (0x02 of the first octet) is set, and the low
+ * nibble 0x2 is the administratively assigned (AAI) quadrant of IEEE
+ * 802c's local address plan, which IEEE never hands out (MA-L OUIs have
+ * the bit clear, CIDs are in the ELI quadrant, nibble 0xA). 0x56 0x46 is
+ * "VF". Deliberately not 50-6B-8D, the OUI SPDK's vfio-user target
+ * borrows along with the 0x4e58 PCI vendor id: that one belongs to a real
+ * vendor and would claim our identifiers as theirs.
+ */
+#define NVME_IEEE_OUI 0x025646u
+
 /* Pending asynchronous events (bits of nvme_ctrl.events). */
 #define EV_INVALID_DB_VALUE (1u << 0) /* error type, info 01h, log 01h */
 #define EV_INVALID_DB_REG (1u << 1)   /* error type, info 00h, log 01h */
@@ -230,6 +243,7 @@ struct nvme_cq {
 	uint32_t outstanding; /* completions owed: reserves CQ space */
 	struct nvme_cqe *base;  /* valid during a pass only (guest memory) */
 	bool irq_pending;
+	uint32_t intx_tail;  /* tail when INTx was last raised (atomic) */
 	uint32_t coal_count; /* completions posted since the last interrupt */
 	uint64_t coal_since_ns; /* when the oldest of them was posted */
 	bool dead;           /* being torn down: completions are not posted */
@@ -248,8 +262,9 @@ struct nvme_ns {
 	uint32_t lba_shift;
 	uint64_t nsze;
 	uint32_t caps;
-	uint8_t nguid[16];
-	uint8_t uuid[16];
+	uint8_t nguid[16];       /* big-endian: 8 bytes vendor part, OUI, 5 bytes ext */
+	uint8_t eui64[8];        /* big-endian: OUI, 5 bytes extension */
+	uint8_t uuid[16];        /* RFC 4122 layout, version 4 and variant bits set */
 };
 
 struct nvme_err_entry {
@@ -311,6 +326,8 @@ struct nvme_ctrl {
 	uint32_t aec;
 	uint32_t kato;
 	uint8_t ivc_cd[NVME_MAX_QID + 1]; /* coalescing disable per vector */
+	uint32_t err_rec;     /* Error Recovery: TLER (DULBE is never set) */
+	uint32_t wan_dn;      /* Write Atomicity Normal: DN */
 
 	/* asynchronous events */
 	uint16_t aer_cid[NVME_AERL + 1];
@@ -397,7 +414,9 @@ uint32_t nvme_sq_tail(struct nvme_sq *sq);
 /* The SQE at the head, copied. false if it is not reachable. */
 bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_sqe *out);
 const struct nvme_sqe *nvme_sq_base(struct nvme_sq *sq);
-void nvme_irq_raise(struct nvme_ctrl *c, uint16_t vector);
+void nvme_irq_raise(struct nvme_cq *cq);
+/* vfurt_irq_resample_fn for INTx (control thread). */
+bool nvme_intx_resample(void *arg);
 /* End a pass over cq: raise its interrupt as coalescing allows. Returns true
  * while an interrupt is held back (the caller stays busy so that the time
  * limit is honoured even in adaptive polling). */
@@ -418,6 +437,9 @@ uint16_t nvme_copy_from_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, v
 
 /* Serve the admin queue; returns true when it did work. Home thread. */
 bool nvme_admin_poll(struct nvme_ctrl *c);
+/* Every feature (Set/Get Features) to its default, as a controller level
+ * reset requires; nothing is saveable. Home thread, I/O pollers stopped. */
+void nvme_admin_reset_features(struct nvme_ctrl *c);
 void nvme_admin_deliver_events(struct nvme_ctrl *c);
 
 /* ---- nvme_io.c ------------------------------------------------------- */

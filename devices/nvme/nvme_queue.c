@@ -267,7 +267,7 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 		cq->phase = !cq->phase;
 	}
 	if (c->irq_per_cqe && cq->ien) {
-		nvme_irq_raise(c, cq->vector);
+		nvme_irq_raise(cq);
 		return;
 	}
 	if (!cq->coal_count++ && c->int_coal)
@@ -346,15 +346,59 @@ int nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm)
 	return VFURT_ARM_DONE;
 }
 
-void nvme_irq_raise(struct nvme_ctrl *c, uint16_t vector)
+void nvme_irq_raise(struct nvme_cq *cq)
 {
+	struct nvme_ctrl *c = cq->ctrl;
+
 	if (c->pci && vfurt_pci_msix_enabled(c->pci)) {
-		(void)vfurt_irq_trigger(c->dev, VFURT_IRQ_MSIX, vector);
+		(void)vfurt_irq_trigger(c->dev, VFURT_IRQ_MSIX, cq->vector);
 		return;
 	}
-	/* INTx: one line for every vector, masked by INTMS bit 0 */
+	/* INTx: one line for every vector, masked by INTMS bit 0. The line
+	 * stays asserted until the host's head passes this tail: published
+	 * for nvme_intx_resample, which runs on the control thread. */
+	__atomic_store_n(&cq->intx_tail, cq->tail, __ATOMIC_RELEASE);
 	if (!(__atomic_load_n(&c->intms, __ATOMIC_RELAXED) & 1u))
 		(void)vfurt_irq_trigger(c->dev, VFURT_IRQ_INTX, 0);
+}
+
+/* The head the host reported for cq, without touching EventIdx state. */
+static uint32_t peek_cq_head(struct nvme_ctrl *c, const struct nvme_cq *cq)
+{
+	uint32_t idx = 2u * cq->qid + 1u;
+
+	if (c->dbbuf && cq->qid) {
+		const uint32_t *sh = shadow_slot(c, c->dbbuf_shadow, idx, VFURT_DMA_READ);
+
+		return sh ? __atomic_load_n(sh, __ATOMIC_ACQUIRE) : UINT32_MAX;
+	}
+	return __atomic_load_n(&c->db[idx], __ATOMIC_ACQUIRE);
+}
+
+/*
+ * INTx is a level: asserted while some CQ with interrupts enabled holds
+ * entries the host has not consumed (its head doorbell is short of the
+ * tail we raised the line for) and INTMS does not mask it. Runs on the
+ * control thread, which owns queue creation and deletion and the DMA
+ * table, so c->cq[] and the shadow buffer are stable here.
+ */
+bool nvme_intx_resample(void *arg)
+{
+	struct nvme_ctrl *c = arg;
+
+	if (__atomic_load_n(&c->intms, __ATOMIC_RELAXED) & 1u)
+		return false;
+	for (uint32_t qid = 0; qid <= NVME_MAX_QID; qid++) {
+		const struct nvme_cq *cq = c->cq[qid];
+		uint32_t head;
+
+		if (!cq || !cq->ien || cq->dead)
+			continue;
+		head = peek_cq_head(c, cq);
+		if (head < cq->size && head != __atomic_load_n(&cq->intx_tail, __ATOMIC_ACQUIRE))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -383,7 +427,7 @@ bool nvme_cq_end(struct nvme_cq *cq)
 	if (cq->qid != 0 && coal && cq->vector <= NVME_MAX_QID && !c->ivc_cd[cq->vector] &&
 	    cq->coal_count < thr && nvme_now_ns() - cq->coal_since_ns < time_ns)
 		return true; /* held back: keep polling until it is due */
-	nvme_irq_raise(cq->ctrl, cq->vector);
+	nvme_irq_raise(cq);
 	cq->irq_pending = false;
 	cq->coal_count = 0;
 	return false;

@@ -119,17 +119,7 @@ void nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on)
 	atomic_store(&c->events, 0);
 	c->ev_masked = 0;
 	c->ev_log_pending = 0;
-	c->nq_set = false;
-	c->nsqa = c->ncqa = 0;
-	c->arb = 0;
-	c->power = 0;
-	c->temp_over = 0x157; /* 343 K */
-	c->temp_under = 0;
-	__atomic_store_n(&c->vwc_enabled, c->vwc ? 1u : 0u, __ATOMIC_RELAXED);
-	c->int_coal = 0;
-	c->aec = 0;
-	c->kato = 0;
-	memset(c->ivc_cd, 0, sizeof(c->ivc_cd));
+	nvme_admin_reset_features(c);
 	c->dbbuf = false;
 	c->dbbuf_shadow = c->dbbuf_eventidx = 0;
 	if (c->db)

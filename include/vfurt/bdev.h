@@ -233,10 +233,17 @@ VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_null_create(const char *name, uint32_
 						       uint64_t num_blocks);
 
 /*
- * RAM backend: size_bytes of zeroed anonymous memory (reserved lazily),
- * a multiple of block_size. Data is copied at submit, the callback runs at
- * the next poll; WRITE_ZEROES and DEALLOCATE zero the range (DEALLOCATE also
- * returns whole pages to the kernel). No volatile cache: FLUSH is a no-op.
+ * RAM backend: size_bytes of zeroed anonymous memory, a multiple of
+ * block_size. The memory is faulted in at creation (no first-touch faults
+ * during I/O) and backed by transparent huge pages where the system has
+ * them; a device larger than the free memory is left to be allocated
+ * lazily. Creation therefore takes time in proportion to the size (the
+ * kernel zeroes the memory, about a second per several GiB): create at
+ * setup, not from a worker's pass. Data is copied at submit, the callback
+ * runs at the next poll; WRITE_ZEROES and DEALLOCATE zero the range
+ * (DEALLOCATE also returns whole pages, or whole huge pages, to the
+ * kernel; they fault in again when written). No volatile cache: FLUSH is
+ * a no-op.
  * Channels on different threads may touch the same blocks; as with a real
  * disk, the result of overlapping concurrent writes is undefined.
  * Returns NULL with errno EINVAL or ENOMEM. Thread: any.

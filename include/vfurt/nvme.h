@@ -37,7 +37,12 @@ struct vfurt_nvme_opts {
 	size_t opts_size;            /* sizeof(struct vfurt_nvme_opts) */
 	const char *name;            /* device name for logs */
 	struct vfurt_log log;
-	const char *serial;          /* Identify SN (<= 20 chars); default from name */
+	/* Identify SN (<= 20 printable ASCII chars). Default: "VFRT" and 16 hex
+	 * digits of a hash of identity (or name), so that controllers differ
+	 * without configuration and keep their serial across restarts. The
+	 * serial seeds the subsystem NQN and the namespace identifiers (NGUID,
+	 * EUI-64, UUID): give each controller its own. */
+	const char *serial;
 	const char *model;           /* Identify MN (<= 40 chars); default "vfu-rt NVMe" */
 	uint32_t max_io_queues;      /* I/O queue pairs offered (1..64, default 4) */
 	uint32_t max_queue_entries;  /* CAP.MQES + 1 (2..4096, default 1024) */
@@ -58,6 +63,15 @@ struct vfurt_nvme_opts {
 	/* Raise the CQ's interrupt for every completion instead of at most
 	 * once per CQ per pass (for measuring what aggregation buys). */
 	bool irq_per_completion;
+	/*
+	 * A string unique among the controllers a host may see and stable
+	 * across restarts of the same configuration, e.g. the socket path
+	 * (copied; NULL = name). Only seeds the default serial, so two
+	 * controllers with the same name and no serial still get distinct
+	 * serials and namespace identifiers (Linux clears identifiers it sees
+	 * twice, and /dev/disk/by-id then collides).
+	 */
+	const char *identity;
 };
 
 /* Create the controller. Returns NULL with errno EINVAL (bad opts, a bdev

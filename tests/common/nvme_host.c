@@ -1315,7 +1315,14 @@ int nh_create_io_pair(struct nvme_host *h, uint16_t qid, uint32_t entries, int v
 
 int nh_get_log(struct nvme_host *h, uint8_t lid, uint32_t nsid, bool rae, void *buf, size_t len)
 {
-	struct nh_sqe sqe = { .cdw0 = NH_ADM_GET_LOG, .nsid = nsid };
+	return nh_get_log_at(h, lid, nsid, rae, 0, 0, buf, len);
+}
+
+int nh_get_log_at(struct nvme_host *h, uint8_t lid, uint32_t nsid, bool rae, uint64_t off,
+		  uint32_t cdw14, void *buf, size_t len)
+{
+	struct nh_sqe sqe = { .cdw0 = NH_ADM_GET_LOG, .nsid = nsid, .cdw12 = (uint32_t)off,
+			      .cdw13 = (uint32_t)(off >> 32), .cdw14 = cdw14 };
 	uint32_t numd = (uint32_t)(len / 4) - 1;
 	uint16_t cid;
 	void *g;

@@ -330,6 +330,10 @@ int nh_create_io_pair(struct nvme_host *h, uint16_t qid, uint32_t entries, int v
 /* Get Log Page lid (rae: retain async event) into buf (len, multiple of 4). */
 int nh_get_log(struct nvme_host *h, uint8_t lid, uint32_t nsid, bool rae, void *buf,
 	       size_t len);
+/* The same from byte offset off (LPOU:LPOL, any value: negative tests),
+ * with CDW14 as given (CSI 31:24, OT 23, UUID index 6:0). */
+int nh_get_log_at(struct nvme_host *h, uint8_t lid, uint32_t nsid, bool rae, uint64_t off,
+		  uint32_t cdw14, void *buf, size_t len);
 /* Doorbell Buffer Config: allocate the shadow doorbell and EventIdx pages
  * and turn shadow doorbells on for I/O queues. */
 int nh_dbbuf_enable(struct nvme_host *h);

@@ -2,10 +2,13 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -109,6 +112,174 @@ static void test_validation(void **state)
 	assert_int_equal(st.flushes, 1);
 	vfurt_bdev_channel_destroy(ch);
 	vfurt_bdev_destroy(b);
+}
+
+/*
+ * Resident and huge-page kB of the mapping of exactly `kb` kB (the RAM
+ * backend's: its size is odd enough to be the only one). false: not found.
+ */
+static bool mapping_rss(unsigned long kb, unsigned long *rss, unsigned long *huge)
+{
+	FILE *fp = fopen("/proc/self/smaps", "r");
+	char line[256];
+	bool in = false, found = false;
+
+	if (fp == NULL)
+		return false;
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		unsigned long v;
+
+		if (sscanf(line, "Size: %lu kB", &v) == 1) {
+			in = v == kb && !found;
+			continue;
+		}
+		if (!in)
+			continue;
+		if (sscanf(line, "Rss: %lu kB", &v) == 1) {
+			*rss = v;
+			found = true;
+		} else if (sscanf(line, "AnonHugePages: %lu kB", &v) == 1) {
+			*huge = v;
+		}
+	}
+	fclose(fp);
+	return found;
+}
+
+/* Fill one block of block size bs with a pattern of lba, or check it. */
+static void pattern(unsigned char *b, uint32_t bs, uint64_t lba)
+{
+	for (uint32_t i = 0; i < bs; i++)
+		b[i] = (unsigned char)(lba * 31 + i + 1);
+}
+
+/*
+ * A RAM device whose size is no multiple of 2 MiB (nor of the page size):
+ * populated at creation, every block readable and writable up to the last,
+ * DEALLOCATE across huge-page boundaries zeroes exactly its range.
+ */
+static void test_ram_odd_size(void **state)
+{
+	const uint32_t bs = 512;
+	const uint64_t size = (6u << 20) + 12 * 1024 + 512; /* 6 MiB + 12.5 KiB */
+	const uint64_t nb = size / bs;
+	const uint64_t two_mib = (2u << 20) / bs;
+	const uint64_t lbas[] = { 0, 1, two_mib - 1, two_mib, 2 * two_mib - 1, 2 * two_mib,
+				  3 * two_mib - 1, 3 * two_mib, nb - 2, nb - 1 };
+	struct vfurt_bdev *b = vfurt_bdev_ram_create("odd", bs, size);
+	struct vfurt_bdev_channel *ch;
+	unsigned char *buf, one[512], want[512];
+	unsigned long rss = 0, huge = 0;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	unsigned long kb = (unsigned long)((size + page - 1) / page * page / 1024);
+	long avail = sysconf(_SC_AVPHYS_PAGES);
+
+	(void)state;
+	assert_non_null(b);
+	assert_int_equal(vfurt_bdev_num_blocks(b), nb);
+	/* populated up front: nothing faults in during I/O (unless memory is
+	 * so short that the backend leaves it lazy) */
+	if (avail > 0 && (unsigned long)avail > kb * 1024 / page) {
+		assert_true(mapping_rss(kb, &rss, &huge));
+		assert_int_equal(rss, kb);
+		print_message("ram %lu kB: resident %lu kB, of which huge pages %lu kB\n", kb, rss,
+			      huge);
+	}
+	ch = vfurt_bdev_channel_create(b, 4);
+	assert_non_null(ch);
+
+	/* the whole device reads as zero */
+	buf = calloc(1, (size_t)size);
+	assert_non_null(buf);
+	memset(buf, 0xee, (size_t)size);
+	{
+		struct iovec v = { buf, (size_t)size };
+
+		assert_int_equal(run_io(ch, VFURT_BDEV_READ, 0, (uint32_t)nb, &v, 1), 0);
+		for (size_t i = 0; i < size; i++)
+			assert_int_equal(buf[i], 0);
+	}
+	/* blocks around every 2 MiB boundary and at the very end */
+	for (size_t i = 0; i < sizeof(lbas) / sizeof(lbas[0]); i++) {
+		struct iovec v = { one, bs };
+
+		pattern(one, bs, lbas[i]);
+		assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, lbas[i], 1, &v, 1), 0);
+	}
+	for (size_t i = 0; i < sizeof(lbas) / sizeof(lbas[0]); i++) {
+		struct iovec v = { one, bs };
+
+		memset(one, 0, bs);
+		assert_int_equal(run_io(ch, VFURT_BDEV_READ, lbas[i], 1, &v, 1), 0);
+		pattern(want, bs, lbas[i]);
+		assert_memory_equal(one, want, bs);
+	}
+	/* beyond the last block: refused */
+	{
+		struct iovec v = { one, bs }, v2 = { buf, 2 * bs };
+		struct done d = { 0 };
+
+		assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, nb, 1, &v, 1), -EINVAL);
+		assert_int_equal(submit(ch, &d, VFURT_BDEV_WRITE, nb - 1, 2, &v2, 1), -EINVAL);
+	}
+	/* deallocate from just before the first boundary to just after the
+	 * second (a whole huge page plus two partial ones), and the tail that
+	 * is no whole huge page */
+	assert_int_equal(run_io(ch, VFURT_BDEV_DEALLOCATE, two_mib - 1, (uint32_t)two_mib + 2,
+				NULL, 0), 0);
+	assert_int_equal(run_io(ch, VFURT_BDEV_DEALLOCATE, nb - 1, 1, NULL, 0), 0);
+	for (size_t i = 0; i < sizeof(lbas) / sizeof(lbas[0]); i++) {
+		struct iovec v = { one, bs };
+		bool gone = (lbas[i] >= two_mib - 1 && lbas[i] <= 2 * two_mib) ||
+			    lbas[i] == nb - 1;
+
+		memset(one, 0xee, bs);
+		assert_int_equal(run_io(ch, VFURT_BDEV_READ, lbas[i], 1, &v, 1), 0);
+		if (gone)
+			memset(want, 0, bs);
+		else
+			pattern(want, bs, lbas[i]);
+		assert_memory_equal(one, want, bs);
+	}
+	/* released memory comes back on the next write */
+	pattern(one, bs, 7);
+	{
+		struct iovec v = { one, bs };
+
+		assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, two_mib + 5, 1, &v, 1), 0);
+		memset(one, 0, bs);
+		assert_int_equal(run_io(ch, VFURT_BDEV_READ, two_mib + 5, 1, &v, 1), 0);
+		pattern(want, bs, 7);
+		assert_memory_equal(one, want, bs);
+	}
+	free(buf);
+	vfurt_bdev_channel_destroy(ch);
+	vfurt_bdev_destroy(b);
+
+	/* 4 KiB blocks, sizes below, at and just above one huge page */
+	static const uint64_t sizes[] = { 4096, 2u << 20, (2u << 20) + 4096, (4u << 20) - 4096 };
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		uint64_t sz = sizes[k];
+		struct vfurt_bdev *b4 = vfurt_bdev_ram_create("odd4k", 4096, sz);
+		struct vfurt_bdev_channel *c4;
+		unsigned char blk[4096], chk[4096];
+		struct iovec v = { blk, sizeof(blk) };
+		uint64_t last = sz / 4096 - 1;
+
+		assert_non_null(b4);
+		c4 = vfurt_bdev_channel_create(b4, 1);
+		assert_non_null(c4);
+		for (size_t i = 0; i < sizeof(blk); i++)
+			blk[i] = (unsigned char)(i ^ 0x5a);
+		memcpy(chk, blk, sizeof(chk));
+		assert_int_equal(run_io(c4, VFURT_BDEV_WRITE, last, 1, &v, 1), 0);
+		memset(blk, 0, sizeof(blk));
+		assert_int_equal(run_io(c4, VFURT_BDEV_READ, last, 1, &v, 1), 0);
+		assert_memory_equal(blk, chk, sizeof(blk));
+		vfurt_bdev_channel_destroy(c4);
+		vfurt_bdev_destroy(b4);
+	}
 }
 
 static void test_create_errors(void **state)
@@ -508,6 +679,7 @@ int main(void)
 		cmocka_unit_test(test_resubmit_from_callback),
 		cmocka_unit_test(test_null_leaves_buffers),
 		cmocka_unit_test(test_ram_rw),
+		cmocka_unit_test(test_ram_odd_size),
 		cmocka_unit_test(test_custom_backend),
 		cmocka_unit_test(test_channel_destroy_pending_null),
 		cmocka_unit_test(test_parse_size),
