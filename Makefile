@@ -53,10 +53,16 @@ run: build
 	@echo "  $(RUN_DIR)/gpio0.sock  $(RUN_DIR)/nvme0.sock"
 	@echo "inspect them with: $(BUILD)/vfu-ctl info $(RUN_DIR)/nvme0.sock"
 	@echo "attach both to QEMU 10.1+ (guest RAM must be shared memory):"
-	@echo "  qemu-system-x86_64 -machine q35,memory-backend=mem -m 2G \\"
-	@echo "    -object memory-backend-memfd,id=mem,size=2G,share=on \\"
+	@echo "  $(abspath $(CURDIR)/../shared/qemu)/qemu-system-x86_64 -L $(abspath $(CURDIR)/../shared/qemu)/share -nographic -vga none -nic none \\"
+	@echo "    -machine q35,memory-backend=mem -m 2G -object memory-backend-memfd,id=mem,size=2G,share=on \\"
 	@echo "    -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$(RUN_DIR)/gpio0.sock\",\"type\":\"unix\"}}' \\"
-	@echo "    -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$(RUN_DIR)/nvme0.sock\",\"type\":\"unix\"}}' ..."
+	@echo "    -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$(RUN_DIR)/nvme0.sock\",\"type\":\"unix\"}}' \\"
+	@echo "    -kernel /boot/vmlinuz-\$$(uname -r) -initrd /boot/initrd.img-\$$(uname -r) -append console=ttyS0"
+	@echo "  (-L: the firmware directory of that QEMU build, ../shared/qemu/share; a packaged QEMU 10.1+ needs"
+	@echo "  no -L. The -kernel/-initrd pair boots this host's Debian kernel to its initramfs shell on the"
+	@echo "  console; put your guest's own -kernel/-initrd/-append, or a -drive with its disk, there instead."
+	@echo "  -nographic: the guest console is this terminal, Ctrl-a x quits. TCG without /dev/kvm; add"
+	@echo "  -accel kvm where KVM is available.)"
 	exec $(BUILD)/vfu-rt --device gpio,socket=$(RUN_DIR)/gpio0.sock,socket_mode=0600 \
 		--device nvme,socket=$(RUN_DIR)/nvme0.sock,socket_mode=0600,backend=ram,size=1G,queues=4
 
