@@ -185,16 +185,18 @@ static int vec_deliver(struct vfurt_irqs *irqs, uint32_t index, struct irq_vec *
 }
 
 /*
- * Control thread, after an unmask: INTx is a level, so a pending interrupt
- * is fired again only while the device still asserts the line. Without the
+ * Control thread, after an unmask: INTx is a level, so it is fired again
+ * exactly when the device still asserts the line. Without the
  * resample the guest would get an interrupt for work it already consumed
  * on every EOI (Linux: "irq N: nobody cared").
  */
 static void vec_redeliver(struct vfurt_irqs *irqs, uint32_t index, struct irq_vec *v)
 {
-	if (index == VFURT_IRQ_INTX && irqs->resample && atomic_load(&v->pending) &&
-	    !vec_masked(&irqs->idx[index], v) && !irqs->resample(irqs->resample_arg))
-		atomic_store(&v->pending, false);
+	/* the unmask also re-fires a line that is still asserted with nothing
+	 * new: the client deasserted it at its EOI, and the guest may not have
+	 * taken the interrupt yet (QEMU EOIs on any BAR access) */
+	if (index == VFURT_IRQ_INTX && irqs->resample && !vec_masked(&irqs->idx[index], v))
+		atomic_store(&v->pending, irqs->resample(irqs->resample_arg));
 	(void)vec_deliver(irqs, index, v);
 }
 

@@ -379,12 +379,13 @@ VFURT_EXPORT void vfurt_irq_set_func_mask(struct vfurt_dev *dev, uint32_t index,
 
 /*
  * Resample hook for the level-triggered INTx line: asked whether the device
- * still asserts the line when an INTx interrupt is pending and the client
- * unmasks it (its EOI: QEMU unmasks after every BAR access while INTx is
- * pending) or the guest clears the command register's INTx Disable bit.
- * Returns true to fire again, false to drop the pending interrupt: the line
- * fell meanwhile (the guest consumed what it was raised for). Without a
- * hook a pending INTx fires on unmask (edge-like). Called on the device's
+ * still asserts the line when the client unmasks INTx (its EOI: QEMU
+ * deasserts and unmasks after every BAR access while INTx is pending) or the
+ * guest clears the command register's INTx Disable bit. Returns true to fire
+ * again (the line is still up, whether or not anything new was raised),
+ * false to drop a pending interrupt: the line fell meanwhile (the guest
+ * consumed what it was raised for). Without a hook a pending INTx fires on
+ * unmask (edge-like). Called on the device's
  * home (control) thread, never concurrently with itself. fn NULL removes it.
  */
 typedef bool (*vfurt_irq_resample_fn)(void *arg);

@@ -173,6 +173,18 @@ static void test_ioeventfd_offer(void **state)
 		assert_int_equal(s->fd_index, 0);
 	}
 	vfurt_client_io_fds_release(&io);
+	/* BAR0 has no fd and no MMAP at all: a client that maps every region
+	 * with an fd (QEMU) would otherwise put the whole BAR, registers
+	 * included, into the guest, and CC.EN would never reach us */
+	{
+		struct vfurt_client_region_info ri;
+
+		assert_int_equal(vfurt_client_region_info(nh_client(h), 0, &ri), 0);
+		assert_int_equal(ri.fd, -1);
+		assert_false(ri.flags & VFIO_REGION_INFO_FLAG_MMAP);
+		assert_false(ri.has_sparse);
+		vfurt_client_region_info_release(&ri);
+	}
 	/* the default controller maps the page and offers none */
 	{
 		struct nvme_host *h2 = nh_open(testsrv_path(f->ts, 1), NULL);

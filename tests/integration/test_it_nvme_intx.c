@@ -1,0 +1,177 @@
+/* NVMe INTx as QEMU drives it: a level that a SET_IRQS unmask (the guest's EOI) re-fires only while asserted. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <linux/vfio.h>
+
+#include <vfurt/bdev.h>
+#include <vfurt/client.h>
+#include <vfurt/nvme.h>
+
+#include "common/it_util.h"
+#include "common/nvme_host.h"
+
+struct fx {
+	struct testsrv *ts;
+	struct nvme_host *h;
+	int efd;
+	int fds_before;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns1", 512, 1u << 20);
+	struct vfurt_nvme_opts o = {
+		.opts_size = sizeof(o),
+		.name = "nvme-intx",
+		.ns = &b,
+		.nr_ns = 1,
+		.own_bdevs = true,
+	};
+	struct vfurt_dev *dev;
+	struct vfurt_client *c;
+	uint16_t ctrl;
+	int cap;
+
+	assert_non_null(f);
+	assert_non_null(b);
+	f->fds_before = test_count_fds();
+	o.log = it_dev_log("nvme-intx");
+	dev = vfurt_nvme_create(&o);
+	assert_non_null(dev);
+	f->ts = testsrv_start(&dev, 1, NULL);
+	assert_non_null(f->ts);
+	f->h = nh_open(testsrv_path(f->ts, 0), NULL);
+	assert_non_null(f->h);
+	assert_int_equal(nh_enable(f->h), 0);
+	c = nh_client(f->h);
+	/* a guest booted with pci=nomsi: MSI-X off, INTx wired to an eventfd */
+	cap = it_cfg_find_cap(c, 0x11);
+	assert_true(cap > 0);
+	assert_int_equal(vfurt_client_region_read(c, VFURT_REGION_CONFIG, (uint64_t)cap + 2,
+						  &ctrl, 2), 0);
+	ctrl &= (uint16_t)~0x8000u;
+	assert_int_equal(vfurt_client_region_write(c, VFURT_REGION_CONFIG, (uint64_t)cap + 2,
+						   &ctrl, 2), 0);
+	f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(f->efd >= 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &f->efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	nh_close(f->h);
+	close(f->efd);
+	testsrv_stop(f->ts);
+	it_check_fds(f->fds_before);
+	free(f);
+	return 0;
+}
+
+/* Wait up to 5 s for the INTx eventfd; true when it fired (and drain it). */
+static bool intx_fired_within(int efd, int timeout_ms)
+{
+	struct pollfd p = { .fd = efd, .events = POLLIN };
+	uint64_t v;
+
+	if (poll(&p, 1, timeout_ms) != 1)
+		return false;
+	return read(efd, &v, sizeof(v)) == sizeof(v);
+}
+
+static void unmask_intx(struct fx *f)
+{
+	assert_int_equal(vfurt_client_set_irqs(nh_client(f->h), VFIO_PCI_INTX_IRQ_INDEX, 0, 1,
+					       VFIO_IRQ_SET_ACTION_UNMASK, NULL), 0);
+}
+
+static void submit_get_features(struct fx *f)
+{
+	struct nh_sqe sqe = { .cdw0 = 0x0a, .cdw10 = 0x07 }; /* Number of Queues */
+	uint16_t cid;
+
+	assert_int_equal(nh_submit(f->h, 0, &sqe, &cid), 0);
+}
+
+/*
+ * QEMU's EOI is a SET_IRQS unmask after any BAR access while INTx is
+ * pending. Unconsumed completions keep the line asserted, so the unmask
+ * fires again; once the host's CQ head covers them the line has fallen and
+ * the unmask must not fire: the guest would find nothing, not touch the BAR
+ * and never EOI (Linux: "irq N: nobody cared"). The server handles the
+ * unmask before it replies, so the eventfd's state right after the reply is
+ * the answer.
+ */
+static void test_intx_unmask_resamples_level(void **state)
+{
+	struct fx *f = *state;
+
+	submit_get_features(f);
+	assert_true(intx_fired_within(f->efd, 5000));
+	/* not consumed: still asserted, the EOI fires it again */
+	unmask_intx(f);
+	assert_true(intx_fired_within(f->efd, 0));
+	/* consumed (CQ head doorbell written): the EOI does not fire */
+	assert_int_equal(nh_reap(f->h, 0), 1);
+	unmask_intx(f);
+	assert_false(intx_fired_within(f->efd, 0));
+	/* a completion while masked (automasked after the fire) leaves the
+	 * interrupt pending; the host consumes both before its EOI, so the
+	 * line fell and the pending interrupt must be dropped, not fired */
+	submit_get_features(f);
+	assert_true(intx_fired_within(f->efd, 5000));
+	submit_get_features(f);
+	for (int i = 0; i < 500 && nh_reap(f->h, 0) == 0; i++)
+		usleep(1000);
+	for (int i = 0; i < 500 && nh_reap(f->h, 0) == 0; i++)
+		usleep(1000);
+	unmask_intx(f);
+	assert_false(intx_fired_within(f->efd, 0));
+	/* the next completion raises the line again */
+	submit_get_features(f);
+	assert_true(intx_fired_within(f->efd, 5000));
+	assert_int_equal(nh_reap(f->h, 0), 1);
+	unmask_intx(f);
+	assert_false(intx_fired_within(f->efd, 0));
+}
+
+/* INTMS masks the level: the EOI does not fire while bit 0 is set. */
+static void test_intx_intms_masks_level(void **state)
+{
+	struct fx *f = *state;
+
+	submit_get_features(f);
+	assert_true(intx_fired_within(f->efd, 5000));
+	assert_int_equal(nh_reg_write32(f->h, 0x0c, 1u), 0); /* INTMS */
+	unmask_intx(f);
+	assert_false(intx_fired_within(f->efd, 0));
+	assert_int_equal(nh_reg_write32(f->h, 0x10, 1u), 0); /* INTMC */
+	assert_int_equal(nh_reap(f->h, 0), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_intx_unmask_resamples_level, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_intx_intms_masks_level, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
