@@ -345,6 +345,18 @@ static uint16_t dbbuf_config(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 
 	if (!shadow || !evidx || (shadow | evidx) & (NVME_PAGE - 1))
 		return SC_INVALID_FIELD;
+	/*
+	 * With INTx a VMM's EOI is the guest's next BAR access (QEMU's
+	 * vfio_intx_eoi), and a guest with shadow doorbells consumes
+	 * completions without one whenever EventIdx lets it: the line then
+	 * stays up with nothing to claim. Refused, the guest (Linux: "unable to
+	 * set dbbuf") rings every doorbell through BAR0.
+	 */
+	if (c->pci && !vfurt_pci_msix_enabled(c->pci)) {
+		vfurt_logf(&c->log, VFURT_LOG_INFO, "%s: Doorbell Buffer Config refused: "
+			   "MSI-X is off (INTx needs MMIO doorbells)", c->name);
+		return SC_CMD_SEQ_ERROR;
+	}
 	sh = vfurt_dma_ptr(c->dev, shadow, NVME_PAGE, VFURT_DMA_READ | VFURT_DMA_WRITE);
 	ev = vfurt_dma_ptr(c->dev, evidx, NVME_PAGE, VFURT_DMA_READ | VFURT_DMA_WRITE);
 	if (!sh || !ev)

@@ -187,7 +187,16 @@ bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_
 void nvme_cq_refresh_head(struct nvme_cq *cq)
 {
 	struct nvme_ctrl *c = cq->ctrl;
-	uint32_t h = read_db(c, cq->qid, 2u * cq->qid + 1u, cq->size, &cq->db);
+	uint32_t h;
+
+	if (c->dbbuf && cq->qid && c->pci && !vfurt_pci_msix_enabled(c->pci)) {
+		/* INTx: see nvme_irq_raise. EventIdx follows every head the
+		 * host reports, so its next update rings the MMIO doorbell. */
+		cq->db.armed = true;
+		h = read_db(c, cq->qid, 2u * cq->qid + 1u, cq->size, &cq->db);
+	} else {
+		h = read_db(c, cq->qid, 2u * cq->qid + 1u, cq->size, &cq->db);
+	}
 
 	if (h >= cq->size) {
 		if (!cq->bad_db) {
@@ -346,6 +355,19 @@ int nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm)
 	return VFURT_ARM_DONE;
 }
 
+/* The head the host reported for cq, without touching EventIdx state. */
+static uint32_t peek_cq_head(struct nvme_ctrl *c, const struct nvme_cq *cq)
+{
+	uint32_t idx = 2u * cq->qid + 1u;
+
+	if (c->dbbuf && cq->qid) {
+		const uint32_t *sh = shadow_slot(c, c->dbbuf_shadow, idx, VFURT_DMA_READ);
+
+		return sh ? __atomic_load_n(sh, __ATOMIC_ACQUIRE) : UINT32_MAX;
+	}
+	return __atomic_load_n(&c->db[idx], __ATOMIC_ACQUIRE);
+}
+
 void nvme_irq_raise(struct nvme_cq *cq)
 {
 	struct nvme_ctrl *c = cq->ctrl;
@@ -358,21 +380,22 @@ void nvme_irq_raise(struct nvme_cq *cq)
 	 * stays asserted until the host's head passes this tail: published
 	 * for nvme_intx_resample, which runs on the control thread. */
 	__atomic_store_n(&cq->intx_tail, cq->tail, __ATOMIC_RELEASE);
+	/*
+	 * QEMU takes a BAR access as the guest's INTx EOI. With shadow
+	 * doorbells a guest consumes completions without one unless EventIdx
+	 * asks, and the line stays up for ever (Linux: "nobody cared"): arm
+	 * the CQ head's EventIdx at the host's current head, so that its next
+	 * head update rings the MMIO doorbell.
+	 */
+	if (c->dbbuf && cq->qid)
+		nvme_cq_refresh_head(cq);
+	/* the line is a level: nothing unconsumed (the host's handler for
+	 * another queue on the shared line took these entries already), no
+	 * interrupt; one now would find nothing and never be EOI'd */
+	if (peek_cq_head(c, cq) == cq->tail)
+		return;
 	if (!(__atomic_load_n(&c->intms, __ATOMIC_RELAXED) & 1u))
 		(void)vfurt_irq_trigger(c->dev, VFURT_IRQ_INTX, 0);
-}
-
-/* The head the host reported for cq, without touching EventIdx state. */
-static uint32_t peek_cq_head(struct nvme_ctrl *c, const struct nvme_cq *cq)
-{
-	uint32_t idx = 2u * cq->qid + 1u;
-
-	if (c->dbbuf && cq->qid) {
-		const uint32_t *sh = shadow_slot(c, c->dbbuf_shadow, idx, VFURT_DMA_READ);
-
-		return sh ? __atomic_load_n(sh, __ATOMIC_ACQUIRE) : UINT32_MAX;
-	}
-	return __atomic_load_n(&c->db[idx], __ATOMIC_ACQUIRE);
 }
 
 /*

@@ -166,11 +166,29 @@ static void test_intx_intms_masks_level(void **state)
 	assert_int_equal(nh_reap(f->h, 0), 1);
 }
 
+/* Shadow doorbells would let the guest consume completions without the BAR
+ * access that QEMU takes as its INTx EOI: refused while MSI-X is off. */
+static void test_intx_refuses_dbbuf(void **state)
+{
+	struct fx *f = *state;
+
+	assert_int_equal(nh_dbbuf_enable(f->h), 0x0c); /* Command Sequence Error */
+	/* its completion's interrupt, then the EOI: consumed, no new fire */
+	assert_true(intx_fired_within(f->efd, 5000));
+	unmask_intx(f);
+	assert_false(intx_fired_within(f->efd, 0));
+	/* the controller still serves the host */
+	submit_get_features(f);
+	assert_true(intx_fired_within(f->efd, 5000));
+	assert_int_equal(nh_reap(f->h, 0), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_intx_unmask_resamples_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_intx_intms_masks_level, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_intx_refuses_dbbuf, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
