@@ -1,5 +1,6 @@
 /* RAM block backend: anonymous memory (populated, huge pages where possible), copied at submit, completed at the next poll. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,31 +29,32 @@ struct ram_bdev {
  * they are switched off ("never"). In "madvise" mode (a common default)
  * only regions marked MADV_HUGEPAGE get them, so we always mark ours.
  */
+/* Read a small sysfs file into buf (NUL-terminated). Returns false on error. */
+static bool read_sysfs(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
 static size_t thp_size(void)
 {
 	char buf[128];
 	unsigned long long v;
-	ssize_t n;
-	int fd;
 
-	fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (!read_sysfs("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof(buf)) ||
+	    strstr(buf, "[never]"))
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
+	if (!read_sysfs("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", buf, sizeof(buf)))
 		return 0;
-	buf[n] = '\0';
-	if (strstr(buf, "[never]"))
-		return 0;
-	fd = open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	if (sscanf(buf, "%llu", &v) != 1 || v == 0 || (v & (v - 1)) != 0 || v > (1ull << 30))
 		return 0;
 	return (size_t)v;
