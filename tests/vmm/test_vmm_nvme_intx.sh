@@ -4,6 +4,9 @@
 # Usage: test_vmm_nvme_intx.sh VFURT_BIN CACHE_DIR
 set -u
 . "$(dirname "$0")/vmm-lib.sh"
+# Known failure (docs/testing-vmm.md): bursts of unclaimed interrupts in about one run of
+# three; Linux keeps the line (no "nobody cared" seen with trapped doorbells).
+VMM_KNOWN="g-intx-rate g-dmesg-clean"
 vmm_init nvme_intx "$1" "$2"
 
 daemon_start d --cores=0 \

@@ -4,6 +4,10 @@
 # Usage: test_vmm_nvme_intx.sh VFURT_BIN CACHE_DIR
 set -u
 . "$(dirname "$0")/vmm-lib.sh"
+# Known failure (docs/testing-vmm.md): QEMU disables the BAR mmaps when it raises INTx, but
+# a guest doorbell write can still reach the mapping first; that EOI is then missed until
+# a later BAR access, and the guest sees unclaimed interrupts meanwhile.
+VMM_KNOWN="g-intx-rate g-dmesg-clean"
 vmm_init nvme_intx_mmap "$1" "$2"
 
 daemon_start d --cores=0 \
