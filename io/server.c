@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vfurt/server.h>
@@ -80,17 +81,30 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 	return srv;
 }
 
-/* Is somebody accepting on this path? */
+/*
+ * Is somebody accepting on this path? A server that was just killed can
+ * still take connections for a few milliseconds: its io_uring drops the
+ * listening socket asynchronously, after the process is reaped. So the
+ * path is live only if it keeps accepting for a while (the probe fails at
+ * the first refusal).
+ */
 static bool socket_alive(const struct sockaddr_un *sa)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool alive;
+	const struct timespec gap = { .tv_nsec = 20 * 1000 * 1000 };
 
-	if (fd < 0)
-		return true; /* be conservative: do not unlink */
-	alive = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
-	close(fd);
-	return alive;
+	for (int i = 0; i < 10; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		bool up;
+
+		if (fd < 0)
+			return true; /* be conservative: do not unlink */
+		up = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+		close(fd);
+		if (!up)
+			return false;
+		nanosleep(&gap, NULL);
+	}
+	return true;
 }
 
 int vfurt_listen_unix(const char *path, mode_t mode)
