@@ -552,6 +552,14 @@ static void sync_call_run_nestable(void *p)
 	atomic_store_explicit(&c->done, 2, memory_order_release);
 }
 
+/* One turn of a wait for another worker: serve the nestable calls sent to
+ * the caller (that worker may be waiting for one of them), else yield. */
+static void serve_or_yield(void)
+{
+	if (!rt_worker_poll_inbox(sync_call_run_nestable))
+		sched_yield();
+}
+
 /*
  * Run fn(arg) on worker w and wait for it to finish. Directly when the caller
  * is w, or when no worker thread runs (before start, after stop). Never call
@@ -563,24 +571,22 @@ static int run_on_flags(struct vfurt_runtime *rt, struct vfurt_worker *w, void (
 	struct sync_call c = { .fn = fn, .arg = arg, .nestable = nestable };
 	void (*thunk)(void *) = nestable ? sync_call_run_nestable : sync_call_run;
 	struct vfurt_worker *self = vfurt_worker_self();
-	const char *was = self ? atomic_load_explicit(&self->where, memory_order_relaxed) : NULL;
+	const char *was;
 	int rc;
 
-	if (vfurt_worker_self() == w || !rt->started || rt->stopped) {
+	if (self == w || !rt->started || rt->stopped) {
 		fn(arg);
 		return 0;
 	}
 	/* a worker waiting here keeps serving its own inbox: the target may be
 	 * waiting for us in the same way (two devices attaching at once, each
 	 * placing a queue on the other's worker) */
-	rt_worker_where(self, "waiting for another worker");
+	was = rt_worker_where(self, "waiting for another worker");
 	while ((rc = vfurt_worker_send(w, thunk, &c)) == -EAGAIN)
-		if (!rt_worker_poll_inbox(sync_call_run_nestable))
-			sched_yield();
+		serve_or_yield();
 	if (!rc)
 		while (!atomic_load_explicit(&c.done, memory_order_acquire))
-			if (!rt_worker_poll_inbox(sync_call_run_nestable))
-				sched_yield();
+			serve_or_yield();
 	rt_worker_where(self, was);
 	return rc;
 }
@@ -671,8 +677,7 @@ static void epoch_wait_serve(ck_epoch_t *epoch, ck_epoch_record_t *rec, void *ar
 	(void)epoch;
 	(void)rec;
 	(void)arg;
-	if (!rt_worker_poll_inbox(sync_call_run_nestable))
-		sched_yield();
+	serve_or_yield();
 }
 
 static void host_dma_sync(void *host, struct vfurt_dev *dev)
@@ -685,10 +690,8 @@ static void host_dma_sync(void *host, struct vfurt_dev *dev)
 	 * section */
 	if (rt->started && !rt->stopped) {
 		struct vfurt_worker *self = vfurt_worker_self();
-		const char *was = self ? atomic_load_explicit(&self->where,
-							      memory_order_relaxed) : NULL;
+		const char *was = rt_worker_where(self, "waiting for an epoch grace period");
 
-		rt_worker_where(self, "waiting for an epoch grace period");
 		ck_epoch_synchronize_wait(&rt->epoch, epoch_wait_serve, NULL);
 		vfurt_tsan_acquire(&rt->epoch);
 		rt_worker_where(self, was);

@@ -117,11 +117,11 @@ struct vfurt_worker {
 	struct vfurt_log log;    /* runtime log, prefixed with the worker id */
 };
 
-/* Record what the calling worker is doing (for vfurt_runtime_worker_where). */
-static inline void rt_worker_where(struct vfurt_worker *w, const char *what)
+/* Record what the calling worker is doing (for vfurt_runtime_worker_where);
+ * returns what it was doing, for putting back. w NULL: not a worker. */
+static inline const char *rt_worker_where(struct vfurt_worker *w, const char *what)
 {
-	if (w)
-		atomic_store_explicit(&w->where, what, memory_order_relaxed);
+	return w ? atomic_exchange_explicit(&w->where, what, memory_order_relaxed) : NULL;
 }
 
 struct vfurt_runtime {
