@@ -107,6 +107,12 @@ static void irq_state(void *arg, uint32_t index, uint32_t start, uint32_t count,
 		dev->ops.irq_state(dev, dev->arg, index, start, count, masked);
 }
 
+void vfurt_dev_intx_unmask_ready(struct vfurt_dev *dev, void *ctx)
+{
+	(void)ctx;
+	vfurt_irqs_intx_unmask_event(dev->irqs, irq_state, dev);
+}
+
 /* Tell the PCI layer which vectors a TRIGGER request gave or took an
  * eventfd (it unmasks MSI-X table entries the client never wrote). */
 static void report_eventfds(struct vfurt_dev *dev, const struct vfio_irq_set *in)

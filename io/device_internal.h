@@ -81,6 +81,10 @@ void vfurt_dev_free_host_state(struct vfurt_dev *dev);
 /* Run the device reset path (pci config space, irq state, model). */
 int vfurt_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why);
 
+/* A watch handler (vfurt_dev_watches): the INTx unmask eventfd is
+ * readable (cmd_dma_irq.c). */
+void vfurt_dev_intx_unmask_ready(struct vfurt_dev *dev, void *ctx);
+
 /* The engine's DMA message path (conn.c). */
 int vfurt_conn_dma_xfer(struct vfurt_conn *conn, uint64_t iova, void *buf, size_t len,
 			bool is_write);

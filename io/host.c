@@ -340,6 +340,7 @@ static void ioeventfd_ready(struct vfurt_dev *dev, void *ctx)
 size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_watch *out, size_t max)
 {
 	size_t n = 0;
+	int fd;
 
 	for (uint32_t i = 0; i < dev->nr_ioev && n < max; i++) {
 		struct vfurt_ioeventfd *e = &dev->ioev[i];
@@ -349,7 +350,18 @@ size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_watch *out, siz
 		else if (e->fn)
 			out[n++] = (struct vfurt_dev_watch){ e->fd, ioeventfd_ready, e };
 	}
+	fd = vfurt_irqs_intx_unmask_fd(dev->irqs, NULL);
+	if (fd >= 0 && n < max)
+		out[n++] = (struct vfurt_dev_watch){ fd, vfurt_dev_intx_unmask_ready, NULL };
 	return n;
+}
+
+uint32_t vfurt_dev_watch_gen(const struct vfurt_dev *dev)
+{
+	uint32_t gen;
+
+	(void)vfurt_irqs_intx_unmask_fd(dev->irqs, &gen);
+	return gen;
 }
 
 void vfurt_dev_free_host_state(struct vfurt_dev *dev)

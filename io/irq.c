@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /*
@@ -43,6 +45,8 @@ struct vfurt_irqs {
 	void *sync_arg;
 	bool (*resample)(void *arg);  /* INTx: is the line still asserted? */
 	void *resample_arg;
+	/* bumped whenever the INTx unmask eventfd changes: the host rewatches */
+	_Atomic uint32_t unmask_gen;
 	/* fds retired by the control plane, closed after sync */
 	int *retired;
 	size_t nr_retired;
@@ -252,6 +256,7 @@ int vfurt_irqs_setup(struct vfurt_irqs *irqs, uint32_t index, uint32_t count)
 	index_free(&irqs->idx[index]);
 	irqs->idx[index].v = v;
 	irqs->idx[index].count = count;
+	atomic_fetch_add(&irqs->unmask_gen, 1);
 	return 0;
 }
 
@@ -284,6 +289,25 @@ static bool one_bit(uint32_t x)
 	return x != 0 && (x & (x - 1)) == 0;
 }
 
+/*
+ * As the kernel's vfio-pci (eventfd_ctx_fdget): only eventfds. Anything
+ * else is a way to block a worker (a pipe nobody reads fills, a regular
+ * file always polls readable). Where /proc is not mounted the type cannot
+ * be told and the fd is taken.
+ */
+static bool fd_is_eventfd(int fd)
+{
+	char path[40], link[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return access("/proc/self/fd", F_OK) != 0;
+	link[n] = '\0';
+	return strcmp(link, "anon_inode:[eventfd]") == 0;
+}
+
 /* Check the descriptors of a DATA_EVENTFD request without taking them. */
 static int check_fds(const int *fds, size_t nfds)
 {
@@ -292,6 +316,8 @@ static int check_fds(const int *fds, size_t nfds)
 			continue;
 		if (fds[i] < 0 || fcntl(fds[i], F_GETFD) < 0)
 			return -EBADF;
+		if (!fd_is_eventfd(fds[i]))
+			return -EINVAL;
 		/* One descriptor in two slots would be closed twice later. */
 		for (size_t j = 0; j < i; j++)
 			if (fds[j] == fds[i])
@@ -365,8 +391,40 @@ static void set_eventfds(struct vfurt_irqs *irqs, const struct vfio_irq_set *set
 		if (*slot != nfd)
 			retire_fd(irqs, *slot);
 		*slot = nfd;
+		if (slot == &v->unmask_fd && set->index == VFURT_IRQ_INTX)
+			atomic_fetch_add(&irqs->unmask_gen, 1);
 	}
 	flush_retired(irqs);
+}
+
+/* Eventfds are signalled and read from workers that must never block: a
+ * client's blocking eventfd at its maximum count would stall a write. */
+static void set_nonblocking(const int *fds, size_t nfds)
+{
+	for (size_t i = 0; i < nfds; i++) {
+		int fl = fds[i] >= 0 ? fcntl(fds[i], F_GETFL) : -1;
+
+		if (fl >= 0 && !(fl & O_NONBLOCK))
+			(void)fcntl(fds[i], F_SETFL, fl | O_NONBLOCK);
+	}
+}
+
+/* Clear the client mask of vectors [start, start+count) (only those whose
+ * byte in sel is non-zero, if sel is given) and fire those still pending
+ * (INTx: still asserted, after the resample). */
+static void unmask_vectors(struct vfurt_irqs *irqs, uint32_t index, uint32_t start,
+			   uint32_t count, const uint8_t *sel, vfurt_irq_state_fn state_fn,
+			   void *arg)
+{
+	struct irq_index *ix = &irqs->idx[index];
+
+	for (uint32_t i = 0; i < count; i++)
+		if (!sel || sel[i])
+			atomic_store(&ix->v[start + i].client_masked, false);
+	if (state_fn)
+		state_fn(arg, index, start, count, false);
+	for (uint32_t i = 0; i < count; i++)
+		vec_redeliver(irqs, index, &ix->v[start + i]);
 }
 
 int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
@@ -396,6 +454,7 @@ int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 	}
 
 	if (data_type == VFIO_IRQ_SET_DATA_EVENTFD) {
+		set_nonblocking(fds, nfds);
 		set_eventfds(irqs, set, action, fds, nfds);
 		return 0;
 	}
@@ -408,19 +467,37 @@ int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 			continue;
 		if (action == VFIO_IRQ_SET_ACTION_TRIGGER)
 			(void)vfurt_irqs_trigger(irqs, set->index, vector); /* -ENOENT: left pending */
-		else
-			atomic_store(&v->client_masked, action == VFIO_IRQ_SET_ACTION_MASK);
+		else if (action == VFIO_IRQ_SET_ACTION_MASK)
+			atomic_store(&v->client_masked, true);
 	}
 
-	if (action == VFIO_IRQ_SET_ACTION_TRIGGER)
-		return 0;
-	if (state_fn)
-		state_fn(arg, set->index, set->start, set->count,
-			 action == VFIO_IRQ_SET_ACTION_MASK);
+	if (action == VFIO_IRQ_SET_ACTION_MASK && state_fn)
+		state_fn(arg, set->index, set->start, set->count, true);
 	if (action == VFIO_IRQ_SET_ACTION_UNMASK)
-		for (uint32_t i = 0; i < set->count; i++)
-			vec_redeliver(irqs, set->index, &ix->v[set->start + i]);
+		unmask_vectors(irqs, set->index, set->start, set->count,
+			       data_type == VFIO_IRQ_SET_DATA_BOOL ? data : NULL, state_fn, arg);
 	return 0;
+}
+
+int vfurt_irqs_intx_unmask_fd(const struct vfurt_irqs *irqs, uint32_t *gen)
+{
+	const struct irq_index *ix = &irqs->idx[VFURT_IRQ_INTX];
+
+	if (gen)
+		*gen = atomic_load(&irqs->unmask_gen);
+	return ix->count ? ix->v[0].unmask_fd : -1;
+}
+
+void vfurt_irqs_intx_unmask_event(struct vfurt_irqs *irqs, vfurt_irq_state_fn state_fn,
+				  void *arg)
+{
+	int fd = vfurt_irqs_intx_unmask_fd(irqs, NULL);
+	uint64_t count;
+
+	/* non-blocking (set_nonblocking): a spurious wake reads nothing */
+	if (fd < 0 || read(fd, &count, sizeof(count)) != (ssize_t)sizeof(count))
+		return;
+	unmask_vectors(irqs, VFURT_IRQ_INTX, 0, 1, NULL, state_fn, arg);
 }
 
 int vfurt_irqs_trigger(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
@@ -491,6 +568,7 @@ void vfurt_irqs_release_client(struct vfurt_irqs *irqs)
 			atomic_store(&ix->v[j].client_masked, false);
 		}
 	}
+	atomic_fetch_add(&irqs->unmask_gen, 1);
 	flush_retired(irqs);
 }
 

@@ -85,6 +85,19 @@ void vfurt_irqs_set_signal(struct vfurt_irqs *irqs, vfurt_irq_signal_fn fn, void
  * after it. NULL = triggers only come from the control thread. */
 void vfurt_irqs_set_sync(struct vfurt_irqs *irqs, void (*fn)(void *arg), void *arg);
 
+/*
+ * The INTx unmask eventfd a client installed with SET_IRQS
+ * UNMASK|DATA_EVENTFD (QEMU under KVM: the irqfd's resamplefd, written at
+ * the guest's EOI), or -1; *gen (if not NULL) changes whenever that fd
+ * does, so that a host watching it knows to rewatch. Control thread.
+ */
+int vfurt_irqs_intx_unmask_fd(const struct vfurt_irqs *irqs, uint32_t *gen);
+
+/* The unmask eventfd is readable: consume it and unmask INTx as a SET_IRQS
+ * UNMASK would (state_fn/arg as for vfurt_irqs_set). Control thread. */
+void vfurt_irqs_intx_unmask_event(struct vfurt_irqs *irqs, vfurt_irq_state_fn state_fn,
+				  void *arg);
+
 /* Same contract as vfurt_irq_set_resample in device.h. */
 void vfurt_irqs_set_resample(struct vfurt_irqs *irqs, bool (*fn)(void *arg), void *arg);
 

@@ -1,5 +1,6 @@
 /* Caller-driven driver: epoll over listening and connected sockets, plain syscalls. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,9 @@ struct endpoint {
 	struct ep_tag ctag;
 	struct vfurt_dev_watch watches[SERVER_MAX_WATCHES];
 	struct ep_tag wtags[SERVER_MAX_WATCHES];
+	int wfds[SERVER_MAX_WATCHES]; /* our dups of watches[].fd, in the epoll set */
 	size_t nr_watches;
+	uint32_t watch_gen;
 };
 
 struct vfurt_server {
@@ -167,6 +170,65 @@ static const struct vfurt_dev_host_ops server_host_ops = {
 	.queue_stop = host_queue_stop,
 };
 
+static void watches_del(struct endpoint *ep);
+
+/*
+ * Watch the device's fds. epoll keys a registration on the open file and
+ * keeps it until every descriptor of that file is closed, the client's
+ * included: register our own dup, so that the registration can always be
+ * deleted (watches_del) before the device closes its copy.
+ */
+static int watches_add(struct endpoint *ep)
+{
+	int rc;
+
+	ep->watch_gen = vfurt_dev_watch_gen(ep->dev);
+	ep->nr_watches = vfurt_dev_watches(ep->dev, ep->watches, SERVER_MAX_WATCHES);
+	for (size_t i = 0; i < ep->nr_watches; i++)
+		ep->wfds[i] = -1;
+	for (size_t i = 0; i < ep->nr_watches; i++) {
+		struct epoll_event wev = { .events = EPOLLIN, .data.ptr = &ep->wtags[i] };
+
+		ep->wtags[i] = (struct ep_tag){ EP_WATCH, ep, (uint32_t)i };
+		ep->wfds[i] = fcntl(ep->watches[i].fd, F_DUPFD_CLOEXEC, 0);
+		if (ep->wfds[i] < 0 ||
+		    epoll_ctl(ep->srv->epfd, EPOLL_CTL_ADD, ep->wfds[i], &wev) < 0) {
+			rc = -errno;
+			watches_del(ep);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static void watches_del(struct endpoint *ep)
+{
+	for (size_t i = 0; i < ep->nr_watches; i++) {
+		if (ep->wfds[i] < 0)
+			continue;
+		epoll_ctl(ep->srv->epfd, EPOLL_CTL_DEL, ep->wfds[i], NULL);
+		close(ep->wfds[i]);
+		ep->wfds[i] = -1;
+	}
+	ep->nr_watches = 0;
+}
+
+/* After a message or a disconnect: take the device's new watch set. A
+ * later event of the same epoll batch may still name an old slot; every
+ * ready handler reads non-blocking, so that costs one empty read. */
+static void watches_refresh(struct endpoint *ep)
+{
+	int rc;
+
+	if (vfurt_dev_watch_gen(ep->dev) == ep->watch_gen)
+		return;
+	watches_del(ep);
+	rc = watches_add(ep);
+	if (rc)
+		vfurt_logf(&ep->srv->log, VFURT_LOG_ERR, "%s: cannot watch its fds: %s",
+			   ep->dev->name, strerror(-rc));
+}
+
 int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, const char *path,
 			    mode_t mode)
 {
@@ -202,16 +264,9 @@ int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, con
 		rc = -errno;
 		goto err_close;
 	}
-	ep->nr_watches = vfurt_dev_watches(dev, ep->watches, SERVER_MAX_WATCHES);
-	for (size_t i = 0; i < ep->nr_watches; i++) {
-		struct epoll_event wev = { .events = EPOLLIN, .data.ptr = &ep->wtags[i] };
-
-		ep->wtags[i] = (struct ep_tag){ EP_WATCH, ep, (uint32_t)i };
-		if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, ep->watches[i].fd, &wev) < 0) {
-			rc = -errno;
-			goto err_del_watches;
-		}
-	}
+	rc = watches_add(ep);
+	if (rc)
+		goto err_del_watches;
 	rc = vfurt_dev_set_host(dev, &server_host_ops, srv);
 	if (rc)
 		goto err_del_watches;
@@ -220,8 +275,7 @@ int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, con
 	return 0;
 
 err_del_watches:
-	for (size_t i = 0; i < ep->nr_watches; i++)
-		epoll_ctl(srv->epfd, EPOLL_CTL_DEL, ep->watches[i].fd, NULL);
+	watches_del(ep);
 	epoll_ctl(srv->epfd, EPOLL_CTL_DEL, ep->lfd, NULL);
 err_close:
 	close(ep->lfd);
@@ -358,6 +412,8 @@ int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms)
 							   tag->ep->watches[tag->watch].ctx);
 		else
 			on_conn(tag->ep);
+		if (tag->kind != EP_WATCH)
+			watches_refresh(tag->ep);
 	}
 	return n + busy;
 }
@@ -370,6 +426,7 @@ void vfurt_server_destroy(struct vfurt_server *srv)
 		struct endpoint *ep = srv->eps[i];
 
 		drop_conn(ep, 0);
+		watches_del(ep);
 		close(ep->lfd);
 		unlink(ep->path);
 		vfurt_dev_destroy(ep->dev);

@@ -162,8 +162,9 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	}
 	ep->accept_op = (struct rt_op){ .kind = RT_OP_ACCEPT, .ep = ep };
 	ep->recv_op = (struct rt_op){ .kind = RT_OP_RECV, .ep = ep };
+	ep->watch_gen = vfurt_dev_watch_gen(dev);
 	ep->nr_watches = (uint32_t)vfurt_dev_watches(dev, ep->watches, RT_MAX_WATCHES);
-	for (uint32_t i = 0; i < ep->nr_watches; i++)
+	for (uint32_t i = 0; i < RT_MAX_WATCHES; i++)
 		ep->watch_ops[i] = (struct rt_op){ .kind = RT_OP_WATCH, .ep = ep, .watch = i };
 	rt->eps[rt->nr_eps++] = ep;
 	home->eps[home->nr_eps++] = ep;
@@ -318,10 +319,45 @@ static void arm_watch(struct vfurt_worker *w, struct rt_endpoint *ep, uint32_t i
 	w->pending_sqes++;
 }
 
+/*
+ * The device's watch set changed (the client installed or dropped its INTx
+ * unmask eventfd): cancel the polls of the old set and take the new one.
+ * A cancelled poll still completes once, marked stale, and its slot is
+ * rearmed with the new fd after that.
+ */
+static void refresh_watches(struct vfurt_worker *w, struct rt_endpoint *ep)
+{
+	uint32_t gen = vfurt_dev_watch_gen(ep->dev);
+
+	if (gen == ep->watch_gen)
+		return;
+	ep->watch_gen = gen;
+	for (uint32_t i = 0; i < ep->nr_watches; i++) {
+		struct rt_op *op = &ep->watch_ops[i];
+		struct io_uring_sqe *sqe;
+
+		if (!op->armed || op->stale)
+			continue;
+		sqe = io_uring_get_sqe(&w->ring);
+		if (!sqe && io_uring_submit(&w->ring) >= 0) {
+			w->pending_sqes = 0;
+			sqe = io_uring_get_sqe(&w->ring);
+		}
+		if (!sqe)
+			continue; /* still armed on the old fd: rearmed when it fires */
+		io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)op);
+		io_uring_sqe_set_data(sqe, NULL);
+		w->pending_sqes++;
+		op->stale = true;
+	}
+	ep->nr_watches = (uint32_t)vfurt_dev_watches(ep->dev, ep->watches, RT_MAX_WATCHES);
+}
+
 void rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep)
 {
 	if (!w->ring_ok)
 		return;
+	refresh_watches(w, ep);
 	arm_accept(w, ep);
 	arm_recv(w, ep);
 	for (uint32_t i = 0; i < ep->nr_watches; i++)
@@ -512,7 +548,9 @@ void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 			on_recv(w, ep, res);
 		break;
 	case RT_OP_WATCH:
-		if (res > 0)
+		if (op->stale)
+			op->stale = false; /* the cancelled poll of an old fd */
+		else if (res > 0 && op->watch < ep->nr_watches)
 			ep->watches[op->watch].ready(ep->dev, ep->watches[op->watch].ctx);
 		break;
 	default:

@@ -40,6 +40,7 @@ struct rt_op {
 	struct rt_endpoint *ep;
 	uint32_t watch;          /* RT_OP_WATCH: index into ep->watches */
 	bool armed;
+	bool stale;              /* RT_OP_WATCH: polls an fd no longer watched */
 };
 
 /* A device served by the runtime: its socket, connection and watched fds. */
@@ -61,6 +62,7 @@ struct rt_endpoint {
 	struct vfurt_dev_watch watches[RT_MAX_WATCHES];
 	struct rt_op watch_ops[RT_MAX_WATCHES];
 	uint32_t nr_watches;
+	uint32_t watch_gen;      /* vfurt_dev_watch_gen() the set was taken at */
 	bool closing;
 	/* stats of past connections (the live one is read from conn) */
 	uint64_t msgs_done;

@@ -156,8 +156,11 @@ VFURT_EXPORT struct vfurt_queue *vfurt_dev_queue(const struct vfurt_dev *dev, ui
 
 /*
  * The fds a host must watch for dev (ioeventfds with a handler, ioregionfd
- * server ends), with the call to make when one is readable. Returns the
- * count written to fds/handlers (up to max).
+ * server ends, the client's INTx unmask eventfd), with the call to make
+ * when one is readable. Returns the count written to fds/handlers (up to
+ * max). The set changes as the client installs eventfds: when
+ * vfurt_dev_watch_gen() changes (checked after each message and
+ * disconnect), stop watching the old fds and watch the new set.
  */
 struct vfurt_dev_watch {
 	int fd;
@@ -166,6 +169,7 @@ struct vfurt_dev_watch {
 };
 VFURT_EXPORT size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_watch *out,
 				      size_t max);
+VFURT_EXPORT uint32_t vfurt_dev_watch_gen(const struct vfurt_dev *dev);
 
 /* Counters and negotiated values. */
 VFURT_EXPORT void vfurt_conn_get_stats(const struct vfurt_conn *conn,

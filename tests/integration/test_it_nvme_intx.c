@@ -1,5 +1,6 @@
 /* NVMe INTx as QEMU drives it: a level that a SET_IRQS unmask (the guest's EOI) re-fires only while asserted. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 #include <vfurt/bdev.h>
 #include <vfurt/client.h>
 #include <vfurt/nvme.h>
+#include <vfurt/runtime.h>
 
 #include "common/it_util.h"
 #include "common/nvme_host.h"
@@ -29,7 +31,8 @@ struct fx {
 	int fds_before;
 };
 
-static int setup(void **state)
+/* mode: -1 the caller-driven epoll server, else a runtime poll mode */
+static int setup_mode(void **state, int mode)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns1", 512, 1u << 20);
@@ -51,7 +54,7 @@ static int setup(void **state)
 	o.log = it_dev_log("nvme-intx");
 	dev = vfurt_nvme_create(&o);
 	assert_non_null(dev);
-	f->ts = testsrv_start(&dev, 1, NULL);
+	f->ts = mode < 0 ? testsrv_start(&dev, 1, NULL) : testsrv_start_rt(&dev, 1, NULL, "0", mode);
 	assert_non_null(f->ts);
 	f->h = nh_open(testsrv_path(f->ts, 0), NULL);
 	assert_non_null(f->h);
@@ -71,6 +74,22 @@ static int setup(void **state)
 						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_mode(state, -1);
+}
+
+/* the runtime's io_uring host watches the unmask eventfd on its own */
+static int setup_rt_adaptive(void **state)
+{
+	return setup_mode(state, VFURT_POLL_ADAPTIVE);
+}
+
+static int setup_rt_busy(void **state)
+{
+	return setup_mode(state, VFURT_POLL_BUSY);
 }
 
 static int teardown(void **state)
@@ -183,12 +202,108 @@ static void test_intx_refuses_dbbuf(void **state)
 	assert_int_equal(nh_reap(f->h, 0), 1);
 }
 
+/* Install a KVM-style unmask eventfd (the irqfd resamplefd): the EOI is a
+ * write to it, not a message. */
+static int install_unmask_fd(struct fx *f)
+{
+	int ufd = eventfd(0, EFD_CLOEXEC);
+
+	assert_true(ufd >= 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(nh_client(f->h), VFIO_PCI_INTX_IRQ_INDEX,
+						       0, 1, &ufd,
+						       VFIO_IRQ_SET_ACTION_UNMASK), 0);
+	return ufd;
+}
+
+static void eoi_by_eventfd(int ufd)
+{
+	uint64_t one = 1;
+
+	assert_int_equal(write(ufd, &one, sizeof(one)), sizeof(one));
+}
+
+/*
+ * QEMU under KVM hands the server an unmask eventfd (vfio_intx_enable_kvm)
+ * and its EOIs arrive there, never as SET_IRQS messages. The server must
+ * watch it: re-fire while completions are unconsumed, stay quiet after.
+ * The write is handled asynchronously, so the quiet check waits a while.
+ */
+static void test_intx_unmask_eventfd(void **state)
+{
+	struct fx *f = *state;
+	int ufd = install_unmask_fd(f);
+
+	submit_get_features(f);
+	assert_true(intx_fired_within(f->efd, 5000));
+	eoi_by_eventfd(ufd);
+	assert_true(intx_fired_within(f->efd, 5000)); /* unconsumed: fires again */
+	assert_int_equal(nh_reap(f->h, 0), 1);
+	eoi_by_eventfd(ufd);
+	assert_false(intx_fired_within(f->efd, 300)); /* consumed: quiet */
+	/* the EOI was taken (the counter read), and the line works again */
+	submit_get_features(f);
+	assert_true(intx_fired_within(f->efd, 5000));
+	assert_int_equal(nh_reap(f->h, 0), 1);
+	eoi_by_eventfd(ufd);
+	assert_false(intx_fired_within(f->efd, 300));
+	/* replaced by a new eventfd: the old one is no longer watched */
+	{
+		int ufd2 = install_unmask_fd(f);
+
+		submit_get_features(f);
+		assert_true(intx_fired_within(f->efd, 5000));
+		eoi_by_eventfd(ufd);
+		assert_false(intx_fired_within(f->efd, 300));
+		eoi_by_eventfd(ufd2);
+		assert_true(intx_fired_within(f->efd, 5000));
+		assert_int_equal(nh_reap(f->h, 0), 1);
+		close(ufd2);
+	}
+	close(ufd);
+}
+
+/* Only eventfds are taken (as by the kernel): a pipe or a regular file
+ * would block a worker or poll readable for ever. The refusal changes
+ * nothing and the controller keeps serving. */
+static void test_intx_unmask_fd_must_be_eventfd(void **state)
+{
+	struct fx *f = *state;
+	struct vfurt_client *c = nh_client(f->h);
+	int p[2];
+	FILE *tmp = tmpfile();
+	int tfd;
+
+	assert_non_null(tmp);
+	tfd = fileno(tmp);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &p[0],
+						       VFIO_IRQ_SET_ACTION_UNMASK), -EINVAL);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &tfd,
+						       VFIO_IRQ_SET_ACTION_UNMASK), -EINVAL);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &p[1],
+						       VFIO_IRQ_SET_ACTION_TRIGGER), -EINVAL);
+	close(p[0]);
+	close(p[1]);
+	fclose(tmp);
+	/* the trigger eventfd of setup() still works, as do SET_IRQS EOIs */
+	submit_get_features(f);
+	assert_true(intx_fired_within(f->efd, 5000));
+	assert_int_equal(nh_reap(f->h, 0), 1);
+	unmask_intx(f);
+	assert_false(intx_fired_within(f->efd, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_intx_unmask_resamples_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_intx_intms_masks_level, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_intx_refuses_dbbuf, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_intx_unmask_eventfd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_intx_unmask_eventfd, setup_rt_adaptive, teardown),
+		cmocka_unit_test_setup_teardown(test_intx_unmask_eventfd, setup_rt_busy, teardown),
+		cmocka_unit_test_setup_teardown(test_intx_unmask_fd_must_be_eventfd, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
