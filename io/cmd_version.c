@@ -1,5 +1,7 @@
 /* VERSION: version check and JSON capability negotiation (json-c). */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -200,8 +202,15 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 		}
 		return rc;
 	}
+	if (twin && (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0 || conn_twin_setup(c) < 0)) {
+		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: twin socket: cannot set up", c->dev->name);
+		close(sv[0]);
+		close(sv[1]);
+		return -ENOMEM;
+	}
 	if (twin) {
 		c->twin_fd = sv[0];
+		atomic_fetch_add(&c->dev->watch_gen, 1); /* the host watches it */
 		c->reply.fds[0] = sv[1];
 		c->reply.nfds = 1;
 		c->reply.close_fds = 1; /* our copy of the client end goes after sending */

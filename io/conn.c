@@ -1,5 +1,6 @@
 /* Connection engine: framing, header validation, dispatch, replies, DMA messages. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -49,6 +50,15 @@ struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
 	c->max_dma_maps = clamp_u32(o.max_dma_maps, VFIO_USER_DEFAULT_MAX_DMA_MAPS,
 				    VFIO_USER_DEFAULT_MAX_DMA_MAPS);
 	c->timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : CONN_DEFAULT_TIMEOUT_MS;
+	c->version_timeout_ms = o.version_timeout_ms > 0 ? o.version_timeout_ms
+						       : o.version_timeout_ms < 0 ? 0
+						       : CONN_DEFAULT_VERSION_TIMEOUT_MS;
+	c->drain_timeout_ms = o.drain_timeout_ms > 0 ? o.drain_timeout_ms
+						     : CONN_DEFAULT_DRAIN_TIMEOUT_MS;
+	c->max_out_bytes = clamp_u32(o.max_queued_bytes, CONN_DEFAULT_MAX_OUT_BYTES,
+				     CONN_MAX_OUT_BYTES_LIMIT);
+	c->max_out_msgs = clamp_u32(o.max_queued_msgs, CONN_DEFAULT_MAX_OUT_MSGS,
+				    CONN_MAX_OUT_MSGS_LIMIT);
 	c->offer_twin = !o.no_twin_socket;
 	c->client_max_fds = VFIO_USER_DEFAULT_MAX_FDS;
 	c->client_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER;
@@ -96,6 +106,8 @@ void vfurt_conn_destroy(struct vfurt_conn *c)
 {
 	if (!c)
 		return;
+	/* transfers waiting for the client end before its windows go */
+	conn_dma_fail_all(c, -ECONNRESET);
 	if (c->dev->conn == c) {
 		struct vfurt_dev *dev = c->dev;
 
@@ -108,16 +120,15 @@ void vfurt_conn_destroy(struct vfurt_conn *c)
 			dev->ops.detach(dev, dev->arg);
 		vfurt_logf(c->log, VFURT_LOG_INFO, "%s: client detached", dev->name);
 	}
-	while (c->backlog_head) {
-		struct vfurt_msg *m = c->backlog_head;
-
-		c->backlog_head = m->next;
-		msg_free(m);
-	}
 	msg_free(c->parked);
 	vfurt_close_fds(c->rx.fds, c->rx.nfds);
-	if (c->twin_fd >= 0)
+	conn_out_free(&c->out);
+	conn_out_free(&c->tout);
+	if (c->twin_fd >= 0) {
 		close(c->twin_fd);
+		atomic_fetch_add(&c->dev->watch_gen, 1); /* the host stops watching it */
+	}
+	free(c->twin_rx.buf);
 	close(c->fd);
 	free(c->rx.payload);
 	free(c->reply.buf);
@@ -131,7 +142,7 @@ int vfurt_conn_fd(const struct vfurt_conn *c)
 
 bool vfurt_conn_paused(const struct vfurt_conn *c)
 {
-	return c->parked != NULL;
+	return c->parked != NULL || conn_out_over(c);
 }
 
 void vfurt_conn_get_stats(const struct vfurt_conn *c, struct vfurt_conn_stats *st)
@@ -176,9 +187,15 @@ static int send_reply(struct vfurt_conn *c, const struct vfio_user_header *req, 
 		hdr.error_no = (uint32_t)-err;
 	}
 	hdr.msg_size = (uint32_t)(HDR_SIZE + len);
-	rc = vfurt_sock_send_msg(c->fd, &hdr, c->reply.buf, len, c->reply.fds, nfds,
-				 c->timeout_ms);
-	if (rc)
+	{
+		struct iovec iov[2] = {
+			{ .iov_base = &hdr, .iov_len = HDR_SIZE },
+			{ .iov_base = c->reply.buf, .iov_len = len },
+		};
+
+		rc = conn_out_send(&c->out, c->fd, iov, len ? 2 : 1, c->reply.fds, nfds);
+	}
+	if (rc && rc != -EPIPE && rc != -ECONNRESET)
 		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: cannot send %s reply: %s",
 			   c->dev->name, vfio_user_cmd_name(req->cmd), strerror(-rc));
 	return rc ? -EPIPE : 0;
@@ -276,12 +293,10 @@ static int dispatch(struct vfurt_conn *c, struct vfurt_msg *m, bool resumed, int
 	if (!resumed)
 		c->stats.msgs++;
 	if ((h->flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_COMMAND) {
-		/* a stray reply: nothing waits for it, drop it */
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: unexpected reply msg_id %u dropped",
-			   c->dev->name, h->msg_id);
-		c->stats.errors++;
+		/* the answer to one of our DMA requests, or a protocol error */
 		vfurt_close_fds(m->fds, m->nfds);
-		return 0;
+		m->nfds = 0;
+		return conn_dma_reply(c, h, m->payload, m->len);
 	}
 	if (h->flags & ~KNOWN_FLAGS || h->flags & VFIO_USER_F_ERROR) {
 		err = -EINVAL;
@@ -326,7 +341,7 @@ answer:
 	return 0;
 }
 
-/* Move a message into heap storage (for the backlog or parking). */
+/* Move a message into heap storage (parked for a quiesce). */
 static struct vfurt_msg *msg_clone(struct vfurt_msg *src)
 {
 	struct vfurt_msg *m = calloc(1, sizeof(*m));
@@ -347,8 +362,6 @@ static struct vfurt_msg *msg_clone(struct vfurt_msg *src)
 	return m;
 }
 
-static int process_backlog(struct vfurt_conn *c);
-
 /* Dispatch a message from the receive path; park it if the device is busy
  * quiescing. */
 static int handle_msg(struct vfurt_conn *c, struct vfurt_msg *m)
@@ -366,33 +379,7 @@ static int handle_msg(struct vfurt_conn *c, struct vfurt_msg *m)
 		}
 		return 0;
 	}
-	if (rc)
-		return rc;
-	return process_backlog(c);
-}
-
-static int process_backlog(struct vfurt_conn *c)
-{
-	while (c->backlog_head && !c->parked) {
-		struct vfurt_msg *m = c->backlog_head;
-		int rc;
-
-		c->backlog_head = m->next;
-		if (!c->backlog_head)
-			c->backlog_tail = NULL;
-		c->backlog_len--;
-		c->in_dispatch = true;
-		rc = dispatch(c, m, false, 0);
-		c->in_dispatch = false;
-		if (rc == 1) {
-			c->parked = m;
-			return 0;
-		}
-		msg_free(m);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return rc;
 }
 
 void vfurt_dev_quiesced(struct vfurt_dev *dev, int err)
@@ -409,8 +396,6 @@ void vfurt_dev_quiesced(struct vfurt_dev *dev, int err)
 	rc = dispatch(c, m, true, err);
 	c->in_dispatch = false;
 	msg_free(m);
-	if (!rc)
-		rc = process_backlog(c);
 	if (rc)
 		c->dead = true; /* the driver closes it on the next feed */
 }
@@ -483,7 +468,7 @@ int vfurt_conn_on_readable(struct vfurt_conn *c)
 
 	/* a bounded number of reads per call so one busy client cannot starve
 	 * the other connections of the same loop */
-	for (int budget = 256; budget > 0 && !c->parked; budget--) {
+	for (int budget = 256; budget > 0 && !vfurt_conn_paused(c); budget--) {
 		int fds[VFURT_SOCK_MAX_FDS];
 		size_t nfds = 0;
 		struct msghdr msg = { 0 };
@@ -527,140 +512,6 @@ int vfurt_conn_on_readable(struct vfurt_conn *c)
 		rc = vfurt_conn_rx_feed(c, (size_t)n, fds, nfds);
 		if (rc)
 			return rc;
-	}
-	return 0;
-}
-
-/* ---- server -> client DMA messages ------------------------------------ */
-
-/* Wait for the reply to msg_id on sock; commands arriving on the main socket
- * meanwhile go to the backlog. */
-static int wait_dma_reply(struct vfurt_conn *c, int sock, uint16_t msg_id, uint16_t cmd,
-			  void *data, size_t count)
-{
-	struct vfurt_msg in;
-	size_t cap = HDR_SIZE + sizeof(struct vfio_user_dma_access) + c->client_max_xfer;
-	int rc;
-
-	/* room for our DMA reply and for any command the client may pipeline */
-	if (cap < c->rx_max)
-		cap = c->rx_max;
-	memset(&in, 0, sizeof(in));
-	for (;;) {
-		uint8_t *buf = malloc(cap);
-		struct vfio_user_header *h;
-		ssize_t len;
-
-		if (!buf) {
-			rc = -ENOMEM;
-			break;
-		}
-		len = vfurt_sock_recv_msg(sock, buf, cap, in.fds, &in.nfds, VFURT_SOCK_MAX_FDS,
-					  c->timeout_ms);
-		if (len < 0) {
-			free(buf);
-			rc = (int)len == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
-			c->dead = true; /* the stream is no longer in a known state */
-			break;
-		}
-		h = (struct vfio_user_header *)buf;
-		if ((h->flags & VFIO_USER_F_TYPE_MASK) == VFIO_USER_F_TYPE_REPLY) {
-			const struct vfio_user_dma_access *a = (const void *)(h + 1);
-			size_t plen = (size_t)len - HDR_SIZE;
-
-			vfurt_close_fds(in.fds, in.nfds);
-			in.nfds = 0;
-			if (h->msg_id != msg_id || h->cmd != cmd) {
-				free(buf);
-				vfurt_logf(c->log, VFURT_LOG_WARN,
-					   "%s: unexpected reply while waiting for DMA",
-					   c->dev->name);
-				continue;
-			}
-			if (h->flags & VFIO_USER_F_ERROR)
-				rc = h->error_no ? -(int)h->error_no : -EIO;
-			else if (cmd == VFIO_USER_DMA_READ &&
-				 (plen != sizeof(*a) + count || a->count != count))
-				rc = -EIO;
-			else
-				rc = 0;
-			if (!rc && cmd == VFIO_USER_DMA_READ)
-				memcpy(data, a->data, count);
-			free(buf);
-			break;
-		}
-		/* a command interleaved on the main socket: keep it for later */
-		if (sock != c->fd || c->backlog_len >= CONN_MAX_BACKLOG) {
-			free(buf);
-			vfurt_close_fds(in.fds, in.nfds);
-			in.nfds = 0;
-			rc = -EIO;
-			c->dead = true;
-			break;
-		}
-		{
-			struct vfurt_msg tmp = { .hdr = *h, .payload = (uint8_t *)(h + 1),
-						 .len = (size_t)len - HDR_SIZE };
-			struct vfurt_msg *q;
-
-			memcpy(tmp.fds, in.fds, sizeof(in.fds[0]) * in.nfds);
-			tmp.nfds = in.nfds;
-			in.nfds = 0;
-			q = msg_clone(&tmp);
-			free(buf);
-			if (!q) {
-				vfurt_close_fds(tmp.fds, tmp.nfds);
-				rc = -ENOMEM;
-				break;
-			}
-			if (c->backlog_tail)
-				c->backlog_tail->next = q;
-			else
-				c->backlog_head = q;
-			c->backlog_tail = q;
-			c->backlog_len++;
-		}
-	}
-	return rc;
-}
-
-int vfurt_conn_dma_xfer(struct vfurt_conn *c, uint64_t iova, void *buf, size_t len,
-			bool is_write)
-{
-	uint16_t cmd = is_write ? VFIO_USER_DMA_WRITE : VFIO_USER_DMA_READ;
-	int sock = c->twin_fd >= 0 ? c->twin_fd : c->fd;
-	uint8_t *p = buf;
-
-	if (c->dead)
-		return -EIO;
-	while (len > 0) {
-		size_t count = len < c->client_max_xfer ? len : c->client_max_xfer;
-		struct vfio_user_dma_access body = { .addr = iova, .count = count };
-		struct vfio_user_header hdr = {
-			.msg_id = c->next_msg_id++,
-			.cmd = cmd,
-			.flags = VFIO_USER_F_TYPE_COMMAND,
-		};
-		struct iovec iov[3] = {
-			{ .iov_base = &hdr, .iov_len = sizeof(hdr) },
-			{ .iov_base = &body, .iov_len = sizeof(body) },
-			{ .iov_base = p, .iov_len = count },
-		};
-		int rc;
-
-		hdr.msg_size = (uint32_t)(sizeof(hdr) + sizeof(body) + (is_write ? count : 0));
-		rc = vfurt_sock_send(sock, iov, is_write ? 3 : 2, NULL, 0, c->timeout_ms);
-		if (rc) {
-			c->dead = true;
-			return -EIO;
-		}
-		c->stats.dma_msgs++;
-		rc = wait_dma_reply(c, sock, hdr.msg_id, cmd, p, count);
-		if (rc)
-			return rc;
-		iova += count;
-		p += count;
-		len -= count;
 	}
 	return 0;
 }

@@ -15,7 +15,14 @@
 #define CONN_MAX_XFER_LIMIT (16u << 20)
 #define CONN_DEFAULT_MAX_FDS 16u
 #define CONN_DEFAULT_TIMEOUT_MS 5000
-#define CONN_MAX_BACKLOG 1024u
+#define CONN_DEFAULT_VERSION_TIMEOUT_MS 2000
+#define CONN_DEFAULT_DRAIN_TIMEOUT_MS 5000
+#define CONN_DEFAULT_MAX_OUT_BYTES (4u << 20)
+#define CONN_MAX_OUT_BYTES_LIMIT (64u << 20)
+#define CONN_DEFAULT_MAX_OUT_MSGS 1024u
+#define CONN_MAX_OUT_MSGS_LIMIT 65536u
+/* server -> client DMA requests in flight per connection */
+#define CONN_DMA_SLOTS 64u
 /* Room for the largest fixed part that precedes bulk data, and for JSON. */
 #define CONN_MSG_SLACK 65536u
 
@@ -26,7 +33,6 @@ struct vfurt_msg {
 	size_t len;
 	int fds[VFURT_SOCK_MAX_FDS];
 	size_t nfds;
-	struct vfurt_msg *next; /* backlog link */
 };
 
 /* What a handler answers: a payload (copied out by the sender) and fds
@@ -40,6 +46,36 @@ struct vfurt_reply {
 	int close_fds;    /* close fds[] after sending (ones we created) */
 };
 
+/* Bytes the socket did not take yet (conn_out.c). */
+struct out_msg {
+	struct out_msg *next;
+	size_t len;
+	size_t off;                  /* sent so far */
+	int fds[VFURT_SOCK_MAX_FDS]; /* dups, sent with the first byte */
+	size_t nfds;
+	uint8_t data[];
+};
+
+struct outq {
+	struct out_msg *head;
+	struct out_msg *tail;
+	size_t bytes;
+	uint32_t msgs;
+	bool progress;         /* bytes left since the last tick */
+	int last_unread;       /* SIOCOUTQ at the last tick */
+	uint64_t stall_since;  /* tick time of the last progress */
+};
+
+/* A DMA_READ/DMA_WRITE request waiting for its reply (conn_dma.c). */
+struct dma_slot {
+	struct vfurt_dma_op *op; /* NULL: free */
+	uint16_t msg_id;
+	uint16_t cmd;
+	uint8_t *buf;
+	size_t count;
+	uint64_t sent_ms;        /* first tick that saw it; 0 before */
+};
+
 struct vfurt_conn {
 	struct vfurt_dev *dev;
 	const struct vfurt_log *log;
@@ -51,8 +87,13 @@ struct vfurt_conn {
 	uint32_t max_xfer;
 	uint32_t max_fds;
 	uint32_t max_dma_maps;
-	int timeout_ms;
+	int timeout_ms;           /* DMA reply wait */
+	int version_timeout_ms;
+	int drain_timeout_ms;
+	size_t max_out_bytes;
+	uint32_t max_out_msgs;
 	bool offer_twin;
+	uint64_t born_ms;         /* first tick */
 	/* negotiated client values */
 	uint32_t client_max_fds;
 	uint32_t client_max_xfer;
@@ -62,12 +103,18 @@ struct vfurt_conn {
 	size_t hdr_got;
 	size_t payload_got;
 	struct vfurt_msg rx;      /* payload buffer of rx_max - 16 bytes */
+	/* output queues of the main and the twin socket */
+	struct outq out;
+	struct outq tout;
 	/* server -> client commands */
 	uint16_t next_msg_id;
-	/* commands that arrived while waiting for a DMA reply */
-	struct vfurt_msg *backlog_head;
-	struct vfurt_msg *backlog_tail;
-	uint32_t backlog_len;
+	struct dma_slot dma[CONN_DMA_SLOTS];
+	uint32_t dma_inflight;
+	struct {
+		uint8_t *buf;
+		size_t cap;
+		size_t got;
+	} twin_rx;
 	/* a command parked for an asynchronous quiesce */
 	struct vfurt_msg *parked;
 	bool in_dispatch;
@@ -93,6 +140,22 @@ int vfurt_cmd_reset(struct vfurt_conn *c, struct vfurt_msg *m);
 
 /* Make room for a reply payload of len bytes; returns the buffer or NULL. */
 void *vfurt_reply_alloc(struct vfurt_conn *c, size_t len);
+
+/* Output (conn_out.c). Send iov with fds on its first byte now, or queue
+ * what the socket did not take (fds dup'd); 0 or -errno (close). */
+int conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
+		  const int *fds, size_t nfds);
+int conn_out_flush(struct outq *q, int sock);
+void conn_out_free(struct outq *q);
+/* Output over its bound: stop reading the client's commands. */
+bool conn_out_over(const struct vfurt_conn *c);
+
+/* DMA by message (conn_dma.c). */
+int conn_dma_reply(struct vfurt_conn *c, const struct vfio_user_header *h,
+		   const uint8_t *payload, size_t len);
+int conn_dma_tick(struct vfurt_conn *c, uint64_t now_ms);
+void conn_dma_fail_all(struct vfurt_conn *c, int status);
+int conn_twin_setup(struct vfurt_conn *c);
 
 /* Commands that must run with the device quiesced. */
 bool vfurt_cmd_needs_quiesce(uint16_t cmd);

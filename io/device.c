@@ -294,49 +294,125 @@ void *vfurt_dma_ptr(struct vfurt_dev *dev, uint64_t iova, uint64_t len, uint32_t
 
 #define DMA_SG_BATCH 16
 
-/* Copy between buf and guest memory piece by piece; message-based pieces go
- * through the connection. */
-static int dma_copy(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len,
-		    bool is_write)
+/* Translate the next part of [iova, iova+len) into sg; a range made of more
+ * pieces than one batch is done in halves. Returns the count or -errno. */
+static int next_sg(struct vfurt_dev *dev, uint64_t iova, uint64_t len, uint32_t prot,
+		   struct vfurt_sg *sg)
+{
+	uint64_t chunk = len;
+	int n;
+
+	while ((n = vfurt_dma_table_to_sg(dev->dma, iova, chunk, prot, sg, DMA_SG_BATCH)) ==
+		       -ENOSPC && chunk > 1)
+		chunk /= 2;
+	return n;
+}
+
+/*
+ * Walk [iova, iova+len). With op NULL: check only, counting into *need the
+ * message requests the range takes (chunk: their size). Otherwise copy the
+ * fd-backed pieces and send the others.
+ */
+static int dma_walk(struct vfurt_dev *dev, uint64_t iova, uint8_t *p, size_t len, bool is_write,
+		    struct vfurt_dma_op *op, size_t chunk, uint64_t *need)
 {
 	struct vfurt_sg sg[DMA_SG_BATCH];
 	uint32_t prot = is_write ? VFURT_DMA_WRITE : VFURT_DMA_READ;
-	char *p = buf;
 
 	while (len > 0) {
-		uint64_t chunk = len;
 		uint64_t done = 0;
-		int n;
+		bool by_msg = false;
+		int n = next_sg(dev, iova, len, prot, sg);
 
-		/* a range made of more pieces than one batch is done in halves */
-		while ((n = vfurt_dma_table_to_sg(dev->dma, iova, chunk, prot, sg,
-						  DMA_SG_BATCH)) == -ENOSPC && chunk > 1)
-			chunk /= 2;
 		if (n < 0)
 			return n;
 		for (int i = 0; i < n; i++) {
-			if (sg[i].vaddr) {
+			if (!sg[i].vaddr) {
+				by_msg = true;
+				if (need)
+					*need += chunk ? (sg[i].len + chunk - 1) / chunk : 1;
+			} else if (op) {
 				if (is_write)
 					memcpy(sg[i].vaddr, p + done, sg[i].len);
 				else
 					memcpy(p + done, sg[i].vaddr, sg[i].len);
-			} else {
-				int rc;
-
-				if (!dev->conn)
-					return -ENOTCONN;
-				rc = vfurt_conn_dma_xfer(dev->conn, sg[i].iova, p + done,
-							 sg[i].len, is_write);
-				if (rc)
-					return rc;
 			}
 			done += sg[i].len;
+		}
+		if (op && by_msg) {
+			int rc = vfurt_conn_dma_start(dev->conn, sg, n, p, is_write, op);
+
+			if (rc)
+				return rc;
 		}
 		iova += done;
 		p += done;
 		len -= done;
 	}
 	return 0;
+}
+
+/* The synchronous calls: fd-backed memory only. */
+static int dma_copy(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len,
+		    bool is_write)
+{
+	struct vfurt_dma_op none = { 0 };
+	uint64_t need = 0;
+	int rc = dma_walk(dev, iova, buf, len, is_write, NULL, 0, &need);
+
+	if (rc)
+		return rc;
+	if (need)
+		return -EWOULDBLOCK;
+	return dma_walk(dev, iova, buf, len, is_write, &none, 0, NULL);
+}
+
+static int dma_async(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len, bool is_write,
+		     struct vfurt_dma_op *op, vfurt_dma_done_fn done, void *arg)
+{
+	struct vfurt_conn *conn;
+	uint64_t need = 0;
+	int rc;
+
+	if (!dev || !op || !done || (!buf && len))
+		return -EINVAL;
+	if (len == 0)
+		return 1;
+	conn = dev->conn;
+	rc = dma_walk(dev, iova, buf, len, is_write, NULL,
+		      conn ? vfurt_conn_dma_chunk(conn) : 0, &need);
+	if (rc)
+		return rc;
+	if (need && !conn)
+		return -ENOTCONN;
+	if (need) {
+		int free_slots = vfurt_conn_dma_free_slots(conn);
+
+		if (free_slots < 0)
+			return free_slots;
+		if (need > (uint64_t)free_slots)
+			return -EBUSY;
+	}
+	*op = (struct vfurt_dma_op){ .done_ = done, .arg_ = arg, .pending_ = 1 };
+	rc = dma_walk(dev, iova, buf, len, is_write, op, 0, NULL);
+	if (rc && !op->status_)
+		op->status_ = rc;
+	/* drop the hold taken above: requests in flight finish the op */
+	if (--op->pending_ > 0)
+		return 0;
+	return op->status_ ? op->status_ : 1;
+}
+
+int vfurt_dma_read_async(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len,
+			 struct vfurt_dma_op *op, vfurt_dma_done_fn done, void *arg)
+{
+	return dma_async(dev, iova, buf, len, false, op, done, arg);
+}
+
+int vfurt_dma_write_async(struct vfurt_dev *dev, uint64_t iova, const void *buf, size_t len,
+			  struct vfurt_dma_op *op, vfurt_dma_done_fn done, void *arg)
+{
+	return dma_async(dev, iova, (void *)buf, len, true, op, done, arg);
 }
 
 int vfurt_dma_read(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len)

@@ -2,6 +2,8 @@
 #ifndef VFURT_IO_DEVICE_INTERNAL_H
 #define VFURT_IO_DEVICE_INTERNAL_H
 
+#include <stdatomic.h>
+
 #include <vfurt/device.h>
 
 #include "dma.h"
@@ -63,6 +65,8 @@ struct vfurt_dev {
 	struct vfurt_ioeventfd ioev[VFURT_MAX_IOEVENTFDS];
 	uint32_t nr_ioev;
 	struct vfurt_conn *conn; /* attached client, NULL when none */
+	/* bumped when the engine's watched fds change (twin socket) */
+	_Atomic uint32_t watch_gen;
 	const struct vfurt_dev_host_ops *host;
 	void *host_arg;
 	struct vfurt_queue **queues;
@@ -85,8 +89,24 @@ int vfurt_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why);
  * readable (cmd_dma_irq.c). */
 void vfurt_dev_intx_unmask_ready(struct vfurt_dev *dev, void *ctx);
 
-/* The engine's DMA message path (conn.c). */
-int vfurt_conn_dma_xfer(struct vfurt_conn *conn, uint64_t iova, void *buf, size_t len,
-			bool is_write);
+/*
+ * The engine's DMA message path (conn_dma.c): send a request for each
+ * piece of sg[0..nsg) without vaddr (buf holds the data of all pieces, in
+ * order), adding one to op->pending_ per request; the reply of the last
+ * calls op->done_. The caller checks beforehand that free_slots covers the
+ * requests (each piece takes ceil(len / chunk)). Returns 0 or -EIO (the
+ * connection is dead; requests already sent still complete).
+ */
+size_t vfurt_conn_dma_chunk(const struct vfurt_conn *conn);
+/* Free request slots, or -EIO when the connection is broken. */
+int vfurt_conn_dma_free_slots(const struct vfurt_conn *conn);
+int vfurt_conn_dma_start(struct vfurt_conn *conn, const struct vfurt_sg *sg, int nsg,
+			 uint8_t *buf, bool is_write, struct vfurt_dma_op *op);
+
+/* Twin socket readable: take the client's replies (conn_dma.c). Returns 0,
+ * or a negative errno after marking the connection broken (the host closes
+ * it at its next tick or feed). */
+int vfurt_conn_twin_readable(struct vfurt_conn *conn);
+int vfurt_conn_twin_fd(const struct vfurt_conn *conn);
 
 #endif /* VFURT_IO_DEVICE_INTERNAL_H */

@@ -337,6 +337,15 @@ static void ioeventfd_ready(struct vfurt_dev *dev, void *ctx)
 		e->fn(dev, e->arg, count);
 }
 
+/* The client's replies to DMA requests on the twin socket. A failure marks
+ * the connection broken: the host's next tick closes it. */
+static void twin_ready(struct vfurt_dev *dev, void *ctx)
+{
+	(void)ctx;
+	if (dev->conn)
+		vfurt_conn_twin_readable(dev->conn);
+}
+
 size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_watch *out, size_t max)
 {
 	size_t n = 0;
@@ -353,6 +362,9 @@ size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_watch *out, siz
 	fd = vfurt_irqs_intx_unmask_fd(dev->irqs, NULL);
 	if (fd >= 0 && n < max)
 		out[n++] = (struct vfurt_dev_watch){ fd, vfurt_dev_intx_unmask_ready, NULL };
+	fd = dev->conn ? vfurt_conn_twin_fd(dev->conn) : -1;
+	if (fd >= 0 && n < max)
+		out[n++] = (struct vfurt_dev_watch){ fd, twin_ready, NULL };
 	return n;
 }
 
@@ -361,7 +373,7 @@ uint32_t vfurt_dev_watch_gen(const struct vfurt_dev *dev)
 	uint32_t gen;
 
 	(void)vfurt_irqs_intx_unmask_fd(dev->irqs, &gen);
-	return gen;
+	return gen + atomic_load(&dev->watch_gen);
 }
 
 void vfurt_dev_free_host_state(struct vfurt_dev *dev)

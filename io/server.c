@@ -41,6 +41,7 @@ struct endpoint {
 	int wfds[SERVER_MAX_WATCHES]; /* our dups of watches[].fd, in the epoll set */
 	size_t nr_watches;
 	uint32_t watch_gen;
+	uint32_t cevents; /* what the connection socket is registered for */
 };
 
 struct vfurt_server {
@@ -50,7 +51,19 @@ struct vfurt_server {
 	struct endpoint **eps;
 	size_t n;
 	size_t cap;
+	uint64_t last_tick_ms;
 };
+
+/* Connection timers run this often (vfurt_conn_tick). */
+#define SERVER_TICK_MS 100
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 {
@@ -339,38 +352,80 @@ static void on_accept(struct endpoint *ep)
 		ep->conn = NULL;
 		return;
 	}
+	ep->cevents = ev.events;
 	vfurt_logf(&ep->srv->log, VFURT_LOG_DEBUG, "%s: client connected", ep->dev->name);
 }
 
-static void on_conn(struct endpoint *ep)
+/*
+ * Register the connection for what it can take: reading unless paused (a
+ * quiesce, or output over its bound), writing while output is queued.
+ * While paused, hang-ups are not asked for either (they would be reported
+ * for ever without a read); a full hang-up is always reported and drops it.
+ */
+static void conn_update_events(struct endpoint *ep)
 {
-	int rc;
+	struct epoll_event ev = { .data.ptr = &ep->ctag };
 
 	if (!ep->conn)
 		return;
-	rc = vfurt_conn_on_readable(ep->conn);
+	ev.events = vfurt_conn_paused(ep->conn) ? 0 : EPOLLIN | EPOLLRDHUP;
+	if (vfurt_conn_want_write(ep->conn))
+		ev.events |= EPOLLOUT;
+	if (ev.events == ep->cevents)
+		return;
+	if (epoll_ctl(ep->srv->epfd, EPOLL_CTL_MOD, vfurt_conn_fd(ep->conn), &ev) == 0)
+		ep->cevents = ev.events;
+}
+
+static void on_conn(struct endpoint *ep, uint32_t events)
+{
+	int rc = 0;
+
+	if (!ep->conn)
+		return;
+	if (events & EPOLLOUT)
+		rc = vfurt_conn_on_writable(ep->conn);
+	if (!rc && (events & (EPOLLIN | EPOLLRDHUP)) && !vfurt_conn_paused(ep->conn))
+		rc = vfurt_conn_on_readable(ep->conn);
+	else if (!rc && (events & (EPOLLHUP | EPOLLERR)))
+		rc = -ECONNRESET;
 	if (rc) {
 		drop_conn(ep, rc);
 		return;
 	}
-	/* while a command waits for an asynchronous quiesce, stop reading */
-	if (vfurt_conn_paused(ep->conn)) {
-		struct epoll_event ev = { .events = EPOLLRDHUP, .data.ptr = &ep->ctag };
+	conn_update_events(ep);
+}
 
-		epoll_ctl(ep->srv->epfd, EPOLL_CTL_MOD, vfurt_conn_fd(ep->conn), &ev);
+/* Connection timers, and reading again where a quiesce completed. */
+static void tick_conns(struct vfurt_server *srv)
+{
+	uint64_t now = mono_ms();
+	bool tick = now - srv->last_tick_ms >= SERVER_TICK_MS;
+
+	if (tick)
+		srv->last_tick_ms = now;
+	for (size_t i = 0; i < srv->n; i++) {
+		struct endpoint *ep = srv->eps[i];
+		int rc;
+
+		if (!ep->conn)
+			continue;
+		rc = tick ? vfurt_conn_tick(ep->conn, now) : 0;
+		if (rc) {
+			drop_conn(ep, rc);
+			watches_refresh(ep);
+			continue;
+		}
+		conn_update_events(ep);
 	}
 }
 
-/* Re-arm reading on connections whose quiesce completed. */
-static void resume_paused(struct vfurt_server *srv)
+int vfurt_server_next_timeout_ms(const struct vfurt_server *srv)
 {
-	for (size_t i = 0; i < srv->n; i++) {
-		struct endpoint *ep = srv->eps[i];
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = &ep->ctag };
-
-		if (ep->conn && !vfurt_conn_paused(ep->conn))
-			epoll_ctl(srv->epfd, EPOLL_CTL_MOD, vfurt_conn_fd(ep->conn), &ev);
-	}
+	for (size_t i = 0; i < srv->n; i++)
+		if (srv->eps[i]->conn)
+			return SERVER_TICK_MS;
+	return -1;
 }
 
 /* Poll every device queue once; returns how many did work. */
@@ -396,10 +451,16 @@ int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms)
 	int busy;
 	int n;
 
-	resume_paused(srv);
+	tick_conns(srv);
 	busy = poll_queues(srv, &have_queues);
-	/* queues are polled, not waited for: do not sleep while there are any */
-	n = epoll_wait(srv->epfd, evs, 32, have_queues ? 0 : timeout_ms);
+	/* queues are polled, not waited for: do not sleep while there are any;
+	 * connections' timers need a tick every SERVER_TICK_MS */
+	if (have_queues)
+		timeout_ms = 0;
+	for (size_t i = 0; i < srv->n && timeout_ms != 0; i++)
+		if (srv->eps[i]->conn && (timeout_ms < 0 || timeout_ms > SERVER_TICK_MS))
+			timeout_ms = SERVER_TICK_MS;
+	n = epoll_wait(srv->epfd, evs, 32, timeout_ms);
 	if (n < 0)
 		return -errno;
 	for (int i = 0; i < n; i++) {
@@ -411,7 +472,7 @@ int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms)
 			tag->ep->watches[tag->watch].ready(tag->ep->dev,
 							   tag->ep->watches[tag->watch].ctx);
 		else
-			on_conn(tag->ep);
+			on_conn(tag->ep, evs[i].events);
 		if (tag->kind != EP_WATCH)
 			watches_refresh(tag->ep);
 	}

@@ -124,6 +124,38 @@ int vfurt_sock_send(int sock, const struct iovec *iov, int iovcnt,
 	return 0;
 }
 
+ssize_t vfurt_sock_send_some(int sock, const struct iovec *iov, int iovcnt,
+			     const int *fds, size_t nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * VFURT_SOCK_MAX_FDS)];
+		struct cmsghdr align;
+	} ctl;
+	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
+	ssize_t n;
+
+	if (iovcnt < 1 || nfds > VFURT_SOCK_MAX_FDS)
+		return -EINVAL;
+	if (nfds > 0) {
+		struct cmsghdr *cm;
+
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	do {
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return n;
+	return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+}
+
 int vfurt_sock_send_msg(int sock, const struct vfio_user_header *hdr,
 			const void *payload, size_t len, const int *fds, size_t nfds,
 			int timeout_ms)

@@ -23,6 +23,16 @@
 int vfurt_sock_send(int sock, const struct iovec *iov, int iovcnt,
 		    const int *fds, size_t nfds, int timeout_ms);
 
+/*
+ * One non-blocking sendmsg of iov[0..iovcnt) with fds (SCM_RIGHTS) on its
+ * first byte. Returns the bytes sent (0 when the socket buffer is full:
+ * then nothing, fds included, was sent; fds travel with the first byte, so
+ * once any byte went they went too), or a negative errno (-EPIPE when the
+ * peer is gone). Never blocks, never raises SIGPIPE.
+ */
+ssize_t vfurt_sock_send_some(int sock, const struct iovec *iov, int iovcnt,
+			     const int *fds, size_t nfds);
+
 /* Convenience: header + one payload buffer. hdr->msg_size must already be
  * 16 + len. */
 int vfurt_sock_send_msg(int sock, const struct vfio_user_header *hdr,

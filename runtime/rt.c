@@ -162,6 +162,7 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	}
 	ep->accept_op = (struct rt_op){ .kind = RT_OP_ACCEPT, .ep = ep };
 	ep->recv_op = (struct rt_op){ .kind = RT_OP_RECV, .ep = ep };
+	ep->send_op = (struct rt_op){ .kind = RT_OP_SEND, .ep = ep };
 	ep->watch_gen = vfurt_dev_watch_gen(dev);
 	ep->nr_watches = (uint32_t)vfurt_dev_watches(dev, ep->watches, RT_MAX_WATCHES);
 	for (uint32_t i = 0; i < RT_MAX_WATCHES; i++)
@@ -289,6 +290,23 @@ static void arm_recv(struct vfurt_worker *w, struct rt_endpoint *ep)
 	w->pending_sqes++;
 }
 
+/* Replies the client's socket did not take wait in the connection's queue:
+ * poll for room. */
+static void arm_send(struct vfurt_worker *w, struct rt_endpoint *ep)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!ep->conn || ep->send_op.armed || !vfurt_conn_want_write(ep->conn))
+		return;
+	sqe = io_uring_get_sqe(&w->ring);
+	if (!sqe)
+		return; /* retried at the next event or tick */
+	io_uring_prep_poll_add(sqe, vfurt_conn_fd(ep->conn), POLLOUT);
+	io_uring_sqe_set_data(sqe, &ep->send_op);
+	ep->send_op.armed = true;
+	w->pending_sqes++;
+}
+
 static void arm_accept(struct vfurt_worker *w, struct rt_endpoint *ep)
 {
 	struct io_uring_sqe *sqe;
@@ -360,6 +378,7 @@ void rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep)
 	refresh_watches(w, ep);
 	arm_accept(w, ep);
 	arm_recv(w, ep);
+	arm_send(w, ep);
 	for (uint32_t i = 0; i < ep->nr_watches; i++)
 		arm_watch(w, ep, i);
 }
@@ -436,6 +455,17 @@ void rt_endpoint_drop(struct rt_endpoint *ep, int why)
 		}
 	}
 	ep->recv_op.armed = false;
+	/* a POLLOUT on the old socket: its completion (cancelled) only clears
+	 * armed; the poll holds the file, so it must not wait for ever */
+	if (ep->send_op.armed && ep->home->ring_ok && !ep->rt->stopped) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ep->home->ring);
+
+		if (sqe) {
+			io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&ep->send_op);
+			io_uring_sqe_set_data(sqe, NULL);
+			ep->home->pending_sqes++;
+		}
+	}
 	vfurt_conn_get_stats(conn, &st);
 	ep->msgs_done += st.msgs;
 	ep->errors_done += st.errors;
@@ -535,6 +565,30 @@ static void on_recv(struct vfurt_worker *w, struct rt_endpoint *ep, int res)
 	(void)w;
 }
 
+bool rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns)
+{
+	bool clients = false;
+
+	if (now_ns - w->last_tick_ns < RT_TICK_NS)
+		return true; /* not yet: assume clients, sleep no longer than a tick */
+	w->last_tick_ns = now_ns;
+	for (uint32_t i = 0; i < w->nr_eps; i++) {
+		struct rt_endpoint *ep = w->eps[i];
+		int rc;
+
+		if (!ep->conn)
+			continue;
+		rc = vfurt_conn_tick(ep->conn, now_ns / 1000000u);
+		if (rc)
+			rt_endpoint_drop(ep, rc);
+		else
+			clients = true;
+		/* also takes up reading where a quiesce completed */
+		rt_endpoint_arm(w, ep);
+	}
+	return clients;
+}
+
 void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 {
 	struct rt_endpoint *ep = op->ep;
@@ -546,6 +600,14 @@ void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 	case RT_OP_RECV:
 		if (ep->conn)
 			on_recv(w, ep, res);
+		break;
+	case RT_OP_SEND:
+		if (ep->conn && res != -ECANCELED) {
+			int rc = vfurt_conn_on_writable(ep->conn);
+
+			if (rc)
+				rt_endpoint_drop(ep, rc);
+		}
 		break;
 	case RT_OP_WATCH:
 		if (op->stale)
@@ -787,6 +849,8 @@ int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
 	st->irqs_raised = atomic_load_explicit(&w->st.irqs_raised, memory_order_relaxed);
 	st->irqs_written = atomic_load_explicit(&w->st.irqs_written, memory_order_relaxed);
 	st->sleeps = atomic_load_explicit(&w->st.sleeps, memory_order_relaxed);
+	st->irq_submit_fallbacks = atomic_load_explicit(&w->st.irq_submit_fallbacks,
+							memory_order_relaxed);
 	st->busy_ns = atomic_load_explicit(&w->st.busy_ns, memory_order_relaxed);
 	{
 		uint64_t start = atomic_load_explicit(&w->st.start_ns, memory_order_relaxed);
@@ -868,6 +932,7 @@ char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
 		add_u64(w, "irqs_raised", st.irqs_raised);
 		add_u64(w, "irqs_written", st.irqs_written);
 		add_u64(w, "sleeps", st.sleeps);
+		add_u64(w, "irq_submit_fallbacks", st.irq_submit_fallbacks);
 	}
 	for (uint32_t i = 0; i < rt->nr_eps; i++) {
 		struct dev_stats_call c = { .rt = rt, .ep = rt->eps[i] };

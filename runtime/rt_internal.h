@@ -19,6 +19,7 @@
 #include "ring.h"
 
 #define RT_RING_SLOTS 1024u      /* cross-core inbox per worker */
+#define RT_DEFERRED_SLOTS (2u * RT_RING_SLOTS) /* set aside by a nested inbox poll */
 #define RT_INBOX_BATCH 64u       /* messages drained per pass */
 #define RT_IRQ_BATCH 256u        /* distinct eventfds per pass */
 #define RT_URING_ENTRIES 256u
@@ -33,6 +34,7 @@ enum rt_op_kind {
 	RT_OP_RECV,
 	RT_OP_WATCH,
 	RT_OP_WAKE,
+	RT_OP_SEND,              /* POLLOUT while the connection has output queued */
 };
 
 struct rt_op {
@@ -59,6 +61,7 @@ struct rt_endpoint {
 	} cmsg;
 	struct rt_op accept_op;
 	struct rt_op recv_op;
+	struct rt_op send_op;
 	struct vfurt_dev_watch watches[RT_MAX_WATCHES];
 	struct rt_op watch_ops[RT_MAX_WATCHES];
 	uint32_t nr_watches;
@@ -81,6 +84,7 @@ struct rt_stats {
 	_Atomic uint64_t irqs_raised;
 	_Atomic uint64_t irqs_written;
 	_Atomic uint64_t sleeps;
+	_Atomic uint64_t irq_submit_fallbacks; /* irq writes done by write(2) after a failed submit */
 	_Atomic uint64_t busy_ns;
 	_Atomic uint64_t start_ns;
 };
@@ -114,6 +118,9 @@ struct vfurt_worker {
 	uint32_t nr_deferred;
 	uint32_t cap_deferred;
 	uint64_t idle_since_ns;
+	uint64_t last_tick_ns;   /* connection timers (rt_worker_tick) */
+	bool wake_rearm;         /* the wake read could not be re-armed yet */
+	bool has_clients;        /* some endpoint homed here has a connection */
 	struct rt_stats st;
 	char log_prefix[24];
 	struct vfurt_log log;    /* runtime log, prefixed with the worker id */
@@ -174,5 +181,14 @@ void rt_endpoint_drop(struct rt_endpoint *ep, int why);
 void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res);
 /* Arm accept/recv/watch operations for the endpoints of w. */
 void rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep);
+
+/* Connection timers run this often; an adaptive worker sleeps no longer
+ * while it has a client. */
+#define RT_TICK_NS (100ull * 1000 * 1000)
+
+/* Every RT_TICK_NS: run the timers of w's connections (vfurt_conn_tick),
+ * drop the ones that expired, re-arm the others. Returns true when w has a
+ * connected client. */
+bool rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns);
 
 #endif /* VFURT_RUNTIME_RT_INTERNAL_H */

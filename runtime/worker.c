@@ -64,15 +64,25 @@ int rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id
 	w->inbox = vfurt_ring_create(RT_RING_SLOTS);
 	if (!w->inbox)
 		goto err_pollers;
+	/* the nested inbox poll sets messages aside here: sized up front, so
+	 * that the inbox path never allocates */
+	w->cap_deferred = RT_DEFERRED_SLOTS;
+	w->deferred = calloc(w->cap_deferred, sizeof(*w->deferred));
+	if (!w->deferred)
+		goto err_inbox;
 	w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->wake_fd < 0)
-		goto err_inbox;
+		goto err_deferred;
 	ck_epoch_register(&rt->epoch, &w->epoch_rec, NULL);
 	w->wake_op.kind = RT_OP_WAKE;
 	return 0;
 
+err_deferred:
+	free(w->deferred);
+	w->deferred = NULL;
 err_inbox:
 	vfurt_ring_destroy(w->inbox);
+	w->inbox = NULL;
 err_pollers:
 	vfurt_poller_set_destroy(w->pollers);
 	return -ENOMEM;
@@ -183,7 +193,8 @@ int rt_worker_poll_inbox(void (*nestable)(void *arg))
 
 	if (!w)
 		return 0;
-	while (n < (int)RT_INBOX_BATCH && vfurt_ring_dequeue_sc(w->inbox, &m)) {
+	while (n < (int)RT_INBOX_BATCH && w->nr_deferred < w->cap_deferred &&
+	       vfurt_ring_dequeue_sc(w->inbox, &m)) {
 		n++;
 		if (m.fn == nestable) {
 			m.fn(m.arg);
@@ -191,18 +202,11 @@ int rt_worker_poll_inbox(void (*nestable)(void *arg))
 		}
 		/* not safe in the middle of this worker's own work: keep it, in
 		 * order, for the next pass */
-		if (w->nr_deferred == w->cap_deferred) {
-			uint32_t ncap = w->cap_deferred ? w->cap_deferred * 2 : 16;
-			struct vfurt_ring_msg *d = realloc(w->deferred, ncap * sizeof(*d));
-
-			if (!d) {
-				m.fn(m.arg); /* no room to wait: run it rather than lose it */
-				continue;
-			}
-			w->deferred = d;
-			w->cap_deferred = ncap;
-		}
 		w->deferred[w->nr_deferred++] = m;
+		/* full (twice the inbox set aside within one wait): leave the
+		 * rest in the inbox rather than run one out of place */
+		if (w->nr_deferred == w->cap_deferred)
+			break;
 	}
 	return n;
 }
@@ -284,22 +288,54 @@ static void flush_irqs(struct vfurt_worker *w)
 			io_uring_sqe_set_data(sqe, NULL);
 			sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		}
-		io_uring_submit(&w->ring);
-		w->pending_sqes = 0;
-	} else {
-		for (uint32_t i = 0; i < n; i++) {
-			ssize_t r;
-
-			do {
-				r = write(w->irq_fds[i], &irq_one, sizeof(irq_one));
-			} while (r < 0 && errno == EINTR);
+		if (io_uring_submit(&w->ring) >= 0) {
+			w->pending_sqes = 0;
+			goto written;
 		}
+		/* not submitted (the SQEs stay queued for a later submit): write
+		 * now rather than lose them; an extra count on an eventfd is one
+		 * spurious interrupt at worst, a lost one can hang a guest */
+		stat_add(&w->st.irq_submit_fallbacks, 1);
 	}
+	for (uint32_t i = 0; i < n; i++) {
+		ssize_t r;
+
+		do {
+			r = write(w->irq_fds[i], &irq_one, sizeof(irq_one));
+		} while (r < 0 && errno == EINTR);
+	}
+written:
 	stat_add(&w->st.irqs_written, n);
 	w->nr_irq = 0;
 }
 
 /* ---- the pass ---------------------------------------------------------- */
+
+/*
+ * Keep a read armed on the wake eventfd: without it an adaptive worker
+ * could never be woken again. With no SQE free, submit what is queued and
+ * try again; failing that, the next pass retries (wake_rearm), and the
+ * worker sleeps at most a tick meanwhile.
+ */
+static void arm_wake(struct vfurt_worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!w->wake_rearm || w->wake_op.armed || !w->ring_ok || atomic_load(&w->stop))
+		return;
+	sqe = io_uring_get_sqe(&w->ring);
+	if (!sqe && io_uring_submit(&w->ring) >= 0) {
+		w->pending_sqes = 0;
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf), 0);
+	io_uring_sqe_set_data(sqe, &w->wake_op);
+	w->wake_op.armed = true;
+	w->wake_rearm = false;
+	w->pending_sqes++;
+}
 
 static void reap_completions(struct vfurt_worker *w, int *work)
 {
@@ -321,17 +357,8 @@ static void reap_completions(struct vfurt_worker *w, int *work)
 				continue;
 			op->armed = false;
 			if (op->kind == RT_OP_WAKE) {
-				if (!atomic_load(&w->stop)) {
-					struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
-
-					if (sqe) {
-						io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf,
-								   sizeof(w->wake_buf), 0);
-						io_uring_sqe_set_data(sqe, &w->wake_op);
-						w->wake_op.armed = true;
-						w->pending_sqes++;
-					}
-				}
+				w->wake_rearm = true;
+				arm_wake(w);
 				continue;
 			}
 			rt_endpoint_event(w, op, res);
@@ -365,6 +392,8 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	/* control plane: vfio-user messages, accepts, ioeventfds */
 	rt_worker_where(w, "handling messages");
 	reap_completions(w, &work);
+	arm_wake(w);
+	w->has_clients = rt_worker_tick(w, t0);
 	flush_irqs(w); /* triggers raised by message handlers */
 	if (w->ring_ok && w->pending_sqes) {
 		io_uring_submit(&w->ring);
@@ -396,6 +425,9 @@ static void worker_sleep(struct vfurt_worker *w)
 		wait_ns = deadline > now ? deadline - now : 0;
 	if (wait_ns > w->rt->sleep_max_ns)
 		wait_ns = w->rt->sleep_max_ns;
+	/* connection timers (rt_worker_tick), and a wake read to re-arm */
+	if ((w->has_clients || w->wake_rearm) && wait_ns > RT_TICK_NS)
+		wait_ns = RT_TICK_NS;
 	if (wait_ns == 0)
 		return;
 	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);

@@ -424,14 +424,49 @@ VFURT_EXPORT int vfurt_dma_to_sg(struct vfurt_dev *dev, uint64_t iova, uint64_t 
 VFURT_EXPORT void *vfurt_dma_ptr(struct vfurt_dev *dev, uint64_t iova, uint64_t len, uint32_t prot);
 
 /*
- * Copy guest memory into buf / buf into guest memory. Uses the mapping when
- * fd-backed, otherwise DMA_READ/DMA_WRITE messages to the client, split by
- * the client's max_data_xfer_size (this blocks until the client answers, up
- * to a timeout). Returns 0, -ENOENT/-EACCES/-EINVAL as vfurt_dma_to_sg,
- * -ENOTCONN (no client), -EIO/-ETIMEDOUT (client did not serve the message).
+ * Copy guest memory into buf / buf into guest memory through the fd-backed
+ * mappings. Memory the client mapped without an fd is reachable only by
+ * message: these calls never wait for a client, so they fail there with
+ * -EWOULDBLOCK (use the _async variants). Returns 0, -ENOENT/-EACCES/
+ * -EINVAL as vfurt_dma_to_sg, -EWOULDBLOCK. Thread: any.
  */
 VFURT_EXPORT int vfurt_dma_read(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len);
 VFURT_EXPORT int vfurt_dma_write(struct vfurt_dev *dev, uint64_t iova, const void *buf, size_t len);
+
+/* Completion of an asynchronous transfer: status 0 or a negative errno. */
+typedef void (*vfurt_dma_done_fn)(struct vfurt_dev *dev, void *arg, int status);
+
+/* Storage for one asynchronous transfer, owned by the caller and left
+ * alone until its done callback ran. The fields are the engine's. */
+struct vfurt_dma_op {
+	vfurt_dma_done_fn done_;
+	void *arg_;
+	uint32_t pending_;
+	int status_;
+};
+
+/*
+ * Copy guest memory [iova, iova+len) into buf (read) or buf into it
+ * (write), whatever backs it. Fd-backed pieces are copied before the call
+ * returns; the others go to the client as DMA_READ/DMA_WRITE messages,
+ * split by both sides' max_data_xfer_size, and nothing waits for the
+ * answers: done(dev, arg, status) runs on the device's home thread when the
+ * last one came (status 0), or with -EIO (the client refused one, or the
+ * connection broke), -ETIMEDOUT (no answer within the connection's
+ * timeout_ms: the client is then disconnected) or -ECONNRESET (the client
+ * went away first). buf and op must stay valid until then.
+ * Returns 1: the transfer is complete (done is not called); 0: done will be
+ * called exactly once; or a negative errno, with nothing sent and done
+ * never called: -ENOENT/-EACCES/-EINVAL as vfurt_dma_to_sg, -ENOTCONN (no
+ * client), -EBUSY (the connection has 64 requests in flight: retry after
+ * a completion), -EIO (the connection is broken).
+ * Thread: the device's home thread (where its messages are handled).
+ */
+VFURT_EXPORT int vfurt_dma_read_async(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len,
+				      struct vfurt_dma_op *op, vfurt_dma_done_fn done, void *arg);
+VFURT_EXPORT int vfurt_dma_write_async(struct vfurt_dev *dev, uint64_t iova, const void *buf,
+				       size_t len, struct vfurt_dma_op *op, vfurt_dma_done_fn done,
+				       void *arg);
 
 #ifdef __cplusplus
 }

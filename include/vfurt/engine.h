@@ -34,8 +34,17 @@ struct vfurt_conn_opts {
 	uint32_t max_data_xfer_size; /* default 1 MiB, at most 16 MiB */
 	uint32_t max_msg_fds;        /* default 16, at most 64 */
 	uint32_t max_dma_maps;       /* default 65535 */
-	int timeout_ms;              /* socket send / DMA reply wait; default 5000 */
+	int timeout_ms;              /* DMA_READ/DMA_WRITE reply wait; default 5000 */
 	bool no_twin_socket;         /* do not offer twin-socket mode */
+	/* VERSION must arrive this soon after connecting; default 2000, < 0: never */
+	int version_timeout_ms;
+	/* queued output that makes no progress this long closes; default 5000 */
+	int drain_timeout_ms;
+	/* output queued beyond these stops the reading of commands until the
+	 * client drains it: default 4 MiB (at most 64 MiB) and 1,024 messages
+	 * (at most 65,536) */
+	uint32_t max_queued_bytes;
+	uint32_t max_queued_msgs;
 };
 
 struct vfurt_conn_stats {
@@ -92,8 +101,33 @@ VFURT_EXPORT int vfurt_conn_rx_feed(struct vfurt_conn *conn, size_t n, int *fds,
  */
 VFURT_EXPORT int vfurt_conn_on_readable(struct vfurt_conn *conn);
 
-/* True while a command waits for an asynchronous quiesce: do not feed more. */
+/*
+ * True while the engine takes no more commands: one waits for an
+ * asynchronous quiesce, or the client left more output unread than the
+ * connection's bound (max_queued_bytes/msgs). Do not feed more; read again
+ * once it turns false (after vfurt_dev_quiesced or vfurt_conn_on_writable).
+ */
 VFURT_EXPORT bool vfurt_conn_paused(const struct vfurt_conn *conn);
+
+/*
+ * Sends never wait for the client: what its socket does not take is queued.
+ * While vfurt_conn_want_write() is true, watch the socket for POLLOUT and
+ * call vfurt_conn_on_writable() when it is writable. Returns 0, or a
+ * negative errno to close the connection.
+ */
+VFURT_EXPORT bool vfurt_conn_want_write(const struct vfurt_conn *conn);
+VFURT_EXPORT int vfurt_conn_on_writable(struct vfurt_conn *conn);
+
+/*
+ * The connection's timers; call at least every 100 ms with a monotonic
+ * clock in milliseconds. Closes (returns -ETIMEDOUT) a client that did not
+ * send VERSION within version_timeout_ms, that left its queued output
+ * unread for drain_timeout_ms, or that did not answer a DMA request within
+ * timeout_ms; -EPIPE when the connection broke meanwhile (its twin socket,
+ * say). Each with one log line. Also flushes the twin socket's output.
+ * Returns 0 to keep the connection.
+ */
+VFURT_EXPORT int vfurt_conn_tick(struct vfurt_conn *conn, uint64_t now_ms);
 
 /* ---- hosting a device ------------------------------------------------- */
 

@@ -182,6 +182,7 @@ struct vfurt_worker_stats {
 	uint64_t sleeps;        /* adaptive-mode sleeps */
 	uint64_t busy_ns;       /* time in passes that did work */
 	uint64_t total_ns;      /* time since start */
+	uint64_t irq_submit_fallbacks; /* irq batches written by write(2): io_uring submit failed */
 };
 
 /*

@@ -8,7 +8,10 @@
  * refused). It does no threading: the embedder calls vfurt_server_run_once()
  * from its loop, or waits on vfurt_server_fd() (an epoll fd, readable when
  * there is work) with its own poll/epoll/io_uring and then calls
- * run_once(srv, 0).
+ * run_once(srv, 0). While clients are connected, run_once must also be
+ * called at least every 100 ms (vfurt_server_next_timeout_ms() says when):
+ * the connections' timers (VERSION, output drain and DMA reply timeouts)
+ * run there.
  *
  * Threading: one thread at a time per server object. Several servers may
  * live in one process.
@@ -51,9 +54,14 @@ VFURT_EXPORT int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_
 /* An fd that polls readable when run_once has something to do. */
 VFURT_EXPORT int vfurt_server_fd(const struct vfurt_server *srv);
 
+/* How long an embedder waiting on vfurt_server_fd() may wait before calling
+ * run_once for the timers: -1 (no client connected) or at most 100 ms. */
+VFURT_EXPORT int vfurt_server_next_timeout_ms(const struct vfurt_server *srv);
+
 /*
- * Wait up to timeout_ms (0 = do not wait, -1 = forever) and handle what is
- * ready: accept clients, process their messages, drop broken connections
+ * Wait up to timeout_ms (0 = do not wait, -1 = forever; while clients are
+ * connected, at most 100 ms: it may then return 0 early) and handle what is
+ * ready: run the connections' timers, accept clients, process their messages, drop broken connections
  * (only that connection; the others keep being served). Returns the number
  * of events handled (>= 0), or -EINTR when a signal interrupted the wait.
  */

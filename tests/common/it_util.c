@@ -162,8 +162,14 @@ int it_dev_dma(struct vfurt_client *c, uint32_t op, uint64_t iova, uint64_t len)
 		rc = it_wr64(c, VFURT_REGION_BAR0, TD_REG_DMA_LEN, len);
 	if (!rc)
 		rc = it_wr32(c, VFURT_REGION_BAR0, TD_REG_DMA_DOORBELL, op);
-	if (!rc)
+	/* by message, the transfer completes when the client has answered the
+	 * server's DMA requests: the client library does while it waits */
+	for (int i = 0; !rc && i < 5000; i++) {
 		rc = it_rd32(c, VFURT_REGION_BAR0, TD_REG_DMA_STATUS, &status);
+		if (rc || (int)status != TD_DMA_PENDING)
+			break;
+		usleep(1000);
+	}
 	return rc ? rc : (int)status;
 }
 
@@ -352,6 +358,18 @@ int it_check_fds(int base)
 
 	if (n == base)
 		return 0;
-	fprintf(stderr, "fd leak: %d open, %d at start\n", n, base);
+	fprintf(stderr, "fd leak: %d open, %d at start:", n, base);
+	for (int fd = 0; fd < 1024; fd++) {
+		char path[32], link[128];
+		ssize_t l;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		l = readlink(path, link, sizeof(link) - 1);
+		if (l > 0) {
+			link[l] = '\0';
+			fprintf(stderr, " %d=%s", fd, link);
+		}
+	}
+	fprintf(stderr, "\n");
 	return -1;
 }

@@ -33,6 +33,8 @@ struct testdev {
 	_Atomic uint64_t q_iova;
 	_Atomic uint64_t q_len;
 	struct vfurt_queue *queues[8];
+	struct vfurt_dma_op dma_op; /* the DMA doorbell's transfer in flight */
+	bool dma_busy;
 	struct testdev *next_live; /* registry of live test devices */
 };
 
@@ -81,20 +83,43 @@ static uint64_t rd64(const uint8_t *p)
 	return v;
 }
 
+static void dma_done(struct vfurt_dev *dev, void *arg, int status)
+{
+	struct testdev *td = arg;
+	int32_t st = status;
+
+	(void)dev;
+	td->dma_busy = false;
+	memcpy(&td->regs[TD_REG_DMA_STATUS], &st, sizeof(st));
+}
+
+/* The DMA doorbell: a transfer between BAR1 and guest memory, by message
+ * where the client mapped no fd; STATUS reads TD_DMA_PENDING until done. */
 static void run_dma(struct testdev *td, uint32_t op)
 {
 	uint64_t iova = rd64(&td->regs[TD_REG_DMA_IOVA]);
 	uint64_t len = rd64(&td->regs[TD_REG_DMA_LEN]);
 	int32_t status;
 
-	if (len > TD_BAR1_SIZE)
+	if (td->dma_busy)
+		status = -EBUSY; /* the previous one's result stays as it comes */
+	else if (len > TD_BAR1_SIZE)
 		status = -EINVAL;
 	else if (op == 1)
-		status = vfurt_dma_read(td->dev, iova, td->bar1, len);
+		status = vfurt_dma_read_async(td->dev, iova, td->bar1, len, &td->dma_op, dma_done, td);
 	else if (op == 2)
-		status = vfurt_dma_write(td->dev, iova, td->bar1, len);
+		status = vfurt_dma_write_async(td->dev, iova, td->bar1, len, &td->dma_op, dma_done,
+					       td);
 	else
 		status = -EINVAL;
+	if (status == -EBUSY && td->dma_busy)
+		return;
+	if (status == 0) {
+		td->dma_busy = true;
+		status = TD_DMA_PENDING;
+	} else if (status == 1) {
+		status = 0;
+	}
 	memcpy(&td->regs[TD_REG_DMA_STATUS], &status, sizeof(status));
 }
 
@@ -326,7 +351,9 @@ struct vfurt_dev *testdev_create(const char *name, const struct testdev_opts *op
 	o.arg = td;
 	o.reset_supported = !td->opts.no_reset;
 	o.log.level = -1;
-	if (getenv("VFURT_TEST_VERBOSE")) {
+	if (td->opts.log.fn) {
+		o.log = td->opts.log;
+	} else if (getenv("VFURT_TEST_VERBOSE")) {
 		o.log.fn = vfurt_log_stderr;
 		o.log.arg = (void *)"testdev";
 		o.log.level = VFURT_LOG_DEBUG;

@@ -35,6 +35,7 @@
 #define TD_REG_DMA_IOVA 0x108u
 #define TD_REG_DMA_LEN 0x110u
 #define TD_REG_DMA_STATUS 0x118u
+#define TD_DMA_PENDING 1 /* STATUS while a transfer by message is in flight */
 #define TD_REG_IRQ_DOORBELL 0x200u
 #define TD_REG_IRQ_STATUS 0x204u
 #define TD_REG_IOEVENTFD 0x300u
@@ -63,6 +64,7 @@ struct testdev_opts {
 	/* expose `queues` pollable queues while a client is attached; each
 	 * translates and reads the guest range set in TD_REG_Q_IOVA/LEN */
 	unsigned queues;
+	struct vfurt_log log; /* the device's (and its connections') log; fn NULL: default */
 };
 
 /* DMA queue registers (BAR0), used when opts.queues > 0 */
