@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "conn_limits.h"
 #include "cpuset.h"
 
 #define MAX_DEVICES 1024
@@ -433,6 +434,20 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 			if (strlen(cfg->control_socket) > VFURT_CONFIG_PATH_MAX)
 				return fail(l, k, "path too long (at most %d bytes)",
 					    VFURT_CONFIG_PATH_MAX);
+		} else if (!strcmp(k, "limits")) {
+			if (!json_object_is_type(v, json_type_object))
+				return fail(l, k, "expected an object of limits, got %s",
+					    type_name(v));
+			json_object_object_foreach(v, lk, lv) {
+				char why[256], path[96];
+
+				snprintf(path, sizeof(path), "limits.%.64s", lk);
+				rc = get_scalar(l, path, lv, val, sizeof(val));
+				if (rc)
+					return rc;
+				if (vfurt_limit_set(&cfg->conn, lk, val, why, sizeof(why)))
+					return fail(l, path, "%s", why);
+			}
 		} else if (!strcmp(k, "devices")) {
 			size_t n;
 

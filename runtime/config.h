@@ -48,6 +48,7 @@ struct vfurt_config {
 	bool has_poll_sleep;
 	uint32_t poll_sleep_us;          /* adaptive_poll_sleep_us, 1.. */
 	char *control_socket;            /* NULL = absent */
+	struct vfurt_conn_opts conn;     /* "limits": zero fields = defaults */
 	struct vfurt_config_device *devices;
 	size_t ndevices;
 };
@@ -61,7 +62,8 @@ void vfurt_config_free(struct vfurt_config *cfg);
 /*
  * Load a JSON config file into cfg (an initialised config): settings given in
  * the file replace cfg's, devices are appended. Top-level keys are cores,
- * poll, log_level, stats_interval, control_socket, devices (all optional).
+ * poll, log_level, stats_interval, control_socket, limits (an object of
+ * conn_limits.h keys), devices (all optional).
  * Returns 0, or a negative errno with a one-line message in err naming the
  * file, the key (e.g. "devices[1].socket_mode") and the reason: -ENOENT /
  * -EACCES / ... (cannot read), -EINVAL (not JSON, wrong type, bad value),

@@ -23,6 +23,7 @@
 #include <vfurt/vfio_user.h>
 
 #include "runtime/config.h"
+#include "runtime/conn_limits.h"
 #include "runtime/cpuset.h"
 #include "runtime/devspec.h"
 
@@ -32,6 +33,7 @@
 /* How long a shutdown may take before the daemon gives up on its workers. */
 #define STOP_TIMEOUT_S 10
 #define MAX_DEVICE_ARGS 1024
+#define MAX_LIMIT_ARGS 64
 #define CTL_WRITE_TIMEOUT_MS 1000
 
 static void usage(FILE *f)
@@ -78,6 +80,11 @@ static void usage(FILE *f)
 		"                            (with PATH given, that name becomes a link to PATH);\n"
 		"                            read it with: vfu-ctl stats PATH-or-PID\n"
 		"  -l, --log-level LVL       error, warn, info (default) or debug\n"
+		"  -L, --limit KEY=VALUE     a per-client limit (also the config's \"limits\" object):\n"
+		"                            version_timeout_ms (2000), drain_timeout_ms (5000),\n"
+		"                            dma_reply_timeout_ms (5000), max_queued_bytes (4 MiB),\n"
+		"                            max_queued_msgs (1024), max_data_xfer_size (1 MiB),\n"
+		"                            max_msg_fds (16); see docs/security.md\n"
 		"  -h, --help                show this help\n"
 		"  -V, --version             show the version\n"
 		"\n"
@@ -104,6 +111,8 @@ struct cmdline {
 	const char *control_socket;
 	const char *devices[MAX_DEVICE_ARGS];
 	size_t ndevices;
+	const char *limits[MAX_LIMIT_ARGS]; /* --limit KEY=VALUE, checked */
+	size_t nlimits;
 };
 
 /* Returns 0, -1 after --help/--version (exit 0), or EXIT_USAGE after a message. */
@@ -118,6 +127,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 		{ "poll-sleep-us", required_argument, NULL, 'S' },
 		{ "control-socket", required_argument, NULL, 'C' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "limit", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -127,7 +137,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 	size_t n;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "d:c:p:f:s:S:C:l:hV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:c:p:f:s:S:C:l:L:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
 			if (cl->ndevices == MAX_DEVICE_ARGS) {
@@ -143,6 +153,20 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 			}
 			cl->cores = optarg;
 			break;
+		case 'L': {
+			struct vfurt_conn_opts scratch = { 0 };
+
+			if (cl->nlimits == MAX_LIMIT_ARGS) {
+				fprintf(stderr, "vfu-rt: at most %d --limit options\n", MAX_LIMIT_ARGS);
+				return EXIT_USAGE;
+			}
+			if (vfurt_limit_parse_arg(&scratch, optarg, err, sizeof(err))) {
+				fprintf(stderr, "vfu-rt: --limit %s\n", err);
+				return EXIT_USAGE;
+			}
+			cl->limits[cl->nlimits++] = optarg;
+			break;
+		}
 		case 'p':
 			if (vfurt_config_parse_poll(optarg, &cl->poll_mode)) {
 				fprintf(stderr, "vfu-rt: --poll '%s': expected busy or adaptive\n", optarg);
@@ -235,6 +259,8 @@ static int build_config(const struct cmdline *cl, struct vfurt_config *cfg)
 		if (!cfg->cores)
 			goto err_nomem;
 	}
+	for (size_t i = 0; i < cl->nlimits; i++)
+		(void)vfurt_limit_parse_arg(&cfg->conn, cl->limits[i], err, sizeof(err));
 	if (cl->has_poll) {
 		cfg->has_poll = true;
 		cfg->poll_mode = cl->poll_mode;
@@ -695,6 +721,8 @@ int main(int argc, char **argv)
 	if (cfg.has_poll_sleep)
 		ro.adaptive_poll_sleep_us = cfg.poll_sleep_us;
 	ro.log = log;
+	ro.conn = cfg.conn;
+	ro.conn.opts_size = sizeof(ro.conn);
 	rt = vfurt_runtime_create(&ro, err, sizeof(err));
 	if (!rt) {
 		if (errno == EINVAL) {

@@ -100,6 +100,10 @@ expect_exit 2 "log-level 'loud'" "bad log level" -- rt --log-level loud --device
 expect_exit 2 "unrecognized option|invalid option" "unknown option" -- rt --frobnicate
 expect_exit 2 "--poll 'fast': expected busy or adaptive" "bad --poll" -- rt --poll=fast --device gpio,socket=$dir/x.sock
 expect_exit 2 "--stats-interval 'x'" "bad --stats-interval" -- rt --stats-interval=x --device gpio,socket=$dir/x.sock
+expect_exit 2 "--limit unknown limit 'colour'" "unknown --limit" -- rt --limit colour=1 --device gpio,socket=$dir/x.sock
+expect_exit 2 "--limit version_timeout_ms '5': expected 100..600000" "--limit out of range" -- rt --limit version_timeout_ms=5 --device gpio,socket=$dir/x.sock
+expect_exit 2 "--limit 'drain': expected KEY=VALUE" "--limit without a value" -- rt --limit drain --device gpio,socket=$dir/x.sock
+expect_exit 0 "version_timeout_ms \\(2000\\)" "--help documents the limits" -- rt --help
 expect_exit 2 "--poll-sleep-us '0': expected microseconds, 1..1000000" "bad --poll-sleep-us" -- rt --poll-sleep-us=0 --device gpio,socket=$dir/x.sock
 expect_exit 2 "--stats-interval '-1'" "negative --stats-interval" -- rt --stats-interval=-1 --device gpio,socket=$dir/x.sock
 expect_exit 2 "core: CPU 1 is not in the cores list \(0\)" "device core outside --cores" -- rt --cores=0 --device gpio,socket=$dir/x.sock,core=1
@@ -152,6 +156,10 @@ cfgerr core.json '{"cores": "0", "devices": [{"type": "gpio", "socket": "x.sock"
 cfgerr cores.json '{"cores": "9999", "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
 	"$dir/cores.json: cores: CPU 9999 is out of range" "config: bad cores"
 cfgerr nodev.json '{"cores": "0"}' "no devices" "config without devices and no --device"
+cfgerr limits.json '{"limits": {"max_queued_bytes": 10}, "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
+	"$dir/limits.json: limits.max_queued_bytes: max_queued_bytes '10': expected 65536..67108864" "config: limit out of range"
+cfgerr limitsobj.json '{"limits": 5, "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
+	"$dir/limitsobj.json: limits: expected an object of limits, got a number" "config: limits not an object"
 cfgerr syntax.json '{
   "cores": "0"
   "devices": []

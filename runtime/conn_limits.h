@@ -1,0 +1,35 @@
+/* vfu-rt per-connection limits: the `limits` config object and --limit KEY=VALUE. */
+#ifndef VFURT_RUNTIME_CONN_LIMITS_H
+#define VFURT_RUNTIME_CONN_LIMITS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vfurt/engine.h>
+
+/* One limit: its key, its field in struct vfurt_conn_opts, its range. */
+struct vfurt_limit_def {
+	const char *key;
+	size_t offset;     /* of a uint32_t or int field */
+	bool is_int;
+	uint32_t min;
+	uint32_t max;
+	uint32_t dflt;     /* what 0 (unset) means to the engine */
+	const char *what;  /* one line for --help and the docs */
+};
+
+/* The table, terminated by a NULL key. */
+extern const struct vfurt_limit_def vfurt_limit_defs[];
+
+/*
+ * Set limit `key` to the decimal `val` in o. Returns 0, or -EINVAL with a
+ * one-line reason in why (unknown key, not a number, out of range).
+ */
+int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val, char *why,
+		    size_t len);
+
+/* Parse "KEY=VALUE" (--limit) into o. Returns 0 or -EINVAL with why. */
+int vfurt_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *why, size_t len);
+
+#endif /* VFURT_RUNTIME_CONN_LIMITS_H */
