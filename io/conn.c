@@ -59,6 +59,8 @@ struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
 				     CONN_MAX_OUT_BYTES_LIMIT);
 	c->max_out_msgs = clamp_u32(o.max_queued_msgs, CONN_DEFAULT_MAX_OUT_MSGS,
 				    CONN_MAX_OUT_MSGS_LIMIT);
+	vfurt_irqs_set_max_fds(dev->irqs, clamp_u32(o.max_irq_fds, CONN_DEFAULT_MAX_IRQ_FDS,
+						    CONN_MAX_IRQ_FDS_LIMIT));
 	c->offer_twin = !o.no_twin_socket;
 	c->client_max_fds = VFIO_USER_DEFAULT_MAX_FDS;
 	c->client_max_xfer = VFIO_USER_DEFAULT_MAX_DATA_XFER;

@@ -21,6 +21,10 @@
 #define CONN_MAX_OUT_BYTES_LIMIT (64u << 20)
 #define CONN_DEFAULT_MAX_OUT_MSGS 1024u
 #define CONN_MAX_OUT_MSGS_LIMIT 65536u
+#define CONN_DEFAULT_MAX_IRQ_FDS 1024u
+#define CONN_MAX_IRQ_FDS_LIMIT 8192u
+/* fds (dups) in queued output beyond which the client's commands wait */
+#define CONN_MAX_OUT_FDS 256u
 /* server -> client DMA requests in flight per connection */
 #define CONN_DMA_SLOTS 64u
 /* Room for the largest fixed part that precedes bulk data, and for JSON. */
@@ -61,6 +65,7 @@ struct outq {
 	struct out_msg *tail;
 	size_t bytes;
 	uint32_t msgs;
+	uint32_t nfds;         /* fd dups held by the queued messages */
 	bool progress;         /* bytes left since the last tick */
 	int last_unread;       /* SIOCOUTQ at the last tick */
 	uint64_t stall_since;  /* tick time of the last progress */

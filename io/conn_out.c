@@ -75,6 +75,7 @@ static int queue_rest(struct outq *q, const struct iovec *iov, int iovcnt, size_
 	q->tail = m;
 	q->bytes += m->len;
 	q->msgs++;
+	q->nfds += (uint32_t)m->nfds;
 	return 0;
 }
 
@@ -137,6 +138,7 @@ int conn_out_flush(struct outq *q, int sock)
 			return 0; /* still full */
 		q->progress = true;
 		vfurt_close_fds(m->fds, m->nfds); /* sent with the first byte */
+		q->nfds -= (uint32_t)m->nfds;
 		m->nfds = 0;
 		m->off += (size_t)n;
 		q->bytes -= (size_t)n;
@@ -163,6 +165,7 @@ void conn_out_free(struct outq *q)
 	q->tail = NULL;
 	q->bytes = 0;
 	q->msgs = 0;
+	q->nfds = 0;
 }
 
 bool conn_out_over(const struct vfurt_conn *c)
@@ -170,7 +173,9 @@ bool conn_out_over(const struct vfurt_conn *c)
 	size_t bytes = c->out.bytes + c->tout.bytes;
 	uint32_t msgs = c->out.msgs + c->tout.msgs;
 
-	return bytes > c->max_out_bytes || msgs > c->max_out_msgs;
+	/* fds count too: replies carrying fds (region io fds) hold dups */
+	return bytes > c->max_out_bytes || msgs > c->max_out_msgs ||
+	       c->out.nfds > CONN_MAX_OUT_FDS;
 }
 
 /* Bytes in the socket the client has not read yet (-1: unknown). */

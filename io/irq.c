@@ -45,6 +45,8 @@ struct vfurt_irqs {
 	void *sync_arg;
 	bool (*resample)(void *arg);  /* INTx: is the line still asserted? */
 	void *resample_arg;
+	/* eventfds the client may have installed at once (0: no limit) */
+	uint32_t max_fds;
 	/* bumped whenever the INTx unmask eventfd changes: the host rewatches */
 	_Atomic uint32_t unmask_gen;
 	/* fds retired by the control plane, closed after sync */
@@ -326,6 +328,43 @@ static int check_fds(const int *fds, size_t nfds)
 	return 0;
 }
 
+static int *action_slot(struct irq_vec *v, uint32_t action)
+{
+	if (action == VFIO_IRQ_SET_ACTION_TRIGGER)
+		return (int *)&v->trigger_fd; /* read only here, on the control thread */
+	return action == VFIO_IRQ_SET_ACTION_MASK ? &v->mask_fd : &v->unmask_fd;
+}
+
+/* Eventfds the client's requests hold now, over every index and slot. */
+static uint64_t held_fds(const struct vfurt_irqs *irqs)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++)
+		for (uint32_t j = 0; j < irqs->idx[i].count; j++) {
+			const struct irq_vec *v = &irqs->idx[i].v[j];
+
+			n += (atomic_load(&v->trigger_fd) >= 0) + (v->mask_fd >= 0) +
+			     (v->unmask_fd >= 0);
+		}
+	return n;
+}
+
+/* Would installing fds for set exceed the client's quota? */
+static int check_quota(const struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
+		       uint32_t action, size_t nfds)
+{
+	const struct irq_index *ix = &irqs->idx[set->index];
+	uint64_t held, freed = 0, taken = nfds;
+
+	if (!irqs->max_fds || nfds == 0)
+		return 0;
+	held = held_fds(irqs);
+	for (uint32_t i = 0; i < set->count; i++)
+		freed += *action_slot((struct irq_vec *)&ix->v[set->start + i], action) >= 0;
+	return held - freed + taken > irqs->max_fds ? -EMFILE : 0;
+}
+
 static int set_validate(const struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 			const uint8_t *data, size_t data_len, const int *fds, size_t nfds)
 {
@@ -364,7 +403,11 @@ static int set_validate(const struct vfurt_irqs *irqs, const struct vfio_irq_set
 			return -EINVAL;
 		if (nfds != 0 && !fds)
 			return -EINVAL;
-		return check_fds(fds, nfds);
+		{
+			int rc = check_fds(fds, nfds);
+
+			return rc ? rc : check_quota(irqs, set, action, nfds);
+		}
 	}
 }
 
@@ -477,6 +520,11 @@ int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 		unmask_vectors(irqs, set->index, set->start, set->count,
 			       data_type == VFIO_IRQ_SET_DATA_BOOL ? data : NULL, state_fn, arg);
 	return 0;
+}
+
+void vfurt_irqs_set_max_fds(struct vfurt_irqs *irqs, uint32_t max)
+{
+	irqs->max_fds = max;
 }
 
 int vfurt_irqs_intx_unmask_fd(const struct vfurt_irqs *irqs, uint32_t *gen)

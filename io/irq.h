@@ -91,6 +91,10 @@ void vfurt_irqs_set_sync(struct vfurt_irqs *irqs, void (*fn)(void *arg), void *a
  * the guest's EOI), or -1; *gen (if not NULL) changes whenever that fd
  * does, so that a host watching it knows to rewatch. Control thread.
  */
+/* At most max eventfds installed by the client at once (0: no limit); a
+ * SET_IRQS that would hold more fails with -EMFILE and changes nothing. */
+void vfurt_irqs_set_max_fds(struct vfurt_irqs *irqs, uint32_t max);
+
 int vfurt_irqs_intx_unmask_fd(const struct vfurt_irqs *irqs, uint32_t *gen);
 
 /* The unmask eventfd is readable: consume it and unmask INTx as a SET_IRQS

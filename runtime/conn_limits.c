@@ -28,6 +28,8 @@ const struct vfurt_limit_def vfurt_limit_defs[] = {
 	    "largest region access or DMA message (advertised in VERSION)"),
 	LIM("max_msg_fds", max_msg_fds, false, 1, 64, 16,
 	    "most fds accepted with one message (advertised in VERSION)"),
+	LIM("max_irq_fds", max_irq_fds, false, 1, 8192, 1024,
+	    "eventfds a client may hold installed at once (SET_IRQS beyond: EMFILE)"),
 	{ 0 },
 };
 

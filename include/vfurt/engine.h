@@ -45,6 +45,9 @@ struct vfurt_conn_opts {
 	 * (at most 65,536) */
 	uint32_t max_queued_bytes;
 	uint32_t max_queued_msgs;
+	/* eventfds a client may hold installed (SET_IRQS) at once: default
+	 * 1024, at most 8192; beyond, SET_IRQS fails with EMFILE */
+	uint32_t max_irq_fds;
 };
 
 struct vfurt_conn_stats {

@@ -23,6 +23,7 @@ static const struct vfurt_conn_opts limits = {
 	.version_timeout_ms = 300,
 	.drain_timeout_ms = 500,
 	.max_queued_bytes = 256 * 1024,
+	.max_irq_fds = 6,
 };
 
 static int setup_rt(void **state)
@@ -249,6 +250,73 @@ static void test_repeated_slow_readers_no_growth(void **state)
 	assert_true(hostile_rss_kib() - rss0 < 16 * 1024);
 }
 
+/* The eventfds a client holds are bounded (max_irq_fds): beyond, SET_IRQS
+ * fails with EMFILE and changes nothing; replacing an fd is not growth. */
+static void test_irq_fd_quota(void **state)
+{
+	struct hx *x = *state;
+	struct vfurt_client *c = it_connect(attacked(x), 0);
+	int efd[TD_MSIX_VECTORS + 1];
+	int n0;
+
+	assert_non_null(c);
+	for (unsigned i = 0; i <= TD_MSIX_VECTORS; i++)
+		efd[i] = it_eventfd();
+	n0 = test_count_fds();
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFURT_IRQ_MSIX, 0, TD_MSIX_VECTORS, efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), -EMFILE);
+	assert_int_equal(test_count_fds(), n0); /* the server kept none */
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFURT_IRQ_MSIX, 0, 6, efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFURT_IRQ_MSIX, 6, 1, &efd[6],
+						       VFIO_IRQ_SET_ACTION_TRIGGER), -EMFILE);
+	/* a new fd in a slot that has one: the count stays */
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFURT_IRQ_MSIX, 0, 1,
+						       &efd[TD_MSIX_VECTORS],
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	/* freeing some makes room */
+	assert_int_equal(vfurt_client_set_irqs(c, VFURT_IRQ_MSIX, 0, 0,
+					       VFIO_IRQ_SET_ACTION_TRIGGER, NULL), 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFURT_IRQ_MSIX, 2, 6, &efd[2],
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_true(it_alive(c));
+	vfurt_client_close(c);
+	for (unsigned i = 0; i <= TD_MSIX_VECTORS; i++)
+		close(efd[i]);
+}
+
+/* Replies that carry fds (GET_REGION_IO_FDS) asked for in a flood and never
+ * read: the queued dups are bounded, the client is cut off, and every fd
+ * comes back (checked at teardown). */
+static void test_fd_reply_flood(void **state)
+{
+	struct hx *x = *state;
+	struct vfurt_client *c = it_connect(attacked(x), 0);
+	struct vfio_user_region_io_fds_request rq = {
+		.argsz = 4096, .index = VFURT_REGION_BAR0,
+	};
+	int n0 = test_count_fds();
+	int peak = n0;
+
+	assert_non_null(c);
+	for (int i = 0; i < 2000; i++) {
+		int n;
+
+		if (it_send_cmd(c, VFIO_USER_DEVICE_GET_REGION_IO_FDS, 0, &rq, sizeof(rq), NULL,
+				0) < 0)
+			break; /* the server stopped reading and our buffer is full */
+		n = test_count_fds();
+		peak = n > peak ? n : peak;
+		if (x->st[1]->detach)
+			break;
+	}
+	assert_int_equal(it_wait_ctr(&x->st[1]->detach, 1), 1);
+	/* at most the queue's fd bound (256) plus one reply's worth, doubled
+	 * for what sits in the socket */
+	assert_true(peak - n0 < 2 * (256 + 64));
+	vfurt_client_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -265,6 +333,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dma_request_unanswered, setup_srv, teardown),
 		cmocka_unit_test_setup_teardown(test_repeated_slow_readers_no_growth, setup_rt,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_irq_fd_quota, setup_rt, teardown),
+		cmocka_unit_test_setup_teardown(test_irq_fd_quota, setup_srv, teardown),
+		cmocka_unit_test_setup_teardown(test_fd_reply_flood, setup_rt, teardown),
+		cmocka_unit_test_setup_teardown(test_fd_reply_flood, setup_srv, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
