@@ -42,6 +42,7 @@ struct endpoint {
 	size_t nr_watches;
 	uint32_t watch_gen;
 	uint32_t cevents; /* what the connection socket is registered for */
+	bool accept_paused; /* listener unwatched until the next tick (EMFILE) */
 };
 
 struct vfurt_server {
@@ -332,8 +333,19 @@ static void on_accept(struct endpoint *ep)
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = &ep->ctag };
 	int fd = accept4(ep->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-	if (fd < 0)
+	if (fd < 0) {
+		/* out of fds: the listener stays readable, so stop watching it
+		 * until the next tick rather than spin on it */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
+			struct epoll_event off = { .events = 0, .data.ptr = &ep->ltag };
+
+			vfurt_logf(&ep->srv->log, VFURT_LOG_WARN, "%s: accept: %s", ep->dev->name,
+				   strerror(errno));
+			if (epoll_ctl(ep->srv->epfd, EPOLL_CTL_MOD, ep->lfd, &off) == 0)
+				ep->accept_paused = true;
+		}
 		return; /* EAGAIN or a client that went away */
+	}
 	if (ep->conn) {
 		vfurt_logf(&ep->srv->log, VFURT_LOG_WARN,
 			   "%s: refusing a second client while one is connected", ep->dev->name);
@@ -408,6 +420,12 @@ static void tick_conns(struct vfurt_server *srv)
 		struct endpoint *ep = srv->eps[i];
 		int rc;
 
+		if (tick && ep->accept_paused) {
+			struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &ep->ltag };
+
+			if (epoll_ctl(srv->epfd, EPOLL_CTL_MOD, ep->lfd, &ev) == 0)
+				ep->accept_paused = false;
+		}
 		if (!ep->conn)
 			continue;
 		rc = tick ? vfurt_conn_tick(ep->conn, now) : 0;
@@ -458,7 +476,8 @@ int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms)
 	if (have_queues)
 		timeout_ms = 0;
 	for (size_t i = 0; i < srv->n && timeout_ms != 0; i++)
-		if (srv->eps[i]->conn && (timeout_ms < 0 || timeout_ms > SERVER_TICK_MS))
+		if ((srv->eps[i]->conn || srv->eps[i]->accept_paused) &&
+		    (timeout_ms < 0 || timeout_ms > SERVER_TICK_MS))
 			timeout_ms = SERVER_TICK_MS;
 	n = epoll_wait(srv->epfd, evs, 32, timeout_ms);
 	if (n < 0)

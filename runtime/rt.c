@@ -5,6 +5,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -180,6 +181,37 @@ err_free:
 	return rc;
 }
 
+/*
+ * Process-wide fds: every client may hold up to max_irq_fds eventfds plus a
+ * few of its own (sockets, twin, region fds); with the soft RLIMIT_NOFILE
+ * raised to the hard one, check that all devices' clients fit at once, so
+ * that one client's fds can never starve another's accept or SET_IRQS.
+ */
+static void check_fd_budget(struct vfurt_runtime *rt)
+{
+	uint64_t per = (rt->conn_opts.max_irq_fds ? rt->conn_opts.max_irq_fds : 1024) + 16;
+	uint64_t need = rt->nr_eps * per + 256;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < need) {
+		struct rlimit up = { .rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max };
+
+		if (up.rlim_cur != RLIM_INFINITY && up.rlim_cur > need * 4)
+			up.rlim_cur = need * 4;
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+			rl = up;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		vfurt_logf(&rt->log, VFURT_LOG_WARN,
+			   "%u devices may hold %llu fds (max_irq_fds %llu each), but RLIMIT_NOFILE "
+			   "is %llu: raise it or lower max_irq_fds, or one client can exhaust "
+			   "the others' fds",
+			   rt->nr_eps, (unsigned long long)need, (unsigned long long)(per - 16),
+			   (unsigned long long)rl.rlim_cur);
+}
+
 int vfurt_runtime_start(struct vfurt_runtime *rt)
 {
 	int rc;
@@ -187,6 +219,7 @@ int vfurt_runtime_start(struct vfurt_runtime *rt)
 	if (!rt || rt->started || rt->no_threads)
 		return -EINVAL;
 	rt->started = true;
+	check_fd_budget(rt);
 	for (uint32_t i = 0; i < rt->nr_workers; i++) {
 		rc = rt_worker_start(&rt->workers[i]);
 		if (rc) {
@@ -311,7 +344,8 @@ static void arm_accept(struct vfurt_worker *w, struct rt_endpoint *ep)
 {
 	struct io_uring_sqe *sqe;
 
-	if (ep->accept_op.armed || ep->lfd < 0 || ep->closing || atomic_load(&w->stop))
+	if (ep->accept_op.armed || ep->lfd < 0 || ep->closing || ep->accept_backoff ||
+	    atomic_load(&w->stop))
 		return;
 	sqe = io_uring_get_sqe(&w->ring);
 	if (!sqe)
@@ -483,6 +517,10 @@ void rt_endpoint_drop(struct rt_endpoint *ep, int why)
 static void on_accept(struct vfurt_worker *w, struct rt_endpoint *ep, int fd)
 {
 	if (fd < 0) {
+		/* out of fds: an accept re-armed at once would fail again at
+		 * once; wait for the next tick, and log once per tick */
+		if (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM || fd == -ENOBUFS)
+			ep->accept_backoff = true;
 		if (fd != -ECANCELED)
 			vfurt_logf(&w->log, VFURT_LOG_WARN, "%s: accept: %s",
 				   vfurt_dev_name(ep->dev), strerror(-fd));
@@ -576,6 +614,11 @@ bool rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns)
 		struct rt_endpoint *ep = w->eps[i];
 		int rc;
 
+		if (ep->accept_backoff) {
+			ep->accept_backoff = false;
+			clients = true; /* tick again soon if it fails again */
+			rt_endpoint_arm(w, ep);
+		}
 		if (!ep->conn)
 			continue;
 		rc = vfurt_conn_tick(ep->conn, now_ns / 1000000u);

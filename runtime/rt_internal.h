@@ -67,6 +67,7 @@ struct rt_endpoint {
 	uint32_t nr_watches;
 	uint32_t watch_gen;      /* vfurt_dev_watch_gen() the set was taken at */
 	bool closing;
+	bool accept_backoff;     /* accept failed for want of fds: retry at the tick */
 	/* stats of past connections (the live one is read from conn) */
 	uint64_t msgs_done;
 	uint64_t errors_done;

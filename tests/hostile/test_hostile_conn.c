@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -317,6 +318,65 @@ static void test_fd_reply_flood(void **state)
 	vfurt_client_close(c);
 }
 
+static long cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000L;
+}
+
+/*
+ * The process runs out of fds (RLIMIT_NOFILE) while clients connect: the
+ * accept fails, and must neither spin (the listener stays readable, an
+ * io_uring accept re-armed at once fails at once) nor disturb the victim;
+ * once fds are back, the next client is accepted.
+ */
+static void test_out_of_fds_at_accept(void **state)
+{
+	struct hx *x = *state;
+	enum { N = 4 };
+	int s[N];
+	struct rlimit old, low;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	long cpu0, used;
+	struct vfurt_client *c;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", attacked(x));
+	for (int i = 0; i < N; i++) {
+		s[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_true(s[i] >= 0);
+	}
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)test_count_fds() + 8; /* room for test_count_fds itself */
+	/* fill what is left, so that the server's accept finds none */
+	{
+		int pad[16], np = 0;
+
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+		while (np < 16 && (pad[np] = dup(0)) >= 0)
+			np++;
+		for (int i = 0; i < N; i++)
+			(void)connect(s[i], (struct sockaddr *)&sa, sizeof(sa));
+		cpu0 = cpu_ms();
+		usleep(1000 * 1000);
+		used = cpu_ms() - cpu0;
+		while (np > 0)
+			close(pad[--np]);
+	}
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	fprintf(stderr, "out of fds for 1 s: %ld ms of CPU\n", used);
+	assert_true(used < 500); /* a spinning accept takes most of a core */
+	for (int i = 0; i < N; i++)
+		close(s[i]);
+	c = it_reconnect(attacked(x), 0);
+	assert_non_null(c);
+	assert_true(it_alive(c));
+	vfurt_client_close(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -337,6 +397,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_irq_fd_quota, setup_srv, teardown),
 		cmocka_unit_test_setup_teardown(test_fd_reply_flood, setup_rt, teardown),
 		cmocka_unit_test_setup_teardown(test_fd_reply_flood, setup_srv, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_fds_at_accept, setup_rt, teardown),
+		cmocka_unit_test_setup_teardown(test_out_of_fds_at_accept, setup_srv, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
