@@ -1,0 +1,185 @@
+/*
+ * vfu-attack: a hostile vfio-user client for the isolation benchmark
+ * (bench/isolation.sh). It attacks one device socket for a while, the way
+ * tests/hostile/ does, so that the victim's latency can be measured beside it:
+ *
+ *   slow-reader  requests 4 KiB region reads and never reads the replies;
+ *                reconnects when the server cuts it off
+ *   squatter     connects and never sends VERSION; reconnects when closed
+ *   map-storm    DMA-maps 4 KiB memfd windows up to the server's quota,
+ *                unmaps them all, again
+ *
+ * usage: vfu-attack MODE SOCKET SECONDS
+ * Prints one line: what it did (rounds, disconnects, maps, refusals).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vfurt/client.h>
+#include <vfurt/vfio_user.h>
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct vfurt_client *connect_retry(const char *path, double until)
+{
+	struct vfurt_client_opts o = { .opts_size = sizeof(o), .timeout_ms = 2000 };
+
+	while (now_s() < until) {
+		struct vfurt_client *c = vfurt_client_connect(path, &o);
+
+		if (c)
+			return c;
+		usleep(20000);
+	}
+	return NULL;
+}
+
+/* Send one REGION_READ without waiting; 0, or -errno (cut off). */
+static int send_read(struct vfurt_client *c)
+{
+	struct {
+		struct vfio_user_header h;
+		struct vfio_user_region_access a;
+	} __attribute__((packed)) m = {
+		.h = { .msg_id = vfurt_client_next_msg_id(c), .cmd = VFIO_USER_REGION_READ,
+		       .msg_size = sizeof(m) },
+		.a = { .offset = 0, .region = VFIO_PCI_BAR0_REGION_INDEX, .count = 4096 },
+	};
+
+	return vfurt_client_send_raw(c, &m, sizeof(m), NULL, 0);
+}
+
+static void slow_reader(const char *path, double until)
+{
+	unsigned long sent = 0, cuts = 0;
+
+	while (now_s() < until) {
+		struct vfurt_client *c = connect_retry(path, until);
+
+		if (!c)
+			break;
+		/* until the server stops reading (our buffer fills) or cuts us */
+		while (now_s() < until && send_read(c) == 0)
+			sent++;
+		/* wait for the cut, never reading a reply */
+		while (now_s() < until) {
+			struct pollfd p = { .fd = vfurt_client_fd(c), .events = POLLRDHUP };
+
+			if (poll(&p, 1, 50) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+				break;
+		}
+		cuts++;
+		vfurt_client_close(c);
+	}
+	printf("slow-reader: %lu reads sent unread, %lu connections\n", sent, cuts);
+}
+
+static int raw_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void squatter(const char *path, double until)
+{
+	unsigned long rounds = 0;
+
+	while (now_s() < until) {
+		int fd = raw_connect(path);
+		struct pollfd p = { .events = POLLIN };
+		char b;
+
+		if (fd < 0) {
+			usleep(20000);
+			continue;
+		}
+		p.fd = fd;
+		/* hold the slot until the server closes it */
+		while (now_s() < until && !(poll(&p, 1, 50) > 0 && recv(fd, &b, 1, MSG_DONTWAIT) <= 0))
+			;
+		close(fd);
+		rounds++;
+	}
+	printf("squatter: %lu connections held until closed\n", rounds);
+}
+
+static void map_storm(const char *path, double until)
+{
+	struct vfurt_client *c = connect_retry(path, until);
+	int mfd = memfd_create("vfu-attack", MFD_CLOEXEC);
+	unsigned long maps = 0, refused = 0;
+
+	if (!c || mfd < 0 || ftruncate(mfd, 4096) < 0) {
+		fprintf(stderr, "map-storm: cannot connect or create memory\n");
+		exit(1);
+	}
+	while (now_s() < until) {
+		uint64_t n = 0;
+
+		for (; now_s() < until; n++) {
+			int rc = vfurt_client_dma_map(c, 0x100000000ull + n * 4096, 4096, mfd, 0,
+						      VFIO_USER_DMA_MAP_FLAG_READ |
+							      VFIO_USER_DMA_MAP_FLAG_WRITE,
+						      VFURT_CLIENT_DMA_SEND_FD);
+
+			if (rc) {
+				refused++;
+				break;
+			}
+			maps++;
+		}
+		/* unmap all; a server without FLAG_ALL: one by one */
+		if (vfurt_client_dma_unmap(c, 0, 0, VFIO_USER_DMA_UNMAP_FLAG_ALL) != 0)
+			for (uint64_t i = 0; i < n; i++)
+				(void)vfurt_client_dma_unmap(c, 0x100000000ull + i * 4096, 4096, 0);
+	}
+	printf("map-storm: %lu maps, %lu refused at the quota\n", maps, refused);
+	vfurt_client_close(c);
+	close(mfd);
+}
+
+int main(int argc, char **argv)
+{
+	double until;
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: vfu-attack slow-reader|squatter|map-storm SOCKET SECONDS\n");
+		return 2;
+	}
+	until = now_s() + atof(argv[3]);
+	if (!strcmp(argv[1], "slow-reader"))
+		slow_reader(argv[2], until);
+	else if (!strcmp(argv[1], "squatter"))
+		squatter(argv[2], until);
+	else if (!strcmp(argv[1], "map-storm"))
+		map_storm(argv[2], until);
+	else {
+		fprintf(stderr, "vfu-attack: unknown mode '%s'\n", argv[1]);
+		return 2;
+	}
+	return 0;
+}
