@@ -48,7 +48,8 @@ struct vfurt_nvme_opts {
 	uint32_t max_queue_entries;  /* CAP.MQES + 1 (2..4096, default 1024) */
 	struct vfurt_bdev **ns;      /* namespace i+1 is ns[i] */
 	uint32_t nr_ns;              /* 1..VFURT_NVME_MAX_NS */
-	bool own_bdevs;              /* destroy the bdevs with the device */
+	/* destroy the bdevs with the device (a failed create leaves them to the caller) */
+	bool own_bdevs;
 	/*
 	 * Trap the doorbell page (no sparse mmap) and offer the I/O queues'
 	 * doorbells as ioeventfds (one eventfd, GET_REGION_IO_FDS on BAR0).

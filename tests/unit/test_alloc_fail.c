@@ -180,8 +180,13 @@ static int nvme_path(void *arg)
 		return -ENOMEM;
 	o.ns = &b;
 	dev = vfurt_nvme_create(&o);
-	if (!dev)
-		return -errno; /* own_bdevs: freed by the failed create */
+	if (!dev) {
+		int rc = -errno;
+
+		armed = false;
+		vfurt_bdev_destroy(b); /* on failure the caller keeps its bdevs */
+		return rc;
+	}
 	armed = false;
 	vfurt_dev_destroy(dev);
 	return 0;
