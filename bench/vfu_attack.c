@@ -1,5 +1,5 @@
 /*
- * vfu-attack: a hostile vfio-user client for the isolation benchmark
+ * vfu-attack: hostile vfio-user clients, and a victim probe, for the isolation benchmark
  * (bench/isolation.sh). It attacks one device socket for a while, the way
  * tests/hostile/ does, so that the victim's latency can be measured beside it:
  *
@@ -8,6 +8,9 @@
  *   squatter     connects and never sends VERSION; reconnects when closed
  *   map-storm    DMA-maps 4 KiB memfd windows up to the server's quota,
  *                unmaps them all, again
+ *   probe        the victim: reads a register (config space) every
+ *                millisecond and prints the p50/p99/max latency and the
+ *                longest gap between two answers
  *
  * usage: vfu-attack MODE SOCKET SECONDS
  * Prints one line: what it did (rounds, disconnects, maps, refusals).
@@ -89,6 +92,47 @@ static void slow_reader(const char *path, double until)
 	printf("slow-reader: %lu reads sent unread, %lu connections\n", sent, cuts);
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void probe(const char *path, double until)
+{
+	struct vfurt_client *c = connect_retry(path, until);
+	size_t cap = 1u << 20, n = 0;
+	double *lat = malloc(cap * sizeof(*lat));
+	double last, gap = 0;
+
+	if (!c || !lat) {
+		fprintf(stderr, "probe: cannot connect\n");
+		exit(1);
+	}
+	last = now_s();
+	while (now_s() < until && n < cap) {
+		uint32_t v;
+		double t0 = now_s(), t1;
+
+		if (vfurt_client_region_read(c, VFIO_PCI_CONFIG_REGION_INDEX, 0, &v, 4)) {
+			fprintf(stderr, "probe: read failed\n");
+			exit(1);
+		}
+		t1 = now_s();
+		lat[n++] = (t1 - t0) * 1e6;
+		if (t1 - last > gap)
+			gap = t1 - last;
+		last = t1;
+		usleep(1000);
+	}
+	qsort(lat, n, sizeof(*lat), cmp_double);
+	printf("probe: %zu reads, latency p50 %.0f us p99 %.0f us max %.0f us, longest gap %.0f ms\n",
+	       n, n ? lat[n / 2] : 0, n ? lat[n * 99 / 100] : 0, n ? lat[n - 1] : 0, gap * 1e3);
+	free(lat);
+	vfurt_client_close(c);
+}
+
 static int raw_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -167,7 +211,7 @@ int main(int argc, char **argv)
 	double until;
 
 	if (argc != 4) {
-		fprintf(stderr, "usage: vfu-attack slow-reader|squatter|map-storm SOCKET SECONDS\n");
+		fprintf(stderr, "usage: vfu-attack slow-reader|squatter|map-storm|probe SOCKET SECONDS\n");
 		return 2;
 	}
 	until = now_s() + atof(argv[3]);
@@ -177,6 +221,8 @@ int main(int argc, char **argv)
 		squatter(argv[2], until);
 	else if (!strcmp(argv[1], "map-storm"))
 		map_storm(argv[2], until);
+	else if (!strcmp(argv[1], "probe"))
+		probe(argv[2], until);
 	else {
 		fprintf(stderr, "vfu-attack: unknown mode '%s'\n", argv[1]);
 		return 2;
