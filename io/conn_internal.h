@@ -53,6 +53,7 @@ struct vfurt_conn {
 	uint32_t max_dma_maps;
 	int timeout_ms;
 	bool offer_twin;
+	bool warned_unsealed;     /* DMA_MAP of a memfd without F_SEAL_SHRINK logged */
 	/* negotiated client values */
 	uint32_t client_max_fds;
 	uint32_t client_max_xfer;

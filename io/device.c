@@ -42,6 +42,7 @@ struct vfurt_dev *vfurt_dev_create(const struct vfurt_dev_opts *opts)
 	dev->dma = vfurt_dma_table_create(VFIO_USER_DEFAULT_MAX_DMA_MAPS, PAGE_SIZE_4K);
 	if (!dev->dma)
 		goto err_free_irqs;
+	vfurt_dma_table_set_fault(dev->dma, &dev->fault);
 	return dev;
 
 err_free_irqs:
@@ -301,6 +302,7 @@ static int dma_copy(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len,
 {
 	struct vfurt_sg sg[DMA_SG_BATCH];
 	uint32_t prot = is_write ? VFURT_DMA_WRITE : VFURT_DMA_READ;
+	uint64_t lost = vfurt_fault_domain_count(&dev->fault);
 	char *p = buf;
 
 	while (len > 0) {
@@ -336,7 +338,19 @@ static int dma_copy(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len,
 		p += done;
 		len -= done;
 	}
-	return 0;
+	/* a window lost its backing under the copy (fault.c): the data is not real */
+	return vfurt_fault_domain_count(&dev->fault) != lost ? -EFAULT : 0;
+}
+
+uint64_t vfurt_dma_lost_count(const struct vfurt_dev *dev)
+{
+	return dev ? vfurt_fault_domain_count(&dev->fault) : 0;
+}
+
+void vfurt_dma_report_lost(struct vfurt_dev *dev, uint64_t iova)
+{
+	if (dev)
+		vfurt_fault_domain_mark(&dev->fault, iova);
 }
 
 int vfurt_dma_read(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len)

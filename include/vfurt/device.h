@@ -428,10 +428,26 @@ VFURT_EXPORT void *vfurt_dma_ptr(struct vfurt_dev *dev, uint64_t iova, uint64_t 
  * fd-backed, otherwise DMA_READ/DMA_WRITE messages to the client, split by
  * the client's max_data_xfer_size (this blocks until the client answers, up
  * to a timeout). Returns 0, -ENOENT/-EACCES/-EINVAL as vfurt_dma_to_sg,
- * -ENOTCONN (no client), -EIO/-ETIMEDOUT (client did not serve the message).
+ * -ENOTCONN (no client), -EIO/-ETIMEDOUT (client did not serve the message),
+ * -EFAULT (a window lost its backing memory during the copy: see below).
  */
 VFURT_EXPORT int vfurt_dma_read(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len);
 VFURT_EXPORT int vfurt_dma_write(struct vfurt_dev *dev, uint64_t iova, const void *buf, size_t len);
+
+/*
+ * Guest memory that went away. A client may truncate the file behind a DMA
+ * window; the server survives the access (it reads zeros, writes go
+ * nowhere: docs/security.md) and counts the loss. A device samples this
+ * counter before it touches guest memory for a command and compares after:
+ * a change means that command's data, or the queue it read, is lost (fail
+ * the I/O, or the controller for a queue). Monotonic; any thread.
+ */
+VFURT_EXPORT uint64_t vfurt_dma_lost_count(const struct vfurt_dev *dev);
+
+/* Report a loss the device found itself: a kernel transfer into guest memory
+ * (an io_uring read or write) failed with EFAULT at iova. The engine then
+ * disconnects the client as for a fault. Any thread. */
+VFURT_EXPORT void vfurt_dma_report_lost(struct vfurt_dev *dev, uint64_t iova);
 
 #ifdef __cplusplus
 }
