@@ -37,7 +37,8 @@ struct fault_slot {
 static struct {
 	pthread_mutex_t lock;       /* refs and old; never taken by the handler */
 	unsigned refs;
-	struct sigaction old;       /* what was installed before us: chained to */
+	struct sigaction old[2];    /* what was installed before us: old[cur] */
+	unsigned cur;
 	_Atomic(struct sigaction *) chain; /* &old while installed, else NULL */
 	_Atomic uint32_t hi;        /* slots [0, hi) may be in use */
 	struct fault_slot slot[VFURT_FAULT_SLOTS];
@@ -147,27 +148,45 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	errno = saved;
 }
 
-int vfurt_fault_guard_acquire(void)
+/* Install on_sigbus, keeping what was there in the spare old slot: the
+ * handler may be reading the one chain points at. Under guard.lock. */
+static int install(void)
 {
 	struct sigaction sa;
+	struct sigaction *old = &guard.old[guard.cur ^ 1u];
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	/* SA_ONSTACK: use an alternate stack where a thread has one; the
+	 * handler itself needs little (no locals beyond struct hit) */
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, old) < 0)
+		return -errno;
+	guard.cur ^= 1u;
+	atomic_store_explicit(&guard.chain, old, memory_order_release);
+	return 0;
+}
+
+static bool installed(void)
+{
+	struct sigaction cur;
+
+	return sigaction(SIGBUS, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+	       cur.sa_sigaction == on_sigbus;
+}
+
+int vfurt_fault_guard_acquire(void)
+{
 	int rc = 0;
 
 	pthread_mutex_lock(&guard.lock);
-	if (guard.refs == 0) {
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = on_sigbus;
-		/* SA_ONSTACK: use an alternate stack where a thread has one; the
-		 * handler itself needs little (no locals beyond struct hit) */
-		sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
-		sigemptyset(&sa.sa_mask);
-		if (sigaction(SIGBUS, &sa, &guard.old) < 0) {
-			rc = -errno;
-			goto out;
-		}
-		atomic_store_explicit(&guard.chain, &guard.old, memory_order_release);
-	}
-	guard.refs++;
-out:
+	/* first user, or somebody replaced our handler meanwhile (a test
+	 * framework does per test): take it back, chaining to theirs */
+	if (guard.refs == 0 || !installed())
+		rc = install();
+	if (!rc)
+		guard.refs++;
 	pthread_mutex_unlock(&guard.lock);
 	return rc;
 }
@@ -176,7 +195,7 @@ void vfurt_fault_guard_release(void)
 {
 	pthread_mutex_lock(&guard.lock);
 	if (guard.refs && --guard.refs == 0) {
-		(void)sigaction(SIGBUS, &guard.old, NULL);
+		(void)sigaction(SIGBUS, &guard.old[guard.cur], NULL);
 		atomic_store_explicit(&guard.chain, NULL, memory_order_release);
 	}
 	pthread_mutex_unlock(&guard.lock);

@@ -39,7 +39,8 @@ struct vfurt_fault_domain {
 
 /*
  * Install the process's SIGBUS handler (refcounted: the first call installs
- * it, keeping the previous action to chain to). Called by
+ * it, keeping the previous action to chain to; a later call installs it
+ * again if somebody replaced it meanwhile, chaining to theirs). Called by
  * vfurt_server_create and vfurt_runtime_create. Any thread, not from a
  * signal handler. Returns 0 or the sigaction errno (negative).
  */

@@ -409,7 +409,8 @@ static void drop_lost(struct vfurt_server *srv)
 
 		if (!ep->conn || !vfurt_dev_dma_lost(ep->dev, &iova))
 			continue;
-		vfurt_logf(&srv->log, VFURT_LOG_ERR,
+		/* the device's log: the line belongs to that device's client */
+		vfurt_logf(&ep->dev->log, VFURT_LOG_ERR,
 			   "%s: client's DMA window iova 0x%llx lost its backing (file truncated?): "
 			   "disconnecting", ep->dev->name, (unsigned long long)iova);
 		drop_conn(ep, 0);
