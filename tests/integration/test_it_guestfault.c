@@ -101,9 +101,16 @@ struct fx {
 	int lost_fd;
 };
 
-static struct vfurt_dev *make_ctrl(const char *name, struct cap *c)
+static char file_path[64];
+
+/* ns1: RAM (memcpy: the fault is a SIGBUS), or a file (io_uring: EFAULT). */
+static struct vfurt_dev *make_ctrl(const char *name, struct cap *c, bool file)
 {
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns1", 512, 4u << 20);
+	struct vfurt_bdev_file_opts fo = { .opts_size = sizeof(fo), .path = file_path,
+					   .block_size = 512, .size_bytes = 4u << 20,
+					   .create = 1 };
+	struct vfurt_bdev *b = file ? vfurt_bdev_file_create(&fo)
+				    : vfurt_bdev_ram_create("ns1", 512, 4u << 20);
 	struct vfurt_bdev *ns[1] = { b };
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o),
@@ -133,7 +140,7 @@ static struct nvme_host *host_up(const char *path)
 	return h;
 }
 
-static int setup_any(void **state, bool rt)
+static int setup_any(void **state, bool rt, bool file)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct vfurt_dev *devs[2];
@@ -141,8 +148,16 @@ static int setup_any(void **state, bool rt)
 	assert_non_null(f);
 	cap_reset(&cap0);
 	cap_reset(&cap1);
-	devs[0] = make_ctrl("nvme0", &cap0);
-	devs[1] = make_ctrl("nvme1", &cap1);
+	if (file) {
+		int fd;
+
+		snprintf(file_path, sizeof(file_path), "/tmp/vfurt-fault-XXXXXX");
+		fd = mkstemp(file_path);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	devs[0] = make_ctrl("nvme0", &cap0, file);
+	devs[1] = make_ctrl("nvme1", &cap1, false);
 	assert_non_null(devs[0]);
 	assert_non_null(devs[1]);
 	f->ts = rt ? testsrv_start_rt(devs, 2, NULL,
@@ -159,12 +174,17 @@ static int setup_any(void **state, bool rt)
 
 static int setup(void **state)
 {
-	return setup_any(state, false);
+	return setup_any(state, false, false);
 }
 
 static int setup_rt(void **state)
 {
-	return setup_any(state, true);
+	return setup_any(state, true, false);
+}
+
+static int setup_file(void **state)
+{
+	return setup_any(state, false, true);
 }
 
 static int teardown(void **state)
@@ -176,6 +196,10 @@ static int teardown(void **state)
 	testsrv_stop(f->ts);
 	if (f->lost_fd >= 0)
 		close(f->lost_fd);
+	if (file_path[0]) {
+		unlink(file_path);
+		file_path[0] = 0;
+	}
 	free(f);
 	return 0;
 }
@@ -430,6 +454,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_into_lost_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_from_lost_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sq_in_lost_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_into_lost_window, setup_file, teardown),
+		cmocka_unit_test_setup_teardown(test_write_from_lost_window, setup_file, teardown),
 		cmocka_unit_test_setup_teardown(test_read_into_lost_window, setup_rt, teardown),
 		cmocka_unit_test_setup_teardown(test_write_from_lost_window, setup_rt, teardown),
 		cmocka_unit_test_setup_teardown(test_sq_in_lost_window, setup_rt, teardown),
