@@ -554,7 +554,7 @@ static void drop_if_lost(struct rt_endpoint *ep)
 
 	if (!ep->conn || !vfurt_dev_dma_lost(ep->dev, &iova))
 		return;
-	vfurt_logf(&ep->home->log, VFURT_LOG_ERR,
+	vfurt_logf(vfurt_dev_log(ep->dev), VFURT_LOG_ERR,
 		   "%s: client's DMA window iova 0x%llx lost its backing (file truncated?): "
 		   "disconnecting", vfurt_dev_name(ep->dev), (unsigned long long)iova);
 	rt_endpoint_drop(ep, 0);
