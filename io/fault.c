@@ -112,12 +112,12 @@ static void chain(int sig, siginfo_t *si, void *uc)
 	const struct sigaction *old = atomic_load_explicit(&guard.chain, memory_order_acquire);
 	struct sigaction dfl;
 
-	if (old && (old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
-		old->sa_sigaction(sig, si, uc);
-		return;
-	}
+	/* sa_handler and sa_sigaction share storage: SIG_DFL/SIG_IGN first */
 	if (old && old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
-		old->sa_handler(sig);
+		if (old->sa_flags & SA_SIGINFO)
+			old->sa_sigaction(sig, si, uc);
+		else
+			old->sa_handler(sig);
 		return;
 	}
 	/* SIG_DFL (SIG_IGN cannot stop a fault): return, the access runs

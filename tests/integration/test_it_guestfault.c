@@ -417,6 +417,80 @@ static void child_segv(void)
 	_exit(0);
 }
 
+static void on_prev(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig;
+	(void)si;
+	(void)uc;
+	_exit(42);
+}
+
+/* A handler installed before ours gets the faults that are not ours. */
+static void child_chains(void)
+{
+	struct sigaction sa;
+	volatile uint8_t *p;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_prev;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, NULL) < 0 || vfurt_fault_guard_acquire())
+		_exit(92);
+	p = lost_page();
+	(void)p[1];
+	_exit(0);
+}
+
+static atomic_bool churn_stop;
+
+/* Other windows come and go while the main thread faults. */
+static void *churn(void *arg)
+{
+	static struct vfurt_fault_domain dom;
+	uint8_t *base = arg;
+
+	while (!atomic_load(&churn_stop)) {
+		for (int i = 0; i < 64; i++)
+			if (vfurt_fault_register(&dom, base + (size_t)i * 4096, 4096,
+						 (uint64_t)i << 12, PROT_READ))
+				_exit(95);
+		for (int i = 0; i < 64; i++)
+			vfurt_fault_unregister(&dom, base + (size_t)i * 4096);
+	}
+	return NULL;
+}
+
+#define CHURN_FAULTS 2000
+
+static void child_churn(void)
+{
+	int fd = it_memfd(4096);
+	void *other = mmap(NULL, 64 * 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	volatile uint8_t *p;
+	pthread_t t;
+
+	if (fd < 0 || other == MAP_FAILED || vfurt_fault_guard_acquire())
+		_exit(92);
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED || ftruncate(fd, 0) < 0)
+		_exit(91);
+	if (pthread_create(&t, NULL, churn, other))
+		_exit(96);
+	if (vfurt_fault_register(&child_dom, (void *)p, 4096, 0x1000, PROT_READ | PROT_WRITE))
+		_exit(92);
+	for (int i = 0; i < CHURN_FAULTS; i++) {
+		/* the file's mapping back: the next touch faults again */
+		if (mmap((void *)p, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) !=
+		    (void *)p)
+			_exit(97);
+		(void)p[i % 4096];
+	}
+	atomic_store(&churn_stop, true);
+	pthread_join(t, NULL);
+	_exit(vfurt_fault_domain_count(&child_dom) == CHURN_FAULTS ? 0 : 98);
+}
+
 static void assert_killed(int st, int sig)
 {
 #ifdef UNDER_ASAN
@@ -438,6 +512,25 @@ static void test_handler_in_window_survives(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* Lookups stay right while other threads register and unregister. */
+static void test_handler_under_churn(void **state)
+{
+	int st = run_child(child_churn);
+
+	(void)state;
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void test_handler_chains(void **state)
+{
+	int st = run_child(child_chains);
+
+	(void)state;
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 42);
+}
+
 static void test_handler_outside_window_kills(void **state)
 {
 	(void)state;
@@ -450,6 +543,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_handler_in_window_survives),
 		cmocka_unit_test(test_handler_outside_window_kills),
+		cmocka_unit_test(test_handler_chains),
+		cmocka_unit_test(test_handler_under_churn),
 		cmocka_unit_test_setup_teardown(test_unsealed_warned_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_into_lost_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_from_lost_window, setup, teardown),
