@@ -78,7 +78,7 @@ test-asan: deps
 
 # The tests that run threads (runtime, stress, ring, worker, poller) under
 # ThreadSanitizer; any report fails the run.
-TSAN_TESTS := runtime|stress|ring|worker|poller|nvme|bdev|hostile
+TSAN_TESTS := runtime|stress|ring|worker|poller|nvme|bdev|hostile|guestfault
 
 test-tsan: deps
 	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DVFURT_SANITIZE=thread \

@@ -1,5 +1,6 @@
 /* DMA_MAP/UNMAP, GET_IRQ_INFO, SET_IRQS and DEVICE_RESET. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 
 #include "conn_internal.h"
@@ -16,6 +17,24 @@ static void unmap_notify(void *arg, const struct vfurt_dma_region *r)
 
 	if (dev->ops.dma_unmap)
 		dev->ops.dma_unmap(dev, dev->arg, r);
+}
+
+/* A memfd that may shrink: the server survives a truncation (fault.c), the
+ * client loses its connection. Say so once per client. Other files report
+ * EINVAL for F_GET_SEALS and cannot be sealed: nothing to advise. */
+static void check_seals(struct vfurt_conn *c, int fd, uint64_t iova)
+{
+	int seals;
+
+	if (c->warned_unsealed)
+		return;
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & F_SEAL_SHRINK))
+		return;
+	c->warned_unsealed = true;
+	vfurt_logf(c->log, VFURT_LOG_WARN,
+		   "%s: DMA_MAP iova 0x%llx: memfd not sealed with F_SEAL_SHRINK; truncating it "
+		   "disconnects this client", c->dev->name, (unsigned long long)iova);
 }
 
 int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
@@ -36,6 +55,8 @@ int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
 	if (in->flags & VFIO_USER_DMA_MAP_FLAG_WRITE)
 		prot |= VFURT_DMA_WRITE;
 	fd = m->nfds ? m->fds[0] : -1;
+	if (fd >= 0)
+		check_seals(c, fd, in->addr);
 	rc = vfurt_dma_table_add(c->dev->dma, in->addr, in->size, fd, fd >= 0 ? in->offset : 0,
 				 prot, &r);
 	if (rc) {

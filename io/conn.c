@@ -114,6 +114,7 @@ void vfurt_conn_destroy(struct vfurt_conn *c)
 		struct vfurt_dev *dev = c->dev;
 
 		vfurt_dma_table_remove_all(dev->dma, unmap_notify, dev);
+		vfurt_fault_domain_clear(&dev->fault); /* its windows are gone */
 		vfurt_irqs_release_client(dev->irqs);
 		dev->conn = NULL;
 		if (dev->pci_client_detach)

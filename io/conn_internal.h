@@ -98,6 +98,7 @@ struct vfurt_conn {
 	size_t max_out_bytes;
 	uint32_t max_out_msgs;
 	bool offer_twin;
+	bool warned_unsealed;     /* DMA_MAP of a memfd without F_SEAL_SHRINK logged */
 	uint64_t born_ms;         /* first tick */
 	/* negotiated client values */
 	uint32_t client_max_fds;

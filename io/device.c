@@ -42,6 +42,7 @@ struct vfurt_dev *vfurt_dev_create(const struct vfurt_dev_opts *opts)
 	dev->dma = vfurt_dma_table_create(VFIO_USER_DEFAULT_MAX_DMA_MAPS, PAGE_SIZE_4K);
 	if (!dev->dma)
 		goto err_free_irqs;
+	vfurt_dma_table_set_fault(dev->dma, &dev->fault);
 	return dev;
 
 err_free_irqs:
@@ -318,6 +319,7 @@ static int dma_walk(struct vfurt_dev *dev, uint64_t iova, uint8_t *p, size_t len
 {
 	struct vfurt_sg sg[DMA_SG_BATCH];
 	uint32_t prot = is_write ? VFURT_DMA_WRITE : VFURT_DMA_READ;
+	uint64_t lost = vfurt_fault_domain_count(&dev->fault);
 
 	while (len > 0) {
 		uint64_t done = 0;
@@ -349,7 +351,19 @@ static int dma_walk(struct vfurt_dev *dev, uint64_t iova, uint8_t *p, size_t len
 		p += done;
 		len -= done;
 	}
-	return 0;
+	/* a window lost its backing under the copy (fault.c): the data is not real */
+	return op && vfurt_fault_domain_count(&dev->fault) != lost ? -EFAULT : 0;
+}
+
+uint64_t vfurt_dma_lost_count(const struct vfurt_dev *dev)
+{
+	return dev ? vfurt_fault_domain_count(&dev->fault) : 0;
+}
+
+void vfurt_dma_report_lost(struct vfurt_dev *dev, uint64_t iova)
+{
+	if (dev)
+		vfurt_fault_domain_mark(&dev->fault, iova);
 }
 
 /* The synchronous calls: fd-backed memory only. */

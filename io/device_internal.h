@@ -7,6 +7,7 @@
 #include <vfurt/device.h>
 
 #include "dma.h"
+#include "fault.h"
 #include "irq.h"
 
 struct vfurt_conn;
@@ -57,6 +58,7 @@ struct vfurt_dev {
 	struct vfurt_region regions[VFURT_MAX_REGIONS];
 	struct vfurt_irqs *irqs;
 	struct vfurt_dma_table *dma;
+	struct vfurt_fault_domain fault; /* its client's lost windows (fault.h) */
 	struct vfurt_pci *pci;
 	void (*pci_reset)(struct vfurt_pci *pci);
 	void (*pci_free)(struct vfurt_pci *pci);

@@ -1,5 +1,6 @@
 /* DMA table: sorted, immutable snapshots of client windows swapped atomically. */
 #include "dma.h"
+#include "fault.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -28,6 +29,7 @@ struct vfurt_dma_table {
 	void *retire_arg;
 	void (*sync)(void *arg);  /* wait for readers of older snapshots */
 	void *sync_arg;
+	struct vfurt_fault_domain *fault; /* windows that can shrink register here */
 };
 
 static bool pgsize_ok(uint64_t pgsize)
@@ -97,10 +99,14 @@ static void publish(struct vfurt_dma_table *t, struct snapshot *s)
 	atomic_store_explicit(&t->cur, s, memory_order_release);
 }
 
-static void unmap_entry(const struct vfurt_dma_entry *e)
+/* Fault hook: forget the range before it goes away (fault.c). */
+static void unmap_entry(const struct vfurt_dma_table *t, const struct vfurt_dma_entry *e)
 {
-	if (e->map_base)
-		munmap(e->map_base, e->map_len);
+	if (!e->map_base)
+		return;
+	if (t->fault)
+		vfurt_fault_unregister(t->fault, e->map_base);
+	munmap(e->map_base, e->map_len);
 }
 
 struct vfurt_dma_table *vfurt_dma_table_create(uint32_t max_maps, uint64_t pgsize)
@@ -128,7 +134,7 @@ void vfurt_dma_table_destroy(struct vfurt_dma_table *t)
 		return;
 	s = own_snapshot(t);
 	for (uint32_t i = 0; s && i < s->n; i++)
-		unmap_entry(&s->e[i]);
+		unmap_entry(t, &s->e[i]);
 	/* No reader may outlive the table, so skip the retire hook. */
 	free(s);
 	free(t);
@@ -150,6 +156,12 @@ void vfurt_dma_table_set_sync(struct vfurt_dma_table *t, void (*fn)(void *arg), 
 {
 	t->sync = fn;
 	t->sync_arg = arg;
+}
+
+void vfurt_dma_table_set_fault(struct vfurt_dma_table *t, struct vfurt_fault_domain *dom)
+{
+	assert(t);
+	t->fault = dom;
 }
 
 void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg)
@@ -233,6 +245,14 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 		ne.map_base = p;
 		ne.map_len = (size_t)size;
 		ne.r.vaddr = p;
+		/* Fault hook: a file that can shrink would SIGBUS us (fault.c). */
+		if (t->fault && !vfurt_fault_fd_sealed(fd)) {
+			ret = vfurt_fault_register(t->fault, p, (size_t)size, iova, mprot);
+			if (ret) {
+				munmap(p, (size_t)size);
+				goto err_free_snapshot;
+			}
+		}
 	}
 
 	if (pos > 0)
@@ -287,7 +307,7 @@ int vfurt_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t si
 	/* nobody may still be reading the window when it goes away */
 	if (t->sync)
 		t->sync(t->sync_arg);
-	unmap_entry(&gone);
+	unmap_entry(t, &gone);
 	retire_snapshot(t, old);
 	return 0;
 }
@@ -308,7 +328,7 @@ void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
 	if (t->sync)
 		t->sync(t->sync_arg);
 	for (uint32_t i = 0; i < old->n; i++)
-		unmap_entry(&old->e[i]);
+		unmap_entry(t, &old->e[i]);
 	retire_snapshot(t, old);
 }
 

@@ -51,6 +51,12 @@ int vfurt_dma_table_set_limits(struct vfurt_dma_table *t, uint32_t max_maps, uin
  */
 void vfurt_dma_table_set_sync(struct vfurt_dma_table *t, void (*fn)(void *arg), void *arg);
 
+struct vfurt_fault_domain;
+
+/* Register every fd-backed window whose file can shrink with the fault
+ * guard, for dom (fault.h); NULL: don't. Set while the table is empty. */
+void vfurt_dma_table_set_fault(struct vfurt_dma_table *t, struct vfurt_fault_domain *dom);
+
 /* Install the snapshot retire hook (NULL restores free-at-once). */
 void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg);
 
@@ -61,7 +67,8 @@ void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn f
  * VFURT_DMA_READ/VFURT_DMA_WRITE, at least one. On success *out (if not
  * NULL) describes the new window.
  * Returns 0, -EINVAL (size 0, iova+size overflow, misaligned, bad prot),
- * -EEXIST (overlaps a window), -ENOSPC (max_maps reached), or the mmap errno.
+ * -EEXIST (overlaps a window), -ENOSPC (max_maps reached, or no fault guard
+ * slot left for a file that can shrink), or the mmap errno.
  */
 int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			int fd, uint64_t fd_offset, uint32_t prot,

@@ -161,6 +161,21 @@ int vfurt_queue_hint(const struct vfurt_queue *q)
 	return q->hint;
 }
 
+bool vfurt_dev_dma_lost(const struct vfurt_dev *dev, uint64_t *iova)
+{
+	return dev && vfurt_fault_domain_lost(&dev->fault, iova);
+}
+
+bool vfurt_dev_dma_loss_claim(struct vfurt_dev *dev)
+{
+	return dev && vfurt_fault_domain_claim(&dev->fault);
+}
+
+struct vfurt_dev *vfurt_queue_dev(const struct vfurt_queue *q)
+{
+	return q->dev;
+}
+
 uint32_t vfurt_queue_index(const struct vfurt_queue *q)
 {
 	return q->index;

@@ -14,6 +14,7 @@
 #include <vfurt/server.h>
 
 #include "device_internal.h"
+#include "fault.h"
 
 enum ep_kind { EP_LISTEN, EP_CONN, EP_WATCH };
 
@@ -83,10 +84,19 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 		errno = ENOMEM;
 		return NULL;
 	}
+	/* the process's SIGBUS guard lives while a server does (fault.c) */
+	if (vfurt_fault_guard_acquire() < 0) {
+		int e = errno;
+
+		free(srv);
+		errno = e;
+		return NULL;
+	}
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (srv->epfd < 0) {
 		int e = errno;
 
+		vfurt_fault_guard_release();
 		free(srv);
 		errno = e;
 		return NULL;
@@ -462,6 +472,25 @@ static int poll_queues(struct vfurt_server *srv, bool *have_queues)
 	return busy;
 }
 
+/* A client whose window lost its backing (fault.c) goes: its device has
+ * failed the I/O that hit it; the other devices keep serving. */
+static void drop_lost(struct vfurt_server *srv)
+{
+	for (size_t i = 0; i < srv->n; i++) {
+		struct endpoint *ep = srv->eps[i];
+		uint64_t iova = 0;
+
+		if (!ep->conn || !vfurt_dev_dma_lost(ep->dev, &iova))
+			continue;
+		/* the device's log: the line belongs to that device's client */
+		vfurt_logf(&ep->dev->log, VFURT_LOG_ERR,
+			   "%s: client's DMA window iova 0x%llx lost its backing (file truncated?): "
+			   "disconnecting", ep->dev->name, (unsigned long long)iova);
+		drop_conn(ep, 0);
+		watches_refresh(ep);
+	}
+}
+
 int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms)
 {
 	struct epoll_event evs[32];
@@ -495,6 +524,7 @@ int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms)
 		if (tag->kind != EP_WATCH)
 			watches_refresh(tag->ep);
 	}
+	drop_lost(srv);
 	return n + busy;
 }
 
@@ -514,5 +544,6 @@ void vfurt_server_destroy(struct vfurt_server *srv)
 	}
 	free(srv->eps);
 	close(srv->epfd);
+	vfurt_fault_guard_release();
 	free(srv);
 }

@@ -14,6 +14,7 @@
 
 #include <vfurt/server.h>
 
+#include "../io/fault.h"
 #include "cpuset.h"
 #include "rt_internal.h"
 #include "tsan.h"
@@ -62,6 +63,14 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 	rt = calloc(1, sizeof(*rt));
 	if (!rt)
 		goto err_nomem;
+	/* the process's SIGBUS guard lives while a runtime does (io/fault.c) */
+	rc = vfurt_fault_guard_acquire();
+	if (rc) {
+		free(rt);
+		set_err(err, errlen, "cannot install the SIGBUS handler");
+		errno = -rc;
+		return NULL;
+	}
 	rt->log = o.log;
 	rt->conn_opts = o.conn;
 	if (!rt->conn_opts.opts_size)
@@ -93,6 +102,7 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 err_free_workers:
 	free(rt->workers);
 err_free_rt:
+	vfurt_fault_guard_release();
 	free(rt);
 err_nomem:
 	set_err(err, errlen, "out of memory");
@@ -294,6 +304,7 @@ void vfurt_runtime_destroy(struct vfurt_runtime *rt)
 		rt_worker_fini(&rt->workers[i]);
 	free(rt->workers);
 	free(rt->eps);
+	vfurt_fault_guard_release();
 	free(rt);
 }
 
@@ -632,6 +643,45 @@ bool rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns)
 	return clients;
 }
 
+/* On the home worker: a window of the client lost its backing (io/fault.c).
+ * The device failed what hit it; the client goes, the others stay. */
+static void drop_if_lost(struct rt_endpoint *ep)
+{
+	uint64_t iova = 0;
+
+	if (!ep->conn || !vfurt_dev_dma_lost(ep->dev, &iova))
+		return;
+	vfurt_logf(vfurt_dev_log(ep->dev), VFURT_LOG_ERR,
+		   "%s: client's DMA window iova 0x%llx lost its backing (file truncated?): "
+		   "disconnecting", vfurt_dev_name(ep->dev), (unsigned long long)iova);
+	rt_endpoint_drop(ep, 0);
+}
+
+static void drop_lost_msg(void *arg)
+{
+	struct rt_endpoint *ep = arg;
+
+	drop_if_lost(ep);
+	publish_ep_stats(ep);
+	rt_endpoint_arm(ep->home, ep);
+}
+
+/* From a queue poller (any worker): the disconnect must wait until the
+ * poller has returned, and happen on the home worker. */
+static void lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev)
+{
+	if (!vfurt_dev_dma_loss_claim(dev))
+		return;
+	for (uint32_t i = 0; i < rt->nr_eps; i++) {
+		struct rt_endpoint *ep = rt->eps[i];
+
+		/* a full inbox: the next event on the endpoint drops it instead */
+		if (ep->dev == dev && vfurt_worker_send(ep->home, drop_lost_msg, ep))
+			vfurt_logf(&rt->log, VFURT_LOG_WARN, "%s: disconnect deferred",
+				   vfurt_dev_name(dev));
+	}
+}
+
 void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 {
 	struct rt_endpoint *ep = op->ep;
@@ -661,6 +711,7 @@ void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 	default:
 		break;
 	}
+	drop_if_lost(ep);
 	publish_ep_stats(ep);
 	rt_endpoint_arm(w, ep);
 }
@@ -749,7 +800,14 @@ struct queue_call {
 
 static int queue_poller(void *arg)
 {
-	return vfurt_queue_poll(arg);
+	struct vfurt_queue *q = arg;
+	struct vfurt_dev *dev = vfurt_queue_dev(q);
+	int rc = vfurt_queue_poll(q);
+
+	/* one relaxed-cost load per pass; the rest only after a fault */
+	if (vfurt_dev_dma_lost(dev, NULL))
+		lost_notify(vfurt_worker_self()->rt, dev);
+	return rc;
 }
 
 static int queue_arm(void *arg, bool arm)

@@ -1,5 +1,6 @@
 /* Worker threads: pinning, the poll pass, io_uring completions, pollers, cross-core messages. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,10 +482,45 @@ out_topo:
 	return rc;
 }
 
+#define RT_ALTSTACK_SIZE (64u * 1024u)
+
+/* The SIGBUS guard (io/fault.c) asks for SA_ONSTACK: give the worker an
+ * alternate stack unless it has one (a sanitizer's). NULL: none added. */
+static void *altstack_add(void)
+{
+	stack_t ss = { 0 };
+	stack_t old;
+	void *p;
+
+	if (sigaltstack(NULL, &old) < 0 || !(old.ss_flags & SS_DISABLE))
+		return NULL;
+	p = malloc(RT_ALTSTACK_SIZE);
+	if (!p)
+		return NULL;
+	ss.ss_sp = p;
+	ss.ss_size = RT_ALTSTACK_SIZE;
+	if (sigaltstack(&ss, NULL) < 0) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void altstack_remove(void *p)
+{
+	stack_t ss = { .ss_flags = SS_DISABLE };
+
+	if (!p)
+		return;
+	(void)sigaltstack(&ss, NULL);
+	free(p);
+}
+
 static void *worker_main(void *arg)
 {
 	struct vfurt_worker *w = arg;
 	struct vfurt_runtime *rt = w->rt;
+	void *alt = altstack_add();
 	char name[16];
 	int rc;
 
@@ -517,6 +553,7 @@ static void *worker_main(void *arg)
 	 * still ran (a device's detach may need its queues' workers) */
 	vfurt_worker_run_pass(w);
 	tls_worker = NULL;
+	altstack_remove(alt);
 	return NULL;
 }
 

@@ -204,6 +204,7 @@ struct nvme_req {
 	uint32_t next_sub;       /* next sub-request to submit */
 	uint32_t nr_sub;         /* sub-requests in total */
 	bool fua;                /* Write with FUA: flush once the write is done */
+	uint64_t lost;           /* vfurt_dma_lost_count() when the command started */
 	int niov;
 	struct iovec iov[NVME_MAX_IOV];
 };

@@ -22,6 +22,8 @@ static uint16_t errno_status(int rc, uint8_t opc)
 		return opc == OPC_READ ? SC_READ_ERROR : SC_WRITE_FAULT;
 	case -ECANCELED:
 		return SC_ABORT_REQ;
+	case -EFAULT:
+		return SC_DATA_XFER_ERROR; /* the kernel found no memory behind the PRPs */
 	case -EINVAL:
 		return SC_INVALID_FIELD;
 	default:
@@ -32,6 +34,11 @@ static uint16_t errno_status(int rc, uint8_t opc)
 static void req_done(struct nvme_req *r)
 {
 	struct nvme_sq *sq = r->sq;
+
+	/* a DMA window lost its backing while this command ran (io/fault.c):
+	 * its data (or its PRP list) may have been in it */
+	if (!r->status && vfurt_dma_lost_count(sq->ctrl->dev) != r->lost)
+		r->status = SC_DATA_XFER_ERROR;
 
 	nvme_cq_post(sq->cq, sq, r->cmd.cid, r->status, r->dw0);
 	sq->inflight--;
@@ -50,6 +57,10 @@ static void io_cb(void *arg, int status)
 
 	if (status && !r->status)
 		r->status = errno_status(status, r->cmd.opc);
+	/* io_uring into a truncated window fails with EFAULT, not SIGBUS: the
+	 * same loss, and the engine disconnects the client for it */
+	if (status == -EFAULT)
+		vfurt_dma_report_lost(r->sq->ctrl->dev, r->cmd.dptr[0]);
 	r->pending--;
 	if (r->pending || r->next_sub != r->nr_sub)
 		return;
@@ -280,6 +291,7 @@ static void start_cmd(struct nvme_cq *cq, struct nvme_sq *sq, const struct nvme_
 	r->nr_sub = 0;
 	r->fua = false;
 	r->niov = 0;
+	r->lost = vfurt_dma_lost_count(cq->ctrl->dev);
 	r->status = prepare(cq->ctrl, r);
 	if (r->status)
 		r->nr_sub = 0;

@@ -200,6 +200,7 @@ static uint16_t copy_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, void
 			   size_t len, bool to_guest)
 {
 	struct iovec iov[NVME_MAX_IOV];
+	uint64_t lost = vfurt_dma_lost_count(c->dev);
 	uint8_t *p = buf;
 	uint16_t st;
 	int n;
@@ -215,6 +216,9 @@ static uint16_t copy_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, void
 			memcpy(p, iov[i].iov_base, iov[i].iov_len);
 		p += iov[i].iov_len;
 	}
+	/* the memory went away under the copy (a truncated file): data lost */
+	if (vfurt_dma_lost_count(c->dev) != lost)
+		return SC_DATA_XFER_ERROR;
 	return SC_SUCCESS;
 }
 

@@ -166,6 +166,7 @@ const struct nvme_sqe *nvme_sq_base(struct nvme_sq *sq)
 
 bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_sqe *out)
 {
+	uint64_t lost = vfurt_dma_lost_count(sq->ctrl->dev);
 	const struct nvme_sqe *e;
 
 	if (base) {
@@ -178,6 +179,11 @@ bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_
 			return false;
 	}
 	memcpy(out, e, sizeof(*out));
+	if (vfurt_dma_lost_count(sq->ctrl->dev) != lost) {
+		/* the ring's memory went away (io/fault.c): we read zeros */
+		nvme_set_fatal(sq->ctrl, "submission queue lost its backing memory");
+		return false;
+	}
 	sq->head = sq->head + 1 == sq->size ? 0 : sq->head + 1;
 	return true;
 }
@@ -245,6 +251,7 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 {
 	struct nvme_ctrl *c = cq->ctrl;
 	struct nvme_cqe *e;
+	uint64_t lost;
 	uint16_t st;
 
 	if (cq->outstanding)
@@ -260,6 +267,7 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 		nvme_set_fatal(c, "completion queue not mapped");
 		return;
 	}
+	lost = vfurt_dma_lost_count(c->dev);
 	e->dw0 = dw0;
 	e->dw1 = 0;
 	e->sqhd = (uint16_t)sq->head;
@@ -271,6 +279,11 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 	st |= cq->phase ? 1u : 0u;
 	/* the phase bit makes the entry visible: publish it last */
 	__atomic_store_n(&e->status, st, __ATOMIC_RELEASE);
+	if (vfurt_dma_lost_count(c->dev) != lost) {
+		/* the entry went nowhere: the ring's memory is gone (io/fault.c) */
+		nvme_set_fatal(c, "completion queue lost its backing memory");
+		return;
+	}
 	if (++cq->tail == cq->size) {
 		cq->tail = 0;
 		cq->phase = !cq->phase;

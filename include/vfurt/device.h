@@ -428,7 +428,8 @@ VFURT_EXPORT void *vfurt_dma_ptr(struct vfurt_dev *dev, uint64_t iova, uint64_t 
  * mappings. Memory the client mapped without an fd is reachable only by
  * message: these calls never wait for a client, so they fail there with
  * -EWOULDBLOCK (use the _async variants). Returns 0, -ENOENT/-EACCES/
- * -EINVAL as vfurt_dma_to_sg, -EWOULDBLOCK. Thread: any.
+ * -EINVAL as vfurt_dma_to_sg, -EWOULDBLOCK, -EFAULT (a window lost its
+ * backing memory during the copy: see vfurt_dma_lost_count). Thread: any.
  */
 VFURT_EXPORT int vfurt_dma_read(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len);
 VFURT_EXPORT int vfurt_dma_write(struct vfurt_dev *dev, uint64_t iova, const void *buf, size_t len);
@@ -467,6 +468,21 @@ VFURT_EXPORT int vfurt_dma_read_async(struct vfurt_dev *dev, uint64_t iova, void
 VFURT_EXPORT int vfurt_dma_write_async(struct vfurt_dev *dev, uint64_t iova, const void *buf,
 				       size_t len, struct vfurt_dma_op *op, vfurt_dma_done_fn done,
 				       void *arg);
+
+/*
+ * Guest memory that went away. A client may truncate the file behind a DMA
+ * window; the server survives the access (it reads zeros, writes go
+ * nowhere: docs/security.md) and counts the loss. A device samples this
+ * counter before it touches guest memory for a command and compares after:
+ * a change means that command's data, or the queue it read, is lost (fail
+ * the I/O, or the controller for a queue). Monotonic; any thread.
+ */
+VFURT_EXPORT uint64_t vfurt_dma_lost_count(const struct vfurt_dev *dev);
+
+/* Report a loss the device found itself: a kernel transfer into guest memory
+ * (an io_uring read or write) failed with EFAULT at iova. The engine then
+ * disconnects the client as for a fault. Any thread. */
+VFURT_EXPORT void vfurt_dma_report_lost(struct vfurt_dev *dev, uint64_t iova);
 
 #ifdef __cplusplus
 }

@@ -177,6 +177,8 @@ VFURT_EXPORT int vfurt_queue_arm(struct vfurt_queue *q, bool arm);
 
 /* The queue's placement hint and its per-device index (0, 1, ...). */
 VFURT_EXPORT int vfurt_queue_hint(const struct vfurt_queue *q);
+/* The device that owns q. Any thread. */
+VFURT_EXPORT struct vfurt_dev *vfurt_queue_dev(const struct vfurt_queue *q);
 VFURT_EXPORT uint32_t vfurt_queue_index(const struct vfurt_queue *q);
 
 /* A host's private slot in the queue (e.g. its poller). */
@@ -211,6 +213,18 @@ VFURT_EXPORT uint32_t vfurt_dev_watch_gen(const struct vfurt_dev *dev);
 /* Counters and negotiated values. */
 VFURT_EXPORT void vfurt_conn_get_stats(const struct vfurt_conn *conn,
 				       struct vfurt_conn_stats *st);
+
+/*
+ * A DMA window of dev's client lost its backing memory (device.h,
+ * vfurt_dma_lost_count): true and *iova (if not NULL) = that window's iova,
+ * until the connection is destroyed. A host checks after serving messages
+ * and queue polls and disconnects the client. Any thread.
+ */
+VFURT_EXPORT bool vfurt_dev_dma_lost(const struct vfurt_dev *dev, uint64_t *iova);
+
+/* true for exactly one caller per loss (until the connection is destroyed):
+ * the host thread that must arrange the disconnect. Any thread. */
+VFURT_EXPORT bool vfurt_dev_dma_loss_claim(struct vfurt_dev *dev);
 
 #ifdef __cplusplus
 }

@@ -38,7 +38,11 @@ struct vfurt_server_opts {
 	struct vfurt_conn_opts conn; /* limits advertised to every client */
 };
 
-/* Create an empty server. NULL with errno (EINVAL, ENOMEM, or epoll's). */
+/* Create an empty server. NULL with errno (EINVAL, ENOMEM, or epoll's or
+ * sigaction's). While any server or runtime exists the process has a SIGBUS
+ * handler that contains faults on DMA windows whose file a client truncated
+ * (the client is disconnected; docs/security.md); other SIGBUS faults go to
+ * the handler installed before, or kill the process as usual. */
 VFURT_EXPORT struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts);
 
 /*
