@@ -123,7 +123,14 @@ static const char *check_common_key(const char *key, const char *val, char *why,
 	} else if (!strcmp(key, "socket_mode")) {
 		mode_t mode;
 
-		if (devspec_parse_mode(val, &mode)) {
+		int rc = devspec_parse_mode(val, &mode);
+
+		if (rc == -ERANGE) {
+			snprintf(why, len, "'%.64s' is beyond 0777 (only permission bits apply to a "
+				 "socket)", val);
+			return why;
+		}
+		if (rc) {
 			snprintf(why, len, "'%.64s' is not an octal mode like \"0600\"", val);
 			return why;
 		}
@@ -625,10 +632,15 @@ int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_c
 		snprintf(err, errlen, "%s: missing socket", d->where);
 		return -EINVAL;
 	}
-	if (mode && devspec_parse_mode(mode, &out->mode)) {
-		snprintf(err, errlen, "%s%ssocket_mode: '%s' is not an octal mode", d->where, sep,
-			 mode);
-		return -EINVAL;
+	if (mode) {
+		int rc = devspec_parse_mode(mode, &out->mode);
+
+		if (rc) {
+			snprintf(err, errlen, "%s%ssocket_mode: '%s' is %s", d->where, sep, mode,
+				 rc == -ERANGE ? "beyond 0777 (only permission bits apply to a socket)"
+					       : "not an octal mode");
+			return -EINVAL;
+		}
 	}
 	if (core) {
 		unsigned long cpu;

@@ -238,6 +238,10 @@ static void load_device_errors(void **state)
 	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"socket_mode\": "
 		       "\"0900\"}]}", -EINVAL,
 		    ": devices[0].socket_mode: '0900' is not an octal mode like \"0600\"");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"socket_mode\": "
+		       "\"4755\"}]}", -EINVAL,
+		    ": devices[0].socket_mode: '4755' is beyond 0777 (only permission bits apply to "
+		    "a socket)");
 	expect_load(f, "{\"devices\": [{\"socket\": \"a\"}]}", -EINVAL,
 		    ": devices[0]: missing \"type\" (known types: gpio, nvme)");
 	expect_load(f, "{\"devices\": [{\"type\": \"gpio\"}]}", -EINVAL,
@@ -364,6 +368,9 @@ static void device_args(void **state)
 	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,socket_mode=9", err,
 						     sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "socket_mode='9': '9' is not an octal mode"));
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,socket_mode=01777", err,
+						     sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "socket_mode='01777': '01777' is beyond 0777"));
 	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,core=abc", err,
 						     sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "core='abc': 'abc' is not a CPU number"));
