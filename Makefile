@@ -97,7 +97,7 @@ FUZZ_LONG_SECONDS := $(if $(filter-out file undefined default,$(origin FUZZ_SECO
 
 fuzz-build: deps
 	@command -v clang >/dev/null || { echo "fuzz: clang not available"; exit 1; }
-	CC=clang CXX=clang++ CFLAGS="-fsanitize=fuzzer-no-link" cmake -S . -B $(BUILD)-fuzz \
+	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_FLAGS="-O1 -fsanitize=fuzzer-no-link" \
 		-DCMAKE_BUILD_TYPE=Debug -DVFURT_FUZZ=ON -DVFURT_SANITIZE=address,undefined \
 		-DVFURT_BENCH=OFF -DBUILD_TESTING=ON >/dev/null
 	cmake --build $(BUILD)-fuzz -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
