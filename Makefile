@@ -4,7 +4,8 @@
 #   make build   release build in build/
 #   make run     deps + build + serve the default devices on sockets under ./run/
 #   make test    deps + build + every test: normal, ASan+UBSan, TSan (threaded tests) and a
-#                bounded fuzz run
+#                bounded fuzz run (FUZZ_SECONDS per target, default 20)
+#   make fuzz    the fuzz targets for longer (10 min each; FUZZ_SECONDS=N overrides)
 #   make bench   deps (+ fio) + build + microbenchmarks (bench/RESULTS.md) and the NVMe
 #                suite (bench/SUITE.md)
 
@@ -12,14 +13,14 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 BUILD ?= build
 CMAKE_FLAGS ?=
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 20
 RUN_DIR ?= $(CURDIR)/run
 
 DEB_PACKAGES := build-essential cmake pkg-config liburing-dev libhwloc-dev libck-dev \
 	libjson-c-dev libcmocka-dev libbenchmark-dev linux-libc-dev clang \
 	libclang-rt-14-dev cppcheck
 
-.PHONY: all deps bench-deps install-pkgs build run test test-unit test-asan test-tsan test-fuzz bench clean install
+.PHONY: all deps bench-deps install-pkgs build run test test-unit test-asan test-tsan test-fuzz fuzz fuzz-build fuzz-run fuzz-seeds bench clean install
 
 all: build
 
@@ -87,16 +88,48 @@ test-tsan: deps
 	cd $(BUILD)-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 		ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'
 
+# The fuzz targets (docs/fuzzing.md): libFuzzer + ASan + UBSan in $(BUILD)-fuzz, each run
+# for $$(FUZZ_SECONDS) from its seeds (tests/fuzz/seeds/<target>) and a scratch corpus in
+# $(BUILD)-fuzz/corpus/<target>; a crash is written to $(BUILD)-fuzz/artifacts/ and fails.
+FUZZ_TARGETS := msg nvme pci
+FUZZ_MAX_LEN ?= 16384
+FUZZ_LONG_SECONDS := $(if $(filter-out file undefined default,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),600)
+
+fuzz-build: deps
+	@command -v clang >/dev/null || { echo "fuzz: clang not available"; exit 1; }
+	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_FLAGS="-O1 -fsanitize=fuzzer-no-link" \
+		-DCMAKE_BUILD_TYPE=Debug -DVFURT_FUZZ=ON -DVFURT_SANITIZE=address,undefined \
+		-DVFURT_BENCH=OFF -DBUILD_TESTING=ON >/dev/null
+	cmake --build $(BUILD)-fuzz -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+
+# SECS: seconds per target
+fuzz-run:
+	@mkdir -p $(BUILD)-fuzz/artifacts
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(BUILD)-fuzz/corpus/$$t; \
+		echo "fuzz_$$t: $(SECS)s"; \
+		$(BUILD)-fuzz/tests/fuzz_$$t -max_total_time=$(SECS) -max_len=$(FUZZ_MAX_LEN) \
+			-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix=$(BUILD)-fuzz/artifacts/$$t- \
+			$(BUILD)-fuzz/corpus/$$t tests/fuzz/seeds/$$t 2>$(BUILD)-fuzz/fuzz_$$t.log || \
+			{ tail -n 60 $(BUILD)-fuzz/fuzz_$$t.log; echo "fuzz_$$t: FINDING, see $(BUILD)-fuzz/artifacts/"; exit 1; }; \
+		grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units" $(BUILD)-fuzz/fuzz_$$t.log; \
+	done; echo "fuzz: $(SECS)s per target without a finding"
+
+# Bounded, for `make test`: the whole step stays well under two minutes on two cores.
 test-fuzz: deps
 	@if command -v clang >/dev/null; then \
-		CC=clang CXX=clang++ CFLAGS="-fsanitize=fuzzer-no-link" cmake -S . -B $(BUILD)-fuzz \
-			-DCMAKE_BUILD_TYPE=Debug -DVFURT_FUZZ=ON -DVFURT_SANITIZE=address,undefined \
-			-DVFURT_BENCH=OFF -DBUILD_TESTING=ON >/dev/null && \
-		cmake --build $(BUILD)-fuzz -j$(JOBS) --target fuzz_msg && \
-		mkdir -p $(BUILD)-fuzz/corpus && \
-		$(BUILD)-fuzz/tests/fuzz_msg -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
-			$(BUILD)-fuzz/corpus tests/fuzz/seeds && echo "fuzz: $(FUZZ_SECONDS)s without a finding"; \
+		$(MAKE) --no-print-directory fuzz-build && \
+		$(MAKE) --no-print-directory fuzz-run SECS=$(FUZZ_SECONDS); \
 	else echo "fuzz: clang not available, skipped"; fi
+
+# Longer: 10 minutes per target unless FUZZ_SECONDS is given.
+fuzz: fuzz-build
+	@$(MAKE) --no-print-directory fuzz-run SECS=$(FUZZ_LONG_SECONDS)
+
+# Regenerate tests/fuzz/seeds after changing tests/fuzz/seedgen.c (ctest checks them).
+fuzz-seeds: build
+	$(BUILD)/tests/seedgen tests/fuzz/seeds
 
 test: test-unit test-asan test-tsan test-fuzz
 

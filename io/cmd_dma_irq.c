@@ -60,7 +60,7 @@ int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
 	rc = vfurt_dma_table_add(c->dev->dma, in->addr, in->size, fd, fd >= 0 ? in->offset : 0,
 				 prot, &r);
 	if (rc) {
-		vfurt_logf(c->log, VFURT_LOG_WARN,
+		conn_logf(c, VFURT_LOG_WARN,
 			   "%s: DMA_MAP iova 0x%llx size 0x%llx%s failed: %s", c->dev->name,
 			   (unsigned long long)in->addr, (unsigned long long)in->size,
 			   fd >= 0 ? " (fd)" : "", strerror(-rc));
@@ -178,6 +178,6 @@ int vfurt_cmd_reset(struct vfurt_conn *c, struct vfurt_msg *m)
 		return -EINVAL;
 	if (!c->dev->reset_supported)
 		return -ENOTSUP;
-	vfurt_logf(c->log, VFURT_LOG_INFO, "%s: device reset by client", c->dev->name);
+	conn_logf(c, VFURT_LOG_INFO, "%s: device reset by client", c->dev->name);
 	return vfurt_dev_do_reset(c->dev, VFURT_RESET_CLIENT);
 }

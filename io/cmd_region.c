@@ -242,7 +242,7 @@ int vfurt_cmd_region_write_multi(struct vfurt_conn *c, struct vfurt_msg *m)
 	uint64_t n;
 
 	if (!c->write_multiple) {
-		vfurt_logf(c->log, VFURT_LOG_WARN,
+		conn_logf(c, VFURT_LOG_WARN,
 			   "%s: REGION_WRITE_MULTI without negotiated write_multiple",
 			   c->dev->name);
 		return -EINVAL;

@@ -52,7 +52,7 @@ static int parse_caps(struct vfurt_conn *c, const char *json, size_t len,
 	root = json_tokener_parse_ex(tok, json, (int)len);
 	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
 	    !json_object_is_type(root, json_type_object)) {
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: VERSION: capabilities are not a JSON object",
+		conn_logf(c, VFURT_LOG_WARN, "%s: VERSION: capabilities are not a JSON object",
 			   c->dev->name);
 		goto out;
 	}
@@ -65,7 +65,7 @@ static int parse_caps(struct vfurt_conn *c, const char *json, size_t len,
 	if (cap_u64(caps, "max_msg_fds", 1, VFURT_SOCK_MAX_FDS * 1024ull, &cc->max_fds) ||
 	    cap_u64(caps, "max_data_xfer_size", 1, UINT32_MAX, &cc->max_xfer) ||
 	    cap_u64(caps, "pgsizes", 1, UINT64_MAX >> 1, &cc->pgsizes)) {
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: VERSION: bad capability value",
+		conn_logf(c, VFURT_LOG_WARN, "%s: VERSION: bad capability value",
 			   c->dev->name);
 		goto out;
 	}
@@ -151,13 +151,13 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 	int rc;
 
 	if (c->negotiated) {
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: second VERSION rejected", c->dev->name);
+		conn_logf(c, VFURT_LOG_WARN, "%s: second VERSION rejected", c->dev->name);
 		return -EINVAL;
 	}
 	if (m->len < sizeof(*v))
 		return -EINVAL;
 	if (v->major != VFIO_USER_MAJOR) {
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: client protocol %u.%u unsupported (we speak %u.x)",
+		conn_logf(c, VFURT_LOG_WARN, "%s: client protocol %u.%u unsupported (we speak %u.x)",
 			   c->dev->name, v->major, v->minor, VFIO_USER_MAJOR);
 		return -ENOTSUP; /* dispatch closes the connection after replying */
 	}
@@ -175,7 +175,7 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 		}
 	}
 	if (!(cc.pgsizes & 4096)) {
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: client pgsizes 0x%llx lack 4 KiB",
+		conn_logf(c, VFURT_LOG_WARN, "%s: client pgsizes 0x%llx lack 4 KiB",
 			   c->dev->name, (unsigned long long)cc.pgsizes);
 		return -EINVAL;
 	}
@@ -190,7 +190,7 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 		minor = (uint16_t)VFIO_USER_MINOR;
 	twin = cc.twin && c->offer_twin;
 	if (twin && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: twin socket: %s", c->dev->name,
+		conn_logf(c, VFURT_LOG_WARN, "%s: twin socket: %s", c->dev->name,
 			   strerror(errno));
 		twin = false;
 	}
@@ -222,7 +222,7 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 	c->write_multiple = cc.write_multiple;
 	c->negotiated = true;
 	c->dev->conn = c;
-	vfurt_logf(c->log, VFURT_LOG_INFO,
+	conn_logf(c, VFURT_LOG_INFO,
 		   "%s: client attached (protocol %u.%u, max_msg_fds %u, max_data_xfer %u%s%s)",
 		   c->dev->name, VFIO_USER_MAJOR, minor,
 		   c->client_max_fds, c->client_max_xfer, c->write_multiple ? ", write_multiple" : "",

@@ -1,9 +1,11 @@
 /* Connection engine: framing, header validation, dispatch, replies, DMA messages. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vfurt/engine.h>
@@ -104,6 +106,27 @@ static void msg_free(struct vfurt_msg *m)
 	free(m);
 }
 
+void conn_logf(struct vfurt_conn *c, int level, const char *fmt, ...)
+{
+	struct timespec ts;
+	uint64_t suppressed;
+	va_list ap;
+
+	/* lines the level drops cost nothing */
+	if (!c->log || !c->log->fn || level > c->log->level)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (!log_ratelimit_take(&c->log_rl, (uint64_t)ts.tv_sec * 1000000000ull +
+					       (uint64_t)ts.tv_nsec, &suppressed))
+		return;
+	if (suppressed)
+		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %llu log lines of this client suppressed",
+			   c->dev->name, (unsigned long long)suppressed);
+	va_start(ap, fmt);
+	log_vemit(c->log, level, fmt, ap);
+	va_end(ap);
+}
+
 void vfurt_conn_destroy(struct vfurt_conn *c)
 {
 	if (!c)
@@ -121,6 +144,9 @@ void vfurt_conn_destroy(struct vfurt_conn *c)
 			dev->pci_client_detach(dev->pci);
 		if (dev->ops.detach)
 			dev->ops.detach(dev, dev->arg);
+		if (c->log_rl.suppressed)
+			vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %llu log lines of this client suppressed",
+				   dev->name, (unsigned long long)c->log_rl.suppressed);
 		vfurt_logf(c->log, VFURT_LOG_INFO, "%s: client detached", dev->name);
 	}
 	msg_free(c->parked);
@@ -199,7 +225,7 @@ static int send_reply(struct vfurt_conn *c, const struct vfio_user_header *req, 
 		rc = conn_out_send(&c->out, c->fd, iov, len ? 2 : 1, c->reply.fds, nfds);
 	}
 	if (rc && rc != -EPIPE && rc != -ECONNRESET)
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: cannot send %s reply: %s",
+		conn_logf(c, VFURT_LOG_WARN, "%s: cannot send %s reply: %s",
 			   c->dev->name, vfio_user_cmd_name(req->cmd), strerror(-rc));
 	return rc ? -EPIPE : 0;
 }
@@ -241,7 +267,7 @@ static size_t fds_allowed(const struct vfurt_conn *c, uint16_t cmd)
 static int run_handler(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	if (!c->negotiated && m->hdr.cmd != VFIO_USER_VERSION) {
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %s before VERSION", c->dev->name,
+		conn_logf(c, VFURT_LOG_WARN, "%s: %s before VERSION", c->dev->name,
 			   vfio_user_cmd_name(m->hdr.cmd));
 		return -EINVAL;
 	}
@@ -304,7 +330,7 @@ static int dispatch(struct vfurt_conn *c, struct vfurt_msg *m, bool resumed, int
 	if (h->flags & ~KNOWN_FLAGS || h->flags & VFIO_USER_F_ERROR) {
 		err = -EINVAL;
 	} else if (m->nfds > fds_allowed(c, h->cmd)) {
-		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %s with %zu fds rejected",
+		conn_logf(c, VFURT_LOG_WARN, "%s: %s with %zu fds rejected",
 			   c->dev->name, vfio_user_cmd_name(h->cmd), m->nfds);
 		err = -EINVAL;
 	} else if (quiesce_err) {
@@ -327,7 +353,7 @@ answer:
 	m->nfds = 0;
 	if (err) {
 		c->stats.errors++;
-		vfurt_logf(c->log, VFURT_LOG_DEBUG, "%s: %s (msg_id %u) failed: %s",
+		conn_logf(c, VFURT_LOG_DEBUG, "%s: %s (msg_id %u) failed: %s",
 			   c->dev->name, vfio_user_cmd_name(h->cmd), h->msg_id, strerror(-err));
 	}
 	if (no_reply) {
@@ -438,7 +464,7 @@ int vfurt_conn_rx_feed(struct vfurt_conn *c, size_t n, int *fds, size_t nfds)
 		if (c->hdr_got < HDR_SIZE)
 			return 0;
 		if (c->rx.hdr.msg_size < HDR_SIZE || c->rx.hdr.msg_size > c->rx_max) {
-			vfurt_logf(c->log, VFURT_LOG_WARN,
+			conn_logf(c, VFURT_LOG_WARN,
 				   "%s: message size %u out of range [16, %zu] (msg_id %u cmd %u): closing",
 				   c->dev->name, c->rx.hdr.msg_size, c->rx_max, c->rx.hdr.msg_id, c->rx.hdr.cmd);
 			return c->rx.hdr.msg_size < HDR_SIZE ? -EPROTO : -EMSGSIZE;
@@ -508,7 +534,7 @@ int vfurt_conn_on_readable(struct vfurt_conn *c)
 					       sizeof(int));
 			}
 			if (msg.msg_flags & MSG_CTRUNC)
-				vfurt_logf(c->log, VFURT_LOG_WARN,
+				conn_logf(c, VFURT_LOG_WARN,
 					   "%s: too many fds in one message, extra fds dropped",
 					   c->dev->name);
 		}

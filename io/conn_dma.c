@@ -154,7 +154,7 @@ int conn_dma_reply(struct vfurt_conn *c, const struct vfio_user_header *h, const
 
 	if (!s || s->cmd != h->cmd) {
 		/* nothing waits for it: drop it, the stream is still framed */
-		vfurt_logf(c->log, VFURT_LOG_WARN,
+		conn_logf(c, VFURT_LOG_WARN,
 			   "%s: reply msg_id %u (cmd %u) answers no request of ours: dropped",
 			   c->dev->name, h->msg_id, h->cmd);
 		c->stats.errors++;

@@ -10,6 +10,7 @@
 #include <vfurt/vfio_user.h>
 
 #include "device_internal.h"
+#include "log_internal.h"
 #include "sock.h"
 
 #define CONN_MAX_XFER_LIMIT (16u << 20)
@@ -84,6 +85,7 @@ struct dma_slot {
 struct vfurt_conn {
 	struct vfurt_dev *dev;
 	const struct vfurt_log *log;
+	struct log_ratelimit log_rl; /* what the client makes us log (conn_logf) */
 	int fd;
 	int twin_fd;              /* server end of the twin socket, or -1 */
 	bool negotiated;
@@ -128,6 +130,16 @@ struct vfurt_conn {
 	struct vfurt_reply reply;
 	struct vfurt_conn_stats stats;
 };
+
+/*
+ * Log a line caused by the client of c, through the device's log, at most
+ * LOG_RL_BURST at once and LOG_RL_PER_S a second per connection (a client
+ * must not flood the log, say with failing DMA_MAPs); the first line let
+ * through after a pause says how many were suppressed. Thread: the one
+ * driving c.
+ */
+void conn_logf(struct vfurt_conn *c, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Handlers: validate msg, act, fill conn->reply; return 0 or -errno.
  * Fds in msg that a handler keeps are set to -1 in msg->fds. */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,7 +125,14 @@ static const char *check_common_key(const char *key, const char *val, char *why,
 	} else if (!strcmp(key, "socket_mode")) {
 		mode_t mode;
 
-		if (devspec_parse_mode(val, &mode)) {
+		int rc = devspec_parse_mode(val, &mode);
+
+		if (rc == -ERANGE) {
+			snprintf(why, len, "'%.64s' is beyond 0777 (only permission bits apply to a "
+				 "socket)", val);
+			return why;
+		}
+		if (rc) {
 			snprintf(why, len, "'%.64s' is not an octal mode like \"0600\"", val);
 			return why;
 		}
@@ -640,10 +648,15 @@ int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_c
 		snprintf(err, errlen, "%s: missing socket", d->where);
 		return -EINVAL;
 	}
-	if (mode && devspec_parse_mode(mode, &out->mode)) {
-		snprintf(err, errlen, "%s%ssocket_mode: '%s' is not an octal mode", d->where, sep,
-			 mode);
-		return -EINVAL;
+	if (mode) {
+		int rc = devspec_parse_mode(mode, &out->mode);
+
+		if (rc) {
+			snprintf(err, errlen, "%s%ssocket_mode: '%s' is %s", d->where, sep, mode,
+				 rc == -ERANGE ? "beyond 0777 (only permission bits apply to a socket)"
+					       : "not an octal mode");
+			return -EINVAL;
+		}
 	}
 	if (core) {
 		unsigned long cpu;
@@ -665,6 +678,73 @@ int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_c
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* The file a socket path names: its directory resolved (the socket itself may
+ * not exist yet), else the path as written. */
+static void socket_key(const char *path, char *key, size_t len)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+
+	if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else if (slash)
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (*base && realpath(dir, real)) {
+		int n = snprintf(key, len, "%s/%s", strcmp(real, "/") ? real : "", base);
+
+		if (n >= 0 && (size_t)n < len)
+			return;
+	}
+	snprintf(key, len, "%s", path);
+}
+
+int vfurt_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t errlen)
+{
+	char (*keys)[PATH_MAX];
+	char ctl[PATH_MAX];
+	int rc = 0;
+
+	if (!cfg->ndevices)
+		return 0;
+	keys = calloc(cfg->ndevices, sizeof(*keys));
+	if (!keys) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (cfg->control_socket)
+		socket_key(cfg->control_socket, ctl, sizeof(ctl));
+	for (size_t i = 0; i < cfg->ndevices && !rc; i++) {
+		const struct vfurt_config_device *d = &cfg->devices[i];
+		const char *sock = NULL;
+
+		for (size_t k = 0; k < d->spec.nkeys; k++)
+			if (!strcmp(d->spec.kv[k].key, "socket"))
+				sock = d->spec.kv[k].val;
+
+		if (!sock)
+			continue;
+		socket_key(sock, keys[i], sizeof(keys[i]));
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(keys[i], keys[j]))
+				continue;
+			snprintf(err, errlen, "%s: socket path %s is already used by %s", d->where,
+				 sock, cfg->devices[j].where);
+			rc = -EINVAL;
+			break;
+		}
+		if (!rc && cfg->control_socket && !strcmp(keys[i], ctl)) {
+			snprintf(err, errlen, "%s: socket path %s is already the control socket",
+				 d->where, sock);
+			rc = -EINVAL;
+		}
+	}
+	free(keys);
+	return rc;
 }
 
 int vfurt_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len)

@@ -107,6 +107,14 @@ int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_c
 			      size_t errlen);
 
 /*
+ * Check that no two devices (and not the control socket) share a socket
+ * path: names that lead to the same file count as the same ("a.sock",
+ * "./a.sock", a symlinked directory). Returns 0 or -EINVAL with a message
+ * in err: "WHERE: socket path X is already used by OTHER-WHERE".
+ */
+int vfurt_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t errlen);
+
+/*
  * Default control socket of process pid: "$XDG_RUNTIME_DIR/vfu-rt.PID.ctl"
  * when XDG_RUNTIME_DIR is set and absolute, else "/tmp/vfu-rt.PID.ctl"
  * (use_tmp forces the latter). Returns 0 or -ENAMETOOLONG.

@@ -77,8 +77,11 @@ int devspec_parse_mode(const char *s, mode_t *mode)
 
 	errno = 0;
 	v = strtoul(s, &end, 8);
-	if (errno || end == s || *end || v > 07777)
+	if (errno || end == s || *end)
 		return -EINVAL;
+	/* setuid, setgid and sticky mean nothing on a socket: a typo, say 4755 */
+	if (v > 0777)
+		return -ERANGE;
 	*mode = (mode_t)v;
 	return 0;
 }

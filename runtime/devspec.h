@@ -40,7 +40,8 @@ const char *devspec_get(struct devspec *spec, const char *key);
 struct vfurt_dev *devspec_create(struct devspec *spec, const struct vfurt_log *log,
 				 char *err, size_t errlen);
 
-/* Parse an octal mode like "0600". Returns 0 or -EINVAL. */
+/* Parse an octal mode like "0600". Returns 0, -EINVAL (not octal) or -ERANGE
+ * (beyond 0777: only permission bits are a socket's). */
 int devspec_parse_mode(const char *s, mode_t *mode);
 
 /* Comma-separated list of known device types, for --help. */

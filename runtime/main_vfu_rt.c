@@ -283,6 +283,11 @@ static int build_config(const struct cmdline *cl, struct vfurt_config *cfg)
 		if (!cfg->control_socket)
 			goto err_nomem;
 	}
+	rc = vfurt_config_check_sockets(cfg, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "vfu-rt: %s\n", err);
+		return rc == -ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
+	}
 	if (cfg->ndevices == 0) {
 		fprintf(stderr, "vfu-rt: no devices: add at least one --device, or a \"devices\" "
 			"entry in the --config file\n");

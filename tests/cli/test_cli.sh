@@ -93,6 +93,8 @@ expect_exit 2 "missing socket" "missing socket" -- rt --device gpio
 expect_exit 2 "unknown key 'color'" "unknown key" -- rt --device gpio,socket=$dir/x.sock,color=red
 expect_exit 2 "expected key=value" "malformed key" -- rt --device gpio,socket=$dir/x.sock,oops
 expect_exit 2 "socket_mode='9'" "bad socket mode" -- rt --device gpio,socket=$dir/x.sock,socket_mode=9
+expect_exit 2 "'4755' is beyond 0777" "socket mode with setuid bits" -- rt --device gpio,socket=$dir/x.sock,socket_mode=4755
+expect_exit 2 "socket path $dir/x.sock is already used by --device gpio,socket=$dir/x.sock" "two devices on one socket" -- rt --device gpio,socket=$dir/x.sock --device nvme,socket=$dir/x.sock
 expect_exit 2 "toggle_period='0'" "bad gpio parameter" -- rt --device gpio,socket=$dir/x.sock,toggle_period=0
 expect_exit 2 "doorbells='pio': expected mmap or ioeventfd" "bad nvme doorbells" -- rt --device nvme,socket=$dir/x.sock,backend=null,doorbells=pio
 expect_exit 2 "direct='yes': expected off, on or try" "bad nvme direct" -- rt --device nvme,socket=$dir/x.sock,backend=null,direct=yes

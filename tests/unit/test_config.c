@@ -238,6 +238,10 @@ static void load_device_errors(void **state)
 	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"socket_mode\": "
 		       "\"0900\"}]}", -EINVAL,
 		    ": devices[0].socket_mode: '0900' is not an octal mode like \"0600\"");
+	expect_load(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"socket_mode\": "
+		       "\"4755\"}]}", -EINVAL,
+		    ": devices[0].socket_mode: '4755' is beyond 0777 (only permission bits apply to "
+		    "a socket)");
 	expect_load(f, "{\"devices\": [{\"socket\": \"a\"}]}", -EINVAL,
 		    ": devices[0]: missing \"type\" (known types: gpio, nvme)");
 	expect_load(f, "{\"devices\": [{\"type\": \"gpio\"}]}", -EINVAL,
@@ -364,6 +368,9 @@ static void device_args(void **state)
 	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,socket_mode=9", err,
 						     sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "socket_mode='9': '9' is not an octal mode"));
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,socket_mode=01777", err,
+						     sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "socket_mode='01777': '01777' is beyond 0777"));
 	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,core=abc", err,
 						     sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "core='abc': 'abc' is not a CPU number"));
@@ -395,6 +402,48 @@ static void value_parsers(void **state)
 	assert_int_equal(vfurt_config_parse_stats_interval(" 1", &s), -EINVAL);
 	assert_int_equal(vfurt_config_parse_stats_interval("1s", &s), -EINVAL);
 	assert_int_equal(vfurt_config_parse_stats_interval("-1", &s), -EINVAL);
+}
+
+static void duplicate_sockets(void **state)
+{
+	struct fixture *f = *state;
+	struct vfurt_config cfg;
+	char err[1024];
+	char arg[256];
+
+	vfurt_config_init(&cfg);
+	write_file(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"/tmp/vfurt-dup-a.sock\"},"
+		      " {\"type\": \"gpio\", \"socket\": \"/tmp/vfurt-dup-b.sock\"}]}");
+	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(vfurt_config_check_sockets(&cfg, err, sizeof(err)), 0);
+	/* the same file by another name: a dot segment in the directory */
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=/tmp/./vfurt-dup-b.sock",
+						     err, sizeof(err)), 0);
+	assert_int_equal(vfurt_config_check_sockets(&cfg, err, sizeof(err)), -EINVAL);
+	snprintf(arg, sizeof(arg), "--device gpio,socket=/tmp/./vfurt-dup-b.sock: socket path "
+		 "/tmp/./vfurt-dup-b.sock is already used by %s: devices[1]", f->path);
+	assert_string_equal(err, arg);
+	vfurt_config_free(&cfg);
+
+	/* relative and absolute names of one file, and the control socket */
+	vfurt_config_init(&cfg);
+	assert_int_equal(chdir(f->dir), 0);
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=x.sock", err, sizeof(err)),
+			 0);
+	snprintf(arg, sizeof(arg), "nvme,socket=%s/x.sock", f->dir);
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, arg, err, sizeof(err)), 0);
+	assert_int_equal(vfurt_config_check_sockets(&cfg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "is already used by --device gpio,socket=x.sock"));
+	vfurt_config_free(&cfg);
+	vfurt_config_init(&cfg);
+	cfg.control_socket = strdup("./c.ctl");
+	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=c.ctl", err, sizeof(err)),
+			 0);
+	assert_int_equal(vfurt_config_check_sockets(&cfg, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "--device gpio,socket=c.ctl: socket path c.ctl is already the "
+			    "control socket");
+	assert_int_equal(chdir("/"), 0);
+	vfurt_config_free(&cfg);
 }
 
 static void ctl_path(void **state)
@@ -434,6 +483,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(placement, setup, teardown),
 		cmocka_unit_test(device_args),
 		cmocka_unit_test(value_parsers),
+		cmocka_unit_test_setup_teardown(duplicate_sockets, setup, teardown),
 		cmocka_unit_test(ctl_path),
 	};
 

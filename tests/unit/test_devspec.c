@@ -71,7 +71,11 @@ static void modes(void **state)
 	assert_int_equal(devspec_parse_mode("9", &m), -EINVAL);
 	assert_int_equal(devspec_parse_mode("", &m), -EINVAL);
 	assert_int_equal(devspec_parse_mode("0600x", &m), -EINVAL);
-	assert_int_equal(devspec_parse_mode("77777", &m), -EINVAL);
+	assert_int_equal(devspec_parse_mode("77777", &m), -ERANGE);
+	assert_int_equal(devspec_parse_mode("1000", &m), -ERANGE);
+	assert_int_equal(devspec_parse_mode("4755", &m), -ERANGE);
+	assert_int_equal(devspec_parse_mode("0777", &m), 0);
+	assert_int_equal(m, 0777);
 }
 
 static void create_known_and_unknown(void **state)
