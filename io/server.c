@@ -14,6 +14,7 @@
 #include <vfurt/server.h>
 
 #include "device_internal.h"
+#include "log_internal.h"
 
 enum ep_kind { EP_LISTEN, EP_CONN, EP_WATCH };
 
@@ -41,6 +42,7 @@ struct endpoint {
 	int wfds[SERVER_MAX_WATCHES]; /* our dups of watches[].fd, in the epoll set */
 	size_t nr_watches;
 	uint32_t watch_gen;
+	struct log_ratelimit refuse_rl; /* "refusing a second client": anyone may connect */
 };
 
 struct vfurt_server {
@@ -322,8 +324,17 @@ static void on_accept(struct endpoint *ep)
 	if (fd < 0)
 		return; /* EAGAIN or a client that went away */
 	if (ep->conn) {
-		vfurt_logf(&ep->srv->log, VFURT_LOG_WARN,
-			   "%s: refusing a second client while one is connected", ep->dev->name);
+		uint64_t more;
+		char extra[64] = "";
+
+		if (log_ratelimit_take_now(&ep->refuse_rl, &more)) {
+			if (more)
+				snprintf(extra, sizeof(extra), " (and %llu more since the last such "
+					 "line)", (unsigned long long)more);
+			vfurt_logf(&ep->srv->log, VFURT_LOG_WARN,
+				   "%s: refusing a second client while one is connected%s",
+				   ep->dev->name, extra);
+		}
 		close(fd);
 		return;
 	}

@@ -297,6 +297,28 @@ stop_rt INT
 rc=$?
 [ "$rc" -eq 0 ] && ok "SIGINT with a replaced socket exits 0" || bad "SIGINT exit code $rc"
 
+# ---- a local user connecting in a loop cannot flood the log ----------------------------
+if command -v python3 >/dev/null; then
+	start_rt "$dir/log6" --device gpio,socket=$dir/g8.sock
+	wait_for_socket "$dir/g8.sock"
+	python3 - "$dir/g8.sock" <<'PY'
+import socket, sys, time
+hold = socket.socket(socket.AF_UNIX); hold.connect(sys.argv[1])
+time.sleep(0.2)
+for burst in (100, 1):
+    for _ in range(burst):
+        s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.recv(1); s.close()
+    time.sleep(0.3)
+PY
+	n=$(grep -c "refusing a second client" "$dir/log6")
+	[ "$n" -ge 18 ] && [ "$n" -le 24 ] && ok "refused clients: $n log lines for 101, rate-limited" || bad "$n refusal lines for 101 clients"
+	grep -qE "refusing a second client while one is connected \(and [0-9]+ more since the last such line\)" "$dir/log6" \
+		&& ok "the line after a pause counts the suppressed ones" || bad "no suppressed count: $(tail -3 "$dir/log6")"
+	stop_rt TERM
+else
+	echo "ok - # SKIP log flood by connections needs python3"
+fi
+
 # ---- poll modes ----------------------------------------------------------------------
 # adaptive: an idle daemon sleeps. Measure its CPU time over ~2 s (generous bound: 20%).
 start_rt "$dir/log4" --poll=adaptive --device gpio,socket=$dir/g5.sock
