@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <vfurt/engine.h>
@@ -108,16 +107,13 @@ static void msg_free(struct vfurt_msg *m)
 
 void conn_logf(struct vfurt_conn *c, int level, const char *fmt, ...)
 {
-	struct timespec ts;
 	uint64_t suppressed;
 	va_list ap;
 
 	/* lines the level drops cost nothing */
 	if (!c->log || !c->log->fn || level > c->log->level)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (!log_ratelimit_take(&c->log_rl, (uint64_t)ts.tv_sec * 1000000000ull +
-					       (uint64_t)ts.tv_nsec, &suppressed))
+	if (!log_ratelimit_take_now(&c->log_rl, &suppressed))
 		return;
 	if (suppressed)
 		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %llu log lines of this client suppressed",

@@ -1,6 +1,7 @@
 /* Log formatting, escaping of what clients control, a per-client rate limit and the stderr sink. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <vfurt/log.h>
 
@@ -90,6 +91,15 @@ bool log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ns, uint64_t *sup
 	*suppressed = rl->suppressed;
 	rl->suppressed = 0;
 	return true;
+}
+
+bool log_ratelimit_take_now(struct log_ratelimit *rl, uint64_t *suppressed)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return log_ratelimit_take(rl, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
+				  suppressed);
 }
 
 void vfurt_log_stderr(void *arg, int level, const char *msg)

@@ -33,6 +33,9 @@ struct log_ratelimit {
  */
 bool log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ns, uint64_t *suppressed);
 
+/* log_ratelimit_take at the current CLOCK_MONOTONIC time. */
+bool log_ratelimit_take_now(struct log_ratelimit *rl, uint64_t *suppressed);
+
 /*
  * Copy the NUL-terminated in to out (len > 0), always terminated:
  * control characters, DEL, bytes >= 0x80 and backslash become \n, \t, \r,

@@ -15,6 +15,7 @@
 
 #include "device_internal.h"
 #include "fault.h"
+#include "log_internal.h"
 
 enum ep_kind { EP_LISTEN, EP_CONN, EP_WATCH };
 
@@ -44,6 +45,7 @@ struct endpoint {
 	uint32_t watch_gen;
 	uint32_t cevents; /* what the connection socket is registered for */
 	bool accept_paused; /* listener unwatched until the next tick (EMFILE) */
+	struct log_ratelimit refuse_rl; /* "refusing a second client": anyone may connect */
 };
 
 struct vfurt_server {
@@ -357,8 +359,17 @@ static void on_accept(struct endpoint *ep)
 		return; /* EAGAIN or a client that went away */
 	}
 	if (ep->conn) {
-		vfurt_logf(&ep->srv->log, VFURT_LOG_WARN,
-			   "%s: refusing a second client while one is connected", ep->dev->name);
+		uint64_t more;
+		char extra[64] = "";
+
+		if (log_ratelimit_take_now(&ep->refuse_rl, &more)) {
+			if (more)
+				snprintf(extra, sizeof(extra), " (and %llu more since the last such "
+					 "line)", (unsigned long long)more);
+			vfurt_logf(&ep->srv->log, VFURT_LOG_WARN,
+				   "%s: refusing a second client while one is connected%s",
+				   ep->dev->name, extra);
+		}
 		close(fd);
 		return;
 	}

@@ -747,15 +747,61 @@ int vfurt_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t
 	return rc;
 }
 
-int vfurt_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len)
+int vfurt_config_default_ctl_dir(bool use_tmp, char *buf, size_t len)
 {
 	const char *dir = use_tmp ? NULL : getenv("XDG_RUNTIME_DIR");
 	int n;
 
-	if (!dir || dir[0] != '/')
-		dir = "/tmp";
-	n = snprintf(buf, len, "%s/vfu-rt.%ld.ctl", dir, (long)pid);
+	if (dir && dir[0] == '/')
+		n = snprintf(buf, len, "%s/vfu-rt", dir);
+	else
+		n = snprintf(buf, len, "/tmp/vfu-rt-%lu", (unsigned long)geteuid());
+	/* room for "/PID.ctl" */
+	if (n < 0 || (size_t)n >= len || (size_t)n + 16 > VFURT_CONFIG_PATH_MAX)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int vfurt_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len)
+{
+	char dir[VFURT_CONFIG_PATH_MAX + 1];
+	int rc = vfurt_config_default_ctl_dir(use_tmp, dir, sizeof(dir));
+	int n;
+
+	if (rc)
+		return rc;
+	n = snprintf(buf, len, "%s/%ld.ctl", dir, (long)pid);
 	if (n < 0 || (size_t)n >= len || (size_t)n > VFURT_CONFIG_PATH_MAX)
 		return -ENAMETOOLONG;
+	return 0;
+}
+
+int vfurt_config_ctl_dir_check(const char *dir, bool create, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (create && mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		int rc = -errno;
+
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	if (lstat(dir, &st) < 0) {
+		int rc = -errno;
+
+		snprintf(err, errlen, "%s: %s", dir, strerror(-rc));
+		return rc;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a directory%s", dir,
+			 S_ISLNK(st.st_mode) ? " (a symlink)" : "");
+		return -ENOTDIR;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+		snprintf(err, errlen, "%s is not private (owner uid %lu, mode %04o; want uid %lu, "
+			 "mode 0700)", dir, (unsigned long)st.st_uid,
+			 (unsigned)(st.st_mode & 07777), (unsigned long)geteuid());
+		return -EPERM;
+	}
 	return 0;
 }

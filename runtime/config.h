@@ -115,10 +115,27 @@ int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_c
 int vfurt_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t errlen);
 
 /*
- * Default control socket of process pid: "$XDG_RUNTIME_DIR/vfu-rt.PID.ctl"
- * when XDG_RUNTIME_DIR is set and absolute, else "/tmp/vfu-rt.PID.ctl"
- * (use_tmp forces the latter). Returns 0 or -ENAMETOOLONG.
+ * Private directory of the default control sockets: "$XDG_RUNTIME_DIR/vfu-rt"
+ * when XDG_RUNTIME_DIR is set and absolute, else "/tmp/vfu-rt-UID" (use_tmp
+ * forces the latter). Never a predictable file in /tmp itself: see
+ * vfurt_config_ctl_dir_check. Returns 0 or -ENAMETOOLONG.
+ */
+int vfurt_config_default_ctl_dir(bool use_tmp, char *buf, size_t len);
+
+/*
+ * Default control socket of process pid: "DIR/PID.ctl" in the directory
+ * above. Returns 0 or -ENAMETOOLONG.
  */
 int vfurt_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len);
+
+/*
+ * Make sure dir is a directory only we can use: with create, make it (mode
+ * 0700) if missing. Refuses a symlink, a non-directory, a directory owned by
+ * another user or with any group/other permission (someone else could put or
+ * replace sockets there). Returns 0, or a negative errno with a message in
+ * err: -ENOENT (missing, not created), -ENOTDIR, -EPERM (not private), or
+ * mkdir's error.
+ */
+int vfurt_config_ctl_dir_check(const char *dir, bool create, char *err, size_t errlen);
 
 #endif /* VFURT_RUNTIME_CONFIG_H */

@@ -63,8 +63,8 @@ static void usage(FILE *out)
 		"                   lspci -vv), regions and interrupts\n"
 		"  stats CTL|PID    print a vfu-rt daemon's statistics (JSON: workers, devices)\n"
 		"                   read from its control socket, given as a path or as the\n"
-		"                   daemon's PID ($XDG_RUNTIME_DIR/vfu-rt.PID.ctl, then\n"
-		"                   /tmp/vfu-rt.PID.ctl)\n"
+		"                   daemon's PID ($XDG_RUNTIME_DIR/vfu-rt/PID.ctl, then\n"
+		"                   /tmp/vfu-rt-UID/PID.ctl)\n"
 		"\n"
 		"Options:\n"
 		"  --timeout MS     per-request timeout in milliseconds (default 5000)\n"
@@ -768,6 +768,18 @@ static bool all_digits(const char *s)
 	return true;
 }
 
+/* pid's default control socket at path, only in a directory private to us (as vfu-rt makes it). */
+static int ctl_connect_default(pid_t pid, bool use_tmp, const char *path, char *err,
+			       size_t errlen)
+{
+	char dir[VFURT_CONFIG_PATH_MAX + 1];
+	int rc = vfurt_config_default_ctl_dir(use_tmp, dir, sizeof(dir));
+
+	if (!rc)
+		rc = vfurt_config_ctl_dir_check(dir, false, err, errlen);
+	return rc ? rc : ctl_connect(path, pid, err, errlen);
+}
+
 static int cmd_stats(const char *arg, const struct ctl_opts *co)
 {
 	struct json_object *root;
@@ -790,10 +802,10 @@ static int cmd_stats(const char *arg, const struct ctl_opts *co)
 			return 1;
 		}
 		if (vfurt_config_default_ctl_path(pid, false, path, sizeof(path)) == 0)
-			fd = ctl_connect(path, pid, err, sizeof(err));
+			fd = ctl_connect_default(pid, false, path, err, sizeof(err));
 		if (fd < 0 && vfurt_config_default_ctl_path(pid, true, path2, sizeof(path2)) == 0 &&
 		    strcmp(path, path2)) {
-			fd = ctl_connect(path2, pid, err2, sizeof(err2));
+			fd = ctl_connect_default(pid, true, path2, err2, sizeof(err2));
 			if (fd < 0 && err[0]) {
 				size_t l = strlen(err);
 

@@ -76,7 +76,9 @@ static void usage(FILE *f)
 		"  -s, --stats-interval S    log one summary line per worker every S seconds (0 = off,\n"
 		"                            the default)\n"
 		"  -C, --control-socket PATH serve statistics (JSON) on this UNIX socket; default\n"
-		"                            $XDG_RUNTIME_DIR/vfu-rt.PID.ctl, or /tmp/vfu-rt.PID.ctl\n"
+		"                            $XDG_RUNTIME_DIR/vfu-rt/PID.ctl, or /tmp/vfu-rt-UID/PID.ctl\n"
+		"                            (private 0700 directories; a stale socket of a crashed\n"
+		"                            daemon is replaced, a live one is an error)\n"
 		"                            (with PATH given, that name becomes a link to PATH);\n"
 		"                            read it with: vfu-ctl stats PATH-or-PID\n"
 		"  -l, --log-level LVL       error, warn, info (default) or debug\n"
@@ -384,7 +386,49 @@ static int ctl_link(struct ctl *c, const char *name)
 	return 0;
 }
 
-/* Open the control socket. Returns 0 or an exit status after a message. */
+/*
+ * Our pid's default control socket, in a private directory: under
+ * $XDG_RUNTIME_DIR, else /tmp/vfu-rt-UID (made 0700 if missing; one that
+ * is not ours alone is refused with a warning). Returns 0 with the path in
+ * def, or a negative errno after warnings.
+ */
+static int ctl_default(char *def, size_t len, const struct vfurt_log *log)
+{
+	char dir[VFURT_CONFIG_PATH_MAX + 1], prev[VFURT_CONFIG_PATH_MAX + 1] = "";
+	char err[512];
+	int rc = -ENOENT;
+
+	for (int tmp = 0; tmp < 2; tmp++) {
+		rc = vfurt_config_default_ctl_dir(tmp, dir, sizeof(dir));
+		if (rc) {
+			vfurt_logf(log, VFURT_LOG_WARN, "control socket directory: %s",
+				   strerror(-rc));
+			continue;
+		}
+		if (!strcmp(dir, prev))
+			break; /* no XDG_RUNTIME_DIR: the same directory twice */
+		snprintf(prev, sizeof(prev), "%s", dir);
+		rc = vfurt_config_ctl_dir_check(dir, true, err, sizeof(err));
+		if (rc) {
+			vfurt_logf(log, VFURT_LOG_WARN, "control socket directory: %s", err);
+			continue;
+		}
+		return vfurt_config_default_ctl_path(getpid(), tmp, def, len);
+	}
+	return rc;
+}
+
+static const char *listen_error(int rc)
+{
+	return rc == -EADDRINUSE ? "another vfu-rt is running there" :
+	       rc == -EEXIST ? "a file that is not a socket exists there" : strerror(-rc);
+}
+
+/*
+ * Open the control socket. A stale one of a crashed daemon (nobody accepts)
+ * is replaced; a live one is an error. Returns 0 or an exit status after a
+ * message.
+ */
 static int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt_log *log)
 {
 	char def[VFURT_CONFIG_PATH_MAX + 1];
@@ -392,17 +436,17 @@ static int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt
 
 	c->fd = -1;
 	c->path[0] = c->link[0] = '\0';
-	rc = vfurt_config_default_ctl_path(getpid(), false, def, sizeof(def));
-	if (rc)
-		rc = vfurt_config_default_ctl_path(getpid(), true, def, sizeof(def));
+	rc = ctl_default(def, sizeof(def), log);
 	if (explicit_path) {
 		snprintf(c->path, sizeof(c->path), "%s", explicit_path);
 		c->fd = vfurt_listen_unix(c->path, 0600);
 		if (c->fd < 0) {
-			fprintf(stderr, "vfu-rt: --control-socket: cannot listen on %s: %s\n",
-				c->path, c->fd == -EADDRINUSE ? "another server is listening there" :
-				c->fd == -EEXIST ? "a file that is not a socket exists there" :
-				strerror(-c->fd));
+			if (c->fd == -EADDRINUSE)
+				fprintf(stderr, "vfu-rt: --control-socket: another vfu-rt is running "
+					"on %s\n", c->path);
+			else
+				fprintf(stderr, "vfu-rt: --control-socket: cannot listen on %s: %s\n",
+					c->path, listen_error(c->fd));
 			c->path[0] = '\0';
 			return EXIT_RUNTIME;
 		}
@@ -420,17 +464,9 @@ static int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt
 		}
 		snprintf(c->path, sizeof(c->path), "%s", def);
 		c->fd = vfurt_listen_unix(c->path, 0600);
-		/* $XDG_RUNTIME_DIR may be unusable (not created, not ours): /tmp is next. */
-		if (c->fd < 0 && !vfurt_config_default_ctl_path(getpid(), true, def, sizeof(def)) &&
-		    strcmp(def, c->path)) {
-			vfurt_logf(log, VFURT_LOG_WARN, "cannot listen on %s: %s; trying %s", c->path,
-				   strerror(-c->fd), def);
-			snprintf(c->path, sizeof(c->path), "%s", def);
-			c->fd = vfurt_listen_unix(c->path, 0600);
-		}
 		if (c->fd < 0) {
 			vfurt_logf(log, VFURT_LOG_WARN, "no control socket: cannot listen on %s: %s",
-				   c->path, strerror(-c->fd));
+				   c->path, listen_error(c->fd));
 			c->path[0] = '\0';
 			return 0;
 		}

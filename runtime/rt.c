@@ -542,9 +542,17 @@ static void on_accept(struct vfurt_worker *w, struct rt_endpoint *ep, int fd)
 		return;
 	}
 	if (ep->conn) {
-		vfurt_logf(&w->log, VFURT_LOG_WARN,
-			   "%s: refusing a second client while one is connected",
-			   vfurt_dev_name(ep->dev));
+		uint64_t more;
+		char extra[64] = "";
+
+		if (log_ratelimit_take_now(&ep->refuse_rl, &more)) {
+			if (more)
+				snprintf(extra, sizeof(extra), " (and %llu more since the last such "
+					 "line)", (unsigned long long)more);
+			vfurt_logf(&w->log, VFURT_LOG_WARN,
+				   "%s: refusing a second client while one is connected%s",
+				   vfurt_dev_name(ep->dev), extra);
+		}
 		close(fd);
 		return;
 	}

@@ -15,6 +15,7 @@
 #include <vfurt/engine.h>
 #include <vfurt/runtime.h>
 
+#include "../io/log_internal.h"
 #include "poller.h"
 #include "ring.h"
 
@@ -68,6 +69,7 @@ struct rt_endpoint {
 	uint32_t watch_gen;      /* vfurt_dev_watch_gen() the set was taken at */
 	bool closing;
 	bool accept_backoff;     /* accept failed for want of fds: retry at the tick */
+	struct log_ratelimit refuse_rl; /* "refusing a second client": anyone may connect */
 	/* stats of past connections (the live one is read from conn) */
 	uint64_t msgs_done;
 	uint64_t errors_done;

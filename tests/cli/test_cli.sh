@@ -9,7 +9,7 @@ dir=$(mktemp -d /tmp/vfurt-cli-XXXXXX)
 pass=0
 fail=0
 pids=()
-# Default control sockets ($XDG_RUNTIME_DIR/vfu-rt.PID.ctl) land in the test directory.
+# Default control sockets ($XDG_RUNTIME_DIR/vfu-rt/PID.ctl) land in the test directory.
 export XDG_RUNTIME_DIR=$dir
 
 cleanup() {
@@ -136,7 +136,7 @@ else
 	echo "ok - # SKIP affinity checks need 2 CPUs and taskset"
 fi
 [ ! -e "$dir/x.sock" ] && ok "failed starts leave no socket file" || bad "failed start left $dir/x.sock"
-ls "$dir"/vfu-rt.*.ctl >/dev/null 2>&1 && bad "failed start left a control socket" || ok "failed starts leave no control socket"
+ls "$dir"/vfu-rt/*.ctl >/dev/null 2>&1 && bad "failed start left a control socket" || ok "failed starts leave no control socket"
 
 # ---- config files -------------------------------------------------------------------
 cfgerr() { # cfgerr NAME JSON PATTERN DESCRIPTION
@@ -212,8 +212,9 @@ expect_exit 0 "494f" "vfu-ctl info on the second device" -- "$VFUCTL" info "$dir
 expect_exit 2 "" "vfu-ctl without arguments" -- "$VFUCTL"
 expect_exit 1 "" "vfu-ctl on a missing socket" -- "$VFUCTL" info "$dir/none.sock"
 
-ctl="$dir/vfu-rt.$pid.ctl"
-[ -S "$ctl" ] && ok "default control socket \$XDG_RUNTIME_DIR/vfu-rt.PID.ctl" || bad "no control socket at $ctl"
+ctl="$dir/vfu-rt/$pid.ctl"
+[ -S "$ctl" ] && ok "default control socket \$XDG_RUNTIME_DIR/vfu-rt/PID.ctl" || bad "no control socket at $ctl"
+[ "$(stat -c %a "$dir/vfu-rt")" = 700 ] && ok "control socket directory is 0700" || bad "control socket directory mode $(stat -c %a "$dir/vfu-rt")"
 stats=$("$VFUCTL" stats "$ctl" 2>&1)
 if grep -q '"workers"' <<<"$stats" && grep -q '"devices"' <<<"$stats"; then ok "vfu-ctl stats SOCKET prints JSON with workers"; else bad "vfu-ctl stats SOCKET: $(head -c 300 <<<"$stats")"; fi
 [ "$(grep -c '"cpu"' <<<"$stats")" -eq $((ncpu > 1 ? 2 : 1)) ] && ok "--cores overrides the file: one worker per CPU" || bad "worker count: $(head -c 300 <<<"$stats")"
@@ -240,7 +241,7 @@ start_rt "$dir/log2" --control-socket "$dir/my.ctl" --stats-interval=1 --device 
 pid=$RT_PID
 wait_for_socket "$dir/g3.sock"
 [ -S "$dir/my.ctl" ] && ok "--control-socket PATH listens there" || bad "no $dir/my.ctl: $(cat "$dir/log2")"
-[ -L "$dir/vfu-rt.$pid.ctl" ] && ok "per-pid name links to --control-socket" || bad "no per-pid link"
+[ -L "$dir/vfu-rt/$pid.ctl" ] && ok "per-pid name links to --control-socket" || bad "no per-pid link"
 expect_exit 0 '"workers"' "vfu-ctl stats PID with --control-socket" -- "$VFUCTL" stats "$pid"
 expect_exit 0 '"workers"' "vfu-ctl stats PATH with --control-socket" -- "$VFUCTL" stats "$dir/my.ctl"
 sleep 1.3
@@ -249,18 +250,43 @@ grep -qE "worker 0 \(CPU 0\): [0-9]+ passes, busy [0-9.]+%, [0-9]+ msgs, irqs [0
 stop_rt INT
 rc=$?
 [ "$rc" -eq 0 ] && ok "SIGINT exits 0" || bad "SIGINT exit code $rc"
-[ ! -e "$dir/my.ctl" ] && [ ! -e "$dir/vfu-rt.$pid.ctl" ] && ok "control socket and its link removed on exit" || bad "control socket or link left behind"
+[ ! -e "$dir/my.ctl" ] && [ ! -e "$dir/vfu-rt/$pid.ctl" ] && ok "control socket and its link removed on exit" || bad "control socket or link left behind"
 
-# without XDG_RUNTIME_DIR the control socket goes to /tmp
+# a live control socket is an error; a stale one (daemon killed) is replaced
+start_rt "$dir/log2" --control-socket "$dir/my.ctl" --device gpio,socket=$dir/g3.sock
+wait_for_socket "$dir/g3.sock"
+expect_exit 1 "another vfu-rt is running on $dir/my.ctl" "live control socket: clear error" -- rt --control-socket "$dir/my.ctl" --device gpio,socket=$dir/g6.sock
+stop_rt KILL 2>/dev/null
+[ -S "$dir/my.ctl" ] && ok "killed daemon leaves a stale control socket" || bad "no stale control socket"
+rm -f "$dir/g3.sock"
+start_rt "$dir/log2b" --control-socket "$dir/my.ctl" --device gpio,socket=$dir/g3.sock
+wait_for_socket "$dir/g3.sock"
+expect_exit 0 '"workers"' "stale control socket replaced" -- "$VFUCTL" stats "$dir/my.ctl"
+stop_rt TERM
+
+# a control socket directory that is not private is refused (no socket there)
+mkdir -p "$dir/shared/vfu-rt" && chmod 0755 "$dir/shared/vfu-rt"
+XDG_RUNTIME_DIR=$dir/shared start_rt "$dir/log5" --device gpio,socket=$dir/g7.sock
+wait_for_socket "$dir/g7.sock"
+sleep 0.2
+grep -q "$dir/shared/vfu-rt is not private" "$dir/log5" && ok "non-private control socket directory refused" || bad "no refusal: $(cat "$dir/log5")"
+ls "$dir/shared/vfu-rt" | grep -q . && bad "control socket in a non-private directory" || ok "nothing created in the non-private directory"
+tmpctl="/tmp/vfu-rt-$(id -u)/$RT_PID.ctl"
+[ -S "$tmpctl" ] && ok "falls back to /tmp/vfu-rt-UID" || bad "no $tmpctl: $(cat "$dir/log5")"
+stop_rt TERM
+
+# without XDG_RUNTIME_DIR the control socket goes to a private directory in /tmp
 unset XDG_RUNTIME_DIR
 start_rt "$dir/log3" --device gpio,socket=$dir/g4.sock
 wait_for_socket "$dir/g4.sock"
-if [ -S "/tmp/vfu-rt.$RT_PID.ctl" ]; then ok "no XDG_RUNTIME_DIR: control socket in /tmp"; else bad "no /tmp/vfu-rt.$RT_PID.ctl: $(cat "$dir/log3")"; fi
-expect_exit 0 '"workers"' "vfu-ctl stats PID finds /tmp/vfu-rt.PID.ctl" -- "$VFUCTL" stats "$RT_PID"
+tmpctl="/tmp/vfu-rt-$(id -u)/$RT_PID.ctl"
+if [ -S "$tmpctl" ]; then ok "no XDG_RUNTIME_DIR: control socket in /tmp/vfu-rt-UID"; else bad "no $tmpctl: $(cat "$dir/log3")"; fi
+[ "$(stat -c %a "/tmp/vfu-rt-$(id -u)")" = 700 ] && ok "/tmp/vfu-rt-UID is 0700" || bad "/tmp/vfu-rt-UID mode $(stat -c %a "/tmp/vfu-rt-$(id -u)")"
+expect_exit 0 '"workers"' "vfu-ctl stats PID finds /tmp/vfu-rt-UID/PID.ctl" -- "$VFUCTL" stats "$RT_PID"
 stop_rt TERM
 rc=$?
 [ "$rc" -eq 0 ] && ok "SIGTERM exits 0 (control socket in /tmp)" || bad "exit code $rc"
-[ ! -e "/tmp/vfu-rt.$RT_PID.ctl" ] && ok "/tmp control socket removed on exit" || { bad "/tmp/vfu-rt.$RT_PID.ctl left behind"; rm -f "/tmp/vfu-rt.$RT_PID.ctl"; }
+[ ! -e "$tmpctl" ] && ok "/tmp control socket removed on exit" || { bad "$tmpctl left behind"; rm -f "$tmpctl"; }
 export XDG_RUNTIME_DIR=$dir
 
 # ---- stale sockets -------------------------------------------------------------------
@@ -278,6 +304,28 @@ fi
 stop_rt INT
 rc=$?
 [ "$rc" -eq 0 ] && ok "SIGINT with a replaced socket exits 0" || bad "SIGINT exit code $rc"
+
+# ---- a local user connecting in a loop cannot flood the log ----------------------------
+if command -v python3 >/dev/null; then
+	start_rt "$dir/log6" --device gpio,socket=$dir/g8.sock
+	wait_for_socket "$dir/g8.sock"
+	python3 - "$dir/g8.sock" <<'PY'
+import socket, sys, time
+hold = socket.socket(socket.AF_UNIX); hold.connect(sys.argv[1])
+time.sleep(0.2)
+for burst in (100, 1):
+    for _ in range(burst):
+        s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.recv(1); s.close()
+    time.sleep(0.3)
+PY
+	n=$(grep -c "refusing a second client" "$dir/log6")
+	[ "$n" -ge 18 ] && [ "$n" -le 24 ] && ok "refused clients: $n log lines for 101, rate-limited" || bad "$n refusal lines for 101 clients"
+	grep -qE "refusing a second client while one is connected \(and [0-9]+ more since the last such line\)" "$dir/log6" \
+		&& ok "the line after a pause counts the suppressed ones" || bad "no suppressed count: $(tail -3 "$dir/log6")"
+	stop_rt TERM
+else
+	echo "ok - # SKIP log flood by connections needs python3"
+fi
 
 # ---- poll modes ----------------------------------------------------------------------
 # adaptive: an idle daemon sleeps. Measure its CPU time over ~2 s (generous bound: 20%).

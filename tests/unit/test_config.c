@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -450,23 +451,59 @@ static void ctl_path(void **state)
 {
 	char buf[128];
 	char big[300];
+	char tmp[64];
 
+	(void)state;
+	snprintf(tmp, sizeof(tmp), "/tmp/vfu-rt-%lu", (unsigned long)geteuid());
 	assert_int_equal(setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1), 0);
 	assert_int_equal(vfurt_config_default_ctl_path(42, false, buf, sizeof(buf)), 0);
-	assert_string_equal(buf, "/run/user/1000/vfu-rt.42.ctl");
+	assert_string_equal(buf, "/run/user/1000/vfu-rt/42.ctl");
+	assert_int_equal(vfurt_config_default_ctl_dir(false, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "/run/user/1000/vfu-rt");
 	assert_int_equal(vfurt_config_default_ctl_path(42, true, buf, sizeof(buf)), 0);
-	assert_string_equal(buf, "/tmp/vfu-rt.42.ctl");
+	assert_string_equal(strstr(buf, tmp), buf);
+	assert_string_equal(buf + strlen(tmp), "/42.ctl");
 	assert_int_equal(setenv("XDG_RUNTIME_DIR", "relative", 1), 0);
-	assert_int_equal(vfurt_config_default_ctl_path(7, false, buf, sizeof(buf)), 0);
-	assert_string_equal(buf, "/tmp/vfu-rt.7.ctl");
+	assert_int_equal(vfurt_config_default_ctl_dir(false, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, tmp);
 	memset(big, 'a', sizeof(big));
 	big[0] = '/';
 	big[sizeof(big) - 1] = '\0';
 	assert_int_equal(setenv("XDG_RUNTIME_DIR", big, 1), 0);
 	assert_int_equal(vfurt_config_default_ctl_path(7, false, buf, sizeof(buf)), -ENAMETOOLONG);
 	assert_int_equal(unsetenv("XDG_RUNTIME_DIR"), 0);
-	assert_int_equal(vfurt_config_default_ctl_path(9, false, buf, sizeof(buf)), 0);
-	assert_string_equal(buf, "/tmp/vfu-rt.9.ctl");
+	assert_int_equal(vfurt_config_default_ctl_dir(false, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, tmp);
+}
+
+static void ctl_dir_private(void **state)
+{
+	struct fixture *f = *state;
+	char dir[128], link[128], err[512];
+
+	snprintf(dir, sizeof(dir), "%s/d", f->dir);
+	snprintf(link, sizeof(link), "%s/l", f->dir);
+	assert_int_equal(vfurt_config_ctl_dir_check(dir, false, err, sizeof(err)), -ENOENT);
+	assert_int_equal(vfurt_config_ctl_dir_check(dir, true, err, sizeof(err)), 0);
+	assert_int_equal(vfurt_config_ctl_dir_check(dir, true, err, sizeof(err)), 0);
+	assert_int_equal(vfurt_config_ctl_dir_check(dir, false, err, sizeof(err)), 0);
+	/* group or other permissions: somebody else could swap the sockets */
+	assert_int_equal(chmod(dir, 0750), 0);
+	assert_int_equal(vfurt_config_ctl_dir_check(dir, true, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "is not private"));
+	assert_non_null(strstr(err, "mode 0750"));
+	assert_int_equal(chmod(dir, 0700), 0);
+	/* a symlink to our own private directory is still refused */
+	assert_int_equal(symlink(dir, link), 0);
+	assert_int_equal(vfurt_config_ctl_dir_check(link, true, err, sizeof(err)), -ENOTDIR);
+	assert_non_null(strstr(err, "(a symlink)"));
+	assert_int_equal(unlink(link), 0);
+	/* owned by someone else: /, unless we are root */
+	if (geteuid() != 0) {
+		assert_int_equal(vfurt_config_ctl_dir_check("/", false, err, sizeof(err)), -EPERM);
+		assert_non_null(strstr(err, "owner uid 0"));
+	}
+	assert_int_equal(rmdir(dir), 0);
 }
 
 int main(void)
@@ -485,6 +522,7 @@ int main(void)
 		cmocka_unit_test(value_parsers),
 		cmocka_unit_test_setup_teardown(duplicate_sockets, setup, teardown),
 		cmocka_unit_test(ctl_path),
+		cmocka_unit_test_setup_teardown(ctl_dir_private, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,10 +7,16 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <vfurt/server.h>
 
 #include "io/sock.h"
 
@@ -138,6 +144,44 @@ static void bad_args(void **state)
 			 -EINVAL);
 }
 
+/* vfurt_listen_unix: a stale socket file (nobody accepts) is replaced, a live one is
+ * -EADDRINUSE and left alone, anything else at the path is -EEXIST. */
+static void listen_stale_and_live(void **state)
+{
+	char dir[] = "/tmp/vfurt-sock-XXXXXX";
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int stale, live, again;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
+	/* bound and closed, never listened: what a crashed daemon leaves */
+	stale = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(stale >= 0);
+	assert_int_equal(bind(stale, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(stale);
+	live = vfurt_listen_unix(sa.sun_path, 0600);
+	assert_true(live >= 0);
+	assert_int_equal(stat(sa.sun_path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	/* somebody is accepting: refused, the socket stays */
+	again = vfurt_listen_unix(sa.sun_path, 0600);
+	assert_int_equal(again, -EADDRINUSE);
+	assert_int_equal(stat(sa.sun_path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	close(live);
+	unlink(sa.sun_path);
+	/* not a socket: never unlinked */
+	fp = fopen(sa.sun_path, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	assert_int_equal(vfurt_listen_unix(sa.sun_path, 0600), -EEXIST);
+	assert_int_equal(unlink(sa.sun_path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -149,6 +193,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(extra_fds_are_closed, setup, teardown),
 		cmocka_unit_test_setup_teardown(send_to_closed_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(bad_args, setup, teardown),
+		cmocka_unit_test(listen_stale_and_live),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
