@@ -23,7 +23,7 @@
 /* The only global: set by SIGINT/SIGTERM, read by the main thread's run loop. */
 static volatile sig_atomic_t stop_requested;
 
-#define N_RW 5
+#define N_RW 7
 #define N_PCT 17
 #define FLOOR_MS 50u /* core-to-core ping-pong duration */
 
@@ -31,7 +31,7 @@ static volatile sig_atomic_t stop_requested;
 static const char *rw_name(unsigned m)
 {
 	static const char *const names[N_RW] = { "read", "write", "randread", "randwrite",
-						 "randrw" };
+						 "randrw", "zeroes", "trim" };
 
 	return m < N_RW ? names[m] : "?";
 }
@@ -73,6 +73,9 @@ static void usage(FILE *f)
 	      "  --nsid=N               namespace to load (default 1)\n"
 	      "Workload:\n"
 	      "  --rw=MODE              read | write | randread | randwrite | randrw (default randread)\n"
+	      "                         zeroes | trim: Write Zeroes | Deallocate of bs each, at\n"
+	      "                         random bs-aligned offsets (no data moved; counted as writes)\n"
+	      "  --deac                 zeroes: set the Deallocate bit\n"
 	      "  --rwmixread=N          randrw: percentage of reads (default 50)\n"
 	      "  --bs=SIZE              I/O size (default 4k)\n"
 	      "  --iodepth=N            outstanding I/Os per queue pair (default 1)\n"
@@ -98,6 +101,10 @@ static void usage(FILE *f)
 	      "  --plot=FILE.svg        also write the latency distribution as an SVG chart\n"
 	      "  --no-floor             skip the core-to-core cache-line round trip measured\n"
 	      "                         (~50 ms) between the first client and server CPUs\n"
+	      "  --probe=SOCKET         time another device meanwhile: read its PCI vendor ID\n"
+	      "                         every --probe-interval and report latency and the\n"
+	      "                         longest wait (e.g. a GPIO card on the same worker)\n"
+	      "  --probe-interval=US    default 1000\n"
 	      "  --help\n"
 	      "A progress line goes to stderr each second. CPU use (client job threads, server\n"
 	      "workers) is in percent of one CPU over the measured interval.\n",
@@ -184,6 +191,7 @@ enum {
 	OPT_SOCKET = 256, OPT_SELF, OPT_SCPUS, OPT_BACKEND, OPT_SIZE, OPT_BLKSZ, OPT_NSID,
 	OPT_RW, OPT_MIX, OPT_BS, OPT_QD, OPT_JOBS, OPT_RUNTIME, OPT_RAMP, OPT_CPUS,
 	OPT_DIRECT, OPT_THINKR, OPT_DB, OPT_IRQB, OPT_SPOLL, OPT_THINK, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_SPID, OPT_NOFLOOR, OPT_HELP,
+	OPT_PROBE, OPT_PROBE_US, OPT_DEAC,
 };
 
 static int parse_args(int argc, char **argv, struct vb_cfg *c)
@@ -217,6 +225,9 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 		{ "plot", required_argument, NULL, OPT_PLOT },
 		{ "server-pid", required_argument, NULL, OPT_SPID },
 		{ "no-floor", no_argument, NULL, OPT_NOFLOOR },
+		{ "probe", required_argument, NULL, OPT_PROBE },
+		{ "probe-interval", required_argument, NULL, OPT_PROBE_US },
+		{ "deac", no_argument, NULL, OPT_DEAC },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -225,7 +236,7 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 	*c = (struct vb_cfg){
 		.server_cpus = "1", .backend = "null", .size = 1ull << 30, .block_size = 4096,
 		.nsid = 1, .rw = VB_RW_RANDREAD, .rwmixread = 50, .bs = 4096, .iodepth = 1,
-		.jobs = 1, .runtime_ms = 10000,
+		.jobs = 1, .runtime_ms = 10000, .probe_interval_us = 1000,
 	};
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		int bad = 0;
@@ -288,6 +299,9 @@ static int parse_args(int argc, char **argv, struct vb_cfg *c)
 			break;
 		case OPT_JSON: c->json = true; break;
 		case OPT_PLOT: c->plot = optarg; bad = !*optarg; break;
+		case OPT_PROBE: c->probe = optarg; bad = !*optarg; break;
+		case OPT_PROBE_US: bad = parse_u32(optarg, &c->probe_interval_us, 0, 10000000); break;
+		case OPT_DEAC: c->zeroes_deac = true; break;
 		case OPT_SPID: {
 			uint32_t pid = 0;
 
@@ -411,9 +425,11 @@ static int read_namespace(struct vb_bench *b)
 		return -ENODEV;
 	}
 	b->lba_size = 1u << lbads;
-	if (b->c.bs % b->lba_size || b->c.bs / b->lba_size > 0x10000) {
-		fprintf(stderr, "vfu-bench: --bs must be a multiple of the LBA size %u\n",
-			b->lba_size);
+	/* NLB is 16 bits, a Deallocate range's 32 */
+	if (b->c.bs % b->lba_size ||
+	    b->c.bs / b->lba_size > (b->c.rw == VB_RW_TRIM ? UINT32_MAX : 0x10000u)) {
+		fprintf(stderr, "vfu-bench: --bs must be a multiple of the LBA size %u, at most "
+			"%s blocks\n", b->lba_size, b->c.rw == VB_RW_TRIM ? "2^32 - 1" : "65536");
 		return -EINVAL;
 	}
 	b->nlb_per_io = b->c.bs / b->lba_size;
@@ -539,6 +555,7 @@ static void print_table(struct vb_bench *b)
 			wakeups += b->jobs[i].irq_wakeups;
 		}
 		printf("client: %" PRIu64 " refills deferred on a full SQ\n", full);
+		vb_probe_print(b, false);
 		/* whole run (ramp, admin commands included): a batching indicator */
 		printf("client: %.2f doorbell writes and %.3f irq wake-ups per I/O\n",
 		       sub ? (double)st.mmio_doorbells / (double)sub : 0.0,
@@ -636,6 +653,7 @@ static void print_json(struct vb_bench *b)
 		b->c.irq_unbatched ? "off" : "on", b->c.server_adaptive ? "adaptive" : "busy",
 		b->c.thinktime_us);
 	json_floor_server(f, b);
+	vb_probe_print(b, true);
 	fputs("  \"jobs\": [\n", f);
 	for (uint32_t i = 0; i < b->c.jobs; i++) {
 		const struct vb_job *j = &b->jobs[i];
@@ -691,9 +709,11 @@ static int write_plot(struct vb_bench *b)
 
 static int setup_host(struct vb_bench *b)
 {
-	uint64_t buf_bytes = (b->c.bs + NH_PAGE - 1) / NH_PAGE * NH_PAGE;
+	/* zeroes and trim move no data: one page per slot (the range list) */
+	uint64_t data = vb_rw_moves_data(&b->c) ? b->c.bs : NH_PAGE;
+	uint64_t buf_bytes = (data + NH_PAGE - 1) / NH_PAGE * NH_PAGE;
 	/* PRP list pages, built once per buffer when bs > 8 KiB */
-	uint64_t lists = b->c.bs > 2u * NH_PAGE ? buf_bytes / (511u * NH_PAGE) + 1u : 0u;
+	uint64_t lists = data > 2u * NH_PAGE ? buf_bytes / (511u * NH_PAGE) + 1u : 0u;
 	/* buffers, their lists, rings, slack */
 	uint64_t per_job = (uint64_t)b->c.iodepth * (buf_bytes + lists * NH_PAGE) +
 			   (uint64_t)(b->c.iodepth + 1) * 80u + 4u * NH_PAGE;
@@ -849,7 +869,13 @@ int main(int argc, char **argv)
 	rc = setup_host(b);
 	if (rc)
 		goto out_host;
+	if (b->c.probe) {
+		rc = vb_probe_start(b);
+		if (rc)
+			goto out_host;
+	}
 	rc = vb_run(b, &stop_requested);
+	vb_probe_join(b);
 	if (rc)
 		goto out_host;
 	if (b->c.json)
@@ -860,6 +886,8 @@ int main(int argc, char **argv)
 		rc = write_plot(b);
 	nh_shutdown(b->h);
 out_host:
+	vb_probe_join(b);
+	vb_probe_free(b);
 	vb_jobs_free(b);
 	nh_close(b->h);
 out_rt:

@@ -49,7 +49,10 @@ int vb_plot_svg(const char *path, const struct vb_hist *read, const struct vb_hi
 
 /* ---- configuration and state ---------------------------------------------- */
 
-enum vb_rw { VB_RW_READ, VB_RW_WRITE, VB_RW_RANDREAD, VB_RW_RANDWRITE, VB_RW_RANDRW };
+/* ZEROES: Write Zeroes of bs; TRIM: Dataset Management Deallocate of one
+ * range of bs (both counted as writes). */
+enum vb_rw { VB_RW_READ, VB_RW_WRITE, VB_RW_RANDREAD, VB_RW_RANDWRITE, VB_RW_RANDRW,
+	     VB_RW_ZEROES, VB_RW_TRIM };
 enum { VB_DIR_READ = 0, VB_DIR_WRITE = 1 };
 
 #define VB_MAX_JOBS 64u
@@ -89,7 +92,12 @@ struct vb_cfg {
 	bool json;
 	bool no_floor;     /* --no-floor: skip the core-to-core measurement */
 	const char *plot;  /* --plot=FILE.svg */
+	const char *probe; /* --probe=SOCKET: a second device whose answers are timed */
+	uint32_t probe_interval_us; /* --probe-interval */
+	bool zeroes_deac;  /* --deac: Write Zeroes with the Deallocate bit */
 };
+
+struct vb_probe;
 
 /* CPU time of a thread, or summed over a set of threads, at one instant. */
 struct vb_cpu_sample {
@@ -110,6 +118,12 @@ struct vb_cpu_use {
 };
 
 struct vb_bench;
+
+/* Reads or writes data (not zeroes or trim). */
+static inline bool vb_rw_moves_data(const struct vb_cfg *c)
+{
+	return c->rw != VB_RW_ZEROES && c->rw != VB_RW_TRIM;
+}
 
 /* "mmap", "message" or "ioeventfd". */
 const char *vb_doorbell_name(const struct vb_cfg *c);
@@ -192,6 +206,7 @@ struct vb_bench {
 	const char *c2c_note;
 	int c2c_cpu[2];
 	struct vb_server_cpu srv;
+	struct vb_probe *probe;  /* --probe, NULL without */
 };
 
 /* CLOCK_MONOTONIC in nanoseconds. */
@@ -211,6 +226,25 @@ void vb_jobs_free(struct vb_bench *b);
  * the server's CPU use. 0 or the first job's -errno.
  */
 int vb_run(struct vb_bench *b, volatile sig_atomic_t *stop_requested);
+
+/* Wait until vb_run lets the jobs go (b->go). */
+void vb_wait_go(struct vb_bench *b);
+
+/* ---- --probe (vfu_bench_probe.c) ------------------------------------------ */
+
+/*
+ * Connect to the device at c.probe (any vfio-user device: a GPIO card, a
+ * second controller on the same worker) and start a thread that, from the
+ * jobs' start to the end, reads its PCI config space vendor ID every
+ * probe_interval_us and times each answer: how long another tenant of the
+ * worker waits while this load runs. 0 or -errno (printed).
+ */
+int vb_probe_start(struct vb_bench *b);
+/* Join the thread (after vb_run); idempotent. */
+void vb_probe_join(struct vb_bench *b);
+/* The results: a table line, or a JSON member ("probe": {...},). */
+void vb_probe_print(const struct vb_bench *b, bool json);
+void vb_probe_free(struct vb_bench *b);
 
 /* ---- CPU time (vfu_bench_cpu.c) ------------------------------------------ */
 

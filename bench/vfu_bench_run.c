@@ -80,14 +80,16 @@ static int job_setup(struct vb_bench *b, struct vb_job *j, uint32_t idx)
 	 * threads never allocate guest memory, which is not thread-safe.
 	 */
 	for (uint32_t i = 0; i < qd; i++) {
-		void *buf = nh_alloc(b->h, b->c.bs);
+		/* zeroes, trim: a page for the Deallocate range */
+		size_t len = vb_rw_moves_data(&b->c) ? b->c.bs : NH_PAGE;
+		void *buf = nh_alloc(b->h, len);
 		struct nh_sqe sqe = { 0 };
 		void *aux;
 		size_t aux_len;
 
 		if (!buf)
 			return -ENOMEM;
-		rc = nh_build_dptr(b->h, &sqe, buf, b->c.bs, NULL, &aux, &aux_len);
+		rc = nh_build_dptr(b->h, &sqe, buf, len, NULL, &aux, &aux_len);
 		if (rc)
 			return rc;
 		j->dptr[2 * i] = sqe.prp1;
@@ -170,7 +172,9 @@ static int submit_one(struct vb_bench *b, struct vb_job *j)
 	case VB_RW_READ:
 	case VB_RW_RANDREAD: dir = VB_DIR_READ; break;
 	case VB_RW_WRITE:
-	case VB_RW_RANDWRITE: dir = VB_DIR_WRITE; break;
+	case VB_RW_RANDWRITE:
+	case VB_RW_ZEROES:
+	case VB_RW_TRIM: dir = VB_DIR_WRITE; break;
 	default:
 		dir = xorshift64(&j->rng) % 100 < b->c.rwmixread ? VB_DIR_READ : VB_DIR_WRITE;
 		break;
@@ -189,6 +193,22 @@ static int submit_one(struct vb_bench *b, struct vb_job *j)
 	sqe.cdw10 = (uint32_t)slba;
 	sqe.cdw11 = (uint32_t)(slba >> 32);
 	sqe.cdw12 = (uint32_t)(b->nlb_per_io - 1) & 0xffffu;
+	if (b->c.rw == VB_RW_ZEROES) {
+		sqe.cdw0 = NH_CMD_WRITE_ZEROES;
+		sqe.prp1 = sqe.prp2 = 0;
+		if (b->c.zeroes_deac)
+			sqe.cdw12 |= 1u << 25;
+	} else if (b->c.rw == VB_RW_TRIM) {
+		struct nh_dsm_range *r = nh_ptr(b->h, sqe.prp1);
+
+		r->cattr = 0;
+		r->nlb = (uint32_t)b->nlb_per_io;
+		r->slba = slba;
+		sqe.cdw0 = NH_CMD_DSM;
+		sqe.cdw10 = 0;        /* one range */
+		sqe.cdw11 = 1u << 2;  /* AD: deallocate */
+		sqe.cdw12 = 0;
+	}
 	t = vb_now_ns();
 	db_lock(b);
 	rc = nh_submit(b->h, j->qid, &sqe, &cid);
@@ -294,7 +314,7 @@ static int ms_until(uint64_t now, uint64_t until)
 	return ms < IRQ_WAIT_MS ? (int)ms : IRQ_WAIT_MS;
 }
 
-static void wait_go(struct vb_bench *b)
+void vb_wait_go(struct vb_bench *b)
 {
 	pthread_mutex_lock(&b->go_lock);
 	while (!b->go)
@@ -373,7 +393,7 @@ static void *job_main(void *arg)
 
 	snprintf(name, sizeof(name), "vfu-bench-j%u", j->idx);
 	pthread_setname_np(pthread_self(), name);
-	wait_go(b);
+	vb_wait_go(b);
 	if (!__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
 		j->rc = job_loop(b, j);
 	if (j->rc)

@@ -109,6 +109,9 @@ static int issue(struct file_chan *fc, struct vfurt_bdev_req *req)
 
 			io_uring_prep_write(sqe, fd, fc->zero_buf, len, fr->off);
 		} else {
+			/* Never inline on the worker, however large: io_uring
+			 * issues fallocate only from its io-wq threads (it
+			 * answers -EAGAIN to the non-blocking issue at submit). */
 			io_uring_prep_fallocate(sqe, fd, falloc_flags(fr->zmode), (off_t)fr->off,
 						(off_t)fr->left);
 		}

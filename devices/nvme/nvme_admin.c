@@ -131,7 +131,8 @@ static void id_ns(const struct nvme_ctrl *c, uint32_t nsid, uint8_t *b)
 	put64(b, 16, ns->nsze);
 	b[25] = 0;                        /* NLBAF: one format */
 	b[26] = 0;                        /* FLBAS */
-	b[33] = (ns->caps & VFURT_BDEV_CAP_DEALLOCATE) ? 0x01 : 0; /* reads zero */
+	/* DLFEAT: deallocated blocks read zero; Write Zeroes honours DEAC */
+	b[33] = (ns->caps & VFURT_BDEV_CAP_DEALLOCATE) ? 0x09 : 0;
 	memcpy(b + 104, ns->nguid, 16);
 	memcpy(b + 120, ns->eui64, 8);
 	b[130] = (uint8_t)ns->lba_shift;  /* LBAF0.LBADS */
@@ -193,9 +194,13 @@ static uint16_t identify(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 			return SC_INVALID_NS;
 		break;
 	case 0x06:
-		/* NVM command set specific controller data: no extra limits */
+		/* NVM command set specific controller data: WZSL (byte 1); VSL,
+		 * WUSL (no Verify, Write Uncorrectable) and the Dataset
+		 * Management limits DMRL, DMRSL, DMSL stay 0: none */
 		if (csi != 0)
 			return SC_INVALID_FIELD;
+		if (c->oncs & (1u << 3))
+			b[1] = c->wzsl;
 		break;
 	case 0x08:
 		if (nsid == 0 || nsid > c->nr_ns)
@@ -291,20 +296,12 @@ static uint16_t create_sq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	return SC_SUCCESS;
 }
 
-static uint16_t delete_sq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
+/* Unlink and free an SQ whose commands are done; its CQ is polled again. */
+static void sq_remove(struct nvme_ctrl *c, struct nvme_sq *sq)
 {
-	uint32_t qid = cmd->cdw10 & 0xffffu;
-	struct nvme_sq *sq;
-	struct nvme_cq *cq;
+	struct nvme_cq *cq = sq->cq;
+	uint16_t qid = sq->qid;
 
-	if (qid == 0 || qid > NVME_MAX_QID || !c->sq[qid])
-		return SC_QID_INVALID;
-	sq = c->sq[qid];
-	cq = sq->cq;
-	cq_unpoll(c, cq);
-	/* the commands of the SQ complete before its deletion does */
-	while (sq->inflight && !atomic_load(&c->fatal))
-		nvme_io_pass(cq, false);
 	for (uint32_t i = 0; i < cq->nr_sqs; i++) {
 		if (cq->sqs[i] == sq) {
 			cq->sqs[i] = cq->sqs[--cq->nr_sqs];
@@ -318,7 +315,50 @@ static uint16_t delete_sq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	else
 		vfurt_logf(&c->log, VFURT_LOG_ERR, "%s: SQ %u leaked with I/O stuck", c->name, qid);
 	cq_repoll(c, cq);
+}
+
+static uint16_t delete_sq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
+{
+	uint32_t qid = cmd->cdw10 & 0xffffu;
+	struct nvme_sq *sq;
+
+	if (qid == 0 || qid > NVME_MAX_QID || !c->sq[qid])
+		return SC_QID_INVALID;
+	sq = c->sq[qid];
+	cq_unpoll(c, sq->cq);
+	/*
+	 * The commands of the SQ complete before its deletion does. A backlog
+	 * takes a while (a full queue of 32 MiB Write Zeroes): the controller
+	 * poller works it off one bounded pass at a time (delete_sq_step) and
+	 * answers this command then; the admin queue waits meanwhile.
+	 */
+	if (sq->inflight && !atomic_load(&c->fatal)) {
+		c->del_sq = sq;
+		c->del_cid = cmd->cid;
+		c->drain_deadline_ns = nvme_now_ns() + NVME_DRAIN_TIMEOUT_NS;
+		return HELD;
+	}
+	sq_remove(c, sq);
 	return SC_SUCCESS;
+}
+
+/* One pass of a pending Delete I/O SQ; posts its completion once the SQ's
+ * commands are done. Returns true while it is still pending. */
+static bool delete_sq_step(struct nvme_ctrl *c)
+{
+	struct nvme_sq *sq = c->del_sq;
+
+	if (sq->inflight && !atomic_load(&c->fatal)) {
+		nvme_io_pass(sq->cq, false);
+		if (sq->inflight && nvme_now_ns() <= c->drain_deadline_ns)
+			return true;
+		if (sq->inflight)
+			nvme_set_fatal(c, "I/O of a deleted SQ did not drain");
+	}
+	c->del_sq = NULL;
+	sq_remove(c, sq);
+	nvme_cq_post(c->cq[0], c->sq[0], c->del_cid, SC_SUCCESS, 0);
+	return false;
 }
 
 static uint16_t delete_cq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
@@ -361,7 +401,8 @@ static uint16_t dbbuf_config(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	ev = vfurt_dma_ptr(c->dev, evidx, NVME_PAGE, VFURT_DMA_READ | VFURT_DMA_WRITE);
 	if (!sh || !ev)
 		return SC_INVALID_FIELD;
-	nvme_io_pause(c, true);
+	/* the pollers stop reading doorbells; I/O in flight goes on after */
+	nvme_io_pause(c, false);
 	/* queues that exist already continue from their MMIO doorbells */
 	for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
 		if (c->sq[q])
@@ -821,10 +862,16 @@ bool nvme_admin_poll(struct nvme_ctrl *c)
 		return false;
 	nvme_cq_begin(cq);
 	nvme_admin_deliver_events(c);
+	if (c->del_sq && delete_sq_step(c)) {
+		busy = true;
+		goto out; /* commands after the Delete wait for it */
+	}
 	tail = nvme_sq_tail(sq);
 	if (tail != UINT32_MAX && tail != sq->head) {
+		uint32_t budget = NVME_SQ_PASS_CMDS;
+
 		base = nvme_sq_base(sq);
-		while (sq->head != tail && nvme_cq_room(cq)) {
+		while (sq->head != tail && nvme_cq_room(cq) && budget--) {
 			struct nvme_sqe cmd;
 			uint32_t dw0 = 0;
 			uint16_t st;
@@ -836,6 +883,8 @@ bool nvme_admin_poll(struct nvme_ctrl *c)
 			busy = true;
 			cq->outstanding++;
 			st = admin_cmd(c, &cmd, &dw0);
+			if (st == HELD && c->del_sq)
+				break;
 			if (st == HELD)
 				continue;
 			if (st)
@@ -847,6 +896,7 @@ bool nvme_admin_poll(struct nvme_ctrl *c)
 				break;
 		}
 	}
+out:
 	if (!busy && c->cq[0] == cq)
 		nvme_cq_refresh_head(cq);
 	(void)nvme_cq_end(cq); /* the admin CQ is never coalesced */

@@ -106,15 +106,7 @@ void nvme_io_pause(struct nvme_ctrl *c, bool drain)
 		return; /* the caller frees the queues, which cancels their I/O */
 	deadline = nvme_now_ns() + NVME_DRAIN_TIMEOUT_NS;
 	for (;;) {
-		bool busy = false;
-
-		for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
-			if (c->cq[q] && nvme_io_inflight(c->cq[q])) {
-				nvme_io_pass(c->cq[q], false);
-				busy = true;
-			}
-		}
-		if (!busy)
+		if (!nvme_io_drain_pass(c))
 			return;
 		if (nvme_now_ns() > deadline) {
 			nvme_set_fatal(c, "I/O did not drain");
@@ -124,6 +116,19 @@ void nvme_io_pause(struct nvme_ctrl *c, bool drain)
 	}
 }
 
+bool nvme_io_drain_pass(struct nvme_ctrl *c)
+{
+	bool busy = false;
+
+	for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
+		if (c->cq[q] && nvme_io_inflight(c->cq[q])) {
+			nvme_io_pass(c->cq[q], false);
+			busy = true;
+		}
+	}
+	return busy;
+}
+
 int nvme_io_resume(struct nvme_ctrl *c)
 {
 	if (!c->io_paused)
@@ -131,7 +136,8 @@ int nvme_io_resume(struct nvme_ctrl *c)
 	for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
 		struct nvme_cq *cq = c->cq[q];
 
-		if (!cq || cq->q)
+		/* a CQ whose SQ is being deleted comes back when that is done */
+		if (!cq || cq->q || (c->del_sq && c->del_sq->cq == cq))
 			continue;
 		if (nvme_cq_start(c, cq)) {
 			nvme_set_fatal(c, "cannot poll an I/O queue");
@@ -150,6 +156,8 @@ static int ctrl_poll(struct vfurt_dev *dev, void *arg)
 	struct nvme_ctrl *c = arg;
 
 	(void)dev;
+	if ((c->csts & CSTS_SHST_MASK) == CSTS_SHST_BUSY)
+		return nvme_shutdown_step(c) ? 1 : 0;
 	if (!(c->csts & CSTS_RDY) || (c->csts & CSTS_CFS) || atomic_load(&c->fatal))
 		return 0;
 	if (c->io_paused && !(c->csts & CSTS_SHST_MASK))
@@ -167,8 +175,16 @@ static int ctrl_arm(struct vfurt_dev *dev, void *arg, bool arm)
 	(void)dev;
 	if (!arm)
 		return VFURT_ARM_DONE;
+	if ((c->csts & CSTS_SHST_MASK) == CSTS_SHST_BUSY || c->del_sq)
+		return VFURT_ARM_PENDING; /* draining: backend I/O needs our passes */
 	if (c->nr_aer && (atomic_load(&c->events) & ~c->ev_masked))
 		return VFURT_ARM_PENDING; /* an event is deliverable now */
+	if ((c->csts & CSTS_RDY) && c->sq[0]) {
+		uint32_t tail = nvme_sq_tail(c->sq[0]);
+
+		if (tail != UINT32_MAX && tail != c->sq[0]->head)
+			return VFURT_ARM_PENDING; /* the last pass stopped at its budget */
+	}
 	return c->trap_db || !(c->csts & CSTS_RDY) ? VFURT_ARM_DONE : VFURT_ARM_POLL;
 }
 
@@ -358,6 +374,7 @@ static void copy_str(char *dst, size_t cap, const char *src)
 static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 {
 	bool all_dealloc = true, all_wz = true;
+	uint32_t min_shift = 12;
 
 	for (uint32_t i = 0; i < o->nr_ns; i++) {
 		struct nvme_ns *ns = &c->ns[i];
@@ -370,6 +387,8 @@ static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 			return -EINVAL;
 		ns->bdev = o->ns[i];
 		ns->lba_shift = bs == 512 ? 9 : 12;
+		if (ns->lba_shift < min_shift)
+			min_shift = ns->lba_shift;
 		ns->nsze = vfurt_bdev_num_blocks(o->ns[i]);
 		ns->caps = vfurt_bdev_caps(o->ns[i]);
 		make_ns_ids(c->serial, i + 1, ns);
@@ -381,6 +400,8 @@ static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 			c->vwc = true;
 	}
 	c->oncs = (uint16_t)((all_dealloc ? 1u << 2 : 0u) | (all_wz ? 1u << 3 : 0u));
+	/* 65536 blocks of the smallest size, in 4 KiB pages: 2^(16 + shift - 12) */
+	c->wzsl = (uint8_t)(16u + min_shift - 12u);
 	return 0;
 }
 

@@ -117,6 +117,7 @@ enum {
 #define CSTS_RDY (1u << 0)
 #define CSTS_CFS (1u << 1)
 #define CSTS_SHST_MASK (3u << 2)
+#define CSTS_SHST_BUSY (1u << 2)
 #define CSTS_SHST_DONE (2u << 2)
 
 /* ---- status codes (SCT << 8 | SC) ------------------------------------ */
@@ -158,9 +159,32 @@ enum {
 
 /* ---- limits ---------------------------------------------------------- */
 
+/*
+ * Size limits (docs/limits.md). MDTS and WZSL are in units of CAP.MPSMIN
+ * (4 KiB), as powers of two. MDTS 128 KiB is SPDK's vfio-user default as
+ * well (Linux then sends reads and writes of up to 128 KiB, 32 pages): a
+ * PRP command needs 33 iovecs, kept inline in each request, and a request's
+ * copy on the RAM backend stays within one poll's budget.
+ * WZSL is per controller (nvme_ctrl.wzsl): the most one command's 16-bit
+ * NLB can name on its smallest-block namespace, 2^13 pages (32 MiB) with
+ * 512-byte blocks, 2^16 pages (256 MiB) with 4 KiB ones. Linux sends Write
+ * Zeroes of up to WZSL (of up to MDTS without it: 2048 commands for 256
+ * MiB). Write Zeroes moves no data, so MDTS does not bound its work: the
+ * backends do it in bounded steps. Deallocate has no limit (DMRL, DMRSL,
+ * DMSL 0) for the same reason.
+ */
 #define NVME_PAGE 4096u
-#define NVME_MDTS 5u /* 2^5 pages = 128 KiB per command */
+#define NVME_MDTS 5u /* 2^5 pages = 128 KiB per read or write */
 #define NVME_MAX_XFER (NVME_PAGE << NVME_MDTS)
+/*
+ * Work one SQ may start per pass of its CQ's poller: at most
+ * NVME_SQ_PASS_CMDS commands and NVME_SQ_PASS_BYTES of cost (a read or
+ * write costs its length, a Dataset Management range NVME_PAGE, anything
+ * else NVME_PAGE), at least one command. The rest waits for the next pass,
+ * so each queue on a worker gets a bounded turn.
+ */
+#define NVME_SQ_PASS_CMDS 64u
+#define NVME_SQ_PASS_BYTES (1u << 20)
 #define NVME_MAX_IOV 64  /* iovecs per request (PRP: 33 needed) */
 #define NVME_MAX_SGL_DESC 256u
 #define NVME_AERL 3u     /* 0-based: 4 outstanding AERs */
@@ -291,6 +315,7 @@ struct nvme_ctrl {
 	bool own_bdevs;
 	struct nvme_ns ns[VFURT_NVME_MAX_NS];
 	uint16_t oncs;
+	uint8_t wzsl; /* Write Zeroes size limit, 2^wzsl pages (see NVME_MDTS) */
 	bool vwc;
 
 	/* BAR0 */
@@ -313,6 +338,12 @@ struct nvme_ctrl {
 	struct vfurt_queue *ctrl_q; /* controller poller (admin queue) */
 	int home_hint;
 	bool io_paused;
+	/* Waits a guest starts (a shutdown, a Delete I/O SQ, while a backlog of
+	 * its commands is in flight) are worked off by the controller poller in
+	 * bounded passes, never in one loop on the home worker. */
+	struct nvme_sq *del_sq;   /* Delete I/O SQ waiting for its commands */
+	uint16_t del_cid;
+	uint64_t drain_deadline_ns; /* for del_sq or CSTS.SHST busy: then CFS */
 
 	/* features */
 	bool nq_set;
@@ -379,6 +410,14 @@ int nvme_cq_start(struct nvme_ctrl *c, struct nvme_cq *cq);
 void nvme_io_pause(struct nvme_ctrl *c, bool drain);
 /* Add the pollers back (no-op unless paused). Returns 0 or -errno. */
 int nvme_io_resume(struct nvme_ctrl *c);
+/* One bounded pass (nvme_io_pass without fetching) over every paused I/O
+ * CQ with commands in flight. Returns true while some remain. Home thread,
+ * pollers removed. */
+bool nvme_io_drain_pass(struct nvme_ctrl *c);
+/* CSTS.SHST is "processing": advance the shutdown's drain by one pass and
+ * report it complete once nothing is in flight (nvme_regs.c). Returns true
+ * while it is still processing. Home thread. */
+bool nvme_shutdown_step(struct nvme_ctrl *c);
 void nvme_set_fatal(struct nvme_ctrl *c, const char *why);
 void nvme_raise_event(struct nvme_ctrl *c, uint32_t ev);
 int nvme_cq_poll(struct vfurt_dev *dev, void *arg);
@@ -436,7 +475,9 @@ uint16_t nvme_copy_from_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, v
 
 /* ---- nvme_admin.c ---------------------------------------------------- */
 
-/* Serve the admin queue; returns true when it did work. Home thread. */
+/* Serve the admin queue (at most NVME_SQ_PASS_CMDS commands, or one pass
+ * of a pending Delete I/O SQ's drain); returns true when it did work. Home
+ * thread. */
 bool nvme_admin_poll(struct nvme_ctrl *c);
 /* Every feature (Set/Get Features) to its default, as a controller level
  * reset requires; nothing is saveable. Home thread, I/O pollers stopped. */

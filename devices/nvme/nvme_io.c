@@ -143,7 +143,11 @@ static bool submit_subs(struct nvme_cq *cq, struct nvme_req *r)
 			io.iovcnt = r->niov;
 			break;
 		case OPC_WRITE_ZEROES:
-			io.op = VFURT_BDEV_WRITE_ZEROES;
+			/* DEAC: the host lets us deallocate, which reads as zeroes
+			 * too (DLFEAT) and is cheaper for the backends */
+			io.op = (cmd->cdw12 & (1u << 25)) &&
+					(c->ns[nsidx].caps & VFURT_BDEV_CAP_DEALLOCATE)
+				? VFURT_BDEV_DEALLOCATE : VFURT_BDEV_WRITE_ZEROES;
 			io.offset_blocks = cmd_slba(cmd);
 			io.num_blocks = (cmd->cdw12 & 0xffffu) + 1u;
 			break;
@@ -207,14 +211,16 @@ static uint16_t check_ns(const struct nvme_ctrl *c, uint32_t nsid)
 	return nsid == 0 || nsid > c->nr_ns ? SC_INVALID_NS : SC_SUCCESS;
 }
 
-/* Validate a fetched command and set up its sub-requests. */
-static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r)
+/* Validate a fetched command and set up its sub-requests. *cost: its share
+ * of the SQ's per-pass budget (NVME_SQ_PASS_BYTES), set first. */
+static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r, uint64_t *cost)
 {
 	const struct nvme_sqe *cmd = &r->cmd;
 	const struct nvme_ns *ns;
 	uint64_t slba, nlb, len;
 	uint16_t st;
 
+	*cost = NVME_PAGE;
 	if (cmd->flags & 0x3u)
 		return SC_INVALID_FIELD; /* fused operations are not supported */
 	if (cmd->opc == OPC_FLUSH && cmd->nsid == NSID_ALL) {
@@ -237,7 +243,8 @@ static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r)
 			return SC_LBA_RANGE;
 		len = nlb << ns->lba_shift;
 		if (len > NVME_MAX_XFER)
-			return SC_INVALID_FIELD;
+			return SC_INVALID_FIELD; /* MDTS */
+		*cost = len;
 		st = nvme_map_data(c, cmd, len,
 				   cmd->opc == OPC_READ ? VFURT_DMA_WRITE : VFURT_DMA_READ, r->iov,
 				   NVME_MAX_IOV, &r->niov);
@@ -260,6 +267,8 @@ static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r)
 			return SC_INVALID_OPCODE;
 		slba = cmd_slba(cmd);
 		nlb = (cmd->cdw12 & 0xffffu) + 1u;
+		if (nlb << ns->lba_shift > (uint64_t)NVME_PAGE << c->wzsl)
+			return SC_INVALID_FIELD; /* WZSL */
 		if (!range_ok(ns, slba, nlb))
 			return SC_LBA_RANGE;
 		r->nr_sub = 1;
@@ -269,15 +278,19 @@ static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r)
 			return SC_INVALID_OPCODE;
 		/* only Deallocate does anything; the other attributes are hints */
 		r->nr_sub = (cmd->cdw11 & (1u << 2)) ? (cmd->cdw10 & 0xffu) + 1u : 0u;
+		if (r->nr_sub)
+			*cost = (uint64_t)r->nr_sub * NVME_PAGE;
 		return SC_SUCCESS;
 	default:
 		return SC_INVALID_OPCODE;
 	}
 }
 
-static void start_cmd(struct nvme_cq *cq, struct nvme_sq *sq, const struct nvme_sqe *cmd)
+/* Start one fetched command; returns its cost (see prepare). */
+static uint64_t start_cmd(struct nvme_cq *cq, struct nvme_sq *sq, const struct nvme_sqe *cmd)
 {
 	struct nvme_req *r = sq->free;
+	uint64_t cost;
 
 	sq->free = r->next;
 	sq->inflight++;
@@ -292,10 +305,11 @@ static void start_cmd(struct nvme_cq *cq, struct nvme_sq *sq, const struct nvme_
 	r->fua = false;
 	r->niov = 0;
 	r->lost = vfurt_dma_lost_count(cq->ctrl->dev);
-	r->status = prepare(cq->ctrl, r);
+	r->status = prepare(cq->ctrl, r, &cost);
 	if (r->status)
 		r->nr_sub = 0;
 	(void)submit_subs(cq, r);
+	return cost;
 }
 
 uint32_t nvme_io_inflight(const struct nvme_cq *cq)
@@ -311,8 +325,6 @@ void nvme_io_drop_retries(struct nvme_cq *cq)
 {
 	cq->retry_head = cq->retry_tail = NULL;
 }
-
-#define FETCH_BUDGET 64u
 
 bool nvme_io_pass(struct nvme_cq *cq, bool fetch)
 {
@@ -347,19 +359,21 @@ bool nvme_io_pass(struct nvme_cq *cq, bool fetch)
 			struct nvme_sq *sq = cq->sqs[i];
 			const struct nvme_sqe *base;
 			uint32_t tail = nvme_sq_tail(sq);
-			uint32_t budget = FETCH_BUDGET;
+			uint32_t cmds = NVME_SQ_PASS_CMDS;
+			uint64_t bytes = 0;
 
 			if (tail == UINT32_MAX || tail == sq->head)
 				continue;
 			base = nvme_sq_base(sq);
-			while (sq->head != tail && sq->free && nvme_cq_room(cq) && budget--) {
+			while (sq->head != tail && sq->free && nvme_cq_room(cq) && cmds-- &&
+			       bytes < NVME_SQ_PASS_BYTES) {
 				struct nvme_sqe cmd;
 
 				if (!nvme_sq_fetch(sq, base, &cmd)) {
 					nvme_set_fatal(c, "submission queue not mapped");
 					break;
 				}
-				start_cmd(cq, sq, &cmd);
+				bytes += start_cmd(cq, sq, &cmd);
 				busy = true;
 				if (cq->retry_head)
 					break; /* the bdev is full: let it drain */

@@ -115,6 +115,7 @@ void nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on)
 		c->sq[q] = NULL;
 	}
 	c->io_paused = false;
+	c->del_sq = NULL; /* freed above; its command is not answered */
 	c->nr_aer = 0;
 	atomic_store(&c->events, 0);
 	c->ev_masked = 0;
@@ -147,10 +148,28 @@ static void cc_write(struct nvme_ctrl *c, uint32_t v)
 		vfurt_logf(&c->log, VFURT_LOG_INFO, "%s: controller reset (CC.EN 0)", c->name);
 	}
 	if (CC_SHN(v) && !CC_SHN(old)) {
-		/* nothing volatile to write back: finish the I/O and report done */
-		nvme_io_pause(c, true);
-		c->csts = (c->csts & ~CSTS_SHST_MASK) | CSTS_SHST_DONE;
+		/*
+		 * Nothing volatile to write back: finish the I/O and report done.
+		 * A backlog (queues full of 32 MiB Write Zeroes) takes a while:
+		 * SHST says "processing" and the controller poller works it off
+		 * in bounded passes, so the home worker keeps serving the others.
+		 */
+		nvme_io_pause(c, false);
+		c->csts = (c->csts & ~CSTS_SHST_MASK) | CSTS_SHST_BUSY;
+		c->drain_deadline_ns = nvme_now_ns() + NVME_DRAIN_TIMEOUT_NS;
+		(void)nvme_shutdown_step(c);
 	}
+}
+
+bool nvme_shutdown_step(struct nvme_ctrl *c)
+{
+	if (!atomic_load(&c->fatal) && nvme_io_drain_pass(c)) {
+		if (nvme_now_ns() <= c->drain_deadline_ns)
+			return true;
+		nvme_set_fatal(c, "I/O did not drain for shutdown");
+	}
+	c->csts = (c->csts & ~CSTS_SHST_MASK) | CSTS_SHST_DONE;
+	return false;
 }
 
 static void regs_write(struct nvme_ctrl *c, const uint8_t *buf, size_t count, uint32_t off)

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Tenant isolation on one worker (issue 11): the victim's latency with a quiet neighbour and with each attacker, in one run.
+#
+# One vfu-rt worker (CPU 1, busy polling) serves three devices: a GPIO card,
+# NVMe controller A (the attacker's, RAM, 2 GiB, 4 KiB blocks) and NVMe
+# controller B (the victim's, RAM, 1 GiB, 4 KiB blocks). In each scenario the
+# victim runs QD1 4 KiB random reads on B while a probe reads the GPIO card's
+# PCI vendor ID every millisecond (another device type on the same worker),
+# and the attacker loads A. One markdown row per scenario and build, so builds
+# before and after a change compare in one table.
+#
+# usage: bench/isolation.sh [-t SECONDS] BUILD_DIR [BUILD_DIR...]
+#   BUILD_DIR holds vfu-rt; the clients are the first BUILD_DIR's
+#   bench/vfu-bench for every build (the measuring tool stays the same, only
+#   the server changes). Clients run on CPU 0 (they sleep on interrupts, so
+#   they share it): with 2 CPUs the victim's figures include waiting for CPU 0
+#   while the attacker's client is busy, and whatever else the machine runs.
+#
+# Attackers: quiet (none), sq-flood (A's SQs kept full), big-wz (Write Zeroes
+# of 256 MiB), big-trim (Deallocate of 256 MiB) run vfu-bench against A.
+# Hooks for the attackers other changes are fixing (issue 11): slow-reader,
+# map-storm, squatter. Each runs bench/attackers/NAME if that executable
+# exists, as `bench/attackers/NAME A_SOCKET SECONDS` (it loads A for SECONDS
+# and exits 0); until then its row says "hook".
+set -euo pipefail
+
+secs=5
+if [[ ${1:-} == -t ]]; then
+	secs=$2
+	shift 2
+fi
+[[ $# -ge 1 ]] || { echo "usage: $0 [-t SECONDS] BUILD_DIR..." >&2; exit 2; }
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+dir=$(mktemp -d /tmp/vfu-iso.XXXXXX)
+rt_pid=
+cleanup() {
+	if [[ -n $rt_pid ]]; then
+		kill "$rt_pid" 2>/dev/null || true
+		wait "$rt_pid" 2>/dev/null || true
+	fi
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# name | vfu-bench options on A, "" = no attacker, "hook" = bench/attackers/NAME
+scenarios=(
+	"quiet|"
+	"sq-flood 4k x128|--rw=randread --bs=4k --iodepth=128"
+	"sq-flood 128k x128 (MDTS)|--rw=randread --bs=128k --iodepth=128"
+	"big-wz 256M x63|--rw=zeroes --bs=256M --iodepth=63"
+	"big-wz 256M x63 DEAC|--rw=zeroes --bs=256M --iodepth=63 --deac"
+	"big-trim 256M x63|--rw=trim --bs=256M --iodepth=63"
+	"slow-reader|hook"
+	"map-storm|hook"
+	"squatter|hook"
+)
+
+field() { # json file, python expression on j
+	python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1" 2>/dev/null ||
+		echo "-"
+}
+us() { # json file, python expression in ns -> "N.N us"
+	field "$1" "'%.1f us' % (($2) / 1e3)"
+}
+
+echo "| build | attacker on A | attacker IOPS | errors | victim B QD1 4k IOPS | p50 | p99 | max | GPIO probe p50 | p99 | max |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+vb=$1/bench/vfu-bench
+[[ -x $vb ]] || { echo "$1: no bench/vfu-bench" >&2; exit 2; }
+for build in "$@"; do
+	rt=$build/vfu-rt
+	[[ -x $rt ]] || { echo "$build: no vfu-rt" >&2; exit 2; }
+	for sc in "${scenarios[@]}"; do
+		name=${sc%%|*}
+		opts=${sc#*|}
+		hook=
+		if [[ $opts == hook ]]; then
+			hook=$here/attackers/$name
+			if [[ ! -x $hook ]]; then
+				echo "| $(basename "$build") | $name | hook: bench/attackers/$name not there yet | | | | | | | | |"
+				continue
+			fi
+		fi
+		rm -f "$dir"/*.sock "$dir"/*.json
+		"$rt" --cores=1 --poll=busy --log-level=error \
+			--device gpio,socket="$dir/gpio.sock" \
+			--device nvme,socket="$dir/a.sock",backend=ram,size=2G,lba=4096 \
+			--device nvme,socket="$dir/b.sock",backend=ram,size=1G,lba=4096 \
+			>"$dir/rt.log" 2>&1 &
+		rt_pid=$!
+		for _ in $(seq 1 240); do
+			[[ -S $dir/gpio.sock && -S $dir/a.sock && -S $dir/b.sock ]] && break
+			sleep 0.25
+		done
+		common=(--cpus=0 --completion=irq --no-floor --json)
+		# the victim first (its setup must not wait for the attack), for
+		# longer than the attack so that its measured window lies inside it
+		"$vb" --socket="$dir/b.sock" --rw=randread --bs=4k --iodepth=1 \
+			--probe="$dir/gpio.sock" --runtime="$secs" --ramp=1 "${common[@]}" \
+			>"$dir/b.json" 2>"$dir/b.err" &
+		bpid=$!
+		sleep 0.3
+		if [[ -n $hook ]]; then
+			"$hook" "$dir/a.sock" "$((secs + 2))" >"$dir/a.err" 2>&1 || true
+		elif [[ -n $opts ]]; then
+			# shellcheck disable=SC2086
+			"$vb" --socket="$dir/a.sock" $opts --runtime="$((secs + 1))" --ramp=0.5 \
+				"${common[@]}" >"$dir/a.json" 2>"$dir/a.err" || true
+		fi
+		wait "$bpid" || true
+		if [[ -f $dir/a.json ]]; then
+			a_iops=$(field "$dir/a.json" \
+				"'%.0f' % sum(x['read']['iops'] + x['write']['iops'] for x in j['jobs'])")
+			a_err=$(field "$dir/a.json" "sum(x['nvme_errors'] for x in j['jobs'])")
+		else
+			a_iops=-
+			a_err=-
+		fi
+		lat="j['jobs'][0]['read']['lat_ns']"
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+			"$(basename "$build")" "$name" "$a_iops" "$a_err" \
+			"$(field "$dir/b.json" "'%.0f' % j['jobs'][0]['read']['iops']")" \
+			"$(us "$dir/b.json" "$lat['percentile']['50.000000']")" \
+			"$(us "$dir/b.json" "$lat['percentile']['99.000000']")" \
+			"$(us "$dir/b.json" "$lat['max']")" \
+			"$(us "$dir/b.json" "j['probe']['lat_ns']['p50']")" \
+			"$(us "$dir/b.json" "j['probe']['lat_ns']['p99']")" \
+			"$(us "$dir/b.json" "j['probe']['lat_ns']['max']")"
+		kill "$rt_pid" 2>/dev/null || true
+		wait "$rt_pid" 2>/dev/null || true
+		rt_pid=
+	done
+done
