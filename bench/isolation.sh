@@ -18,10 +18,9 @@
 #
 # Attackers: quiet (none), sq-flood (A's SQs kept full), big-wz (Write Zeroes
 # of 256 MiB), big-trim (Deallocate of 256 MiB) run vfu-bench against A.
-# Hooks for the attackers other changes are fixing (issue 11): slow-reader,
-# map-storm, squatter. Each runs bench/attackers/NAME if that executable
-# exists, as `bench/attackers/NAME A_SOCKET SECONDS` (it loads A for SECONDS
-# and exits 0); until then its row says "hook".
+# slow-reader, map-storm and squatter are hostile clients of A's socket run
+# by the first BUILD_DIR's bench/vfu-attack (`vfu-attack MODE A_SOCKET
+# SECONDS`); their "attacker IOPS" column is what vfu-attack reports.
 set -euo pipefail
 
 secs=5
@@ -30,7 +29,6 @@ if [[ ${1:-} == -t ]]; then
 	shift 2
 fi
 [[ $# -ge 1 ]] || { echo "usage: $0 [-t SECONDS] BUILD_DIR..." >&2; exit 2; }
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 dir=$(mktemp -d /tmp/vfu-iso.XXXXXX)
 rt_pid=
@@ -43,7 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# name | vfu-bench options on A, "" = no attacker, "hook" = bench/attackers/NAME
+# name | vfu-bench options on A, "" = no attacker, "attack" = vfu-attack NAME
 scenarios=(
 	"quiet|"
 	"sq-flood 4k x128|--rw=randread --bs=4k --iodepth=128"
@@ -51,9 +49,9 @@ scenarios=(
 	"big-wz 256M x63|--rw=zeroes --bs=256M --iodepth=63"
 	"big-wz 256M x63 DEAC|--rw=zeroes --bs=256M --iodepth=63 --deac"
 	"big-trim 256M x63|--rw=trim --bs=256M --iodepth=63"
-	"slow-reader|hook"
-	"map-storm|hook"
-	"squatter|hook"
+	"slow-reader|attack"
+	"map-storm|attack"
+	"squatter|attack"
 )
 
 field() { # json file, python expression on j
@@ -67,22 +65,17 @@ us() { # json file, python expression in ns -> "N.N us"
 echo "| build | attacker on A | attacker IOPS | errors | victim B QD1 4k IOPS | p50 | p99 | max | GPIO probe p50 | p99 | max |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 vb=$1/bench/vfu-bench
-[[ -x $vb ]] || { echo "$1: no bench/vfu-bench" >&2; exit 2; }
+va=$1/bench/vfu-attack
+[[ -x $vb && -x $va ]] || { echo "$1: no bench/vfu-bench or bench/vfu-attack" >&2; exit 2; }
 for build in "$@"; do
 	rt=$build/vfu-rt
 	[[ -x $rt ]] || { echo "$build: no vfu-rt" >&2; exit 2; }
 	for sc in "${scenarios[@]}"; do
 		name=${sc%%|*}
 		opts=${sc#*|}
-		hook=
-		if [[ $opts == hook ]]; then
-			hook=$here/attackers/$name
-			if [[ ! -x $hook ]]; then
-				echo "| $(basename "$build") | $name | hook: bench/attackers/$name not there yet | | | | | | | | |"
-				continue
-			fi
-		fi
-		rm -f "$dir"/*.sock "$dir"/*.json
+		attack=
+		[[ $opts == attack ]] && attack=$name
+		rm -f "$dir"/*.sock "$dir"/*.json "$dir"/a.out
 		"$rt" --cores=1 --poll=busy --log-level=error \
 			--device gpio,socket="$dir/gpio.sock" \
 			--device nvme,socket="$dir/a.sock",backend=ram,size=2G,lba=4096 \
@@ -101,15 +94,18 @@ for build in "$@"; do
 			>"$dir/b.json" 2>"$dir/b.err" &
 		bpid=$!
 		sleep 0.3
-		if [[ -n $hook ]]; then
-			"$hook" "$dir/a.sock" "$((secs + 2))" >"$dir/a.err" 2>&1 || true
+		if [[ -n $attack ]]; then
+			"$va" "$attack" "$dir/a.sock" "$((secs + 2))" >"$dir/a.out" 2>"$dir/a.err" || true
 		elif [[ -n $opts ]]; then
 			# shellcheck disable=SC2086
 			"$vb" --socket="$dir/a.sock" $opts --runtime="$((secs + 1))" --ramp=0.5 \
 				"${common[@]}" >"$dir/a.json" 2>"$dir/a.err" || true
 		fi
 		wait "$bpid" || true
-		if [[ -f $dir/a.json ]]; then
+		if [[ -n $attack ]]; then
+			a_iops="$(tr '|' '/' <"$dir/a.out" 2>/dev/null | head -n 1)"
+			a_err=-
+		elif [[ -f $dir/a.json ]]; then
 			a_iops=$(field "$dir/a.json" \
 				"'%.0f' % sum(x['read']['iops'] + x['write']['iops'] for x in j['jobs'])")
 			a_err=$(field "$dir/a.json" "sum(x['nvme_errors'] for x in j['jobs'])")

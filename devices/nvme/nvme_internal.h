@@ -160,11 +160,12 @@ enum {
 /* ---- limits ---------------------------------------------------------- */
 
 /*
- * Size limits (docs/limits.md). MDTS and WZSL are in units of CAP.MPSMIN
- * (4 KiB), as powers of two. MDTS 128 KiB is SPDK's vfio-user default as
- * well (Linux then sends reads and writes of up to 128 KiB, 32 pages): a
- * PRP command needs 33 iovecs, kept inline in each request, and a request's
- * copy on the RAM backend stays within one poll's budget.
+ * Size limits (docs/security.md, "What a guest's commands may cost"). MDTS
+ * and WZSL are in units of CAP.MPSMIN (4 KiB), as powers of two. MDTS 128
+ * KiB is SPDK's vfio-user default as well (Linux then sends reads and writes
+ * of up to 128 KiB, 32 pages): a PRP command needs 33 iovecs, kept inline in
+ * each request, and a request's copy on the RAM backend stays within one
+ * poll's budget.
  * WZSL is per controller (nvme_ctrl.wzsl): the most one command's 16-bit
  * NLB can name on its smallest-block namespace, 2^13 pages (32 MiB) with
  * 512-byte blocks, 2^16 pages (256 MiB) with 4 KiB ones. Linux sends Write

@@ -241,14 +241,15 @@ VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_null_create(const char *name, uint32_
  * kernel zeroes the memory, about a second per several GiB): create at
  * setup, not from a worker's pass. Requests are queued at submit and done
  * by vfurt_bdev_channel_poll() in bounded steps, so that one channel never
- * holds its thread for long: a poll does at most 1 MiB of copying or
- * zeroing per channel, plus the one step that crosses that budget (a step
- * stays within one 2 MiB huge page, or 256 KiB); a request larger than that
+ * holds its thread for long: a poll does at most 1 MiB of copying or zeroing
+ * per channel, plus the one step that crosses that budget (a step stays
+ * within one 2 MiB huge page, or 256 KiB); a request larger than that
  * completes over several polls, the others on the channel taking turns with
- * it (see docs/limits.md). WRITE_ZEROES and DEALLOCATE zero the range
- * (DEALLOCATE also returns whole pages, or whole huge pages, to the kernel;
- * they fault in again when written, and WRITE_ZEROES skips those, which
- * are zero already). No volatile cache: FLUSH is a no-op.
+ * it (docs/security.md, "What a guest's commands may cost"). WRITE_ZEROES
+ * and DEALLOCATE zero the range (DEALLOCATE also returns whole pages, or
+ * whole huge pages, to the kernel; they fault in again when written, and
+ * WRITE_ZEROES skips those, which are zero already). No volatile cache:
+ * FLUSH is a no-op.
  * Channels on different threads may touch the same blocks; as with a real
  * disk, the result of overlapping concurrent writes is undefined.
  * Returns NULL with errno EINVAL or ENOMEM. Thread: any.
