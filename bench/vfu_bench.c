@@ -17,7 +17,7 @@
 #include <vfurt/nvme.h>
 #include <vfurt/runtime.h>
 
-#include "common/nvme_host.h"
+#include "hostsim/nvme_host.h"
 #include "vfu_bench.h"
 
 /* The only global: set by SIGINT/SIGTERM, read by the main thread's run loop. */

@@ -1,6 +1,6 @@
-/* NVMe host driver for tests: plays a guest's nvme driver over vfio-user with the client library. */
-#ifndef VFURT_TESTS_NVME_HOST_H
-#define VFURT_TESTS_NVME_HOST_H
+/* hostsim: a guest's NVMe driver simulated over vfio-user with the client library (for tests and vfu-bench). */
+#ifndef VFURT_HOSTSIM_NVME_HOST_H
+#define VFURT_HOSTSIM_NVME_HOST_H
 
 /*
  * A struct nvme_host is one vfio-user connection to an NVMe controller plus
@@ -38,6 +38,7 @@
 
 #define NH_PAGE 4096u
 #define NH_MAX_QID 64u /* highest queue id the host keeps state for */
+#define NH_DEFAULT_TIMEOUT_MS 5000 /* every wait, unless opts.timeout_ms */
 
 /* ---- wire layouts (NVMe base specification) ------------------------------ */
 
@@ -172,7 +173,7 @@ struct nvme_host_opts {
 	uint64_t iova;           /* where it is mapped; 0 = 4 GiB */
 	uint32_t admin_entries;  /* admin SQ/CQ size; 0 = 32 */
 	uint32_t nvec;           /* MSI-X vectors wired to eventfds; 0 = all (max 65) */
-	int timeout_ms;          /* every wait; 0 = 5000 */
+	int timeout_ms;          /* every wait; 0 = NH_DEFAULT_TIMEOUT_MS */
 	bool doorbell_msg;       /* ring doorbells with REGION_WRITE, not the mmap */
 	bool dma_by_msg;         /* do not pass the memfd: server DMA by messages */
 	bool irq_wait;           /* completion waits sleep on the CQ's eventfd */
@@ -367,7 +368,7 @@ int nh_read(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint64_t slba, ui
 	    void *buf, size_t len, const struct nh_dptr_opts *dp);
 int nh_write(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint64_t slba, uint32_t nlb,
 	     void *buf, size_t len, const struct nh_dptr_opts *dp);
-/* Write one block of it_fill(seed) data at slba of nsid (block size bs), read
+/* Write one block of nh_fill(seed) data at slba of nsid (block size bs), read
  * it back and compare: 0, the failing command's status or -errno (in *wst or
  * *rst, each may be NULL), or -EBADMSG when the data differ. */
 int nh_write_read_check(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint64_t slba,
@@ -385,4 +386,14 @@ int nh_deallocate(struct nvme_host *h, uint16_t sqid, uint32_t nsid,
 int nh_build_dptr(struct nvme_host *h, struct nh_sqe *sqe, void *buf, size_t len,
 		  const struct nh_dptr_opts *dp, void **aux, size_t *aux_len);
 
-#endif /* VFURT_TESTS_NVME_HOST_H */
+/* ---- PCI and data helpers ------------------------------------------------ */
+
+/* Config space offset of PCI capability `id` on c's device (a bounded walk of
+ * the capability list), -ENOENT when absent, or a client errno. */
+int nh_pci_find_cap(struct vfurt_client *c, uint8_t id);
+
+/* Fill buf with the data pattern of seed / check that it holds it. */
+void nh_fill(void *buf, size_t len, uint32_t seed);
+bool nh_check(const void *buf, size_t len, uint32_t seed);
+
+#endif /* VFURT_HOSTSIM_NVME_HOST_H */

@@ -1,4 +1,4 @@
-/* NVMe host driver for tests (see nvme_host.h): queues, doorbells, PRP/SGL, completions over vfio-user. */
+/* hostsim's NVMe host driver (see nvme_host.h): queues, doorbells, PRP/SGL, completions over vfio-user. */
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -10,8 +10,7 @@
 
 #include <vfurt/device.h>
 
-#include "common/it_util.h"
-#include "common/nvme_host.h"
+#include "hostsim/nvme_host.h"
 
 #define MAX_VEC 65u
 #define STRAY_MAX 64u
@@ -242,6 +241,39 @@ int nh_ring_raw(struct nvme_host *h, uint16_t qid, bool cq, uint32_t value)
 
 /* ---- open / close ---------------------------------------------------------- */
 
+/* Guest RAM: a memfd the server maps (or reaches by DMA messages). -1 on failure. */
+static int guest_ram_fd(size_t size)
+{
+	int fd = memfd_create("nh-guest-ram", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int nh_pci_find_cap(struct vfurt_client *c, uint8_t id)
+{
+	uint8_t ptr;
+	int rc;
+
+	rc = vfurt_client_region_read(c, VFURT_REGION_CONFIG, 0x34, &ptr, 1);
+	for (int guard = 0; !rc && ptr && guard < 48; guard++) {
+		uint8_t cap[2];
+
+		rc = vfurt_client_region_read(c, VFURT_REGION_CONFIG, ptr & 0xfc, cap, 2);
+		if (rc)
+			break;
+		if (cap[0] == id)
+			return ptr & 0xfc;
+		ptr = cap[1];
+	}
+	return rc ? rc : -ENOENT;
+}
+
 static int map_doorbells(struct nvme_host *h)
 {
 	struct vfurt_client_region_info ri;
@@ -272,7 +304,7 @@ static int map_doorbells(struct nvme_host *h)
 
 static int setup_msix(struct nvme_host *h)
 {
-	int cap = it_cfg_find_cap(h->c, 0x11);
+	int cap = nh_pci_find_cap(h->c, 0x11);
 	uint16_t ctrl;
 	uint32_t table;
 	uint32_t want = h->o.nvec ? h->o.nvec : MAX_VEC;
@@ -374,7 +406,7 @@ struct nvme_host *nh_open(const char *path, const struct nvme_host_opts *opts)
 {
 	/* aligned: the queues' and counters' cache lines */
 	struct nvme_host *h = aligned_alloc(_Alignof(struct nvme_host), sizeof(*h));
-	struct vfurt_client_opts co = it_opts(0);
+	struct vfurt_client_opts co = { .opts_size = sizeof(co) };
 	uint64_t cap;
 	int rc = -ENOMEM;
 
@@ -396,7 +428,7 @@ struct nvme_host *nh_open(const char *path, const struct nvme_host_opts *opts)
 	if (!h->o.admin_entries)
 		h->o.admin_entries = 32;
 	if (h->o.timeout_ms <= 0)
-		h->o.timeout_ms = IT_TIMEOUT_MS;
+		h->o.timeout_ms = NH_DEFAULT_TIMEOUT_MS;
 	co.timeout_ms = h->o.timeout_ms;
 
 	h->c = vfurt_client_connect(path, &co);
@@ -404,7 +436,7 @@ struct nvme_host *nh_open(const char *path, const struct nvme_host_opts *opts)
 		rc = -errno;
 		goto err;
 	}
-	h->memfd = it_memfd(h->o.mem_size);
+	h->memfd = guest_ram_fd(h->o.mem_size);
 	if (h->memfd < 0)
 		goto err;
 	h->mem = mmap(NULL, h->o.mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, h->memfd, 0);
@@ -1090,12 +1122,12 @@ int nh_write_read_check(struct nvme_host *h, uint16_t sqid, uint32_t nsid, uint6
 	if (bs > NH_PAGE)
 		ws = rs = -EINVAL;
 	if (w && r && bs <= NH_PAGE) {
-		it_fill(w, bs, seed);
+		nh_fill(w, bs, seed);
 		ws = nh_write(h, sqid, nsid, slba, 1, w, bs, NULL);
 		rs = ws ? ws : nh_read(h, sqid, nsid, slba, 1, r, bs, NULL);
 	}
 	rc = ws ? ws : rs;
-	if (!rc && !it_check(r, bs, seed))
+	if (!rc && !nh_check(r, bs, seed))
 		rc = -EBADMSG;
 	nh_free(h, w, NH_PAGE);
 	nh_free(h, r, NH_PAGE);
@@ -1141,6 +1173,31 @@ int nh_deallocate(struct nvme_host *h, uint16_t sqid, uint32_t nsid,
 	if (rc != -ETIMEDOUT)
 		nh_free(h, buf, io.len);
 	return rc;
+}
+
+static uint8_t pattern_byte(size_t i, uint32_t seed)
+{
+	uint32_t x = (uint32_t)i * 2654435761u + seed * 40503u + (uint32_t)(i >> 8);
+
+	return (uint8_t)(x >> 13);
+}
+
+void nh_fill(void *buf, size_t len, uint32_t seed)
+{
+	uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		p[i] = pattern_byte(i, seed);
+}
+
+bool nh_check(const void *buf, size_t len, uint32_t seed)
+{
+	const uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != pattern_byte(i, seed))
+			return false;
+	return true;
 }
 
 /* ---- admin helpers ------------------------------------------------------------ */
