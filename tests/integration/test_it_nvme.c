@@ -21,7 +21,7 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
-#include "hostsim/nvme_host.h"
+#include "common/nvme_host.h"
 
 #define NS1_BS 512u
 #define NS1_SIZE (8u << 20)
