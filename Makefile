@@ -1,13 +1,17 @@
 # Thin wrapper over CMake: `make run` and `make test` on a fresh Debian 12 machine.
 #
-#   make deps    install missing Debian packages (non-interactive, idempotent)
-#   make build   release build in build/
+#   make deps    install missing Debian packages (non-interactive, idempotent); the only
+#                target that runs apt, called once by run, test, fuzz and bench
+#   make build   release build in build/ (installs nothing; a second run compiles nothing)
 #   make run     deps + build + serve the default devices on sockets under ./run/
 #   make test    deps + build + every test: normal, ASan+UBSan, TSan (threaded tests) and a
 #                bounded fuzz run (FUZZ_SECONDS per target, default 20)
-#   make fuzz    the fuzz targets for longer (10 min each; FUZZ_SECONDS=N overrides)
+#   make fuzz    deps + the fuzz targets for longer (10 min each; FUZZ_SECONDS=N overrides)
 #   make bench   deps (+ fio) + build + microbenchmarks (bench/RESULTS.md) and the NVMe
 #                suite (bench/SUITE.md)
+#
+# The other targets (test-unit, test-asan, test-tsan, test-fuzz, fuzz-build, ...) assume
+# `make deps` has been run.
 
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
@@ -44,11 +48,12 @@ install-pkgs:
 		$$SUDO apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
 	fi
 
-build: deps
+build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVFURT_WERROR=ON $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
-run: build
+run: deps
+	@$(MAKE) --no-print-directory build
 	@mkdir -p $(RUN_DIR)
 	@echo "vfu-rt: serving a GPIO device and a RAM-backed 1 GiB NVMe controller (Ctrl-C stops):"
 	@echo "  $(RUN_DIR)/gpio0.sock  $(RUN_DIR)/nvme0.sock"
@@ -70,7 +75,7 @@ run: build
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
-test-asan: deps
+test-asan:
 	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DVFURT_WERROR=ON \
 		-DVFURT_SANITIZE=address,undefined -DVFURT_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD)-asan -j$(JOBS)
@@ -81,7 +86,7 @@ test-asan: deps
 # ThreadSanitizer; any report fails the run.
 TSAN_TESTS := runtime|stress|ring|worker|poller|nvme|bdev|hostile|guestfault
 
-test-tsan: deps
+test-tsan:
 	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DVFURT_SANITIZE=thread \
 		-DVFURT_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
 	cmake --build $(BUILD)-tsan -j$(JOBS)
@@ -95,7 +100,7 @@ FUZZ_TARGETS := msg nvme pci
 FUZZ_MAX_LEN ?= 16384
 FUZZ_LONG_SECONDS := $(if $(filter-out file undefined default,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),600)
 
-fuzz-build: deps
+fuzz-build:
 	@command -v clang >/dev/null || { echo "fuzz: clang not available"; exit 1; }
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_FLAGS="-O1 -fsanitize=fuzzer-no-link" \
 		-DCMAKE_BUILD_TYPE=Debug -DVFURT_FUZZ=ON -DVFURT_SANITIZE=address,undefined \
@@ -117,21 +122,24 @@ fuzz-run:
 	done; echo "fuzz: $(SECS)s per target without a finding"
 
 # Bounded, for `make test`: the whole step stays well under two minutes on two cores.
-test-fuzz: deps
+test-fuzz:
 	@if command -v clang >/dev/null; then \
 		$(MAKE) --no-print-directory fuzz-build && \
 		$(MAKE) --no-print-directory fuzz-run SECS=$(FUZZ_SECONDS); \
 	else echo "fuzz: clang not available, skipped"; fi
 
 # Longer: 10 minutes per target unless FUZZ_SECONDS is given.
-fuzz: fuzz-build
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
 	@$(MAKE) --no-print-directory fuzz-run SECS=$(FUZZ_LONG_SECONDS)
 
 # Regenerate tests/fuzz/seeds after changing tests/fuzz/seedgen.c (ctest checks them).
 fuzz-seeds: build
 	$(BUILD)/tests/seedgen tests/fuzz/seeds
 
-test: test-unit test-asan test-tsan test-fuzz
+# deps first and once; then the suites (a sub-make, so that -j cannot start them before it)
+test: deps
+	@$(MAKE) --no-print-directory test-unit test-asan test-tsan test-fuzz
 
 bench: bench-deps
 	bash bench/run.sh

@@ -214,6 +214,29 @@ uint64_t vb_now_ns(void);
 /* calloc for data written by one thread: whole cache lines. NULL on failure. */
 void *vb_calloc_lines(size_t n, size_t size);
 
+/* ---- options (vfu_bench_opts.c) ------------------------------------------- */
+
+/*
+ * Parse the command line into *c (defaults for what is not given). --help
+ * prints the usage and exits 0; a bad option or value is reported on stderr
+ * with the usage. 0 or -EINVAL.
+ */
+int vb_parse_args(int argc, char **argv, struct vb_cfg *c);
+/* "0-3,6" into *set. 0, or -EINVAL for a malformed or empty list. */
+int vb_parse_cpus(const char *s, cpu_set_t *set);
+/* --rw's name of mode m ("randread", ...), "?" when out of range. */
+const char *vb_rw_name(unsigned m);
+
+/* ---- reporting (vfu_bench_report.c) --------------------------------------- */
+
+/* The results on stdout: the table (per queue pair and direction, CPU use,
+ * client counters) or fio-like JSON. After vb_run. */
+void vb_report_table(struct vb_bench *b);
+void vb_report_json(struct vb_bench *b);
+/* --plot: the latency distribution of all jobs as an SVG at c.plot. 0 or -errno
+ * (printed). */
+int vb_report_plot(struct vb_bench *b);
+
 /* ---- jobs (vfu_bench_run.c) ---------------------------------------------- */
 
 /* Allocate the jobs, create their queue pairs and buffers. 0 or -errno. */

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/nvme_host.h"
+#include "hostsim/nvme_host.h"
 #include "vfu_bench.h"
 
 #define NS_PER_S 1000000000ull

@@ -5,7 +5,7 @@ cd "$1"
 pass=0
 fail=0
 files=$(git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build*')
-[ -n "$files" ] || files=$(find include io devices runtime tests bench -name '*.[ch]' 2>/dev/null)
+[ -n "$files" ] || files=$(find include io devices runtime tools hostsim tests bench -name '*.[ch]' 2>/dev/null)
 
 banned=$(grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol|strtok)\s*\(' $files | grep -v '^tests/lint.sh')
 if [ -z "$banned" ]; then pass=$((pass + 1)); echo "ok - no banned functions"; else fail=$((fail + 1)); echo "not ok - banned functions:"; echo "$banned"; fi
@@ -25,7 +25,7 @@ if [ -z "$nopurpose" ]; then pass=$((pass + 1)); echo "ok - every file starts wi
 
 if command -v cppcheck >/dev/null; then
 	out=$(cppcheck --quiet --enable=warning,performance,portability --inline-suppr -D__GNUC__ \
-		-Iinclude --error-exitcode=1 io devices runtime 2>&1)
+		-Iinclude --error-exitcode=1 io devices runtime tools hostsim 2>&1)
 	if [ $? -eq 0 ]; then pass=$((pass + 1)); echo "ok - cppcheck"; else fail=$((fail + 1)); echo "not ok - cppcheck:"; echo "$out"; fi
 else
 	echo "ok - cppcheck not installed, skipped"

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/it_util.h"
+#include "hostsim/nvme_host.h"
 
 struct vfurt_client_opts it_opts(uint32_t flags)
 {
@@ -175,21 +176,7 @@ int it_dev_dma(struct vfurt_client *c, uint32_t op, uint64_t iova, uint64_t len)
 
 int it_cfg_find_cap(struct vfurt_client *c, uint8_t id)
 {
-	uint8_t ptr;
-	int rc;
-
-	rc = vfurt_client_region_read(c, VFURT_REGION_CONFIG, 0x34, &ptr, 1);
-	for (int guard = 0; !rc && ptr && guard < 48; guard++) {
-		uint8_t cap[2];
-
-		rc = vfurt_client_region_read(c, VFURT_REGION_CONFIG, ptr & 0xfc, cap, 2);
-		if (rc)
-			break;
-		if (cap[0] == id)
-			return ptr & 0xfc;
-		ptr = cap[1];
-	}
-	return rc ? rc : -ENOENT;
+	return nh_pci_find_cap(c, id);
 }
 
 int it_msix_enable(struct vfurt_client *c, uint32_t nvec)
@@ -315,13 +302,6 @@ bool it_alive(struct vfurt_client *c)
 	       (info.flags & VFIO_DEVICE_FLAGS_PCI);
 }
 
-static uint8_t pattern_byte(size_t i, uint32_t seed)
-{
-	uint32_t x = (uint32_t)i * 2654435761u + seed * 40503u + (uint32_t)(i >> 8);
-
-	return (uint8_t)(x >> 13);
-}
-
 struct vfurt_log it_dev_log(const char *name)
 {
 	struct vfurt_log l = { .level = -1 };
@@ -336,20 +316,12 @@ struct vfurt_log it_dev_log(const char *name)
 
 void it_fill(void *buf, size_t len, uint32_t seed)
 {
-	uint8_t *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		p[i] = pattern_byte(i, seed);
+	nh_fill(buf, len, seed);
 }
 
 bool it_check(const void *buf, size_t len, uint32_t seed)
 {
-	const uint8_t *p = buf;
-
-	for (size_t i = 0; i < len; i++)
-		if (p[i] != pattern_byte(i, seed))
-			return false;
-	return true;
+	return nh_check(buf, len, seed);
 }
 
 int it_check_fds(int base)

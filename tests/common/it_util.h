@@ -67,7 +67,8 @@ int it_irq_fire(struct vfurt_client *c, uint32_t index, uint32_t vector);
  * error. */
 int it_dev_dma(struct vfurt_client *c, uint32_t op, uint64_t iova, uint64_t len);
 
-/* Config space offset of PCI capability `id`, or a negative errno. */
+/* Config space offset of PCI capability `id`, or a negative errno (hostsim's
+ * nh_pci_find_cap). */
 int it_cfg_find_cap(struct vfurt_client *c, uint8_t id);
 
 /* Enable MSI-X in config space and clear every vector's mask bit in the
@@ -105,11 +106,12 @@ int it_raw_version(struct vfurt_client *c, uint16_t major, uint16_t minor, const
 /* DEVICE_GET_INFO still answers correctly (connection alive). */
 bool it_alive(struct vfurt_client *c);
 
-/* Fill / check a buffer with a pattern derived from seed. */
 /* A device's log for tests: silent, or everything on stderr tagged `name`
  * when VFURT_TEST_VERBOSE is set. */
 struct vfurt_log it_dev_log(const char *name);
 
+/* Fill / check a buffer with a pattern derived from seed: hostsim's nh_fill /
+ * nh_check, the pattern nh_write_read_check writes. */
 void it_fill(void *buf, size_t len, uint32_t seed);
 bool it_check(const void *buf, size_t len, uint32_t seed);
 

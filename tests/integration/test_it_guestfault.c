@@ -23,7 +23,7 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
-#include "common/nvme_host.h"
+#include "hostsim/nvme_host.h"
 #include "io/fault.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -14,7 +14,7 @@
 #include <vfurt/nvme.h>
 
 #include "common/it_util.h"
-#include "common/nvme_host.h"
+#include "hostsim/nvme_host.h"
 #include "common/testsrv.h"
 
 #define MAX_IOQ 4u

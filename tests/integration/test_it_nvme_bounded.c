@@ -18,7 +18,7 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
-#include "common/nvme_host.h"
+#include "hostsim/nvme_host.h"
 
 /*
  * Controller A: a RAM namespace of 4 KiB blocks, just over 256 MiB, so one

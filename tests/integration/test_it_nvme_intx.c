@@ -22,7 +22,7 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
-#include "common/nvme_host.h"
+#include "hostsim/nvme_host.h"
 
 struct fx {
 	struct testsrv *ts;

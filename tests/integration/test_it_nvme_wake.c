@@ -17,7 +17,7 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
-#include "common/nvme_host.h"
+#include "hostsim/nvme_host.h"
 
 #define NS_BS 512u
 #define NS_SIZE (4u << 20)

@@ -21,7 +21,7 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
-#include "common/nvme_host.h"
+#include "hostsim/nvme_host.h"
 
 #define ROUNDS 300u
 #define QENT 32u

@@ -1,25 +1,16 @@
-/* vfu-ctl: inspect vfio-user servers (`info`: an lspci -vv like dump) and vfu-rt daemons (`stats`). */
+/* vfu-ctl info: a vfio-user server's protocol, device, regions and irqs, its PCI config space decoded like lspci -vv. */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <json-c/json.h>
 
 #include <vfurt/client.h>
 
-#include "runtime/config.h"
+#include "ctl_internal.h"
 
-#define EXIT_USAGE 2
 #define MAX_REGIONS_SHOWN 64u
 #define MAX_IRQS_SHOWN 32u
 
@@ -43,52 +34,6 @@
 #define PCI_CMD_MEM 0x2u
 #define PCI_STATUS_CAP 0x10u
 #define PCI_CFG_REGION 7u
-
-struct ctl_opts {
-	int timeout_ms;
-	bool twin;
-	bool no_json;
-};
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"Usage: vfu-ctl [OPTIONS] info SOCKET\n"
-		"       vfu-ctl [OPTIONS] stats CONTROL-SOCKET|PID\n"
-		"       vfu-ctl --help | --version\n"
-		"\n"
-		"Commands:\n"
-		"  info SOCKET      connect to the vfio-user server at SOCKET and print the\n"
-		"                   negotiated protocol, device, PCI config space (decoded like\n"
-		"                   lspci -vv), regions and interrupts\n"
-		"  stats CTL|PID    print a vfu-rt daemon's statistics (JSON: workers, devices)\n"
-		"                   read from its control socket, given as a path or as the\n"
-		"                   daemon's PID ($XDG_RUNTIME_DIR/vfu-rt/PID.ctl, then\n"
-		"                   /tmp/vfu-rt-UID/PID.ctl)\n"
-		"\n"
-		"Options:\n"
-		"  --timeout MS     per-request timeout in milliseconds (default 5000)\n"
-		"  --twin-socket    propose twin-socket mode\n"
-		"  --no-json        send VERSION without capabilities\n"
-		"  -h, --help       show this help\n"
-		"  -V, --version    show the version\n"
-		"\n"
-		"Exit status: 0 success, 1 runtime failure, 2 usage error.\n");
-}
-
-/* Parse a decimal int in [min, max]; no atoi: reject junk and overflow. */
-static int parse_int(const char *s, long min, long max, int *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return -EINVAL;
-	*out = (int)v;
-	return 0;
-}
 
 /* ---- little-endian config space accessors (bounds checked) ------------------ */
 
@@ -598,7 +543,7 @@ static void print_version(struct vfurt_client *cl)
 		printf("\tJSON: %s\n", json);
 }
 
-static int cmd_info(const char *path, const struct ctl_opts *co)
+int ctl_cmd_info(const char *path, const struct ctl_opts *co)
 {
 	struct vfurt_client_opts o = { .opts_size = sizeof(o), .timeout_ms = co->timeout_ms };
 	struct vfurt_client_region_info *regions = NULL;
@@ -663,241 +608,4 @@ out_regions:
 out_close:
 	vfurt_client_close(cl);
 	return rc ? 1 : 0;
-}
-
-/* ---- stats: a vfu-rt daemon's control socket -------------------------------- */
-
-/* Connect to a control socket; expect_pid > 0 checks who listens there. */
-static int ctl_connect(const char *path, pid_t expect_pid, char *err, size_t errlen)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	int fd;
-
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "%s: path too long", path);
-		return -ENAMETOOLONG;
-	}
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int rc = -errno;
-
-		snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(-rc));
-		if (fd >= 0)
-			close(fd);
-		return rc;
-	}
-	/* A per-pid name in /tmp could be anybody's: make sure that pid answers. */
-	if (expect_pid > 0 &&
-	    (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != expect_pid)) {
-		snprintf(err, errlen, "%s is not served by process %ld", path, (long)expect_pid);
-		close(fd);
-		return -EPERM;
-	}
-	return fd;
-}
-
-/* Read until EOF, waiting at most timeout_ms in total. Returns a malloc'ed string. */
-static char *read_all(int fd, int timeout_ms, char *err, size_t errlen)
-{
-	struct timespec t0;
-	size_t len = 0;
-	size_t cap = 4096;
-	char *buf = malloc(cap);
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (buf) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		struct timespec t;
-		ssize_t n;
-		long left;
-
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 +
-				     (t.tv_nsec - t0.tv_nsec) / 1000000);
-		if (left <= 0) {
-			snprintf(err, errlen, "no complete answer within %d ms", timeout_ms);
-			goto err_free;
-		}
-		if (poll(&p, 1, (int)left) < 0 && errno != EINTR) {
-			snprintf(err, errlen, "poll: %s", strerror(errno));
-			goto err_free;
-		}
-		if (!p.revents)
-			continue;
-		if (len + 1 == cap) {
-			char *nb = cap >= (64u << 20) ? NULL : realloc(buf, cap * 2);
-
-			if (!nb) {
-				snprintf(err, errlen, "answer too large");
-				goto err_free;
-			}
-			buf = nb;
-			cap *= 2;
-		}
-		n = read(fd, buf + len, cap - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "read: %s", strerror(errno));
-			goto err_free;
-		}
-		if (n == 0) {
-			buf[len] = '\0';
-			return buf;
-		}
-		len += (size_t)n;
-	}
-	snprintf(err, errlen, "out of memory");
-	return NULL;
-
-err_free:
-	free(buf);
-	return NULL;
-}
-
-static bool all_digits(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return false;
-	return true;
-}
-
-/* pid's default control socket at path, only in a directory private to us (as vfu-rt makes it). */
-static int ctl_connect_default(pid_t pid, bool use_tmp, const char *path, char *err,
-			       size_t errlen)
-{
-	char dir[VFURT_CONFIG_PATH_MAX + 1];
-	int rc = vfurt_config_default_ctl_dir(use_tmp, dir, sizeof(dir));
-
-	if (!rc)
-		rc = vfurt_config_ctl_dir_check(dir, false, err, errlen);
-	return rc ? rc : ctl_connect(path, pid, err, errlen);
-}
-
-static int cmd_stats(const char *arg, const struct ctl_opts *co)
-{
-	struct json_object *root;
-	char err[512] = "";
-	char path[VFURT_CONFIG_PATH_MAX + 1];
-	char *text;
-	int fd = -1;
-
-	if (all_digits(arg)) {
-		char path2[VFURT_CONFIG_PATH_MAX + 1];
-		char err2[512] = "";
-		int pid;
-
-		if (parse_int(arg, 1, 0x3fffffff, &pid)) {
-			fprintf(stderr, "vfu-ctl: stats: '%s' is not a process id\n", arg);
-			return EXIT_USAGE;
-		}
-		if (kill(pid, 0) < 0 && errno == ESRCH) {
-			fprintf(stderr, "vfu-ctl: stats: no process %d\n", pid);
-			return 1;
-		}
-		if (vfurt_config_default_ctl_path(pid, false, path, sizeof(path)) == 0)
-			fd = ctl_connect_default(pid, false, path, err, sizeof(err));
-		if (fd < 0 && vfurt_config_default_ctl_path(pid, true, path2, sizeof(path2)) == 0 &&
-		    strcmp(path, path2)) {
-			fd = ctl_connect_default(pid, true, path2, err2, sizeof(err2));
-			if (fd < 0 && err[0]) {
-				size_t l = strlen(err);
-
-				snprintf(err + l, sizeof(err) - l, "; %s", err2);
-			} else if (fd < 0) {
-				snprintf(err, sizeof(err), "%s", err2);
-			}
-		}
-		if (fd < 0) {
-			fprintf(stderr, "vfu-ctl: stats: process %d: %s (is it vfu-rt? if it was "
-				"started with --control-socket PATH, pass PATH)\n", pid, err);
-			return 1;
-		}
-	} else {
-		fd = ctl_connect(arg, 0, err, sizeof(err));
-		if (fd < 0) {
-			fprintf(stderr, "vfu-ctl: stats: %s\n", err);
-			return 1;
-		}
-	}
-	text = read_all(fd, co->timeout_ms, err, sizeof(err));
-	close(fd);
-	if (!text) {
-		fprintf(stderr, "vfu-ctl: stats: %s\n", err);
-		return 1;
-	}
-	root = json_tokener_parse(text);
-	if (!root || !json_object_is_type(root, json_type_object)) {
-		fprintf(stderr, "vfu-ctl: stats: the answer is not a JSON object: %.200s\n", text);
-		json_object_put(root);
-		free(text);
-		return 1;
-	}
-	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-							JSON_C_TO_STRING_SPACED));
-	json_object_put(root);
-	free(text);
-	return 0;
-}
-
-int main(int argc, char **argv)
-{
-	struct ctl_opts co = { .timeout_ms = VFURT_CLIENT_DEFAULT_TIMEOUT_MS };
-	int i;
-
-	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-		const char *a = argv[i];
-
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			return 0;
-		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-			printf("vfu-ctl %s\n", VFURT_VERSION);
-			return 0;
-		} else if (!strcmp(a, "--timeout")) {
-			if (i + 1 >= argc || parse_int(argv[++i], 1, 3600000, &co.timeout_ms)) {
-				fprintf(stderr, "vfu-ctl: --timeout needs milliseconds (1..3600000)\n");
-				return EXIT_USAGE;
-			}
-		} else if (!strcmp(a, "--twin-socket")) {
-			co.twin = true;
-		} else if (!strcmp(a, "--no-json")) {
-			co.no_json = true;
-		} else if (!strcmp(a, "--")) {
-			i++;
-			break;
-		} else {
-			fprintf(stderr, "vfu-ctl: unknown option '%s'\n", a);
-			usage(stderr);
-			return EXIT_USAGE;
-		}
-	}
-	if (i >= argc) {
-		fprintf(stderr, "vfu-ctl: missing command\n");
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if (!strcmp(argv[i], "info")) {
-		if (argc - i != 2) {
-			fprintf(stderr, "vfu-ctl: usage: vfu-ctl info SOCKET\n");
-			return EXIT_USAGE;
-		}
-		return cmd_info(argv[i + 1], &co);
-	}
-	if (!strcmp(argv[i], "stats")) {
-		if (argc - i != 2) {
-			fprintf(stderr, "vfu-ctl: usage: vfu-ctl stats CONTROL-SOCKET|PID\n");
-			return EXIT_USAGE;
-		}
-		return cmd_stats(argv[i + 1], &co);
-	}
-	fprintf(stderr, "vfu-ctl: unknown command '%s'\n", argv[i]);
-	usage(stderr);
-	return EXIT_USAGE;
 }
