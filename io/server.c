@@ -179,8 +179,10 @@ err_close:
 	return rc;
 }
 
-/* Single-threaded host: queues are polled in run_once, irqs written at once,
- * nothing to synchronise before an unmap. */
+/* Single-threaded host: every queue is polled in run_once on the one thread
+ * that is also every device's home (so VFURT_QUEUE_HOME and any other hint
+ * resolve to it), irqs written at once, nothing to synchronise before an
+ * unmap. */
 static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queue *q, int hint)
 {
 	return 0;

@@ -843,11 +843,17 @@ static void queue_unregister_on(void *arg)
 	vfurt_queue_set_host_data(c->q, NULL);
 }
 
+/* Where q is polled: its hint resolved as runtime.h says ("queue placement").
+ * Any thread: the endpoint list does not change once the runtime started. */
 static struct vfurt_worker *queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q)
 {
 	int hint = vfurt_queue_hint(q);
 	uint32_t i = hint >= 0 ? (uint32_t)hint : vfurt_queue_index(q);
 
+	if (hint == VFURT_QUEUE_HOME)
+		for (uint32_t k = 0; k < rt->nr_eps; k++)
+			if (rt->eps[k]->dev == vfurt_queue_dev(q))
+				return rt->eps[k]->home;
 	return &rt->workers[i % rt->nr_workers];
 }
 

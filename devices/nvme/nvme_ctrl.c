@@ -9,8 +9,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <vfurt/runtime.h>
-
 #include "nvme_internal.h"
 
 /* PCI identity: the vfio-user NVMe ids libvfio-user's and SPDK's servers
@@ -225,12 +223,10 @@ static void nvme_dma_unmap_op(struct vfurt_dev *dev, void *arg, const struct vfu
 static void nvme_attach_op(struct vfurt_dev *dev, void *arg)
 {
 	struct nvme_ctrl *c = arg;
-	struct vfurt_worker *w = vfurt_worker_self();
 
 	/* the admin queue must run where the control plane runs: it creates
 	 * and deletes queues */
-	c->home_hint = w ? (int)vfurt_worker_id(w) : -1;
-	c->ctrl_q = vfurt_dev_queue_add(dev, ctrl_poll, c, c->home_hint);
+	c->ctrl_q = vfurt_dev_queue_add(dev, ctrl_poll, c, VFURT_QUEUE_HOME);
 	if (!c->ctrl_q)
 		vfurt_logf(&c->log, VFURT_LOG_ERR, "%s: cannot poll the admin queue", c->name);
 	else
@@ -552,7 +548,6 @@ struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts)
 	c->mqes = o.max_queue_entries - 1;
 	c->nr_ns = o.nr_ns;
 	c->own_bdevs = o.own_bdevs;
-	c->home_hint = -1;
 	err = init_ns(c, &o);
 	if (err)
 		goto err_free;

@@ -337,7 +337,6 @@ struct nvme_ctrl {
 	struct nvme_sq *sq[NVME_MAX_QID + 1];
 	struct nvme_cq *cq[NVME_MAX_QID + 1];
 	struct vfurt_queue *ctrl_q; /* controller poller (admin queue) */
-	int home_hint;
 	bool io_paused;
 	/* Waits a guest starts (a shutdown, a Delete I/O SQ, while a backlog of
 	 * its commands is in flight) are worked off by the controller poller in

@@ -249,20 +249,29 @@ VFURT_EXPORT int vfurt_dev_add_ioregionfd(struct vfurt_dev *dev, uint32_t index,
 
 struct vfurt_queue;
 
-/* Poll one queue; return VFURT_POLLER_BUSY (1) when it did work, else 0. */
+/* Poll one queue; return 1 when it did work, 0 when it found none (a host
+ * keeps polling without a pause while its queues do work). */
 typedef int (*vfurt_queue_fn)(struct vfurt_dev *dev, void *arg);
+
+/* Placement hints of vfurt_dev_queue_add(), besides keys >= 0. */
+#define VFURT_QUEUE_ANY (-1)  /* wherever the host likes */
+#define VFURT_QUEUE_HOME (-2) /* the device's home thread: where its messages are handled */
 
 /*
  * Expose a pollable queue (e.g. an NVMe I/O queue pair). Whoever serves the
- * device decides where it is polled: the caller-driven server polls every
- * queue in run_once; the runtime polls queue number i on worker i mod n, or
- * on worker_hint when >= 0. fn runs on that worker's thread, concurrently
- * with the device's control plane: it may translate DMA addresses and raise
- * irqs, and must synchronise anything else with the model itself.
+ * device decides where it is polled, guided by hint: VFURT_QUEUE_HOME (for a
+ * queue that belongs with the control plane, like the NVMe admin queue),
+ * VFURT_QUEUE_ANY, or a key >= 0 (queues with equal keys are polled
+ * together; a host that polls on several threads spreads different keys).
+ * The hosts' rules are in server.h (vfurt_server_run_once) and runtime.h
+ * ("queue placement"). Unless hint is VFURT_QUEUE_HOME, fn may run on
+ * another thread, concurrently with the device's control plane: it may
+ * translate DMA addresses and raise irqs, and must synchronise anything else
+ * with the model itself.
  * Thread: the device's thread. Returns NULL with errno ENOMEM/EINVAL.
  */
 VFURT_EXPORT struct vfurt_queue *vfurt_dev_queue_add(struct vfurt_dev *dev, vfurt_queue_fn fn,
-						     void *arg, int worker_hint);
+						     void *arg, int hint);
 
 /*
  * Stop polling *q and free it; when it returns fn is not running and will

@@ -141,7 +141,12 @@ VFURT_EXPORT int vfurt_conn_tick(struct vfurt_conn *conn, uint64_t now_ms);
  */
 struct vfurt_dev_host_ops {
 	size_t ops_size;
-	/* Start polling q (vfurt_dev_queue_add). Return 0 or a negative errno. */
+	/*
+	 * Start polling q (vfurt_dev_queue_add). worker_hint is the hint given
+	 * there (also vfurt_queue_hint(q)): the host resolves it to one of its
+	 * threads, VFURT_QUEUE_HOME to the one that handles dev's messages.
+	 * Return 0 or a negative errno.
+	 */
 	int (*queue_start)(void *host, struct vfurt_dev *dev, struct vfurt_queue *q,
 			   int worker_hint);
 	/* Stop polling q; return only once its fn cannot run anymore. */

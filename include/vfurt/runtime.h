@@ -112,6 +112,23 @@ VFURT_EXPORT struct vfurt_worker *vfurt_worker_self(void);
 VFURT_EXPORT uint32_t vfurt_worker_id(const struct vfurt_worker *w);
 VFURT_EXPORT int vfurt_worker_cpu(const struct vfurt_worker *w);
 
+/* ---- queue placement --------------------------------------------------- */
+
+/*
+ * The runtime polls each device queue (vfurt_dev_queue_add in device.h) as
+ * a poller on one worker, chosen by the queue's hint:
+ *  - VFURT_QUEUE_HOME: the device's home worker (vfurt_runtime_add_device),
+ *    which also handles its messages and watched fds (NVMe: the admin
+ *    queue, which creates and deletes the I/O queues);
+ *  - a key k >= 0: worker k mod n, n the worker count (NVMe: the CQ id, so
+ *    a CQ and its SQs share a worker and keep it across pauses);
+ *  - VFURT_QUEUE_ANY (or any other negative hint): worker (queue index) mod n.
+ * Starting or stopping a queue is a call run on that worker, which the
+ * caller waits for (serving its own inbox meanwhile, so two workers placing
+ * queues on each other do not deadlock). A queue fn's 1 (did work) counts as
+ * its poller's VFURT_POLLER_BUSY.
+ */
+
 /* ---- pollers ----------------------------------------------------------- */
 
 #define VFURT_POLLER_IDLE 0

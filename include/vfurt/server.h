@@ -66,7 +66,9 @@ VFURT_EXPORT int vfurt_server_next_timeout_ms(const struct vfurt_server *srv);
  * Wait up to timeout_ms (0 = do not wait, -1 = forever; while clients are
  * connected, at most 100 ms: it may then return 0 early) and handle what is
  * ready: run the connections' timers, accept clients, process their messages, drop broken connections
- * (only that connection; the others keep being served). Returns the number
+ * (only that connection; the others keep being served). Every device queue
+ * (vfurt_dev_queue_add), whatever its placement hint, is polled once per call
+ * on the calling thread, which is also every device's home thread. Returns the number
  * of events handled (>= 0), or -EINTR when a signal interrupted the wait.
  */
 VFURT_EXPORT int vfurt_server_run_once(struct vfurt_server *srv, int timeout_ms);
