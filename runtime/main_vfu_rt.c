@@ -22,10 +22,10 @@
 #include <vfurt/server.h>
 #include <vfurt/vfio_user.h>
 
-#include "runtime/config.h"
-#include "runtime/conn_limits.h"
-#include "runtime/cpuset.h"
-#include "runtime/devspec.h"
+#include "config.h"
+#include "conn_limits.h"
+#include "cpuset.h"
+#include "devspec.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2

@@ -14,7 +14,7 @@
 
 #include <vfurt/server.h>
 
-#include "../io/fault.h"
+#include "io/fault.h" /* an io/ internal runtime/ may use (CMakeLists.txt) */
 #include "cpuset.h"
 #include "rt_internal.h"
 #include "tsan.h"

@@ -15,7 +15,7 @@
 #include <vfurt/engine.h>
 #include <vfurt/runtime.h>
 
-#include "../io/log_internal.h"
+#include "io/log_internal.h" /* an io/ internal runtime/ may use (CMakeLists.txt) */
 #include "poller.h"
 #include "ring.h"
 
