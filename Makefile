@@ -84,7 +84,7 @@ test-asan:
 
 # The tests that run threads (runtime, stress, ring, worker, poller) under
 # ThreadSanitizer; any report fails the run.
-TSAN_TESTS := runtime|stress|ring|worker|poller|nvme|bdev|hostile|guestfault
+TSAN_TESTS := runtime|stress|ring|worker|poller|nvme|bdev|hostile|guestfault|placement
 
 test-tsan:
 	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DVFURT_SANITIZE=thread \
