@@ -1,0 +1,38 @@
+/* vfu-rt's control socket: where `vfu-ctl stats` reads the daemon's statistics. */
+#ifndef VFURT_RUNTIME_VFU_RT_CTL_H
+#define VFURT_RUNTIME_VFU_RT_CTL_H
+
+#include <vfurt/log.h>
+#include <vfurt/runtime.h>
+
+#include "config.h"
+
+/* The daemon's control socket. */
+struct ctl {
+	int fd;                                 /* listening socket or -1 */
+	char path[VFURT_CONFIG_PATH_MAX + 1];   /* socket file (removed at exit) */
+	char link[VFURT_CONFIG_PATH_MAX + 1];   /* per-pid name linking to path, or "" */
+};
+
+/*
+ * Listen on explicit_path, or (NULL or "") on the default path in the
+ * private control directory ($XDG_RUNTIME_DIR/vfu-rt/ or /tmp/vfu-rt-UID/,
+ * created 0700 and checked), replacing a stale socket of a dead daemon.
+ * c->fd is non-blocking. Returns 0 (also when the default socket cannot be
+ * made: a warning on log, c->fd -1), or a negative errno when the explicit
+ * path cannot be listened on (said on stderr).
+ */
+int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt_log *log);
+
+/* Close the socket and remove its file and per-pid link. Idempotent. */
+void ctl_close(struct ctl *c);
+
+/*
+ * Answer every pending connection with the runtime's statistics JSON and a
+ * newline, then close it. Writing to one client takes at most 1 s; a
+ * client that does not read is dropped. Called from the daemon's main
+ * thread when c->fd is readable; never blocks on accept.
+ */
+void ctl_serve(struct ctl *c, const struct vfurt_runtime *rt, const struct vfurt_log *log);
+
+#endif /* VFURT_RUNTIME_VFU_RT_CTL_H */
