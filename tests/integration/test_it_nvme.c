@@ -22,6 +22,7 @@
 
 #include "common/it_util.h"
 #include "common/nvme_host.h"
+#include "common/skip.h"
 
 #define NS1_BS 512u
 #define NS1_SIZE (8u << 20)
@@ -1292,7 +1293,7 @@ static void test_daemon_durability(void **state)
 	pid_t pid;
 
 	if (access(VFURT_BUILD_DIR "/vfu-rt", X_OK) != 0)
-		skip();
+		test_skip("no daemon at " VFURT_BUILD_DIR "/vfu-rt (not built)");
 	snprintf(sock, sizeof(sock), "/tmp/vfurt-nvme-d%d.sock", (int)getpid());
 	snprintf(f->file, sizeof(f->file), "/tmp/vfurt-nvme-d%d.img", (int)getpid());
 	unlink(f->file);
@@ -1356,5 +1357,5 @@ int main(void)
 		cmocka_set_test_filter(getenv("NVME_TEST"));
 	if (getenv("NVME_SKIP"))
 		cmocka_set_skip_filter(getenv("NVME_SKIP"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_run_group("integration: NVMe", tests, NULL, NULL);
 }
