@@ -113,6 +113,7 @@ static void idle_gap(void)
 	nanosleep(&ts, NULL);
 }
 
+/* The sleeps of all workers so far (a sleep is counted when it ends). */
 static uint64_t total_sleeps(struct testsrv *ts)
 {
 	struct vfurt_runtime *rt = testsrv_runtime(ts);
@@ -126,6 +127,44 @@ static uint64_t total_sleeps(struct testsrv *ts)
 	}
 	return n;
 }
+
+/*
+ * An idle gap, and proof that the workers slept in it: each is seen
+ * "sleeping" (vfurt_runtime_worker_where) before the test goes on, so what
+ * the test does next has to wake one. Returns total_sleeps() then; after
+ * the wake-up the count is higher (woke_up()). Without the check, a worker
+ * that never went to sleep (busy mode by mistake, a poller that stays
+ * busy) would pass every wake-up test.
+ */
+static uint64_t sleep_gap(struct testsrv *ts)
+{
+	struct vfurt_runtime *rt = testsrv_runtime(ts);
+
+	idle_gap();
+	for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
+		const char *where = vfurt_runtime_worker_where(rt, i);
+
+		for (int t = 0; t < IT_SETTLE_MS * 10 && strcmp(where, "sleeping") != 0; t++) {
+			usleep(100);
+			where = vfurt_runtime_worker_where(rt, i);
+		}
+		if (strcmp(where, "sleeping") != 0)
+			fail_msg("worker %u did not sleep in an idle gap: %s", i, where);
+	}
+	return total_sleeps(ts);
+}
+
+/* A sleep ended since sleep_gap() returned `before`. */
+static void woke_up_at(struct testsrv *ts, uint64_t before, int line)
+{
+	uint64_t now = total_sleeps(ts);
+
+	if (now <= before)
+		fail_msg("line %d: no worker woke up (%llu sleeps before, %llu now)", line,
+			 (unsigned long long)before, (unsigned long long)now);
+}
+
+#define woke_up(ts, before) woke_up_at(ts, before, __LINE__)
 
 static int teardown(void **state)
 {
@@ -216,12 +255,11 @@ static void test_ioeventfd_wakes_sleeping_worker(void **state)
 	f->h = host_up(f, 0, &ho, true);
 	for (uint32_t i = 0; i < 200; i++)
 		good_io(f->h, i);
-	sleeps = total_sleeps(f->ts);
 	for (uint32_t i = 0; i < 5; i++) {
-		idle_gap();
+		sleeps = sleep_gap(f->ts);
 		good_io(f->h, 1000 + i);
+		woke_up(f->ts, sleeps);
 	}
-	assert_true(total_sleeps(f->ts) > sleeps); /* the workers did sleep */
 	nh_get_stats(f->h, &st);
 	assert_true(st.ioeventfd_doorbells > 0);  /* and doorbells woke them */
 	assert_true(st.shadow_skipped > 0);       /* busy: no MMIO doorbell */
@@ -267,18 +305,21 @@ static void test_ioeventfd_without_shadow_is_fatal(void **state)
 static void test_trapped_doorbells_wake(void **state)
 {
 	struct fx *f = fx_new();
+	uint64_t sleeps;
 
 	*state = f;
 	f->ts = start(true, false, LONG_SLEEP_US);
 	f->h = host_up(f, 0, NULL, false);
 	for (uint32_t i = 0; i < 3; i++) {
-		idle_gap();
+		sleeps = sleep_gap(f->ts);
 		good_io(f->h, i);
+		woke_up(f->ts, sleeps);
 	}
 	assert_int_equal(nh_dbbuf_enable(f->h), 0);
 	for (uint32_t i = 0; i < 3; i++) {
-		idle_gap();
+		sleeps = sleep_gap(f->ts);
 		good_io(f->h, 10 + i);
+		woke_up(f->ts, sleeps);
 	}
 }
 
@@ -287,6 +328,7 @@ static void test_event_wakes_admin(void **state)
 {
 	struct fx *f = fx_new();
 	struct nh_cqe cqe;
+	uint64_t sleeps;
 	uint16_t aer;
 
 	*state = f;
@@ -294,9 +336,10 @@ static void test_event_wakes_admin(void **state)
 	f->h = host_up(f, 0, NULL, false);
 	assert_int_equal(nh_create_io_pair(f->h, 2, QENT, 2), 0);
 	assert_int_equal(nh_aer_submit(f->h, &aer), 0);
-	idle_gap();
+	sleeps = sleep_gap(f->ts);
 	assert_int_equal(nh_ring_raw(f->h, 2, false, QENT + 3), 0);
 	assert_int_equal(nh_wait(f->h, 0, aer, &cqe, -1), 0);
+	woke_up(f->ts, sleeps);
 	assert_int_equal((cqe.dw0 >> 8) & 0xff, 0x01); /* invalid doorbell value */
 	good_io(f->h, 3);
 }
@@ -307,14 +350,16 @@ static void test_event_wakes_admin(void **state)
 static void test_mapped_doorbells_capped_sleep(void **state)
 {
 	struct fx *f = fx_new();
+	uint64_t sleeps;
 
 	*state = f;
 	f->ts = start(false, false, 0 /* default 1 ms */);
 	f->h = host_up(f, 0, NULL, false);
 	assert_true(nh_doorbells_mapped(f->h));
 	for (uint32_t i = 0; i < 3; i++) {
-		idle_gap();
+		sleeps = sleep_gap(f->ts);
 		good_io(f->h, i);
+		woke_up(f->ts, sleeps);
 	}
 }
 
