@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "common/fixture.h"
 #include "common/it_util.h"
 #include "common/testsrv.h"
 
@@ -22,16 +23,6 @@
 #define PG 4096u
 #define RW (VFIO_USER_DMA_MAP_FLAG_READ | VFIO_USER_DMA_MAP_FLAG_WRITE)
 #define HDR sizeof(struct vfio_user_header)
-
-/* dev[0], dev[1]: test devices; dev[2]: a device with a read-only BAR0. */
-struct vx {
-	struct testsrv *ts;
-	struct vfurt_dev *dev[3];
-	struct testdev_stats *st[2];
-	struct vfurt_client *c;  /* on dev[0] */
-	struct vfurt_client *c2; /* on dev[1]: must keep working whatever c does */
-	int base_fds;
-};
 
 static uint8_t rbuf[1 << 17];
 
@@ -64,26 +55,21 @@ static struct vfurt_dev *ro_dev_create(void)
 
 /* ---- fixture ------------------------------------------------------------------ */
 
+/* dev[0], dev[1]: test devices; dev[2]: a device with a read-only BAR0. c
+ * talks to dev[0], c2 to dev[1]. */
 static int vx_start(void **state, const struct testdev_opts *d0,
 		    const struct vfurt_conn_opts *co, uint32_t cflags)
 {
-	struct vx *x = calloc(1, sizeof(*x));
+	struct vfurt_client_opts c = it_opts(cflags);
+	struct it_fx_opts o = { .name = "it-val", .ntestdev = 2, .dev0 = d0,
+				.extra = ro_dev_create(), .conn = co, .client = &c,
+				.client2 = true };
 
-	*state = x;
-	if (!x)
+	if (!o.extra) {
+		*state = NULL;
 		return -1;
-	x->dev[0] = testdev_create("it-val0", d0, &x->st[0]);
-	x->dev[1] = testdev_create("it-val1", NULL, &x->st[1]);
-	x->dev[2] = ro_dev_create();
-	if (!x->dev[0] || !x->dev[1] || !x->dev[2])
-		return -1;
-	x->ts = testsrv_start(x->dev, 3, co);
-	if (!x->ts)
-		return -1;
-	x->base_fds = test_count_fds();
-	x->c = it_connect(testsrv_path(x->ts, 0), cflags);
-	x->c2 = it_connect(testsrv_path(x->ts, 1), 0);
-	return x->c && x->c2 ? 0 : -1;
+	}
+	return it_fx_start(state, &o);
 }
 
 static int setup(void **state)
@@ -96,26 +82,8 @@ static int setup_no_handshake(void **state)
 	return vx_start(state, NULL, NULL, VFURT_CLIENT_NO_HANDSHAKE);
 }
 
-static int teardown(void **state)
-{
-	struct vx *x = *state;
-	int rc = 0;
-
-	if (!x)
-		return 0;
-	vfurt_client_close(x->c);
-	vfurt_client_close(x->c2);
-	if (it_check_fds(x->base_fds))
-		rc = -1;
-	testsrv_stop(x->ts);
-	testdev_stats_free(x->st[0]);
-	testdev_stats_free(x->st[1]);
-	free(x);
-	return rc;
-}
-
 /* The other device on the same server is unaffected. */
-static void guard_ok(struct vx *x)
+static void guard_ok(struct it_fx *x)
 {
 	uint32_t v = 0;
 
@@ -137,7 +105,7 @@ static int req(struct vfurt_client *c, uint16_t cmd, const void *p, size_t len, 
 
 static void test_command_before_version(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_device_info info = { .argsz = sizeof(info) };
 	struct vfio_user_dma_map map = { .argsz = sizeof(map), .flags = RW, .addr = IOVA,
 					 .size = PG };
@@ -155,7 +123,7 @@ static void test_command_before_version(void **state)
 
 static void test_second_version(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 
 	assert_int_equal(it_raw_version(x->c, 0, 0, "{}", NULL), -EINVAL);
 	assert_int_equal(it_raw_version(x->c, 0, 0, NULL, NULL), -EINVAL);
@@ -165,7 +133,7 @@ static void test_second_version(void **state)
 
 static void test_bad_major(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfurt_client_opts o = it_opts(VFURT_CLIENT_SET_VERSION);
 
 	/* the error reply comes first, then the server hangs up */
@@ -209,7 +177,7 @@ static void test_version_bad_json(void **state)
 		"{\"capabilities\":{\"twin_socket\":true}}",
 		"{\"capabilities\":{\"twin_socket\":{\"supported\":\"yes\"}}}",
 	};
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_version v = { 0 };
 	char unterminated[sizeof(v) + 2];
 	int id;
@@ -246,7 +214,7 @@ static void test_version_json_tolerated(void **state)
 		"{\"capabilities\":{\"unknown_key\":{\"a\":1},\"max_msg_fds\":1}}",
 		"{\"capabilities\":{\"pgsizes\":12288,\"migration\":{\"pgsize\":4096}}}",
 	};
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	uint16_t minor = 99;
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -271,7 +239,7 @@ static void test_version_json_tolerated(void **state)
 
 static void test_header_flags(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_device_info info = { .argsz = sizeof(info) };
 	static const uint32_t bad[] = { 1u << 6, 1u << 31, VFIO_USER_F_ERROR };
 
@@ -290,7 +258,7 @@ static void test_header_flags(void **state)
  * it (and any fd) and the next reply belongs to the next command. */
 static void test_reply_from_client_dropped(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_device_info info = { .argsz = sizeof(info) };
 	int n0 = test_count_fds();
 	int efd = it_eventfd();
@@ -318,7 +286,7 @@ static void test_reply_from_client_dropped(void **state)
 static void test_unknown_commands(void **state)
 {
 	static const uint16_t cmds[] = { 0, VFIO_USER_MAX_COMMAND, 100, 0xffff };
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	uint8_t payload[32] = { 0 };
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
@@ -330,7 +298,7 @@ static void test_unknown_commands(void **state)
 
 static void test_dma_rw_from_client(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_dma_access a = { .addr = IOVA, .count = 0 };
 
 	assert_int_equal(req(x->c, VFIO_USER_DMA_READ, &a, sizeof(a), NULL, 0), -EINVAL);
@@ -353,7 +321,7 @@ static void test_short_payloads(void **state)
 		{ VFIO_USER_REGION_WRITE, sizeof(struct vfio_user_region_access) },
 		{ VFIO_USER_REGION_WRITE_MULTI, sizeof(struct vfio_user_write_multi) },
 	};
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	uint8_t p[64];
 
 	for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
@@ -380,7 +348,7 @@ static void test_short_payloads(void **state)
 
 static void test_argsz_too_small(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_device_info info = { .argsz = sizeof(info) - 1 };
 	struct vfio_region_info ri = { .argsz = sizeof(ri) - 1 };
 	struct vfio_irq_info ii = { .argsz = sizeof(ii) - 1, .index = VFURT_IRQ_MSIX };
@@ -438,7 +406,7 @@ static int wr(struct vfurt_client *c, uint32_t region, uint64_t off, uint32_t co
 
 static void test_region_index(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfurt_client_region_info ri;
 	struct vfurt_client_io_fds io;
 	struct vfio_irq_info ii;
@@ -465,7 +433,7 @@ static void test_region_index(void **state)
 
 static void test_region_bounds(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 
 	assert_int_equal(rd(x->c, VFURT_REGION_BAR1, UINT64_MAX - 1, 4), -EINVAL);
 	assert_int_equal(rd(x->c, VFURT_REGION_BAR1, UINT64_MAX, 1), -EINVAL);
@@ -491,7 +459,7 @@ static int setup_small_xfer(void **state)
 
 static void test_region_count_over_max(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	uint8_t *big = malloc(3 * 4096);
 
 	assert_non_null(big);
@@ -512,7 +480,7 @@ static void test_region_count_over_max(void **state)
 
 static void test_region_write_len_mismatch(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	uint32_t v = 0;
 
 	assert_int_equal(it_wr32(x->c, VFURT_REGION_BAR0, 0x30, 0x12345678), 0);
@@ -526,7 +494,7 @@ static void test_region_write_len_mismatch(void **state)
 
 static void test_region_write_read_only(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfurt_client *c = it_connect(testsrv_path(x->ts, 2), 0);
 	struct vfurt_client_region_info ri;
 	struct vfio_user_write_multi_entry e = { .region = 0, .offset = 0, .count = 4 };
@@ -548,7 +516,7 @@ static void test_region_write_read_only(void **state)
 
 static void test_write_multi_not_negotiated(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_write_multi_entry e = { .region = VFURT_REGION_BAR0, .offset = 0x50,
 						 .count = 4, .data = { 1, 2, 3, 4 } };
 	struct vfurt_client_opts o = it_opts(VFURT_CLIENT_NO_WRITE_MULTIPLE);
@@ -581,7 +549,7 @@ static int multi(struct vfurt_client *c, uint64_t wr_cnt,
 
 static void test_write_multi_invalid(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_write_multi_entry e[VFIO_USER_MULTI_MAX + 1];
 	uint8_t back[0x80];
 	size_t i;
@@ -648,7 +616,7 @@ static int unmap(struct vfurt_client *c, uint64_t iova, uint64_t size, uint32_t 
 
 static void test_dma_map_invalid(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 
 	assert_int_equal(map(x->c, IOVA, 4 * PG, RW, 0, NULL, 0), 0);
 	/* overlaps: inside, straddling either end, covering */
@@ -673,7 +641,7 @@ static void test_dma_map_invalid(void **state)
 
 static void test_dma_map_fds_invalid(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	int n0 = test_count_fds();
 	int fds[2] = { it_memfd(4 * PG), it_memfd(4 * PG) };
 	int pfd[2];
@@ -715,7 +683,7 @@ static int setup_max_maps(void **state)
 
 static void test_dma_map_limit(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfurt_client_caps caps;
 
 	assert_int_equal(vfurt_client_caps(x->c, &caps), 0);
@@ -730,7 +698,7 @@ static void test_dma_map_limit(void **state)
 
 static void test_dma_unmap_invalid(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 
 	assert_int_equal(map(x->c, IOVA, 4 * PG, RW, 0, NULL, 0), 0);
 	/* no exact match */
@@ -759,7 +727,7 @@ static void test_dma_unmap_invalid(void **state)
  */
 static void test_dma_unmap_with_fd(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_dma_unmap u = { .argsz = sizeof(u), .addr = IOVA, .size = 4 * PG };
 	struct vfio_user_dma_unmap all = { .argsz = sizeof(all),
 					   .flags = VFIO_USER_DMA_UNMAP_FLAG_ALL };
@@ -827,7 +795,7 @@ static int set_irqs(struct vfurt_client *c, uint32_t flags, uint32_t index, uint
 
 static void test_set_irqs_invalid(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	const uint8_t b[4] = { 1, 1, 1, 1 }, two = 2;
 	int n0 = test_count_fds();
 	int efd[17];
@@ -894,7 +862,7 @@ static void test_set_irqs_invalid(void **state)
 
 static void test_fds_with_other_commands(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_device_info info = { .argsz = sizeof(info) };
 	struct vfio_user_dma_unmap um = { .argsz = sizeof(um), .flags = VFIO_USER_DMA_UNMAP_FLAG_ALL };
 	int n0 = test_count_fds();
@@ -933,7 +901,7 @@ static int setup_no_reset(void **state)
 
 static void test_reset_not_supported(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct vfio_user_device_info info;
 
 	assert_int_equal(vfurt_client_device_info(x->c, &info), 0);
@@ -945,7 +913,7 @@ static void test_reset_not_supported(void **state)
 
 /* ---- framing: these close the connection, never the server ------------------------- */
 
-static void reconnect_ok(struct vx *x)
+static void reconnect_ok(struct it_fx *x)
 {
 	vfurt_client_close(x->c);
 	x->c = it_reconnect(testsrv_path(x->ts, 0), 0);
@@ -955,7 +923,7 @@ static void reconnect_ok(struct vx *x)
 
 static void test_framing_size_too_small(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 
 	for (uint32_t size = 0; size < HDR; size += 5) {
 		assert_int_equal(it_send_hdr(x->c, vfurt_client_next_msg_id(x->c),
@@ -975,7 +943,7 @@ static void test_framing_size_too_big(void **state)
 		(uint32_t)(HDR + sizeof(struct vfio_user_region_access) + (1u << 20) + 65536 + 1),
 		0x7fffffffu, 0xffffffffu,
 	};
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		uint8_t junk[64] = { 0 };
@@ -990,7 +958,7 @@ static void test_framing_size_too_big(void **state)
 
 static void test_framing_truncated(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	uint8_t part[10] = { 0 };
 
 	/* a REGION_WRITE that announces 40 bytes and sends 26, then goes away */
@@ -1013,7 +981,7 @@ static void test_framing_truncated(void **state)
 
 static void test_second_client_refused(void **state)
 {
-	struct vx *x = *state;
+	struct it_fx *x = *state;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct vfurt_client *c;
 	char b;
@@ -1042,8 +1010,8 @@ static void test_second_client_refused(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-#define TS(fn, s) cmocka_unit_test_setup_teardown(fn, s, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, it_fx_teardown)
+#define TS(fn, s) cmocka_unit_test_setup_teardown(fn, s, it_fx_teardown)
 	const struct CMUnitTest tests[] = {
 		TS(test_command_before_version, setup_no_handshake),
 		T(test_second_version),
