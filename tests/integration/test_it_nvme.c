@@ -21,165 +21,15 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
+#include "common/nvme_fx.h"
 #include "common/nvme_host.h"
 #include "common/skip.h"
-
-#define NS1_BS 512u
-#define NS1_SIZE (8u << 20)
-#define NS2_BS 4096u
-#define NS2_SIZE (16u << 20)
-#define MAX_IOQ 8u
-#define QENT 64u
-
-struct fx {
-	struct testsrv *ts;
-	struct nvme_host *h;
-	int fds_before;
-	char file[64]; /* durability test */
-};
-
-static struct vfurt_dev *make_ctrl(const char *name, struct vfurt_bdev *b1, struct vfurt_bdev *b2)
-{
-	struct vfurt_bdev *ns[2] = { b1, b2 };
-	struct vfurt_nvme_opts o = {
-		.opts_size = sizeof(o),
-		.name = name,
-		.serial = "VFURT-TEST-0001",
-		.model = "vfu-rt test NVMe",
-		.max_io_queues = MAX_IOQ,
-		.max_queue_entries = 1024,
-		.ns = ns,
-		.nr_ns = b2 ? 2 : 1,
-		.own_bdevs = true,
-	};
-
-	o.log = it_dev_log(name);
-	return vfurt_nvme_create(&o);
-}
-
-static struct vfurt_dev *make_ram_ctrl(void)
-{
-	struct vfurt_bdev *b1 = vfurt_bdev_ram_create("ns1", NS1_BS, NS1_SIZE);
-	struct vfurt_bdev *b2 = vfurt_bdev_ram_create("ns2", NS2_BS, NS2_SIZE);
-
-	assert_non_null(b1);
-	assert_non_null(b2);
-	return make_ctrl("nvme0", b1, b2);
-}
-
-static const char *cores(void)
-{
-	return sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? "0-1" : "0";
-}
-
-/* Connect a host, enable, negotiate queues and create I/O pair 1. */
-static struct nvme_host *host_up(const char *path, const struct nvme_host_opts *ho, bool ioq)
-{
-	struct nvme_host *h = nh_open(path, ho);
-
-	assert_non_null(h);
-	assert_int_equal(nh_enable(h), 0);
-	if (ioq) {
-		assert_int_equal(nh_set_num_queues(h, MAX_IOQ, MAX_IOQ, NULL), 0);
-		assert_int_equal(nh_create_io_pair(h, 1, QENT, 1), 0);
-	}
-	return h;
-}
-
-static int setup_opts(void **state, const struct nvme_host_opts *ho, bool rt)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	struct vfurt_dev *dev;
-
-	f->fds_before = test_count_fds();
-	dev = make_ram_ctrl();
-	assert_non_null(dev);
-	f->ts = rt ? testsrv_start_rt(&dev, 1, NULL, cores(), VFURT_POLL_ADAPTIVE)
-		   : testsrv_start(&dev, 1, NULL);
-	assert_non_null(f->ts);
-	f->h = host_up(testsrv_path(f->ts, 0), ho, true);
-	*state = f;
-	return 0;
-}
-
-static int setup(void **state)
-{
-	return setup_opts(state, NULL, false);
-}
-
-static int setup_rt(void **state)
-{
-	return setup_opts(state, NULL, true);
-}
-
-static int setup_db_msg(void **state)
-{
-	struct nvme_host_opts ho = { .doorbell_msg = true };
-
-	return setup_opts(state, &ho, false);
-}
-
-static int setup_irq(void **state)
-{
-	struct nvme_host_opts ho = { .irq_wait = true };
-
-	return setup_opts(state, &ho, false);
-}
-
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	nh_close(f->h);
-	testsrv_stop(f->ts);
-	if (f->file[0])
-		unlink(f->file);
-	/* no socket, eventfd, memfd or bdev fd left behind */
-	assert_int_equal(it_wait_fds(f->fds_before), f->fds_before);
-	free(f);
-	return 0;
-}
-
-/* A write and read-back of one block on (qid, ns 1): the controller is fine. */
-static void good_io_at(struct nvme_host *h, uint16_t qid, uint32_t seed, int line)
-{
-	int wst, rst;
-
-	if (nh_write_read_check(h, qid, 1, 7, NS1_BS, seed, &wst, &rst))
-		fail_msg("good I/O on queue %u (line %d): write %#x read %#x (or data differ)",
-			 qid, line, wst, rst);
-}
-
-#define good_io(h, qid, seed) good_io_at(h, qid, seed, __LINE__)
-
-/* Write len bytes at slba with dp, read them back with rdp, compare. */
-static void rw_verify(struct nvme_host *h, uint16_t qid, uint32_t nsid, uint32_t bs,
-		      uint64_t slba, size_t len, size_t buf_off, const struct nh_dptr_opts *dp,
-		      const struct nh_dptr_opts *rdp, uint32_t seed)
-{
-	size_t alloc = len + buf_off + NH_PAGE;
-	uint8_t *w = nh_alloc(h, alloc);
-	uint8_t *r = nh_alloc(h, alloc);
-	uint32_t nlb = (uint32_t)(len / bs);
-
-	assert_non_null(w);
-	assert_non_null(r);
-	it_fill(w + buf_off, len, seed);
-	assert_int_equal(nh_write(h, qid, nsid, slba, nlb, w + buf_off, len, dp), 0);
-	assert_int_equal(nh_read(h, qid, nsid, slba, nlb, r + buf_off, len, rdp), 0);
-	if (!it_check(r + buf_off, len, seed))
-		fail_msg("data mismatch: ns %u slba %llu len %zu off %zu", nsid,
-			 (unsigned long long)slba, len, buf_off);
-	nh_free(h, w, alloc);
-	nh_free(h, r, alloc);
-}
 
 /* ---- controller state ------------------------------------------------------ */
 
 static void test_enable_disable(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint64_t cap;
 	uint32_t vs, csts, cc;
@@ -213,7 +63,7 @@ static void test_enable_disable(void **state)
 		assert_int_equal(nh_enable(h), 0);
 		assert_int_equal(nh_identify(h, NH_CNS_CTRL, 0, id), 0);
 		assert_int_equal(nh_set_num_queues(h, 2, 2, NULL), 0);
-		assert_int_equal(nh_create_io_pair(h, 1, QENT, 1), 0);
+		assert_int_equal(nh_create_io_pair(h, 1, NFX_QENT, 1), 0);
 		good_io(h, 1, 100 + (uint32_t)i);
 	}
 
@@ -221,19 +71,19 @@ static void test_enable_disable(void **state)
 	assert_int_equal(nh_shutdown(h), 0);
 	assert_int_equal(nh_enable(h), 0);
 	assert_int_equal(nh_set_num_queues(h, 2, 2, NULL), 0);
-	assert_int_equal(nh_create_io_pair(h, 1, QENT, 1), 0);
+	assert_int_equal(nh_create_io_pair(h, 1, NFX_QENT, 1), 0);
 	good_io(h, 1, 200);
 }
 
 static void test_identify(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t id[NH_PAGE];
 	uint16_t vid, ssvid, pci_vid;
 	uint32_t nn, list[NH_PAGE / 4];
 	const struct { uint32_t nsid, bs, size; } ns[2] = {
-		{ 1, NS1_BS, NS1_SIZE }, { 2, NS2_BS, NS2_SIZE },
+		{ 1, NFX_NS1_BS, NFX_NS1_SIZE }, { 2, NFX_NS2_BS, NFX_NS2_SIZE },
 	};
 
 	assert_int_equal(nh_identify(h, NH_CNS_CTRL, 0, id), 0);
@@ -288,25 +138,25 @@ static void test_identify(void **state)
 
 static void test_queue_pairs(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint32_t dw0 = 0;
 
 	/* Number of Queues may only be set before any I/O queue exists */
 	assert_int_equal(nh_enable(h), 0);
 	/* the granted counts: as asked when within the limit */
-	assert_int_equal(nh_set_num_queues(h, MAX_IOQ, MAX_IOQ, &dw0), 0);
-	assert_int_equal(dw0 & 0xffff, MAX_IOQ - 1);
-	assert_int_equal(dw0 >> 16, MAX_IOQ - 1);
+	assert_int_equal(nh_set_num_queues(h, NFX_MAX_IOQ, NFX_MAX_IOQ, &dw0), 0);
+	assert_int_equal(dw0 & 0xffff, NFX_MAX_IOQ - 1);
+	assert_int_equal(dw0 >> 16, NFX_MAX_IOQ - 1);
 	/* more than offered: the controller's maximum */
 	assert_int_equal(nh_set_num_queues(h, 1000, 1000, &dw0), 0);
-	assert_int_equal(dw0 & 0xffff, MAX_IOQ - 1);
+	assert_int_equal(dw0 & 0xffff, NFX_MAX_IOQ - 1);
 
-	for (uint16_t q = 1; q <= MAX_IOQ; q++)
+	for (uint16_t q = 1; q <= NFX_MAX_IOQ; q++)
 		assert_int_equal(nh_create_io_pair(h, q, 16 + q, (int)(q % nh_nvec(h))), 0);
-	for (uint16_t q = 1; q <= MAX_IOQ; q++)
+	for (uint16_t q = 1; q <= NFX_MAX_IOQ; q++)
 		good_io(h, q, q);
-	for (uint16_t q = MAX_IOQ; q >= 2; q--) {
+	for (uint16_t q = NFX_MAX_IOQ; q >= 2; q--) {
 		assert_int_equal(nh_delete_sq(h, q), 0);
 		assert_int_equal(nh_delete_cq(h, q), 0);
 	}
@@ -319,12 +169,12 @@ static void test_queue_pairs(void **state)
 	/* a fresh 2-entry queue: every command wraps the rings */
 	assert_int_equal(nh_enable(h), 0);
 	assert_int_equal(nh_set_num_queues(h, 4, 4, NULL), 0);
-	assert_int_equal(nh_create_io_pair(h, 1, QENT, 1), 0);
+	assert_int_equal(nh_create_io_pair(h, 1, NFX_QENT, 1), 0);
 	assert_int_equal(nh_create_io_pair(h, 2, 2, -1), 0);
 	for (int i = 0; i < 5; i++)
 		good_io(h, 2, 50 + (uint32_t)i);
 	/* two SQs on one CQ */
-	assert_int_equal(nh_create_sq(h, 3, 1, QENT), 0);
+	assert_int_equal(nh_create_sq(h, 3, 1, NFX_QENT), 0);
 	good_io(h, 3, 60);
 	good_io(h, 1, 61);
 	assert_int_equal(nh_delete_sq(h, 3), 0);
@@ -334,7 +184,7 @@ static void test_queue_pairs(void **state)
 
 static void test_rw_prp(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	struct nh_dptr_opts chain4 = { .prp_list_slots = 4 };
 	struct nh_dptr_opts chain2 = { .prp_list_slots = 2 };
@@ -347,25 +197,25 @@ static void test_rw_prp(void **state)
 		mdts = 1u << 20;
 
 	for (uint32_t ns = 1; ns <= 2; ns++) {
-		uint32_t bs = ns == 1 ? NS1_BS : NS2_BS;
+		uint32_t bs = ns == 1 ? NFX_NS1_BS : NFX_NS2_BS;
 		uint32_t s = ns * 1000;
 
 		/* PRP1 only: one block, one page */
-		rw_verify(h, 1, ns, bs, 0, bs, 0, NULL, NULL, s + 1);
-		rw_verify(h, 1, ns, bs, 3, NH_PAGE, 0, NULL, NULL, s + 2);
+		nvme_fx_rw_verify(h, 1, ns, bs, 0, bs, 0, NULL, NULL, s + 1);
+		nvme_fx_rw_verify(h, 1, ns, bs, 3, NH_PAGE, 0, NULL, NULL, s + 2);
 		/* PRP1 + PRP2: two pages; and one page at an offset crossing into a second */
-		rw_verify(h, 1, ns, bs, 10, 2 * NH_PAGE, 0, NULL, NULL, s + 3);
-		rw_verify(h, 1, ns, bs, 20, NH_PAGE, 512, NULL, NULL, s + 4);
+		nvme_fx_rw_verify(h, 1, ns, bs, 10, 2 * NH_PAGE, 0, NULL, NULL, s + 3);
+		nvme_fx_rw_verify(h, 1, ns, bs, 20, NH_PAGE, 512, NULL, NULL, s + 4);
 		/* PRP list: 5 pages, and an offset first page */
-		rw_verify(h, 1, ns, bs, 40, 5 * NH_PAGE, 0, NULL, NULL, s + 5);
-		rw_verify(h, 1, ns, bs, 80, 6 * NH_PAGE, 1024, NULL, NULL, s + 6);
+		nvme_fx_rw_verify(h, 1, ns, bs, 40, 5 * NH_PAGE, 0, NULL, NULL, s + 5);
+		nvme_fx_rw_verify(h, 1, ns, bs, 80, 6 * NH_PAGE, 1024, NULL, NULL, s + 6);
 		/* chained PRP lists: 3 entries per list page, and 1 (the shortest) */
-		rw_verify(h, 1, ns, bs, 120, 16 * NH_PAGE, 0, &chain4, &chain4, s + 7);
-		rw_verify(h, 1, ns, bs, 200, 7 * NH_PAGE, 2048, &chain2, NULL, s + 8);
+		nvme_fx_rw_verify(h, 1, ns, bs, 120, 16 * NH_PAGE, 0, &chain4, &chain4, s + 7);
+		nvme_fx_rw_verify(h, 1, ns, bs, 200, 7 * NH_PAGE, 2048, &chain2, NULL, s + 8);
 		/* the largest transfer (MDTS) with a full list */
-		rw_verify(h, 1, ns, bs, 512, mdts, 0, NULL, &chain4, s + 9);
+		nvme_fx_rw_verify(h, 1, ns, bs, 512, mdts, 0, NULL, &chain4, s + 9);
 		/* the last blocks of the namespace */
-		rw_verify(h, 1, ns, bs, (ns == 1 ? NS1_SIZE : NS2_SIZE) / bs - 8, 8 * bs, 0, NULL,
+		nvme_fx_rw_verify(h, 1, ns, bs, (ns == 1 ? NFX_NS1_SIZE : NFX_NS2_SIZE) / bs - 8, 8 * bs, 0, NULL,
 			  NULL, s + 10);
 	}
 	/* data written with one pointer form reads back with the other */
@@ -377,13 +227,13 @@ static void test_rw_prp(void **state)
 		assert_int_equal(nh_identify(h, NH_CNS_CTRL, 0, id2), 0);
 		memcpy(&sgls, id2 + 536, 4);
 		assert_int_equal(sgls & 3u, 1u); /* SGLs supported (test_rw_sgl) */
-		rw_verify(h, 1, 1, NS1_BS, 300, 3 * NH_PAGE, 0, NULL, &sgl, 77);
+		nvme_fx_rw_verify(h, 1, 1, NFX_NS1_BS, 300, 3 * NH_PAGE, 0, NULL, &sgl, 77);
 	}
 }
 
 static void test_rw_sgl(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t id[NH_PAGE];
 	uint32_t sgls;
@@ -398,29 +248,29 @@ static void test_rw_sgl(void **state)
 	/* vfu-rt advertises SGLs without an alignment requirement: byte offsets */
 	assert_int_equal(sgls & 3u, 1u);
 	for (uint32_t ns = 1; ns <= 2; ns++) {
-		uint32_t bs = ns == 1 ? NS1_BS : NS2_BS;
+		uint32_t bs = ns == 1 ? NFX_NS1_BS : NFX_NS2_BS;
 		uint32_t s = ns * 2000;
 
 		/* one data block in SGL1, page aligned and not */
-		rw_verify(h, 1, ns, bs, 0, 8 * NH_PAGE, 0, &one, &one, s + 1);
-		rw_verify(h, 1, ns, bs, 64, 2 * NH_PAGE, 13, &one, &one, s + 2);
+		nvme_fx_rw_verify(h, 1, ns, bs, 0, 8 * NH_PAGE, 0, &one, &one, s + 1);
+		nvme_fx_rw_verify(h, 1, ns, bs, 64, 2 * NH_PAGE, 13, &one, &one, s + 2);
 		/* SGL1 = Last Segment with one data block */
-		rw_verify(h, 1, ns, bs, 128, NH_PAGE, 0, &last_seg, &last_seg, s + 3);
+		nvme_fx_rw_verify(h, 1, ns, bs, 128, NH_PAGE, 0, &last_seg, &last_seg, s + 3);
 		/* a Last Segment of unaligned-length data blocks */
-		rw_verify(h, 1, ns, bs, 256, 4 * NH_PAGE, 0, &blocks, &blocks, s + 4);
+		nvme_fx_rw_verify(h, 1, ns, bs, 256, 4 * NH_PAGE, 0, &blocks, &blocks, s + 4);
 		/* Segment -> Segment -> ... -> Last Segment */
-		rw_verify(h, 1, ns, bs, 512, 8 * NH_PAGE, 0, &chained, &chained, s + 5);
-		rw_verify(h, 1, ns, bs, 768, 4 * NH_PAGE, 0, &chained1, &chained, s + 6);
+		nvme_fx_rw_verify(h, 1, ns, bs, 512, 8 * NH_PAGE, 0, &chained, &chained, s + 5);
+		nvme_fx_rw_verify(h, 1, ns, bs, 768, 4 * NH_PAGE, 0, &chained1, &chained, s + 6);
 		/* SGL write, PRP read */
-		rw_verify(h, 1, ns, bs, 1024, 3 * NH_PAGE, 0, &chained, NULL, s + 7);
+		nvme_fx_rw_verify(h, 1, ns, bs, 1024, 3 * NH_PAGE, 0, &chained, NULL, s + 7);
 	}
 }
 
 static void test_flush_zeroes_dealloc(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
-	size_t len = 16 * NS1_BS;
+	size_t len = 16 * NFX_NS1_BS;
 	uint8_t *w = nh_alloc(h, len);
 	uint8_t *r = nh_alloc(h, len);
 	uint8_t id[NH_PAGE];
@@ -446,20 +296,20 @@ static void test_flush_zeroes_dealloc(void **state)
 	assert_int_equal(nh_write(h, 1, 1, 500, 16, w, len, NULL), 0);
 	assert_int_equal(nh_write_zeroes(h, 1, 1, 504, 4, false), 0);
 	assert_int_equal(nh_read(h, 1, 1, 500, 16, r, len, NULL), 0);
-	assert_memory_equal(r, w, 4 * NS1_BS);
-	for (size_t i = 4 * NS1_BS; i < 8 * NS1_BS; i++)
+	assert_memory_equal(r, w, 4 * NFX_NS1_BS);
+	for (size_t i = 4 * NFX_NS1_BS; i < 8 * NFX_NS1_BS; i++)
 		assert_int_equal(r[i], 0);
-	assert_memory_equal(r + 8 * NS1_BS, w + 8 * NS1_BS, 8 * NS1_BS);
+	assert_memory_equal(r + 8 * NFX_NS1_BS, w + 8 * NFX_NS1_BS, 8 * NFX_NS1_BS);
 	/* with DEAC, on the 4 KiB namespace */
-	it_fill(w, 2 * NS2_BS, 6);
-	assert_int_equal(nh_write(h, 1, 2, 30, 2, w, 2 * NS2_BS, NULL), 0);
+	it_fill(w, 2 * NFX_NS2_BS, 6);
+	assert_int_equal(nh_write(h, 1, 2, 30, 2, w, 2 * NFX_NS2_BS, NULL), 0);
 	assert_int_equal(nh_write_zeroes(h, 1, 2, 31, 1, true), 0);
-	assert_int_equal(nh_read(h, 1, 2, 30, 2, r, 2 * NS2_BS, NULL), 0);
-	assert_memory_equal(r, w, NS2_BS);
-	for (size_t i = NS2_BS; i < 2 * NS2_BS; i++)
+	assert_int_equal(nh_read(h, 1, 2, 30, 2, r, 2 * NFX_NS2_BS, NULL), 0);
+	assert_memory_equal(r, w, NFX_NS2_BS);
+	for (size_t i = NFX_NS2_BS; i < 2 * NFX_NS2_BS; i++)
 		assert_int_equal(r[i], 0);
 	/* out of range */
-	assert_int_equal(nh_write_zeroes(h, 1, 1, NS1_SIZE / NS1_BS - 1, 2, false),
+	assert_int_equal(nh_write_zeroes(h, 1, 1, NFX_NS1_SIZE / NFX_NS1_BS - 1, 2, false),
 			 NH_SC_LBA_RANGE);
 
 	/* DSM deallocate: the ram backend reads deallocated blocks as zeroes */
@@ -471,14 +321,14 @@ static void test_flush_zeroes_dealloc(void **state)
 		bool gone = (b >= 1 && b < 3) || (b >= 10 && b < 13);
 
 		if (gone) {
-			for (size_t i = 0; i < NS1_BS; i++)
-				assert_int_equal(r[b * NS1_BS + i], 0);
+			for (size_t i = 0; i < NFX_NS1_BS; i++)
+				assert_int_equal(r[b * NFX_NS1_BS + i], 0);
 		} else {
-			assert_memory_equal(r + b * NS1_BS, w + b * NS1_BS, NS1_BS);
+			assert_memory_equal(r + b * NFX_NS1_BS, w + b * NFX_NS1_BS, NFX_NS1_BS);
 		}
 	}
 	/* a range past the end */
-	rng[0].slba = NS1_SIZE / NS1_BS - 1;
+	rng[0].slba = NFX_NS1_SIZE / NFX_NS1_BS - 1;
 	assert_int_equal(nh_deallocate(h, 1, 1, rng, 1), NH_SC_LBA_RANGE);
 	nh_free(h, w, len);
 	nh_free(h, r, len);
@@ -488,11 +338,11 @@ static void test_flush_zeroes_dealloc(void **state)
 /* Completions signalled by MSI-X: the CQ's vector eventfd fires. */
 static void test_msix_completion(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t *buf = nh_alloc(h, NH_PAGE);
 	struct nh_io io = { .opc = NH_CMD_READ, .nsid = 1, .slba = 0, .nlb = 1, .buf = buf,
-			    .len = NS1_BS };
+			    .len = NFX_NS1_BS };
 	struct nh_stats st;
 	uint16_t cid;
 
@@ -514,7 +364,7 @@ static void test_msix_completion(void **state)
 		assert_int_equal(nh_wait(h, 0, cid, NULL, 0), 0);
 	}
 	/* a CQ without IEN raises nothing */
-	assert_int_equal(nh_create_io_pair(h, 2, QENT, -1), 0);
+	assert_int_equal(nh_create_io_pair(h, 2, NFX_QENT, -1), 0);
 	for (uint32_t v = 0; v < nh_nvec(h); v++)
 		while (nh_wait_irq(h, v, 0) > 0)
 			;
@@ -530,7 +380,7 @@ static void test_msix_completion(void **state)
  * enables error recovery only with count 1), and REQ; both take eventfds. */
 static void test_err_req_irqs(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct vfurt_client *c = nh_client(f->h);
 	struct vfio_irq_info ii;
 	int efd[2] = { it_eventfd(), it_eventfd() };
@@ -561,11 +411,11 @@ static uint64_t mono_ns(void)
  * Coalescing Disable on a vector turns it off again. */
 static void test_irq_coalescing(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t *buf = nh_alloc(h, NH_PAGE);
 	struct nh_io io = { .opc = NH_CMD_READ, .nsid = 1, .slba = 0, .nlb = 1, .buf = buf,
-			    .len = NS1_BS };
+			    .len = NFX_NS1_BS };
 	uint32_t dw0 = 0;
 	uint16_t cid;
 	uint64_t t0;
@@ -615,13 +465,13 @@ static void test_irq_coalescing(void **state)
 /* Doorbells written with REGION_WRITE instead of the mmap'ed page. */
 static void test_doorbell_messages(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 
 	assert_false(nh_doorbells_mapped(h));
 	for (uint32_t i = 0; i < 8; i++)
 		good_io(h, 1, 300 + i);
-	rw_verify(h, 1, 2, NS2_BS, 0, 8 * NH_PAGE, 0, NULL, NULL, 310);
+	nvme_fx_rw_verify(h, 1, 2, NFX_NS2_BS, 0, 8 * NH_PAGE, 0, NULL, NULL, 310);
 }
 
 /* Guest memory mapped without an fd: the host does not pass its memfd, so
@@ -635,24 +485,18 @@ static void test_doorbell_messages(void **state)
  * the client's dma_reads/dma_writes counters). */
 static int setup_dma_msg(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
 	struct nvme_host_opts ho = { .dma_by_msg = true, .timeout_ms = 300 };
-	struct vfurt_dev *dev;
+	struct nvme_fx *f = nvme_fx_new(state);
+	struct vfurt_dev *dev = nvme_fx_ram_ctrl();
 
-	assert_non_null(f);
-	f->fds_before = test_count_fds();
-	dev = make_ram_ctrl();
-	assert_non_null(dev);
-	f->ts = testsrv_start(&dev, 1, NULL);
-	assert_non_null(f->ts);
-	f->h = host_up(testsrv_path(f->ts, 0), &ho, false);
-	*state = f;
+	nvme_fx_serve(f, &dev, 1, NULL, 0);
+	f->h = nvme_fx_host(f, 0, &ho);
 	return 0;
 }
 
 static void test_dma_by_message_refused(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	struct vfio_user_device_info info;
 	uint8_t id[NH_PAGE];
@@ -674,15 +518,15 @@ static void test_dma_by_message_refused(void **state)
 /* Many commands outstanding on several queues, completed by two workers. */
 static void test_multi_queue_runtime(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	enum { NQ = 4, DEPTH = 16, BLKS = 8 };
-	size_t len = BLKS * NS1_BS;
+	size_t len = BLKS * NFX_NS1_BS;
 	uint8_t *buf[NQ][DEPTH];
 	uint16_t cid[NQ][DEPTH];
 
 	for (uint16_t q = 2; q <= NQ; q++)
-		assert_int_equal(nh_create_io_pair(h, q, QENT, q), 0);
+		assert_int_equal(nh_create_io_pair(h, q, NFX_QENT, q), 0);
 	for (int round = 0; round < 3; round++) {
 		uint8_t op = NH_CMD_WRITE;
 
@@ -729,7 +573,7 @@ static void test_multi_queue_runtime(void **state)
  */
 static void reset_test(struct nvme_host *h, bool inflight)
 {
-	size_t len = 32 * NS1_BS;
+	size_t len = 32 * NFX_NS1_BS;
 	uint8_t *buf = nh_alloc(h, len);
 	uint32_t csts;
 
@@ -752,7 +596,7 @@ static void reset_test(struct nvme_host *h, bool inflight)
 		assert_int_equal(csts & (NH_CSTS_RDY | NH_CSTS_CFS), 0);
 		assert_int_equal(nh_enable(h), 0);
 		assert_int_equal(nh_set_num_queues(h, 2, 2, NULL), 0);
-		assert_int_equal(nh_create_io_pair(h, 1, QENT, 1), 0);
+		assert_int_equal(nh_create_io_pair(h, 1, NFX_QENT, 1), 0);
 		good_io(h, 1, 400 + (uint32_t)round);
 	}
 	/* DEVICE_RESET (FLR-like), too */
@@ -771,14 +615,14 @@ static void reset_test(struct nvme_host *h, bool inflight)
 	assert_int_equal(csts & NH_CSTS_RDY, 0);
 	assert_int_equal(nh_enable(h), 0);
 	assert_int_equal(nh_set_num_queues(h, 2, 2, NULL), 0);
-	assert_int_equal(nh_create_io_pair(h, 1, QENT, 1), 0);
+	assert_int_equal(nh_create_io_pair(h, 1, NFX_QENT, 1), 0);
 	good_io(h, 1, 450);
 	nh_free(h, buf, len);
 }
 
 static void test_reset_idle(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 
 	reset_test(f->h, false);
 }
@@ -789,7 +633,7 @@ static void test_reset_idle(void **state)
  * freed: heap-use-after-free / SIGSEGV whenever I/O is in flight. */
 static void test_reset_during_io(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 
 	reset_test(f->h, true);
 }
@@ -799,14 +643,14 @@ static void test_reset_during_io(void **state)
  * completes; the CQ carries on. */
 static void test_delete_sq_with_io(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
-	size_t len = 32 * NS1_BS;
+	size_t len = 32 * NFX_NS1_BS;
 	uint8_t *buf = nh_alloc(h, len);
 	struct nh_sqe del = { .cdw0 = NH_ADM_DELETE_SQ, .cdw10 = 2 };
 	uint16_t cid[16];
 
-	assert_int_equal(nh_create_io_pair(h, 2, QENT, 2), 0);
+	assert_int_equal(nh_create_io_pair(h, 2, NFX_QENT, 2), 0);
 	for (int i = 0; i < 16; i++) {
 		struct nh_io io = { .opc = NH_CMD_WRITE, .nsid = 1, .slba = (uint64_t)i * 32,
 				    .nlb = 32, .buf = buf, .len = len };
@@ -830,7 +674,7 @@ static void test_delete_sq_with_io(void **state)
 		if (cid[i] != UINT16_MAX)
 			assert_false(nh_outstanding(h, 2, cid[i]));
 	/* a new SQ on the same CQ works */
-	assert_int_equal(nh_create_sq(h, 3, 2, QENT), 0);
+	assert_int_equal(nh_create_sq(h, 3, 2, NFX_QENT), 0);
 	good_io(h, 3, 1);
 	assert_int_equal(nh_delete_sq(h, 3), 0);
 	assert_int_equal(nh_delete_cq(h, 2), 0);
@@ -841,7 +685,7 @@ static void test_delete_sq_with_io(void **state)
 /* Doorbell Buffer Config: shadow doorbells and EventIdx. */
 static void test_shadow_doorbells(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t id[NH_PAGE];
 	uint16_t oacs;
@@ -861,7 +705,7 @@ static void test_shadow_doorbells(void **state)
 	}
 	assert_int_equal(nh_dbbuf_enable(h), 0);
 	/* the queue created before and one created after */
-	assert_int_equal(nh_create_io_pair(h, 2, QENT, 2), 0);
+	assert_int_equal(nh_create_io_pair(h, 2, NFX_QENT, 2), 0);
 	for (int round = 0; round < 4; round++) {
 		good_io(h, 1, 500 + (uint32_t)round);
 		good_io(h, 2, 600 + (uint32_t)round);
@@ -869,20 +713,20 @@ static void test_shadow_doorbells(void **state)
 	/* a burst: the controller is polling, so most doorbells can be skipped */
 	for (int i = 0; i < 32; i++) {
 		struct nh_io io = { .opc = NH_CMD_WRITE, .nsid = 2, .slba = (uint64_t)i, .nlb = 1,
-				    .len = NS2_BS };
+				    .len = NFX_NS2_BS };
 
-		bufs[i] = nh_alloc(h, NS2_BS);
-		it_fill(bufs[i], NS2_BS, 700 + (uint32_t)i);
+		bufs[i] = nh_alloc(h, NFX_NS2_BS);
+		it_fill(bufs[i], NFX_NS2_BS, 700 + (uint32_t)i);
 		io.buf = bufs[i];
 		assert_int_equal(nh_io_submit(h, 2, &io, &cids[i]), 0);
 	}
 	for (int i = 0; i < 32; i++)
 		assert_int_equal(nh_wait(h, 2, cids[i], NULL, -1), 0);
 	for (int i = 0; i < 32; i++) {
-		memset(bufs[i], 0, NS2_BS);
-		assert_int_equal(nh_read(h, 2, 2, (uint64_t)i, 1, bufs[i], NS2_BS, NULL), 0);
-		assert_true(it_check(bufs[i], NS2_BS, 700 + (uint32_t)i));
-		nh_free(h, bufs[i], NS2_BS);
+		memset(bufs[i], 0, NFX_NS2_BS);
+		assert_int_equal(nh_read(h, 2, 2, (uint64_t)i, 1, bufs[i], NFX_NS2_BS, NULL), 0);
+		assert_true(it_check(bufs[i], NFX_NS2_BS, 700 + (uint32_t)i));
+		nh_free(h, bufs[i], NFX_NS2_BS);
 	}
 	/* the controller publishes EventIdx for the SQs it serves */
 	assert_true(nh_dbbuf_eventidx(h, 2, false) != 0);
@@ -892,7 +736,7 @@ static void test_shadow_doorbells(void **state)
 	/* after a controller reset shadow doorbells are off until configured again */
 	assert_int_equal(nh_enable(h), 0);
 	assert_int_equal(nh_set_num_queues(h, 2, 2, NULL), 0);
-	assert_int_equal(nh_create_io_pair(h, 1, QENT, 1), 0);
+	assert_int_equal(nh_create_io_pair(h, 1, NFX_QENT, 1), 0);
 	good_io(h, 1, 800);
 }
 
@@ -900,7 +744,7 @@ static void test_shadow_doorbells(void **state)
 
 static void test_bad_io_commands(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t *buf = nh_alloc(h, 4 * NH_PAGE);
 	uint64_t outside = nh_mem_iova(h) + nh_mem_size(h) + 16 * NH_PAGE;
@@ -911,15 +755,15 @@ static void test_bad_io_commands(void **state)
 	assert_int_equal(nh_exec(h, 1, &sqe, NULL), NH_SC_INVALID_OPCODE);
 	good_io(h, 1, 1);
 	/* invalid namespace */
-	assert_int_equal(nh_read(h, 1, 3, 0, 1, buf, NS1_BS, NULL), NH_SC_INVALID_NS);
-	assert_int_equal(nh_read(h, 1, 0, 0, 1, buf, NS1_BS, NULL), NH_SC_INVALID_NS);
+	assert_int_equal(nh_read(h, 1, 3, 0, 1, buf, NFX_NS1_BS, NULL), NH_SC_INVALID_NS);
+	assert_int_equal(nh_read(h, 1, 0, 0, 1, buf, NFX_NS1_BS, NULL), NH_SC_INVALID_NS);
 	good_io(h, 1, 2);
 	/* LBA out of range: past the end, and slba + nlb overflowing */
-	assert_int_equal(nh_read(h, 1, 1, NS1_SIZE / NS1_BS - 1, 2, buf, 2 * NS1_BS, NULL),
+	assert_int_equal(nh_read(h, 1, 1, NFX_NS1_SIZE / NFX_NS1_BS - 1, 2, buf, 2 * NFX_NS1_BS, NULL),
 			 NH_SC_LBA_RANGE);
-	assert_int_equal(nh_write(h, 1, 2, NS2_SIZE / NS2_BS, 1, buf, NS2_BS, NULL),
+	assert_int_equal(nh_write(h, 1, 2, NFX_NS2_SIZE / NFX_NS2_BS, 1, buf, NFX_NS2_BS, NULL),
 			 NH_SC_LBA_RANGE);
-	assert_int_equal(nh_read(h, 1, 1, UINT64_MAX, 2, buf, 2 * NS1_BS, NULL), NH_SC_LBA_RANGE);
+	assert_int_equal(nh_read(h, 1, 1, UINT64_MAX, 2, buf, 2 * NFX_NS1_BS, NULL), NH_SC_LBA_RANGE);
 	good_io(h, 1, 3);
 	/* PRP1 outside mapped memory */
 	sqe = (struct nh_sqe){ .cdw0 = NH_CMD_READ, .nsid = 1, .prp1 = outside, .cdw12 = 0 };
@@ -955,8 +799,8 @@ static void test_bad_io_commands(void **state)
 
 		assert_int_equal(nh_identify(h, NH_CNS_CTRL, 0, id), 0);
 		/* vfu-rt sets an MDTS that NLB can exceed */
-		assert_true(id[77] != 0 && ((NH_PAGE << id[77]) / NS1_BS) < 0x10000);
-		nlb = (NH_PAGE << id[77]) / NS1_BS + 1;
+		assert_true(id[77] != 0 && ((NH_PAGE << id[77]) / NFX_NS1_BS) < 0x10000);
+		nlb = (NH_PAGE << id[77]) / NFX_NS1_BS + 1;
 		sqe = (struct nh_sqe){ .cdw0 = NH_CMD_READ, .nsid = 1, .prp1 = nh_iova(h, buf),
 				       .cdw12 = nlb - 1 };
 		assert_int_equal(nh_exec(h, 1, &sqe, NULL), NH_SC_INVALID_FIELD);
@@ -975,7 +819,7 @@ static void test_bad_io_commands(void **state)
 
 static void test_bad_sgl(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t *buf = nh_alloc(h, 4 * NH_PAGE);
 	uint64_t outside = nh_mem_iova(h) + nh_mem_size(h) + 16 * NH_PAGE;
@@ -990,7 +834,7 @@ static void test_bad_sgl(void **state)
 #define SGL1(a, l, t) ((struct nh_sqe){ .cdw0 = NH_CMD_READ | NH_PSDT_SGL, .nsid = 1,	\
 	.prp1 = (a), .prp2 = (uint64_t)(l) | (uint64_t)((t) << 4) << 56 })
 	/* data block outside mapped memory */
-	sqe = SGL1(outside, NS1_BS, NH_SGL_DATA_BLOCK);
+	sqe = SGL1(outside, NFX_NS1_BS, NH_SGL_DATA_BLOCK);
 	assert_int_equal(nh_exec(h, 1, &sqe, NULL), NH_SC_DATA_XFER_ERROR);
 	good_io(h, 1, 1);
 	/* a segment outside mapped memory */
@@ -998,24 +842,24 @@ static void test_bad_sgl(void **state)
 	assert_int_equal(nh_exec(h, 1, &sqe, NULL), NH_SC_DATA_XFER_ERROR);
 	/* a data block in a segment pointing outside */
 	memset(seg, 0, NH_PAGE);
-	seg[0] = (struct nh_sgl_desc){ .addr = outside, .len = NS1_BS };
+	seg[0] = (struct nh_sgl_desc){ .addr = outside, .len = NFX_NS1_BS };
 	sqe = SGL1(nh_iova(h, seg), 16, NH_SGL_LAST_SEGMENT);
 	assert_int_equal(nh_exec(h, 1, &sqe, NULL), NH_SC_DATA_XFER_ERROR);
 	good_io(h, 1, 2);
 	/* bad descriptor types: reserved in SGL1, reserved in a segment, keyed */
-	sqe = SGL1(nh_iova(h, buf), NS1_BS, 0xeu);
+	sqe = SGL1(nh_iova(h, buf), NFX_NS1_BS, 0xeu);
 	assert_int_equal(nh_exec(h, 1, &sqe, NULL), NH_SC_SGL_INVALID_TYPE);
-	seg[0] = (struct nh_sgl_desc){ .addr = nh_iova(h, buf), .len = NS1_BS, .type = 0xe0 };
+	seg[0] = (struct nh_sgl_desc){ .addr = nh_iova(h, buf), .len = NFX_NS1_BS, .type = 0xe0 };
 	sqe = SGL1(nh_iova(h, seg), 16, NH_SGL_LAST_SEGMENT);
 	assert_int_equal(nh_exec(h, 1, &sqe, NULL), NH_SC_SGL_INVALID_TYPE);
-	sqe = SGL1(nh_iova(h, buf), NS1_BS, 0x4u);
+	sqe = SGL1(nh_iova(h, buf), NFX_NS1_BS, 0x4u);
 	assert_int_equal(nh_exec(h, 1, &sqe, NULL), NH_SC_SGL_INVALID_TYPE);
 	good_io(h, 1, 3);
 	/* data shorter than the transfer */
-	sqe = SGL1(nh_iova(h, buf), NS1_BS - 16, NH_SGL_DATA_BLOCK);
+	sqe = SGL1(nh_iova(h, buf), NFX_NS1_BS - 16, NH_SGL_DATA_BLOCK);
 	assert_int_equal(nh_exec(h, 1, &sqe, NULL), NH_SC_SGL_INVALID_DATA);
 	/* a segment length that is not a multiple of 16, or zero */
-	seg[0] = (struct nh_sgl_desc){ .addr = nh_iova(h, buf), .len = NS1_BS };
+	seg[0] = (struct nh_sgl_desc){ .addr = nh_iova(h, buf), .len = NFX_NS1_BS };
 	sqe = SGL1(nh_iova(h, seg), 20, NH_SGL_LAST_SEGMENT);
 	{
 		int st = nh_exec(h, 1, &sqe, NULL);
@@ -1047,7 +891,7 @@ static void test_bad_sgl(void **state)
 
 static void test_bad_admin_commands(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t *ring = nh_alloc(h, NH_PAGE);
 	struct nh_sqe sqe;
@@ -1062,15 +906,15 @@ static void test_bad_admin_commands(void **state)
 
 	/* CQ with an interrupt vector the device does not have */
 	sqe = (struct nh_sqe){ .cdw0 = NH_ADM_CREATE_CQ, .prp1 = nh_iova(h, ring),
-			       .cdw10 = (QENT - 1) << 16 | 2, .cdw11 = 200u << 16 | 3 };
+			       .cdw10 = (NFX_QENT - 1) << 16 | 2, .cdw11 = 200u << 16 | 3 };
 	assert_int_equal(nh_admin(h, &sqe, NULL), NH_SC_INVALID_VECTOR);
 	/* create over an existing queue: CQ 1 and SQ 1 */
-	assert_int_equal(nh_create_cq(h, 1, QENT, 1), NH_SC_QID_INVALID);
-	assert_int_equal(nh_create_sq(h, 1, 1, QENT), NH_SC_QID_INVALID);
+	assert_int_equal(nh_create_cq(h, 1, NFX_QENT, 1), NH_SC_QID_INVALID);
+	assert_int_equal(nh_create_sq(h, 1, 1, NFX_QENT), NH_SC_QID_INVALID);
 	/* queue ids: 0, beyond the granted number */
-	assert_int_equal(nh_create_cq(h, (uint16_t)(MAX_IOQ + 1), QENT, -1), NH_SC_QID_INVALID);
+	assert_int_equal(nh_create_cq(h, (uint16_t)(NFX_MAX_IOQ + 1), NFX_QENT, -1), NH_SC_QID_INVALID);
 	sqe = (struct nh_sqe){ .cdw0 = NH_ADM_CREATE_CQ, .prp1 = nh_iova(h, ring),
-			       .cdw10 = (QENT - 1) << 16 | 0, .cdw11 = 1 };
+			       .cdw10 = (NFX_QENT - 1) << 16 | 0, .cdw11 = 1 };
 	assert_int_equal(nh_admin(h, &sqe, NULL), NH_SC_QID_INVALID);
 	/* sizes: 1 entry, more than MQES + 1 */
 	assert_int_equal(nh_create_cq(h, 2, 1 + 1, -1), 0);
@@ -1084,11 +928,11 @@ static void test_bad_admin_commands(void **state)
 	}
 	/* not physically contiguous (PC = 0) with CAP.CQR set */
 	sqe = (struct nh_sqe){ .cdw0 = NH_ADM_CREATE_CQ, .prp1 = nh_iova(h, ring),
-			       .cdw10 = (QENT - 1) << 16 | 2, .cdw11 = 0 };
+			       .cdw10 = (NFX_QENT - 1) << 16 | 2, .cdw11 = 0 };
 	assert_int_equal(nh_admin(h, &sqe, NULL), NH_SC_INVALID_FIELD);
 	/* an SQ on a CQ that does not exist */
-	assert_int_equal(nh_create_sq(h, 2, 5, QENT), NH_SC_CQ_INVALID);
-	assert_int_equal(nh_create_sq(h, 2, 0, QENT), NH_SC_CQ_INVALID);
+	assert_int_equal(nh_create_sq(h, 2, 5, NFX_QENT), NH_SC_CQ_INVALID);
+	assert_int_equal(nh_create_sq(h, 2, 0, NFX_QENT), NH_SC_CQ_INVALID);
 	/* delete a CQ that still has an SQ */
 	assert_int_equal(nh_delete_cq(h, 1), NH_SC_INVALID_QUEUE_DELETION);
 	/* delete queues that do not exist, or the admin queue */
@@ -1111,11 +955,11 @@ static void test_bad_admin_commands(void **state)
 	/* delete SQ then CQ: works */
 	assert_int_equal(nh_delete_sq(h, 1), 0);
 	assert_int_equal(nh_delete_cq(h, 1), 0);
-	assert_int_equal(nh_create_io_pair(h, 2, QENT, 2), 0);
+	assert_int_equal(nh_create_io_pair(h, 2, NFX_QENT, 2), 0);
 	good_io(h, 2, 3);
 	/* and the pair can be created again (stale doorbell bug, see
 	 * test_queue_pairs) */
-	assert_int_equal(nh_create_io_pair(h, 1, QENT, 1), 0);
+	assert_int_equal(nh_create_io_pair(h, 1, NFX_QENT, 1), 0);
 	good_io(h, 1, 4);
 	nh_free(h, ring, NH_PAGE);
 }
@@ -1124,19 +968,19 @@ static void test_bad_admin_commands(void **state)
  * invalid doorbell write value), the queue stops; other queues carry on. */
 static void test_bad_doorbell(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	struct nh_cqe cqe;
 	uint8_t log[64 * 4];
 	uint16_t aer;
 
-	assert_int_equal(nh_create_io_pair(h, 2, QENT, 2), 0);
+	assert_int_equal(nh_create_io_pair(h, 2, NFX_QENT, 2), 0);
 	assert_int_equal(nh_aer_submit(h, &aer), 0);
 	/* the AER stays outstanding while nothing happens */
 	good_io(h, 1, 1);
 	assert_int_equal(nh_wait(h, 0, aer, NULL, 50), -ETIMEDOUT);
 
-	assert_int_equal(nh_ring_raw(h, 2, false, QENT + 5), 0);
+	assert_int_equal(nh_ring_raw(h, 2, false, NFX_QENT + 5), 0);
 	assert_int_equal(nh_wait(h, 0, aer, &cqe, -1), 0);
 	assert_int_equal(cqe.dw0 & 0x7, 0);           /* type: error status */
 	assert_int_equal((cqe.dw0 >> 8) & 0xff, 0x01); /* invalid doorbell write value */
@@ -1149,14 +993,14 @@ static void test_bad_doorbell(void **state)
 	assert_int_equal(nh_delete_cq(h, 2), 0);
 	/* and recreated (stale doorbell bug, see test_queue_pairs: the new SQ
 	 * sees the invalid tail again) */
-	assert_int_equal(nh_create_io_pair(h, 2, QENT, 2), 0);
+	assert_int_equal(nh_create_io_pair(h, 2, NFX_QENT, 2), 0);
 	good_io(h, 2, 3);
-	assert_int_equal(nh_create_io_pair(h, 3, QENT, 3), 0);
+	assert_int_equal(nh_create_io_pair(h, 3, NFX_QENT, 3), 0);
 	good_io(h, 3, 3);
 
 	/* a CQ head doorbell beyond the CQ size: the same event */
 	assert_int_equal(nh_aer_submit(h, &aer), 0);
-	assert_int_equal(nh_ring_raw(h, 3, true, QENT + 1), 0);
+	assert_int_equal(nh_ring_raw(h, 3, true, NFX_QENT + 1), 0);
 	assert_int_equal(nh_wait(h, 0, aer, &cqe, -1), 0);
 	assert_int_equal(cqe.dw0 & 0x7, 0);
 	assert_int_equal((cqe.dw0 >> 8) & 0xff, 0x01);
@@ -1194,12 +1038,12 @@ static struct vfurt_dev *make_file_ctrl(const char *path)
 
 	assert_non_null(b);
 	last_file_bdev = b;
-	return make_ctrl("nvmef", b, NULL);
+	return nvme_fx_ctrl("nvmef", b, NULL);
 }
 
 static void test_file_durability(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct vfurt_dev *dev;
 	uint8_t *buf;
 	size_t len = 16 * 4096;
@@ -1213,7 +1057,7 @@ static void test_file_durability(void **state)
 	dev = make_file_ctrl(f->file);
 	f->ts = testsrv_start(&dev, 1, NULL);
 	assert_non_null(f->ts);
-	f->h = host_up(testsrv_path(f->ts, 0), NULL, true);
+	f->h = nvme_fx_host_io(f, 0, NULL, true);
 	buf = nh_alloc(f->h, len);
 	it_fill(buf, len, 4242);
 	assert_int_equal(nh_write(f->h, 1, 1, 100, 16, buf, len, NULL), 0);
@@ -1238,11 +1082,23 @@ static void test_file_durability(void **state)
 	dev = make_file_ctrl(f->file);
 	f->ts = testsrv_start(&dev, 1, NULL);
 	assert_non_null(f->ts);
-	f->h = host_up(testsrv_path(f->ts, 0), NULL, true);
+	f->h = nvme_fx_host_io(f, 0, NULL, true);
 	buf = nh_alloc(f->h, len);
 	assert_int_equal(nh_read(f->h, 1, 1, 100, 16, buf, len, NULL), 0);
 	assert_true(it_check(buf, len, 4242));
 	nh_free(f->h, buf, len);
+}
+
+/* A host with I/O pair 1 on the daemon's controller. */
+static struct nvme_host *daemon_host(const char *sock)
+{
+	struct nvme_host *h = nh_open(sock, NULL);
+
+	assert_non_null(h);
+	assert_int_equal(nh_enable(h), 0);
+	assert_int_equal(nh_set_num_queues(h, NFX_MAX_IOQ, NFX_MAX_IOQ, NULL), 0);
+	assert_int_equal(nh_create_io_pair(h, 1, NFX_QENT, 1), 0);
+	return h;
 }
 
 /* Start the vfu-rt daemon serving one file-backed NVMe controller on sock. */
@@ -1292,7 +1148,7 @@ static void daemon_stop(pid_t pid, const char *sock)
  * with SIGTERM, start it again on the same file, read the data back. */
 static void test_daemon_durability(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	char sock[128];
 	uint8_t *buf;
 	size_t len = 8 * 4096;
@@ -1306,7 +1162,7 @@ static void test_daemon_durability(void **state)
 
 	pid = daemon_start(sock, f->file);
 	{
-		struct nvme_host *h = host_up(sock, NULL, true);
+		struct nvme_host *h = daemon_host(sock);
 
 		buf = nh_alloc(h, len);
 		it_fill(buf, len, 777);
@@ -1319,7 +1175,7 @@ static void test_daemon_durability(void **state)
 
 	pid = daemon_start(sock, f->file);
 	{
-		struct nvme_host *h = host_up(sock, NULL, true);
+		struct nvme_host *h = daemon_host(sock);
 
 		buf = nh_alloc(h, len);
 		assert_int_equal(nh_read(h, 1, 1, 64, 8, buf, len, NULL), 0);
@@ -1331,35 +1187,33 @@ static void test_daemon_durability(void **state)
 
 int main(void)
 {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, nvme_fx_setup, nvme_fx_teardown)
+#define TS(fn, s) cmocka_unit_test_setup_teardown(fn, s, nvme_fx_teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_enable_disable, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_identify, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_err_req_irqs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_queue_pairs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rw_prp, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rw_sgl, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flush_zeroes_dealloc, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_msix_completion, setup_irq, teardown),
-		cmocka_unit_test_setup_teardown(test_doorbell_messages, setup_db_msg, teardown),
-		cmocka_unit_test_setup_teardown(test_dma_by_message_refused, setup_dma_msg, teardown),
-		cmocka_unit_test_setup_teardown(test_multi_queue_runtime, setup_rt, teardown),
-		cmocka_unit_test_setup_teardown(test_reset_idle, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reset_during_io, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_delete_sq_with_io, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shadow_doorbells, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_io_commands, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_sgl, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_admin_commands, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_doorbell, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_file_durability, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_daemon_durability, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_irq_coalescing, setup, teardown),
+		T(test_enable_disable),
+		T(test_identify),
+		T(test_err_req_irqs),
+		T(test_queue_pairs),
+		T(test_rw_prp),
+		T(test_rw_sgl),
+		T(test_flush_zeroes_dealloc),
+		TS(test_msix_completion, nvme_fx_setup_irq),
+		TS(test_doorbell_messages, nvme_fx_setup_db_msg),
+		TS(test_dma_by_message_refused, setup_dma_msg),
+		TS(test_multi_queue_runtime, nvme_fx_setup_rt),
+		T(test_reset_idle),
+		T(test_reset_during_io),
+		T(test_delete_sq_with_io),
+		T(test_shadow_doorbells),
+		T(test_bad_io_commands),
+		T(test_bad_sgl),
+		T(test_bad_admin_commands),
+		T(test_bad_doorbell),
+		T(test_file_durability),
+		T(test_daemon_durability),
+		T(test_irq_coalescing),
 	};
 
-	/* NVME_TEST / NVME_SKIP=pattern: run only / skip the matching tests (debugging) */
-	if (getenv("NVME_TEST"))
-		cmocka_set_test_filter(getenv("NVME_TEST"));
-	if (getenv("NVME_SKIP"))
-		cmocka_set_skip_filter(getenv("NVME_SKIP"));
+	nvme_fx_filters();
 	return test_run_group("integration: NVMe", tests, NULL, NULL);
 }

@@ -86,15 +86,16 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
+	int rc;
 
 	if (!f)
 		return 0;
 	nh_close(f->ha);
 	nh_close(f->hb);
 	testsrv_stop(f->ts);
-	it_check_fds(f->fds_before);
+	rc = it_check_fds(f->fds_before); /* a leak fails the test */
 	free(f);
-	return 0;
+	return rc;
 }
 
 /* The fixture, or a skip on a machine with one CPU. */
