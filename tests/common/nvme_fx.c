@@ -1,4 +1,4 @@
-/* NVMe integration fixture: controllers served on real sockets, test hosts attached, leaks checked. */
+/* NVMe integration fixture: controllers on real sockets, test hosts attached, leaks checked. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* NVMe integration fixture: controllers served on real sockets, test hosts attached, leaks checked. */
+/* NVMe integration fixture: controllers on real sockets, test hosts attached, leaks checked. */
 #ifndef VFURT_TESTS_NVME_FX_H
 #define VFURT_TESTS_NVME_FX_H
 

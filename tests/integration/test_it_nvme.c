@@ -215,8 +215,8 @@ static void test_rw_prp(void **state)
 		/* the largest transfer (MDTS) with a full list */
 		nvme_fx_rw_verify(h, 1, ns, bs, 512, mdts, 0, NULL, &chain4, s + 9);
 		/* the last blocks of the namespace */
-		nvme_fx_rw_verify(h, 1, ns, bs, (ns == 1 ? NFX_NS1_SIZE : NFX_NS2_SIZE) / bs - 8, 8 * bs, 0, NULL,
-			  NULL, s + 10);
+		nvme_fx_rw_verify(h, 1, ns, bs, (ns == 1 ? NFX_NS1_SIZE : NFX_NS2_SIZE) / bs - 8,
+				  8 * bs, 0, NULL, NULL, s + 10);
 	}
 	/* data written with one pointer form reads back with the other */
 	{
@@ -759,11 +759,12 @@ static void test_bad_io_commands(void **state)
 	assert_int_equal(nh_read(h, 1, 0, 0, 1, buf, NFX_NS1_BS, NULL), NH_SC_INVALID_NS);
 	good_io(h, 1, 2);
 	/* LBA out of range: past the end, and slba + nlb overflowing */
-	assert_int_equal(nh_read(h, 1, 1, NFX_NS1_SIZE / NFX_NS1_BS - 1, 2, buf, 2 * NFX_NS1_BS, NULL),
-			 NH_SC_LBA_RANGE);
+	assert_int_equal(nh_read(h, 1, 1, NFX_NS1_SIZE / NFX_NS1_BS - 1, 2, buf,
+				 2 * NFX_NS1_BS, NULL), NH_SC_LBA_RANGE);
 	assert_int_equal(nh_write(h, 1, 2, NFX_NS2_SIZE / NFX_NS2_BS, 1, buf, NFX_NS2_BS, NULL),
 			 NH_SC_LBA_RANGE);
-	assert_int_equal(nh_read(h, 1, 1, UINT64_MAX, 2, buf, 2 * NFX_NS1_BS, NULL), NH_SC_LBA_RANGE);
+	assert_int_equal(nh_read(h, 1, 1, UINT64_MAX, 2, buf, 2 * NFX_NS1_BS, NULL),
+			 NH_SC_LBA_RANGE);
 	good_io(h, 1, 3);
 	/* PRP1 outside mapped memory */
 	sqe = (struct nh_sqe){ .cdw0 = NH_CMD_READ, .nsid = 1, .prp1 = outside, .cdw12 = 0 };
@@ -912,7 +913,8 @@ static void test_bad_admin_commands(void **state)
 	assert_int_equal(nh_create_cq(h, 1, NFX_QENT, 1), NH_SC_QID_INVALID);
 	assert_int_equal(nh_create_sq(h, 1, 1, NFX_QENT), NH_SC_QID_INVALID);
 	/* queue ids: 0, beyond the granted number */
-	assert_int_equal(nh_create_cq(h, (uint16_t)(NFX_MAX_IOQ + 1), NFX_QENT, -1), NH_SC_QID_INVALID);
+	assert_int_equal(nh_create_cq(h, (uint16_t)(NFX_MAX_IOQ + 1), NFX_QENT, -1),
+			 NH_SC_QID_INVALID);
 	sqe = (struct nh_sqe){ .cdw0 = NH_ADM_CREATE_CQ, .prp1 = nh_iova(h, ring),
 			       .cdw10 = (NFX_QENT - 1) << 16 | 0, .cdw11 = 1 };
 	assert_int_equal(nh_admin(h, &sqe, NULL), NH_SC_QID_INVALID);
