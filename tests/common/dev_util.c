@@ -2,6 +2,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -9,6 +11,78 @@
 
 #include "common/dev_util.h"
 #include "io/device_internal.h"
+
+struct vfurt_dev *du_dev_new(const char *name)
+{
+	struct vfurt_dev_opts o = { .opts_size = sizeof(o), .name = name };
+	struct vfurt_dev *dev = vfurt_dev_create(&o);
+
+	assert_non_null(dev);
+	return dev;
+}
+
+static ssize_t sink_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+			   uint64_t offset, bool is_write)
+{
+	(void)dev;
+	(void)arg;
+	(void)offset;
+	if (!is_write)
+		memset(buf, 0, count);
+	return (ssize_t)count;
+}
+
+int du_region_add(struct vfurt_dev *dev, uint32_t index, uint64_t size, uint32_t flags,
+		  vfurt_region_access_fn access, void *arg)
+{
+	struct vfurt_region_desc d = {
+		.desc_size = sizeof(d),
+		.size = size,
+		.flags = flags | VFURT_REGION_RW,
+		.access = access ? access : sink_access,
+		.arg = arg,
+		.fd = -1,
+	};
+
+	return vfurt_dev_setup_region(dev, index, &d);
+}
+
+struct vfurt_pci_opts du_pci_opts(uint32_t cfg_size)
+{
+	struct vfurt_pci_opts o = {
+		.opts_size = sizeof(o),
+		.vendor_id = 0x1af4,
+		.device_id = 0x10f0,
+		.subsys_vendor_id = 0x1234,
+		.subsys_id = 0x5678,
+		.class_code = 0x010802,
+		.revision = 0x07,
+		.intx_pin = 1,
+		.cfg_size = cfg_size,
+	};
+
+	return o;
+}
+
+struct vfurt_pci *du_pci_new(struct vfurt_dev *dev, uint32_t cfg_size)
+{
+	struct vfurt_pci_opts o = du_pci_opts(cfg_size);
+	struct vfurt_pci *pci = vfurt_pci_create(dev, &o);
+
+	assert_non_null(pci);
+	return pci;
+}
+
+int du_dev_teardown(void **state)
+{
+	struct vfurt_dev **dev = *state;
+
+	if (dev) {
+		vfurt_dev_destroy(*dev);
+		free(dev);
+	}
+	return 0;
+}
 
 ssize_t du_region_io(struct vfurt_dev *dev, uint32_t index, void *buf, size_t count,
 		     uint64_t off, bool is_write)

@@ -8,6 +8,28 @@
 #include <sys/types.h>
 
 #include <vfurt/device.h>
+#include <vfurt/pci.h>
+
+/* ---- building a device for a unit test ---------------------------------------- */
+
+/* A device with no regions yet named name. Asserts. */
+struct vfurt_dev *du_dev_new(const char *name);
+/* Region index of size bytes with flags | VFURT_REGION_RW, no fd, served by
+ * access(arg); access NULL: a sink (reads zeroes, drops writes). Returns
+ * vfurt_dev_setup_region's 0 or negative errno. */
+int du_region_add(struct vfurt_dev *dev, uint32_t index, uint64_t size, uint32_t flags,
+		  vfurt_region_access_fn access, void *arg);
+/* The PCI identity of the unit tests' function (vendor 1af4, device 10f0,
+ * subsystem 1234:5678, class 010802 NVMe, revision 7, INTx pin A) with a
+ * config space of cfg_size bytes. */
+struct vfurt_pci_opts du_pci_opts(uint32_t cfg_size);
+/* vfurt_pci_create(dev, du_pci_opts(cfg_size)). Asserts. */
+struct vfurt_pci *du_pci_new(struct vfurt_dev *dev, uint32_t cfg_size);
+/* A cmocka teardown for fixtures whose first member is the device: destroy
+ * it (and whatever it owns), free the fixture. */
+int du_dev_teardown(void **state);
+
+/* ---- driving it ------------------------------------------------------------- */
 
 /* Call region index's access callback (asserts that it exists). */
 ssize_t du_region_io(struct vfurt_dev *dev, uint32_t index, void *buf, size_t count,

@@ -12,6 +12,11 @@
 #include "common/it_util.h"
 #include "hostsim/nvme_host.h"
 
+const char *it_cores(void)
+{
+	return sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? "0-1" : "0";
+}
+
 struct vfurt_client_opts it_opts(uint32_t flags)
 {
 	struct vfurt_client_opts o = {

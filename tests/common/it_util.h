@@ -17,6 +17,9 @@
 /* How long to wait for the server thread to notice something (disconnect). */
 #define IT_SETTLE_MS 2000
 
+/* The CPUs of a two-worker runtime: "0-1", or "0" on a machine with one CPU. */
+const char *it_cores(void);
+
 /* Default client options with the test timeout; flags may be 0. */
 struct vfurt_client_opts it_opts(uint32_t flags);
 

@@ -14,61 +14,20 @@
 #include <cmocka.h>
 #include <json-c/json.h>
 
+#include "common/fixture.h"
 #include "common/it_util.h"
 #include "common/testsrv.h"
 
 #define DMA_IOVA 0x100000ull
 #define DMA_SIZE 0x10000ull
 
-struct fx {
-	struct testsrv *ts;
-	struct vfurt_dev *dev;
-	struct testdev_stats *st;
-	struct vfurt_client *c;
-	int base_fds;
-	int own[16]; /* fds the test opened; teardown closes what is left */
-	size_t nown;
-};
-
-/* Remember a test-owned fd so a failing test does not look like a leak. */
-static int own(struct fx *f, int fd)
-{
-	if (fd >= 0 && f->nown < sizeof(f->own) / sizeof(f->own[0]))
-		f->own[f->nown++] = fd;
-	return fd;
-}
-
-static void disown_close(struct fx *f, int fd)
-{
-	for (size_t i = 0; i < f->nown; i++) {
-		if (f->own[i] == fd) {
-			f->own[i] = f->own[--f->nown];
-			break;
-		}
-	}
-	close(fd);
-}
-
+/* One test device, c connected to it. */
 static int fx_start(void **state, const struct testdev_opts *dopts,
 		    const struct vfurt_conn_opts *copts, const struct vfurt_client_opts *co)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	struct vfurt_client_opts dflt = it_opts(0);
+	struct it_fx_opts o = { .name = "it-basic", .dev0 = dopts, .conn = copts, .client = co };
 
-	if (!f)
-		return -1;
-	f->dev = testdev_create("it-basic", dopts, &f->st);
-	f->ts = testsrv_start(&f->dev, 1, copts);
-	if (!f->dev || !f->ts)
-		return -1;
-	f->base_fds = test_count_fds();
-	f->c = vfurt_client_connect(testsrv_path(f->ts, 0), co ? co : &dflt);
-	*state = f;
-	if (!f->c) {
-		fprintf(stderr, "connect: %s\n", strerror(errno));
-		return -1;
-	}
-	return 0;
+	return it_fx_start(state, &o);
 }
 
 static int setup(void **state)
@@ -76,33 +35,20 @@ static int setup(void **state)
 	return fx_start(state, NULL, NULL, NULL);
 }
 
-/* Close the client, then check the server dropped everything it had. */
+/* Close the client and wait until the server has detached it, then check the
+ * server dropped everything it had (it_fx_teardown). */
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	int rc = 0;
+	struct it_fx *f = *state;
 
-	if (!f)
-		return 0;
-	while (f->nown)
-		close(f->own[--f->nown]);
-	if (f->c) {
-		unsigned detach = atomic_load(&f->st->detach);
+	if (f && f->c) {
+		unsigned detach = atomic_load(&f->st[0]->detach);
 
 		vfurt_client_close(f->c);
-		it_wait_ctr(&f->st->detach, detach + 1);
+		f->c = NULL;
+		it_wait_ctr(&f->st[0]->detach, detach + 1);
 	}
-	if (it_check_fds(f->base_fds))
-		rc = -1;
-	if (atomic_load(&f->st->dma_map) != atomic_load(&f->st->dma_unmap)) {
-		fprintf(stderr, "dma maps %u != unmaps %u after disconnect\n",
-			atomic_load(&f->st->dma_map), atomic_load(&f->st->dma_unmap));
-		rc = -1;
-	}
-	testsrv_stop(f->ts);
-	testdev_stats_free(f->st);
-	free(f);
-	return rc;
+	return it_fx_teardown(state);
 }
 
 /* ---- VERSION ------------------------------------------------------------- */
@@ -128,7 +74,7 @@ static int setup_limits(void **state)
 
 static void test_version_negotiated(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfurt_client_caps caps;
 	const char *js = vfurt_client_server_json(f->c);
 	struct json_object *root, *caps_o, *wm;
@@ -166,7 +112,7 @@ static void test_version_negotiated(void **state)
 
 static void test_version_no_json(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfurt_client_caps caps;
 	struct vfurt_client *c;
 	uint8_t *buf = aligned_alloc(4096, DMA_SIZE);
@@ -208,7 +154,7 @@ static void test_version_no_json(void **state)
 
 static void test_version_minor_min(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfurt_client_opts o = it_opts(VFURT_CLIENT_SET_VERSION);
 	struct vfurt_client_caps caps;
 
@@ -227,7 +173,7 @@ static void test_version_minor_min(void **state)
 
 static void test_device_info(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfio_user_device_info info;
 
 	assert_int_equal(vfurt_client_device_info(f->c, &info), 0);
@@ -253,7 +199,7 @@ static void test_region_info_all(void **state)
 		[VFURT_REGION_CONFIG] = { 4096, false, false },
 		[TD_REGION_DEVSPEC] = { 4096, false, true },
 	};
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfurt_client_region_info ri;
 
 	for (uint32_t i = 0; i <= TD_REGION_DEVSPEC; i++) {
@@ -314,7 +260,7 @@ static bool qemu_accepts(const struct vfio_region_info *ri)
  * that argsz gets the capabilities and fd. */
 static void test_region_info_argsz_retry(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfio_region_info req = { .argsz = sizeof(req), .index = VFURT_REGION_BAR0 };
 	uint8_t reply[256];
 	struct vfio_region_info ri;
@@ -375,7 +321,7 @@ static void test_region_info_argsz_retry(void **state)
  */
 static void test_region_info_qemu_flow(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfio_user_device_info di;
 
 	assert_int_equal(vfurt_client_device_info(f->c, &di), 0);
@@ -413,7 +359,7 @@ static void test_region_info_qemu_flow(void **state)
 
 static void test_mmap_sparse(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	uint8_t buf[64], back[64];
 	uint8_t *p;
 	size_t len;
@@ -448,8 +394,8 @@ static void test_mmap_sparse(void **state)
 
 static void test_region_io_fds(void **state)
 {
-	struct fx *f = *state;
-	int devfd = testdev_ioeventfd(f->dev);
+	struct it_fx *f = *state;
+	int devfd = testdev_ioeventfd(f->dev[0]);
 	struct vfurt_client_io_fds io;
 	uint64_t one = 1, v = 0;
 
@@ -494,7 +440,7 @@ static void test_irq_info_all(void **state)
 		[VFURT_IRQ_ERR] = { 1, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE },
 		[VFURT_IRQ_REQ] = { 1, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE },
 	};
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfio_irq_info info;
 
 	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++) {
@@ -506,18 +452,18 @@ static void test_irq_info_all(void **state)
 	}
 }
 
-static void make_efds(struct fx *f, int *efd, size_t n)
+static void make_efds(struct it_fx *f, int *efd, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		efd[i] = own(f, it_eventfd());
+		efd[i] = it_fx_own(f, it_eventfd());
 		assert_true(efd[i] >= 0);
 	}
 }
 
-static void close_efds(struct fx *f, int *efd, size_t n)
+static void close_efds(struct it_fx *f, int *efd, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		disown_close(f, efd[i]);
+		it_fx_close(f, efd[i]);
 }
 
 /* Which of the eventfds are readable right now, as a bit mask (consumed). */
@@ -533,7 +479,7 @@ static unsigned fired(int *efd, size_t n)
 
 static void test_msix_eventfd_trigger(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	int efd[TD_MSIX_VECTORS];
 
 	make_efds(f, efd, TD_MSIX_VECTORS);
@@ -582,7 +528,7 @@ static int setup_few_fds(void **state)
 /* The server accepts 3 fds per message: 8 eventfds go in 3 SET_IRQS. */
 static void test_set_irqs_split_by_max_fds(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfurt_client_caps caps;
 	int efd[TD_MSIX_VECTORS];
 
@@ -612,7 +558,7 @@ static void test_set_irqs_split_by_max_fds(void **state)
 
 static void test_msix_mask_unmask(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	int efd[4];
 	uint8_t pba = 0;
 	unsigned st0;
@@ -621,12 +567,12 @@ static void test_msix_mask_unmask(void **state)
 	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 4, efd,
 						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
 	assert_int_equal(it_msix_enable(f->c, TD_MSIX_VECTORS), 0);
-	st0 = atomic_load(&f->st->irq_state);
+	st0 = atomic_load(&f->st[0]->irq_state);
 
 	/* DATA_NONE mask: the trigger stays pending (PBA bit set) */
 	assert_int_equal(vfurt_client_set_irqs(f->c, VFURT_IRQ_MSIX, 2, 1,
 					       VFIO_IRQ_SET_ACTION_MASK, NULL), 0);
-	assert_int_equal(atomic_load(&f->st->irq_state), st0 + 1);
+	assert_int_equal(atomic_load(&f->st[0]->irq_state), st0 + 1);
 	assert_int_equal(it_irq_fire(f->c, VFURT_IRQ_MSIX, 2), 0);
 	assert_int_equal(fired(efd, 4), 0);
 	assert_int_equal(vfurt_client_region_read(f->c, VFURT_REGION_BAR4, 0x1000, &pba, 1), 0);
@@ -634,7 +580,7 @@ static void test_msix_mask_unmask(void **state)
 	/* DATA_NONE unmask delivers the pending interrupt */
 	assert_int_equal(vfurt_client_set_irqs(f->c, VFURT_IRQ_MSIX, 2, 1,
 					       VFIO_IRQ_SET_ACTION_UNMASK, NULL), 0);
-	assert_int_equal(atomic_load(&f->st->irq_state), st0 + 2);
+	assert_int_equal(atomic_load(&f->st[0]->irq_state), st0 + 2);
 	assert_true(it_readable(efd[2], IT_TIMEOUT_MS));
 	assert_int_equal(fired(efd, 4), 1u << 2);
 	assert_int_equal(vfurt_client_region_read(f->c, VFURT_REGION_BAR4, 0x1000, &pba, 1), 0);
@@ -684,7 +630,7 @@ static void msix_cfg_enable(struct vfurt_client *c, bool on)
 						   &ctrl, 2), 0);
 }
 
-static uint8_t pba_bits(struct fx *f)
+static uint8_t pba_bits(struct it_fx *f)
 {
 	uint8_t pba = 0xff;
 
@@ -695,7 +641,7 @@ static uint8_t pba_bits(struct fx *f)
 
 /* The table's vector control mask bit of v as the server holds it (reads do
  * not make the client the table's owner). */
-static bool table_masked(struct fx *f, uint32_t v)
+static bool table_masked(struct it_fx *f, uint32_t v)
 {
 	uint32_t ctrl = 0;
 
@@ -711,7 +657,7 @@ static bool table_masked(struct fx *f, uint32_t v)
  */
 static void test_msix_client_emulated_table(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	int efd[4];
 
 	make_efds(f, efd, 4);
@@ -786,8 +732,8 @@ static void test_msix_client_emulated_table(void **state)
 /* The same with the eventfd first and MSI-X enabled afterwards. */
 static void test_msix_client_emulated_table_late_enable(void **state)
 {
-	struct fx *f = *state;
-	int efd = own(f, it_eventfd());
+	struct it_fx *f = *state;
+	int efd = it_fx_own(f, it_eventfd());
 
 	assert_true(efd >= 0);
 	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 1, &efd,
@@ -811,7 +757,7 @@ static void test_msix_client_emulated_table_late_enable(void **state)
 	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 1, &efd,
 						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
 	assert_true(it_readable(efd, IT_TIMEOUT_MS));
-	disown_close(f, efd);
+	it_fx_close(f, efd);
 }
 
 /* A client that writes the table keeps its masks: a later eventfd (QEMU
@@ -819,7 +765,7 @@ static void test_msix_client_emulated_table_late_enable(void **state)
  * client masked there. */
 static void test_msix_client_table_keeps_masks(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	int efd[2];
 
 	make_efds(f, efd, 2);
@@ -847,8 +793,8 @@ static void test_msix_client_table_keeps_masks(void **state)
 
 static void test_intx_automask(void **state)
 {
-	struct fx *f = *state;
-	int efd = own(f, it_eventfd());
+	struct it_fx *f = *state;
+	int efd = it_fx_own(f, it_eventfd());
 
 	assert_true(efd >= 0);
 	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_INTX, 0, 1, &efd,
@@ -869,15 +815,15 @@ static void test_intx_automask(void **state)
 	assert_int_equal(vfurt_client_set_irqs(f->c, VFURT_IRQ_INTX, 0, 1,
 					       VFIO_IRQ_SET_ACTION_UNMASK, NULL), 0);
 	assert_false(it_readable(efd, 0));
-	disown_close(f, efd);
+	it_fx_close(f, efd);
 }
 
 /* SET_IRQS TRIGGER with DATA_NONE / DATA_BOOL: the client fires a vector. */
 static void test_irq_client_trigger(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	const uint8_t no = 0, yes = 1;
-	int efd = own(f, it_eventfd());
+	int efd = it_fx_own(f, it_eventfd());
 
 	assert_true(efd >= 0);
 	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_ERR, 0, 1, &efd,
@@ -892,7 +838,7 @@ static void test_irq_client_trigger(void **state)
 	assert_int_equal(vfurt_client_set_irqs(f->c, VFURT_IRQ_ERR, 0, 1,
 					       VFIO_IRQ_SET_ACTION_TRIGGER, &yes), 0);
 	assert_true(it_readable(efd, IT_TIMEOUT_MS));
-	disown_close(f, efd);
+	it_fx_close(f, efd);
 }
 
 /* ---- region access ---------------------------------------------------------- */
@@ -904,7 +850,7 @@ static void test_region_rw_sizes(void **state)
 		{ VFURT_REGION_BAR1, 0x8000 }, { VFURT_REGION_BAR2, 0xf0 },
 		{ TD_REGION_DEVSPEC, 0xff8 },
 	};
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 
 	for (size_t w = 0; w < sizeof(where) / sizeof(where[0]); w++) {
 		for (size_t sz = 1; sz <= 8; sz *= 2) {
@@ -930,7 +876,7 @@ static void test_region_rw_sizes(void **state)
 
 static void test_region_rw_large(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	uint8_t *out = malloc(TD_BAR1_SIZE), *in = malloc(TD_BAR1_SIZE);
 
 	assert_non_null(out);
@@ -952,7 +898,7 @@ static void test_region_rw_large(void **state)
 
 static void test_region_write_posted(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	uint64_t v = 0x1122334455667788ull, back = 0;
 
 	assert_int_equal(vfurt_client_region_write_posted(f->c, VFURT_REGION_BAR0, 0x20, &v,
@@ -974,7 +920,7 @@ static void test_region_write_posted(void **state)
 
 static void test_region_write_multi(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfio_user_write_multi_entry e[250];
 	uint8_t back[0x100];
 
@@ -1014,8 +960,8 @@ static void test_region_write_multi(void **state)
 
 static void test_dma_map_fd(void **state)
 {
-	struct fx *f = *state;
-	int mfd = own(f, it_memfd(DMA_SIZE));
+	struct it_fx *f = *state;
+	int mfd = it_fx_own(f, it_memfd(DMA_SIZE));
 	uint8_t *mem, *bar = malloc(DMA_SIZE);
 
 	assert_true(mfd >= 0);
@@ -1024,7 +970,7 @@ static void test_dma_map_fd(void **state)
 	assert_true(mem != MAP_FAILED);
 	assert_int_equal(vfurt_client_dma_map(f->c, DMA_IOVA, DMA_SIZE, mfd, 0, RW,
 					      VFURT_CLIENT_DMA_SEND_FD), 0);
-	assert_int_equal(atomic_load(&f->st->dma_map), 1);
+	assert_int_equal(atomic_load(&f->st[0]->dma_map), 1);
 
 	/* device reads guest memory directly */
 	it_fill(mem, DMA_SIZE, 3);
@@ -1046,16 +992,16 @@ static void test_dma_map_fd(void **state)
 	assert_int_equal(it_dev_dma(f->c, 1, DMA_IOVA + DMA_SIZE - 8, 16), -ENOENT);
 
 	assert_int_equal(vfurt_client_dma_unmap(f->c, DMA_IOVA, DMA_SIZE, 0), 0);
-	assert_int_equal(atomic_load(&f->st->dma_unmap), 1);
+	assert_int_equal(atomic_load(&f->st[0]->dma_unmap), 1);
 	assert_int_equal(it_dev_dma(f->c, 1, DMA_IOVA, 16), -ENOENT);
 	munmap(mem, DMA_SIZE);
-	disown_close(f, mfd);
+	it_fx_close(f, mfd);
 	free(bar);
 }
 
 /* DMA without an fd: the device's accesses become DMA_READ/DMA_WRITE
  * messages the client serves while it waits for the doorbell write reply. */
-static void dma_msg_roundtrip(struct fx *f, uint64_t len, uint32_t seed)
+static void dma_msg_roundtrip(struct it_fx *f, uint64_t len, uint32_t seed)
 {
 	uint8_t *guest = aligned_alloc(4096, DMA_SIZE);
 	uint8_t *bar = malloc(DMA_SIZE);
@@ -1090,7 +1036,7 @@ static void dma_msg_roundtrip(struct fx *f, uint64_t len, uint32_t seed)
 
 static void test_dma_map_mem_messages(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfurt_client_stats cs;
 
 	dma_msg_roundtrip(f, DMA_SIZE, 11);
@@ -1111,7 +1057,7 @@ static int setup_small_xfer(void **state)
 
 static void test_dma_messages_split(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfurt_client_stats cs;
 	struct vfurt_client_caps caps;
 
@@ -1134,7 +1080,7 @@ static int setup_twin(void **state)
 
 static void test_dma_twin_socket(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfurt_client_stats cs;
 	struct vfurt_client_caps caps;
 
@@ -1162,7 +1108,7 @@ static int setup_twin_declined(void **state)
 /* A server that does not offer the twin socket: DMA stays on the main one. */
 static void test_dma_twin_declined(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	struct vfurt_client_opts o = it_opts(VFURT_CLIENT_TWIN_SOCKET | VFURT_CLIENT_REQUIRE_TWIN);
 	struct vfurt_client_stats cs;
 	struct vfurt_client_caps caps;
@@ -1188,9 +1134,9 @@ static void test_dma_twin_declined(void **state)
 /* One device DMA spanning an fd-backed window and a message window. */
 static void test_dma_mixed_windows(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	const uint64_t half = DMA_SIZE / 2;
-	int mfd = own(f, it_memfd(half));
+	int mfd = it_fx_own(f, it_memfd(half));
 	uint8_t *guest = aligned_alloc(4096, half), *mem, *bar = malloc(DMA_SIZE);
 	struct vfurt_client_stats cs;
 
@@ -1215,18 +1161,18 @@ static void test_dma_mixed_windows(void **state)
 
 	/* unmap-all drops both */
 	assert_int_equal(vfurt_client_dma_unmap(f->c, 0, 0, VFIO_USER_DMA_UNMAP_FLAG_ALL), 0);
-	assert_int_equal(atomic_load(&f->st->dma_unmap), 2);
+	assert_int_equal(atomic_load(&f->st[0]->dma_unmap), 2);
 	assert_int_equal(it_dev_dma(f->c, 1, DMA_IOVA, 16), -ENOENT);
 	assert_int_equal(it_dev_dma(f->c, 1, DMA_IOVA + half, 16), -ENOENT);
 	munmap(mem, half);
-	disown_close(f, mfd);
+	it_fx_close(f, mfd);
 	free(guest);
 	free(bar);
 }
 
 static void test_dma_unmap(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	uint8_t *g = aligned_alloc(4096, 4 * 4096);
 
 	assert_non_null(g);
@@ -1234,15 +1180,15 @@ static void test_dma_unmap(void **state)
 	for (uint64_t i = 0; i < 4; i++)
 		assert_int_equal(vfurt_client_dma_map_mem(f->c, DMA_IOVA + i * 0x10000, 4096,
 							  g + i * 4096, RW, 0), 0);
-	assert_int_equal(atomic_load(&f->st->dma_map), 4);
+	assert_int_equal(atomic_load(&f->st[0]->dma_map), 4);
 	assert_int_equal(vfurt_client_dma_unmap(f->c, DMA_IOVA + 0x10000, 4096, 0), 0);
-	assert_int_equal(atomic_load(&f->st->dma_unmap), 1);
+	assert_int_equal(atomic_load(&f->st[0]->dma_unmap), 1);
 	assert_int_equal(it_dev_dma(f->c, 1, DMA_IOVA + 0x10000, 16), -ENOENT);
 	assert_int_equal(it_dev_dma(f->c, 1, DMA_IOVA + 0x20000, 16), 0);
 	/* the same range again is gone */
 	assert_int_equal(vfurt_client_dma_unmap(f->c, DMA_IOVA + 0x10000, 4096, 0), -ENOENT);
 	assert_int_equal(vfurt_client_dma_unmap(f->c, 0, 0, VFIO_USER_DMA_UNMAP_FLAG_ALL), 0);
-	assert_int_equal(atomic_load(&f->st->dma_unmap), 4);
+	assert_int_equal(atomic_load(&f->st[0]->dma_unmap), 4);
 	assert_int_equal(it_dev_dma(f->c, 1, DMA_IOVA, 16), -ENOENT);
 	/* unmap-all of nothing is fine */
 	assert_int_equal(vfurt_client_dma_unmap(f->c, 0, 0, VFIO_USER_DMA_UNMAP_FLAG_ALL), 0);
@@ -1257,7 +1203,7 @@ static void test_dma_unmap(void **state)
 
 static void test_device_reset(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	uint32_t v = 0;
 	uint16_t cmd = 0x0006;
 
@@ -1268,13 +1214,13 @@ static void test_device_reset(void **state)
 	assert_int_equal(cmd & 0x6, 0x6);
 
 	assert_int_equal(vfurt_client_reset(f->c), 0);
-	assert_int_equal(atomic_load(&f->st->reset), 1);
+	assert_int_equal(atomic_load(&f->st[0]->reset), 1);
 	assert_int_equal(it_rd32(f->c, VFURT_REGION_BAR0, 0x10, &v), 0);
 	assert_int_equal(v, 0);
 	assert_int_equal(vfurt_client_region_read(f->c, VFURT_REGION_CONFIG, 4, &cmd, 2), 0);
 	assert_int_equal(cmd & 0x6, 0);
 	/* the connection stays attached */
-	assert_int_equal(atomic_load(&f->st->detach), 0);
+	assert_int_equal(atomic_load(&f->st[0]->detach), 0);
 	assert_true(it_alive(f->c));
 }
 
@@ -1282,8 +1228,8 @@ static void test_device_reset(void **state)
  * the client's eventfd until the guest enables MSI-X anew. */
 static void test_reset_masks_msix(void **state)
 {
-	struct fx *f = *state;
-	int efd = own(f, it_eventfd());
+	struct it_fx *f = *state;
+	int efd = it_fx_own(f, it_eventfd());
 
 	assert_true(efd >= 0);
 	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, 1, &efd,
@@ -1301,12 +1247,12 @@ static void test_reset_masks_msix(void **state)
 	/* re-enabling delivers what became pending meanwhile */
 	assert_int_equal(it_msix_enable(f->c, TD_MSIX_VECTORS), 0);
 	assert_true(it_readable(efd, IT_TIMEOUT_MS));
-	disown_close(f, efd);
+	it_fx_close(f, efd);
 }
 
 static void test_unsupported_commands(void **state)
 {
-	struct fx *f = *state;
+	struct it_fx *f = *state;
 	uint8_t buf[64];
 	uint32_t got = 0;
 	size_t len = 0;
@@ -1341,8 +1287,8 @@ static int setup_async(void **state)
 
 static void test_async_quiesce(void **state)
 {
-	struct fx *f = *state;
-	int mfd = own(f, it_memfd(DMA_SIZE));
+	struct it_fx *f = *state;
+	int mfd = it_fx_own(f, it_memfd(DMA_SIZE));
 	uint8_t *mem;
 	struct vfio_user_device_info info = { .argsz = sizeof(info) };
 	struct vfio_user_dma_unmap um = { .argsz = sizeof(um), .addr = DMA_IOVA,
@@ -1354,8 +1300,8 @@ static void test_async_quiesce(void **state)
 	assert_true(mem != MAP_FAILED);
 	assert_int_equal(vfurt_client_dma_map(f->c, DMA_IOVA, DMA_SIZE, mfd, 0, RW,
 					      VFURT_CLIENT_DMA_SEND_FD), 0);
-	assert_true(atomic_load(&f->st->quiesce) >= 1);
-	assert_int_equal(atomic_load(&f->st->dma_map), 1);
+	assert_true(atomic_load(&f->st[0]->quiesce) >= 1);
+	assert_int_equal(atomic_load(&f->st[0]->dma_map), 1);
 	it_fill(mem, 256, 51);
 	assert_int_equal(it_dev_dma(f->c, 1, DMA_IOVA, 256), 0);
 
@@ -1367,15 +1313,15 @@ static void test_async_quiesce(void **state)
 				       sizeof(um), NULL), 0);
 	assert_int_equal(it_recv_reply(f->c, (uint16_t)id2, VFIO_USER_DEVICE_GET_INFO, &info,
 				       sizeof(info), NULL), 0);
-	assert_int_equal(atomic_load(&f->st->dma_unmap), 1);
+	assert_int_equal(atomic_load(&f->st[0]->dma_unmap), 1);
 
 	/* reset goes through the quiesce too */
 	assert_int_equal(vfurt_client_reset(f->c), 0);
-	assert_int_equal(atomic_load(&f->st->reset), 1);
-	assert_true(atomic_load(&f->st->quiesce) >= 3);
+	assert_int_equal(atomic_load(&f->st[0]->reset), 1);
+	assert_true(atomic_load(&f->st[0]->quiesce) >= 3);
 	assert_true(it_alive(f->c));
 	munmap(mem, DMA_SIZE);
-	disown_close(f, mfd);
+	it_fx_close(f, mfd);
 }
 
 int main(void)

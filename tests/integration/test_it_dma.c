@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "common/fixture.h"
 #include "common/it_util.h"
 #include "common/testsrv.h"
 
@@ -25,49 +26,12 @@
 #define WR VFIO_USER_DMA_MAP_FLAG_WRITE
 #define RW (RD | WR)
 
-struct dx {
-	struct testsrv *ts;
-	struct vfurt_dev *dev;
-	struct testdev_stats *st;
-	struct vfurt_client *c;
-	int base_fds;
-};
-
+/* One test device, c connected to it. */
 static int setup(void **state)
 {
-	struct dx *x = calloc(1, sizeof(*x));
+	struct it_fx_opts o = { .name = "it-dma" };
 
-	*state = x;
-	if (!x)
-		return -1;
-	x->dev = testdev_create("it-dma", NULL, &x->st);
-	x->ts = x->dev ? testsrv_start(&x->dev, 1, NULL) : NULL;
-	if (!x->ts)
-		return -1;
-	x->base_fds = test_count_fds();
-	x->c = it_connect(testsrv_path(x->ts, 0), 0);
-	return x->c ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	struct dx *x = *state;
-	int rc = 0;
-
-	if (!x)
-		return 0;
-	vfurt_client_close(x->c);
-	if (it_check_fds(x->base_fds))
-		rc = -1;
-	testsrv_stop(x->ts);
-	if (atomic_load(&x->st->dma_map) != atomic_load(&x->st->dma_unmap)) {
-		fprintf(stderr, "dma maps %u != unmaps %u\n", atomic_load(&x->st->dma_map),
-			atomic_load(&x->st->dma_unmap));
-		rc = -1;
-	}
-	testdev_stats_free(x->st);
-	free(x);
-	return rc;
+	return it_fx_start(state, &o);
 }
 
 static int raw_map(struct vfurt_client *c, uint64_t iova, uint64_t size, uint32_t flags,
@@ -83,7 +47,7 @@ static int raw_map(struct vfurt_client *c, uint64_t iova, uint64_t size, uint32_
 /* The device may only do what the window allows, on both paths. */
 static void test_dma_prot_enforced(void **state)
 {
-	struct dx *x = *state;
+	struct it_fx *x = *state;
 	static uint8_t ro[PG] __attribute__((aligned(PG)));
 	static uint8_t wo[PG] __attribute__((aligned(PG)));
 	int mfd = it_memfd(2 * PG);
@@ -116,7 +80,7 @@ static void test_dma_prot_enforced(void **state)
  * sees that errno, and the connection goes on. */
 static void test_dma_refused_by_client(void **state)
 {
-	struct dx *x = *state;
+	struct it_fx *x = *state;
 	struct vfurt_client_stats cs;
 
 	assert_int_equal(raw_map(x->c, IOVA, 4 * PG, RW, 0, -1), 0);
@@ -132,7 +96,7 @@ static void test_dma_refused_by_client(void **state)
 /* A window mapped read-write from an fd the server can only map read-only. */
 static void test_dma_map_readonly_fd(void **state)
 {
-	struct dx *x = *state;
+	struct it_fx *x = *state;
 	int mfd = it_memfd(PG);
 	char path[64];
 	int rofd;
@@ -143,7 +107,7 @@ static void test_dma_map_readonly_fd(void **state)
 	assert_true(rofd >= 0);
 	assert_int_equal(raw_map(x->c, IOVA, PG, RW, 0, rofd), -EACCES);
 	assert_int_equal(raw_map(x->c, IOVA, PG, WR, 0, rofd), -EACCES);
-	assert_int_equal(atomic_load(&x->st->dma_map), 0);
+	assert_int_equal(atomic_load(&x->st[0]->dma_map), 0);
 	/* read-only is what it allows */
 	assert_int_equal(raw_map(x->c, IOVA, PG, RD, 0, rofd), 0);
 	assert_int_equal(it_dev_dma(x->c, 1, IOVA, 64), 0);
@@ -210,7 +174,7 @@ static void test_dma_map_beyond_file_end(void **state)
 /* Windows near the top of the address space and a large sparse window. */
 static void test_dma_edges(void **state)
 {
-	struct dx *x = *state;
+	struct it_fx *x = *state;
 	const uint64_t top = UINT64_MAX - 2 * (uint64_t)PG + 1; /* ends 4 KiB below 2^64 */
 	static uint8_t g[PG] __attribute__((aligned(PG)));
 	uint8_t bar[64];
@@ -242,11 +206,11 @@ static void test_dma_edges(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_dma_prot_enforced, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dma_refused_by_client, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dma_map_readonly_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dma_prot_enforced, setup, it_fx_teardown),
+		cmocka_unit_test_setup_teardown(test_dma_refused_by_client, setup, it_fx_teardown),
+		cmocka_unit_test_setup_teardown(test_dma_map_readonly_fd, setup, it_fx_teardown),
 		cmocka_unit_test(test_dma_map_beyond_file_end),
-		cmocka_unit_test_setup_teardown(test_dma_edges, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dma_edges, setup, it_fx_teardown),
 	};
 
 	return cmocka_run_group_tests_name("integration: dma errors", tests, NULL, NULL);

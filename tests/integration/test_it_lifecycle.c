@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "common/fixture.h"
 #include "common/it_util.h"
 #include "common/testsrv.h"
 
@@ -22,33 +23,13 @@
 #define HDR sizeof(struct vfio_user_header)
 
 /* Two test devices on one server; c talks to dev[0]. */
-struct lx {
-	struct testsrv *ts;
-	struct vfurt_dev *dev[2];
-	struct testdev_stats *st[2];
-	struct vfurt_client *c;
-	int base_fds; /* with the server running and no client */
-};
-
 static int lx_start(void **state, const struct testdev_opts *d0,
 		    const struct vfurt_conn_opts *co, const struct vfurt_client_opts *o)
 {
-	struct lx *x = calloc(1, sizeof(*x));
-	struct vfurt_client_opts dflt = it_opts(0);
+	struct it_fx_opts fo = { .name = "it-life", .ntestdev = 2, .dev0 = d0, .conn = co,
+				 .client = o };
 
-	*state = x;
-	if (!x)
-		return -1;
-	x->dev[0] = testdev_create("it-life0", d0, &x->st[0]);
-	x->dev[1] = testdev_create("it-life1", NULL, &x->st[1]);
-	if (!x->dev[0] || !x->dev[1])
-		return -1;
-	x->ts = testsrv_start(x->dev, 2, co);
-	if (!x->ts)
-		return -1;
-	x->base_fds = test_count_fds();
-	x->c = vfurt_client_connect(testsrv_path(x->ts, 0), o ? o : &dflt);
-	return x->c ? 0 : -1;
+	return it_fx_start(state, &fo);
 }
 
 static int setup(void **state)
@@ -56,26 +37,8 @@ static int setup(void **state)
 	return lx_start(state, NULL, NULL, NULL);
 }
 
-static int teardown(void **state)
-{
-	struct lx *x = *state;
-	int rc = 0;
-
-	if (!x)
-		return 0;
-	vfurt_client_close(x->c);
-	if (it_check_fds(x->base_fds))
-		rc = -1;
-	if (x->ts)
-		testsrv_stop(x->ts);
-	testdev_stats_free(x->st[0]);
-	testdev_stats_free(x->st[1]);
-	free(x);
-	return rc;
-}
-
 /* Close c and wait until the server has detached it. */
-static void disconnect(struct lx *x)
+static void disconnect(struct it_fx *x)
 {
 	unsigned d = atomic_load(&x->st[0]->detach);
 
@@ -84,7 +47,7 @@ static void disconnect(struct lx *x)
 	assert_int_equal(it_wait_ctr(&x->st[0]->detach, d + 1), d + 1);
 }
 
-static struct vfurt_client *reconnect(struct lx *x, uint32_t flags)
+static struct vfurt_client *reconnect(struct it_fx *x, uint32_t flags)
 {
 	struct vfurt_client_opts o = it_opts(flags);
 
@@ -97,7 +60,7 @@ static struct vfurt_client *reconnect(struct lx *x, uint32_t flags)
 
 static void test_state_survives_reconnect(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	uint8_t big[512], back[512];
 	uint32_t v = 0;
 	uint16_t cmd = 0;
@@ -130,7 +93,7 @@ static void test_state_survives_reconnect(void **state)
 
 static void test_disconnect_releases_dma_and_irqs(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	int mfd = it_memfd(8 * PG);
 	int efd[TD_MSIX_VECTORS + 2];
 	uint8_t *mem = aligned_alloc(PG, 4 * PG);
@@ -189,7 +152,7 @@ static void test_disconnect_releases_dma_and_irqs(void **state)
 
 static void test_attach_detach_counters(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	struct vfurt_client_opts o = it_opts(0);
 
 	assert_int_equal(atomic_load(&x->st[0]->attach), 1);
@@ -218,7 +181,7 @@ static void test_attach_detach_counters(void **state)
 
 static void test_many_cycles(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	int mfd = it_memfd(PG);
 	int efd = it_eventfd();
 	int ours;
@@ -254,7 +217,7 @@ static void test_many_cycles(void **state)
  * notice the old connection went away. */
 static void test_immediate_reconnect(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	unsigned refused = 0;
 
 	for (unsigned i = 0; i < 50; i++) {
@@ -275,7 +238,7 @@ static void test_immediate_reconnect(void **state)
 
 static void test_two_devices_one_garbage(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	struct vfurt_client *good = it_connect(testsrv_path(x->ts, 1), 0);
 	uint8_t junk[64];
 	uint8_t pat[256], back[256];
@@ -318,7 +281,7 @@ static void wr32_msg(uint8_t *buf, uint32_t region, uint64_t off, uint32_t v)
 
 static void test_pipelined_writes(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	int ids[50];
 	uint8_t back[50 * 4];
 
@@ -350,7 +313,7 @@ static void test_pipelined_writes(void **state)
 /* Different commands, some with fds, some failing, in one burst. */
 static void test_pipelined_mixed(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	int mfd = it_memfd(PG);
 	int efd[4];
 	struct vfio_user_device_info info = { .argsz = sizeof(info) };
@@ -422,7 +385,7 @@ static void test_pipelined_mixed(void **state)
  */
 static void test_pipeline_during_dma(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	uint8_t *guest = aligned_alloc(PG, 4 * PG);
 	uint8_t bar[4 * PG];
 	int efd = it_eventfd();
@@ -490,7 +453,7 @@ static void test_pipeline_large_write_during_dma(void **state)
 	static uint8_t guest[PG] __attribute__((aligned(PG)));
 	static uint8_t msg[sizeof(struct vfio_user_region_access) + 4 * PG];
 	static uint8_t back[4 * PG];
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	const size_t n = 4 * PG;
 	struct vfio_user_region_access a = { .offset = 0x8000, .region = VFURT_REGION_BAR1,
 					     .count = (uint32_t)n };
@@ -524,7 +487,7 @@ static void test_pipeline_large_write_during_dma(void **state)
 
 static void test_client_gone_during_dma(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	uint8_t *guest = aligned_alloc(PG, 4 * PG);
 	uint32_t op = 1;
 	uint32_t st = 0;
@@ -556,7 +519,7 @@ static int setup_short_timeout(void **state)
  * server gives up on that connection only. */
 static void test_client_not_serving_dma(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	struct vfurt_client *good = it_connect(testsrv_path(x->ts, 1), 0);
 	uint8_t *guest = aligned_alloc(PG, PG);
 	uint32_t op = 1, st = 0;
@@ -590,7 +553,7 @@ static int setup_async(void **state)
 /* DMA_MAP parked for an asynchronous quiesce, and the client leaves. */
 static void test_disconnect_while_quiescing(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	int mfd = it_memfd(PG);
 	struct vfio_user_dma_map map = { .argsz = sizeof(map), .flags = RW, .addr = IOVA,
 					 .size = PG };
@@ -611,7 +574,7 @@ static void test_disconnect_while_quiescing(void **state)
 
 static void test_server_destroy_with_client(void **state)
 {
-	struct lx *x = *state;
+	struct it_fx *x = *state;
 	int mfd = it_memfd(PG);
 	int efd = it_eventfd();
 	uint8_t *guest = aligned_alloc(PG, PG);
@@ -660,8 +623,8 @@ static void test_server_destroy_with_client(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-#define TS(fn, s) cmocka_unit_test_setup_teardown(fn, s, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, it_fx_teardown)
+#define TS(fn, s) cmocka_unit_test_setup_teardown(fn, s, it_fx_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_state_survives_reconnect),
 		T(test_disconnect_releases_dma_and_irqs),

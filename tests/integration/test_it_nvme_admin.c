@@ -14,6 +14,7 @@
 #include <vfurt/nvme.h>
 
 #include "common/it_util.h"
+#include "common/nvme_fx.h"
 #include "hostsim/nvme_host.h"
 #include "common/testsrv.h"
 
@@ -33,12 +34,6 @@ struct ctrl_cfg {
 	const char *name;
 	const char *serial;   /* NULL: the default */
 	const char *identity; /* NULL: name */
-};
-
-struct fx {
-	struct testsrv *ts;
-	struct nvme_host *h;
-	int fds_before;
 };
 
 static struct vfurt_dev *make_ctrl(const struct ctrl_cfg *cfg)
@@ -79,27 +74,11 @@ static struct nvme_host *host_up(const char *path)
 static int setup(void **state)
 {
 	static const struct ctrl_cfg cfg = { .name = "nvme-admin" };
-	struct fx *f = calloc(1, sizeof(*f));
-	struct vfurt_dev *dev;
+	struct nvme_fx *f = nvme_fx_new(state);
+	struct vfurt_dev *dev = make_ctrl(&cfg);
 
-	assert_non_null(f);
-	f->fds_before = test_count_fds();
-	dev = make_ctrl(&cfg);
-	f->ts = testsrv_start(&dev, 1, NULL);
-	assert_non_null(f->ts);
-	f->h = host_up(testsrv_path(f->ts, 0));
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	nh_close(f->h);
-	testsrv_stop(f->ts);
-	assert_int_equal(it_wait_fds(f->fds_before), f->fds_before);
-	free(f);
+	nvme_fx_serve(f, &dev, 1, NULL, 0);
+	f->h = nvme_fx_host(f, 0, NULL);
 	return 0;
 }
 
@@ -143,7 +122,7 @@ static void set_get(struct nvme_host *h, uint8_t fid, uint32_t v, uint32_t get_c
 static void test_features_mandatory_present(void **state)
 {
 	static const uint8_t fids[] = { 0x01, 0x02, 0x04, 0x05, 0x07, 0x08, 0x09, 0x0a, 0x0b };
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	uint32_t dw0;
 
 	for (size_t i = 0; i < sizeof(fids); i++) {
@@ -164,7 +143,7 @@ static void test_features_mandatory_present(void **state)
 
 static void test_feature_arbitration_power_temp(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint32_t dw0;
 
@@ -205,7 +184,7 @@ static void test_feature_arbitration_power_temp(void **state)
 
 static void test_feature_error_recovery(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint32_t dw0 = 0xdeadbeefu;
 
@@ -245,7 +224,7 @@ static void test_feature_error_recovery(void **state)
 
 static void test_feature_queues_and_interrupts(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint32_t dw0 = 0;
 
@@ -287,7 +266,7 @@ static void test_feature_queues_and_interrupts(void **state)
 
 static void test_feature_atomicity_async_events(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint32_t dw0 = 0xdeadbeefu;
 
@@ -321,7 +300,7 @@ static void test_effects_log(void **state)
 {
 	static const uint8_t admin[] = { 0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x08,
 					 0x09, 0x0a, 0x0c, 0x18, 0x7c };
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t id[NH_PAGE], log[NH_PAGE];
 	uint16_t oncs;
@@ -426,7 +405,7 @@ static void check_offsets(struct nvme_host *h, uint8_t lid, uint32_t nsid, size_
 
 static void test_log_pages_offsets(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct nvme_host *h = f->h;
 	uint8_t id[NH_PAGE], log[512];
 	uint32_t elpe;
@@ -581,7 +560,7 @@ static bool sn_printable(const char *sn)
 
 static void test_identify_ctrl_fields(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	uint8_t id[NH_PAGE];
 	char nqn[257] = { 0 };
 
@@ -650,25 +629,20 @@ static void test_ids_unique_and_stable(void **state)
 
 int main(void)
 {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, nvme_fx_teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_features_mandatory_present, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_feature_arbitration_power_temp, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_feature_error_recovery, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_feature_queues_and_interrupts, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_feature_atomicity_async_events, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_effects_log, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_log_pages_offsets, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_identify_ctrl_fields, setup, teardown),
+		T(test_features_mandatory_present),
+		T(test_feature_arbitration_power_temp),
+		T(test_feature_error_recovery),
+		T(test_feature_queues_and_interrupts),
+		T(test_feature_atomicity_async_events),
+		T(test_effects_log),
+		T(test_log_pages_offsets),
+		T(test_identify_ctrl_fields),
 		cmocka_unit_test(test_ids_unique_and_stable),
+#undef T
 	};
 
-	/* NVME_TEST / NVME_SKIP=pattern: run only / skip the matching tests (debugging) */
-	if (getenv("NVME_TEST"))
-		cmocka_set_test_filter(getenv("NVME_TEST"));
-	if (getenv("NVME_SKIP"))
-		cmocka_set_skip_filter(getenv("NVME_SKIP"));
+	nvme_fx_filters();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

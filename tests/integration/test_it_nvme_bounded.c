@@ -102,13 +102,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
+	int rc;
 
 	nh_close(f->ha);
 	nh_close(f->hb);
 	testsrv_stop(f->ts);
-	it_check_fds(f->fds_before);
+	rc = it_check_fds(f->fds_before); /* a leak fails the test */
 	free(f);
-	return 0;
+	return rc;
 }
 
 /* ---- B's liveness probe: QD1 reads, the longest wait between answers ---- */

@@ -22,19 +22,14 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
+#include "common/nvme_fx.h"
 #include "hostsim/nvme_host.h"
 
-struct fx {
-	struct testsrv *ts;
-	struct nvme_host *h;
-	int efd;
-	int fds_before;
-};
-
-/* mode: -1 the caller-driven epoll server, else a runtime poll mode */
+/* mode: -1 the caller-driven epoll server, else a runtime poll mode.
+ * f->fd is the eventfd of the INTx trigger. */
 static int setup_mode(void **state, int mode)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	struct nvme_fx *f = nvme_fx_new(state);
 	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns1", 512, 1u << 20);
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o),
@@ -48,17 +43,11 @@ static int setup_mode(void **state, int mode)
 	uint16_t ctrl;
 	int cap;
 
-	assert_non_null(f);
 	assert_non_null(b);
-	f->fds_before = test_count_fds();
 	o.log = it_dev_log("nvme-intx");
 	dev = vfurt_nvme_create(&o);
-	assert_non_null(dev);
-	f->ts = mode < 0 ? testsrv_start(&dev, 1, NULL) : testsrv_start_rt(&dev, 1, NULL, "0", mode);
-	assert_non_null(f->ts);
-	f->h = nh_open(testsrv_path(f->ts, 0), NULL);
-	assert_non_null(f->h);
-	assert_int_equal(nh_enable(f->h), 0);
+	nvme_fx_serve(f, &dev, 1, mode < 0 ? NULL : "0", mode);
+	f->h = nvme_fx_host(f, 0, NULL);
 	c = nh_client(f->h);
 	/* a guest booted with pci=nomsi: MSI-X off, INTx wired to an eventfd */
 	cap = it_cfg_find_cap(c, 0x11);
@@ -68,11 +57,10 @@ static int setup_mode(void **state, int mode)
 	ctrl &= (uint16_t)~0x8000u;
 	assert_int_equal(vfurt_client_region_write(c, VFURT_REGION_CONFIG, (uint64_t)cap + 2,
 						   &ctrl, 2), 0);
-	f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	assert_true(f->efd >= 0);
-	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &f->efd,
+	f->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(f->fd >= 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(c, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &f->fd,
 						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
-	*state = f;
 	return 0;
 }
 
@@ -92,18 +80,6 @@ static int setup_rt_busy(void **state)
 	return setup_mode(state, VFURT_POLL_BUSY);
 }
 
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	nh_close(f->h);
-	close(f->efd);
-	testsrv_stop(f->ts);
-	it_check_fds(f->fds_before);
-	free(f);
-	return 0;
-}
-
 /* Wait up to 5 s for the INTx eventfd; true when it fired (and drain it). */
 static bool intx_fired_within(int efd, int timeout_ms)
 {
@@ -115,13 +91,13 @@ static bool intx_fired_within(int efd, int timeout_ms)
 	return read(efd, &v, sizeof(v)) == sizeof(v);
 }
 
-static void unmask_intx(struct fx *f)
+static void unmask_intx(struct nvme_fx *f)
 {
 	assert_int_equal(vfurt_client_set_irqs(nh_client(f->h), VFIO_PCI_INTX_IRQ_INDEX, 0, 1,
 					       VFIO_IRQ_SET_ACTION_UNMASK, NULL), 0);
 }
 
-static void submit_get_features(struct fx *f)
+static void submit_get_features(struct nvme_fx *f)
 {
 	struct nh_sqe sqe = { .cdw0 = 0x0a, .cdw10 = 0x07 }; /* Number of Queues */
 	uint16_t cid;
@@ -140,47 +116,47 @@ static void submit_get_features(struct fx *f)
  */
 static void test_intx_unmask_resamples_level(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 
 	submit_get_features(f);
-	assert_true(intx_fired_within(f->efd, 5000));
+	assert_true(intx_fired_within(f->fd, 5000));
 	/* not consumed: still asserted, the EOI fires it again */
 	unmask_intx(f);
-	assert_true(intx_fired_within(f->efd, 0));
+	assert_true(intx_fired_within(f->fd, 0));
 	/* consumed (CQ head doorbell written): the EOI does not fire */
 	assert_int_equal(nh_reap(f->h, 0), 1);
 	unmask_intx(f);
-	assert_false(intx_fired_within(f->efd, 0));
+	assert_false(intx_fired_within(f->fd, 0));
 	/* a completion while masked (automasked after the fire) leaves the
 	 * interrupt pending; the host consumes both before its EOI, so the
 	 * line fell and the pending interrupt must be dropped, not fired */
 	submit_get_features(f);
-	assert_true(intx_fired_within(f->efd, 5000));
+	assert_true(intx_fired_within(f->fd, 5000));
 	submit_get_features(f);
 	for (int i = 0; i < 500 && nh_reap(f->h, 0) == 0; i++)
 		usleep(1000);
 	for (int i = 0; i < 500 && nh_reap(f->h, 0) == 0; i++)
 		usleep(1000);
 	unmask_intx(f);
-	assert_false(intx_fired_within(f->efd, 0));
+	assert_false(intx_fired_within(f->fd, 0));
 	/* the next completion raises the line again */
 	submit_get_features(f);
-	assert_true(intx_fired_within(f->efd, 5000));
+	assert_true(intx_fired_within(f->fd, 5000));
 	assert_int_equal(nh_reap(f->h, 0), 1);
 	unmask_intx(f);
-	assert_false(intx_fired_within(f->efd, 0));
+	assert_false(intx_fired_within(f->fd, 0));
 }
 
 /* INTMS masks the level: the EOI does not fire while bit 0 is set. */
 static void test_intx_intms_masks_level(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 
 	submit_get_features(f);
-	assert_true(intx_fired_within(f->efd, 5000));
+	assert_true(intx_fired_within(f->fd, 5000));
 	assert_int_equal(nh_reg_write32(f->h, 0x0c, 1u), 0); /* INTMS */
 	unmask_intx(f);
-	assert_false(intx_fired_within(f->efd, 0));
+	assert_false(intx_fired_within(f->fd, 0));
 	assert_int_equal(nh_reg_write32(f->h, 0x10, 1u), 0); /* INTMC */
 	assert_int_equal(nh_reap(f->h, 0), 1);
 }
@@ -189,22 +165,22 @@ static void test_intx_intms_masks_level(void **state)
  * access that QEMU takes as its INTx EOI: refused while MSI-X is off. */
 static void test_intx_refuses_dbbuf(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 
 	assert_int_equal(nh_dbbuf_enable(f->h), 0x0c); /* Command Sequence Error */
 	/* its completion's interrupt, then the EOI: consumed, no new fire */
-	assert_true(intx_fired_within(f->efd, 5000));
+	assert_true(intx_fired_within(f->fd, 5000));
 	unmask_intx(f);
-	assert_false(intx_fired_within(f->efd, 0));
+	assert_false(intx_fired_within(f->fd, 0));
 	/* the controller still serves the host */
 	submit_get_features(f);
-	assert_true(intx_fired_within(f->efd, 5000));
+	assert_true(intx_fired_within(f->fd, 5000));
 	assert_int_equal(nh_reap(f->h, 0), 1);
 }
 
 /* Install a KVM-style unmask eventfd (the irqfd resamplefd): the EOI is a
  * write to it, not a message. */
-static int install_unmask_fd(struct fx *f)
+static int install_unmask_fd(struct nvme_fx *f)
 {
 	int ufd = eventfd(0, EFD_CLOEXEC);
 
@@ -230,32 +206,32 @@ static void eoi_by_eventfd(int ufd)
  */
 static void test_intx_unmask_eventfd(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	int ufd = install_unmask_fd(f);
 
 	submit_get_features(f);
-	assert_true(intx_fired_within(f->efd, 5000));
+	assert_true(intx_fired_within(f->fd, 5000));
 	eoi_by_eventfd(ufd);
-	assert_true(intx_fired_within(f->efd, 5000)); /* unconsumed: fires again */
+	assert_true(intx_fired_within(f->fd, 5000)); /* unconsumed: fires again */
 	assert_int_equal(nh_reap(f->h, 0), 1);
 	eoi_by_eventfd(ufd);
-	assert_false(intx_fired_within(f->efd, 300)); /* consumed: quiet */
+	assert_false(intx_fired_within(f->fd, 300)); /* consumed: quiet */
 	/* the EOI was taken (the counter read), and the line works again */
 	submit_get_features(f);
-	assert_true(intx_fired_within(f->efd, 5000));
+	assert_true(intx_fired_within(f->fd, 5000));
 	assert_int_equal(nh_reap(f->h, 0), 1);
 	eoi_by_eventfd(ufd);
-	assert_false(intx_fired_within(f->efd, 300));
+	assert_false(intx_fired_within(f->fd, 300));
 	/* replaced by a new eventfd: the old one is no longer watched */
 	{
 		int ufd2 = install_unmask_fd(f);
 
 		submit_get_features(f);
-		assert_true(intx_fired_within(f->efd, 5000));
+		assert_true(intx_fired_within(f->fd, 5000));
 		eoi_by_eventfd(ufd);
-		assert_false(intx_fired_within(f->efd, 300));
+		assert_false(intx_fired_within(f->fd, 300));
 		eoi_by_eventfd(ufd2);
-		assert_true(intx_fired_within(f->efd, 5000));
+		assert_true(intx_fired_within(f->fd, 5000));
 		assert_int_equal(nh_reap(f->h, 0), 1);
 		close(ufd2);
 	}
@@ -267,7 +243,7 @@ static void test_intx_unmask_eventfd(void **state)
  * nothing and the controller keeps serving. */
 static void test_intx_unmask_fd_must_be_eventfd(void **state)
 {
-	struct fx *f = *state;
+	struct nvme_fx *f = *state;
 	struct vfurt_client *c = nh_client(f->h);
 	int p[2];
 	FILE *tmp = tmpfile();
@@ -287,23 +263,24 @@ static void test_intx_unmask_fd_must_be_eventfd(void **state)
 	fclose(tmp);
 	/* the trigger eventfd of setup() still works, as do SET_IRQS EOIs */
 	submit_get_features(f);
-	assert_true(intx_fired_within(f->efd, 5000));
+	assert_true(intx_fired_within(f->fd, 5000));
 	assert_int_equal(nh_reap(f->h, 0), 1);
 	unmask_intx(f);
-	assert_false(intx_fired_within(f->efd, 0));
+	assert_false(intx_fired_within(f->fd, 0));
 }
 
 int main(void)
 {
+#define T(fn, s) cmocka_unit_test_setup_teardown(fn, s, nvme_fx_teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_intx_unmask_resamples_level, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_intx_intms_masks_level, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_intx_refuses_dbbuf, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_intx_unmask_eventfd, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_intx_unmask_eventfd, setup_rt_adaptive, teardown),
-		cmocka_unit_test_setup_teardown(test_intx_unmask_eventfd, setup_rt_busy, teardown),
-		cmocka_unit_test_setup_teardown(test_intx_unmask_fd_must_be_eventfd, setup,
-						teardown),
+		T(test_intx_unmask_resamples_level, setup),
+		T(test_intx_intms_masks_level, setup),
+		T(test_intx_refuses_dbbuf, setup),
+		T(test_intx_unmask_eventfd, setup),
+		T(test_intx_unmask_eventfd, setup_rt_adaptive),
+		T(test_intx_unmask_eventfd, setup_rt_busy),
+		T(test_intx_unmask_fd_must_be_eventfd, setup),
+#undef T
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
+#include "common/nvme_fx.h"
 #include "hostsim/nvme_host.h"
 
 #define NS_BS 512u
@@ -29,12 +30,6 @@
  * its doorbell woke the worker (or the runtime capped the sleep).
  */
 #define LONG_SLEEP_US 30000000u
-
-struct fx {
-	struct testsrv *ts;
-	struct nvme_host *h;
-	int fds_before;
-};
 
 static struct vfurt_dev *make_ctrl(const char *name, bool ioeventfd, bool per_cqe)
 {
@@ -56,11 +51,6 @@ static struct vfurt_dev *make_ctrl(const char *name, bool ioeventfd, bool per_cq
 	return vfurt_nvme_create(&o);
 }
 
-static const char *cores(void)
-{
-	return sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? "0-1" : "0";
-}
-
 /* Two controllers (the second one must keep working whatever the first
  * sees) on an adaptive runtime whose workers sleep "forever" unless woken. */
 static struct testsrv *start(bool ioeventfd, bool unbatched, uint32_t poll_sleep_us)
@@ -69,7 +59,7 @@ static struct testsrv *start(bool ioeventfd, bool unbatched, uint32_t poll_sleep
 				      make_ctrl("nvme1", false, false) };
 	struct vfurt_runtime_opts ro = {
 		.opts_size = sizeof(ro),
-		.cores = cores(),
+		.cores = it_cores(),
 		.poll_mode = VFURT_POLL_ADAPTIVE,
 		.adaptive_sleep_max_us = LONG_SLEEP_US,
 		.adaptive_poll_sleep_us = poll_sleep_us,
@@ -81,13 +71,11 @@ static struct testsrv *start(bool ioeventfd, bool unbatched, uint32_t poll_sleep
 	return testsrv_start_rt_opts(devs, 2, &ro);
 }
 
-static struct nvme_host *host_up(struct fx *f, size_t dev, const struct nvme_host_opts *ho,
-				 bool dbbuf)
+static struct nvme_host *host_up(struct nvme_fx *f, size_t dev,
+				 const struct nvme_host_opts *ho, bool dbbuf)
 {
-	struct nvme_host *h = nh_open(testsrv_path(f->ts, dev), ho);
+	struct nvme_host *h = nvme_fx_host(f, dev, ho);
 
-	assert_non_null(h);
-	assert_int_equal(nh_enable(h), 0);
 	assert_int_equal(nh_set_num_queues(h, MAX_IOQ, MAX_IOQ, NULL), 0);
 	if (dbbuf)
 		assert_int_equal(nh_dbbuf_enable(h), 0);
@@ -95,7 +83,7 @@ static struct nvme_host *host_up(struct fx *f, size_t dev, const struct nvme_hos
 	return h;
 }
 
-static void good_io_at(struct nvme_host *h, uint32_t seed, int line)
+static void io_ok_at(struct nvme_host *h, uint32_t seed, int line)
 {
 	int wst, rst;
 
@@ -103,7 +91,7 @@ static void good_io_at(struct nvme_host *h, uint32_t seed, int line)
 		fail_msg("I/O (line %d): write %d read %d (or data differ)", line, wst, rst);
 }
 
-#define good_io(h, seed) good_io_at(h, seed, __LINE__)
+#define io_ok(h, seed) io_ok_at(h, seed, __LINE__)
 
 /* Long enough for every worker to stop spinning (100 us) and sleep. */
 static void idle_gap(void)
@@ -113,6 +101,7 @@ static void idle_gap(void)
 	nanosleep(&ts, NULL);
 }
 
+/* The sleeps of all workers so far (a sleep is counted when it ends). */
 static uint64_t total_sleeps(struct testsrv *ts)
 {
 	struct vfurt_runtime *rt = testsrv_runtime(ts);
@@ -127,35 +116,52 @@ static uint64_t total_sleeps(struct testsrv *ts)
 	return n;
 }
 
-static int teardown(void **state)
+/*
+ * An idle gap, and proof that the workers slept in it: each is seen
+ * "sleeping" (vfurt_runtime_worker_where) before the test goes on, so what
+ * the test does next has to wake one. Returns total_sleeps() then; after
+ * the wake-up the count is higher (woke_up()). Without the check, a worker
+ * that never went to sleep (busy mode by mistake, a poller that stays
+ * busy) would pass every wake-up test.
+ */
+static uint64_t sleep_gap(struct testsrv *ts)
 {
-	struct fx *f = *state;
+	struct vfurt_runtime *rt = testsrv_runtime(ts);
 
-	nh_close(f->h);
-	testsrv_stop(f->ts);
-	it_check_fds(f->fds_before);
-	free(f);
-	return 0;
+	idle_gap();
+	for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
+		const char *where = vfurt_runtime_worker_where(rt, i);
+
+		for (int t = 0; t < IT_SETTLE_MS * 10 && strcmp(where, "sleeping") != 0; t++) {
+			usleep(100);
+			where = vfurt_runtime_worker_where(rt, i);
+		}
+		if (strcmp(where, "sleeping") != 0)
+			fail_msg("worker %u did not sleep in an idle gap: %s", i, where);
+	}
+	return total_sleeps(ts);
 }
 
-static struct fx *fx_new(void)
+/* A sleep ended since sleep_gap() returned `before`. */
+static void woke_up_at(struct testsrv *ts, uint64_t before, int line)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	uint64_t now = total_sleeps(ts);
 
-	assert_non_null(f);
-	f->fds_before = test_count_fds();
-	return f;
+	if (now <= before)
+		fail_msg("line %d: no worker woke up (%llu sleeps before, %llu now)", line,
+			 (unsigned long long)before, (unsigned long long)now);
 }
+
+#define woke_up(ts, before) woke_up_at(ts, before, __LINE__)
 
 /* The ioeventfd controller traps its doorbell page and offers every I/O
  * doorbell (SQ tail, CQ head) as a 4-byte ioeventfd on one shared fd. */
 static void test_ioeventfd_offer(void **state)
 {
-	struct fx *f = fx_new();
+	struct nvme_fx *f = nvme_fx_new(state);
 	struct vfurt_client_io_fds io = { 0 };
 	struct nvme_host *h;
 
-	*state = f;
 	f->ts = start(true, false, 0);
 	f->h = h = nh_open(testsrv_path(f->ts, 0), NULL);
 	assert_non_null(h);
@@ -206,22 +212,20 @@ static void test_ioeventfd_offer(void **state)
  */
 static void test_ioeventfd_wakes_sleeping_worker(void **state)
 {
-	struct fx *f = fx_new();
+	struct nvme_fx *f = nvme_fx_new(state);
 	struct nvme_host_opts ho = { .doorbell_ioeventfd = true };
 	struct nh_stats st;
 	uint64_t sleeps;
 
-	*state = f;
 	f->ts = start(true, false, LONG_SLEEP_US);
 	f->h = host_up(f, 0, &ho, true);
 	for (uint32_t i = 0; i < 200; i++)
-		good_io(f->h, i);
-	sleeps = total_sleeps(f->ts);
+		io_ok(f->h, i);
 	for (uint32_t i = 0; i < 5; i++) {
-		idle_gap();
-		good_io(f->h, 1000 + i);
+		sleeps = sleep_gap(f->ts);
+		io_ok(f->h, 1000 + i);
+		woke_up(f->ts, sleeps);
 	}
-	assert_true(total_sleeps(f->ts) > sleeps); /* the workers did sleep */
 	nh_get_stats(f->h, &st);
 	assert_true(st.ioeventfd_doorbells > 0);  /* and doorbells woke them */
 	assert_true(st.shadow_skipped > 0);       /* busy: no MMIO doorbell */
@@ -233,12 +237,11 @@ static void test_ioeventfd_wakes_sleeping_worker(void **state)
  * guessing, and the other controller on the same runtime keeps serving. */
 static void test_ioeventfd_without_shadow_is_fatal(void **state)
 {
-	struct fx *f = fx_new();
+	struct nvme_fx *f = nvme_fx_new(state);
 	struct nvme_host_opts ho = { .doorbell_ioeventfd = true, .timeout_ms = 300 };
 	struct nvme_host *other;
 	uint32_t csts = 0;
 
-	*state = f;
 	f->ts = start(true, false, 0);
 	f->h = host_up(f, 0, &ho, false);
 	assert_int_equal(nh_write(f->h, 1, 1, 0, 1, nh_alloc(f->h, NH_PAGE), NS_BS, NULL),
@@ -250,7 +253,7 @@ static void test_ioeventfd_without_shadow_is_fatal(void **state)
 	}
 	assert_true(csts & NH_CSTS_CFS);
 	other = host_up(f, 1, NULL, false);
-	good_io(other, 7);
+	io_ok(other, 7);
 	nh_close(other);
 	/* a controller reset clears it; by message the doorbells work */
 	assert_int_equal(nh_disable(f->h), 0);
@@ -258,7 +261,7 @@ static void test_ioeventfd_without_shadow_is_fatal(void **state)
 	ho.doorbell_ioeventfd = false;
 	ho.timeout_ms = 0;
 	f->h = host_up(f, 0, &ho, false);
-	good_io(f->h, 8);
+	io_ok(f->h, 8);
 }
 
 /* A VMM that ignores the ioeventfds (QEMU 10.1 does) traps every doorbell
@@ -266,39 +269,42 @@ static void test_ioeventfd_without_shadow_is_fatal(void **state)
  * shadow doorbells. */
 static void test_trapped_doorbells_wake(void **state)
 {
-	struct fx *f = fx_new();
+	struct nvme_fx *f = nvme_fx_new(state);
+	uint64_t sleeps;
 
-	*state = f;
 	f->ts = start(true, false, LONG_SLEEP_US);
 	f->h = host_up(f, 0, NULL, false);
 	for (uint32_t i = 0; i < 3; i++) {
-		idle_gap();
-		good_io(f->h, i);
+		sleeps = sleep_gap(f->ts);
+		io_ok(f->h, i);
+		woke_up(f->ts, sleeps);
 	}
 	assert_int_equal(nh_dbbuf_enable(f->h), 0);
 	for (uint32_t i = 0; i < 3; i++) {
-		idle_gap();
-		good_io(f->h, 10 + i);
+		sleeps = sleep_gap(f->ts);
+		io_ok(f->h, 10 + i);
+		woke_up(f->ts, sleeps);
 	}
 }
 
 /* An error event raised by an I/O poller wakes the admin queue's worker. */
 static void test_event_wakes_admin(void **state)
 {
-	struct fx *f = fx_new();
+	struct nvme_fx *f = nvme_fx_new(state);
 	struct nh_cqe cqe;
+	uint64_t sleeps;
 	uint16_t aer;
 
-	*state = f;
 	f->ts = start(true, false, LONG_SLEEP_US);
 	f->h = host_up(f, 0, NULL, false);
 	assert_int_equal(nh_create_io_pair(f->h, 2, QENT, 2), 0);
 	assert_int_equal(nh_aer_submit(f->h, &aer), 0);
-	idle_gap();
+	sleeps = sleep_gap(f->ts);
 	assert_int_equal(nh_ring_raw(f->h, 2, false, QENT + 3), 0);
 	assert_int_equal(nh_wait(f->h, 0, aer, &cqe, -1), 0);
+	woke_up(f->ts, sleeps);
 	assert_int_equal((cqe.dw0 >> 8) & 0xff, 0x01); /* invalid doorbell value */
-	good_io(f->h, 3);
+	io_ok(f->h, 3);
 }
 
 /* Mapped doorbells cannot wake anybody: the adaptive runtime caps its
@@ -306,22 +312,23 @@ static void test_event_wakes_admin(void **state)
  * an idle gap still completes. */
 static void test_mapped_doorbells_capped_sleep(void **state)
 {
-	struct fx *f = fx_new();
+	struct nvme_fx *f = nvme_fx_new(state);
+	uint64_t sleeps;
 
-	*state = f;
 	f->ts = start(false, false, 0 /* default 1 ms */);
 	f->h = host_up(f, 0, NULL, false);
 	assert_true(nh_doorbells_mapped(f->h));
 	for (uint32_t i = 0; i < 3; i++) {
-		idle_gap();
-		good_io(f->h, i);
+		sleeps = sleep_gap(f->ts);
+		io_ok(f->h, i);
+		woke_up(f->ts, sleeps);
 	}
 }
 
 /* irq_unbatched + irq_per_completion: every completion is its own eventfd
  * write (the comparison point of the batching benchmark). Batched: fewer
  * writes than triggers. */
-static void irq_run(struct fx *f, bool unbatched, uint64_t *raised, uint64_t *written)
+static void irq_run(struct nvme_fx *f, bool unbatched, uint64_t *raised, uint64_t *written)
 {
 	struct nvme_host_opts ho = { .irq_wait = true };
 	struct vfurt_runtime *rt;
@@ -358,10 +365,9 @@ static void irq_run(struct fx *f, bool unbatched, uint64_t *raised, uint64_t *wr
 
 static void test_irq_unbatched(void **state)
 {
-	struct fx *f = fx_new();
+	struct nvme_fx *f = nvme_fx_new(state);
 	uint64_t raised, written;
 
-	*state = f;
 	irq_run(f, true, &raised, &written);
 	assert_true(raised >= 320); /* one per completion */
 	assert_int_equal(written, raised);
@@ -369,10 +375,9 @@ static void test_irq_unbatched(void **state)
 
 static void test_irq_batched(void **state)
 {
-	struct fx *f = fx_new();
+	struct nvme_fx *f = nvme_fx_new(state);
 	uint64_t raised, written;
 
-	*state = f;
 	irq_run(f, false, &raised, &written);
 	assert_true(raised > 0);
 	assert_true(written <= raised);
@@ -381,14 +386,14 @@ static void test_irq_batched(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_ioeventfd_offer, teardown),
-		cmocka_unit_test_teardown(test_ioeventfd_wakes_sleeping_worker, teardown),
-		cmocka_unit_test_teardown(test_ioeventfd_without_shadow_is_fatal, teardown),
-		cmocka_unit_test_teardown(test_trapped_doorbells_wake, teardown),
-		cmocka_unit_test_teardown(test_event_wakes_admin, teardown),
-		cmocka_unit_test_teardown(test_mapped_doorbells_capped_sleep, teardown),
-		cmocka_unit_test_teardown(test_irq_unbatched, teardown),
-		cmocka_unit_test_teardown(test_irq_batched, teardown),
+		cmocka_unit_test_teardown(test_ioeventfd_offer, nvme_fx_teardown),
+		cmocka_unit_test_teardown(test_ioeventfd_wakes_sleeping_worker, nvme_fx_teardown),
+		cmocka_unit_test_teardown(test_ioeventfd_without_shadow_is_fatal, nvme_fx_teardown),
+		cmocka_unit_test_teardown(test_trapped_doorbells_wake, nvme_fx_teardown),
+		cmocka_unit_test_teardown(test_event_wakes_admin, nvme_fx_teardown),
+		cmocka_unit_test_teardown(test_mapped_doorbells_capped_sleep, nvme_fx_teardown),
+		cmocka_unit_test_teardown(test_irq_unbatched, nvme_fx_teardown),
+		cmocka_unit_test_teardown(test_irq_batched, nvme_fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,6 +18,7 @@
 
 #include <vfurt/bdev.h>
 
+#include "common/skip.h"
 #include "common/testsrv.h"
 
 #define FILE_SIZE (1024 * 1024)
@@ -300,10 +301,8 @@ static void test_write_zeroes_fallback(void **state)
 
 	(void)f;
 	if (statfs("/dev/shm", &sfs) != 0 || sfs.f_type != 0x01021994 /* TMPFS_MAGIC */ ||
-	    make_file(&t, "/dev/shm") != 0) {
-		skip();
-		return;
-	}
+	    make_file(&t, "/dev/shm") != 0)
+		test_skip("no tmpfs at /dev/shm to create a file on");
 	memset(blk, 0x11, sizeof(blk));
 	for (i = 0; i < 16; i++)
 		assert_int_equal(pwrite(t.fd, blk, sizeof(blk), i * 512), 512);
@@ -337,11 +336,8 @@ static void test_direct(void **state)
 	struct iovec iov[2];
 	struct done d = { 0 };
 
-	if (b == NULL && errno == EINVAL) {
-		print_message("O_DIRECT refused by the filesystem of %s\n", f->path);
-		skip();
-		return;
-	}
+	if (b == NULL && errno == EINVAL)
+		test_skip("O_DIRECT refused by the filesystem of %s", f->path);
 	assert_non_null(b);
 	assert_int_equal(vfurt_bdev_buf_align(b), 512);
 	ch = vfurt_bdev_channel_create(b, 4);
@@ -582,5 +578,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_run_group("unit: file bdev", tests, NULL, NULL);
 }

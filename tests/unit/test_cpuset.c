@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "common/skip.h"
 #include "runtime/cpuset.h"
 
 static void expect_list(const char *s, const int *want, size_t nwant)
@@ -215,10 +216,8 @@ static void validate_not_allowed(void **state)
 	int status;
 
 	affinity_list(avail, sizeof(avail), &first, &second);
-	if (second < 0) {
-		print_message("only one CPU allowed: cannot exclude one by affinity\n");
-		skip();
-	}
+	if (second < 0)
+		test_skip("only one CPU allowed: cannot exclude one by affinity");
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -259,5 +258,5 @@ int main(void)
 		cmocka_unit_test(validate_not_allowed),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return test_run_group("unit: cpuset", tests, NULL, NULL);
 }

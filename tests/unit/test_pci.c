@@ -22,52 +22,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static ssize_t bar_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
-			  uint64_t offset, bool is_write)
-{
-	if (!is_write)
-		memset(buf, 0, count);
-	return (ssize_t)count;
-}
-
-static int add_region(struct vfurt_dev *dev, uint32_t index, uint64_t size, uint32_t flags)
-{
-	struct vfurt_region_desc d = {
-		.desc_size = sizeof(d),
-		.size = size,
-		.flags = flags | VFURT_REGION_RW,
-		.access = bar_access,
-		.fd = -1,
-	};
-
-	return vfurt_dev_setup_region(dev, index, &d);
-}
-
-static struct vfurt_dev *new_dev(void)
-{
-	struct vfurt_dev_opts o = { .opts_size = sizeof(o), .name = "t" };
-	struct vfurt_dev *dev = vfurt_dev_create(&o);
-
-	assert_non_null(dev);
-	return dev;
-}
-
-static struct vfurt_pci_opts std_opts(uint32_t cfg_size)
-{
-	struct vfurt_pci_opts o = {
-		.opts_size = sizeof(o),
-		.vendor_id = 0x1af4,
-		.device_id = 0x10f0,
-		.subsys_vendor_id = 0x1234,
-		.subsys_id = 0x5678,
-		.class_code = 0x010802,
-		.revision = 0x07,
-		.intx_pin = 1,
-		.cfg_size = cfg_size,
-	};
-	return o;
-}
-
 struct fx {
 	struct vfurt_dev *dev;
 	struct vfurt_pci *pci;
@@ -85,15 +39,16 @@ static const uint8_t evndr_data[6] = { 1, 2, 3, 4, 5, 6 };
 static int setup_full(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE_EXP);
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE_EXP);
 
 	assert_non_null(f);
-	f->dev = new_dev();
-	assert_int_equal(add_region(f->dev, VFURT_REGION_BAR0, 4096, 0), 0);
-	assert_int_equal(add_region(f->dev, VFURT_REGION_BAR2, 1u << 20,
-				    VFURT_REGION_MEM64 | VFURT_REGION_PREFETCH), 0);
-	assert_int_equal(add_region(f->dev, VFURT_REGION_BAR4, 256, VFURT_REGION_IO), 0);
-	assert_int_equal(add_region(f->dev, VFURT_REGION_ROM, 65536, 0), 0);
+	f->dev = du_dev_new("t");
+	assert_int_equal(du_region_add(f->dev, VFURT_REGION_BAR0, 4096, 0, NULL, NULL), 0);
+	assert_int_equal(du_region_add(f->dev, VFURT_REGION_BAR2, 1u << 20,
+				       VFURT_REGION_MEM64 | VFURT_REGION_PREFETCH, NULL, NULL), 0);
+	assert_int_equal(du_region_add(f->dev, VFURT_REGION_BAR4, 256, VFURT_REGION_IO, NULL,
+				       NULL), 0);
+	assert_int_equal(du_region_add(f->dev, VFURT_REGION_ROM, 65536, 0, NULL, NULL), 0);
 	f->pci = vfurt_pci_create(f->dev, &o);
 	assert_non_null(f->pci);
 	f->pm = vfurt_pci_add_pm(f->pci);
@@ -106,15 +61,6 @@ static int setup_full(void **state)
 	assert_int_equal(f->dsn, 0x100);
 	assert_true(f->evndr > 0x100);
 	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	vfurt_dev_destroy(f->dev);
-	free(f);
 	return 0;
 }
 
@@ -250,10 +196,11 @@ static void test_bar_mem64(void **state)
 
 static void test_bar_mem64_large(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 
-	assert_int_equal(add_region(dev, VFURT_REGION_BAR0, 1ull << 33, VFURT_REGION_MEM64), 0);
+	assert_int_equal(du_region_add(dev, VFURT_REGION_BAR0, 1ull << 33, VFURT_REGION_MEM64,
+				       NULL, NULL), 0);
 	assert_non_null(vfurt_pci_create(dev, &o));
 	assert_int_equal(rd(dev, 0x10, 4), 0x4);
 	wr(dev, 0x10, 4, 0xffffffff);
@@ -315,8 +262,8 @@ static void test_bar_rom(void **state)
 
 static void test_rom_absent_and_small(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 
 	assert_non_null(vfurt_pci_create(dev, &o));
 	wr(dev, 0x30, 4, 0xffffffff);
@@ -324,8 +271,8 @@ static void test_rom_absent_and_small(void **state)
 	vfurt_dev_destroy(dev);
 
 	/* A 512-byte ROM decodes the 2 KiB minimum. */
-	dev = new_dev();
-	assert_int_equal(add_region(dev, VFURT_REGION_ROM, 512, 0), 0);
+	dev = du_dev_new("t");
+	assert_int_equal(du_region_add(dev, VFURT_REGION_ROM, 512, 0, NULL, NULL), 0);
 	assert_non_null(vfurt_pci_create(dev, &o));
 	wr(dev, 0x30, 4, 0xffffffff);
 	assert_int_equal(rd(dev, 0x30, 4), 0xfffff801);
@@ -334,10 +281,10 @@ static void test_rom_absent_and_small(void **state)
 
 static void expect_create_fails(uint32_t index, uint64_t size, uint32_t flags, int err)
 {
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 
-	assert_int_equal(add_region(dev, index, size, flags), 0);
+	assert_int_equal(du_region_add(dev, index, size, flags, NULL, NULL), 0);
 	errno = 0;
 	assert_null(vfurt_pci_create(dev, &o));
 	assert_int_equal(errno, err);
@@ -363,11 +310,12 @@ static void test_bar_bad_regions(void **state)
 
 	/* A region in the slot used by the upper half of a 64-bit BAR. */
 	{
-		struct vfurt_dev *dev = new_dev();
-		struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+		struct vfurt_dev *dev = du_dev_new("t");
+		struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 
-		assert_int_equal(add_region(dev, VFURT_REGION_BAR0, 4096, VFURT_REGION_MEM64), 0);
-		assert_int_equal(add_region(dev, VFURT_REGION_BAR1, 4096, 0), 0);
+		assert_int_equal(du_region_add(dev, VFURT_REGION_BAR0, 4096, VFURT_REGION_MEM64,
+					       NULL, NULL), 0);
+		assert_int_equal(du_region_add(dev, VFURT_REGION_BAR1, 4096, 0, NULL, NULL), 0);
 		assert_null(vfurt_pci_create(dev, &o));
 		assert_int_equal(errno, EINVAL);
 		vfurt_dev_destroy(dev);
@@ -376,12 +324,12 @@ static void test_bar_bad_regions(void **state)
 
 static void test_create_bad_opts(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(512);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(512);
 
 	assert_null(vfurt_pci_create(dev, &o));
 	assert_int_equal(errno, EINVAL);
-	o = std_opts(VFURT_PCI_CFG_SIZE);
+	o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 	o.intx_pin = 5;
 	assert_null(vfurt_pci_create(dev, &o));
 	assert_int_equal(errno, EINVAL);
@@ -390,7 +338,7 @@ static void test_create_bad_opts(void **state)
 	assert_null(vfurt_pci_create(NULL, &o));
 	assert_int_equal(errno, EINVAL);
 
-	o = std_opts(VFURT_PCI_CFG_SIZE);
+	o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 	assert_non_null(vfurt_pci_create(dev, &o));
 	assert_null(vfurt_pci_create(dev, &o));
 	assert_int_equal(errno, EEXIST);
@@ -400,8 +348,8 @@ static void test_create_bad_opts(void **state)
 /* A shorter opts struct (older caller) has its missing fields read as 0. */
 static void test_create_short_opts(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 
 	o.opts_size = offsetof(struct vfurt_pci_opts, cfg_size);
 	assert_null(vfurt_pci_create(dev, &o)); /* cfg_size 0 */
@@ -472,8 +420,8 @@ static void test_ext_cap_walk(void **state)
 
 static void test_ext_caps_empty(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE_EXP);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE_EXP);
 	struct vfurt_pci *pci = vfurt_pci_create(dev, &o);
 
 	assert_non_null(pci);
@@ -489,8 +437,8 @@ static void test_ext_caps_empty(void **state)
 static void test_cap_errors(void **state)
 {
 	struct fx *f = *state;
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 	uint8_t big[253] = { 0 };
 	struct vfurt_pci *pci;
 	int r, n = 0;
@@ -628,8 +576,8 @@ static void test_msi_delivery(void **state)
 
 static void test_msi_no_mask(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 	struct vfurt_pci *pci = vfurt_pci_create(dev, &o);
 	int off, efd;
 
@@ -688,8 +636,8 @@ static void test_intx_disable(void **state)
 
 static void test_no_intx(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 
 	o.intx_pin = 0;
 	assert_non_null(vfurt_pci_create(dev, &o));
@@ -708,8 +656,8 @@ static void test_no_intx(void **state)
  */
 static void test_err_req_irqs(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
-	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+	struct vfurt_dev *dev = du_dev_new("t");
+	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 	struct vfurt_pci *pci;
 
 	pci = vfurt_pci_create(dev, &o);
@@ -720,8 +668,8 @@ static void test_err_req_irqs(void **state)
 	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_ERR), 0);
 	vfurt_dev_destroy(dev);
 
-	dev = new_dev();
-	o = std_opts(VFURT_PCI_CFG_SIZE_EXP);
+	dev = du_dev_new("t");
+	o = du_pci_opts(VFURT_PCI_CFG_SIZE_EXP);
 	pci = vfurt_pci_create(dev, &o);
 	assert_non_null(pci);
 	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_ERR), 0);
@@ -735,7 +683,7 @@ static void test_err_req_irqs(void **state)
 	vfurt_dev_destroy(dev);
 
 	/* the model's own counts win */
-	dev = new_dev();
+	dev = du_dev_new("t");
 	assert_int_equal(vfurt_dev_setup_irq(dev, VFURT_IRQ_REQ, 2), 0);
 	assert_int_equal(vfurt_dev_setup_irq(dev, VFURT_IRQ_ERR, 3), 0);
 	pci = vfurt_pci_create(dev, &o);
@@ -799,8 +747,8 @@ static void test_out_of_range(void **state)
 
 	/* conventional space ends at 0x100 */
 	{
-		struct vfurt_dev *dev = new_dev();
-		struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
+		struct vfurt_dev *dev = du_dev_new("t");
+		struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 
 		assert_non_null(vfurt_pci_create(dev, &o));
 		assert_int_equal(cfg_io(dev, b, 4, 0x100, false), -EINVAL);
@@ -988,39 +936,41 @@ static void test_reset(void **state)
 
 int main(void)
 {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup_full, du_dev_teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_ids_readonly, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_command_mask, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_status_rw1c, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_bar_mem32, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_bar_mem64, setup_full, teardown),
+		T(test_ids_readonly),
+		T(test_command_mask),
+		T(test_status_rw1c),
+		T(test_bar_mem32),
+		T(test_bar_mem64),
 		cmocka_unit_test(test_bar_mem64_large),
-		cmocka_unit_test_setup_teardown(test_bar_io, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_bar_unused, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_bar_rom, setup_full, teardown),
+		T(test_bar_io),
+		T(test_bar_unused),
+		T(test_bar_rom),
 		cmocka_unit_test(test_rom_absent_and_small),
 		cmocka_unit_test(test_bar_bad_regions),
 		cmocka_unit_test(test_create_bad_opts),
 		cmocka_unit_test(test_create_short_opts),
-		cmocka_unit_test_setup_teardown(test_cap_walk, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_ext_cap_walk, setup_full, teardown),
+		T(test_cap_walk),
+		T(test_ext_cap_walk),
 		cmocka_unit_test(test_ext_caps_empty),
-		cmocka_unit_test_setup_teardown(test_cap_errors, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_pm, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_msi_regs, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_msi_delivery, setup_full, teardown),
+		T(test_cap_errors),
+		T(test_pm),
+		T(test_msi_regs),
+		T(test_msi_delivery),
 		cmocka_unit_test(test_msi_no_mask),
-		cmocka_unit_test_setup_teardown(test_msi_resync, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_intx_disable, setup_full, teardown),
+		T(test_msi_resync),
+		T(test_intx_disable),
 		cmocka_unit_test(test_no_intx),
 		cmocka_unit_test(test_err_req_irqs),
-		cmocka_unit_test_setup_teardown(test_unaligned_straddle, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_out_of_range, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_cfg_hook, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_pcie_regs, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_flr_resets_config, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_flr_hook, setup_full, teardown),
-		cmocka_unit_test_setup_teardown(test_reset, setup_full, teardown),
+		T(test_unaligned_straddle),
+		T(test_out_of_range),
+		T(test_cfg_hook),
+		T(test_pcie_regs),
+		T(test_flr_resets_config),
+		T(test_flr_hook),
+		T(test_reset),
+#undef T
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

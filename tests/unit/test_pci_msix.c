@@ -55,46 +55,6 @@ struct fx {
 	uint32_t cap;
 };
 
-static int setup_region(struct vfurt_dev *dev, uint32_t index, uint64_t size, uint32_t flags,
-			struct bar_model *m)
-{
-	struct vfurt_region_desc d = {
-		.desc_size = sizeof(d),
-		.size = size,
-		.flags = flags | VFURT_REGION_RW,
-		.access = bar_access,
-		.arg = m,
-		.fd = -1,
-	};
-
-	return vfurt_dev_setup_region(dev, index, &d);
-}
-
-static struct vfurt_pci *new_pci(struct vfurt_dev *dev)
-{
-	struct vfurt_pci_opts o = {
-		.opts_size = sizeof(o),
-		.vendor_id = 0x4e58,
-		.device_id = 0x0001,
-		.class_code = 0x010802,
-		.intx_pin = 1,
-		.cfg_size = VFURT_PCI_CFG_SIZE_EXP,
-	};
-	struct vfurt_pci *pci = vfurt_pci_create(dev, &o);
-
-	assert_non_null(pci);
-	return pci;
-}
-
-static struct vfurt_dev *new_dev(void)
-{
-	struct vfurt_dev_opts o = { .opts_size = sizeof(o), .name = "msix" };
-	struct vfurt_dev *dev = vfurt_dev_create(&o);
-
-	assert_non_null(dev);
-	return dev;
-}
-
 /* BAR0 16 KiB (table at 0x2000, PBA at 0x3000), BAR4 4 KiB spare; PM + MSI-X. */
 static int setup(void **state)
 {
@@ -102,24 +62,17 @@ static int setup(void **state)
 	int off;
 
 	assert_non_null(f);
-	f->dev = new_dev();
-	assert_int_equal(setup_region(f->dev, VFURT_REGION_BAR0, BAR0_SIZE, 0, &f->bar0), 0);
-	assert_int_equal(setup_region(f->dev, VFURT_REGION_BAR4, 0x1000, 0, &f->bar4), 0);
-	f->pci = new_pci(f->dev);
+	f->dev = du_dev_new("msix");
+	assert_int_equal(du_region_add(f->dev, VFURT_REGION_BAR0, BAR0_SIZE, 0, bar_access,
+				       &f->bar0), 0);
+	assert_int_equal(du_region_add(f->dev, VFURT_REGION_BAR4, 0x1000, 0, bar_access,
+				       &f->bar4), 0);
+	f->pci = du_pci_new(f->dev, VFURT_PCI_CFG_SIZE_EXP);
 	assert_true(vfurt_pci_add_pm(f->pci) > 0);
 	off = vfurt_pci_add_msix(f->pci, NVEC, 0, TABLE_OFF, 0, PBA_OFF);
 	assert_true(off > 0);
 	f->cap = (uint32_t)off;
 	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	vfurt_dev_destroy(f->dev);
-	free(f);
 	return 0;
 }
 
@@ -347,7 +300,7 @@ static void test_out_of_range(void **state)
 
 static void test_separate_pba_bar(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
+	struct vfurt_dev *dev = du_dev_new("msix");
 	struct bar_model *m0 = calloc(1, sizeof(*m0));
 	struct bar_model *m4 = calloc(1, sizeof(*m4));
 	struct vfurt_pci *pci;
@@ -355,9 +308,10 @@ static void test_separate_pba_bar(void **state)
 
 	assert_non_null(m0);
 	assert_non_null(m4);
-	assert_int_equal(setup_region(dev, VFURT_REGION_BAR0, BAR0_SIZE, 0, m0), 0);
-	assert_int_equal(setup_region(dev, VFURT_REGION_BAR2, 0x2000, VFURT_REGION_MEM64, m4), 0);
-	pci = new_pci(dev);
+	assert_int_equal(du_region_add(dev, VFURT_REGION_BAR0, BAR0_SIZE, 0, bar_access, m0), 0);
+	assert_int_equal(du_region_add(dev, VFURT_REGION_BAR2, 0x2000, VFURT_REGION_MEM64,
+				       bar_access, m4), 0);
+	pci = du_pci_new(dev, VFURT_PCI_CFG_SIZE_EXP);
 	/* 100 vectors: PBA of 2 qwords */
 	assert_true(vfurt_pci_add_msix(pci, 100, 0, 0, 2, 0x1000) > 0);
 	efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 70);
@@ -383,7 +337,7 @@ static void test_separate_pba_bar(void **state)
 static void test_add_errors(void **state)
 {
 	struct fx *f = *state;
-	struct vfurt_dev *dev = new_dev();
+	struct vfurt_dev *dev = du_dev_new("msix");
 	struct bar_model *m = calloc(1, sizeof(*m));
 	struct vfurt_pci *pci;
 	int memfd;
@@ -391,9 +345,10 @@ static void test_add_errors(void **state)
 	assert_non_null(m);
 	assert_int_equal(vfurt_pci_add_msix(f->pci, NVEC, 0, 0, 0, 0x1000), -EEXIST);
 
-	assert_int_equal(setup_region(dev, VFURT_REGION_BAR0, BAR0_SIZE, 0, m), 0);
-	assert_int_equal(setup_region(dev, VFURT_REGION_BAR1, 256, VFURT_REGION_IO, m), 0);
-	pci = new_pci(dev);
+	assert_int_equal(du_region_add(dev, VFURT_REGION_BAR0, BAR0_SIZE, 0, bar_access, m), 0);
+	assert_int_equal(du_region_add(dev, VFURT_REGION_BAR1, 256, VFURT_REGION_IO, bar_access,
+				       m), 0);
+	pci = du_pci_new(dev, VFURT_PCI_CFG_SIZE_EXP);
 	assert_int_equal(vfurt_pci_add_msix(pci, 0, 0, 0, 0, 0x1000), -EINVAL);
 	assert_int_equal(vfurt_pci_add_msix(pci, 2049, 0, 0, 0, 0x1000), -EINVAL);
 	assert_int_equal(vfurt_pci_add_msix(pci, 8, 0, 0, 0, 0x40), -EINVAL);   /* overlap */
@@ -414,7 +369,7 @@ static void test_add_errors(void **state)
 	memfd = memfd_create("bar", MFD_CLOEXEC);
 	assert_true(memfd >= 0);
 	assert_int_equal(ftruncate(memfd, BAR0_SIZE), 0);
-	dev = new_dev();
+	dev = du_dev_new("msix");
 	{
 		struct vfurt_sparse_area sa = { .offset = 0, .size = 0x2000 };
 		struct vfurt_region_desc d = {
@@ -427,7 +382,7 @@ static void test_add_errors(void **state)
 		};
 
 		assert_int_equal(vfurt_dev_setup_region(dev, VFURT_REGION_BAR0, &d), 0);
-		pci = new_pci(dev);
+		pci = du_pci_new(dev, VFURT_PCI_CFG_SIZE_EXP);
 		assert_int_equal(vfurt_pci_add_msix(pci, 8, 0, TABLE_OFF, 0, PBA_OFF), -EINVAL);
 		/* with the table and PBA outside the sparse mmap area it works */
 		d.sparse = &sa;
@@ -485,7 +440,7 @@ static void test_resync_after_irq_reset(void **state)
 /* Large tables: every vector's mask bit is tracked. */
 static void test_max_vectors(void **state)
 {
-	struct vfurt_dev *dev = new_dev();
+	struct vfurt_dev *dev = du_dev_new("msix");
 	struct bar_model *m = calloc(1, sizeof(*m));
 	struct vfurt_pci *pci;
 	int efd;
@@ -504,7 +459,7 @@ static void test_max_vectors(void **state)
 
 		assert_int_equal(vfurt_dev_setup_region(dev, VFURT_REGION_BAR0, &d), 0);
 	}
-	pci = new_pci(dev);
+	pci = du_pci_new(dev, VFURT_PCI_CFG_SIZE_EXP);
 	assert_true(vfurt_pci_add_msix(pci, 2048, 0, 0, 0, 0x8000) > 0);
 	assert_int_equal(du_rd(dev, CFG, 0x42, 2), 2047);
 	efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 2047);
@@ -520,21 +475,23 @@ static void test_max_vectors(void **state)
 
 int main(void)
 {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, du_dev_teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_msix_cap, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_table_initial, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_table_rw, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_masked_vector_pba, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_function_mask, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_disabled, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pba_write_ignored, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_passthrough, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_out_of_range, setup, teardown),
+		T(test_msix_cap),
+		T(test_table_initial),
+		T(test_table_rw),
+		T(test_masked_vector_pba),
+		T(test_function_mask),
+		T(test_disabled),
+		T(test_pba_write_ignored),
+		T(test_passthrough),
+		T(test_out_of_range),
 		cmocka_unit_test(test_separate_pba_bar),
-		cmocka_unit_test_setup_teardown(test_add_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_resync_after_irq_reset, setup, teardown),
+		T(test_add_errors),
+		T(test_reset),
+		T(test_resync_after_irq_reset),
 		cmocka_unit_test(test_max_vectors),
+#undef T
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
