@@ -210,6 +210,45 @@ VFURT_EXPORT size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_wa
 				      size_t max);
 VFURT_EXPORT uint32_t vfurt_dev_watch_gen(const struct vfurt_dev *dev);
 
+/* ---- process-wide DMA quota ------------------------------------------- */
+
+/*
+ * Every fd-backed DMA window is one mmap of the server process, and the
+ * kernel allows a process vm.max_map_count of them (65,530 by default) in
+ * all: one greedy client could otherwise leave none for another device's
+ * guest RAM. A quota bounds the fd-backed windows of all the clients of the
+ * devices that share it, and keeps min_per_client of them free for each
+ * device's client. Each vfurt_server and vfurt_runtime creates one for its
+ * devices; to share one among several of them, create it here and pass it
+ * in their options (it must outlive them).
+ */
+struct vfurt_dma_quota;
+
+/*
+ * Create a quota of process_max fd-backed windows (0: half of
+ * /proc/sys/vm/max_map_count, or 32,765 when it cannot be read), of which
+ * min_per_client (0: 64) are reserved for each device that joins it (as far
+ * as the total allows). A DMA_MAP beyond the quota fails with ENOMEM.
+ * Returns NULL with errno ENOMEM. Any thread; the quota is thread-safe.
+ */
+VFURT_EXPORT struct vfurt_dma_quota *vfurt_dma_quota_create(uint32_t process_max,
+							    uint32_t min_per_client);
+
+/* Free q; every server and runtime using it must be destroyed. NULL ignored. */
+VFURT_EXPORT void vfurt_dma_quota_destroy(struct vfurt_dma_quota *q);
+
+/* The quota's size and what is in use or reserved (relaxed; any thread). */
+struct vfurt_dma_quota_stats {
+	uint32_t limit;          /* process_max */
+	uint32_t min_per_client;
+	uint32_t committed;      /* reservations + windows mapped beyond them */
+	uint32_t mapped;         /* fd-backed windows mapped */
+	uint32_t devices;        /* devices that joined */
+	uint64_t refused;        /* DMA_MAPs refused with ENOMEM */
+};
+VFURT_EXPORT void vfurt_dma_quota_get_stats(const struct vfurt_dma_quota *q,
+					    struct vfurt_dma_quota_stats *st);
+
 /* Counters and negotiated values. */
 VFURT_EXPORT void vfurt_conn_get_stats(const struct vfurt_conn *conn,
 				       struct vfurt_conn_stats *st);
