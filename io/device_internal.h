@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include <vfurt/device.h>
+#include <vfurt/engine.h>
 
 #include "dma.h"
 #include "fault.h"
@@ -69,7 +70,8 @@ struct vfurt_dev {
 	struct vfurt_conn *conn; /* attached client, NULL when none */
 	/* bumped when the engine's watched fds change (twin socket) */
 	_Atomic uint32_t watch_gen;
-	const struct vfurt_dev_host_ops *host;
+	const struct vfurt_dev_host_ops *host; /* &host_ops while a host is installed */
+	struct vfurt_dev_host_ops host_ops;    /* its copy, zero beyond its ops_size */
 	void *host_arg;
 	struct vfurt_queue **queues;
 	uint32_t nr_queues;

@@ -180,7 +180,9 @@ err_close:
 }
 
 /* Single-threaded host: queues are polled in run_once, irqs written at once,
- * nothing to synchronise before an unmap. */
+ * nothing to synchronise before an unmap, and no dma_retire: a DMA_MAP frees
+ * the table nodes it replaced at once, since every reader runs on this
+ * thread, between messages. */
 static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queue *q, int hint)
 {
 	return 0;

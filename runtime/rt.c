@@ -271,6 +271,9 @@ void vfurt_runtime_stop(struct vfurt_runtime *rt)
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
 		rt_worker_join(&rt->workers[i]);
 	rt->stopped = true;
+	/* no reader is left: free the table versions still deferred */
+	for (uint32_t i = 0; i < rt->nr_workers; i++)
+		rt_worker_reclaim(&rt->workers[i]);
 	for (uint32_t i = 0; i < rt->nr_eps; i++) {
 		struct rt_endpoint *ep = rt->eps[i];
 
@@ -907,6 +910,61 @@ static void host_dma_sync(void *host, struct vfurt_dev *dev)
 	}
 }
 
+/* An old DMA table version waiting for its grace period (ck_epoch_call). */
+struct rt_retired {
+	ck_epoch_entry_t entry; /* first: the callback gets its address */
+	struct vfurt_runtime *rt;
+	void *ptr;
+	void (*free_fn)(void *ptr);
+};
+
+/* Dispatched by ck_epoch_poll/ck_epoch_reclaim on the worker that retired
+ * it, once every section that could see ptr has ended. */
+static void retired_free(ck_epoch_entry_t *e)
+{
+	struct rt_retired *r = (struct rt_retired *)(void *)e;
+
+	/* the readers' sections released the epoch before ending (worker.c) */
+	vfurt_tsan_acquire(&r->rt->epoch);
+	r->free_fn(r->ptr);
+	free(r);
+}
+
+/*
+ * DMA_MAP/DMA_UNMAP replaced a version of the table that queue pollers on
+ * other workers may still walk: free it after a grace period. The home
+ * worker defers it on its own epoch record (dispatched by its passes and at
+ * stop); with no worker thread running, nobody can read it any more.
+ */
+static void host_dma_retire(void *host, struct vfurt_dev *dev, void *ptr,
+			    void (*free_fn)(void *ptr))
+{
+	struct vfurt_runtime *rt = host;
+	struct vfurt_worker *self = vfurt_worker_self();
+	struct rt_retired *r;
+
+	(void)dev;
+	if (!rt->started || rt->stopped) {
+		free_fn(ptr);
+		return;
+	}
+	r = self && self->rt == rt ? malloc(sizeof(*r)) : NULL;
+	if (!r) {
+		/* not a worker of ours, or no memory: wait for the readers here */
+		const char *was = rt_worker_where(self, "waiting for an epoch grace period");
+
+		ck_epoch_synchronize_wait(&rt->epoch, epoch_wait_serve, NULL);
+		vfurt_tsan_acquire(&rt->epoch);
+		rt_worker_where(self, was);
+		free_fn(ptr);
+		return;
+	}
+	r->rt = rt;
+	r->ptr = ptr;
+	r->free_fn = free_fn;
+	ck_epoch_call(&self->epoch_rec, &r->entry, retired_free);
+}
+
 static int host_irq_signal(void *host, struct vfurt_dev *dev, int fd)
 {
 	const uint64_t one = 1;
@@ -925,6 +983,7 @@ const struct vfurt_dev_host_ops rt_host_ops = {
 	.dma_sync = host_dma_sync,
 	.irq_signal = host_irq_signal,
 	.queue_kick = host_queue_kick,
+	.dma_retire = host_dma_retire,
 };
 
 /* ---- statistics -------------------------------------------------------- */

@@ -161,10 +161,25 @@ struct vfurt_dev_host_ops {
 	/* Wake the thread polling q if it sleeps (vfurt_dev_queue_kick). Any
 	 * thread. NULL = the host never sleeps with queues to poll. */
 	void (*queue_kick)(void *host, struct vfurt_dev *dev, struct vfurt_queue *q);
+	/* ---- fields below were added later: ops_size tells whether a host has them */
+	/*
+	 * Free ptr with free_fn(ptr) once no other thread can still be reading
+	 * it: an old version of dev's DMA table, replaced by a DMA_MAP or
+	 * DMA_UNMAP. Called on the thread that drives dev's connection, which
+	 * may keep translating meanwhile. Must not fail (fall back to waiting
+	 * for the readers, then freeing). The runtime defers it with
+	 * ck_epoch_call; NULL = free at once (no reader on another thread).
+	 */
+	void (*dma_retire)(void *host, struct vfurt_dev *dev, void *ptr, void (*free_fn)(void *ptr));
 };
 
-/* Install (or with ops NULL remove) the host of dev. Returns 0, -EBUSY (a
- * host is installed), -EINVAL. */
+/* The ops_size of a host built before dma_retire existed; still accepted. */
+#define VFURT_DEV_HOST_OPS_SIZE_V1 (offsetof(struct vfurt_dev_host_ops, queue_kick) + \
+				    sizeof(void (*)(void)))
+
+/* Install (or with ops NULL remove) the host of dev. ops is copied (the
+ * first ops_size bytes; later fields read as NULL). Returns 0, -EBUSY (a
+ * host is installed), -EINVAL (ops_size below VFURT_DEV_HOST_OPS_SIZE_V1). */
 VFURT_EXPORT int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *ops,
 				    void *host);
 
