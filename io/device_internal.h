@@ -8,6 +8,7 @@
 #include <vfurt/engine.h>
 
 #include "dma.h"
+#include "dma_quota.h"
 #include "fault.h"
 #include "irq.h"
 
@@ -59,6 +60,7 @@ struct vfurt_dev {
 	struct vfurt_region regions[VFURT_MAX_REGIONS];
 	struct vfurt_irqs *irqs;
 	struct vfurt_dma_table *dma;
+	struct vfurt_dma_quota_acct quota; /* its fd-backed windows (dma_quota.h) */
 	struct vfurt_fault_domain fault; /* its client's lost windows (fault.h) */
 	struct vfurt_pci *pci;
 	void (*pci_reset)(struct vfurt_pci *pci);

@@ -65,6 +65,16 @@ int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *o
 	return 0;
 }
 
+uint32_t vfurt_dev_set_dma_quota(struct vfurt_dev *dev, struct vfurt_dma_quota *q)
+{
+	/* windows are counted from the table's first one: change it only
+	 * while there are none */
+	if (vfurt_dma_table_count(dev->dma) != 0)
+		return dev->quota.reserved;
+	vfurt_dma_quota_leave(&dev->quota);
+	return q ? vfurt_dma_quota_join(q, &dev->quota) : 0;
+}
+
 /* ---- queues ------------------------------------------------------------ */
 
 struct vfurt_queue *vfurt_dev_queue_add(struct vfurt_dev *dev, vfurt_queue_fn fn, void *arg,

@@ -14,6 +14,7 @@
 
 #include <vfurt/server.h>
 
+#include "../io/dma_quota.h"
 #include "../io/fault.h"
 #include "cpuset.h"
 #include "rt_internal.h"
@@ -71,6 +72,14 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 		errno = -rc;
 		return NULL;
 	}
+	rt->dma_quota = o.dma_quota;
+	if (!rt->dma_quota) {
+		rt->dma_quota = vfurt_dma_quota_create(o.conn.dma_maps_process_max,
+						       o.conn.dma_maps_min_per_client);
+		if (!rt->dma_quota)
+			goto err_release_guard;
+		rt->own_quota = true;
+	}
 	rt->log = o.log;
 	rt->conn_opts = o.conn;
 	if (!rt->conn_opts.opts_size)
@@ -88,7 +97,7 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 	ck_epoch_init(&rt->epoch);
 	rt->workers = calloc(n, sizeof(*rt->workers));
 	if (!rt->workers)
-		goto err_free_rt;
+		goto err_free_quota;
 	for (uint32_t i = 0; i < n; i++) {
 		if (rt_worker_init(rt, &rt->workers[i], i, cpus[i])) {
 			while (i-- > 0)
@@ -101,7 +110,10 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 
 err_free_workers:
 	free(rt->workers);
-err_free_rt:
+err_free_quota:
+	if (rt->own_quota)
+		vfurt_dma_quota_destroy(rt->dma_quota);
+err_release_guard:
 	vfurt_fault_guard_release();
 	free(rt);
 err_nomem:
@@ -163,6 +175,18 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	rc = vfurt_dev_set_host(dev, &rt_host_ops, rt);
 	if (rc)
 		goto err_close;
+	{
+		struct vfurt_dma_quota_stats qs;
+		uint32_t got = vfurt_dev_set_dma_quota(dev, rt->dma_quota);
+
+		vfurt_dma_quota_get_stats(rt->dma_quota, &qs);
+		if (got < qs.min_per_client)
+			vfurt_logf(&rt->log, VFURT_LOG_WARN,
+				   "%s: only %u of dma_maps_min_per_client %u fd-backed DMA windows "
+				   "reserved (dma_maps_process_max %u for %u devices)",
+				   vfurt_dev_name(dev), got, qs.min_per_client, qs.limit,
+				   qs.devices);
+	}
 	/* a device logging to the runtime's stderr sink: tag its lines with the
 	 * worker that serves it */
 	if (vfurt_dev_log(dev)->fn == vfurt_log_stderr && home->log.fn == vfurt_log_stderr) {
@@ -307,6 +331,8 @@ void vfurt_runtime_destroy(struct vfurt_runtime *rt)
 		rt_worker_fini(&rt->workers[i]);
 	free(rt->workers);
 	free(rt->eps);
+	if (rt->own_quota)
+		vfurt_dma_quota_destroy(rt->dma_quota); /* its devices left it */
 	vfurt_fault_guard_release();
 	free(rt);
 }
@@ -1083,6 +1109,18 @@ char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
 	json_object_object_add(root, "devices", devices);
 	json_object_object_add(root, "poll", json_object_new_string(
 		rt->mode == VFURT_POLL_BUSY ? "busy" : "adaptive"));
+	{
+		struct json_object *q = json_object_new_object();
+		struct vfurt_dma_quota_stats qs;
+
+		vfurt_dma_quota_get_stats(rt->dma_quota, &qs);
+		json_object_object_add(root, "dma_quota", q);
+		add_u64(q, "limit", qs.limit);
+		add_u64(q, "min_per_client", qs.min_per_client);
+		add_u64(q, "mapped", qs.mapped);
+		add_u64(q, "committed", qs.committed);
+		add_u64(q, "refused", qs.refused);
+	}
 	for (uint32_t i = 0; i < rt->nr_workers; i++) {
 		struct json_object *w = json_object_new_object();
 		struct vfurt_worker_stats st;

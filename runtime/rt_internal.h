@@ -139,6 +139,8 @@ static inline const char *rt_worker_where(struct vfurt_worker *w, const char *wh
 struct vfurt_runtime {
 	struct vfurt_log log;
 	struct vfurt_conn_opts conn_opts;
+	struct vfurt_dma_quota *dma_quota; /* of every device's fd-backed windows */
+	bool own_quota;
 	enum vfurt_poll_mode mode;
 	uint64_t spin_ns;
 	uint64_t sleep_max_ns;

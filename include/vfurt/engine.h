@@ -33,7 +33,9 @@ struct vfurt_conn_opts {
 	size_t opts_size;            /* sizeof(struct vfurt_conn_opts) */
 	uint32_t max_data_xfer_size; /* default 1 MiB, at most 16 MiB */
 	uint32_t max_msg_fds;        /* default 16, at most 64 */
-	uint32_t max_dma_maps;       /* default 65535 */
+	/* DMA windows one client may hold (advertised in VERSION): default
+	 * 1,024, at most 65,535; a DMA_MAP beyond fails with ENOSPC */
+	uint32_t max_dma_maps;
 	int timeout_ms;              /* DMA_READ/DMA_WRITE reply wait; default 5000 */
 	bool no_twin_socket;         /* do not offer twin-socket mode */
 	/* VERSION must arrive this soon after connecting; default 2000, < 0: never */
@@ -48,6 +50,13 @@ struct vfurt_conn_opts {
 	/* eventfds a client may hold installed (SET_IRQS) at once: default
 	 * 1024, at most 8192; beyond, SET_IRQS fails with EMFILE */
 	uint32_t max_irq_fds;
+	/*
+	 * Process-wide, not per connection: read once by the server or runtime
+	 * that creates its DMA quota (vfurt_dma_quota_create; ignored when it
+	 * is given a shared one, and by vfurt_conn_create). 0: defaults.
+	 */
+	uint32_t dma_maps_process_max;    /* fd-backed windows of all clients */
+	uint32_t dma_maps_min_per_client; /* kept free for each device's client */
 };
 
 struct vfurt_conn_stats {
