@@ -84,6 +84,34 @@ static inline unsigned vfurt_dma_node_rank(const struct vfurt_dma_node *nd, uint
 }
 
 /*
+ * The same for a node with few keys: n < 2^s skips the steps wider than
+ * 2^s (the answer lies in slots 0..2^s - 1, and slot 2^s - 1 holds
+ * UINT64_MAX), so a table of a few windows costs one or two steps. Used for
+ * a root leaf only (tables of up to 63 windows, the common case, whose n
+ * the branches learn); in deeper trees the nodes of one lookup differ in n
+ * and the branches would mispredict (measured: +3 ns at 1,024 windows).
+ */
+static inline unsigned vfurt_dma_node_rank_small(const struct vfurt_dma_node *nd, uint64_t x)
+{
+	const uint64_t *k = nd->keys;
+	unsigned n = nd->n;
+	unsigned i = 0;
+
+	if (n >= 32)
+		i += (unsigned)(k[i + 31] <= x) << 5;
+	if (n >= 16)
+		i += (unsigned)(k[i + 15] <= x) << 4;
+	if (n >= 8)
+		i += (unsigned)(k[i + 7] <= x) << 3;
+	if (n >= 4)
+		i += (unsigned)(k[i + 3] <= x) << 2;
+	if (n >= 2)
+		i += (unsigned)(k[i + 1] <= x) << 1;
+	i += (unsigned)(k[i] <= x);
+	return i;
+}
+
+/*
  * The leaf and slot of the first window ending after addr, or NULL when no
  * window does. addr < UINT64_MAX. Any thread, on a root it loaded with
  * acquire; allocation and lock free.
@@ -95,6 +123,13 @@ static inline const struct vfurt_dma_node *vfurt_dma_tree_seek(const struct vfur
 
 	if (!nd)
 		return NULL;
+	if (nd->height == 0) {
+		i = vfurt_dma_node_rank_small(nd, addr);
+		if (i >= nd->n)
+			return NULL;
+		*slot = i;
+		return nd;
+	}
 	for (unsigned h = nd->height; h > 0; h--) {
 		i = vfurt_dma_node_rank(nd, addr);
 		if (i >= nd->n)

@@ -307,6 +307,39 @@ static void test_ordered_inserts(void **state)
 	}
 }
 
+/* Every size of a one-leaf table (1..63 windows, the rank that skips
+ * steps): each window found at its first and last byte, each gap not. */
+static void test_small_tables(void **state)
+{
+	(void)state;
+	for (uint32_t n = 1; n <= DMA_TREE_MAX + 1; n++) {
+		struct vfurt_dma_table *t = vfurt_dma_table_create(n, PG);
+		struct vfurt_sg sg;
+		int height;
+
+		assert_non_null(t);
+		for (uint32_t i = 0; i < n; i++)
+			assert_int_equal(vfurt_dma_table_add(t, iova_of(2 * i + 1), PG, -1, 0,
+							     VFURT_DMA_READ, NULL), 0);
+		assert_int_equal(vfurt_dma_table_check(t, &height), 0);
+		assert_int_equal(height, n <= DMA_TREE_MAX ? 0 : 1);
+		for (uint32_t i = 0; i < n; i++) {
+			assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * i + 1), 1,
+							       VFURT_DMA_READ, &sg, 1), 1);
+			assert_int_equal(sg.iova, iova_of(2 * i + 1));
+			assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * i + 2) - 1, 1,
+							       VFURT_DMA_READ, &sg, 1), 1);
+			assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * i), PG,
+							       VFURT_DMA_READ, &sg, 1), -ENOENT);
+		}
+		assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * n + 1), 1, VFURT_DMA_READ,
+						       &sg, 1), -ENOENT);
+		assert_int_equal(vfurt_dma_table_to_sg(t, UINT64_MAX - 1, 1, VFURT_DMA_READ, &sg, 1),
+				 -ENOENT);
+		vfurt_dma_table_destroy(t);
+	}
+}
+
 /* to_sg across many adjacent windows crosses leaves (re-seeking from the
  * root) and stops at the first hole or missing permission. */
 static void test_to_sg_across_leaves(void **state)
@@ -516,6 +549,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_random_grow_shrink),
 		cmocka_unit_test(test_ordered_inserts),
+		cmocka_unit_test(test_small_tables),
 		cmocka_unit_test(test_to_sg_across_leaves),
 		cmocka_unit_test(test_old_versions_intact),
 		cmocka_unit_test(test_reader_beside_writer),
