@@ -11,12 +11,23 @@
  *   probe        the victim: reads a register (config space) every
  *                millisecond and prints the p50/p99/max latency and the
  *                longest gap between two answers
+ *   map-timed    (SECONDS is a count N here, then fd or mem) DMA-maps N
+ *                4 KiB windows in ascending order, each waiting for its
+ *                reply, and prints the time they took; fd: each window
+ *                sends a memfd (the server mmaps it); mem: no fd (table
+ *                work only); fd-posted, mem-posted: the same without
+ *                waiting for each reply (No_reply), then one
+ *                DEVICE_GET_INFO round trip, so that the time is the
+ *                server's, not N round trips. Then unmaps them all.
  *
  * usage: vfu-attack MODE SOCKET SECONDS
+ *        vfu-attack map-timed SOCKET N fd|mem|fd-posted|mem-posted
  * Prints one line: what it did (rounds, disconnects, maps, refusals).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,12 +217,73 @@ static void map_storm(const char *path, double until)
 	close(mfd);
 }
 
+static void map_timed(const char *path, unsigned long n, bool with_fd, bool posted)
+{
+	struct vfurt_client *c = connect_retry(path, now_s() + 5);
+	/* sealed as QEMU does, so that the windows take no fault guard slot */
+	int mfd = memfd_create("vfu-attack", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	static uint8_t mem[4096] __attribute__((aligned(4096)));
+	unsigned long done = 0, step = n / 8 ? n / 8 : 1;
+	double t0, t1, last;
+	int rc = 0;
+
+	if (!c || mfd < 0 || ftruncate(mfd, 4096) < 0 || fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
+		fprintf(stderr, "map-timed: cannot connect or create memory\n");
+		exit(1);
+	}
+	t0 = last = now_s();
+	for (; done < n; done++) {
+		uint64_t iova = 0x100000000ull + done * 4096;
+
+		rc = with_fd ? vfurt_client_dma_map(c, iova, 4096, mfd, 0,
+						    VFIO_USER_DMA_MAP_FLAG_READ |
+							    VFIO_USER_DMA_MAP_FLAG_WRITE,
+						    VFURT_CLIENT_DMA_SEND_FD |
+							    (posted ? VFURT_CLIENT_DMA_POSTED : 0))
+			     : vfurt_client_dma_map_mem(c, iova, 4096, mem,
+							VFIO_USER_DMA_MAP_FLAG_READ |
+								VFIO_USER_DMA_MAP_FLAG_WRITE,
+							posted ? VFURT_CLIENT_DMA_POSTED : 0);
+		if (rc)
+			break;
+		if ((done + 1) % step == 0) {
+			double t = now_s();
+
+			printf("map-timed: %lu maps, last %lu in %.3f s\n", done + 1, step, t - last);
+			last = t;
+		}
+	}
+	if (posted) {
+		struct vfio_user_device_info info;
+
+		/* answered after every map before it */
+		if (vfurt_client_device_info(c, &info))
+			fprintf(stderr, "map-timed: the server did not answer\n");
+	}
+	t1 = now_s();
+	printf("map-timed: %lu %s maps in %.3f s (%.1f us each)%s%s\n", done,
+	       with_fd ? "fd-backed" : "fd-less", t1 - t0, done ? (t1 - t0) * 1e6 / done : 0.0,
+	       rc ? ", then refused: " : "", rc ? strerror(-rc) : "");
+	t0 = now_s();
+	if (vfurt_client_dma_unmap(c, 0, 0, VFIO_USER_DMA_UNMAP_FLAG_ALL) != 0)
+		fprintf(stderr, "map-timed: unmap all failed\n");
+	printf("map-timed: unmap all in %.3f s\n", now_s() - t0);
+	vfurt_client_close(c);
+	close(mfd);
+}
+
 int main(int argc, char **argv)
 {
 	double until;
 
+	if (argc == 5 && !strcmp(argv[1], "map-timed")) {
+		map_timed(argv[2], strtoul(argv[3], NULL, 10), !strncmp(argv[4], "fd", 2),
+			  strstr(argv[4], "-posted") != NULL);
+		return 0;
+	}
 	if (argc != 4) {
-		fprintf(stderr, "usage: vfu-attack slow-reader|squatter|map-storm|probe SOCKET SECONDS\n");
+		fprintf(stderr, "usage: vfu-attack slow-reader|squatter|map-storm|probe SOCKET SECONDS\n"
+				"       vfu-attack map-timed SOCKET N fd|mem|fd-posted|mem-posted\n");
 		return 2;
 	}
 	until = now_s() + atof(argv[3]);

@@ -1,6 +1,7 @@
 /* DMA_MAP/UNMAP, GET_IRQ_INFO, SET_IRQS and DEVICE_RESET. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "conn_internal.h"
@@ -37,6 +38,32 @@ static void check_seals(struct vfurt_conn *c, int fd, uint64_t iova)
 		   "disconnects this client", c->dev->name, (unsigned long long)iova);
 }
 
+/* Say why a DMA_MAP failed, naming the limit when one was reached (one line
+ * per refusal, rate-limited per client by conn_logf: a flood of refused
+ * maps costs the log a few lines a second). */
+static void map_refused(struct vfurt_conn *c, const struct vfio_user_dma_map *in, int fd, int rc)
+{
+	const struct vfurt_dma_quota_acct *qa = &c->dev->quota;
+	uint32_t n = vfurt_dma_table_count(c->dev->dma);
+	struct vfurt_dma_quota_stats qs;
+	char why[160] = "";
+
+	if (rc == -ENOSPC && n >= c->max_dma_maps) {
+		snprintf(why, sizeof(why), ": the client holds max_dma_maps (%u) windows",
+			 c->max_dma_maps);
+	} else if (rc == -ENOMEM && fd >= 0 && qa->q && qa->used >= qa->reserved) {
+		vfurt_dma_quota_get_stats(qa->q, &qs);
+		if (qs.committed >= qs.limit)
+			snprintf(why, sizeof(why),
+				 ": the process-wide quota of fd-backed DMA windows "
+				 "(dma_maps_process_max %u) is used up; this client holds %u",
+				 qs.limit, qa->used);
+	}
+	conn_logf(c, VFURT_LOG_WARN, "%s: DMA_MAP iova 0x%llx size 0x%llx%s failed: %s%s",
+		  c->dev->name, (unsigned long long)in->addr, (unsigned long long)in->size,
+		  fd >= 0 ? " (fd)" : "", strerror(-rc), why);
+}
+
 int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_user_dma_map *in = (const void *)m->payload;
@@ -60,10 +87,7 @@ int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
 	rc = vfurt_dma_table_add(c->dev->dma, in->addr, in->size, fd, fd >= 0 ? in->offset : 0,
 				 prot, &r);
 	if (rc) {
-		conn_logf(c, VFURT_LOG_WARN,
-			   "%s: DMA_MAP iova 0x%llx size 0x%llx%s failed: %s", c->dev->name,
-			   (unsigned long long)in->addr, (unsigned long long)in->size,
-			   fd >= 0 ? " (fd)" : "", strerror(-rc));
+		map_refused(c, in, fd, rc);
 		return rc; /* dispatch closes the fd */
 	}
 	if (fd >= 0)

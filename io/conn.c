@@ -48,8 +48,10 @@ struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
 	c->max_xfer = clamp_u32(o.max_data_xfer_size, VFIO_USER_DEFAULT_MAX_DATA_XFER,
 				CONN_MAX_XFER_LIMIT);
 	c->max_fds = clamp_u32(o.max_msg_fds, CONN_DEFAULT_MAX_FDS, VFURT_SOCK_MAX_FDS);
-	c->max_dma_maps = clamp_u32(o.max_dma_maps, VFIO_USER_DEFAULT_MAX_DMA_MAPS,
-				    VFIO_USER_DEFAULT_MAX_DMA_MAPS);
+	/* each window costs the server memory and (fd-backed) a mapping of
+	 * the process: a client gets what a VMM needs, not the spec's 65,535 */
+	c->max_dma_maps = clamp_u32(o.max_dma_maps, CONN_DEFAULT_MAX_DMA_MAPS,
+				    CONN_MAX_DMA_MAPS_LIMIT);
 	c->timeout_ms = o.timeout_ms > 0 ? o.timeout_ms : CONN_DEFAULT_TIMEOUT_MS;
 	c->version_timeout_ms = o.version_timeout_ms > 0 ? o.version_timeout_ms
 						       : o.version_timeout_ms < 0 ? 0

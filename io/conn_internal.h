@@ -22,6 +22,8 @@
 #define CONN_MAX_OUT_BYTES_LIMIT (64u << 20)
 #define CONN_DEFAULT_MAX_OUT_MSGS 1024u
 #define CONN_MAX_OUT_MSGS_LIMIT 65536u
+#define CONN_DEFAULT_MAX_DMA_MAPS 1024u
+#define CONN_MAX_DMA_MAPS_LIMIT 65535u /* VFIO_USER_DEFAULT_MAX_DMA_MAPS */
 #define CONN_DEFAULT_MAX_IRQ_FDS 1024u
 #define CONN_MAX_IRQ_FDS_LIMIT 8192u
 /* fds (dups) in queued output beyond which the client's commands wait */

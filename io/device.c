@@ -43,6 +43,8 @@ struct vfurt_dev *vfurt_dev_create(const struct vfurt_dev_opts *opts)
 	if (!dev->dma)
 		goto err_free_irqs;
 	vfurt_dma_table_set_fault(dev->dma, &dev->fault);
+	/* counts nothing until a host makes it join a quota */
+	vfurt_dma_table_set_quota(dev->dma, &dev->quota);
 	return dev;
 
 err_free_irqs:
@@ -62,7 +64,8 @@ void vfurt_dev_destroy(struct vfurt_dev *dev)
 	if (dev->pci && dev->pci_free)
 		dev->pci_free(dev->pci);
 	vfurt_dev_free_host_state(dev);
-	vfurt_dma_table_destroy(dev->dma);
+	vfurt_dma_table_destroy(dev->dma); /* gives its windows back first */
+	vfurt_dma_quota_leave(&dev->quota);
 	vfurt_irqs_destroy(dev->irqs);
 	free(dev);
 }

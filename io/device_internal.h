@@ -5,8 +5,10 @@
 #include <stdatomic.h>
 
 #include <vfurt/device.h>
+#include <vfurt/engine.h>
 
 #include "dma.h"
+#include "dma_quota.h"
 #include "fault.h"
 #include "irq.h"
 
@@ -58,6 +60,7 @@ struct vfurt_dev {
 	struct vfurt_region regions[VFURT_MAX_REGIONS];
 	struct vfurt_irqs *irqs;
 	struct vfurt_dma_table *dma;
+	struct vfurt_dma_quota_acct quota; /* its fd-backed windows (dma_quota.h) */
 	struct vfurt_fault_domain fault; /* its client's lost windows (fault.h) */
 	struct vfurt_pci *pci;
 	void (*pci_reset)(struct vfurt_pci *pci);
@@ -69,7 +72,8 @@ struct vfurt_dev {
 	struct vfurt_conn *conn; /* attached client, NULL when none */
 	/* bumped when the engine's watched fds change (twin socket) */
 	_Atomic uint32_t watch_gen;
-	const struct vfurt_dev_host_ops *host;
+	const struct vfurt_dev_host_ops *host; /* &host_ops while a host is installed */
+	struct vfurt_dev_host_ops host_ops;    /* its copy, zero beyond its ops_size */
 	void *host_arg;
 	struct vfurt_queue **queues;
 	uint32_t nr_queues;

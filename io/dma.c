@@ -1,5 +1,7 @@
-/* DMA table: sorted, immutable snapshots of client windows swapped atomically. */
+/* DMA table: client windows in a persistent B+ tree, versions swapped atomically. */
 #include "dma.h"
+#include "dma_quota.h"
+#include "dma_tree.h"
 #include "fault.h"
 
 #include <assert.h>
@@ -12,24 +14,21 @@
 #include <unistd.h>
 
 /*
- * One published version of the table. Never modified after publication:
- * readers may hold it until the retire hook frees it. NULL stands for the
- * empty table, so emptying it (remove_all, destroy) never allocates.
+ * The published version is a tree root (dma_tree.h). Nodes are never
+ * modified after publication: readers may hold them until the retire hook
+ * frees them. NULL stands for the empty table, so emptying it (remove_all,
+ * destroy) never allocates.
  */
-struct snapshot {
-	uint32_t n;
-	struct vfurt_dma_entry e[];
-};
-
 struct vfurt_dma_table {
-	_Atomic(struct snapshot *) cur; /* written only by the mutating thread */
+	_Atomic(struct vfurt_dma_node *) root; /* written only by the mutating thread */
 	uint32_t max_maps;
 	uint64_t pgsize;
 	vfurt_dma_retire_fn retire;
 	void *retire_arg;
-	void (*sync)(void *arg);  /* wait for readers of older snapshots */
+	void (*sync)(void *arg);  /* wait for readers of older versions */
 	void *sync_arg;
 	struct vfurt_fault_domain *fault; /* windows that can shrink register here */
+	struct vfurt_dma_quota_acct *quota; /* fd-backed windows count here */
 };
 
 static bool pgsize_ok(uint64_t pgsize)
@@ -37,18 +36,18 @@ static bool pgsize_ok(uint64_t pgsize)
 	return pgsize >= 4096 && (pgsize & (pgsize - 1)) == 0;
 }
 
-/* Snapshot the mutating thread published itself: no ordering needed. */
-static struct snapshot *own_snapshot(const struct vfurt_dma_table *t)
+/* Version the mutating thread published itself: no ordering needed. */
+static struct vfurt_dma_node *own_root(const struct vfurt_dma_table *t)
 {
-	return atomic_load_explicit(&((struct vfurt_dma_table *)t)->cur,
+	return atomic_load_explicit(&((struct vfurt_dma_table *)t)->root,
 				    memory_order_relaxed);
 }
 
-/* Pairs with the release store in publish(): entries are visible once the
- * pointer is. */
-static const struct snapshot *read_snapshot(const struct vfurt_dma_table *t)
+/* Pairs with the release store in publish(): a version's nodes are visible
+ * once its root is. */
+static const struct vfurt_dma_node *read_root(const struct vfurt_dma_table *t)
 {
-	return atomic_load_explicit(&((struct vfurt_dma_table *)t)->cur,
+	return atomic_load_explicit(&((struct vfurt_dma_table *)t)->root,
 				    memory_order_acquire);
 }
 
@@ -57,46 +56,20 @@ static uint64_t entry_end(const struct vfurt_dma_entry *e)
 	return e->r.iova + e->r.size; /* cannot wrap: checked in add */
 }
 
-/* Index of the first window that ends after iova (n if none). Windows do not
- * overlap, so ends are sorted like starts. */
-static uint32_t lower_bound(const struct snapshot *s, uint64_t iova)
+/* Hand what an operation replaced to the retire hook (one call). */
+static void retire_chain(struct vfurt_dma_table *t, struct vfurt_dma_node *chain)
 {
-	uint32_t lo = 0;
-	uint32_t hi = s ? s->n : 0;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (entry_end(&s->e[mid]) <= iova)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-static struct snapshot *snapshot_alloc(uint32_t n)
-{
-	struct snapshot *s = malloc(sizeof(*s) + (size_t)n * sizeof(s->e[0]));
-
-	if (s)
-		s->n = n;
-	return s;
-}
-
-static void retire_snapshot(struct vfurt_dma_table *t, struct snapshot *old)
-{
-	if (!old)
+	if (!chain)
 		return;
 	if (t->retire)
-		t->retire(t->retire_arg, old, free);
+		t->retire(t->retire_arg, chain, vfurt_dma_tree_free_chain);
 	else
-		free(old);
+		vfurt_dma_tree_free_chain(chain);
 }
 
-static void publish(struct vfurt_dma_table *t, struct snapshot *s)
+static void publish(struct vfurt_dma_table *t, struct vfurt_dma_node *root)
 {
-	atomic_store_explicit(&t->cur, s, memory_order_release);
+	atomic_store_explicit(&t->root, root, memory_order_release);
 }
 
 /* Fault hook: forget the range before it goes away (fault.c). */
@@ -107,6 +80,13 @@ static void unmap_entry(const struct vfurt_dma_table *t, const struct vfurt_dma_
 	if (t->fault)
 		vfurt_fault_unregister(t->fault, e->map_base);
 	munmap(e->map_base, e->map_len);
+	if (t->quota)
+		vfurt_dma_quota_give(t->quota);
+}
+
+static void unmap_cb(void *arg, const struct vfurt_dma_entry *e)
+{
+	unmap_entry(arg, e);
 }
 
 struct vfurt_dma_table *vfurt_dma_table_create(uint32_t max_maps, uint64_t pgsize)
@@ -120,7 +100,7 @@ struct vfurt_dma_table *vfurt_dma_table_create(uint32_t max_maps, uint64_t pgsiz
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL; /* errno = ENOMEM from calloc */
-	atomic_init(&t->cur, NULL);
+	atomic_init(&t->root, NULL);
 	t->max_maps = max_maps;
 	t->pgsize = pgsize;
 	return t;
@@ -128,15 +108,14 @@ struct vfurt_dma_table *vfurt_dma_table_create(uint32_t max_maps, uint64_t pgsiz
 
 void vfurt_dma_table_destroy(struct vfurt_dma_table *t)
 {
-	struct snapshot *s;
+	struct vfurt_dma_node *root;
 
 	if (!t)
 		return;
-	s = own_snapshot(t);
-	for (uint32_t i = 0; s && i < s->n; i++)
-		unmap_entry(t, &s->e[i]);
+	root = own_root(t);
+	vfurt_dma_tree_foreach(root, unmap_cb, t);
 	/* No reader may outlive the table, so skip the retire hook. */
-	free(s);
+	vfurt_dma_tree_free_chain(vfurt_dma_tree_chain_all(root));
 	free(t);
 }
 
@@ -171,6 +150,12 @@ void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn f
 	t->retire_arg = fn ? arg : NULL;
 }
 
+void vfurt_dma_table_set_quota(struct vfurt_dma_table *t, struct vfurt_dma_quota_acct *acct)
+{
+	assert(t);
+	t->quota = acct;
+}
+
 /*
  * A window past the end of its file would SIGBUS the whole server on first
  * touch: refuse it for files whose size is known (memfd, tmpfs, hugetlbfs,
@@ -193,9 +178,11 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			struct vfurt_dma_region *out)
 {
 	const uint32_t all_prot = VFURT_DMA_READ | VFURT_DMA_WRITE;
-	struct snapshot *old, *s;
+	struct vfurt_dma_node *old, *root, *retired;
+	const struct vfurt_dma_node *leaf;
 	struct vfurt_dma_entry ne = { 0 };
-	uint32_t n, pos;
+	bool counted = false;
+	unsigned slot;
 	int ret;
 
 	assert(t);
@@ -217,17 +204,13 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			return ret;
 	}
 
-	old = own_snapshot(t);
-	n = old ? old->n : 0;
-	pos = lower_bound(old, iova);
-	if (pos < n && old->e[pos].r.iova < iova + size)
+	old = own_root(t);
+	/* the first window ending after iova is the only one that can overlap */
+	leaf = vfurt_dma_tree_seek(old, iova, &slot);
+	if (leaf && vfurt_dma_node_ent(leaf, slot)->r.iova < iova + size)
 		return -EEXIST;
-	if (n >= t->max_maps)
+	if ((old ? old->total : 0) >= t->max_maps)
 		return -ENOSPC;
-
-	s = snapshot_alloc(n + 1);
-	if (!s)
-		return -ENOMEM;
 
 	ne.r.iova = iova;
 	ne.r.size = size;
@@ -236,11 +219,19 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 	if (fd >= 0) {
 		int mprot = ((prot & VFURT_DMA_READ) ? PROT_READ : 0) |
 			    ((prot & VFURT_DMA_WRITE) ? PROT_WRITE : 0);
-		void *p = mmap(NULL, (size_t)size, mprot, MAP_SHARED, fd, (off_t)fd_offset);
+		void *p;
 
+		/* every fd-backed window is one mapping of the process */
+		if (t->quota) {
+			ret = vfurt_dma_quota_take(t->quota);
+			if (ret)
+				return ret;
+			counted = true;
+		}
+		p = mmap(NULL, (size_t)size, mprot, MAP_SHARED, fd, (off_t)fd_offset);
 		if (p == MAP_FAILED) {
 			ret = -errno;
-			goto err_free_snapshot;
+			goto err_give;
 		}
 		ne.map_base = p;
 		ne.map_len = (size_t)size;
@@ -248,29 +239,31 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 		/* Fault hook: a file that can shrink would SIGBUS us (fault.c). */
 		if (t->fault && !vfurt_fault_fd_sealed(fd)) {
 			ret = vfurt_fault_register(t->fault, p, (size_t)size, iova, mprot);
-			if (ret) {
-				munmap(p, (size_t)size);
-				goto err_free_snapshot;
-			}
+			if (ret)
+				goto err_unmap;
 		}
 	}
 
-	if (pos > 0)
-		memcpy(s->e, old->e, (size_t)pos * sizeof(s->e[0]));
-	s->e[pos] = ne;
-	if (n > pos)
-		memcpy(&s->e[pos + 1], &old->e[pos], (size_t)(n - pos) * sizeof(s->e[0]));
-
-	publish(t, s);
-	retire_snapshot(t, old);
+	ret = vfurt_dma_tree_insert(old, &ne, &root, &retired);
+	if (ret)
+		goto err_unregister;
+	publish(t, root);
+	retire_chain(t, retired);
 	if (fd >= 0)
 		close(fd); /* the mapping keeps the memory alive */
 	if (out)
 		*out = ne.r;
 	return 0;
 
-err_free_snapshot:
-	free(s);
+err_unregister:
+	if (ne.map_base && t->fault)
+		vfurt_fault_unregister(t->fault, ne.map_base);
+err_unmap:
+	if (ne.map_base)
+		munmap(ne.map_base, ne.map_len);
+err_give:
+	if (counted)
+		vfurt_dma_quota_give(t->quota);
 	return ret;
 }
 
@@ -278,84 +271,93 @@ int vfurt_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t si
 			   void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 			   void *arg)
 {
-	struct snapshot *old, *s = NULL;
+	struct vfurt_dma_node *root, *retired;
 	struct vfurt_dma_entry gone;
-	uint32_t pos;
+	int ret;
 
 	assert(t);
 	if (size == 0 || size > UINT64_MAX - iova)
 		return -EINVAL;
-	old = own_snapshot(t);
-	pos = lower_bound(old, iova);
-	if (!old || pos >= old->n || old->e[pos].r.iova != iova || old->e[pos].r.size != size)
-		return -ENOENT;
-
-	/* Allocate before telling anyone, so a failure leaves nothing half done. */
-	if (old->n > 1) {
-		s = snapshot_alloc(old->n - 1);
-		if (!s)
-			return -ENOMEM;
-		memcpy(s->e, old->e, (size_t)pos * sizeof(s->e[0]));
-		memcpy(&s->e[pos], &old->e[pos + 1],
-		       (size_t)(old->n - pos - 1) * sizeof(s->e[0]));
-	}
-
-	gone = old->e[pos];
+	/* Build before telling anyone, so a failure leaves nothing half done. */
+	ret = vfurt_dma_tree_remove(own_root(t), iova, size, &root, &retired, &gone);
+	if (ret)
+		return ret;
 	if (before_unmap)
 		before_unmap(arg, &gone.r);
-	publish(t, s);
+	publish(t, root);
 	/* nobody may still be reading the window when it goes away */
 	if (t->sync)
 		t->sync(t->sync_arg);
 	unmap_entry(t, &gone);
-	retire_snapshot(t, old);
+	retire_chain(t, retired);
 	return 0;
+}
+
+struct notify_call {
+	void (*fn)(void *arg, const struct vfurt_dma_region *r);
+	void *arg;
+};
+
+static void notify_cb(void *arg, const struct vfurt_dma_entry *e)
+{
+	struct notify_call *c = arg;
+
+	c->fn(c->arg, &e->r);
 }
 
 void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
 				void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 				void *arg)
 {
-	struct snapshot *old;
+	struct vfurt_dma_node *old;
 
 	assert(t);
-	old = own_snapshot(t);
+	old = own_root(t);
 	if (!old)
 		return;
-	for (uint32_t i = 0; before_unmap && i < old->n; i++)
-		before_unmap(arg, &old->e[i].r);
+	if (before_unmap) {
+		struct notify_call c = { before_unmap, arg };
+
+		vfurt_dma_tree_foreach(old, notify_cb, &c);
+	}
 	publish(t, NULL);
 	if (t->sync)
 		t->sync(t->sync_arg);
-	for (uint32_t i = 0; i < old->n; i++)
-		unmap_entry(t, &old->e[i]);
-	retire_snapshot(t, old);
+	vfurt_dma_tree_foreach(old, unmap_cb, t);
+	/* the empty version shares no node with the old one: retire them all */
+	retire_chain(t, vfurt_dma_tree_chain_all(old));
 }
 
 uint32_t vfurt_dma_table_count(const struct vfurt_dma_table *t)
 {
-	const struct snapshot *s;
+	const struct vfurt_dma_node *root;
 
 	assert(t);
-	s = read_snapshot(t);
-	return s ? s->n : 0;
+	root = read_root(t);
+	return root ? root->total : 0;
+}
+
+int vfurt_dma_table_check(const struct vfurt_dma_table *t, int *height)
+{
+	assert(t);
+	return vfurt_dma_tree_check(own_root(t), height);
 }
 
 int vfurt_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
 			  uint32_t prot, struct vfurt_sg *sg, int max_sg)
 {
-	const struct snapshot *s;
+	const struct vfurt_dma_node *root, *leaf;
 	uint64_t cur = iova;
 	uint64_t left = len;
-	uint32_t pos;
+	unsigned slot = 0;
 	int count = 0;
 
 	assert(t);
 	/* iova/len come from guest descriptors. */
 	if (len == 0 || len > UINT64_MAX - iova || max_sg < 0)
 		return -EINVAL;
-	s = read_snapshot(t);
-	pos = lower_bound(s, iova);
+	root = read_root(t);
+	leaf = vfurt_dma_tree_seek(root, iova, &slot);
 
 	/* Walk the whole range even after sg is full, so that a hole or a
 	 * permission problem is reported in preference to -ENOSPC. */
@@ -363,9 +365,9 @@ int vfurt_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64
 		const struct vfurt_dma_entry *e;
 		uint64_t piece;
 
-		if (!s || pos >= s->n || s->e[pos].r.iova > cur)
+		if (!leaf || vfurt_dma_node_ent(leaf, slot)->r.iova > cur)
 			return -ENOENT;
-		e = &s->e[pos];
+		e = vfurt_dma_node_ent(leaf, slot);
 		if ((e->r.prot & prot) != prot)
 			return -EACCES;
 		piece = entry_end(e) - cur;
@@ -381,7 +383,9 @@ int vfurt_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64
 			count++;
 		cur += piece;
 		left -= piece;
-		pos++;
+		/* the next window: in the same leaf, or found from the root */
+		if (left > 0 && ++slot >= leaf->n)
+			leaf = vfurt_dma_tree_seek(root, cur, &slot);
 	}
 	return count > max_sg ? -ENOSPC : count;
 }
@@ -389,18 +393,17 @@ int vfurt_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64
 void *vfurt_dma_table_ptr(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
 			  uint32_t prot)
 {
-	const struct snapshot *s;
+	const struct vfurt_dma_node *leaf;
 	const struct vfurt_dma_entry *e;
-	uint32_t pos;
+	unsigned slot = 0;
 
 	assert(t);
 	if (len == 0 || len > UINT64_MAX - iova)
 		return NULL;
-	s = read_snapshot(t);
-	pos = lower_bound(s, iova);
-	if (!s || pos >= s->n)
+	leaf = vfurt_dma_tree_seek(read_root(t), iova, &slot);
+	if (!leaf)
 		return NULL;
-	e = &s->e[pos];
+	e = vfurt_dma_node_ent(leaf, slot);
 	if (e->r.iova > iova || iova + len > entry_end(e))
 		return NULL;
 	if (!e->r.vaddr || (e->r.prot & prot) != prot)

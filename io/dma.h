@@ -9,12 +9,14 @@
 #include <vfurt/device.h>
 
 /*
- * The table holds the client's DMA windows sorted by iova. Lookups
- * (to_sg/ptr/find) read an immutable snapshot; add/remove build a new
- * snapshot and publish it with a release store, handing the old one to the
- * retire hook (default: freed at once). The multi-core runtime installs a
- * ck_epoch based retire hook so that readers on other workers never lock.
- * Only one thread mutates a table; any thread may look up.
+ * The table holds the client's DMA windows sorted by iova, in a persistent
+ * B+ tree (dma_tree.h): lookups (to_sg/ptr) walk an immutable version in
+ * O(log n) without locks; add/remove copy the O(log n) nodes on their path,
+ * publish the new root with a release store, and hand the replaced nodes
+ * (one chain per operation) to the retire hook (default: freed at once).
+ * The multi-core runtime installs a ck_epoch based retire hook (through the
+ * host's dma_retire) so that readers on other workers never see freed
+ * memory. Only one thread mutates a table; any thread may look up.
  */
 struct vfurt_dma_table;
 
@@ -26,7 +28,9 @@ struct vfurt_dma_entry {
 	uint64_t fd_offset;        /* offset given by the client */
 };
 
-/* Called with an old snapshot; must eventually call free_fn(snapshot). */
+/* Called with what an operation replaced (one object per operation; its
+ * first field is the uint32_t window count of the version it belonged to);
+ * must eventually call free_fn(snapshot), once no reader can hold it. */
 typedef void (*vfurt_dma_retire_fn)(void *arg, void *snapshot, void (*free_fn)(void *));
 
 /*
@@ -60,6 +64,12 @@ void vfurt_dma_table_set_fault(struct vfurt_dma_table *t, struct vfurt_fault_dom
 /* Install the snapshot retire hook (NULL restores free-at-once). */
 void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg);
 
+struct vfurt_dma_quota_acct;
+
+/* Count fd-backed windows against a process-wide quota (dma_quota.h);
+ * NULL: don't. Set while the table is empty. */
+void vfurt_dma_table_set_quota(struct vfurt_dma_table *t, struct vfurt_dma_quota_acct *acct);
+
 /*
  * Add window [iova, iova+size). With fd >= 0 it is mmapped MAP_SHARED at
  * fd_offset with PROT_READ/PROT_WRITE from prot, and the fd is closed (on
@@ -68,7 +78,8 @@ void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn f
  * NULL) describes the new window.
  * Returns 0, -EINVAL (size 0, iova+size overflow, misaligned, bad prot),
  * -EEXIST (overlaps a window), -ENOSPC (max_maps reached, or no fault guard
- * slot left for a file that can shrink), or the mmap errno.
+ * slot left for a file that can shrink), -ENOMEM (the process-wide quota of
+ * fd-backed windows is used up, or no memory), or the mmap errno.
  */
 int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			int fd, uint64_t fd_offset, uint32_t prot,
@@ -78,7 +89,8 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
  * Remove the window that exactly matches [iova, iova+size). before_unmap (if
  * not NULL) is called with the window before it is unpublished and
  * unmapped. Returns 0, -ENOENT (no exact match), -EINVAL (size 0 or
- * overflow), -ENOMEM (new snapshot; nothing changed, before_unmap not called).
+ * overflow), -ENOMEM (new tree nodes; nothing changed, before_unmap not
+ * called).
  */
 int vfurt_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			   void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
@@ -90,8 +102,12 @@ void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
 				void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 				void *arg);
 
-/* Number of windows. */
+/* Number of windows. Any thread. */
 uint32_t vfurt_dma_table_count(const struct vfurt_dma_table *t);
+
+/* Check the tree's invariants (for tests): 0 or -EUCLEAN; *height (if not
+ * NULL) = levels - 1, -1 when empty. The mutating thread. */
+int vfurt_dma_table_check(const struct vfurt_dma_table *t, int *height);
 
 /* Same contract as vfurt_dma_to_sg() / vfurt_dma_ptr() in device.h. Any
  * thread; allocation free. to_sg reports -ENOENT/-EACCES anywhere in the

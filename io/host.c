@@ -23,6 +23,13 @@ static void dma_sync_thunk(void *arg)
 	dev->host->dma_sync(dev->host_arg, dev);
 }
 
+static void dma_retire_thunk(void *arg, void *ptr, void (*free_fn)(void *ptr))
+{
+	struct vfurt_dev *dev = arg;
+
+	dev->host->dma_retire(dev->host_arg, dev, ptr, free_fn);
+}
+
 int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *ops, void *host)
 {
 	if (!dev)
@@ -32,19 +39,40 @@ int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *o
 	if (!ops) {
 		dev->host = NULL;
 		dev->host_arg = NULL;
+		memset(&dev->host_ops, 0, sizeof(dev->host_ops));
 		vfurt_irqs_set_signal(dev->irqs, NULL, NULL);
 		vfurt_dma_table_set_sync(dev->dma, NULL, NULL);
+		vfurt_dma_table_set_retire(dev->dma, NULL, NULL);
 		vfurt_irqs_set_sync(dev->irqs, NULL, NULL);
 		return 0;
 	}
-	if (ops->ops_size < sizeof(*ops))
+	/* a host built against an older header has a shorter struct: the
+	 * fields it lacks read as NULL */
+	if (ops->ops_size < VFURT_DEV_HOST_OPS_SIZE_V1)
 		return -EINVAL;
+	memset(&dev->host_ops, 0, sizeof(dev->host_ops));
+	memcpy(&dev->host_ops, ops,
+	       ops->ops_size < sizeof(dev->host_ops) ? ops->ops_size : sizeof(dev->host_ops));
+	ops = &dev->host_ops;
 	dev->host = ops;
 	dev->host_arg = host;
 	vfurt_irqs_set_signal(dev->irqs, ops->irq_signal ? irq_signal_thunk : NULL, dev);
 	vfurt_dma_table_set_sync(dev->dma, ops->dma_sync ? dma_sync_thunk : NULL, dev);
+	/* old table versions: freed at once without the hook (no reader can
+	 * be on another thread), after a grace period with it */
+	vfurt_dma_table_set_retire(dev->dma, ops->dma_retire ? dma_retire_thunk : NULL, dev);
 	vfurt_irqs_set_sync(dev->irqs, ops->dma_sync ? dma_sync_thunk : NULL, dev);
 	return 0;
+}
+
+uint32_t vfurt_dev_set_dma_quota(struct vfurt_dev *dev, struct vfurt_dma_quota *q)
+{
+	/* windows are counted from the table's first one: change it only
+	 * while there are none */
+	if (vfurt_dma_table_count(dev->dma) != 0)
+		return dev->quota.reserved;
+	vfurt_dma_quota_leave(&dev->quota);
+	return q ? vfurt_dma_quota_join(q, &dev->quota) : 0;
 }
 
 /* ---- queues ------------------------------------------------------------ */

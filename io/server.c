@@ -52,6 +52,8 @@ struct vfurt_server {
 	int epfd;
 	struct vfurt_log log;
 	struct vfurt_conn_opts copts;
+	struct vfurt_dma_quota *quota; /* of every device's fd-backed windows */
+	bool own_quota;
 	struct endpoint **eps;
 	size_t n;
 	size_t cap;
@@ -107,6 +109,19 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 	srv->copts = o.conn;
 	if (!srv->copts.opts_size)
 		srv->copts.opts_size = sizeof(srv->copts);
+	srv->quota = o.dma_quota;
+	if (!srv->quota) {
+		srv->quota = vfurt_dma_quota_create(o.conn.dma_maps_process_max,
+						    o.conn.dma_maps_min_per_client);
+		if (!srv->quota) {
+			close(srv->epfd);
+			vfurt_fault_guard_release();
+			free(srv);
+			errno = ENOMEM;
+			return NULL;
+		}
+		srv->own_quota = true;
+	}
 	return srv;
 }
 
@@ -182,7 +197,8 @@ err_close:
 /* Single-threaded host: every queue is polled in run_once on the one thread
  * that is also every device's home (so VFURT_QUEUE_HOME and any other hint
  * resolve to it), irqs written at once, nothing to synchronise before an
- * unmap. */
+ * unmap, and no dma_retire: a DMA_MAP frees the table nodes it replaced at
+ * once, since every reader runs on this thread, between messages. */
 static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queue *q, int hint)
 {
 	return 0;
@@ -257,6 +273,22 @@ static void watches_refresh(struct endpoint *ep)
 			   ep->dev->name, strerror(-rc));
 }
 
+/* Count dev's fd-backed windows against q; say so when q cannot reserve
+ * the minimum for it any more (too many devices for its size). */
+static void quota_join(const struct vfurt_log *log, struct vfurt_dev *dev,
+		       struct vfurt_dma_quota *q)
+{
+	struct vfurt_dma_quota_stats st;
+	uint32_t got = vfurt_dev_set_dma_quota(dev, q);
+
+	vfurt_dma_quota_get_stats(q, &st);
+	if (got < st.min_per_client)
+		vfurt_logf(log, VFURT_LOG_WARN,
+			   "%s: only %u of dma_maps_min_per_client %u fd-backed DMA windows "
+			   "reserved (dma_maps_process_max %u for %u devices)",
+			   dev->name, got, st.min_per_client, st.limit, st.devices);
+}
+
 int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, const char *path,
 			    mode_t mode)
 {
@@ -298,6 +330,7 @@ int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev, con
 	rc = vfurt_dev_set_host(dev, &server_host_ops, srv);
 	if (rc)
 		goto err_del_watches;
+	quota_join(&srv->log, dev, srv->quota);
 	srv->eps[srv->n++] = ep;
 	vfurt_logf(&srv->log, VFURT_LOG_INFO, "%s: listening on %s", dev->name, path);
 	return 0;
@@ -557,6 +590,8 @@ void vfurt_server_destroy(struct vfurt_server *srv)
 	}
 	free(srv->eps);
 	close(srv->epfd);
+	if (srv->own_quota)
+		vfurt_dma_quota_destroy(srv->quota); /* after its devices left it */
 	vfurt_fault_guard_release();
 	free(srv);
 }

@@ -1,4 +1,4 @@
-/* vfu-rt per-connection limits: the `limits` config object and --limit KEY=VALUE. */
+/* vfu-rt per-connection and process-wide limits: the `limits` config object and --limit KEY=VALUE. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,6 +30,14 @@ const struct vfurt_limit_def vfurt_limit_defs[] = {
 	    "most fds accepted with one message (advertised in VERSION)"),
 	LIM("max_irq_fds", max_irq_fds, false, 1, 8192, 1024,
 	    "eventfds a client may hold installed at once (SET_IRQS beyond: EMFILE)"),
+	LIM("max_dma_maps", max_dma_maps, false, 1, 65535, 1024,
+	    "DMA windows a client may hold (advertised in VERSION; DMA_MAP beyond: ENOSPC)"),
+	/* process-wide: the runtime's quota of fd-backed windows (engine.h);
+	 * default 0 = half of /proc/sys/vm/max_map_count */
+	LIM("dma_maps_process_max", dma_maps_process_max, false, 1, 1u << 30, 0,
+	    "fd-backed DMA windows of all clients together (DMA_MAP beyond: ENOMEM)"),
+	LIM("dma_maps_min_per_client", dma_maps_min_per_client, false, 1, 65535, 64,
+	    "fd-backed DMA windows kept free for each device's client"),
 	{ 0 },
 };
 

@@ -1,4 +1,4 @@
-/* vfu-rt per-connection limits: the `limits` config object and --limit KEY=VALUE. */
+/* vfu-rt per-connection and process-wide limits: the `limits` config object and --limit KEY=VALUE. */
 #ifndef VFURT_RUNTIME_CONN_LIMITS_H
 #define VFURT_RUNTIME_CONN_LIMITS_H
 

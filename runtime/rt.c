@@ -71,6 +71,14 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 		errno = -rc;
 		return NULL;
 	}
+	rt->dma_quota = o.dma_quota;
+	if (!rt->dma_quota) {
+		rt->dma_quota = vfurt_dma_quota_create(o.conn.dma_maps_process_max,
+						       o.conn.dma_maps_min_per_client);
+		if (!rt->dma_quota)
+			goto err_release_guard;
+		rt->own_quota = true;
+	}
 	rt->log = o.log;
 	rt->conn_opts = o.conn;
 	if (!rt->conn_opts.opts_size)
@@ -88,7 +96,7 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 	ck_epoch_init(&rt->epoch);
 	rt->workers = calloc(n, sizeof(*rt->workers));
 	if (!rt->workers)
-		goto err_free_rt;
+		goto err_free_quota;
 	for (uint32_t i = 0; i < n; i++) {
 		if (rt_worker_init(rt, &rt->workers[i], i, cpus[i])) {
 			while (i-- > 0)
@@ -101,7 +109,10 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 
 err_free_workers:
 	free(rt->workers);
-err_free_rt:
+err_free_quota:
+	if (rt->own_quota)
+		vfurt_dma_quota_destroy(rt->dma_quota);
+err_release_guard:
 	vfurt_fault_guard_release();
 	free(rt);
 err_nomem:
@@ -163,6 +174,18 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	rc = vfurt_dev_set_host(dev, &rt_host_ops, rt);
 	if (rc)
 		goto err_close;
+	{
+		struct vfurt_dma_quota_stats qs;
+		uint32_t got = vfurt_dev_set_dma_quota(dev, rt->dma_quota);
+
+		vfurt_dma_quota_get_stats(rt->dma_quota, &qs);
+		if (got < qs.min_per_client)
+			vfurt_logf(&rt->log, VFURT_LOG_WARN,
+				   "%s: only %u of dma_maps_min_per_client %u fd-backed DMA windows "
+				   "reserved (dma_maps_process_max %u for %u devices)",
+				   vfurt_dev_name(dev), got, qs.min_per_client, qs.limit,
+				   qs.devices);
+	}
 	/* a device logging to the runtime's stderr sink: tag its lines with the
 	 * worker that serves it */
 	if (vfurt_dev_log(dev)->fn == vfurt_log_stderr && home->log.fn == vfurt_log_stderr) {
@@ -271,6 +294,9 @@ void vfurt_runtime_stop(struct vfurt_runtime *rt)
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
 		rt_worker_join(&rt->workers[i]);
 	rt->stopped = true;
+	/* no reader is left: free the table versions still deferred */
+	for (uint32_t i = 0; i < rt->nr_workers; i++)
+		rt_worker_reclaim(&rt->workers[i]);
 	for (uint32_t i = 0; i < rt->nr_eps; i++) {
 		struct rt_endpoint *ep = rt->eps[i];
 
@@ -304,6 +330,8 @@ void vfurt_runtime_destroy(struct vfurt_runtime *rt)
 		rt_worker_fini(&rt->workers[i]);
 	free(rt->workers);
 	free(rt->eps);
+	if (rt->own_quota)
+		vfurt_dma_quota_destroy(rt->dma_quota); /* its devices left it */
 	vfurt_fault_guard_release();
 	free(rt);
 }
@@ -913,6 +941,61 @@ static void host_dma_sync(void *host, struct vfurt_dev *dev)
 	}
 }
 
+/* An old DMA table version waiting for its grace period (ck_epoch_call). */
+struct rt_retired {
+	ck_epoch_entry_t entry; /* first: the callback gets its address */
+	struct vfurt_runtime *rt;
+	void *ptr;
+	void (*free_fn)(void *ptr);
+};
+
+/* Dispatched by ck_epoch_poll/ck_epoch_reclaim on the worker that retired
+ * it, once every section that could see ptr has ended. */
+static void retired_free(ck_epoch_entry_t *e)
+{
+	struct rt_retired *r = (struct rt_retired *)(void *)e;
+
+	/* the readers' sections released the epoch before ending (worker.c) */
+	vfurt_tsan_acquire(&r->rt->epoch);
+	r->free_fn(r->ptr);
+	free(r);
+}
+
+/*
+ * DMA_MAP/DMA_UNMAP replaced a version of the table that queue pollers on
+ * other workers may still walk: free it after a grace period. The home
+ * worker defers it on its own epoch record (dispatched by its passes and at
+ * stop); with no worker thread running, nobody can read it any more.
+ */
+static void host_dma_retire(void *host, struct vfurt_dev *dev, void *ptr,
+			    void (*free_fn)(void *ptr))
+{
+	struct vfurt_runtime *rt = host;
+	struct vfurt_worker *self = vfurt_worker_self();
+	struct rt_retired *r;
+
+	(void)dev;
+	if (!rt->started || rt->stopped) {
+		free_fn(ptr);
+		return;
+	}
+	r = self && self->rt == rt ? malloc(sizeof(*r)) : NULL;
+	if (!r) {
+		/* not a worker of ours, or no memory: wait for the readers here */
+		const char *was = rt_worker_where(self, "waiting for an epoch grace period");
+
+		ck_epoch_synchronize_wait(&rt->epoch, epoch_wait_serve, NULL);
+		vfurt_tsan_acquire(&rt->epoch);
+		rt_worker_where(self, was);
+		free_fn(ptr);
+		return;
+	}
+	r->rt = rt;
+	r->ptr = ptr;
+	r->free_fn = free_fn;
+	ck_epoch_call(&self->epoch_rec, &r->entry, retired_free);
+}
+
 static int host_irq_signal(void *host, struct vfurt_dev *dev, int fd)
 {
 	const uint64_t one = 1;
@@ -931,6 +1014,7 @@ const struct vfurt_dev_host_ops rt_host_ops = {
 	.dma_sync = host_dma_sync,
 	.irq_signal = host_irq_signal,
 	.queue_kick = host_queue_kick,
+	.dma_retire = host_dma_retire,
 };
 
 /* ---- statistics -------------------------------------------------------- */
@@ -1030,6 +1114,18 @@ char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
 	json_object_object_add(root, "devices", devices);
 	json_object_object_add(root, "poll", json_object_new_string(
 		rt->mode == VFURT_POLL_BUSY ? "busy" : "adaptive"));
+	{
+		struct json_object *q = json_object_new_object();
+		struct vfurt_dma_quota_stats qs;
+
+		vfurt_dma_quota_get_stats(rt->dma_quota, &qs);
+		json_object_object_add(root, "dma_quota", q);
+		add_u64(q, "limit", qs.limit);
+		add_u64(q, "min_per_client", qs.min_per_client);
+		add_u64(q, "mapped", qs.mapped);
+		add_u64(q, "committed", qs.committed);
+		add_u64(q, "refused", qs.refused);
+	}
 	for (uint32_t i = 0; i < rt->nr_workers; i++) {
 		struct json_object *w = json_object_new_object();
 		struct vfurt_worker_stats st;

@@ -139,6 +139,8 @@ static inline const char *rt_worker_where(struct vfurt_worker *w, const char *wh
 struct vfurt_runtime {
 	struct vfurt_log log;
 	struct vfurt_conn_opts conn_opts;
+	struct vfurt_dma_quota *dma_quota; /* of every device's fd-backed windows */
+	bool own_quota;
 	enum vfurt_poll_mode mode;
 	uint64_t spin_ns;
 	uint64_t sleep_max_ns;
@@ -165,6 +167,9 @@ int rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id
 void rt_worker_fini(struct vfurt_worker *w);
 int rt_worker_start(struct vfurt_worker *w);
 void rt_worker_join(struct vfurt_worker *w);
+/* Run every callback deferred on w's epoch record now (ck_epoch_reclaim):
+ * only once no thread can read what they free (w's thread joined). */
+void rt_worker_reclaim(struct vfurt_worker *w);
 /* Queue an eventfd write into the calling worker's batch; false when the
  * caller must write it now: not a worker, the batch is full, or the runtime
  * runs unbatched (the write is counted as written then). */

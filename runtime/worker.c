@@ -112,6 +112,7 @@ void rt_worker_fini(struct vfurt_worker *w)
 	w->inbox = NULL;
 	vfurt_poller_set_destroy(w->pollers);
 	w->pollers = NULL;
+	rt_worker_reclaim(w); /* nothing deferred may be lost with the record */
 	ck_epoch_unregister(&w->epoch_rec);
 	free(w->eps);
 	w->eps = NULL;
@@ -396,6 +397,12 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	arm_wake(w);
 	w->has_clients = rt_worker_tick(w, t0);
 	flush_irqs(w); /* triggers raised by message handlers */
+	/* DMA table versions retired by this worker's DMA_MAP/UNMAPs
+	 * (rt.c host_dma_retire): free those whose grace period is over, and
+	 * move the epoch on for the others; outside the section, never
+	 * blocking */
+	if (w->epoch_rec.n_pending)
+		ck_epoch_poll(&w->epoch_rec);
 	if (w->ring_ok && w->pending_sqes) {
 		io_uring_submit(&w->ring);
 		w->pending_sqes = 0;
@@ -588,6 +595,12 @@ int rt_worker_start(struct vfurt_worker *w)
 		return -rc;
 	atomic_store(&w->thread_started, true);
 	return 0;
+}
+
+void rt_worker_reclaim(struct vfurt_worker *w)
+{
+	if (w->epoch_rec.n_pending)
+		ck_epoch_reclaim(&w->epoch_rec);
 }
 
 void rt_worker_join(struct vfurt_worker *w)

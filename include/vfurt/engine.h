@@ -33,7 +33,9 @@ struct vfurt_conn_opts {
 	size_t opts_size;            /* sizeof(struct vfurt_conn_opts) */
 	uint32_t max_data_xfer_size; /* default 1 MiB, at most 16 MiB */
 	uint32_t max_msg_fds;        /* default 16, at most 64 */
-	uint32_t max_dma_maps;       /* default 65535 */
+	/* DMA windows one client may hold (advertised in VERSION): default
+	 * 1,024, at most 65,535; a DMA_MAP beyond fails with ENOSPC */
+	uint32_t max_dma_maps;
 	int timeout_ms;              /* DMA_READ/DMA_WRITE reply wait; default 5000 */
 	bool no_twin_socket;         /* do not offer twin-socket mode */
 	/* VERSION must arrive this soon after connecting; default 2000, < 0: never */
@@ -48,6 +50,13 @@ struct vfurt_conn_opts {
 	/* eventfds a client may hold installed (SET_IRQS) at once: default
 	 * 1024, at most 8192; beyond, SET_IRQS fails with EMFILE */
 	uint32_t max_irq_fds;
+	/*
+	 * Process-wide, not per connection: read once by the server or runtime
+	 * that creates its DMA quota (vfurt_dma_quota_create; ignored when it
+	 * is given a shared one, and by vfurt_conn_create). 0: defaults.
+	 */
+	uint32_t dma_maps_process_max;    /* fd-backed windows of all clients */
+	uint32_t dma_maps_min_per_client; /* kept free for each device's client */
 };
 
 struct vfurt_conn_stats {
@@ -166,10 +175,25 @@ struct vfurt_dev_host_ops {
 	/* Wake the thread polling q if it sleeps (vfurt_dev_queue_kick). Any
 	 * thread. NULL = the host never sleeps with queues to poll. */
 	void (*queue_kick)(void *host, struct vfurt_dev *dev, struct vfurt_queue *q);
+	/* ---- fields below were added later: ops_size tells whether a host has them */
+	/*
+	 * Free ptr with free_fn(ptr) once no other thread can still be reading
+	 * it: an old version of dev's DMA table, replaced by a DMA_MAP or
+	 * DMA_UNMAP. Called on the thread that drives dev's connection, which
+	 * may keep translating meanwhile. Must not fail (fall back to waiting
+	 * for the readers, then freeing). The runtime defers it with
+	 * ck_epoch_call; NULL = free at once (no reader on another thread).
+	 */
+	void (*dma_retire)(void *host, struct vfurt_dev *dev, void *ptr, void (*free_fn)(void *ptr));
 };
 
-/* Install (or with ops NULL remove) the host of dev. Returns 0, -EBUSY (a
- * host is installed), -EINVAL. */
+/* The ops_size of a host built before dma_retire existed; still accepted. */
+#define VFURT_DEV_HOST_OPS_SIZE_V1 (offsetof(struct vfurt_dev_host_ops, queue_kick) + \
+				    sizeof(void (*)(void)))
+
+/* Install (or with ops NULL remove) the host of dev. ops is copied (the
+ * first ops_size bytes; later fields read as NULL). Returns 0, -EBUSY (a
+ * host is installed), -EINVAL (ops_size below VFURT_DEV_HOST_OPS_SIZE_V1). */
 VFURT_EXPORT int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *ops,
 				    void *host);
 
@@ -214,6 +238,53 @@ struct vfurt_dev_watch {
 VFURT_EXPORT size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_watch *out,
 				      size_t max);
 VFURT_EXPORT uint32_t vfurt_dev_watch_gen(const struct vfurt_dev *dev);
+
+/* ---- process-wide DMA quota ------------------------------------------- */
+
+/*
+ * Every fd-backed DMA window is one mmap of the server process, and the
+ * kernel allows a process vm.max_map_count of them (65,530 by default) in
+ * all: one greedy client could otherwise leave none for another device's
+ * guest RAM. A quota bounds the fd-backed windows of all the clients of the
+ * devices that share it, and keeps min_per_client of them free for each
+ * device's client. Each vfurt_server and vfurt_runtime creates one for its
+ * devices; to share one among several of them, create it here and pass it
+ * in their options (it must outlive them).
+ */
+struct vfurt_dma_quota;
+
+/*
+ * Create a quota of process_max fd-backed windows (0: half of
+ * /proc/sys/vm/max_map_count, or 32,765 when it cannot be read), of which
+ * min_per_client (0: 64) are reserved for each device that joins it (as far
+ * as the total allows). A DMA_MAP beyond the quota fails with ENOMEM.
+ * Returns NULL with errno ENOMEM. Any thread; the quota is thread-safe.
+ */
+VFURT_EXPORT struct vfurt_dma_quota *vfurt_dma_quota_create(uint32_t process_max,
+							    uint32_t min_per_client);
+
+/* Free q; every server and runtime using it must be destroyed. NULL ignored. */
+VFURT_EXPORT void vfurt_dma_quota_destroy(struct vfurt_dma_quota *q);
+
+/* The quota's size and what is in use or reserved (relaxed; any thread). */
+struct vfurt_dma_quota_stats {
+	uint32_t limit;          /* process_max */
+	uint32_t min_per_client;
+	uint32_t committed;      /* reservations + windows mapped beyond them */
+	uint32_t mapped;         /* fd-backed windows mapped */
+	uint32_t devices;        /* devices that joined */
+	uint64_t refused;        /* DMA_MAPs refused with ENOMEM */
+};
+VFURT_EXPORT void vfurt_dma_quota_get_stats(const struct vfurt_dma_quota *q,
+					    struct vfurt_dma_quota_stats *st);
+
+/*
+ * For hosts: make dev's fd-backed windows count against q (NULL: leave its
+ * quota), as the server and the runtime do for every device they serve.
+ * Call while no client is attached. Returns the number of windows reserved
+ * for dev (0..min_per_client).
+ */
+VFURT_EXPORT uint32_t vfurt_dev_set_dma_quota(struct vfurt_dev *dev, struct vfurt_dma_quota *q);
 
 /* Counters and negotiated values. */
 VFURT_EXPORT void vfurt_conn_get_stats(const struct vfurt_conn *conn,

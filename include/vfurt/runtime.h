@@ -70,6 +70,11 @@ struct vfurt_runtime_opts {
 	bool no_threads;
 	vfurt_clock_fn clock;             /* NULL = CLOCK_MONOTONIC */
 	void *clock_arg;
+	/* the quota of fd-backed DMA windows of every client (engine.h), owned
+	 * by the caller and possibly shared with servers and other runtimes;
+	 * NULL: the runtime creates its own from conn's dma_maps_process_max
+	 * and dma_maps_min_per_client */
+	struct vfurt_dma_quota *dma_quota;
 };
 
 /*

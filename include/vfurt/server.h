@@ -36,6 +36,11 @@ struct vfurt_server_opts {
 	size_t opts_size;           /* sizeof(struct vfurt_server_opts) */
 	struct vfurt_log log;       /* server-level messages */
 	struct vfurt_conn_opts conn; /* limits advertised to every client */
+	/* the quota of fd-backed DMA windows the devices share (engine.h),
+	 * owned by the caller, who may share it with other servers and
+	 * runtimes; NULL: the server creates its own from conn's
+	 * dma_maps_process_max and dma_maps_min_per_client */
+	struct vfurt_dma_quota *dma_quota;
 };
 
 /* Create an empty server. NULL with errno (EINVAL, ENOMEM, or epoll's or

@@ -106,6 +106,11 @@ expect_exit 2 "--limit unknown limit 'colour'" "unknown --limit" -- rt --limit c
 expect_exit 2 "--limit version_timeout_ms '5': expected 100..600000" "--limit out of range" -- rt --limit version_timeout_ms=5 --device gpio,socket=$dir/x.sock
 expect_exit 2 "--limit 'drain': expected KEY=VALUE" "--limit without a value" -- rt --limit drain --device gpio,socket=$dir/x.sock
 expect_exit 0 "version_timeout_ms \\(2000\\)" "--help documents the limits" -- rt --help
+expect_exit 2 "--limit max_dma_maps '0': expected 1..65535" "--limit max_dma_maps=0" -- rt --limit max_dma_maps=0 --device gpio,socket=$dir/x.sock
+expect_exit 2 "--limit max_dma_maps '65536': expected 1..65535" "--limit max_dma_maps too big" -- rt --limit max_dma_maps=65536 --device gpio,socket=$dir/x.sock
+expect_exit 2 "--limit dma_maps_process_max 'lots': expected 1..1073741824" "--limit dma_maps_process_max not a number" -- rt --limit dma_maps_process_max=lots --device gpio,socket=$dir/x.sock
+expect_exit 2 "--limit dma_maps_min_per_client '-1': expected 1..65535" "--limit dma_maps_min_per_client negative" -- rt --limit dma_maps_min_per_client=-1 --device gpio,socket=$dir/x.sock
+expect_exit 0 "max_dma_maps \\(1024\\).*|dma_maps_process_max" "--help documents the DMA limits" -- rt --help
 expect_exit 2 "--poll-sleep-us '0': expected microseconds, 1..1000000" "bad --poll-sleep-us" -- rt --poll-sleep-us=0 --device gpio,socket=$dir/x.sock
 expect_exit 2 "--stats-interval '-1'" "negative --stats-interval" -- rt --stats-interval=-1 --device gpio,socket=$dir/x.sock
 expect_exit 2 "core: CPU 1 is not in the cores list \(0\)" "device core outside --cores" -- rt --cores=0 --device gpio,socket=$dir/x.sock,core=1
@@ -160,6 +165,10 @@ cfgerr cores.json '{"cores": "9999", "devices": [{"type": "gpio", "socket": "x.s
 cfgerr nodev.json '{"cores": "0"}' "no devices" "config without devices and no --device"
 cfgerr limits.json '{"limits": {"max_queued_bytes": 10}, "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
 	"$dir/limits.json: limits.max_queued_bytes: max_queued_bytes '10': expected 65536..67108864" "config: limit out of range"
+cfgerr dmalimit.json '{"limits": {"max_dma_maps": 100000}, "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
+	"$dir/dmalimit.json: limits.max_dma_maps: max_dma_maps '100000': expected 1..65535" "config: max_dma_maps out of range"
+cfgerr dmaquota.json '{"limits": {"dma_maps_process_max": "many"}, "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
+	"$dir/dmaquota.json: limits.dma_maps_process_max: dma_maps_process_max 'many': expected 1..1073741824" "config: dma_maps_process_max not a number"
 cfgerr limitsobj.json '{"limits": 5, "devices": [{"type": "gpio", "socket": "x.sock"}]}' \
 	"$dir/limitsobj.json: limits: expected an object of limits, got a number" "config: limits not an object"
 cfgerr syntax.json '{
@@ -348,6 +357,23 @@ fi
 stop_rt TERM
 rc=$?
 [ "$rc" -eq 0 ] && ok "adaptive: SIGTERM exits 0" || bad "adaptive: SIGTERM exit code $rc"
+
+# DMA limits reach the clients (VERSION) and the runtime's quota (stats), from the command
+# line and from the config file.
+printf '{"limits": {"dma_maps_min_per_client": 16, "max_dma_maps": 9}, "devices": []}\n' >"$dir/dma.json"
+start_rt "$dir/log6" --config "$dir/dma.json" --limit max_dma_maps=7 --limit dma_maps_process_max=500 \
+	--control-socket "$dir/dma.ctl" --device gpio,socket=$dir/g7.sock
+if wait_for_socket "$dir/g7.sock" && wait_for_socket "$dir/dma.ctl"; then
+	info=$("$VFUCTL" info "$dir/g7.sock" 2>&1)
+	grep -qE "max_dma_maps 7\b" <<<"$info" && ok "--limit max_dma_maps overrides the config, advertised in VERSION" \
+		|| bad "max_dma_maps not 7: $(grep max_dma_maps <<<"$info")"
+	stats=$("$VFUCTL" stats "$dir/dma.ctl" 2>&1 | tr -d ' \n')
+	grep -q '"dma_quota":{"limit":500,"min_per_client":16' <<<"$stats" && ok "DMA quota from --limit and the config in stats" \
+		|| bad "dma_quota in stats: $(grep -o '"dma_quota":{[^}]*}' <<<"$stats")"
+else
+	bad "DMA limits: vfu-rt did not serve: $(cat "$dir/log6")"
+fi
+stop_rt TERM
 
 # busy: spins one CPU; just check it serves and stops.
 start_rt "$dir/log5" --poll=busy --cores=0 --device gpio,socket=$dir/g6.sock

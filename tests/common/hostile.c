@@ -126,26 +126,35 @@ long probe_stop(struct probe *p)
 
 /* ---- the server under attack -------------------------------------------- */
 
-int hx_start(struct hx *x, bool rt, const struct vfurt_conn_opts *conn)
+int hx_start_n(struct hx *x, bool rt, const struct vfurt_conn_opts *conn, int ndevs)
 {
-	struct vfurt_dev *devs[2];
+	static const char *const names[HX_MAX_DEVS] = { "victim", "attacked", "bystander" };
+	struct vfurt_dev *devs[HX_MAX_DEVS];
 
 	memset(x, 0, sizeof(*x));
+	if (ndevs < 2 || ndevs > HX_MAX_DEVS)
+		return -EINVAL;
+	x->ndevs = ndevs;
 	logcap_init(&x->lc);
 	x->base_fds = test_count_fds();
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < ndevs; i++) {
 		struct testdev_opts d = { .log = logcap_log(&x->lc) };
 
-		devs[i] = testdev_create(i ? "attacked" : "victim", &d, &x->st[i]);
+		devs[i] = testdev_create(names[i], &d, &x->st[i]);
 		if (!devs[i])
 			return -ENOMEM;
 	}
-	/* one worker for both: the attacker's home is the victim's */
-	x->ts = rt ? testsrv_start_rt(devs, 2, conn, "0", VFURT_POLL_ADAPTIVE)
-		   : testsrv_start(devs, 2, conn);
+	/* one worker for all: the attacker's home is the victim's */
+	x->ts = rt ? testsrv_start_rt(devs, (size_t)ndevs, conn, "0", VFURT_POLL_ADAPTIVE)
+		   : testsrv_start(devs, (size_t)ndevs, conn);
 	if (!x->ts)
 		return -EIO;
 	return probe_start(&x->probe, testsrv_path(x->ts, 0));
+}
+
+int hx_start(struct hx *x, bool rt, const struct vfurt_conn_opts *conn)
+{
+	return hx_start_n(x, rt, conn, 2);
 }
 
 int hx_finish(struct hx *x)
@@ -153,7 +162,7 @@ int hx_finish(struct hx *x)
 	long gap = probe_stop(&x->probe);
 
 	testsrv_stop(x->ts);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < x->ndevs; i++)
 		testdev_stats_free(x->st[i]);
 	if (gap < 0 || gap > HOSTILE_MAX_GAP_MS) {
 		fprintf(stderr, "victim stalled: longest gap %ld ms (bound %d)\n", gap,

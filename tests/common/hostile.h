@@ -45,18 +45,24 @@ int probe_start(struct probe *p, const char *path);
 /* Stop; returns the longest gap in ms (or -1 after a failed read). */
 long probe_stop(struct probe *p);
 
-/* A server with two test devices (0: the victim, 1: the attacker's), both
- * logging into lc, on one worker of the runtime (rt true) or the
- * caller-driven server; conn gives the limits under test. */
+/* A server with two test devices (0: the victim, 1: the attacker's), or
+ * three (2: a bystander whose own client the test drives), all logging into
+ * lc, on one worker of the runtime (rt true) or the caller-driven server;
+ * conn gives the limits under test. */
+#define HX_MAX_DEVS 3
+
 struct hx {
 	struct testsrv *ts;
-	struct testdev_stats *st[2];
+	struct testdev_stats *st[HX_MAX_DEVS];
+	int ndevs;
 	struct logcap lc;
 	struct probe probe;
 	int base_fds;
 };
 
 int hx_start(struct hx *x, bool rt, const struct vfurt_conn_opts *conn);
+/* The same with ndevs (2 or 3) devices. */
+int hx_start_n(struct hx *x, bool rt, const struct vfurt_conn_opts *conn, int ndevs);
 /* Stop the probe and the server; -1 (with a message) when the victim
  * stalled beyond HOSTILE_MAX_GAP_MS or fds are not back to the start. */
 int hx_finish(struct hx *x);
