@@ -136,7 +136,7 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 	uint64_t size = 1ull << 30;
 	uint32_t nr_ns = 1;
 	uint32_t lba = 512;
-	int direct = VFURT_BDEV_DIRECT_OFF;
+	enum vfurt_bdev_direct direct = VFURT_BDEV_DIRECT_OFF;
 	struct vfurt_dev *dev = NULL;
 	char why[200];
 
@@ -194,15 +194,17 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 	o.ioeventfd = v && !strcmp(v, "ioeventfd");
 	for (uint32_t i = 0; i < nr_ns; i++) {
 		char nsspec[DEVSPEC_VAL_LEN + 16];
-		int rc;
 
 		if (i > 0 && !strncmp(backend, "file:", 5))
 			snprintf(nsspec, sizeof(nsspec), "%s.ns%u", backend, i + 1);
 		else
 			snprintf(nsspec, sizeof(nsspec), "%s", backend);
-		rc = vfurt_bdev_from_spec_direct(nsspec, size, lba, direct, &ns[i], why,
-						 sizeof(why));
-		if (rc) {
+		struct vfurt_bdev_spec_opts bo = { .opts_size = sizeof(bo), .spec = nsspec,
+						   .size_bytes = size, .block_size = lba,
+						   .direct = direct };
+
+		ns[i] = vfurt_bdev_spec_create(&bo, why, sizeof(why));
+		if (!ns[i]) {
 			snprintf(err, errlen, "backend='%s': %s", nsspec, why);
 			goto err_bdevs;
 		}

@@ -168,7 +168,9 @@ static struct vfurt_dev *make_dev(struct fz *f, uint32_t kind)
 		go.log.level = -1;
 		dev = vfurt_gpio_create(&go);
 	} else if (kind == FZ_PCI_DEV_NVME) {
-		struct vfurt_bdev *b = vfurt_bdev_null_create("fz", 512, 1024);
+		struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+			.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "fz",
+			.block_size = 512, .size_bytes = 1024 * 512 });
 		struct vfurt_nvme_opts o = { .opts_size = sizeof(o), .name = "fz", .serial = "FUZZ",
 					     .ns = &b, .nr_ns = 1, .own_bdevs = true };
 

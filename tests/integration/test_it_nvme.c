@@ -58,8 +58,12 @@ static struct vfurt_dev *make_ctrl(const char *name, struct vfurt_bdev *b1, stru
 
 static struct vfurt_dev *make_ram_ctrl(void)
 {
-	struct vfurt_bdev *b1 = vfurt_bdev_ram_create("ns1", NS1_BS, NS1_SIZE);
-	struct vfurt_bdev *b2 = vfurt_bdev_ram_create("ns2", NS2_BS, NS2_SIZE);
+	struct vfurt_bdev *b1 = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1",
+		.block_size = NS1_BS, .size_bytes = NS1_SIZE });
+	struct vfurt_bdev *b2 = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns2",
+		.block_size = NS2_BS, .size_bytes = NS2_SIZE });
 
 	assert_non_null(b1);
 	assert_non_null(b2);

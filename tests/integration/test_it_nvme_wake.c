@@ -38,7 +38,9 @@ struct fx {
 
 static struct vfurt_dev *make_ctrl(const char *name, bool ioeventfd, bool per_cqe)
 {
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns1", NS_BS, NS_SIZE);
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1", .block_size = NS_BS,
+		.size_bytes = NS_SIZE });
 	struct vfurt_bdev *ns[1] = { b };
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o),

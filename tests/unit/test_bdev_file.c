@@ -405,17 +405,22 @@ static void test_create_options(void **state)
 	assert_int_equal(errno, ENOENT);
 	{
 		char spec[PATH_MAX + 16], err[256];
+		struct vfurt_bdev_spec_opts so = { .opts_size = sizeof(so), .spec = spec,
+						   .size_bytes = 65536, .block_size = 512 };
 
 		snprintf(spec, sizeof(spec), "file:%s", path2);
-		assert_int_equal(vfurt_bdev_from_spec(spec, 65536, 512, &b, err, sizeof(err)), 0);
+		b = vfurt_bdev_spec_create(&so, err, sizeof(err));
+		assert_non_null(b);
 		assert_int_equal(vfurt_bdev_num_blocks(b), 128);
 		vfurt_bdev_destroy(b);
 		assert_int_equal(stat(path2, &st), 0);
 		assert_int_equal(st.st_size, 65536);
-		/* the same through the O_DIRECT-aware helper (TRY: opens on any
+		/* the same with O_DIRECT (TRY: opens on any
 		 * file system; ON on ext4/xfs; tmpfs would refuse ON) */
-		assert_int_equal(vfurt_bdev_from_spec_direct(spec, 0, 512, VFURT_BDEV_DIRECT_TRY,
-							     &b, err, sizeof(err)), 0);
+		so.size_bytes = 0;
+		so.direct = VFURT_BDEV_DIRECT_TRY;
+		b = vfurt_bdev_spec_create(&so, err, sizeof(err));
+		assert_non_null(b);
 		assert_int_equal(vfurt_bdev_num_blocks(b), 128);
 		vfurt_bdev_destroy(b);
 		unlink(path2);
