@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
+
 #include "client_internal.h"
 
 /* Bytes of payload we accept in one message beyond the negotiated data size:
@@ -321,10 +323,10 @@ struct vfurt_client *vfurt_client_connect_fd(int sock, const struct vfurt_client
 		errno = EINVAL;
 		return NULL;
 	}
-	if (opts) {
-		size_t n = opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o);
-
-		memcpy(&o, opts, n);
+	if (opts && vfurt_abi_copy_in(&o, sizeof(o), opts,
+				      VFURT_ABI_SIZE(struct vfurt_client_opts, version_json))) {
+		rc = -EINVAL;
+		goto err_close;
 	}
 	o.opts_size = sizeof(o);
 	if ((o.flags & ~CLIENT_KNOWN_FLAGS) || o.max_msg_fds > VFURT_SOCK_MAX_FDS) {

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/engine.h>
 
 #include "conn_internal.h"
@@ -35,8 +36,13 @@ struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
 		errno = EBUSY;
 		return NULL;
 	}
-	if (opts && opts->opts_size)
-		memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	/* opts_size 0: the zeroed conn member of a runtime's or server's opts */
+	if (opts && opts->opts_size &&
+	    vfurt_abi_copy_in(&o, sizeof(o), opts,
+			      VFURT_ABI_SIZE(struct vfurt_conn_opts, max_irq_fds))) {
+		errno = EINVAL;
+		return NULL;
+	}
 
 	c = calloc(1, sizeof(*c));
 	if (!c)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/server.h>
 
 #include "device_internal.h"
@@ -74,12 +75,10 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 	struct vfurt_server_opts o = { 0 };
 	struct vfurt_server *srv;
 
-	if (opts) {
-		if (opts->opts_size == 0) {
-			errno = EINVAL;
-			return NULL;
-		}
-		memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	if (opts && vfurt_abi_copy_in(&o, sizeof(o), opts,
+				      VFURT_ABI_SIZE(struct vfurt_server_opts, conn))) {
+		errno = EINVAL;
+		return NULL;
 	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv) {

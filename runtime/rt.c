@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/server.h>
 
 #include "../io/fault.h"
@@ -39,12 +40,12 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 	size_t n = 0;
 	int rc;
 
-	if (!opts || opts->opts_size == 0) {
-		set_err(err, errlen, "missing options");
+	if (vfurt_abi_copy_in(&o, sizeof(o), opts,
+			      VFURT_ABI_SIZE(struct vfurt_runtime_opts, clock_arg))) {
+		set_err(err, errlen, "missing options or bad opts_size");
 		errno = EINVAL;
 		return NULL;
 	}
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 	if (o.poll_mode != VFURT_POLL_BUSY && o.poll_mode != VFURT_POLL_ADAPTIVE) {
 		set_err(err, errlen, "unknown poll mode");
 		errno = EINVAL;

@@ -53,8 +53,8 @@ struct vfurt_client;
 #define VFURT_CLIENT_DEFAULT_TIMEOUT_MS 5000
 #define VFURT_CLIENT_DEFAULT_MAX_MSG_FDS 16u
 
-/* Connection options. Fields beyond opts_size are treated as zero; zero
- * means "default" for every field. */
+/* Connection options. opts_size as in include/vfurt/abi.h (fields beyond it
+ * are treated as zero); zero means "default" for every field. */
 struct vfurt_client_opts {
 	size_t opts_size;            /* sizeof(struct vfurt_client_opts) */
 	uint32_t flags;              /* VFURT_CLIENT_* */

@@ -82,7 +82,8 @@ struct vfurt_sparse_area {
 
 #define VFURT_MAX_SPARSE_AREAS 16u
 
-/* Describes one region. Fields beyond desc_size are treated as zero. */
+/* Describes one region. desc_size as in include/vfurt/abi.h (fields beyond
+ * it are treated as zero). */
 struct vfurt_region_desc {
 	size_t desc_size;            /* sizeof(struct vfurt_region_desc) */
 	uint64_t size;               /* bytes; 0 = region absent */
@@ -125,8 +126,9 @@ struct vfurt_dma_region {
 #define VFURT_DMA_WRITE (1u << 1) /* device may write guest memory */
 
 /*
- * Device model callbacks. All optional. Fields beyond ops_size are treated as
- * NULL, so models built against an older header keep working.
+ * Device model callbacks. All optional. ops_size as in include/vfurt/abi.h:
+ * fields beyond it are treated as NULL, so models built against an older
+ * header keep working.
  */
 struct vfurt_dev_ops {
 	size_t ops_size; /* sizeof(struct vfurt_dev_ops) */
@@ -153,7 +155,8 @@ struct vfurt_dev_ops {
 	void (*destroy)(struct vfurt_dev *dev, void *arg);
 };
 
-/* Creation options. Fields beyond opts_size are treated as zero. */
+/* Creation options. opts_size as in include/vfurt/abi.h (fields beyond it are
+ * treated as zero). */
 struct vfurt_dev_opts {
 	size_t opts_size;       /* sizeof(struct vfurt_dev_opts) */
 	const char *name;       /* for logs; copied */

@@ -397,14 +397,19 @@ static void test_create_bad_opts(void **state)
 	vfurt_dev_destroy(dev);
 }
 
-/* A shorter opts struct (older caller) has its missing fields read as 0. */
+/* opts_size below the first version, or 0, is refused (include/vfurt/abi.h). */
 static void test_create_short_opts(void **state)
 {
 	struct vfurt_dev *dev = new_dev();
 	struct vfurt_pci_opts o = std_opts(VFURT_PCI_CFG_SIZE);
 
 	o.opts_size = offsetof(struct vfurt_pci_opts, cfg_size);
-	assert_null(vfurt_pci_create(dev, &o)); /* cfg_size 0 */
+	errno = 0;
+	assert_null(vfurt_pci_create(dev, &o));
+	assert_int_equal(errno, EINVAL);
+	o.opts_size = 0;
+	errno = 0;
+	assert_null(vfurt_pci_create(dev, &o));
 	assert_int_equal(errno, EINVAL);
 	vfurt_dev_destroy(dev);
 }
