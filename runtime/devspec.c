@@ -86,6 +86,39 @@ int devspec_parse_mode(const char *s, mode_t *mode)
 	return 0;
 }
 
+int devspec_parse_size(const char *s, uint64_t *bytes)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+	const char *p = s;
+
+	if (s == NULL || bytes == NULL || *s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	switch (*p) {
+	case '\0':
+		break;
+	case 'k': case 'K': shift = 10; p++; break;
+	case 'm': case 'M': shift = 20; p++; break;
+	case 'g': case 'G': shift = 30; p++; break;
+	case 't': case 'T': shift = 40; p++; break;
+	default:
+		return -EINVAL;
+	}
+	if (*p != '\0')
+		return -EINVAL;
+	if (shift != 0 && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*bytes = v << shift;
+	return 0;
+}
+
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
 	char *end;
@@ -151,7 +184,7 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 	if (!backend)
 		backend = "ram";
 	v = devspec_get(spec, "size");
-	if (v && (vfurt_parse_size(v, &size) || size == 0)) {
+	if (v && (devspec_parse_size(v, &size) || size == 0)) {
 		snprintf(err, errlen, "size='%s': expected a size like 512M or 1G", v);
 		return NULL;
 	}

@@ -407,39 +407,6 @@ const struct vfurt_bdev_io *vfurt_bdev_req_io(const struct vfurt_bdev_req *req)
 	return &req->io;
 }
 
-int vfurt_parse_size(const char *s, uint64_t *bytes)
-{
-	uint64_t v = 0;
-	unsigned shift = 0;
-	const char *p = s;
-
-	if (s == NULL || bytes == NULL || *s < '0' || *s > '9')
-		return -EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		unsigned d = (unsigned)(*p - '0');
-
-		if (v > (UINT64_MAX - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
-	switch (*p) {
-	case '\0':
-		break;
-	case 'k': case 'K': shift = 10; p++; break;
-	case 'm': case 'M': shift = 20; p++; break;
-	case 'g': case 'G': shift = 30; p++; break;
-	case 't': case 'T': shift = 40; p++; break;
-	default:
-		return -EINVAL;
-	}
-	if (*p != '\0')
-		return -EINVAL;
-	if (shift != 0 && v > (UINT64_MAX >> shift))
-		return -ERANGE;
-	*bytes = v << shift;
-	return 0;
-}
-
 struct vfurt_bdev *vfurt_bdev_spec_create(const struct vfurt_bdev_spec_opts *opts, char *err,
 					 size_t errlen)
 {

@@ -306,14 +306,6 @@ struct vfurt_bdev_file_opts {
  */
 VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_file_create(const struct vfurt_bdev_file_opts *opts);
 
-/*
- * Parse a size: decimal digits with an optional suffix k, M, G, T (either
- * case, powers of 1024), e.g. "512", "4k", "64M", "1G", "2T". Rejects empty
- * strings, signs, spaces, other suffixes and overflow. Returns 0 or -EINVAL
- * (-ERANGE on overflow). Thread: any.
- */
-VFURT_EXPORT int vfurt_parse_size(const char *s, uint64_t *bytes);
-
 /* ---- from a configuration string ------------------------------------------- */
 
 struct vfurt_bdev_spec_opts {

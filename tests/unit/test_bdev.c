@@ -629,39 +629,6 @@ static void test_channel_destroy_pending_null(void **state)
 	vfurt_bdev_destroy(b);
 }
 
-static void test_parse_size(void **state)
-{
-	uint64_t v = 1;
-
-	(void)state;
-	assert_int_equal(vfurt_parse_size("512", &v), 0);
-	assert_int_equal(v, 512);
-	assert_int_equal(vfurt_parse_size("0", &v), 0);
-	assert_int_equal(v, 0);
-	assert_int_equal(vfurt_parse_size("4k", &v), 0);
-	assert_int_equal(v, 4096);
-	assert_int_equal(vfurt_parse_size("64M", &v), 0);
-	assert_int_equal(v, 64ull << 20);
-	assert_int_equal(vfurt_parse_size("1G", &v), 0);
-	assert_int_equal(v, 1ull << 30);
-	assert_int_equal(vfurt_parse_size("2T", &v), 0);
-	assert_int_equal(v, 2ull << 40);
-	assert_int_equal(vfurt_parse_size("18446744073709551615", &v), 0);
-	assert_int_equal(v, UINT64_MAX);
-	assert_int_equal(vfurt_parse_size("16777215T", &v), 0);
-	assert_int_equal(vfurt_parse_size("16777216T", &v), -ERANGE);
-	assert_int_equal(vfurt_parse_size("18446744073709551616", &v), -ERANGE);
-	assert_int_equal(vfurt_parse_size("", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("k", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("-1", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size(" 1", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("1 ", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("1KB", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("1P", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("0x10", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size(NULL, &v), -EINVAL);
-}
-
 /* vfurt_bdev_spec_create() with a spec, a size and a block size. */
 static struct vfurt_bdev *spec_bdev(const char *spec, uint64_t size, uint32_t bs,
 				    enum vfurt_bdev_direct direct, char *err, size_t errlen)
@@ -784,7 +751,6 @@ int main(void)
 		cmocka_unit_test(test_ram_odd_size),
 		cmocka_unit_test(test_custom_backend),
 		cmocka_unit_test(test_channel_destroy_pending_null),
-		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_spec_create),
 		cmocka_unit_test(test_opts_size),
 	};
