@@ -417,12 +417,12 @@ void vfurt_client_close(struct vfurt_client *c)
 
 /* ---- accessors ----------------------------------------------------------- */
 
-int vfurt_client_caps(const struct vfurt_client *c, struct vfurt_client_caps *out)
+int vfurt_client_get_caps(const struct vfurt_client *c, struct vfurt_client_caps *out)
 {
-	if (!c || !out)
+	if (!c)
 		return -EINVAL;
-	*out = c->caps;
-	return 0;
+	return vfurt_abi_copy_out(out, &c->caps, sizeof(c->caps),
+				  VFURT_ABI_SIZE(struct vfurt_client_caps, client_max_data_xfer_size));
 }
 
 const char *vfurt_client_server_json(const struct vfurt_client *c)
@@ -446,12 +446,12 @@ void vfurt_client_set_timeout(struct vfurt_client *c, int timeout_ms)
 		c->timeout_ms = effective_timeout(timeout_ms);
 }
 
-int vfurt_client_stats(const struct vfurt_client *c, struct vfurt_client_stats *out)
+int vfurt_client_get_stats(const struct vfurt_client *c, struct vfurt_client_stats *out)
 {
-	if (!c || !out)
+	if (!c)
 		return -EINVAL;
-	*out = c->stats;
-	return 0;
+	return vfurt_abi_copy_out(out, &c->stats, sizeof(c->stats),
+				  VFURT_ABI_SIZE(struct vfurt_client_stats, stale_replies));
 }
 
 uint64_t vfurt_client_dma_served(const struct vfurt_client *c)

@@ -176,13 +176,20 @@ bool vfurt_conn_paused(const struct vfurt_conn *c)
 	return c->parked != NULL || conn_out_over(c);
 }
 
-void vfurt_conn_get_stats(const struct vfurt_conn *c, struct vfurt_conn_stats *st)
+int vfurt_conn_get_stats(const struct vfurt_conn *c, struct vfurt_conn_stats *st)
 {
-	*st = c->stats;
-	st->negotiated = c->negotiated;
-	st->twin_socket = c->twin_fd >= 0;
-	st->max_msg_fds_client = c->client_max_fds;
-	st->max_data_xfer_client = c->client_max_xfer;
+	struct vfurt_conn_stats s;
+
+	if (!c)
+		return -EINVAL;
+	s = c->stats;
+	s.stats_size = sizeof(s);
+	s.negotiated = c->negotiated;
+	s.twin_socket = c->twin_fd >= 0;
+	s.max_msg_fds_client = c->client_max_fds;
+	s.max_data_xfer_client = c->client_max_xfer;
+	return vfurt_abi_copy_out(st, &s, sizeof(s),
+				  VFURT_ABI_SIZE(struct vfurt_conn_stats, twin_socket));
 }
 
 void *vfurt_reply_alloc(struct vfurt_conn *c, size_t len)

@@ -147,12 +147,15 @@ int vfurt_dev_setup_region(struct vfurt_dev *dev, uint32_t index,
 int vfurt_dev_get_region(const struct vfurt_dev *dev, uint32_t index,
 			 struct vfurt_region_desc *desc)
 {
-	if (!dev || !desc || index >= VFURT_MAX_REGIONS)
+	struct vfurt_region_desc d;
+
+	if (!dev || index >= VFURT_MAX_REGIONS)
 		return -EINVAL;
-	*desc = dev->regions[index].d;
-	if (desc->size == 0)
-		desc->fd = -1;
-	return 0;
+	d = dev->regions[index].d;
+	d.desc_size = sizeof(d);
+	if (d.size == 0)
+		d.fd = -1;
+	return vfurt_abi_copy_out(desc, &d, sizeof(d), REGION_DESC_V1);
 }
 
 int vfurt_dev_hook_region(struct vfurt_dev *dev, uint32_t index,

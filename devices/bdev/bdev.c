@@ -20,6 +20,7 @@
 /* Where the first version of each sized struct ends (include/vfurt/abi.h). */
 #define BDEV_OPTS_V1 VFURT_ABI_SIZE(struct vfurt_bdev_opts, buf_align)
 #define BDEV_OPS_V1 VFURT_ABI_SIZE(struct vfurt_bdev_ops, destroy)
+#define BDEV_STATS_V1 VFURT_ABI_SIZE(struct vfurt_bdev_stats, invalid)
 #define BDEV_SPEC_OPTS_V1 VFURT_ABI_SIZE(struct vfurt_bdev_spec_opts, direct)
 
 struct vfurt_bdev {
@@ -139,11 +140,16 @@ uint32_t vfurt_bdev_buf_align(const struct vfurt_bdev *bdev)
 	return bdev->buf_align;
 }
 
-void vfurt_bdev_get_stats(const struct vfurt_bdev *bdev, struct vfurt_bdev_stats *out, size_t size)
+int vfurt_bdev_get_stats(const struct vfurt_bdev *bdev, struct vfurt_bdev_stats *st)
 {
 	/* The counters are only ever added to; a const view is fine. */
 	struct vfurt_bdev *b = (struct vfurt_bdev *)bdev;
-	struct vfurt_bdev_stats s = {
+	struct vfurt_bdev_stats s;
+
+	if (bdev == NULL)
+		return -EINVAL;
+	s = (struct vfurt_bdev_stats){
+		.stats_size = sizeof(s),
 		.reads = atomic_load_explicit(&b->st.reads, memory_order_relaxed),
 		.writes = atomic_load_explicit(&b->st.writes, memory_order_relaxed),
 		.flushes = atomic_load_explicit(&b->st.flushes, memory_order_relaxed),
@@ -154,8 +160,7 @@ void vfurt_bdev_get_stats(const struct vfurt_bdev *bdev, struct vfurt_bdev_stats
 		.errors = atomic_load_explicit(&b->st.errors, memory_order_relaxed),
 		.invalid = atomic_load_explicit(&b->st.invalid, memory_order_relaxed),
 	};
-
-	memcpy(out, &s, size < sizeof(s) ? size : sizeof(s));
+	return vfurt_abi_copy_out(st, &s, sizeof(s), BDEV_STATS_V1);
 }
 
 struct vfurt_bdev_channel *vfurt_bdev_channel_create(struct vfurt_bdev *bdev, uint32_t queue_depth)

@@ -49,7 +49,7 @@ static bool is_pow2(uint64_t v)
  */
 static int setup_bars(struct vfurt_pci *pci)
 {
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 	bool upper_half = false;
 
 	for (uint32_t i = 0; i < VPCI_NUM_BARS; i++) {

@@ -1,4 +1,4 @@
-/* Structs that carry their own size (options in, statistics out): the one check every call makes. */
+/* Structs that carry their own size (options in, statistics out): the check every call makes. */
 #ifndef VFURT_ABI_H
 #define VFURT_ABI_H
 

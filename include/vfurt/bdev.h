@@ -74,6 +74,7 @@ struct vfurt_bdev_io {
 /* Counters since creation; completions only (rejected submits are counted in
  * `invalid`, -EAGAIN is not counted). */
 struct vfurt_bdev_stats {
+	size_t stats_size;        /* set by the caller: sizeof(struct vfurt_bdev_stats) */
 	uint64_t reads;           /* successful completions per operation */
 	uint64_t writes;
 	uint64_t flushes;
@@ -150,12 +151,12 @@ VFURT_EXPORT uint32_t vfurt_bdev_caps(const struct vfurt_bdev *bdev);
 VFURT_EXPORT uint32_t vfurt_bdev_buf_align(const struct vfurt_bdev *bdev);
 
 /*
- * Copy the statistics into *out: min(size, sizeof(*out)) bytes, so older
- * callers keep working when fields are added. Thread: any (each counter is
- * read atomically, the set is not a snapshot).
+ * Fill *st with the statistics; the caller sets st->stats_size first
+ * (include/vfurt/abi.h: an older caller gets the fields it knows). Returns 0
+ * or -EINVAL (bdev or st NULL, stats_size out of range). Thread: any (each
+ * counter is read atomically, the set is not a snapshot).
  */
-VFURT_EXPORT void vfurt_bdev_get_stats(const struct vfurt_bdev *bdev,
-				       struct vfurt_bdev_stats *out, size_t size);
+VFURT_EXPORT int vfurt_bdev_get_stats(const struct vfurt_bdev *bdev, struct vfurt_bdev_stats *st);
 
 /* ---- channels and I/O ---------------------------------------------------- */
 
@@ -236,7 +237,8 @@ struct vfurt_bdev_null_opts {
  * opts is read during the call only. Returns NULL with errno EINVAL (opts,
  * see include/vfurt/abi.h for opts_size) or ENOMEM. Thread: any.
  */
-VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_null_create(const struct vfurt_bdev_null_opts *opts);
+VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_null_create(
+	const struct vfurt_bdev_null_opts *opts);
 
 struct vfurt_bdev_ram_opts {
 	size_t opts_size;     /* sizeof(struct vfurt_bdev_ram_opts) */
@@ -246,24 +248,23 @@ struct vfurt_bdev_ram_opts {
 };
 
 /*
- * RAM backend: size_bytes of zeroed anonymous memory. The memory is faulted in at creation (no first-touch faults
- * during I/O) and backed by transparent huge pages where the system has
- * them; a device larger than the free memory is left to be allocated
- * lazily. Creation therefore takes time in proportion to the size (the
- * kernel zeroes the memory, about a second per several GiB): create at
- * setup, not from a worker's pass. Requests are queued at submit and done
- * by vfurt_bdev_channel_poll() in bounded steps, so that one channel never
- * holds its thread for long: a poll does at most 1 MiB of copying or zeroing
- * per channel, plus the one step that crosses that budget (a step stays
- * within one 2 MiB huge page, or 256 KiB); a request larger than that
+ * RAM backend: size_bytes of zeroed anonymous memory. The memory is faulted
+ * in at creation (no first-touch faults during I/O) and backed by transparent
+ * huge pages where the system has them; a device larger than the free memory
+ * is left to be allocated lazily. Creation therefore takes time in proportion
+ * to the size (the kernel zeroes the memory, about a second per several GiB):
+ * create at setup, not from a worker's pass. Requests are queued at submit
+ * and done by vfurt_bdev_channel_poll() in bounded steps, so that one channel
+ * never holds its thread for long: a poll does at most 1 MiB of copying or
+ * zeroing per channel, plus the one step that crosses that budget (a step
+ * stays within one 2 MiB huge page, or 256 KiB); a request larger than that
  * completes over several polls, the others on the channel taking turns with
- * it (docs/security.md, "What a guest's commands may cost"). WRITE_ZEROES
- * and DEALLOCATE zero the range (DEALLOCATE also returns whole pages, or
- * whole huge pages, to the kernel; they fault in again when written, and
- * WRITE_ZEROES skips those, which are zero already). No volatile cache:
- * FLUSH is a no-op.
- * Channels on different threads may touch the same blocks; as with a real
- * disk, the result of overlapping concurrent writes is undefined.
+ * it (docs/security.md, "What a guest's commands may cost"). WRITE_ZEROES and
+ * DEALLOCATE zero the range (DEALLOCATE also returns whole pages, or whole
+ * huge pages, to the kernel; they fault in again when written, and
+ * WRITE_ZEROES skips those, which are zero already). No volatile cache: FLUSH
+ * is a no-op. Channels on different threads may touch the same blocks; as
+ * with a real disk, the result of overlapping concurrent writes is undefined.
  * opts is read during the call only. Returns NULL with errno EINVAL (opts,
  * size_bytes above what the address space can map) or ENOMEM. Thread: any.
  */

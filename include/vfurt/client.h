@@ -73,6 +73,7 @@ struct vfurt_client_opts {
 /* Negotiated parameters. "Server" values are what the server accepts from
  * us; spec defaults when its reply had no JSON or omitted the key. */
 struct vfurt_client_caps {
+	size_t caps_size;            /* set by the caller: sizeof(struct vfurt_client_caps) */
 	uint16_t major;
 	uint16_t minor;
 	bool server_json;            /* the server's reply carried JSON */
@@ -88,6 +89,7 @@ struct vfurt_client_caps {
 
 /* Counters of server->client traffic, for tests. */
 struct vfurt_client_stats {
+	size_t stats_size;           /* set by the caller: sizeof(struct vfurt_client_stats) */
 	uint64_t dma_reads;          /* DMA_READ served successfully */
 	uint64_t dma_writes;         /* DMA_WRITE served successfully */
 	uint64_t dma_bytes;          /* bytes moved by those */
@@ -123,8 +125,10 @@ VFURT_EXPORT struct vfurt_client *vfurt_client_connect_fd(int sock,
  * NULL is ignored. Thread: the thread using c. */
 VFURT_EXPORT void vfurt_client_close(struct vfurt_client *c);
 
-/* Copy the negotiated parameters into *out. Returns 0, -EINVAL (NULL). */
-VFURT_EXPORT int vfurt_client_caps(const struct vfurt_client *c, struct vfurt_client_caps *out);
+/* Fill *out with the negotiated parameters; the caller sets out->caps_size
+ * first (include/vfurt/abi.h). Returns 0 or -EINVAL (c or out NULL,
+ * caps_size out of range). */
+VFURT_EXPORT int vfurt_client_get_caps(const struct vfurt_client *c, struct vfurt_client_caps *out);
 
 /* The server's VERSION JSON as received (NUL-terminated), or NULL if it sent
  * none. Owned by c, valid until vfurt_client_close. */
@@ -138,8 +142,11 @@ VFURT_EXPORT int vfurt_client_twin_fd(const struct vfurt_client *c);
 /* Change the per-call timeout (ms; 0 = default, < 0 = forever). */
 VFURT_EXPORT void vfurt_client_set_timeout(struct vfurt_client *c, int timeout_ms);
 
-/* Copy the counters into *out. Returns 0 or -EINVAL. */
-VFURT_EXPORT int vfurt_client_stats(const struct vfurt_client *c, struct vfurt_client_stats *out);
+/* Fill *out with the counters; the caller sets out->stats_size first
+ * (include/vfurt/abi.h). Returns 0 or -EINVAL (c or out NULL, stats_size out
+ * of range). */
+VFURT_EXPORT int vfurt_client_get_stats(const struct vfurt_client *c,
+					struct vfurt_client_stats *out);
 
 /* DMA_READ + DMA_WRITE served successfully so far. */
 VFURT_EXPORT uint64_t vfurt_client_dma_served(const struct vfurt_client *c);

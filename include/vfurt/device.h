@@ -198,7 +198,9 @@ VFURT_EXPORT void vfurt_dev_set_log(struct vfurt_dev *dev, const struct vfurt_lo
 VFURT_EXPORT int vfurt_dev_setup_region(struct vfurt_dev *dev, uint32_t index,
 					const struct vfurt_region_desc *desc);
 
-/* Read back a region description (size 0 when absent). Returns 0 or -EINVAL. */
+/* Read back a region description (size 0 and fd -1 when absent); the caller
+ * sets desc->desc_size first (include/vfurt/abi.h). Returns 0 or -EINVAL
+ * (dev or desc NULL, index >= VFURT_MAX_REGIONS, desc_size out of range). */
 VFURT_EXPORT int vfurt_dev_get_region(const struct vfurt_dev *dev, uint32_t index,
 				      struct vfurt_region_desc *desc);
 

@@ -51,6 +51,7 @@ struct vfurt_conn_opts {
 };
 
 struct vfurt_conn_stats {
+	size_t stats_size;    /* set by the caller: sizeof(struct vfurt_conn_stats) */
 	uint64_t msgs;        /* commands received */
 	uint64_t errors;      /* commands answered (or dropped, No_reply) with an error */
 	uint64_t dma_msgs;    /* DMA_READ/DMA_WRITE sent to the client */
@@ -185,9 +186,18 @@ VFURT_EXPORT uint32_t vfurt_queue_index(const struct vfurt_queue *q);
 VFURT_EXPORT void vfurt_queue_set_host_data(struct vfurt_queue *q, void *data);
 VFURT_EXPORT void *vfurt_queue_host_data(const struct vfurt_queue *q);
 
-/* Polls and busy polls of a queue (relaxed; any thread). */
-VFURT_EXPORT void vfurt_queue_counters(const struct vfurt_queue *q, uint64_t *polls,
-				       uint64_t *busy);
+struct vfurt_queue_stats {
+	size_t stats_size;    /* set by the caller: sizeof(struct vfurt_queue_stats) */
+	uint64_t polls;       /* times its poll function ran */
+	uint64_t busy;        /* of those, the ones that did work */
+};
+
+/*
+ * Fill *st with q's counters; the caller sets st->stats_size first
+ * (include/vfurt/abi.h). Returns 0 or -EINVAL (q or st NULL, stats_size out
+ * of range). Thread: any (relaxed reads).
+ */
+VFURT_EXPORT int vfurt_queue_get_stats(const struct vfurt_queue *q, struct vfurt_queue_stats *st);
 
 /* Number of queues of dev and queue i (host iteration). */
 VFURT_EXPORT uint32_t vfurt_dev_queue_count(const struct vfurt_dev *dev);
@@ -210,9 +220,12 @@ VFURT_EXPORT size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_wa
 				      size_t max);
 VFURT_EXPORT uint32_t vfurt_dev_watch_gen(const struct vfurt_dev *dev);
 
-/* Counters and negotiated values. */
-VFURT_EXPORT void vfurt_conn_get_stats(const struct vfurt_conn *conn,
-				       struct vfurt_conn_stats *st);
+/*
+ * Fill *st with the counters and negotiated values; the caller sets
+ * st->stats_size first (include/vfurt/abi.h). Returns 0 or -EINVAL (conn or
+ * st NULL, stats_size out of range). Thread: the connection's.
+ */
+VFURT_EXPORT int vfurt_conn_get_stats(const struct vfurt_conn *conn, struct vfurt_conn_stats *st);
 
 /*
  * A DMA window of dev's client lost its backing memory (device.h,

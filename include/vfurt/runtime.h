@@ -173,6 +173,7 @@ VFURT_EXPORT bool vfurt_worker_run_pass(struct vfurt_worker *w);
 /* ---- statistics -------------------------------------------------------- */
 
 struct vfurt_worker_stats {
+	size_t stats_size;      /* set by the caller: sizeof(struct vfurt_worker_stats) */
 	uint64_t passes;
 	uint64_t busy_passes;   /* passes that did work */
 	uint64_t msgs;          /* vfio-user commands handled */
@@ -194,9 +195,14 @@ struct vfurt_worker_stats {
  */
 VFURT_EXPORT const char *vfurt_runtime_worker_where(const struct vfurt_runtime *rt, uint32_t i);
 
-/* Snapshot of worker i's counters (relaxed atomic reads; any thread). */
-VFURT_EXPORT int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
-					    struct vfurt_worker_stats *st);
+/*
+ * Fill *st with worker i's counters; the caller sets st->stats_size first
+ * (include/vfurt/abi.h). Returns 0 or -EINVAL (rt or st NULL, i out of range,
+ * stats_size out of range). Any thread (relaxed atomic reads: each counter is
+ * exact, the set is not a snapshot).
+ */
+VFURT_EXPORT int vfurt_runtime_get_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
+						struct vfurt_worker_stats *st);
 
 /*
  * All statistics as a JSON document: {"workers":[...], "devices":[{"name",

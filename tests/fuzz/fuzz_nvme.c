@@ -143,7 +143,7 @@ static void unmap_cb(void *arg, const struct vfurt_dma_region *r)
 static ssize_t region_io(struct fz *f, uint32_t index, void *buf, size_t count, uint64_t off,
 			 bool wr)
 {
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	if (vfurt_dev_get_region(f->dev, index, &d) || !d.access)
 		return -EINVAL;

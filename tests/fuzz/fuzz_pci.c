@@ -191,7 +191,7 @@ static struct vfurt_dev *make_dev(struct fz *f, uint32_t kind)
 static ssize_t region_io(struct fz *f, uint32_t index, void *buf, size_t count, uint64_t off,
 			 bool wr)
 {
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	if (vfurt_dev_get_region(f->dev, index, &d) || !d.access || !d.size)
 		return -EINVAL;
@@ -327,7 +327,7 @@ static void op_bar(struct fz *f, struct fz_in *in)
 	uint32_t off = fz_u32(in);
 	uint32_t len = 1u + fz_u8(in) % 16u;
 	bool wr = fz_u8(in) & 1u;
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 	uint8_t buf[16];
 
 	fz_bytes(in, buf, sizeof(buf));

@@ -646,13 +646,13 @@ static void test_dma_by_message(void **state)
 {
 	struct fx *f = *state;
 	struct nvme_host *h = f->h;
-	struct vfurt_client_stats cs;
+	struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
 	struct nh_dptr_opts sgl = { .sgl = true, .sgl_block = 2048, .sgl_per_seg = 2 };
 
 	good_io(h, 1, 1);
 	rw_verify(h, 1, 1, NS1_BS, 100, 5 * NH_PAGE, 0, NULL, NULL, 2);
 	rw_verify(h, 1, 2, NS2_BS, 100, 4 * NH_PAGE, 0, &sgl, NULL, 3);
-	assert_int_equal(vfurt_client_stats(nh_client(h), &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(nh_client(h), &cs), 0);
 	assert_true(cs.dma_reads > 0 && cs.dma_writes > 0);
 }
 #endif
@@ -1220,11 +1220,12 @@ static void test_file_durability(void **state)
 		 * flush before it completes */
 		struct nh_io io = { .opc = NH_CMD_WRITE, .nsid = 1, .slba = 200, .nlb = 1,
 				    .buf = buf, .len = 4096, .cdw12 = 1u << 30 };
-		struct vfurt_bdev_stats st0, st1;
+		struct vfurt_bdev_stats st0 = { .stats_size = sizeof(st0) };
+		struct vfurt_bdev_stats st1 = { .stats_size = sizeof(st1) };
 
-		vfurt_bdev_get_stats(last_file_bdev, &st0, sizeof(st0));
+		vfurt_bdev_get_stats(last_file_bdev, &st0);
 		assert_int_equal(nh_io(f->h, 1, &io, NULL), 0);
-		vfurt_bdev_get_stats(last_file_bdev, &st1, sizeof(st1));
+		vfurt_bdev_get_stats(last_file_bdev, &st1);
 		assert_int_equal(st1.writes, st0.writes + 1);
 		assert_int_equal(st1.flushes, st0.flushes + 1);
 	}

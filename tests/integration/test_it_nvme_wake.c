@@ -121,9 +121,9 @@ static uint64_t total_sleeps(struct testsrv *ts)
 	uint64_t n = 0;
 
 	for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
-		struct vfurt_worker_stats st;
+		struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 
-		assert_int_equal(vfurt_runtime_worker_stats(rt, i, &st), 0);
+		assert_int_equal(vfurt_runtime_get_worker_stats(rt, i, &st), 0);
 		n += st.sleeps;
 	}
 	return n;
@@ -350,9 +350,9 @@ static void irq_run(struct fx *f, bool unbatched, uint64_t *raised, uint64_t *wr
 	rt = testsrv_runtime(f->ts);
 	*raised = *written = 0;
 	for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
-		struct vfurt_worker_stats st;
+		struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 
-		assert_int_equal(vfurt_runtime_worker_stats(rt, i, &st), 0);
+		assert_int_equal(vfurt_runtime_get_worker_stats(rt, i, &st), 0);
 		*raised += st.irqs_raised;
 		*written += st.irqs_written;
 	}

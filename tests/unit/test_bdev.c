@@ -71,7 +71,7 @@ static void test_validation(void **state)
 	static char buf[4096];
 	struct iovec iov = { buf, 512 };
 	struct iovec big[2] = { { buf, 512 }, { buf, SIZE_MAX - 100 } };
-	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_bdev_io io;
 	struct done d = { 0 };
 
@@ -108,7 +108,7 @@ static void test_validation(void **state)
 		;
 	assert_int_equal(d.calls, 2);
 	assert_int_equal(d.bad, 0);
-	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	vfurt_bdev_get_stats(b, &st);
 	assert_int_equal(st.invalid, 13);
 	assert_int_equal(st.reads, 1);
 	assert_int_equal(st.flushes, 1);
@@ -412,7 +412,7 @@ static void test_ram_rw(void **state)
 	/* 4 blocks scattered over uneven pieces, one of them empty */
 	struct iovec wv[4] = { { src, 100 }, { src + 100, 0 }, { src + 100, 1000 }, { src + 1100, 948 } };
 	struct iovec rv[3] = { { dst, 1 }, { dst + 1, 2046 }, { dst + 2047, 1 } };
-	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 	size_t i;
 
 	(void)state;
@@ -448,7 +448,7 @@ static void test_ram_rw(void **state)
 			assert_int_equal(dst[j], (i >= 3 && i < 23) ? 0 : 0xee);
 	}
 	assert_int_equal(run_io(ch, VFURT_BDEV_FLUSH, 0, 0, NULL, 0), 0);
-	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	vfurt_bdev_get_stats(b, &st);
 	assert_int_equal(st.writes, 33);
 	assert_int_equal(st.bytes_written, 4 * bs + 32 * bs);
 	assert_int_equal(st.reads, 34);
@@ -560,7 +560,7 @@ static void test_custom_backend(void **state)
 	struct custom c = { .fail_lba = 7 };
 	struct vfurt_bdev *b = vfurt_bdev_create(&o, &ops, &c);
 	struct vfurt_bdev_channel *ch;
-	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 	struct done d1 = { 0 }, d2 = { 0 }, d3 = { 0 };
 	void *buf = aligned_alloc(4096, 8192);
 	struct iovec iov = { buf, 4096 };
@@ -596,16 +596,34 @@ static void test_custom_backend(void **state)
 	assert_int_equal(d1.calls, 1);
 	assert_int_equal(d1.status, -ECANCELED);
 	assert_int_equal(c.channels, 0);
-	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	vfurt_bdev_get_stats(b, &st);
 	assert_int_equal(st.reads, 1);
 	assert_int_equal(st.errors, 2);
 	assert_int_equal(st.flushes, 1);
 	assert_int_equal(st.invalid, 3);
-	/* a short stats struct gets only its prefix */
+	/* a caller's size below the first version is refused, nothing written */
 	memset(&st, 0xff, sizeof(st));
-	vfurt_bdev_get_stats(b, &st, offsetof(struct vfurt_bdev_stats, writes));
-	assert_int_equal(st.reads, 1);
-	assert_int_equal(st.writes, UINT64_MAX);
+	st.stats_size = offsetof(struct vfurt_bdev_stats, writes);
+	assert_int_equal(vfurt_bdev_get_stats(b, &st), -EINVAL);
+	assert_int_equal(st.reads, UINT64_MAX);
+	st.stats_size = 0;
+	assert_int_equal(vfurt_bdev_get_stats(b, &st), -EINVAL);
+	assert_int_equal(vfurt_bdev_get_stats(NULL, &st), -EINVAL);
+	assert_int_equal(vfurt_bdev_get_stats(b, NULL), -EINVAL);
+	/* a newer caller's larger struct: the part this library does not know is zeroed */
+	{
+		struct {
+			struct vfurt_bdev_stats st;
+			uint64_t newer;
+		} big;
+
+		memset(&big, 0xff, sizeof(big));
+		big.st.stats_size = sizeof(big);
+		assert_int_equal(vfurt_bdev_get_stats(b, &big.st), 0);
+		assert_int_equal(big.st.reads, 1);
+		assert_int_equal(big.st.stats_size, sizeof(big));
+		assert_int_equal(big.newer, 0);
+	}
 	vfurt_bdev_destroy(b);
 	assert_int_equal(c.destroyed, 1);
 	free(buf);

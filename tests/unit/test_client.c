@@ -255,7 +255,7 @@ static void test_version_caps(void **state)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char dir[] = "/tmp/vfurt-client-XXXXXX";
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct json_object *root, *jc, *v;
 	struct vfurt_client *c;
 	struct fake f;
@@ -275,7 +275,7 @@ static void test_version_caps(void **state)
 
 	c = vfurt_client_connect(sa.sun_path, NULL);
 	assert_non_null(c);
-	assert_int_equal(vfurt_client_caps(c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(c, &caps), 0);
 	assert_int_equal(caps.major, 0);
 	assert_int_equal(caps.minor, 0);
 	assert_true(caps.server_json);
@@ -319,7 +319,7 @@ static void test_version_overrides(void **state)
 		.flags = VFURT_CLIENT_NO_WRITE_MULTIPLE | VFURT_CLIENT_TWIN_SOCKET,
 	};
 	struct json_object *root, *jc, *v, *t;
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct vfurt_client *c;
 	struct fake f;
 
@@ -328,7 +328,7 @@ static void test_version_overrides(void **state)
 	c = fake_start(&f, fk_version_only, &o);
 	assert_non_null(c);
 	/* No JSON back: the spec's defaults. */
-	assert_int_equal(vfurt_client_caps(c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(c, &caps), 0);
 	assert_false(caps.server_json);
 	assert_int_equal(caps.max_msg_fds, 1);
 	assert_int_equal(caps.max_data_xfer_size, 1 << 20);
@@ -362,14 +362,14 @@ static void test_version_no_json(void **state)
 	struct vfurt_client_opts o = {
 		.opts_size = sizeof(o), .timeout_ms = 2000, .flags = VFURT_CLIENT_NO_JSON,
 	};
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct vfurt_client *c;
 	struct fake f;
 
 	fake_init(&f);
 	c = fake_start(&f, fk_version_only, &o);
 	assert_non_null(c);
-	assert_int_equal(vfurt_client_caps(c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(c, &caps), 0);
 	assert_int_equal(caps.max_msg_fds, 8);
 	assert_true(caps.write_multiple);
 	vfurt_client_close(c);
@@ -519,7 +519,7 @@ static void fk_slow(struct fake *f)
 static void test_timeout_and_disconnect(void **state)
 {
 	struct vfio_user_device_info di;
-	struct vfurt_client_stats st;
+	struct vfurt_client_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_client *c;
 	struct fake f;
 
@@ -532,7 +532,7 @@ static void test_timeout_and_disconnect(void **state)
 	/* The late reply to the first request is dropped, not mistaken. */
 	assert_int_equal(vfurt_client_device_info(c, &di), 0);
 	assert_int_equal(di.num_regions, 2);
-	assert_int_equal(vfurt_client_stats(c, &st), 0);
+	assert_int_equal(vfurt_client_get_stats(c, &st), 0);
 	assert_int_equal(st.stale_replies, 1);
 	assert_int_equal(vfurt_client_reset(c), -ECONNRESET);
 	assert_int_equal(vfurt_client_reset(c), -ECONNRESET);
@@ -1132,7 +1132,7 @@ static int make_memfd(size_t size, uint8_t **map)
 static void test_dma_interleaved(void **state)
 {
 	const uint32_t rw = VFIO_USER_DMA_MAP_FLAG_READ | VFIO_USER_DMA_MAP_FLAG_WRITE;
-	struct vfurt_client_stats st;
+	struct vfurt_client_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_client *c;
 	struct fake f;
 	uint8_t buf[4];
@@ -1150,7 +1150,7 @@ static void test_dma_interleaved(void **state)
 	for (int i = 0; i < 32; i++)
 		assert_int_equal(mem[PAGE + i], 0xa5);
 	assert_int_equal(mem[PAGE + 32], pattern(PAGE + 32));
-	assert_int_equal(vfurt_client_stats(c, &st), 0);
+	assert_int_equal(vfurt_client_get_stats(c, &st), 0);
 	assert_int_equal(st.dma_reads, 1);
 	assert_int_equal(st.dma_writes, 1);
 	assert_int_equal(st.dma_bytes, 96);
@@ -1227,8 +1227,8 @@ static void test_twin_socket(void **state)
 		.opts_size = sizeof(o), .timeout_ms = 2000,
 		.flags = VFURT_CLIENT_TWIN_SOCKET | VFURT_CLIENT_REQUIRE_TWIN,
 	};
-	struct vfurt_client_caps caps;
-	struct vfurt_client_stats st;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
+	struct vfurt_client_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_client *c;
 	struct fake f;
 	uint8_t *mem = malloc(2 * PAGE);
@@ -1241,7 +1241,7 @@ static void test_twin_socket(void **state)
 	fake_init(&f);
 	c = fake_start(&f, fk_twin, &o);
 	assert_non_null(c);
-	assert_int_equal(vfurt_client_caps(c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(c, &caps), 0);
 	assert_true(caps.twin_socket);
 	assert_true(vfurt_client_twin_fd(c) >= 0);
 	assert_int_equal(vfurt_client_dma_map_mem(c, IOVA, 2 * PAGE, mem,
@@ -1263,7 +1263,7 @@ static void test_twin_socket(void **state)
 	assert_memory_equal(mem + 8, "QRQR", 4);
 	assert_int_equal(vfurt_client_poll_server(c, 0), 0);
 	assert_int_equal(vfurt_client_reset(c), 0);
-	assert_int_equal(vfurt_client_stats(c, &st), 0);
+	assert_int_equal(vfurt_client_get_stats(c, &st), 0);
 	assert_int_equal(st.twin_commands, 7 + 2);
 	assert_int_equal(st.dma_reads, 2);
 	assert_int_equal(st.dma_writes, 3);

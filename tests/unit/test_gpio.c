@@ -83,7 +83,7 @@ static uint64_t efd_count(int fd)
 static void test_ids(void **state)
 {
 	struct vfurt_dev *dev = *state;
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 	uint32_t cap;
 
 	assert_int_equal(vfurt_dev_get_region(dev, CFG, &d), 0);
@@ -107,7 +107,7 @@ static void test_ids(void **state)
 static void test_bar2_kind(void **state)
 {
 	struct vfurt_dev *dev = *state;
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	assert_int_equal(vfurt_dev_get_region(dev, BAR2, &d), 0);
 	assert_int_equal(d.size, 256);

@@ -64,7 +64,7 @@ struct fx {
 
 static ssize_t bar0_io(struct vfurt_dev *dev, void *buf, size_t count, uint64_t off, bool wr)
 {
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	assert_int_equal(vfurt_dev_get_region(dev, BAR0, &d), 0);
 	return d.access(dev, d.arg, buf, count, off, wr);
@@ -108,7 +108,7 @@ static void test_regs_cap_vs(void **state)
 {
 	struct vfurt_dev *dev = new_nvme(512);
 	uint64_t cap = 0;
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	(void)state;
 	assert_int_equal(bar0_io(dev, &cap, 8, 0, false), 8);

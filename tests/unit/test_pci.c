@@ -343,7 +343,7 @@ static void expect_create_fails(uint32_t index, uint64_t size, uint32_t flags, i
 	assert_int_equal(errno, err);
 	/* The config region was not left behind. */
 	{
-		struct vfurt_region_desc d;
+		struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 		assert_int_equal(vfurt_dev_get_region(dev, VFURT_REGION_CONFIG, &d), 0);
 		assert_int_equal(d.size, 0);
