@@ -325,7 +325,7 @@ struct vfurt_bdev_spec_opts {
  * FLUSH = fdatasync for a file. opts is read during the call only.
  * Returns the bdev (the caller owns it), or NULL with errno EINVAL (opts,
  * unknown spec, size or block size) or the backend's errno, and a one-line
- * reason in err (see "Error messages" in docs/device-api.md). Thread: any.
+ * reason in err (err may be NULL; "Error messages" in docs/device-api.md). Thread: any.
  */
 VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_spec_create(const struct vfurt_bdev_spec_opts *opts,
 							char *err, size_t errlen);

@@ -74,10 +74,14 @@ struct vfurt_runtime_opts {
 
 /*
  * Validate the core list against the machine (hwloc) and the process's
- * allowed CPUs, and create the workers (not yet running).
- * Returns NULL with errno: EINVAL (syntax, a CPU that does not exist or is
- * not allowed, duplicates; err explains), ENOMEM. err (errlen bytes) gets a
- * one-line reason; may be NULL.
+ * allowed CPUs, and create the workers (not yet running). opts is read
+ * during the call only (cores is parsed, not kept).
+ * Returns NULL with errno: EINVAL (opts, unknown poll mode, CPU list
+ * syntax, a CPU that does not exist or is not allowed, duplicates), ENOMEM,
+ * EIO (the hwloc topology cannot be loaded), or sigaction's errno (the
+ * SIGBUS guard, see vfurt_server_create); with a one-line reason in err
+ * (errlen bytes; err may be NULL: "Error messages" in docs/device-api.md).
+ * Thread: the control thread.
  */
 VFURT_EXPORT struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts,
 							char *err, size_t errlen);
