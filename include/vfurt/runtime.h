@@ -108,12 +108,39 @@ VFURT_EXPORT void vfurt_runtime_stop(struct vfurt_runtime *rt);
 /* Stop if running, destroy devices, free. NULL is ignored. */
 VFURT_EXPORT void vfurt_runtime_destroy(struct vfurt_runtime *rt);
 
+/* ---- workers ----------------------------------------------------------- */
+
+/*
+ * The number of workers: one per CPU of opts->cores, fixed when the runtime
+ * is created (>= 1). rt must not be NULL. Thread: any.
+ */
 VFURT_EXPORT uint32_t vfurt_runtime_worker_count(const struct vfurt_runtime *rt);
+
+/*
+ * Worker i, for i < vfurt_runtime_worker_count(rt) (in the order of
+ * opts->cores), or NULL when i is out of range. rt must not be NULL. The
+ * worker belongs to the runtime and stays valid until vfurt_runtime_destroy
+ * (also while stopped). Thread: any.
+ */
 VFURT_EXPORT struct vfurt_worker *vfurt_runtime_worker(const struct vfurt_runtime *rt, uint32_t i);
 
-/* The worker running the calling thread, or NULL on a non-worker thread. */
+/*
+ * The worker whose pass is running on the calling thread: on a worker
+ * thread, from pollers, queue functions, cross-worker calls and device
+ * callbacks it runs; inside vfurt_worker_run_pass(w), w. NULL on any other
+ * thread (the control thread, an embedder's threads, a worker thread
+ * after its runtime stopped). Thread: any.
+ */
 VFURT_EXPORT struct vfurt_worker *vfurt_worker_self(void);
+
+/* w's index in its runtime (0 .. vfurt_runtime_worker_count - 1), as in
+ * vfurt_runtime_worker() and the stats. w must not be NULL. Thread: any. */
 VFURT_EXPORT uint32_t vfurt_worker_id(const struct vfurt_worker *w);
+
+/* The CPU w runs on: its entry of opts->cores. Its thread pins itself there
+ * when it starts (a failure is logged as a warning and the thread runs
+ * unpinned); with no_threads nothing is pinned. w must not be NULL.
+ * Thread: any. */
 VFURT_EXPORT int vfurt_worker_cpu(const struct vfurt_worker *w);
 
 /* ---- pollers ----------------------------------------------------------- */
