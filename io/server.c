@@ -74,6 +74,7 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 {
 	struct vfurt_server_opts o = { 0 };
 	struct vfurt_server *srv;
+	int rc;
 
 	if (opts && vfurt_abi_copy_in(&o, sizeof(o), opts,
 				      VFURT_ABI_SIZE(struct vfurt_server_opts, conn))) {
@@ -86,11 +87,10 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 		return NULL;
 	}
 	/* the process's SIGBUS guard lives while a server does (fault.c) */
-	if (vfurt_fault_guard_acquire() < 0) {
-		int e = errno;
-
+	rc = vfurt_fault_guard_acquire();
+	if (rc < 0) {
 		free(srv);
-		errno = e;
+		errno = -rc;
 		return NULL;
 	}
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -88,14 +88,22 @@ VFURT_EXPORT struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runti
 
 /*
  * Serve dev on a UNIX socket (as vfurt_server_add_device) with home worker
- * `worker` (< worker count) or -1 for round robin. Before start only.
- * On success the runtime owns dev. Returns 0 or a negative errno.
+ * `worker` (< worker count), or any negative value for round robin. Before
+ * vfurt_runtime_start only. On success the runtime owns dev; on failure the
+ * caller still does. Returns 0, -EINVAL (rt or dev NULL, the runtime started
+ * or in no_threads mode, worker out of range, path NULL or empty),
+ * -ENAMETOOLONG, -EADDRINUSE, -EEXIST (as vfurt_listen_unix), -EBUSY (dev is
+ * already served), -ENOMEM, or the errno of socket/bind/chmod/listen.
+ * Thread: the control thread.
  */
 VFURT_EXPORT int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
 					  const char *path, mode_t mode, int worker);
 
-/* Start the worker threads. Returns 0 or a negative errno (io_uring setup,
- * pinning, thread creation); on failure nothing is left running. */
+/* Start the worker threads, once. Returns 0, -EINVAL (rt NULL, started
+ * before, or no_threads mode), or io_uring_queue_init's or pthread_create's
+ * error (-ENOMEM, -EPERM, -EAGAIN...); on failure nothing is left running
+ * and the runtime cannot be started again (destroy it). A worker that cannot
+ * pin itself runs unpinned, with a warning. Thread: the control thread. */
 VFURT_EXPORT int vfurt_runtime_start(struct vfurt_runtime *rt);
 
 /*
@@ -105,7 +113,8 @@ VFURT_EXPORT int vfurt_runtime_start(struct vfurt_runtime *rt);
  */
 VFURT_EXPORT void vfurt_runtime_stop(struct vfurt_runtime *rt);
 
-/* Stop if running, destroy devices, free. NULL is ignored. */
+/* Stop if running, destroy devices, free. NULL is ignored. Thread: the
+ * control thread. */
 VFURT_EXPORT void vfurt_runtime_destroy(struct vfurt_runtime *rt);
 
 /* ---- workers ----------------------------------------------------------- */
@@ -154,7 +163,8 @@ typedef int (*vfurt_poller_fn)(void *arg);
 /*
  * Register fn on worker w: period_us 0 = run every pass, otherwise at most
  * once per period. Thread: w's thread, or any thread before the runtime
- * starts. Returns NULL with errno ENOMEM/EINVAL.
+ * starts. Returns NULL with errno EINVAL (w or fn NULL, period_us too large
+ * to add to the clock) or ENOMEM.
  */
 VFURT_EXPORT struct vfurt_poller *vfurt_poller_register(struct vfurt_worker *w,
 							vfurt_poller_fn fn, void *arg,
@@ -190,15 +200,17 @@ typedef void (*vfurt_msg_fn)(void *arg);
 
 /*
  * Run fn(arg) on worker `to` during its next pass. Any thread may call it
- * (multi-producer ring per worker, bounded). Returns 0, -EAGAIN (ring full:
- * retry later), -EINVAL.
+ * (multi-producer ring per worker, bounded), including `to` itself. Returns
+ * 0 (queued: fn will run exactly once), -EAGAIN (ring full: retry later) or
+ * -EINVAL (to or fn NULL); fn is not queued on an error.
  */
 VFURT_EXPORT int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg);
 
 /* ---- test and embedding support --------------------------------------- */
 
 /* Run one pass of w on the calling thread (no_threads mode, or from w's own
- * thread). Returns true when the pass did work. */
+ * thread); vfurt_worker_self() is w meanwhile. Returns true when the pass
+ * did work. */
 VFURT_EXPORT bool vfurt_worker_run_pass(struct vfurt_worker *w);
 
 /* ---- statistics -------------------------------------------------------- */
@@ -238,7 +250,9 @@ VFURT_EXPORT int vfurt_runtime_get_worker_stats(const struct vfurt_runtime *rt, 
 /*
  * All statistics as a JSON document: {"workers":[...], "devices":[{"name",
  * "socket", "home_worker", "connected", "msgs", "errors", "queues":[...]}]}.
- * Returns a malloc'ed string (caller frees) or NULL with errno. Any thread.
+ * Returns a malloc'ed string (caller frees) or NULL with errno ENOMEM. Any
+ * thread (while the runtime runs, each device's part is gathered by a call
+ * on its home worker, which the caller waits for).
  */
 VFURT_EXPORT char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt);
 
