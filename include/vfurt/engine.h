@@ -64,8 +64,10 @@ struct vfurt_conn_stats {
 /*
  * Create the engine for a freshly accepted socket `fd` serving `dev`.
  * Takes ownership of fd on success. The device must outlive the connection.
- * Returns NULL with errno EINVAL, EBUSY (the device has a client attached),
- * ENOMEM.
+ * opts may be NULL (defaults); opts_size 0 also means the defaults (a zeroed
+ * conn member of another options struct), otherwise include/vfurt/abi.h.
+ * Returns NULL with errno EINVAL (dev NULL, fd < 0, opts_size out of range),
+ * EBUSY (the device has a client attached), ENOMEM.
  */
 VFURT_EXPORT struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
 						  const struct vfurt_conn_opts *opts);
@@ -89,10 +91,13 @@ VFURT_EXPORT void vfurt_conn_rx_iov(struct vfurt_conn *conn, struct iovec *iov,
 
 /*
  * Account n > 0 bytes read into the last rx iov, with the fds received with
- * them (ownership passes to the engine, even on error). Dispatches complete
- * messages. Returns 0 to keep going, or a negative errno when the
- * connection must be closed: -EPROTO/-EMSGSIZE (framing lost), -EPIPE (reply
- * could not be sent), -ECONNRESET.
+ * them (ownership passes to the engine, even on error); n 0 means EOF.
+ * Dispatches complete messages. Returns 0 to keep going, or a negative errno
+ * when the connection must be closed: -EPROTO (a size below 16, a reply
+ * that matches no request of ours, or a VERSION the server refused, after
+ * its Error reply), -EMSGSIZE (a size above the limit), -ECONNRESET (EOF),
+ * -EPIPE or sendmsg's errno (a reply could not be sent, or the connection
+ * broke earlier), -ENOMEM (a message to park for a quiesce).
  */
 VFURT_EXPORT int vfurt_conn_rx_feed(struct vfurt_conn *conn, size_t n, int *fds,
 				    size_t nfds);
@@ -101,7 +106,8 @@ VFURT_EXPORT int vfurt_conn_rx_feed(struct vfurt_conn *conn, size_t n, int *fds,
  * Plain-syscall driver step: read with recvmsg(MSG_DONTWAIT) until the socket
  * has no more data or a fairness budget of reads is used up (call again
  * while the socket polls readable), feeding the engine. Returns 0
- * (connection alive), or a negative errno to close (-ECONNRESET on EOF).
+ * (connection alive), or a negative errno to close: as vfurt_conn_rx_feed,
+ * or recvmsg's errno.
  */
 VFURT_EXPORT int vfurt_conn_on_readable(struct vfurt_conn *conn);
 
@@ -116,8 +122,9 @@ VFURT_EXPORT bool vfurt_conn_paused(const struct vfurt_conn *conn);
 /*
  * Sends never wait for the client: what its socket does not take is queued.
  * While vfurt_conn_want_write() is true, watch the socket for POLLOUT and
- * call vfurt_conn_on_writable() when it is writable. Returns 0, or a
- * negative errno to close the connection.
+ * call vfurt_conn_on_writable() when it is writable, which returns 0, or a
+ * negative errno to close the connection (sendmsg's: -EPIPE,
+ * -ECONNRESET...).
  */
 VFURT_EXPORT bool vfurt_conn_want_write(const struct vfurt_conn *conn);
 VFURT_EXPORT int vfurt_conn_on_writable(struct vfurt_conn *conn);
@@ -128,8 +135,9 @@ VFURT_EXPORT int vfurt_conn_on_writable(struct vfurt_conn *conn);
  * send VERSION within version_timeout_ms, that left its queued output
  * unread for drain_timeout_ms, or that did not answer a DMA request within
  * timeout_ms; -EPIPE when the connection broke meanwhile (its twin socket,
- * say). Each with one log line. Also flushes the twin socket's output.
- * Returns 0 to keep the connection.
+ * say), or sendmsg's errno from flushing queued output (the twin socket's
+ * is flushed here). Each with one log line. Returns 0 to keep the
+ * connection.
  */
 VFURT_EXPORT int vfurt_conn_tick(struct vfurt_conn *conn, uint64_t now_ms);
 
