@@ -22,6 +22,8 @@
  *   -EMSGSIZE      a reply was larger than the caller's buffer, or than
  *                  max(1 MiB, our max_data_xfer_size) + 64 KiB (it is
  *                  read and dropped; the connection stays usable)
+ *   -EINVAL        c NULL, or another argument the function's comment
+ *                  calls required is NULL
  *   other          the errno the server put in an Error reply
  *
  * Threading: a client object may be used by one thread at a time (any
@@ -102,8 +104,10 @@ struct vfurt_client_stats {
  * Connect to the server listening on the AF_UNIX socket `path` and negotiate
  * VERSION (unless VFURT_CLIENT_NO_HANDSHAKE). opts may be NULL (defaults);
  * it is copied, version_json is used only during this call.
- * Returns a client, or NULL with errno: EINVAL (bad opts), ENAMETOOLONG,
- * ENOMEM, connect(2) errors (ENOENT, ECONNREFUSED...), ETIMEDOUT,
+ * Returns a client, or NULL with errno: EINVAL (path NULL or empty, opts_size
+ * out of range, unknown flags, max_msg_fds > 64), ENAMETOOLONG (path longer
+ * than 107 bytes), ENOMEM, socket(2) and connect(2) errors (EMFILE, ENOENT,
+ * ECONNREFUSED...), ETIMEDOUT,
  * ECONNRESET, EPROTO (reply version major differs, minor is bigger than
  * ours, JSON malformed, twin socket inconsistent), EPROTONOSUPPORT
  * (VFURT_CLIENT_REQUIRE_TWIN and the server declined), or the errno of an
@@ -116,7 +120,8 @@ VFURT_EXPORT struct vfurt_client *vfurt_client_connect(const char *path,
 /*
  * As vfurt_client_connect on an already connected stream socket `sock`
  * (e.g. one end of a socketpair). The client takes ownership of sock, also
- * on failure (it is closed then). Returns NULL with errno as above.
+ * on failure (it is closed then; not when sock < 0). Returns NULL with errno
+ * as above (EINVAL also for sock < 0), or fcntl's.
  */
 VFURT_EXPORT struct vfurt_client *vfurt_client_connect_fd(int sock,
 							   const struct vfurt_client_opts *opts);
@@ -258,8 +263,8 @@ VFURT_EXPORT int vfurt_client_region_write_posted(struct vfurt_client *c, uint32
 /*
  * REGION_WRITE_MULTI with n entries (count <= 8 each), split in messages of
  * VFIO_USER_MULTI_MAX entries. posted: No_reply. Returns 0, -EOPNOTSUPP
- * (server did not negotiate write_multiple), -EINVAL (an entry's count is 0
- * or > 8), -EIO (reply wr_cnt differs) or as at the top.
+ * (server did not negotiate write_multiple), -EINVAL (wrs NULL, n 0, an
+ * entry's count is 0 or > 8), -EIO (reply wr_cnt differs) or as at the top.
  */
 VFURT_EXPORT int vfurt_client_region_write_multi(struct vfurt_client *c,
 						 const struct vfio_user_write_multi_entry *wrs,
@@ -323,9 +328,9 @@ VFURT_EXPORT int vfurt_client_mig_data_write(struct vfurt_client *c, const void 
  * itself (MAP_SHARED) to serve DMA_READ/DMA_WRITE; with
  * VFURT_CLIENT_DMA_SEND_FD the fd also goes to the server for direct access.
  * prot: VFIO_USER_DMA_MAP_FLAG_READ | _WRITE. The fd stays owned by the
- * caller. Returns 0, -EINVAL (size 0, fd < 0, unknown flags), mmap errors,
- * -ENOMEM, or as at the top (the window is forgotten again when the server
- * rejects it).
+ * caller. Returns 0, -EINVAL (size 0, fd < 0, unknown prot or flags, range
+ * wrapping around), mmap's errno, -ENOMEM, or as at the top (the window is
+ * forgotten again when the server rejects it).
  */
 VFURT_EXPORT int vfurt_client_dma_map(struct vfurt_client *c, uint64_t iova, uint64_t size,
 				      int fd, uint64_t fd_offset, uint32_t prot, uint32_t flags);
@@ -334,7 +339,8 @@ VFURT_EXPORT int vfurt_client_dma_map(struct vfurt_client *c, uint64_t iova, uin
  * Same for memory without an fd (e.g. malloc'ed): no fd is sent, so the
  * server must use DMA_READ/DMA_WRITE. vaddr stays owned by the caller and
  * must stay valid until the window is unmapped or the client closed.
- * flags: VFURT_CLIENT_DMA_POSTED only. Returns as vfurt_client_dma_map.
+ * flags: VFURT_CLIENT_DMA_POSTED only. Returns as vfurt_client_dma_map
+ * (-EINVAL also for vaddr NULL).
  */
 VFURT_EXPORT int vfurt_client_dma_map_mem(struct vfurt_client *c, uint64_t iova,
 					  uint64_t size, void *vaddr, uint32_t prot,
@@ -354,7 +360,7 @@ VFURT_EXPORT int vfurt_client_dma_unmap(struct vfurt_client *c, uint64_t iova, u
  * and serve them: the first one that arrives and every one already queued
  * behind it. Replies that arrive meanwhile are stale and dropped.
  * Returns the number of commands served (0 on timeout) or a negative errno
- * (-ECONNRESET, -EPIPE...).
+ * as at the top (-ECONNRESET, -EPIPE...).
  */
 VFURT_EXPORT int vfurt_client_poll_server(struct vfurt_client *c, int timeout_ms);
 
@@ -362,7 +368,8 @@ VFURT_EXPORT int vfurt_client_poll_server(struct vfurt_client *c, int timeout_ms
  * Wait up to timeout_ms (< 0: forever) for eventfd `efd` to be signalled
  * and read its counter into *value (may be NULL). With c non-NULL, server
  * DMA commands are served while waiting. The fd stays owned by the caller.
- * Returns 0, -ETIMEDOUT, or a negative errno.
+ * Returns 0, -ETIMEDOUT, -EINVAL (efd < 0), -EBADF (efd is not open), read's
+ * errno, or with c as at the top.
  */
 VFURT_EXPORT int vfurt_client_wait_eventfd(struct vfurt_client *c, int efd, int timeout_ms,
 					   uint64_t *value);
@@ -376,7 +383,8 @@ VFURT_EXPORT uint16_t vfurt_client_next_msg_id(struct vfurt_client *c);
 /*
  * Send len bytes exactly as given (the caller builds the header, which may
  * lie) with fds (nfds <= 64, owned by the caller) on the main socket.
- * Returns 0, -EINVAL or as at the top.
+ * Returns 0, -EINVAL (buf NULL, len 0, nfds > 64, fds NULL with nfds) or as
+ * at the top.
  */
 VFURT_EXPORT int vfurt_client_send_raw(struct vfurt_client *c, const void *buf, size_t len,
 				       const int *fds, size_t nfds);
