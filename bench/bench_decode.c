@@ -70,7 +70,7 @@ static void *decode_setup(enum decode_kind kind, const char **why)
 {
 	struct vfurt_conn_opts co = { .opts_size = sizeof(co), .no_twin_socket = true };
 	struct decode_fx *fx = calloc(1, sizeof(*fx));
-	struct vfurt_conn_stats cs;
+	struct vfurt_conn_stats cs = { .stats_size = sizeof(cs) };
 	uint8_t version[64];
 	uint32_t v = 0x12345678;
 	int sv[2];

@@ -178,10 +178,10 @@ static void *setup_rt_adaptive(int64_t arg, const char **why)
 /* Worker counters of a runtime-hosted device (zero for the plain server). */
 static struct vfurt_worker_stats worker_stats(const struct region_fx *fx)
 {
-	struct vfurt_worker_stats ws = { 0 };
+	struct vfurt_worker_stats ws = { .stats_size = sizeof(ws) };
 
 	if (fx->rt)
-		vfurt_runtime_worker_stats(fx->rt, 0, &ws);
+		vfurt_runtime_get_worker_stats(fx->rt, 0, &ws);
 	return ws;
 }
 
@@ -254,7 +254,7 @@ static bool raw_client(struct vfurt_bench_state *st, struct region_fx *fx)
 static void bm_write4(struct vfurt_bench_state *st)
 {
 	struct region_fx *fx = vfurt_bench_fixture(st);
-	struct vfurt_worker_stats before;
+	struct vfurt_worker_stats before = { .stats_size = sizeof(before) };
 	uint64_t errors = 0;
 	uint32_t v = 0;
 
@@ -273,7 +273,7 @@ static void bm_write4(struct vfurt_bench_state *st)
 static void bm_read4(struct vfurt_bench_state *st)
 {
 	struct region_fx *fx = vfurt_bench_fixture(st);
-	struct vfurt_worker_stats before;
+	struct vfurt_worker_stats before = { .stats_size = sizeof(before) };
 	uint64_t errors = 0;
 	uint32_t v;
 
@@ -293,7 +293,7 @@ static void bm_read4(struct vfurt_bench_state *st)
 static void bm_posted(struct vfurt_bench_state *st)
 {
 	struct region_fx *fx = vfurt_bench_fixture(st);
-	struct vfurt_worker_stats before;
+	struct vfurt_worker_stats before = { .stats_size = sizeof(before) };
 	uint64_t errors = 0;
 	uint32_t v = 0;
 
@@ -318,7 +318,7 @@ static void bm_posted(struct vfurt_bench_state *st)
 static void bm_write4_busy_client(struct vfurt_bench_state *st)
 {
 	struct region_fx *fx = vfurt_bench_fixture(st);
-	struct vfurt_worker_stats before;
+	struct vfurt_worker_stats before = { .stats_size = sizeof(before) };
 	uint8_t msg[64];
 	uint8_t reply[64];
 	uint64_t errors = 0;
@@ -346,7 +346,7 @@ static void bm_write4_busy_client(struct vfurt_bench_state *st)
 static void bm_write4_after_idle(struct vfurt_bench_state *st)
 {
 	struct region_fx *fx = vfurt_bench_fixture(st);
-	struct vfurt_worker_stats before;
+	struct vfurt_worker_stats before = { .stats_size = sizeof(before) };
 	uint64_t errors = 0;
 	uint32_t v = 0;
 

@@ -38,6 +38,7 @@ static int self_serve_start(struct vb_bench *b)
 		.log = { .fn = vfurt_log_stderr, .arg = (void *)"vfu-bench server",
 			 .level = VFURT_LOG_ERR },
 	};
+	struct vfurt_bdev_spec_opts bo = { .opts_size = sizeof(bo) };
 	struct vfurt_bdev *bdev = NULL;
 	struct vfurt_nvme_opts no = {
 		.opts_size = sizeof(no),
@@ -60,10 +61,13 @@ static int self_serve_start(struct vb_bench *b)
 		fprintf(stderr, "vfu-bench: runtime: %s\n", err);
 		return -EINVAL;
 	}
-	rc = vfurt_bdev_from_spec_direct(b->c.backend, b->c.size, b->c.block_size,
-					 b->c.direct ? VFURT_BDEV_DIRECT_ON : VFURT_BDEV_DIRECT_OFF,
-					 &bdev, err, sizeof(err));
-	if (rc) {
+	bo.spec = b->c.backend;
+	bo.size_bytes = b->c.size;
+	bo.block_size = b->c.block_size;
+	bo.direct = b->c.direct ? VFURT_BDEV_DIRECT_ON : VFURT_BDEV_DIRECT_OFF;
+	bdev = vfurt_bdev_spec_create(&bo, err, sizeof(err));
+	if (!bdev) {
+		rc = -errno;
 		fprintf(stderr, "vfu-bench: backend %s: %s\n", b->c.backend, err);
 		return rc;
 	}

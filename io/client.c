@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
+
 #include "client_internal.h"
 
 /* Bytes of payload we accept in one message beyond the negotiated data size:
@@ -321,10 +323,10 @@ struct vfurt_client *vfurt_client_connect_fd(int sock, const struct vfurt_client
 		errno = EINVAL;
 		return NULL;
 	}
-	if (opts) {
-		size_t n = opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o);
-
-		memcpy(&o, opts, n);
+	if (opts && vfurt_abi_copy_in(&o, sizeof(o), opts,
+				      VFURT_ABI_SIZE(struct vfurt_client_opts, version_json))) {
+		rc = -EINVAL;
+		goto err_close;
 	}
 	o.opts_size = sizeof(o);
 	if ((o.flags & ~CLIENT_KNOWN_FLAGS) || o.max_msg_fds > VFURT_SOCK_MAX_FDS) {
@@ -415,12 +417,12 @@ void vfurt_client_close(struct vfurt_client *c)
 
 /* ---- accessors ----------------------------------------------------------- */
 
-int vfurt_client_caps(const struct vfurt_client *c, struct vfurt_client_caps *out)
+int vfurt_client_get_caps(const struct vfurt_client *c, struct vfurt_client_caps *out)
 {
-	if (!c || !out)
+	if (!c)
 		return -EINVAL;
-	*out = c->caps;
-	return 0;
+	return vfurt_abi_copy_out(out, &c->caps, sizeof(c->caps),
+				  VFURT_ABI_SIZE(struct vfurt_client_caps, client_max_data_xfer_size));
 }
 
 const char *vfurt_client_server_json(const struct vfurt_client *c)
@@ -444,12 +446,12 @@ void vfurt_client_set_timeout(struct vfurt_client *c, int timeout_ms)
 		c->timeout_ms = effective_timeout(timeout_ms);
 }
 
-int vfurt_client_stats(const struct vfurt_client *c, struct vfurt_client_stats *out)
+int vfurt_client_get_stats(const struct vfurt_client *c, struct vfurt_client_stats *out)
 {
-	if (!c || !out)
+	if (!c)
 		return -EINVAL;
-	*out = c->stats;
-	return 0;
+	return vfurt_abi_copy_out(out, &c->stats, sizeof(c->stats),
+				  VFURT_ABI_SIZE(struct vfurt_client_stats, stale_replies));
 }
 
 uint64_t vfurt_client_dma_served(const struct vfurt_client *c)

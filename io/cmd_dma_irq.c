@@ -45,7 +45,7 @@ static void map_refused(struct vfurt_conn *c, const struct vfio_user_dma_map *in
 {
 	const struct vfurt_dma_quota_acct *qa = &c->dev->quota;
 	uint32_t n = vfurt_dma_table_count(c->dev->dma);
-	struct vfurt_dma_quota_stats qs;
+	struct vfurt_dma_quota_stats qs = { .stats_size = sizeof(qs) };
 	char why[160] = "";
 
 	if (rc == -ENOSPC && n >= c->max_dma_maps) {

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/engine.h>
 
 #include "conn_internal.h"
@@ -35,8 +36,13 @@ struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
 		errno = EBUSY;
 		return NULL;
 	}
-	if (opts && opts->opts_size)
-		memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	/* opts_size 0: the zeroed conn member of a runtime's or server's opts */
+	if (opts && opts->opts_size &&
+	    vfurt_abi_copy_in(&o, sizeof(o), opts,
+			      VFURT_ABI_SIZE(struct vfurt_conn_opts, max_irq_fds))) {
+		errno = EINVAL;
+		return NULL;
+	}
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -172,13 +178,20 @@ bool vfurt_conn_paused(const struct vfurt_conn *c)
 	return c->parked != NULL || conn_out_over(c);
 }
 
-void vfurt_conn_get_stats(const struct vfurt_conn *c, struct vfurt_conn_stats *st)
+int vfurt_conn_get_stats(const struct vfurt_conn *c, struct vfurt_conn_stats *st)
 {
-	*st = c->stats;
-	st->negotiated = c->negotiated;
-	st->twin_socket = c->twin_fd >= 0;
-	st->max_msg_fds_client = c->client_max_fds;
-	st->max_data_xfer_client = c->client_max_xfer;
+	struct vfurt_conn_stats s;
+
+	if (!c)
+		return -EINVAL;
+	s = c->stats;
+	s.stats_size = sizeof(s);
+	s.negotiated = c->negotiated;
+	s.twin_socket = c->twin_fd >= 0;
+	s.max_msg_fds_client = c->client_max_fds;
+	s.max_data_xfer_client = c->client_max_xfer;
+	return vfurt_abi_copy_out(st, &s, sizeof(s),
+				  VFURT_ABI_SIZE(struct vfurt_conn_stats, twin_socket));
 }
 
 void *vfurt_reply_alloc(struct vfurt_conn *c, size_t len)

@@ -5,22 +5,29 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/device.h>
 
 #include "device_internal.h"
 
 #define PAGE_SIZE_4K 4096u
 
+/* Where the first version of each sized struct ends (include/vfurt/abi.h). */
+#define DEV_OPTS_V1 VFURT_ABI_SIZE(struct vfurt_dev_opts, reset_supported)
+#define DEV_OPS_V1 VFURT_ABI_SIZE(struct vfurt_dev_ops, destroy)
+#define REGION_DESC_V1 VFURT_ABI_SIZE(struct vfurt_region_desc, cap_subtype)
+
 struct vfurt_dev *vfurt_dev_create(const struct vfurt_dev_opts *opts)
 {
-	struct vfurt_dev_opts o = { 0 };
+	struct vfurt_dev_opts o;
+	struct vfurt_dev_ops ops = { 0 };
 	struct vfurt_dev *dev;
 
-	if (!opts || opts->opts_size == 0) {
+	if (vfurt_abi_copy_in(&o, sizeof(o), opts, DEV_OPTS_V1) ||
+	    (o.ops && vfurt_abi_copy_in(&ops, sizeof(ops), o.ops, DEV_OPS_V1))) {
 		errno = EINVAL;
 		return NULL;
 	}
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 
 	dev = calloc(1, sizeof(*dev));
 	if (!dev) {
@@ -28,11 +35,7 @@ struct vfurt_dev *vfurt_dev_create(const struct vfurt_dev_opts *opts)
 		return NULL;
 	}
 	snprintf(dev->name, sizeof(dev->name), "%s", o.name ? o.name : "device");
-	if (o.ops) {
-		size_t n = o.ops->ops_size < sizeof(dev->ops) ? o.ops->ops_size : sizeof(dev->ops);
-
-		memcpy(&dev->ops, o.ops, n);
-	}
+	dev->ops = ops;
 	dev->arg = o.arg;
 	dev->log = o.log;
 	dev->reset_supported = o.reset_supported;
@@ -98,14 +101,14 @@ static bool page_aligned(uint64_t v)
 int vfurt_dev_setup_region(struct vfurt_dev *dev, uint32_t index,
 			   const struct vfurt_region_desc *desc)
 {
-	struct vfurt_region_desc d = { 0 };
+	struct vfurt_region_desc d;
 	struct vfurt_region *r;
 
-	if (!dev || !desc || index >= VFURT_MAX_REGIONS || desc->desc_size == 0)
+	if (!dev || index >= VFURT_MAX_REGIONS ||
+	    vfurt_abi_copy_in(&d, sizeof(d), desc, REGION_DESC_V1))
 		return -EINVAL;
 	if (dev->conn)
 		return -EBUSY;
-	memcpy(&d, desc, desc->desc_size < sizeof(d) ? desc->desc_size : sizeof(d));
 	if (d.flags & ~(VFURT_REGION_RW | VFURT_REGION_IO | VFURT_REGION_MEM64 |
 			VFURT_REGION_PREFETCH))
 		return -EINVAL;
@@ -147,12 +150,15 @@ int vfurt_dev_setup_region(struct vfurt_dev *dev, uint32_t index,
 int vfurt_dev_get_region(const struct vfurt_dev *dev, uint32_t index,
 			 struct vfurt_region_desc *desc)
 {
-	if (!dev || !desc || index >= VFURT_MAX_REGIONS)
+	struct vfurt_region_desc d;
+
+	if (!dev || index >= VFURT_MAX_REGIONS)
 		return -EINVAL;
-	*desc = dev->regions[index].d;
-	if (desc->size == 0)
-		desc->fd = -1;
-	return 0;
+	d = dev->regions[index].d;
+	d.desc_size = sizeof(d);
+	if (d.size == 0)
+		d.fd = -1;
+	return vfurt_abi_copy_out(desc, &d, sizeof(d), REGION_DESC_V1);
 }
 
 int vfurt_dev_hook_region(struct vfurt_dev *dev, uint32_t index,

@@ -1,6 +1,8 @@
 /* Process-wide quota of fd-backed DMA windows: reservations per device, one shared room. */
 #include "dma_quota.h"
 
+#include <vfurt/abi.h>
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -57,16 +59,21 @@ void vfurt_dma_quota_destroy(struct vfurt_dma_quota *q)
 	free(q);
 }
 
-void vfurt_dma_quota_get_stats(const struct vfurt_dma_quota *q, struct vfurt_dma_quota_stats *st)
+int vfurt_dma_quota_get_stats(const struct vfurt_dma_quota *q, struct vfurt_dma_quota_stats *st)
 {
 	struct vfurt_dma_quota *m = (struct vfurt_dma_quota *)q;
+	struct vfurt_dma_quota_stats s = { .stats_size = sizeof(s) };
 
-	st->limit = q->limit;
-	st->min_per_client = q->min_per_client;
-	st->committed = atomic_load_explicit(&m->committed, memory_order_relaxed);
-	st->mapped = atomic_load_explicit(&m->mapped, memory_order_relaxed);
-	st->devices = atomic_load_explicit(&m->devices, memory_order_relaxed);
-	st->refused = atomic_load_explicit(&m->refused, memory_order_relaxed);
+	if (!q)
+		return -EINVAL;
+	s.limit = q->limit;
+	s.min_per_client = q->min_per_client;
+	s.committed = atomic_load_explicit(&m->committed, memory_order_relaxed);
+	s.mapped = atomic_load_explicit(&m->mapped, memory_order_relaxed);
+	s.devices = atomic_load_explicit(&m->devices, memory_order_relaxed);
+	s.refused = atomic_load_explicit(&m->refused, memory_order_relaxed);
+	return vfurt_abi_copy_out(st, &s, sizeof(s),
+				  VFURT_ABI_SIZE(struct vfurt_dma_quota_stats, refused));
 }
 
 uint32_t vfurt_dma_quota_join(struct vfurt_dma_quota *q, struct vfurt_dma_quota_acct *a)

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/engine.h>
 
 #include "device_internal.h"
@@ -219,12 +220,15 @@ void *vfurt_queue_host_data(const struct vfurt_queue *q)
 	return q->host_data;
 }
 
-void vfurt_queue_counters(const struct vfurt_queue *q, uint64_t *polls, uint64_t *busy)
+int vfurt_queue_get_stats(const struct vfurt_queue *q, struct vfurt_queue_stats *st)
 {
-	if (polls)
-		*polls = __atomic_load_n(&q->polls, __ATOMIC_RELAXED);
-	if (busy)
-		*busy = __atomic_load_n(&q->busy, __ATOMIC_RELAXED);
+	struct vfurt_queue_stats s = { .stats_size = sizeof(s) };
+
+	if (!q)
+		return -EINVAL;
+	s.polls = __atomic_load_n(&q->polls, __ATOMIC_RELAXED);
+	s.busy = __atomic_load_n(&q->busy, __ATOMIC_RELAXED);
+	return vfurt_abi_copy_out(st, &s, sizeof(s), VFURT_ABI_SIZE(struct vfurt_queue_stats, busy));
 }
 
 uint32_t vfurt_dev_queue_count(const struct vfurt_dev *dev)

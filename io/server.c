@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/server.h>
 
 #include "device_internal.h"
@@ -75,13 +76,12 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 {
 	struct vfurt_server_opts o = { 0 };
 	struct vfurt_server *srv;
+	int rc;
 
-	if (opts) {
-		if (opts->opts_size == 0) {
-			errno = EINVAL;
-			return NULL;
-		}
-		memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
+	if (opts && vfurt_abi_copy_in(&o, sizeof(o), opts,
+				      VFURT_ABI_SIZE(struct vfurt_server_opts, conn))) {
+		errno = EINVAL;
+		return NULL;
 	}
 	srv = calloc(1, sizeof(*srv));
 	if (!srv) {
@@ -89,11 +89,10 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 		return NULL;
 	}
 	/* the process's SIGBUS guard lives while a server does (fault.c) */
-	if (vfurt_fault_guard_acquire() < 0) {
-		int e = errno;
-
+	rc = vfurt_fault_guard_acquire();
+	if (rc < 0) {
 		free(srv);
-		errno = e;
+		errno = -rc;
 		return NULL;
 	}
 	srv->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -278,7 +277,7 @@ static void watches_refresh(struct endpoint *ep)
 static void quota_join(const struct vfurt_log *log, struct vfurt_dev *dev,
 		       struct vfurt_dma_quota *q)
 {
-	struct vfurt_dma_quota_stats st;
+	struct vfurt_dma_quota_stats st = { .stats_size = sizeof(st) };
 	uint32_t got = vfurt_dev_set_dma_quota(dev, q);
 
 	vfurt_dma_quota_get_stats(q, &st);

@@ -41,8 +41,8 @@ const struct vfurt_limit_def vfurt_limit_defs[] = {
 	{ 0 },
 };
 
-int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val, char *why,
-		    size_t len)
+int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val, char *err,
+		    size_t errlen)
 {
 	const struct vfurt_limit_def *d;
 	unsigned long long v;
@@ -51,13 +51,13 @@ int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val,
 	for (d = vfurt_limit_defs; d->key && strcmp(d->key, key); d++)
 		;
 	if (!d->key) {
-		snprintf(why, len, "unknown limit '%.64s' (see --help)", key);
+		snprintf(err, errlen, "unknown limit '%.64s' (see --help)", key);
 		return -EINVAL;
 	}
 	errno = 0;
 	v = strtoull(val, &end, 10);
 	if (!*val || *end || errno || val[0] == '-' || v < d->min || v > d->max) {
-		snprintf(why, len, "%s '%.64s': expected %u..%u", d->key, val, d->min, d->max);
+		snprintf(err, errlen, "%s '%.64s': expected %u..%u", d->key, val, d->min, d->max);
 		return -EINVAL;
 	}
 	if (d->is_int) {
@@ -72,16 +72,16 @@ int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val,
 	return 0;
 }
 
-int vfurt_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *why, size_t len)
+int vfurt_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *err, size_t errlen)
 {
 	const char *eq = strchr(arg, '=');
 	char key[64];
 
 	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(key)) {
-		snprintf(why, len, "'%.64s': expected KEY=VALUE", arg);
+		snprintf(err, errlen, "'%.64s': expected KEY=VALUE", arg);
 		return -EINVAL;
 	}
 	memcpy(key, arg, (size_t)(eq - arg));
 	key[eq - arg] = '\0';
-	return vfurt_limit_set(o, key, eq + 1, why, len);
+	return vfurt_limit_set(o, key, eq + 1, err, errlen);
 }

@@ -24,12 +24,12 @@ extern const struct vfurt_limit_def vfurt_limit_defs[];
 
 /*
  * Set limit `key` to the decimal `val` in o. Returns 0, or -EINVAL with a
- * one-line reason in why (unknown key, not a number, out of range).
+ * one-line reason in err (unknown key, not a number, out of range).
  */
-int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val, char *why,
-		    size_t len);
+int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val, char *err,
+		    size_t errlen);
 
-/* Parse "KEY=VALUE" (--limit) into o. Returns 0 or -EINVAL with why. */
-int vfurt_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *why, size_t len);
+/* Parse "KEY=VALUE" (--limit) into o. Returns 0 or -EINVAL with a reason in err. */
+int vfurt_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *err, size_t errlen);
 
 #endif /* VFURT_RUNTIME_CONN_LIMITS_H */

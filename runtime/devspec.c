@@ -86,6 +86,39 @@ int devspec_parse_mode(const char *s, mode_t *mode)
 	return 0;
 }
 
+int devspec_parse_size(const char *s, uint64_t *bytes)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+	const char *p = s;
+
+	if (s == NULL || bytes == NULL || *s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	switch (*p) {
+	case '\0':
+		break;
+	case 'k': case 'K': shift = 10; p++; break;
+	case 'm': case 'M': shift = 20; p++; break;
+	case 'g': case 'G': shift = 30; p++; break;
+	case 't': case 'T': shift = 40; p++; break;
+	default:
+		return -EINVAL;
+	}
+	if (*p != '\0')
+		return -EINVAL;
+	if (shift != 0 && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*bytes = v << shift;
+	return 0;
+}
+
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
 	char *end;
@@ -136,7 +169,7 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 	uint64_t size = 1ull << 30;
 	uint32_t nr_ns = 1;
 	uint32_t lba = 512;
-	int direct = VFURT_BDEV_DIRECT_OFF;
+	enum vfurt_bdev_direct direct = VFURT_BDEV_DIRECT_OFF;
 	struct vfurt_dev *dev = NULL;
 	char why[200];
 
@@ -151,7 +184,7 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 	if (!backend)
 		backend = "ram";
 	v = devspec_get(spec, "size");
-	if (v && (vfurt_parse_size(v, &size) || size == 0)) {
+	if (v && (devspec_parse_size(v, &size) || size == 0)) {
 		snprintf(err, errlen, "size='%s': expected a size like 512M or 1G", v);
 		return NULL;
 	}
@@ -194,15 +227,17 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 	o.ioeventfd = v && !strcmp(v, "ioeventfd");
 	for (uint32_t i = 0; i < nr_ns; i++) {
 		char nsspec[DEVSPEC_VAL_LEN + 16];
-		int rc;
 
 		if (i > 0 && !strncmp(backend, "file:", 5))
 			snprintf(nsspec, sizeof(nsspec), "%s.ns%u", backend, i + 1);
 		else
 			snprintf(nsspec, sizeof(nsspec), "%s", backend);
-		rc = vfurt_bdev_from_spec_direct(nsspec, size, lba, direct, &ns[i], why,
-						 sizeof(why));
-		if (rc) {
+		struct vfurt_bdev_spec_opts bo = { .opts_size = sizeof(bo), .spec = nsspec,
+						   .size_bytes = size, .block_size = lba,
+						   .direct = direct };
+
+		ns[i] = vfurt_bdev_spec_create(&bo, why, sizeof(why));
+		if (!ns[i]) {
 			snprintf(err, errlen, "backend='%s': %s", nsspec, why);
 			goto err_bdevs;
 		}

@@ -3,6 +3,7 @@
 #define VFURT_RUNTIME_DEVSPEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <vfurt/device.h>
@@ -43,6 +44,14 @@ struct vfurt_dev *devspec_create(struct devspec *spec, const struct vfurt_log *l
 /* Parse an octal mode like "0600". Returns 0, -EINVAL (not octal) or -ERANGE
  * (beyond 0777: only permission bits are a socket's). */
 int devspec_parse_mode(const char *s, mode_t *mode);
+
+/*
+ * Parse a size: decimal digits with an optional suffix k, M, G, T (either
+ * case, powers of 1024), e.g. "512", "4k", "64M", "1G", "2T". Rejects empty
+ * strings, signs, spaces, other suffixes and overflow. Returns 0 or -EINVAL
+ * (-ERANGE on overflow). Also vfu-bench's parser of --size and --bs.
+ */
+int devspec_parse_size(const char *s, uint64_t *bytes);
 
 /* Comma-separated list of known device types, for --help. */
 const char *devspec_types(void);

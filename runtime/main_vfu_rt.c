@@ -370,12 +370,12 @@ static void log_summary(const struct vfurt_runtime *rt, struct vfurt_worker_stat
 			const struct vfurt_log *log)
 {
 	for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
-		struct vfurt_worker_stats st;
+		struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 		struct vfurt_worker_stats *p = &prev[i];
 		uint64_t dt;
 		double busy;
 
-		if (vfurt_runtime_worker_stats(rt, i, &st))
+		if (vfurt_runtime_get_worker_stats(rt, i, &st))
 			continue;
 		dt = st.total_ns - p->total_ns;
 		busy = dt ? 100.0 * (double)(st.busy_ns - p->busy_ns) / (double)dt : 0.0;
@@ -411,8 +411,10 @@ static int run(struct vfurt_runtime *rt, int sfd, struct ctl *ctl, uint32_t stat
 			fprintf(stderr, "vfu-rt: timerfd: %s\n", strerror(-tfd));
 			goto out;
 		}
-		for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++)
-			vfurt_runtime_worker_stats(rt, i, &prev[i]);
+		for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
+			prev[i].stats_size = sizeof(prev[i]);
+			vfurt_runtime_get_worker_stats(rt, i, &prev[i]);
+		}
 	}
 	for (;;) {
 		struct pollfd pfd[3] = {

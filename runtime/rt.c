@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/server.h>
 
 #include "io/fault.h" /* an io/ internal runtime/ may use (CMakeLists.txt) */
@@ -39,12 +40,12 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 	size_t n = 0;
 	int rc;
 
-	if (!opts || opts->opts_size == 0) {
-		set_err(err, errlen, "missing options");
+	if (vfurt_abi_copy_in(&o, sizeof(o), opts,
+			      VFURT_ABI_SIZE(struct vfurt_runtime_opts, clock_arg))) {
+		set_err(err, errlen, "missing options or bad opts_size");
 		errno = EINVAL;
 		return NULL;
 	}
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 	if (o.poll_mode != VFURT_POLL_BUSY && o.poll_mode != VFURT_POLL_ADAPTIVE) {
 		set_err(err, errlen, "unknown poll mode");
 		errno = EINVAL;
@@ -175,7 +176,7 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	if (rc)
 		goto err_close;
 	{
-		struct vfurt_dma_quota_stats qs;
+		struct vfurt_dma_quota_stats qs = { .stats_size = sizeof(qs) };
 		uint32_t got = vfurt_dev_set_dma_quota(dev, rt->dma_quota);
 
 		vfurt_dma_quota_get_stats(rt->dma_quota, &qs);
@@ -458,7 +459,7 @@ void rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep)
 
 static void publish_ep_stats(struct rt_endpoint *ep)
 {
-	struct vfurt_conn_stats st = { 0 };
+	struct vfurt_conn_stats st = { .stats_size = sizeof(st) };
 
 	if (ep->conn)
 		vfurt_conn_get_stats(ep->conn, &st);
@@ -488,7 +489,7 @@ static void close_cmsg_fds(struct msghdr *msg)
 
 void rt_endpoint_drop(struct rt_endpoint *ep, int why)
 {
-	struct vfurt_conn_stats st;
+	struct vfurt_conn_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_conn *conn = ep->conn;
 
 	if (!conn)
@@ -1031,12 +1032,14 @@ const char *vfurt_runtime_worker_where(const struct vfurt_runtime *rt, uint32_t 
 	return what ? what : "starting";
 }
 
-int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
-			       struct vfurt_worker_stats *st)
+int vfurt_runtime_get_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
+				   struct vfurt_worker_stats *out)
 {
+	struct vfurt_worker_stats s = { .stats_size = sizeof(s) };
+	struct vfurt_worker_stats *st = &s;
 	const struct vfurt_worker *w;
 
-	if (!rt || i >= rt->nr_workers || !st)
+	if (!rt || i >= rt->nr_workers)
 		return -EINVAL;
 	w = &rt->workers[i];
 	st->passes = atomic_load_explicit(&w->st.passes, memory_order_relaxed);
@@ -1056,7 +1059,8 @@ int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
 
 		st->total_ns = start ? rt_now(rt) - start : 0;
 	}
-	return 0;
+	return vfurt_abi_copy_out(out, &s, sizeof(s),
+				  VFURT_ABI_SIZE(struct vfurt_worker_stats, irq_submit_fallbacks));
 }
 
 static void add_u64(struct json_object *o, const char *k, uint64_t v)
@@ -1089,15 +1093,14 @@ static void dev_stats_on(void *arg)
 	for (uint32_t k = 0; k < vfurt_dev_queue_count(ep->dev); k++) {
 		struct vfurt_queue *q = vfurt_dev_queue(ep->dev, k);
 		struct json_object *jq = json_object_new_object();
-		uint64_t polls;
-		uint64_t busy;
+		struct vfurt_queue_stats qst = { .stats_size = sizeof(qst) };
 
-		vfurt_queue_counters(q, &polls, &busy);
+		vfurt_queue_get_stats(q, &qst);
 		json_object_array_add(qs, jq);
 		add_u64(jq, "index", vfurt_queue_index(q));
 		add_u64(jq, "worker", queue_worker((struct vfurt_runtime *)c->rt, q)->id);
-		add_u64(jq, "polls", polls);
-		add_u64(jq, "busy", busy);
+		add_u64(jq, "polls", qst.polls);
+		add_u64(jq, "busy", qst.busy);
 	}
 }
 
@@ -1116,7 +1119,7 @@ char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
 		rt->mode == VFURT_POLL_BUSY ? "busy" : "adaptive"));
 	{
 		struct json_object *q = json_object_new_object();
-		struct vfurt_dma_quota_stats qs;
+		struct vfurt_dma_quota_stats qs = { .stats_size = sizeof(qs) };
 
 		vfurt_dma_quota_get_stats(rt->dma_quota, &qs);
 		json_object_object_add(root, "dma_quota", q);
@@ -1128,9 +1131,9 @@ char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
 	}
 	for (uint32_t i = 0; i < rt->nr_workers; i++) {
 		struct json_object *w = json_object_new_object();
-		struct vfurt_worker_stats st;
+		struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 
-		vfurt_runtime_worker_stats(rt, i, &st);
+		vfurt_runtime_get_worker_stats(rt, i, &st);
 		json_object_array_add(workers, w);
 		add_u64(w, "id", i);
 		add_u64(w, "cpu", (uint64_t)rt->workers[i].cpu);

@@ -182,7 +182,9 @@ int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg)
 		return -EINVAL;
 	if (!vfurt_ring_enqueue_mpsc(to->inbox, &m))
 		return -EAGAIN;
-	return wake_if_sleeping(to);
+	/* queued: fn runs once whatever the wake-up does, so report success */
+	vfurt_worker_wake(to);
+	return 0;
 }
 
 static int drain_inbox(struct vfurt_worker *w);

@@ -9,12 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/bdev.h>
 
 #define NAME_MAX_LEN 64
 #define DEFAULT_QUEUE_DEPTH 128
 #define MAX_QUEUE_DEPTH 65536
 #define REQ_CTX_ALIGN 16
+
+/* Where the first version of each sized struct ends (include/vfurt/abi.h). */
+#define BDEV_OPTS_V1 VFURT_ABI_SIZE(struct vfurt_bdev_opts, buf_align)
+#define BDEV_OPS_V1 VFURT_ABI_SIZE(struct vfurt_bdev_ops, destroy)
+#define BDEV_STATS_V1 VFURT_ABI_SIZE(struct vfurt_bdev_stats, invalid)
+#define BDEV_SPEC_OPTS_V1 VFURT_ABI_SIZE(struct vfurt_bdev_spec_opts, direct)
 
 struct vfurt_bdev {
 	char name[NAME_MAX_LEN];
@@ -60,14 +67,15 @@ static size_t req_hdr_size(void)
 struct vfurt_bdev *vfurt_bdev_create(const struct vfurt_bdev_opts *opts,
 				     const struct vfurt_bdev_ops *ops, void *ctx)
 {
-	struct vfurt_bdev_opts o = { 0 };
+	struct vfurt_bdev_opts o;
+	struct vfurt_bdev_ops ops_copy;
 	struct vfurt_bdev *bdev;
 
-	if (opts == NULL || opts->opts_size == 0 || ops == NULL || ops->ops_size == 0) {
+	if (vfurt_abi_copy_in(&o, sizeof(o), opts, BDEV_OPTS_V1) ||
+	    vfurt_abi_copy_in(&ops_copy, sizeof(ops_copy), ops, BDEV_OPS_V1)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 	if ((o.block_size != 512 && o.block_size != 4096) || o.num_blocks == 0 ||
 	    o.num_blocks > UINT64_MAX / o.block_size ||
 	    (o.caps & ~(uint32_t)(VFURT_BDEV_CAP_WRITE_ZEROES | VFURT_BDEV_CAP_DEALLOCATE |
@@ -81,7 +89,7 @@ struct vfurt_bdev *vfurt_bdev_create(const struct vfurt_bdev_opts *opts,
 		errno = ENOMEM;
 		return NULL;
 	}
-	memcpy(&bdev->ops, ops, ops->ops_size < sizeof(bdev->ops) ? ops->ops_size : sizeof(bdev->ops));
+	bdev->ops = ops_copy;
 	if (bdev->ops.submit == NULL || bdev->ops.req_ctx_size > (1u << 20)) {
 		free(bdev);
 		errno = EINVAL;
@@ -132,11 +140,16 @@ uint32_t vfurt_bdev_buf_align(const struct vfurt_bdev *bdev)
 	return bdev->buf_align;
 }
 
-void vfurt_bdev_get_stats(const struct vfurt_bdev *bdev, struct vfurt_bdev_stats *out, size_t size)
+int vfurt_bdev_get_stats(const struct vfurt_bdev *bdev, struct vfurt_bdev_stats *st)
 {
 	/* The counters are only ever added to; a const view is fine. */
 	struct vfurt_bdev *b = (struct vfurt_bdev *)bdev;
-	struct vfurt_bdev_stats s = {
+	struct vfurt_bdev_stats s;
+
+	if (bdev == NULL)
+		return -EINVAL;
+	s = (struct vfurt_bdev_stats){
+		.stats_size = sizeof(s),
 		.reads = atomic_load_explicit(&b->st.reads, memory_order_relaxed),
 		.writes = atomic_load_explicit(&b->st.writes, memory_order_relaxed),
 		.flushes = atomic_load_explicit(&b->st.flushes, memory_order_relaxed),
@@ -147,8 +160,7 @@ void vfurt_bdev_get_stats(const struct vfurt_bdev *bdev, struct vfurt_bdev_stats
 		.errors = atomic_load_explicit(&b->st.errors, memory_order_relaxed),
 		.invalid = atomic_load_explicit(&b->st.invalid, memory_order_relaxed),
 	};
-
-	memcpy(out, &s, size < sizeof(s) ? size : sizeof(s));
+	return vfurt_abi_copy_out(st, &s, sizeof(s), BDEV_STATS_V1);
 }
 
 struct vfurt_bdev_channel *vfurt_bdev_channel_create(struct vfurt_bdev *bdev, uint32_t queue_depth)
@@ -400,49 +412,10 @@ const struct vfurt_bdev_io *vfurt_bdev_req_io(const struct vfurt_bdev_req *req)
 	return &req->io;
 }
 
-int vfurt_parse_size(const char *s, uint64_t *bytes)
+struct vfurt_bdev *vfurt_bdev_spec_create(const struct vfurt_bdev_spec_opts *opts, char *err,
+					 size_t errlen)
 {
-	uint64_t v = 0;
-	unsigned shift = 0;
-	const char *p = s;
-
-	if (s == NULL || bytes == NULL || *s < '0' || *s > '9')
-		return -EINVAL;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		unsigned d = (unsigned)(*p - '0');
-
-		if (v > (UINT64_MAX - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
-	switch (*p) {
-	case '\0':
-		break;
-	case 'k': case 'K': shift = 10; p++; break;
-	case 'm': case 'M': shift = 20; p++; break;
-	case 'g': case 'G': shift = 30; p++; break;
-	case 't': case 'T': shift = 40; p++; break;
-	default:
-		return -EINVAL;
-	}
-	if (*p != '\0')
-		return -EINVAL;
-	if (shift != 0 && v > (UINT64_MAX >> shift))
-		return -ERANGE;
-	*bytes = v << shift;
-	return 0;
-}
-
-int vfurt_bdev_from_spec(const char *spec, uint64_t size, uint32_t block_size,
-			 struct vfurt_bdev **out, char *err, size_t errlen)
-{
-	return vfurt_bdev_from_spec_direct(spec, size, block_size, VFURT_BDEV_DIRECT_OFF, out,
-					   err, errlen);
-}
-
-int vfurt_bdev_from_spec_direct(const char *spec, uint64_t size, uint32_t block_size,
-				int direct, struct vfurt_bdev **out, char *err, size_t errlen)
-{
+	struct vfurt_bdev_spec_opts o;
 	struct vfurt_bdev *bdev = NULL;
 	char dummy[1];
 
@@ -450,53 +423,65 @@ int vfurt_bdev_from_spec_direct(const char *spec, uint64_t size, uint32_t block_
 		err = dummy;
 		errlen = sizeof(dummy);
 	}
-	err[0] = '\0';
-	if (spec == NULL || out == NULL) {
+	if (vfurt_abi_copy_in(&o, sizeof(o), opts, BDEV_SPEC_OPTS_V1) || o.spec == NULL) {
 		snprintf(err, errlen, "no bdev spec");
-		return -EINVAL;
+		errno = EINVAL;
+		return NULL;
 	}
-	if (direct < VFURT_BDEV_DIRECT_OFF || direct > VFURT_BDEV_DIRECT_TRY) {
-		snprintf(err, errlen, "direct mode %d: expected off, on or try", direct);
-		return -EINVAL;
+	if ((int)o.direct < VFURT_BDEV_DIRECT_OFF || (int)o.direct > VFURT_BDEV_DIRECT_TRY) {
+		snprintf(err, errlen, "direct mode %d: expected off, on or try", (int)o.direct);
+		errno = EINVAL;
+		return NULL;
 	}
-	if (block_size == 0)
-		block_size = 512;
-	if (block_size != 512 && block_size != 4096) {
-		snprintf(err, errlen, "block size %u: must be 512 or 4096", block_size);
-		return -EINVAL;
+	if (o.block_size == 0)
+		o.block_size = 512;
+	if (o.block_size != 512 && o.block_size != 4096) {
+		snprintf(err, errlen, "block size %u: must be 512 or 4096", o.block_size);
+		errno = EINVAL;
+		return NULL;
 	}
-	if (strcmp(spec, "null") == 0 || strcmp(spec, "ram") == 0) {
-		if (size == 0 || size % block_size != 0) {
+	if (strcmp(o.spec, "null") == 0 || strcmp(o.spec, "ram") == 0) {
+		if (o.size_bytes == 0 || o.size_bytes % o.block_size != 0) {
 			snprintf(err, errlen, "%s bdev: size %llu must be a non-zero multiple of %u",
-				 spec, (unsigned long long)size, block_size);
-			return -EINVAL;
+				 o.spec, (unsigned long long)o.size_bytes, o.block_size);
+			errno = EINVAL;
+			return NULL;
 		}
-		if (spec[0] == 'n')
-			bdev = vfurt_bdev_null_create("null", block_size, size / block_size);
-		else
-			bdev = vfurt_bdev_ram_create("ram", block_size, size);
-	} else if (strncmp(spec, "file:", 5) == 0 && spec[5] != '\0') {
+		if (o.spec[0] == 'n') {
+			struct vfurt_bdev_null_opts no = { .opts_size = sizeof(no), .name = "null",
+							   .block_size = o.block_size,
+							   .size_bytes = o.size_bytes };
+
+			bdev = vfurt_bdev_null_create(&no);
+		} else {
+			struct vfurt_bdev_ram_opts ro = { .opts_size = sizeof(ro), .name = "ram",
+							  .block_size = o.block_size,
+							  .size_bytes = o.size_bytes };
+
+			bdev = vfurt_bdev_ram_create(&ro);
+		}
+	} else if (strncmp(o.spec, "file:", 5) == 0 && o.spec[5] != '\0') {
 		struct vfurt_bdev_file_opts fo = {
 			.opts_size = sizeof(fo),
-			.path = spec + 5,
-			.block_size = block_size,
-			.size_bytes = size,
-			.create = size != 0,
-			.direct = (enum vfurt_bdev_direct)direct,
+			.path = o.spec + 5,
+			.block_size = o.block_size,
+			.size_bytes = o.size_bytes,
+			.create = o.size_bytes != 0,
+			.direct = o.direct,
 			.sync = VFURT_BDEV_SYNC_FDATASYNC,
 		};
 
 		bdev = vfurt_bdev_file_create(&fo);
 	} else {
-		snprintf(err, errlen, "unknown bdev '%s': expected null, ram or file:PATH", spec);
-		return -EINVAL;
+		snprintf(err, errlen, "unknown bdev '%s': expected null, ram or file:PATH", o.spec);
+		errno = EINVAL;
+		return NULL;
 	}
 	if (bdev == NULL) {
 		int e = errno != 0 ? errno : EINVAL;
 
-		snprintf(err, errlen, "bdev '%s': %s", spec, strerror(e));
-		return -e;
+		snprintf(err, errlen, "bdev '%s': %s", o.spec, strerror(e));
+		errno = e;
 	}
-	*out = bdev;
-	return 0;
+	return bdev;
 }

@@ -14,6 +14,7 @@
 
 #include <liburing.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/bdev.h>
 #include <vfurt/log.h>
 
@@ -475,7 +476,7 @@ struct vfurt_bdev *vfurt_bdev_file_create(const struct vfurt_bdev_file_opts *opt
 		.poll = file_poll,
 		.destroy = file_destroy,
 	};
-	struct vfurt_bdev_file_opts o = { 0 };
+	struct vfurt_bdev_file_opts o;
 	struct vfurt_bdev_opts bo = { .opts_size = sizeof(bo) };
 	struct vfurt_bdev *bdev;
 	struct file_bdev *fb;
@@ -483,11 +484,10 @@ struct vfurt_bdev *vfurt_bdev_file_create(const struct vfurt_bdev_file_opts *opt
 	bool direct = false;
 	int rc;
 
-	if (opts == NULL || opts->opts_size == 0) {
+	if (vfurt_abi_copy_in(&o, sizeof(o), opts, VFURT_ABI_SIZE(struct vfurt_bdev_file_opts, log))) {
 		errno = EINVAL;
 		return NULL;
 	}
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 	if (o.block_size == 0)
 		o.block_size = 512;
 	if (o.path == NULL || (o.block_size != 512 && o.block_size != 4096) ||

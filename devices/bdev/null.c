@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/bdev.h>
 
 static int null_submit(void *chan_ctx, struct vfurt_bdev_req *req, const struct vfurt_bdev_io *io)
@@ -13,20 +14,29 @@ static int null_submit(void *chan_ctx, struct vfurt_bdev_req *req, const struct 
 	return 0;
 }
 
-struct vfurt_bdev *vfurt_bdev_null_create(const char *name, uint32_t block_size,
-					  uint64_t num_blocks)
+struct vfurt_bdev *vfurt_bdev_null_create(const struct vfurt_bdev_null_opts *opts)
 {
 	static const struct vfurt_bdev_ops ops = {
 		.ops_size = sizeof(ops),
 		.submit = null_submit,
 	};
+	struct vfurt_bdev_null_opts no;
 	struct vfurt_bdev_opts o = {
 		.opts_size = sizeof(o),
-		.name = name != NULL ? name : "null",
-		.block_size = block_size,
-		.num_blocks = num_blocks,
 		.caps = VFURT_BDEV_CAP_WRITE_ZEROES | VFURT_BDEV_CAP_DEALLOCATE,
 	};
 
+	if (vfurt_abi_copy_in(&no, sizeof(no), opts,
+			      VFURT_ABI_SIZE(struct vfurt_bdev_null_opts, size_bytes))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	o.name = no.name != NULL ? no.name : "null";
+	o.block_size = no.block_size != 0 ? no.block_size : 512;
+	if (no.size_bytes == 0 || no.size_bytes % o.block_size != 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	o.num_blocks = no.size_bytes / o.block_size;
 	return vfurt_bdev_create(&o, &ops, NULL);
 }

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/bdev.h>
 
 #ifndef MADV_POPULATE_WRITE
@@ -388,8 +389,7 @@ static void ram_destroy(void *ctx)
 	free(rb);
 }
 
-struct vfurt_bdev *vfurt_bdev_ram_create(const char *name, uint32_t block_size,
-					 uint64_t size_bytes)
+struct vfurt_bdev *vfurt_bdev_ram_create(const struct vfurt_bdev_ram_opts *opts)
 {
 	static const struct vfurt_bdev_ops ops = {
 		.ops_size = sizeof(ops),
@@ -402,20 +402,30 @@ struct vfurt_bdev *vfurt_bdev_ram_create(const char *name, uint32_t block_size,
 	};
 	struct vfurt_bdev_opts o = {
 		.opts_size = sizeof(o),
-		.name = name != NULL ? name : "ram",
-		.block_size = block_size,
 		.caps = VFURT_BDEV_CAP_WRITE_ZEROES | VFURT_BDEV_CAP_DEALLOCATE,
 	};
+	struct vfurt_bdev_ram_opts ro;
 	struct vfurt_bdev *bdev;
 	struct ram_bdev *rb;
+	uint32_t block_size;
+	uint64_t size_bytes;
 	size_t hp;
 	int e;
 
+	if (vfurt_abi_copy_in(&ro, sizeof(ro), opts,
+			      VFURT_ABI_SIZE(struct vfurt_bdev_ram_opts, size_bytes))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	block_size = ro.block_size != 0 ? ro.block_size : 512;
+	size_bytes = ro.size_bytes;
 	if ((block_size != 512 && block_size != 4096) || size_bytes == 0 ||
 	    size_bytes % block_size != 0 || size_bytes > SIZE_MAX / 2) {
 		errno = EINVAL;
 		return NULL;
 	}
+	o.name = ro.name != NULL ? ro.name : "ram";
+	o.block_size = block_size;
 	o.num_blocks = size_bytes / block_size;
 	rb = calloc(1, sizeof(*rb));
 	if (rb == NULL) {

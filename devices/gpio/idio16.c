@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/gpio.h>
 #include <vfurt/pci.h>
 
@@ -169,11 +170,11 @@ struct vfurt_dev *vfurt_gpio_create(const struct vfurt_gpio_opts *opts)
 	struct idio16 *g;
 	int err;
 
-	if (!opts || opts->opts_size == 0) {
+	if (vfurt_abi_copy_in(&o, sizeof(o), opts,
+			      VFURT_ABI_SIZE(struct vfurt_gpio_opts, toggle_period))) {
 		errno = EINVAL;
 		return NULL;
 	}
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 
 	g = calloc(1, sizeof(*g));
 	if (!g) {

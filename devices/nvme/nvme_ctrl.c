@@ -9,6 +9,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <vfurt/abi.h>
+
 #include "nvme_internal.h"
 
 /* PCI identity: the vfio-user NVMe ids libvfio-user's and SPDK's servers
@@ -513,11 +515,11 @@ struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts)
 	struct nvme_ctrl *c;
 	int err;
 
-	if (!opts || opts->opts_size == 0) {
+	if (vfurt_abi_copy_in(&o, sizeof(o), opts,
+			      VFURT_ABI_SIZE(struct vfurt_nvme_opts, identity))) {
 		errno = EINVAL;
 		return NULL;
 	}
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 	if (!o.max_io_queues)
 		o.max_io_queues = 4;
 	if (!o.max_queue_entries)

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vfurt/abi.h>
 #include <vfurt/pci.h>
 
 #include "pci_internal.h"
@@ -48,7 +49,7 @@ static bool is_pow2(uint64_t v)
  */
 static int setup_bars(struct vfurt_pci *pci)
 {
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 	bool upper_half = false;
 
 	for (uint32_t i = 0; i < VPCI_NUM_BARS; i++) {
@@ -262,11 +263,11 @@ struct vfurt_pci *vfurt_pci_create(struct vfurt_dev *dev, const struct vfurt_pci
 	bool own_req = false;
 	int err;
 
-	if (!dev || !opts || opts->opts_size == 0) {
+	if (!dev || vfurt_abi_copy_in(&o, sizeof(o), opts,
+				      VFURT_ABI_SIZE(struct vfurt_pci_opts, cfg_size))) {
 		errno = EINVAL;
 		return NULL;
 	}
-	memcpy(&o, opts, opts->opts_size < sizeof(o) ? opts->opts_size : sizeof(o));
 	if ((o.cfg_size != VFURT_PCI_CFG_SIZE && o.cfg_size != VFURT_PCI_CFG_SIZE_EXP) ||
 	    o.intx_pin > 4 || o.class_code > 0xffffff) {
 		errno = EINVAL;

@@ -396,7 +396,8 @@ void vpci_msix_client_detach(struct vfurt_pci *pci)
 int vfurt_pci_add_msix(struct vfurt_pci *pci, uint32_t nvec, uint32_t table_bar,
 		       uint32_t table_offset, uint32_t pba_bar, uint32_t pba_offset)
 {
-	struct vfurt_region_desc td, pd;
+	struct vfurt_region_desc td = { .desc_size = sizeof(td) };
+	struct vfurt_region_desc pd = { .desc_size = sizeof(pd) };
 	uint64_t tlen, plen;
 	int off, err;
 

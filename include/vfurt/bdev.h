@@ -74,6 +74,7 @@ struct vfurt_bdev_io {
 /* Counters since creation; completions only (rejected submits are counted in
  * `invalid`, -EAGAIN is not counted). */
 struct vfurt_bdev_stats {
+	size_t stats_size;        /* set by the caller: sizeof(struct vfurt_bdev_stats) */
 	uint64_t reads;           /* successful completions per operation */
 	uint64_t writes;
 	uint64_t flushes;
@@ -150,12 +151,12 @@ VFURT_EXPORT uint32_t vfurt_bdev_caps(const struct vfurt_bdev *bdev);
 VFURT_EXPORT uint32_t vfurt_bdev_buf_align(const struct vfurt_bdev *bdev);
 
 /*
- * Copy the statistics into *out: min(size, sizeof(*out)) bytes, so older
- * callers keep working when fields are added. Thread: any (each counter is
- * read atomically, the set is not a snapshot).
+ * Fill *st with the statistics; the caller sets st->stats_size first
+ * (include/vfurt/abi.h: an older caller gets the fields it knows). Returns 0
+ * or -EINVAL (bdev or st NULL, stats_size out of range). Thread: any (each
+ * counter is read atomically, the set is not a snapshot).
  */
-VFURT_EXPORT void vfurt_bdev_get_stats(const struct vfurt_bdev *bdev,
-				       struct vfurt_bdev_stats *out, size_t size);
+VFURT_EXPORT int vfurt_bdev_get_stats(const struct vfurt_bdev *bdev, struct vfurt_bdev_stats *st);
 
 /* ---- channels and I/O ---------------------------------------------------- */
 
@@ -222,40 +223,52 @@ VFURT_EXPORT const struct vfurt_bdev_io *vfurt_bdev_req_io(const struct vfurt_bd
 
 /* ---- built-in backends ------------------------------------------------------ */
 
+struct vfurt_bdev_null_opts {
+	size_t opts_size;     /* sizeof(struct vfurt_bdev_null_opts) */
+	const char *name;     /* copied (truncated to 63 bytes); NULL = "null" */
+	uint32_t block_size;  /* 512 or 4096; 0 = 512 */
+	uint64_t size_bytes;  /* a non-zero multiple of block_size */
+};
+
 /*
  * Null backend: accepts every operation and completes it successfully at the
  * next poll without touching any buffer (reads leave the buffers as they
  * were, like SPDK's null bdev). For measuring everything but storage.
- * block_size 512 or 4096, num_blocks >= 1. Returns NULL with errno EINVAL
- * or ENOMEM. Thread: any.
+ * opts is read during the call only. Returns NULL with errno EINVAL (opts,
+ * see include/vfurt/abi.h for opts_size) or ENOMEM. Thread: any.
  */
-VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_null_create(const char *name, uint32_t block_size,
-						       uint64_t num_blocks);
+VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_null_create(
+	const struct vfurt_bdev_null_opts *opts);
+
+struct vfurt_bdev_ram_opts {
+	size_t opts_size;     /* sizeof(struct vfurt_bdev_ram_opts) */
+	const char *name;     /* copied (truncated to 63 bytes); NULL = "ram" */
+	uint32_t block_size;  /* 512 or 4096; 0 = 512 */
+	uint64_t size_bytes;  /* a non-zero multiple of block_size */
+};
 
 /*
- * RAM backend: size_bytes of zeroed anonymous memory, a multiple of
- * block_size. The memory is faulted in at creation (no first-touch faults
- * during I/O) and backed by transparent huge pages where the system has
- * them; a device larger than the free memory is left to be allocated
- * lazily. Creation therefore takes time in proportion to the size (the
- * kernel zeroes the memory, about a second per several GiB): create at
- * setup, not from a worker's pass. Requests are queued at submit and done
- * by vfurt_bdev_channel_poll() in bounded steps, so that one channel never
- * holds its thread for long: a poll does at most 1 MiB of copying or zeroing
- * per channel, plus the one step that crosses that budget (a step stays
- * within one 2 MiB huge page, or 256 KiB); a request larger than that
+ * RAM backend: size_bytes of zeroed anonymous memory. The memory is faulted
+ * in at creation (no first-touch faults during I/O) and backed by transparent
+ * huge pages where the system has them; a device larger than the free memory
+ * is left to be allocated lazily. Creation therefore takes time in proportion
+ * to the size (the kernel zeroes the memory, about a second per several GiB):
+ * create at setup, not from a worker's pass. Requests are queued at submit
+ * and done by vfurt_bdev_channel_poll() in bounded steps, so that one channel
+ * never holds its thread for long: a poll does at most 1 MiB of copying or
+ * zeroing per channel, plus the one step that crosses that budget (a step
+ * stays within one 2 MiB huge page, or 256 KiB); a request larger than that
  * completes over several polls, the others on the channel taking turns with
- * it (docs/security.md, "What a guest's commands may cost"). WRITE_ZEROES
- * and DEALLOCATE zero the range (DEALLOCATE also returns whole pages, or
- * whole huge pages, to the kernel; they fault in again when written, and
- * WRITE_ZEROES skips those, which are zero already). No volatile cache:
- * FLUSH is a no-op.
- * Channels on different threads may touch the same blocks; as with a real
- * disk, the result of overlapping concurrent writes is undefined.
- * Returns NULL with errno EINVAL or ENOMEM. Thread: any.
+ * it (docs/security.md, "What a guest's commands may cost"). WRITE_ZEROES and
+ * DEALLOCATE zero the range (DEALLOCATE also returns whole pages, or whole
+ * huge pages, to the kernel; they fault in again when written, and
+ * WRITE_ZEROES skips those, which are zero already). No volatile cache: FLUSH
+ * is a no-op. Channels on different threads may touch the same blocks; as
+ * with a real disk, the result of overlapping concurrent writes is undefined.
+ * opts is read during the call only. Returns NULL with errno EINVAL (opts,
+ * size_bytes above what the address space can map) or ENOMEM. Thread: any.
  */
-VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_ram_create(const char *name, uint32_t block_size,
-						      uint64_t size_bytes);
+VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_ram_create(const struct vfurt_bdev_ram_opts *opts);
 
 enum vfurt_bdev_direct {
 	VFURT_BDEV_DIRECT_OFF = 0, /* page cache */
@@ -294,36 +307,28 @@ struct vfurt_bdev_file_opts {
  */
 VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_file_create(const struct vfurt_bdev_file_opts *opts);
 
-/* ---- helpers for configuration ----------------------------------------------- */
+/* ---- from a configuration string ------------------------------------------- */
+
+struct vfurt_bdev_spec_opts {
+	size_t opts_size;           /* sizeof(struct vfurt_bdev_spec_opts) */
+	const char *spec;           /* "null", "ram" or "file:PATH" */
+	/* null and ram: required, a multiple of block_size; file: 0 = the file's
+	 * size, otherwise the file is created or extended to it */
+	uint64_t size_bytes;
+	uint32_t block_size;        /* 512 or 4096; 0 = 512 */
+	enum vfurt_bdev_direct direct; /* file: O_DIRECT mode; ignored for null and ram */
+};
 
 /*
- * Parse a size: decimal digits with an optional suffix k, M, G, T (either
- * case, powers of 1024), e.g. "512", "4k", "64M", "1G", "2T". Rejects empty
- * strings, signs, spaces, other suffixes and overflow. Returns 0 or -EINVAL
- * (-ERANGE on overflow). Thread: any.
+ * Create a bdev from a spec, as the daemon's backend= key does: the null,
+ * ram or file backend, named after its type (the file's after its path),
+ * FLUSH = fdatasync for a file. opts is read during the call only.
+ * Returns the bdev (the caller owns it), or NULL with errno EINVAL (opts,
+ * unknown spec, size or block size) or the backend's errno, and a one-line
+ * reason in err (err may be NULL; "Error messages" in docs/device-api.md). Thread: any.
  */
-VFURT_EXPORT int vfurt_parse_size(const char *s, uint64_t *bytes);
-
-/*
- * Create a bdev from a spec: "null", "ram" or "file:PATH". size is in bytes
- * (null and ram: required; file: 0 = the file's size, otherwise the file is
- * created or extended to it), block_size 512 or 4096 (0 = 512). The file is
- * opened without O_DIRECT (see vfurt_bdev_from_spec_direct), FLUSH =
- * fdatasync. On failure writes a reason to
- * err (errlen bytes, may be 0). Returns 0 with *out set (caller owns it),
- * or a negative errno. Thread: any.
- */
-VFURT_EXPORT int vfurt_bdev_from_spec(const char *spec, uint64_t size, uint32_t block_size,
-				      struct vfurt_bdev **out, char *err, size_t errlen);
-
-/*
- * The same with the file backend's O_DIRECT mode chosen: `direct` is an
- * enum vfurt_bdev_direct (ignored for null and ram). -EINVAL for a value
- * out of range.
- */
-VFURT_EXPORT int vfurt_bdev_from_spec_direct(const char *spec, uint64_t size,
-					     uint32_t block_size, int direct,
-					     struct vfurt_bdev **out, char *err, size_t errlen);
+VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_spec_create(const struct vfurt_bdev_spec_opts *opts,
+							char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

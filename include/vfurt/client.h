@@ -22,6 +22,8 @@
  *   -EMSGSIZE      a reply was larger than the caller's buffer, or than
  *                  max(1 MiB, our max_data_xfer_size) + 64 KiB (it is
  *                  read and dropped; the connection stays usable)
+ *   -EINVAL        c NULL, or another argument the function's comment
+ *                  calls required is NULL
  *   other          the errno the server put in an Error reply
  *
  * Threading: a client object may be used by one thread at a time (any
@@ -53,8 +55,8 @@ struct vfurt_client;
 #define VFURT_CLIENT_DEFAULT_TIMEOUT_MS 5000
 #define VFURT_CLIENT_DEFAULT_MAX_MSG_FDS 16u
 
-/* Connection options. Fields beyond opts_size are treated as zero; zero
- * means "default" for every field. */
+/* Connection options. opts_size as in include/vfurt/abi.h (fields beyond it
+ * are treated as zero); zero means "default" for every field. */
 struct vfurt_client_opts {
 	size_t opts_size;            /* sizeof(struct vfurt_client_opts) */
 	uint32_t flags;              /* VFURT_CLIENT_* */
@@ -73,6 +75,7 @@ struct vfurt_client_opts {
 /* Negotiated parameters. "Server" values are what the server accepts from
  * us; spec defaults when its reply had no JSON or omitted the key. */
 struct vfurt_client_caps {
+	size_t caps_size;            /* set by the caller: sizeof(struct vfurt_client_caps) */
 	uint16_t major;
 	uint16_t minor;
 	bool server_json;            /* the server's reply carried JSON */
@@ -88,6 +91,7 @@ struct vfurt_client_caps {
 
 /* Counters of server->client traffic, for tests. */
 struct vfurt_client_stats {
+	size_t stats_size;           /* set by the caller: sizeof(struct vfurt_client_stats) */
 	uint64_t dma_reads;          /* DMA_READ served successfully */
 	uint64_t dma_writes;         /* DMA_WRITE served successfully */
 	uint64_t dma_bytes;          /* bytes moved by those */
@@ -100,8 +104,10 @@ struct vfurt_client_stats {
  * Connect to the server listening on the AF_UNIX socket `path` and negotiate
  * VERSION (unless VFURT_CLIENT_NO_HANDSHAKE). opts may be NULL (defaults);
  * it is copied, version_json is used only during this call.
- * Returns a client, or NULL with errno: EINVAL (bad opts), ENAMETOOLONG,
- * ENOMEM, connect(2) errors (ENOENT, ECONNREFUSED...), ETIMEDOUT,
+ * Returns a client, or NULL with errno: EINVAL (path NULL or empty, opts_size
+ * out of range, unknown flags, max_msg_fds > 64), ENAMETOOLONG (path longer
+ * than 107 bytes), ENOMEM, socket(2) and connect(2) errors (EMFILE, ENOENT,
+ * ECONNREFUSED...), ETIMEDOUT,
  * ECONNRESET, EPROTO (reply version major differs, minor is bigger than
  * ours, JSON malformed, twin socket inconsistent), EPROTONOSUPPORT
  * (VFURT_CLIENT_REQUIRE_TWIN and the server declined), or the errno of an
@@ -114,7 +120,8 @@ VFURT_EXPORT struct vfurt_client *vfurt_client_connect(const char *path,
 /*
  * As vfurt_client_connect on an already connected stream socket `sock`
  * (e.g. one end of a socketpair). The client takes ownership of sock, also
- * on failure (it is closed then). Returns NULL with errno as above.
+ * on failure (it is closed then; not when sock < 0). Returns NULL with errno
+ * as above (EINVAL also for sock < 0), or fcntl's.
  */
 VFURT_EXPORT struct vfurt_client *vfurt_client_connect_fd(int sock,
 							   const struct vfurt_client_opts *opts);
@@ -123,8 +130,10 @@ VFURT_EXPORT struct vfurt_client *vfurt_client_connect_fd(int sock,
  * NULL is ignored. Thread: the thread using c. */
 VFURT_EXPORT void vfurt_client_close(struct vfurt_client *c);
 
-/* Copy the negotiated parameters into *out. Returns 0, -EINVAL (NULL). */
-VFURT_EXPORT int vfurt_client_caps(const struct vfurt_client *c, struct vfurt_client_caps *out);
+/* Fill *out with the negotiated parameters; the caller sets out->caps_size
+ * first (include/vfurt/abi.h). Returns 0 or -EINVAL (c or out NULL,
+ * caps_size out of range). */
+VFURT_EXPORT int vfurt_client_get_caps(const struct vfurt_client *c, struct vfurt_client_caps *out);
 
 /* The server's VERSION JSON as received (NUL-terminated), or NULL if it sent
  * none. Owned by c, valid until vfurt_client_close. */
@@ -138,8 +147,11 @@ VFURT_EXPORT int vfurt_client_twin_fd(const struct vfurt_client *c);
 /* Change the per-call timeout (ms; 0 = default, < 0 = forever). */
 VFURT_EXPORT void vfurt_client_set_timeout(struct vfurt_client *c, int timeout_ms);
 
-/* Copy the counters into *out. Returns 0 or -EINVAL. */
-VFURT_EXPORT int vfurt_client_stats(const struct vfurt_client *c, struct vfurt_client_stats *out);
+/* Fill *out with the counters; the caller sets out->stats_size first
+ * (include/vfurt/abi.h). Returns 0 or -EINVAL (c or out NULL, stats_size out
+ * of range). */
+VFURT_EXPORT int vfurt_client_get_stats(const struct vfurt_client *c,
+					struct vfurt_client_stats *out);
 
 /* DMA_READ + DMA_WRITE served successfully so far. */
 VFURT_EXPORT uint64_t vfurt_client_dma_served(const struct vfurt_client *c);
@@ -251,8 +263,8 @@ VFURT_EXPORT int vfurt_client_region_write_posted(struct vfurt_client *c, uint32
 /*
  * REGION_WRITE_MULTI with n entries (count <= 8 each), split in messages of
  * VFIO_USER_MULTI_MAX entries. posted: No_reply. Returns 0, -EOPNOTSUPP
- * (server did not negotiate write_multiple), -EINVAL (an entry's count is 0
- * or > 8), -EIO (reply wr_cnt differs) or as at the top.
+ * (server did not negotiate write_multiple), -EINVAL (wrs NULL, n 0, an
+ * entry's count is 0 or > 8), -EIO (reply wr_cnt differs) or as at the top.
  */
 VFURT_EXPORT int vfurt_client_region_write_multi(struct vfurt_client *c,
 						 const struct vfio_user_write_multi_entry *wrs,
@@ -316,9 +328,9 @@ VFURT_EXPORT int vfurt_client_mig_data_write(struct vfurt_client *c, const void 
  * itself (MAP_SHARED) to serve DMA_READ/DMA_WRITE; with
  * VFURT_CLIENT_DMA_SEND_FD the fd also goes to the server for direct access.
  * prot: VFIO_USER_DMA_MAP_FLAG_READ | _WRITE. The fd stays owned by the
- * caller. Returns 0, -EINVAL (size 0, fd < 0, unknown flags), mmap errors,
- * -ENOMEM, or as at the top (the window is forgotten again when the server
- * rejects it).
+ * caller. Returns 0, -EINVAL (size 0, fd < 0, unknown prot or flags, range
+ * wrapping around), mmap's errno, -ENOMEM, or as at the top (the window is
+ * forgotten again when the server rejects it).
  */
 VFURT_EXPORT int vfurt_client_dma_map(struct vfurt_client *c, uint64_t iova, uint64_t size,
 				      int fd, uint64_t fd_offset, uint32_t prot, uint32_t flags);
@@ -327,7 +339,8 @@ VFURT_EXPORT int vfurt_client_dma_map(struct vfurt_client *c, uint64_t iova, uin
  * Same for memory without an fd (e.g. malloc'ed): no fd is sent, so the
  * server must use DMA_READ/DMA_WRITE. vaddr stays owned by the caller and
  * must stay valid until the window is unmapped or the client closed.
- * flags: VFURT_CLIENT_DMA_POSTED only. Returns as vfurt_client_dma_map.
+ * flags: VFURT_CLIENT_DMA_POSTED only. Returns as vfurt_client_dma_map
+ * (-EINVAL also for vaddr NULL).
  */
 VFURT_EXPORT int vfurt_client_dma_map_mem(struct vfurt_client *c, uint64_t iova,
 					  uint64_t size, void *vaddr, uint32_t prot,
@@ -347,7 +360,7 @@ VFURT_EXPORT int vfurt_client_dma_unmap(struct vfurt_client *c, uint64_t iova, u
  * and serve them: the first one that arrives and every one already queued
  * behind it. Replies that arrive meanwhile are stale and dropped.
  * Returns the number of commands served (0 on timeout) or a negative errno
- * (-ECONNRESET, -EPIPE...).
+ * as at the top (-ECONNRESET, -EPIPE...).
  */
 VFURT_EXPORT int vfurt_client_poll_server(struct vfurt_client *c, int timeout_ms);
 
@@ -355,7 +368,8 @@ VFURT_EXPORT int vfurt_client_poll_server(struct vfurt_client *c, int timeout_ms
  * Wait up to timeout_ms (< 0: forever) for eventfd `efd` to be signalled
  * and read its counter into *value (may be NULL). With c non-NULL, server
  * DMA commands are served while waiting. The fd stays owned by the caller.
- * Returns 0, -ETIMEDOUT, or a negative errno.
+ * Returns 0, -ETIMEDOUT, -EINVAL (efd < 0), -EBADF (efd is not open), read's
+ * errno, or with c as at the top.
  */
 VFURT_EXPORT int vfurt_client_wait_eventfd(struct vfurt_client *c, int efd, int timeout_ms,
 					   uint64_t *value);
@@ -369,7 +383,8 @@ VFURT_EXPORT uint16_t vfurt_client_next_msg_id(struct vfurt_client *c);
 /*
  * Send len bytes exactly as given (the caller builds the header, which may
  * lie) with fds (nfds <= 64, owned by the caller) on the main socket.
- * Returns 0, -EINVAL or as at the top.
+ * Returns 0, -EINVAL (buf NULL, len 0, nfds > 64, fds NULL with nfds) or as
+ * at the top.
  */
 VFURT_EXPORT int vfurt_client_send_raw(struct vfurt_client *c, const void *buf, size_t len,
 				       const int *fds, size_t nfds);

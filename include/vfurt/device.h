@@ -82,7 +82,8 @@ struct vfurt_sparse_area {
 
 #define VFURT_MAX_SPARSE_AREAS 16u
 
-/* Describes one region. Fields beyond desc_size are treated as zero. */
+/* Describes one region. desc_size as in include/vfurt/abi.h (fields beyond
+ * it are treated as zero). */
 struct vfurt_region_desc {
 	size_t desc_size;            /* sizeof(struct vfurt_region_desc) */
 	uint64_t size;               /* bytes; 0 = region absent */
@@ -125,8 +126,9 @@ struct vfurt_dma_region {
 #define VFURT_DMA_WRITE (1u << 1) /* device may write guest memory */
 
 /*
- * Device model callbacks. All optional. Fields beyond ops_size are treated as
- * NULL, so models built against an older header keep working.
+ * Device model callbacks. All optional. ops_size as in include/vfurt/abi.h:
+ * fields beyond it are treated as NULL, so models built against an older
+ * header keep working.
  */
 struct vfurt_dev_ops {
 	size_t ops_size; /* sizeof(struct vfurt_dev_ops) */
@@ -153,7 +155,8 @@ struct vfurt_dev_ops {
 	void (*destroy)(struct vfurt_dev *dev, void *arg);
 };
 
-/* Creation options. Fields beyond opts_size are treated as zero. */
+/* Creation options. opts_size as in include/vfurt/abi.h (fields beyond it are
+ * treated as zero). */
 struct vfurt_dev_opts {
 	size_t opts_size;       /* sizeof(struct vfurt_dev_opts) */
 	const char *name;       /* for logs; copied */
@@ -188,28 +191,36 @@ VFURT_EXPORT void vfurt_dev_set_log(struct vfurt_dev *dev, const struct vfurt_lo
 
 /*
  * Describe region `index` (< VFURT_MAX_REGIONS). Replaces an earlier
- * description. Returns 0, -EINVAL (bad index, size, flags, sparse areas not
- * page aligned or outside the region, fd without sparse info when the region
- * is not page sized), -EBUSY if a client is connected.
+ * description; size 0 removes the region. desc is copied (and its sparse
+ * array). Returns 0, -EINVAL (dev or desc NULL, bad index, desc_size, unknown
+ * flags, neither READ nor WRITE, no access callback and no fd, sparse areas
+ * without an fd, more than VFURT_MAX_SPARSE_AREAS, sparse NULL with
+ * nr_sparse, sparse areas empty, not page aligned or outside the region,
+ * fd_offset not page aligned, fd without sparse info when the region is not
+ * page sized), -EBUSY if a client is connected.
  */
 VFURT_EXPORT int vfurt_dev_setup_region(struct vfurt_dev *dev, uint32_t index,
 					const struct vfurt_region_desc *desc);
 
-/* Read back a region description (size 0 when absent). Returns 0 or -EINVAL. */
+/* Read back a region description (size 0 and fd -1 when absent); the caller
+ * sets desc->desc_size first (include/vfurt/abi.h). Returns 0 or -EINVAL
+ * (dev or desc NULL, index >= VFURT_MAX_REGIONS, desc_size out of range). */
 VFURT_EXPORT int vfurt_dev_get_region(const struct vfurt_dev *dev, uint32_t index,
 				      struct vfurt_region_desc *desc);
 
 /*
  * Replace the access callback of an existing region and return the old one
- * through old_fn/old_arg, so a layer (PCI MSI-X table emulation) can wrap it.
- * Returns 0 or -EINVAL (no such region).
+ * through old_fn/old_arg (each may be NULL), so a layer (PCI MSI-X table
+ * emulation) can wrap it. Returns 0 or -EINVAL (dev or fn NULL, no such
+ * region).
  */
 VFURT_EXPORT int vfurt_dev_hook_region(struct vfurt_dev *dev, uint32_t index,
 				       vfurt_region_access_fn fn, void *arg,
 				       vfurt_region_access_fn *old_fn, void **old_arg);
 
-/* Declare `count` vectors (<= VFURT_MAX_IRQ_VECTORS) of irq type `index`.
- * Returns 0, -EINVAL, -EBUSY (client connected). */
+/* Declare `count` vectors (<= VFURT_MAX_IRQ_VECTORS) of irq type `index`
+ * (count 0 removes them). Returns 0, -EINVAL (dev NULL, index >=
+ * VFURT_IRQ_NUM, count too large), -EBUSY (client connected), -ENOMEM. */
 VFURT_EXPORT int vfurt_dev_setup_irq(struct vfurt_dev *dev, uint32_t index, uint32_t count);
 
 /* Number of vectors of irq type index (0 if not set up). */
@@ -226,7 +237,9 @@ typedef void (*vfurt_ioeventfd_fn)(struct vfurt_dev *dev, void *arg, uint64_t co
  * client hands to KVM. Whoever serves the device (server loop or runtime home
  * worker) watches fd and calls fn(dev, arg, count); fn may be NULL when the
  * model polls fd itself. The device keeps ownership of fd.
- * Returns 0, -EINVAL, -ENOSPC, -EBUSY (client connected).
+ * Returns 0, -EINVAL (dev NULL, fd < 0, size not 0/1/2/4/8, flags other than
+ * DATAMATCH and PIO, no such region, range outside it), -ENOSPC (the
+ * device's io fd table is full), -EBUSY (client connected).
  */
 VFURT_EXPORT int vfurt_dev_add_ioeventfd(struct vfurt_dev *dev, uint32_t index,
 					 uint64_t offset, uint64_t size,
@@ -239,7 +252,9 @@ VFURT_EXPORT int vfurt_dev_add_ioeventfd(struct vfurt_dev *dev, uint32_t index,
  * struct vfio_user_ioregionfd_cmd to it and reads responses) and serves the
  * other end by calling the region's access callback. flags:
  * VFIO_USER_IOREGIONFD_FLAG_POSTED_WRITES, VFIO_USER_IOREGIONFD_FLAG_PIO.
- * Returns 0, -EINVAL, -ENOSPC, -EBUSY, or socketpair's errno.
+ * Returns 0, -EINVAL (as vfurt_dev_add_ioeventfd; size 0 without posted
+ * writes; a region without an access callback), -ENOSPC, -EBUSY, or
+ * socketpair's errno.
  */
 VFURT_EXPORT int vfurt_dev_add_ioregionfd(struct vfurt_dev *dev, uint32_t index,
 					  uint64_t offset, uint64_t size, uint32_t flags,
@@ -268,7 +283,9 @@ typedef int (*vfurt_queue_fn)(struct vfurt_dev *dev, void *arg);
  * another thread, concurrently with the device's control plane: it may
  * translate DMA addresses and raise irqs, and must synchronise anything else
  * with the model itself.
- * Thread: the device's thread. Returns NULL with errno ENOMEM/EINVAL.
+ * Thread: the device's thread. Returns NULL with errno EINVAL (dev or fn
+ * NULL), ENOSPC (the device has its most queues), ENOMEM, or the error of
+ * the host placing it (the runtime's: ENOMEM).
  */
 VFURT_EXPORT struct vfurt_queue *vfurt_dev_queue_add(struct vfurt_dev *dev, vfurt_queue_fn fn,
 						     void *arg, int hint);
@@ -331,7 +348,8 @@ struct vfurt_pci;
 /*
  * Attach a PCI config space object (vfurt_pci_create does this). On device
  * reset the engine calls reset_fn(pci) before ops->reset; on destroy it calls
- * free_fn(pci) after ops->destroy. Returns 0, -EEXIST (already attached).
+ * free_fn(pci) after ops->destroy. Returns 0, -EINVAL (dev or pci NULL),
+ * -EEXIST (already attached).
  */
 VFURT_EXPORT int vfurt_dev_attach_pci(struct vfurt_dev *dev, struct vfurt_pci *pci,
 				      void (*reset_fn)(struct vfurt_pci *pci),
@@ -436,9 +454,10 @@ VFURT_EXPORT void *vfurt_dma_ptr(struct vfurt_dev *dev, uint64_t iova, uint64_t 
  * Copy guest memory into buf / buf into guest memory through the fd-backed
  * mappings. Memory the client mapped without an fd is reachable only by
  * message: these calls never wait for a client, so they fail there with
- * -EWOULDBLOCK (use the _async variants). Returns 0, -ENOENT/-EACCES/
- * -EINVAL as vfurt_dma_to_sg, -EWOULDBLOCK, -EFAULT (a window lost its
- * backing memory during the copy: see vfurt_dma_lost_count). Thread: any.
+ * -EWOULDBLOCK (use the _async variants). Returns 0 (also for len 0),
+ * -ENOENT/-EACCES/-EINVAL as vfurt_dma_to_sg (-EINVAL also for dev NULL, or
+ * buf NULL with len), -EWOULDBLOCK, -EFAULT (a window lost its backing
+ * memory during the copy: see vfurt_dma_lost_count). Thread: any.
  */
 VFURT_EXPORT int vfurt_dma_read(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len);
 VFURT_EXPORT int vfurt_dma_write(struct vfurt_dev *dev, uint64_t iova, const void *buf, size_t len);
@@ -465,11 +484,13 @@ struct vfurt_dma_op {
  * connection broke), -ETIMEDOUT (no answer within the connection's
  * timeout_ms: the client is then disconnected) or -ECONNRESET (the client
  * went away first). buf and op must stay valid until then.
- * Returns 1: the transfer is complete (done is not called); 0: done will be
- * called exactly once; or a negative errno, with nothing sent and done
- * never called: -ENOENT/-EACCES/-EINVAL as vfurt_dma_to_sg, -ENOTCONN (no
- * client), -EBUSY (the connection has 64 requests in flight: retry after
- * a completion), -EIO (the connection is broken).
+ * Returns 1: the transfer is complete (done is not called; also for len 0);
+ * 0: done will be called exactly once; or a negative errno, with nothing
+ * sent and done never called: -ENOENT/-EACCES/-EINVAL as vfurt_dma_to_sg
+ * (-EINVAL also for dev, op or done NULL, or buf NULL with len), -ENOTCONN
+ * (no client), -EBUSY (the connection has 64 requests in flight: retry after
+ * a completion), -EIO (the connection is broken), -EFAULT (every piece was
+ * fd-backed and one lost its backing during the copy, as vfurt_dma_read).
  * Thread: the device's home thread (where its messages are handled).
  */
 VFURT_EXPORT int vfurt_dma_read_async(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len,

@@ -60,6 +60,7 @@ struct vfurt_conn_opts {
 };
 
 struct vfurt_conn_stats {
+	size_t stats_size;    /* set by the caller: sizeof(struct vfurt_conn_stats) */
 	uint64_t msgs;        /* commands received */
 	uint64_t errors;      /* commands answered (or dropped, No_reply) with an error */
 	uint64_t dma_msgs;    /* DMA_READ/DMA_WRITE sent to the client */
@@ -72,8 +73,10 @@ struct vfurt_conn_stats {
 /*
  * Create the engine for a freshly accepted socket `fd` serving `dev`.
  * Takes ownership of fd on success. The device must outlive the connection.
- * Returns NULL with errno EINVAL, EBUSY (the device has a client attached),
- * ENOMEM.
+ * opts may be NULL (defaults); opts_size 0 also means the defaults (a zeroed
+ * conn member of another options struct), otherwise include/vfurt/abi.h.
+ * Returns NULL with errno EINVAL (dev NULL, fd < 0, opts_size out of range),
+ * EBUSY (the device has a client attached), ENOMEM.
  */
 VFURT_EXPORT struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
 						  const struct vfurt_conn_opts *opts);
@@ -97,10 +100,13 @@ VFURT_EXPORT void vfurt_conn_rx_iov(struct vfurt_conn *conn, struct iovec *iov,
 
 /*
  * Account n > 0 bytes read into the last rx iov, with the fds received with
- * them (ownership passes to the engine, even on error). Dispatches complete
- * messages. Returns 0 to keep going, or a negative errno when the
- * connection must be closed: -EPROTO/-EMSGSIZE (framing lost), -EPIPE (reply
- * could not be sent), -ECONNRESET.
+ * them (ownership passes to the engine, even on error); n 0 means EOF.
+ * Dispatches complete messages. Returns 0 to keep going, or a negative errno
+ * when the connection must be closed: -EPROTO (a size below 16, a reply
+ * that matches no request of ours, or a VERSION the server refused, after
+ * its Error reply), -EMSGSIZE (a size above the limit), -ECONNRESET (EOF),
+ * -EPIPE or sendmsg's errno (a reply could not be sent, or the connection
+ * broke earlier), -ENOMEM (a message to park for a quiesce).
  */
 VFURT_EXPORT int vfurt_conn_rx_feed(struct vfurt_conn *conn, size_t n, int *fds,
 				    size_t nfds);
@@ -109,7 +115,8 @@ VFURT_EXPORT int vfurt_conn_rx_feed(struct vfurt_conn *conn, size_t n, int *fds,
  * Plain-syscall driver step: read with recvmsg(MSG_DONTWAIT) until the socket
  * has no more data or a fairness budget of reads is used up (call again
  * while the socket polls readable), feeding the engine. Returns 0
- * (connection alive), or a negative errno to close (-ECONNRESET on EOF).
+ * (connection alive), or a negative errno to close: as vfurt_conn_rx_feed,
+ * or recvmsg's errno.
  */
 VFURT_EXPORT int vfurt_conn_on_readable(struct vfurt_conn *conn);
 
@@ -124,8 +131,9 @@ VFURT_EXPORT bool vfurt_conn_paused(const struct vfurt_conn *conn);
 /*
  * Sends never wait for the client: what its socket does not take is queued.
  * While vfurt_conn_want_write() is true, watch the socket for POLLOUT and
- * call vfurt_conn_on_writable() when it is writable. Returns 0, or a
- * negative errno to close the connection.
+ * call vfurt_conn_on_writable() when it is writable, which returns 0, or a
+ * negative errno to close the connection (sendmsg's: -EPIPE,
+ * -ECONNRESET...).
  */
 VFURT_EXPORT bool vfurt_conn_want_write(const struct vfurt_conn *conn);
 VFURT_EXPORT int vfurt_conn_on_writable(struct vfurt_conn *conn);
@@ -136,8 +144,9 @@ VFURT_EXPORT int vfurt_conn_on_writable(struct vfurt_conn *conn);
  * send VERSION within version_timeout_ms, that left its queued output
  * unread for drain_timeout_ms, or that did not answer a DMA request within
  * timeout_ms; -EPIPE when the connection broke meanwhile (its twin socket,
- * say). Each with one log line. Also flushes the twin socket's output.
- * Returns 0 to keep the connection.
+ * say), or sendmsg's errno from flushing queued output (the twin socket's
+ * is flushed here). Each with one log line. Returns 0 to keep the
+ * connection.
  */
 VFURT_EXPORT int vfurt_conn_tick(struct vfurt_conn *conn, uint64_t now_ms);
 
@@ -214,9 +223,18 @@ VFURT_EXPORT uint32_t vfurt_queue_index(const struct vfurt_queue *q);
 VFURT_EXPORT void vfurt_queue_set_host_data(struct vfurt_queue *q, void *data);
 VFURT_EXPORT void *vfurt_queue_host_data(const struct vfurt_queue *q);
 
-/* Polls and busy polls of a queue (relaxed; any thread). */
-VFURT_EXPORT void vfurt_queue_counters(const struct vfurt_queue *q, uint64_t *polls,
-				       uint64_t *busy);
+struct vfurt_queue_stats {
+	size_t stats_size;    /* set by the caller: sizeof(struct vfurt_queue_stats) */
+	uint64_t polls;       /* times its poll function ran */
+	uint64_t busy;        /* of those, the ones that did work */
+};
+
+/*
+ * Fill *st with q's counters; the caller sets st->stats_size first
+ * (include/vfurt/abi.h). Returns 0 or -EINVAL (q or st NULL, stats_size out
+ * of range). Thread: any (relaxed reads).
+ */
+VFURT_EXPORT int vfurt_queue_get_stats(const struct vfurt_queue *q, struct vfurt_queue_stats *st);
 
 /* Number of queues of dev and queue i (host iteration). */
 VFURT_EXPORT uint32_t vfurt_dev_queue_count(const struct vfurt_dev *dev);
@@ -268,6 +286,7 @@ VFURT_EXPORT void vfurt_dma_quota_destroy(struct vfurt_dma_quota *q);
 
 /* The quota's size and what is in use or reserved (relaxed; any thread). */
 struct vfurt_dma_quota_stats {
+	size_t stats_size;       /* set by the caller: sizeof(struct vfurt_dma_quota_stats) */
 	uint32_t limit;          /* process_max */
 	uint32_t min_per_client;
 	uint32_t committed;      /* reservations + windows mapped beyond them */
@@ -275,8 +294,10 @@ struct vfurt_dma_quota_stats {
 	uint32_t devices;        /* devices that joined */
 	uint64_t refused;        /* DMA_MAPs refused with ENOMEM */
 };
-VFURT_EXPORT void vfurt_dma_quota_get_stats(const struct vfurt_dma_quota *q,
-					    struct vfurt_dma_quota_stats *st);
+/* Fill *st (the caller sets st->stats_size first, include/vfurt/abi.h).
+ * Returns 0 or -EINVAL (q or st NULL, stats_size out of range). */
+VFURT_EXPORT int vfurt_dma_quota_get_stats(const struct vfurt_dma_quota *q,
+					   struct vfurt_dma_quota_stats *st);
 
 /*
  * For hosts: make dev's fd-backed windows count against q (NULL: leave its
@@ -286,9 +307,12 @@ VFURT_EXPORT void vfurt_dma_quota_get_stats(const struct vfurt_dma_quota *q,
  */
 VFURT_EXPORT uint32_t vfurt_dev_set_dma_quota(struct vfurt_dev *dev, struct vfurt_dma_quota *q);
 
-/* Counters and negotiated values. */
-VFURT_EXPORT void vfurt_conn_get_stats(const struct vfurt_conn *conn,
-				       struct vfurt_conn_stats *st);
+/*
+ * Fill *st with the counters and negotiated values; the caller sets
+ * st->stats_size first (include/vfurt/abi.h). Returns 0 or -EINVAL (conn or
+ * st NULL, stats_size out of range). Thread: the connection's.
+ */
+VFURT_EXPORT int vfurt_conn_get_stats(const struct vfurt_conn *conn, struct vfurt_conn_stats *st);
 
 /*
  * A DMA window of dev's client lost its backing memory (device.h,

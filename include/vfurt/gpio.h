@@ -52,7 +52,7 @@ struct vfurt_gpio_opts {
  * Create a PCI-IDIO-16 device, ready to be served. The caller owns the
  * returned device (vfurt_dev_destroy, or hand it to a server). Thread: any
  * (the device is not shared yet). Returns NULL with errno EINVAL (opts NULL
- * or opts_size 0) or ENOMEM.
+ * or opts_size out of range: include/vfurt/abi.h) or ENOMEM.
  */
 VFURT_EXPORT struct vfurt_dev *vfurt_gpio_create(const struct vfurt_gpio_opts *opts);
 

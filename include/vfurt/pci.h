@@ -58,8 +58,9 @@ typedef ssize_t (*vfurt_pci_cfg_fn)(struct vfurt_pci *pci, void *arg, void *buf,
  * The pci object is owned by the device and freed with it.
  * Returns NULL with errno EINVAL (bad opts, BAR regions not power-of-two
  * sized or too small -- memory < 16 bytes, I/O < 4 --, a 32-bit BAR over
- * 2 GiB, a 64-bit BAR in BAR5 or with a region in its upper slot), EEXIST
- * (dev already has config space) or ENOMEM.
+ * 2 GiB, a 64-bit BAR in BAR5 or with a region in its upper slot; dev NULL,
+ * opts_size out of range), EEXIST (dev already has config space), EBUSY (a
+ * client is connected) or ENOMEM.
  */
 VFURT_EXPORT struct vfurt_pci *vfurt_pci_create(struct vfurt_dev *dev,
 						const struct vfurt_pci_opts *opts);
@@ -73,7 +74,9 @@ VFURT_EXPORT const uint8_t *vfurt_pci_cfg(const struct vfurt_pci *pci);
 /*
  * Capabilities. Each returns the capability's config space offset (> 0) or
  * a negative errno: -ENOSPC (config space full), -EEXIST (added twice),
- * -EINVAL (bad arguments).
+ * -EINVAL (bad arguments); vfurt_pci_add_msi and vfurt_pci_add_msix, which
+ * declare their vectors with vfurt_dev_setup_irq, also -ENOMEM and -EBUSY (a
+ * client is connected).
  */
 /* Power management (D0/D3hot, No_Soft_Reset). */
 VFURT_EXPORT int vfurt_pci_add_pm(struct vfurt_pci *pci);

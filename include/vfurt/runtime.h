@@ -79,24 +79,36 @@ struct vfurt_runtime_opts {
 
 /*
  * Validate the core list against the machine (hwloc) and the process's
- * allowed CPUs, and create the workers (not yet running).
- * Returns NULL with errno: EINVAL (syntax, a CPU that does not exist or is
- * not allowed, duplicates; err explains), ENOMEM. err (errlen bytes) gets a
- * one-line reason; may be NULL.
+ * allowed CPUs, and create the workers (not yet running). opts is read
+ * during the call only (cores is parsed, not kept).
+ * Returns NULL with errno: EINVAL (opts, unknown poll mode, CPU list
+ * syntax, a CPU that does not exist or is not allowed, duplicates), ENOMEM,
+ * EIO (the hwloc topology cannot be loaded), or sigaction's errno (the
+ * SIGBUS guard, see vfurt_server_create); with a one-line reason in err
+ * (errlen bytes; err may be NULL: "Error messages" in docs/device-api.md).
+ * Thread: the control thread.
  */
 VFURT_EXPORT struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts,
 							char *err, size_t errlen);
 
 /*
  * Serve dev on a UNIX socket (as vfurt_server_add_device) with home worker
- * `worker` (< worker count) or -1 for round robin. Before start only.
- * On success the runtime owns dev. Returns 0 or a negative errno.
+ * `worker` (< worker count), or any negative value for round robin. Before
+ * vfurt_runtime_start only. On success the runtime owns dev; on failure the
+ * caller still does. Returns 0, -EINVAL (rt or dev NULL, the runtime started
+ * or in no_threads mode, worker out of range, path NULL or empty),
+ * -ENAMETOOLONG, -EADDRINUSE, -EEXIST (as vfurt_listen_unix), -EBUSY (dev is
+ * already served), -ENOMEM, or the errno of socket/bind/chmod/listen.
+ * Thread: the control thread.
  */
 VFURT_EXPORT int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
 					  const char *path, mode_t mode, int worker);
 
-/* Start the worker threads. Returns 0 or a negative errno (io_uring setup,
- * pinning, thread creation); on failure nothing is left running. */
+/* Start the worker threads, once. Returns 0, -EINVAL (rt NULL, started
+ * before, or no_threads mode), or io_uring_queue_init's or pthread_create's
+ * error (-ENOMEM, -EPERM, -EAGAIN...); on failure nothing is left running
+ * and the runtime cannot be started again (destroy it). A worker that cannot
+ * pin itself runs unpinned, with a warning. Thread: the control thread. */
 VFURT_EXPORT int vfurt_runtime_start(struct vfurt_runtime *rt);
 
 /*
@@ -106,15 +118,43 @@ VFURT_EXPORT int vfurt_runtime_start(struct vfurt_runtime *rt);
  */
 VFURT_EXPORT void vfurt_runtime_stop(struct vfurt_runtime *rt);
 
-/* Stop if running, destroy devices, free. NULL is ignored. */
+/* Stop if running, destroy devices, free. NULL is ignored. Thread: the
+ * control thread. */
 VFURT_EXPORT void vfurt_runtime_destroy(struct vfurt_runtime *rt);
 
+/* ---- workers ----------------------------------------------------------- */
+
+/*
+ * The number of workers: one per CPU of opts->cores, fixed when the runtime
+ * is created (>= 1). rt must not be NULL. Thread: any.
+ */
 VFURT_EXPORT uint32_t vfurt_runtime_worker_count(const struct vfurt_runtime *rt);
+
+/*
+ * Worker i, for i < vfurt_runtime_worker_count(rt) (in the order of
+ * opts->cores), or NULL when i is out of range. rt must not be NULL. The
+ * worker belongs to the runtime and stays valid until vfurt_runtime_destroy
+ * (also while stopped). Thread: any.
+ */
 VFURT_EXPORT struct vfurt_worker *vfurt_runtime_worker(const struct vfurt_runtime *rt, uint32_t i);
 
-/* The worker running the calling thread, or NULL on a non-worker thread. */
+/*
+ * The worker whose pass is running on the calling thread: on a worker
+ * thread, from pollers, queue functions, cross-worker calls and device
+ * callbacks it runs; inside vfurt_worker_run_pass(w), w. NULL on any other
+ * thread (the control thread, an embedder's threads, a worker thread
+ * after its runtime stopped). Thread: any.
+ */
 VFURT_EXPORT struct vfurt_worker *vfurt_worker_self(void);
+
+/* w's index in its runtime (0 .. vfurt_runtime_worker_count - 1), as in
+ * vfurt_runtime_worker() and the stats. w must not be NULL. Thread: any. */
 VFURT_EXPORT uint32_t vfurt_worker_id(const struct vfurt_worker *w);
+
+/* The CPU w runs on: its entry of opts->cores. Its thread pins itself there
+ * when it starts (a failure is logged as a warning and the thread runs
+ * unpinned); with no_threads nothing is pinned. w must not be NULL.
+ * Thread: any. */
 VFURT_EXPORT int vfurt_worker_cpu(const struct vfurt_worker *w);
 
 /* ---- queue placement --------------------------------------------------- */
@@ -145,7 +185,8 @@ typedef int (*vfurt_poller_fn)(void *arg);
 /*
  * Register fn on worker w: period_us 0 = run every pass, otherwise at most
  * once per period. Thread: w's thread, or any thread before the runtime
- * starts. Returns NULL with errno ENOMEM/EINVAL.
+ * starts. Returns NULL with errno EINVAL (w or fn NULL, period_us too large
+ * to add to the clock) or ENOMEM.
  */
 VFURT_EXPORT struct vfurt_poller *vfurt_poller_register(struct vfurt_worker *w,
 							vfurt_poller_fn fn, void *arg,
@@ -181,20 +222,23 @@ typedef void (*vfurt_msg_fn)(void *arg);
 
 /*
  * Run fn(arg) on worker `to` during its next pass. Any thread may call it
- * (multi-producer ring per worker, bounded). Returns 0, -EAGAIN (ring full:
- * retry later), -EINVAL.
+ * (multi-producer ring per worker, bounded), including `to` itself. Returns
+ * 0 (queued: fn will run exactly once), -EAGAIN (ring full: retry later) or
+ * -EINVAL (to or fn NULL); fn is not queued on an error.
  */
 VFURT_EXPORT int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg);
 
 /* ---- test and embedding support --------------------------------------- */
 
 /* Run one pass of w on the calling thread (no_threads mode, or from w's own
- * thread). Returns true when the pass did work. */
+ * thread); vfurt_worker_self() is w meanwhile. Returns true when the pass
+ * did work. */
 VFURT_EXPORT bool vfurt_worker_run_pass(struct vfurt_worker *w);
 
 /* ---- statistics -------------------------------------------------------- */
 
 struct vfurt_worker_stats {
+	size_t stats_size;      /* set by the caller: sizeof(struct vfurt_worker_stats) */
 	uint64_t passes;
 	uint64_t busy_passes;   /* passes that did work */
 	uint64_t msgs;          /* vfio-user commands handled */
@@ -216,14 +260,21 @@ struct vfurt_worker_stats {
  */
 VFURT_EXPORT const char *vfurt_runtime_worker_where(const struct vfurt_runtime *rt, uint32_t i);
 
-/* Snapshot of worker i's counters (relaxed atomic reads; any thread). */
-VFURT_EXPORT int vfurt_runtime_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
-					    struct vfurt_worker_stats *st);
+/*
+ * Fill *st with worker i's counters; the caller sets st->stats_size first
+ * (include/vfurt/abi.h). Returns 0 or -EINVAL (rt or st NULL, i out of range,
+ * stats_size out of range). Any thread (relaxed atomic reads: each counter is
+ * exact, the set is not a snapshot).
+ */
+VFURT_EXPORT int vfurt_runtime_get_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
+						struct vfurt_worker_stats *st);
 
 /*
  * All statistics as a JSON document: {"workers":[...], "devices":[{"name",
  * "socket", "home_worker", "connected", "msgs", "errors", "queues":[...]}]}.
- * Returns a malloc'ed string (caller frees) or NULL with errno. Any thread.
+ * Returns a malloc'ed string (caller frees) or NULL with errno ENOMEM. Any
+ * thread (while the runtime runs, each device's part is gathered by a call
+ * on its home worker, which the caller waits for).
  */
 VFURT_EXPORT char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt);
 

@@ -54,8 +54,12 @@ VFURT_EXPORT struct vfurt_server *vfurt_server_create(const struct vfurt_server_
  * Serve dev on a new UNIX socket at path, created with permissions `mode`
  * (e.g. 0600; 0 keeps the umask default). A stale socket file nobody listens
  * on is replaced; a live one is -EADDRINUSE; another kind of file is
- * -EEXIST. On success the server owns dev. Returns 0, -EINVAL (path too
- * long), -EADDRINUSE, -EEXIST, -ENOMEM, or the errno of socket/bind/listen.
+ * -EEXIST. On success the server owns dev; on failure the caller still does.
+ * Returns 0, -EINVAL (srv, dev or path NULL, path empty), -ENAMETOOLONG
+ * (path longer than a UNIX socket address takes: 107 bytes), -EBUSY (dev is
+ * already served, by this or another server or runtime), -EADDRINUSE,
+ * -EEXIST, -ENOMEM, or the errno of socket/bind/chmod/listen/epoll_ctl.
+ * Thread: the server's.
  */
 VFURT_EXPORT int vfurt_server_add_device(struct vfurt_server *srv, struct vfurt_dev *dev,
 					 const char *path, mode_t mode);

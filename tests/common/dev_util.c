@@ -87,7 +87,7 @@ int du_dev_teardown(void **state)
 ssize_t du_region_io(struct vfurt_dev *dev, uint32_t index, void *buf, size_t count,
 		     uint64_t off, bool is_write)
 {
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	assert_int_equal(vfurt_dev_get_region(dev, index, &d), 0);
 	assert_non_null(d.access);

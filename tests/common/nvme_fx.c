@@ -98,8 +98,12 @@ struct vfurt_dev *nvme_fx_ctrl(const char *name, struct vfurt_bdev *b1, struct v
 
 struct vfurt_dev *nvme_fx_ram_ctrl(void)
 {
-	struct vfurt_bdev *b1 = vfurt_bdev_ram_create("ns1", NFX_NS1_BS, NFX_NS1_SIZE);
-	struct vfurt_bdev *b2 = vfurt_bdev_ram_create("ns2", NFX_NS2_BS, NFX_NS2_SIZE);
+	struct vfurt_bdev *b1 = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1",
+		.block_size = NFX_NS1_BS, .size_bytes = NFX_NS1_SIZE });
+	struct vfurt_bdev *b2 = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns2",
+		.block_size = NFX_NS2_BS, .size_bytes = NFX_NS2_SIZE });
 
 	assert_non_null(b1);
 	assert_non_null(b2);

@@ -198,7 +198,9 @@ static int run_framed(struct vfurt_conn *conn, int sock, struct fz_in *in)
 static struct vfurt_dev *make_dev(bool nvme)
 {
 	if (nvme) {
-		struct vfurt_bdev *b = vfurt_bdev_null_create("fz", 512, 1024);
+		struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+			.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "fz",
+			.block_size = 512, .size_bytes = 1024 * 512 });
 		struct vfurt_nvme_opts o = { .opts_size = sizeof(o), .name = "fz", .serial = "FUZZ",
 					     .ns = &b, .nr_ns = 1, .own_bdevs = true,
 					     .ioeventfd = true, .max_io_queues = 2 };

@@ -143,7 +143,7 @@ static void unmap_cb(void *arg, const struct vfurt_dma_region *r)
 static ssize_t region_io(struct fz *f, uint32_t index, void *buf, size_t count, uint64_t off,
 			 bool wr)
 {
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	if (vfurt_dev_get_region(f->dev, index, &d) || !d.access)
 		return -EINVAL;
@@ -691,8 +691,12 @@ static struct vfurt_dev *make_ctrl(uint8_t cfg)
 	}
 	o.ioeventfd = cfg & FZ_NVME_CFG_TRAP_DB;
 	o.irq_per_completion = cfg & FZ_NVME_CFG_IRQ_EACH;
-	ns[0] = vfurt_bdev_ram_create("fz-ram", bs, FZ_NVME_NS_BYTES);
-	ns[1] = vfurt_bdev_null_create("fz-null", bs, 1024);
+	ns[0] = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "fz-ram", .block_size = bs,
+		.size_bytes = FZ_NVME_NS_BYTES });
+	ns[1] = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "fz-null",
+		.block_size = bs, .size_bytes = 1024 * bs });
 	FZ_CHECK(ns[0] && ns[1], "bdevs: %s", strerror(errno));
 	dev = vfurt_nvme_create(&o);
 	FZ_CHECK(dev, "vfurt_nvme_create: %s", strerror(errno));

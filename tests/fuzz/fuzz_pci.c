@@ -168,7 +168,9 @@ static struct vfurt_dev *make_dev(struct fz *f, uint32_t kind)
 		go.log.level = -1;
 		dev = vfurt_gpio_create(&go);
 	} else if (kind == FZ_PCI_DEV_NVME) {
-		struct vfurt_bdev *b = vfurt_bdev_null_create("fz", 512, 1024);
+		struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+			.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "fz",
+			.block_size = 512, .size_bytes = 1024 * 512 });
 		struct vfurt_nvme_opts o = { .opts_size = sizeof(o), .name = "fz", .serial = "FUZZ",
 					     .ns = &b, .nr_ns = 1, .own_bdevs = true };
 
@@ -189,7 +191,7 @@ static struct vfurt_dev *make_dev(struct fz *f, uint32_t kind)
 static ssize_t region_io(struct fz *f, uint32_t index, void *buf, size_t count, uint64_t off,
 			 bool wr)
 {
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	if (vfurt_dev_get_region(f->dev, index, &d) || !d.access || !d.size)
 		return -EINVAL;
@@ -325,7 +327,7 @@ static void op_bar(struct fz *f, struct fz_in *in)
 	uint32_t off = fz_u32(in);
 	uint32_t len = 1u + fz_u8(in) % 16u;
 	bool wr = fz_u8(in) & 1u;
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 	uint8_t buf[16];
 
 	fz_bytes(in, buf, sizeof(buf));

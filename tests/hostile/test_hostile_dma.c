@@ -214,14 +214,14 @@ static void test_map_flood_per_client_limit(void **state)
 {
 	struct hx *x = *state;
 	int memfd = sealed_memfd(PG);
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct vfurt_client *a;
 	int err, refused = 0;
 	size_t lines;
 
 	a = it_connect(testsrv_path(x->ts, 1), 0);
 	assert_non_null(a);
-	assert_int_equal(vfurt_client_caps(a, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(a, &caps), 0);
 	assert_int_equal(caps.max_dma_maps, 100);
 	assert_int_equal(map_flood(a, memfd, 0, 1000, &err), 100);
 	assert_int_equal(err, -ENOSPC);
@@ -257,12 +257,12 @@ static void test_default_max_dma_maps(void **state)
 {
 	struct hx *x = *state;
 	int memfd = sealed_memfd(PG);
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct vfurt_client *a = it_connect(testsrv_path(x->ts, 1), 0);
 	int err;
 
 	assert_non_null(a);
-	assert_int_equal(vfurt_client_caps(a, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(a, &caps), 0);
 	assert_int_equal(caps.max_dma_maps, 1024);
 	assert_int_equal(map_flood(a, memfd, 0, 2000, &err), 1024);
 	assert_int_equal(err, -ENOSPC);

@@ -75,11 +75,11 @@ static int setup_limits(void **state)
 static void test_version_negotiated(void **state)
 {
 	struct it_fx *f = *state;
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	const char *js = vfurt_client_server_json(f->c);
 	struct json_object *root, *caps_o, *wm;
 
-	assert_int_equal(vfurt_client_caps(f->c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(f->c, &caps), 0);
 	assert_int_equal(caps.major, 0);
 	assert_int_equal(caps.minor, 0);
 	assert_true(caps.server_json);
@@ -113,7 +113,7 @@ static void test_version_negotiated(void **state)
 static void test_version_no_json(void **state)
 {
 	struct it_fx *f = *state;
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct vfurt_client *c;
 	uint8_t *buf = aligned_alloc(4096, DMA_SIZE);
 	uint64_t served;
@@ -125,7 +125,7 @@ static void test_version_no_json(void **state)
 	c = it_reconnect(testsrv_path(f->ts, 0), VFURT_CLIENT_NO_JSON);
 	assert_non_null(c);
 	f->c = c;
-	assert_int_equal(vfurt_client_caps(c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(c, &caps), 0);
 	assert_int_equal(caps.major, 0);
 	assert_int_equal(caps.minor, 0);
 	assert_true(caps.server_json);
@@ -156,14 +156,14 @@ static void test_version_minor_min(void **state)
 {
 	struct it_fx *f = *state;
 	struct vfurt_client_opts o = it_opts(VFURT_CLIENT_SET_VERSION);
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 
 	vfurt_client_close(f->c);
 	o.version_major = 0;
 	o.version_minor = 7;
 	f->c = it_connect_retry(testsrv_path(f->ts, 0), &o);
 	assert_non_null(f->c);
-	assert_int_equal(vfurt_client_caps(f->c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(f->c, &caps), 0);
 	assert_int_equal(caps.major, 0);
 	assert_int_equal(caps.minor, 0); /* min(client 7, server 0) */
 	assert_true(it_alive(f->c));
@@ -529,10 +529,10 @@ static int setup_few_fds(void **state)
 static void test_set_irqs_split_by_max_fds(void **state)
 {
 	struct it_fx *f = *state;
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	int efd[TD_MSIX_VECTORS];
 
-	assert_int_equal(vfurt_client_caps(f->c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(f->c, &caps), 0);
 	assert_int_equal(caps.max_msg_fds, 3);
 	make_efds(f, efd, TD_MSIX_VECTORS);
 	assert_int_equal(vfurt_client_set_irqs_eventfd(f->c, VFURT_IRQ_MSIX, 0, TD_MSIX_VECTORS,
@@ -911,9 +911,9 @@ static void test_region_write_posted(void **state)
 	assert_int_equal(vfurt_client_region_write_posted(f->c, VFURT_REGION_BAR3, 0, &v, 4), 0);
 	assert_true(it_alive(f->c));
 	{
-		struct vfurt_client_stats cs;
+		struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
 
-		assert_int_equal(vfurt_client_stats(f->c, &cs), 0);
+		assert_int_equal(vfurt_client_get_stats(f->c, &cs), 0);
 		assert_int_equal(cs.stale_replies, 0);
 	}
 }
@@ -1005,7 +1005,7 @@ static void dma_msg_roundtrip(struct it_fx *f, uint64_t len, uint32_t seed)
 {
 	uint8_t *guest = aligned_alloc(4096, DMA_SIZE);
 	uint8_t *bar = malloc(DMA_SIZE);
-	struct vfurt_client_stats cs;
+	struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
 
 	assert_non_null(guest);
 	assert_non_null(bar);
@@ -1015,7 +1015,7 @@ static void dma_msg_roundtrip(struct it_fx *f, uint64_t len, uint32_t seed)
 	assert_int_equal(it_dev_dma(f->c, 1, DMA_IOVA, len), 0);
 	assert_int_equal(vfurt_client_region_read(f->c, VFURT_REGION_BAR1, 0, bar, len), 0);
 	assert_memory_equal(bar, guest, len);
-	assert_int_equal(vfurt_client_stats(f->c, &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(f->c, &cs), 0);
 	assert_true(cs.dma_reads > 0);
 	assert_int_equal(cs.dma_bytes, len);
 	assert_int_equal(cs.dma_errors, 0);
@@ -1024,7 +1024,7 @@ static void dma_msg_roundtrip(struct it_fx *f, uint64_t len, uint32_t seed)
 	assert_int_equal(vfurt_client_region_write(f->c, VFURT_REGION_BAR1, 0, bar, len), 0);
 	assert_int_equal(it_dev_dma(f->c, 2, DMA_IOVA, len), 0);
 	assert_true(it_check(guest, len, seed + 1));
-	assert_int_equal(vfurt_client_stats(f->c, &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(f->c, &cs), 0);
 	assert_true(cs.dma_writes > 0);
 	assert_int_equal(cs.dma_bytes, 2 * len);
 	assert_int_equal(vfurt_client_dma_served(f->c), cs.dma_reads + cs.dma_writes);
@@ -1037,10 +1037,10 @@ static void dma_msg_roundtrip(struct it_fx *f, uint64_t len, uint32_t seed)
 static void test_dma_map_mem_messages(void **state)
 {
 	struct it_fx *f = *state;
-	struct vfurt_client_stats cs;
+	struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
 
 	dma_msg_roundtrip(f, DMA_SIZE, 11);
-	assert_int_equal(vfurt_client_stats(f->c, &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(f->c, &cs), 0);
 	/* 64 KiB is below the 1 MiB transfer limit: one message each way */
 	assert_int_equal(cs.dma_reads, 1);
 	assert_int_equal(cs.dma_writes, 1);
@@ -1058,14 +1058,14 @@ static int setup_small_xfer(void **state)
 static void test_dma_messages_split(void **state)
 {
 	struct it_fx *f = *state;
-	struct vfurt_client_stats cs;
-	struct vfurt_client_caps caps;
+	struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 
-	assert_int_equal(vfurt_client_caps(f->c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(f->c, &caps), 0);
 	assert_int_equal(caps.client_max_data_xfer_size, 4096);
 	/* 16 KiB + 100 bytes in 4 KiB messages: 5 each way */
 	dma_msg_roundtrip(f, 4 * 4096 + 100, 21);
-	assert_int_equal(vfurt_client_stats(f->c, &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(f->c, &cs), 0);
 	assert_int_equal(cs.dma_reads, 5);
 	assert_int_equal(cs.dma_writes, 5);
 }
@@ -1081,14 +1081,14 @@ static int setup_twin(void **state)
 static void test_dma_twin_socket(void **state)
 {
 	struct it_fx *f = *state;
-	struct vfurt_client_stats cs;
-	struct vfurt_client_caps caps;
+	struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 
-	assert_int_equal(vfurt_client_caps(f->c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(f->c, &caps), 0);
 	assert_true(caps.twin_socket);
 	assert_true(vfurt_client_twin_fd(f->c) >= 0);
 	dma_msg_roundtrip(f, DMA_SIZE, 31);
-	assert_int_equal(vfurt_client_stats(f->c, &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(f->c, &cs), 0);
 	assert_int_equal(cs.dma_reads, DMA_SIZE / 8192);
 	assert_int_equal(cs.dma_writes, DMA_SIZE / 8192);
 	/* every server command came on the twin socket */
@@ -1110,15 +1110,15 @@ static void test_dma_twin_declined(void **state)
 {
 	struct it_fx *f = *state;
 	struct vfurt_client_opts o = it_opts(VFURT_CLIENT_TWIN_SOCKET | VFURT_CLIENT_REQUIRE_TWIN);
-	struct vfurt_client_stats cs;
-	struct vfurt_client_caps caps;
+	struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct vfurt_client *c;
 
-	assert_int_equal(vfurt_client_caps(f->c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(f->c, &caps), 0);
 	assert_false(caps.twin_socket);
 	assert_int_equal(vfurt_client_twin_fd(f->c), -1);
 	dma_msg_roundtrip(f, DMA_SIZE, 35);
-	assert_int_equal(vfurt_client_stats(f->c, &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(f->c, &cs), 0);
 	assert_int_equal(cs.twin_commands, 0);
 
 	/* a client that insists on it gives up */
@@ -1138,7 +1138,7 @@ static void test_dma_mixed_windows(void **state)
 	const uint64_t half = DMA_SIZE / 2;
 	int mfd = it_fx_own(f, it_memfd(half));
 	uint8_t *guest = aligned_alloc(4096, half), *mem, *bar = malloc(DMA_SIZE);
-	struct vfurt_client_stats cs;
+	struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
 
 	assert_true(mfd >= 0);
 	assert_non_null(guest);
@@ -1156,7 +1156,7 @@ static void test_dma_mixed_windows(void **state)
 	memset(bar, 0, DMA_SIZE);
 	assert_int_equal(vfurt_client_region_read(f->c, VFURT_REGION_BAR1, 0, bar, DMA_SIZE), 0);
 	assert_true(it_check(bar, DMA_SIZE, 41));
-	assert_int_equal(vfurt_client_stats(f->c, &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(f->c, &cs), 0);
 	assert_int_equal(cs.dma_bytes, half); /* only the second half was messaged */
 
 	/* unmap-all drops both */

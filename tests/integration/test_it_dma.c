@@ -81,12 +81,12 @@ static void test_dma_prot_enforced(void **state)
 static void test_dma_refused_by_client(void **state)
 {
 	struct it_fx *x = *state;
-	struct vfurt_client_stats cs;
+	struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
 
 	assert_int_equal(raw_map(x->c, IOVA, 4 * PG, RW, 0, -1), 0);
 	assert_int_equal(it_dev_dma(x->c, 1, IOVA, 128), -EFAULT);
 	assert_int_equal(it_dev_dma(x->c, 2, IOVA + PG, 128), -EFAULT);
-	assert_int_equal(vfurt_client_stats(x->c, &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(x->c, &cs), 0);
 	assert_int_equal(cs.dma_errors, 2);
 	assert_int_equal(cs.dma_reads + cs.dma_writes, 0);
 	assert_true(it_alive(x->c));

@@ -110,7 +110,9 @@ static struct vfurt_dev *make_ctrl(const char *name, struct cap *c, bool file)
 					   .block_size = 512, .size_bytes = 4u << 20,
 					   .create = 1 };
 	struct vfurt_bdev *b = file ? vfurt_bdev_file_create(&fo)
-				    : vfurt_bdev_ram_create("ns1", 512, 4u << 20);
+				    : vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+					.opts_size = sizeof(struct vfurt_bdev_ram_opts),
+					.name = "ns1", .block_size = 512, .size_bytes = 4u << 20 });
 	struct vfurt_bdev *ns[1] = { b };
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o),

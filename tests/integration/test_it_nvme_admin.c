@@ -39,8 +39,12 @@ struct ctrl_cfg {
 static struct vfurt_dev *make_ctrl(const struct ctrl_cfg *cfg)
 {
 	struct vfurt_bdev *ns[NR_NS] = {
-		vfurt_bdev_ram_create("ns1", 512, 4u << 20),
-		vfurt_bdev_ram_create("ns2", 4096, 8u << 20),
+		vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+			.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1",
+			.block_size = 512, .size_bytes = 4u << 20 }),
+		vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+			.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns2",
+			.block_size = 4096, .size_bytes = 8u << 20 }),
 	};
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o),

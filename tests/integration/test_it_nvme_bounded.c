@@ -53,7 +53,9 @@ static uint64_t now_ns(void)
 
 static struct vfurt_dev *make_ctrl(const char *name, uint32_t bs, uint64_t blocks)
 {
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns1", bs, blocks * bs);
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1", .block_size = bs,
+		.size_bytes = blocks * bs });
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o),
 		.name = name,

@@ -30,7 +30,9 @@
 static int setup_mode(void **state, int mode)
 {
 	struct nvme_fx *f = nvme_fx_new(state);
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns1", 512, 1u << 20);
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1", .block_size = 512,
+		.size_bytes = 1u << 20 });
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o),
 		.name = "nvme-intx",

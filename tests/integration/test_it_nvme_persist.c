@@ -62,11 +62,12 @@ static void test_file_durability(void **state)
 		 * flush before it completes */
 		struct nh_io io = { .opc = NH_CMD_WRITE, .nsid = 1, .slba = 200, .nlb = 1,
 				    .buf = buf, .len = 4096, .cdw12 = 1u << 30 };
-		struct vfurt_bdev_stats st0, st1;
+		struct vfurt_bdev_stats st0 = { .stats_size = sizeof(st0) };
+		struct vfurt_bdev_stats st1 = { .stats_size = sizeof(st1) };
 
-		vfurt_bdev_get_stats(last_file_bdev, &st0, sizeof(st0));
+		assert_int_equal(vfurt_bdev_get_stats(last_file_bdev, &st0), 0);
 		assert_int_equal(nh_io(f->h, 1, &io, NULL), 0);
-		vfurt_bdev_get_stats(last_file_bdev, &st1, sizeof(st1));
+		assert_int_equal(vfurt_bdev_get_stats(last_file_bdev, &st1), 0);
 		assert_int_equal(st1.writes, st0.writes + 1);
 		assert_int_equal(st1.flushes, st0.flushes + 1);
 	}

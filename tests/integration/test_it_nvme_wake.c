@@ -33,7 +33,9 @@
 
 static struct vfurt_dev *make_ctrl(const char *name, bool ioeventfd, bool per_cqe)
 {
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns1", NS_BS, NS_SIZE);
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1", .block_size = NS_BS,
+		.size_bytes = NS_SIZE });
 	struct vfurt_bdev *ns[1] = { b };
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o),
@@ -108,9 +110,9 @@ static uint64_t total_sleeps(struct testsrv *ts)
 	uint64_t n = 0;
 
 	for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
-		struct vfurt_worker_stats st;
+		struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 
-		assert_int_equal(vfurt_runtime_worker_stats(rt, i, &st), 0);
+		assert_int_equal(vfurt_runtime_get_worker_stats(rt, i, &st), 0);
 		n += st.sleeps;
 	}
 	return n;
@@ -355,9 +357,9 @@ static void irq_run(struct nvme_fx *f, bool unbatched, uint64_t *raised, uint64_
 	rt = testsrv_runtime(f->ts);
 	*raised = *written = 0;
 	for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
-		struct vfurt_worker_stats st;
+		struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 
-		assert_int_equal(vfurt_runtime_worker_stats(rt, i, &st), 0);
+		assert_int_equal(vfurt_runtime_get_worker_stats(rt, i, &st), 0);
 		*raised += st.irqs_raised;
 		*written += st.irqs_written;
 	}

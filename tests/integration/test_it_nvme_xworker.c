@@ -36,7 +36,9 @@ struct fx {
 
 static struct vfurt_dev *make_ctrl(const char *name)
 {
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns1", 512, 1u << 20);
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1", .block_size = 512,
+		.size_bytes = 1u << 20 });
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o),
 		.name = name,

@@ -162,7 +162,7 @@ static void test_dma_churn(void **state)
 static void test_irq_batched(void **state)
 {
 	struct fx *f = *state;
-	struct vfurt_worker_stats ws = { 0 };
+	struct vfurt_worker_stats ws = { .stats_size = sizeof(ws) };
 	uint64_t written = 0;
 	int efd = it_eventfd();
 
@@ -176,7 +176,7 @@ static void test_irq_batched(void **state)
 	for (int tries = 0; tries < 2000 && written == 0; tries++) {
 		written = 0;
 		for (uint32_t i = 0; i < vfurt_runtime_worker_count(testsrv_runtime(f->ts)); i++) {
-			assert_int_equal(vfurt_runtime_worker_stats(testsrv_runtime(f->ts), i, &ws),
+			assert_int_equal(vfurt_runtime_get_worker_stats(testsrv_runtime(f->ts), i, &ws),
 					 0);
 			written += ws.irqs_written;
 		}

@@ -109,9 +109,9 @@ static int setup_max_maps(void **state)
 static void test_dma_map_limit(void **state)
 {
 	struct it_fx *x = *state;
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 
-	assert_int_equal(vfurt_client_caps(x->c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(x->c, &caps), 0);
 	assert_int_equal(caps.max_dma_maps, 2);
 	assert_int_equal(map(x->c, IOVA, PG, RW, 0, NULL, 0), 0);
 	assert_int_equal(map(x->c, IOVA + PG, PG, RW, 0, NULL, 0), 0);

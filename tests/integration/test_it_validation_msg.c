@@ -51,7 +51,7 @@ static void test_reply_from_client_dropped(void **state)
 	int efd = it_eventfd();
 	uint16_t id;
 	int id2;
-	struct vfurt_client_stats cs;
+	struct vfurt_client_stats cs = { .stats_size = sizeof(cs) };
 
 	id = vfurt_client_next_msg_id(x->c);
 	assert_int_equal(it_send_hdr(x->c, id, VFIO_USER_DEVICE_GET_INFO, VFIO_USER_F_TYPE_REPLY,
@@ -63,7 +63,7 @@ static void test_reply_from_client_dropped(void **state)
 	id2 = it_send_cmd(x->c, VFIO_USER_DEVICE_GET_INFO, 0, &info, sizeof(info), NULL, 0);
 	assert_int_equal(it_recv_reply(x->c, (uint16_t)id2, VFIO_USER_DEVICE_GET_INFO, &info,
 				       sizeof(info), NULL), 0);
-	assert_int_equal(vfurt_client_stats(x->c, &cs), 0);
+	assert_int_equal(vfurt_client_get_stats(x->c, &cs), 0);
 	assert_int_equal(cs.stale_replies, 0);
 	close(efd);
 	assert_int_equal(test_count_fds(), n0); /* the server closed its copy */

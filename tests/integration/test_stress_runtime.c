@@ -323,9 +323,9 @@ static struct wsum worker_stats(struct fx *f)
 		memset(&s, 0, sizeof(s));
 		s.busy_le_passes = s.all_passed = true;
 		for (uint32_t w = 0; w < vfurt_runtime_worker_count(rt); w++) {
-			struct vfurt_worker_stats st;
+			struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 
-			if (vfurt_runtime_worker_stats(rt, w, &st))
+			if (vfurt_runtime_get_worker_stats(rt, w, &st))
 				s.all_passed = false;
 			s.msgs += st.msgs;
 			s.raised += st.irqs_raised;

@@ -169,7 +169,9 @@ static int gpio_path(void *arg)
 
 static int nvme_path(void *arg)
 {
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("ns-af", 512, 1u << 20);
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns-af", .block_size = 512,
+		.size_bytes = 1u << 20 });
 	struct vfurt_nvme_opts o = {
 		.opts_size = sizeof(o), .name = "nvme-af", .nr_ns = 1, .own_bdevs = true,
 	};

@@ -64,12 +64,14 @@ static int run_io(struct vfurt_bdev_channel *ch, enum vfurt_bdev_op op, uint64_t
 
 static void test_validation(void **state)
 {
-	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 512, 100);
+	struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "n", .block_size = 512,
+		.size_bytes = 100 * 512 });
 	struct vfurt_bdev_channel *ch;
 	static char buf[4096];
 	struct iovec iov = { buf, 512 };
 	struct iovec big[2] = { { buf, 512 }, { buf, SIZE_MAX - 100 } };
-	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_bdev_io io;
 	struct done d = { 0 };
 
@@ -106,7 +108,7 @@ static void test_validation(void **state)
 		;
 	assert_int_equal(d.calls, 2);
 	assert_int_equal(d.bad, 0);
-	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	vfurt_bdev_get_stats(b, &st);
 	assert_int_equal(st.invalid, 13);
 	assert_int_equal(st.reads, 1);
 	assert_int_equal(st.flushes, 1);
@@ -166,7 +168,9 @@ static void test_ram_odd_size(void **state)
 	const uint64_t two_mib = (2u << 20) / bs;
 	const uint64_t lbas[] = { 0, 1, two_mib - 1, two_mib, 2 * two_mib - 1, 2 * two_mib,
 				  3 * two_mib - 1, 3 * two_mib, nb - 2, nb - 1 };
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("odd", bs, size);
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "odd", .block_size = bs,
+		.size_bytes = size });
 	struct vfurt_bdev_channel *ch;
 	unsigned char *buf, one[512], want[512];
 	unsigned long rss = 0, huge = 0;
@@ -261,7 +265,9 @@ static void test_ram_odd_size(void **state)
 
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		uint64_t sz = sizes[k];
-		struct vfurt_bdev *b4 = vfurt_bdev_ram_create("odd4k", 4096, sz);
+		struct vfurt_bdev *b4 = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+			.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "odd4k",
+			.block_size = 4096, .size_bytes = sz });
 		struct vfurt_bdev_channel *c4;
 		unsigned char blk[4096], chk[4096];
 		struct iovec v = { blk, sizeof(blk) };
@@ -289,15 +295,23 @@ static void test_create_errors(void **state)
 	struct vfurt_bdev *b;
 
 	(void)state;
-	assert_null(vfurt_bdev_null_create("x", 1024, 8));
+	assert_null(vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "x", .block_size = 1024,
+		.size_bytes = 8 * 1024 }));
 	assert_int_equal(errno, EINVAL);
-	assert_null(vfurt_bdev_null_create("x", 512, 0));
-	assert_null(vfurt_bdev_ram_create("x", 512, 1000));
+	assert_null(vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "x", .block_size = 512,
+		.size_bytes = 0 }));
+	assert_null(vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "x", .block_size = 512,
+		.size_bytes = 1000 }));
 	assert_null(vfurt_bdev_create(&o, &ops, NULL));
 	o.block_size = 4096;
 	assert_null(vfurt_bdev_create(&o, &ops, NULL)); /* no submit */
 	assert_null(vfurt_bdev_create(NULL, &ops, NULL));
-	b = vfurt_bdev_null_create(NULL, 4096, 1);
+	b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .block_size = 4096,
+		.size_bytes = 4096 });
 	assert_non_null(b);
 	assert_null(vfurt_bdev_channel_create(b, 65537));
 	assert_int_equal(errno, EINVAL);
@@ -306,7 +320,9 @@ static void test_create_errors(void **state)
 
 static void test_queue_depth(void **state)
 {
-	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 4096, 16);
+	struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "n", .block_size = 4096,
+		.size_bytes = 16 * 4096 });
 	struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 4);
 	struct done d = { 0 };
 	int i;
@@ -350,7 +366,9 @@ static void on_chain(void *arg, int status)
 
 static void test_resubmit_from_callback(void **state)
 {
-	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 512, 8);
+	struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "n", .block_size = 512,
+		.size_bytes = 8 * 512 });
 	struct chain c = { .ch = vfurt_bdev_channel_create(b, 1), .left = 5 };
 	struct vfurt_bdev_io io = { .op = VFURT_BDEV_FLUSH, .cb = on_chain, .cb_arg = &c };
 
@@ -366,7 +384,9 @@ static void test_resubmit_from_callback(void **state)
 
 static void test_null_leaves_buffers(void **state)
 {
-	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 512, 8);
+	struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "n", .block_size = 512,
+		.size_bytes = 8 * 512 });
 	struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 0);
 	char buf[1024];
 	struct iovec iov = { buf, sizeof(buf) };
@@ -384,13 +404,15 @@ static void test_null_leaves_buffers(void **state)
 static void test_ram_rw(void **state)
 {
 	const uint32_t bs = 512;
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("r", bs, 64 * 1024);
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "r", .block_size = bs,
+		.size_bytes = 64 * 1024 });
 	struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 4);
 	unsigned char src[4 * 512], dst[4 * 512];
 	/* 4 blocks scattered over uneven pieces, one of them empty */
 	struct iovec wv[4] = { { src, 100 }, { src + 100, 0 }, { src + 100, 1000 }, { src + 1100, 948 } };
 	struct iovec rv[3] = { { dst, 1 }, { dst + 1, 2046 }, { dst + 2047, 1 } };
-	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 	size_t i;
 
 	(void)state;
@@ -426,7 +448,7 @@ static void test_ram_rw(void **state)
 			assert_int_equal(dst[j], (i >= 3 && i < 23) ? 0 : 0xee);
 	}
 	assert_int_equal(run_io(ch, VFURT_BDEV_FLUSH, 0, 0, NULL, 0), 0);
-	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	vfurt_bdev_get_stats(b, &st);
 	assert_int_equal(st.writes, 33);
 	assert_int_equal(st.bytes_written, 4 * bs + 32 * bs);
 	assert_int_equal(st.reads, 34);
@@ -538,7 +560,7 @@ static void test_custom_backend(void **state)
 	struct custom c = { .fail_lba = 7 };
 	struct vfurt_bdev *b = vfurt_bdev_create(&o, &ops, &c);
 	struct vfurt_bdev_channel *ch;
-	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 	struct done d1 = { 0 }, d2 = { 0 }, d3 = { 0 };
 	void *buf = aligned_alloc(4096, 8192);
 	struct iovec iov = { buf, 4096 };
@@ -574,16 +596,34 @@ static void test_custom_backend(void **state)
 	assert_int_equal(d1.calls, 1);
 	assert_int_equal(d1.status, -ECANCELED);
 	assert_int_equal(c.channels, 0);
-	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	vfurt_bdev_get_stats(b, &st);
 	assert_int_equal(st.reads, 1);
 	assert_int_equal(st.errors, 2);
 	assert_int_equal(st.flushes, 1);
 	assert_int_equal(st.invalid, 3);
-	/* a short stats struct gets only its prefix */
+	/* a caller's size below the first version is refused, nothing written */
 	memset(&st, 0xff, sizeof(st));
-	vfurt_bdev_get_stats(b, &st, offsetof(struct vfurt_bdev_stats, writes));
-	assert_int_equal(st.reads, 1);
-	assert_int_equal(st.writes, UINT64_MAX);
+	st.stats_size = offsetof(struct vfurt_bdev_stats, writes);
+	assert_int_equal(vfurt_bdev_get_stats(b, &st), -EINVAL);
+	assert_int_equal(st.reads, UINT64_MAX);
+	st.stats_size = 0;
+	assert_int_equal(vfurt_bdev_get_stats(b, &st), -EINVAL);
+	assert_int_equal(vfurt_bdev_get_stats(NULL, &st), -EINVAL);
+	assert_int_equal(vfurt_bdev_get_stats(b, NULL), -EINVAL);
+	/* a newer caller's larger struct: the part this library does not know is zeroed */
+	{
+		struct {
+			struct vfurt_bdev_stats st;
+			uint64_t newer;
+		} big;
+
+		memset(&big, 0xff, sizeof(big));
+		big.st.stats_size = sizeof(big);
+		assert_int_equal(vfurt_bdev_get_stats(b, &big.st), 0);
+		assert_int_equal(big.st.reads, 1);
+		assert_int_equal(big.st.stats_size, sizeof(big));
+		assert_int_equal(big.newer, 0);
+	}
 	vfurt_bdev_destroy(b);
 	assert_int_equal(c.destroyed, 1);
 	free(buf);
@@ -591,7 +631,9 @@ static void test_custom_backend(void **state)
 
 static void test_channel_destroy_pending_null(void **state)
 {
-	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 512, 8);
+	struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "n", .block_size = 512,
+		.size_bytes = 8 * 512 });
 	struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 4);
 	struct done d = { 0 };
 
@@ -605,69 +647,114 @@ static void test_channel_destroy_pending_null(void **state)
 	vfurt_bdev_destroy(b);
 }
 
-static void test_parse_size(void **state)
+/* vfurt_bdev_spec_create() with a spec, a size and a block size. */
+static struct vfurt_bdev *spec_bdev(const char *spec, uint64_t size, uint32_t bs,
+				    enum vfurt_bdev_direct direct, char *err, size_t errlen)
 {
-	uint64_t v = 1;
+	struct vfurt_bdev_spec_opts o = { .opts_size = sizeof(o), .spec = spec, .size_bytes = size,
+					  .block_size = bs, .direct = direct };
 
-	(void)state;
-	assert_int_equal(vfurt_parse_size("512", &v), 0);
-	assert_int_equal(v, 512);
-	assert_int_equal(vfurt_parse_size("0", &v), 0);
-	assert_int_equal(v, 0);
-	assert_int_equal(vfurt_parse_size("4k", &v), 0);
-	assert_int_equal(v, 4096);
-	assert_int_equal(vfurt_parse_size("64M", &v), 0);
-	assert_int_equal(v, 64ull << 20);
-	assert_int_equal(vfurt_parse_size("1G", &v), 0);
-	assert_int_equal(v, 1ull << 30);
-	assert_int_equal(vfurt_parse_size("2T", &v), 0);
-	assert_int_equal(v, 2ull << 40);
-	assert_int_equal(vfurt_parse_size("18446744073709551615", &v), 0);
-	assert_int_equal(v, UINT64_MAX);
-	assert_int_equal(vfurt_parse_size("16777215T", &v), 0);
-	assert_int_equal(vfurt_parse_size("16777216T", &v), -ERANGE);
-	assert_int_equal(vfurt_parse_size("18446744073709551616", &v), -ERANGE);
-	assert_int_equal(vfurt_parse_size("", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("k", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("-1", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size(" 1", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("1 ", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("1KB", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("1P", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size("0x10", &v), -EINVAL);
-	assert_int_equal(vfurt_parse_size(NULL, &v), -EINVAL);
+	errno = 0;
+	return vfurt_bdev_spec_create(&o, err, errlen);
 }
 
-static void test_from_spec(void **state)
+static void test_spec_create(void **state)
 {
+	struct vfurt_bdev_spec_opts o = { 0 };
 	struct vfurt_bdev *b = NULL;
 	char err[128];
 
 	(void)state;
-	assert_int_equal(vfurt_bdev_from_spec("null", 1 << 20, 0, &b, err, sizeof(err)), 0);
+	b = spec_bdev("null", 1 << 20, 0, VFURT_BDEV_DIRECT_OFF, err, sizeof(err));
+	assert_non_null(b);
 	assert_int_equal(vfurt_bdev_block_size(b), 512);
 	assert_int_equal(vfurt_bdev_num_blocks(b), 2048);
 	vfurt_bdev_destroy(b);
-	assert_int_equal(vfurt_bdev_from_spec("ram", 1 << 20, 4096, &b, err, sizeof(err)), 0);
+	b = spec_bdev("ram", 1 << 20, 4096, VFURT_BDEV_DIRECT_OFF, err, sizeof(err));
+	assert_non_null(b);
 	assert_int_equal(vfurt_bdev_num_blocks(b), 256);
 	vfurt_bdev_destroy(b);
-	assert_int_equal(vfurt_bdev_from_spec("ram", 0, 4096, &b, err, sizeof(err)), -EINVAL);
+	assert_null(spec_bdev("ram", 0, 4096, VFURT_BDEV_DIRECT_OFF, err, sizeof(err)));
+	assert_int_equal(errno, EINVAL);
 	assert_non_null(strstr(err, "size"));
-	assert_int_equal(vfurt_bdev_from_spec("disk", 4096, 0, &b, err, sizeof(err)), -EINVAL);
+	assert_null(spec_bdev("disk", 4096, 0, VFURT_BDEV_DIRECT_OFF, err, sizeof(err)));
+	assert_int_equal(errno, EINVAL);
 	assert_non_null(strstr(err, "unknown"));
-	assert_int_equal(vfurt_bdev_from_spec("null", 4096, 2048, &b, err, sizeof(err)), -EINVAL);
-	assert_int_equal(vfurt_bdev_from_spec("file:", 4096, 0, &b, NULL, 0), -EINVAL);
-	assert_int_equal(vfurt_bdev_from_spec("file:/nonexistent/dir/x", 0, 0, &b, err, sizeof(err)),
-			 -ENOENT);
+	assert_null(spec_bdev("null", 4096, 2048, VFURT_BDEV_DIRECT_OFF, err, sizeof(err)));
+	assert_int_equal(errno, EINVAL);
+	assert_null(spec_bdev("file:", 4096, 0, VFURT_BDEV_DIRECT_OFF, NULL, 0));
+	assert_int_equal(errno, EINVAL);
+	assert_null(spec_bdev("file:/nonexistent/dir/x", 0, 0, VFURT_BDEV_DIRECT_OFF, err,
+			      sizeof(err)));
+	assert_int_equal(errno, ENOENT);
 	assert_non_null(strstr(err, "/nonexistent/dir/x"));
-	assert_int_equal(vfurt_bdev_from_spec_direct("null", 4096, 0, 3, &b, err, sizeof(err)),
-			 -EINVAL);
+	assert_null(spec_bdev("null", 4096, 0, (enum vfurt_bdev_direct)3, err, sizeof(err)));
+	assert_int_equal(errno, EINVAL);
 	assert_non_null(strstr(err, "direct mode 3"));
-	assert_int_equal(vfurt_bdev_from_spec_direct("null", 4096, 0, -1, &b, err, sizeof(err)),
-			 -EINVAL);
-	assert_int_equal(vfurt_bdev_from_spec_direct("ram", 4096, 0, VFURT_BDEV_DIRECT_ON, &b,
-						     err, sizeof(err)), 0);
+	assert_null(spec_bdev("null", 4096, 0, (enum vfurt_bdev_direct)-1, err, sizeof(err)));
+	assert_int_equal(errno, EINVAL);
+	b = spec_bdev("ram", 4096, 0, VFURT_BDEV_DIRECT_ON, err, sizeof(err));
+	assert_non_null(b);
 	vfurt_bdev_destroy(b);
+	/* opts themselves */
+	errno = 0;
+	assert_null(vfurt_bdev_spec_create(NULL, err, sizeof(err)));
+	assert_int_equal(errno, EINVAL);
+	o.spec = "null";
+	o.size_bytes = 4096;
+	assert_null(vfurt_bdev_spec_create(&o, err, sizeof(err))); /* opts_size 0 */
+	assert_int_equal(errno, EINVAL);
+}
+
+/* Every constructor checks opts_size the same way (include/vfurt/abi.h). */
+static void test_opts_size(void **state)
+{
+	struct {
+		struct vfurt_bdev_null_opts o;
+		uint64_t newer_field;
+	} big = { .o = { .block_size = 512, .size_bytes = 4096 } };
+	struct vfurt_bdev_null_opts no = { .block_size = 512, .size_bytes = 4096 };
+	struct vfurt_bdev_ram_opts ro = { .size_bytes = 4096 };
+	struct vfurt_bdev *b;
+
+	(void)state;
+	errno = 0;
+	assert_null(vfurt_bdev_null_create(NULL));
+	assert_int_equal(errno, EINVAL);
+	errno = 0;
+	assert_null(vfurt_bdev_null_create(&no)); /* 0 */
+	assert_int_equal(errno, EINVAL);
+	no.opts_size = offsetof(struct vfurt_bdev_null_opts, size_bytes); /* before v1 */
+	errno = 0;
+	assert_null(vfurt_bdev_null_create(&no));
+	assert_int_equal(errno, EINVAL);
+	/* a newer caller: a zero tail is fine, anything else is refused */
+	big.o.opts_size = sizeof(big);
+	b = vfurt_bdev_null_create(&big.o);
+	assert_non_null(b);
+	assert_string_equal(vfurt_bdev_name(b), "null");
+	vfurt_bdev_destroy(b);
+	big.newer_field = 1;
+	errno = 0;
+	assert_null(vfurt_bdev_null_create(&big.o));
+	assert_int_equal(errno, EINVAL);
+	/* a size that was never set */
+	big.newer_field = 0;
+	big.o.opts_size = (size_t)-1;
+	errno = 0;
+	assert_null(vfurt_bdev_null_create(&big.o));
+	assert_int_equal(errno, EINVAL);
+	/* block_size 0 is 512; ram's default name */
+	ro.opts_size = sizeof(ro);
+	b = vfurt_bdev_ram_create(&ro);
+	assert_non_null(b);
+	assert_int_equal(vfurt_bdev_block_size(b), 512);
+	assert_string_equal(vfurt_bdev_name(b), "ram");
+	vfurt_bdev_destroy(b);
+	ro.opts_size = 1;
+	errno = 0;
+	assert_null(vfurt_bdev_ram_create(&ro));
+	assert_int_equal(errno, EINVAL);
 }
 
 int main(void)
@@ -682,8 +769,8 @@ int main(void)
 		cmocka_unit_test(test_ram_odd_size),
 		cmocka_unit_test(test_custom_backend),
 		cmocka_unit_test(test_channel_destroy_pending_null),
-		cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_from_spec),
+		cmocka_unit_test(test_spec_create),
+		cmocka_unit_test(test_opts_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

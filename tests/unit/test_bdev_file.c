@@ -127,7 +127,7 @@ static void test_rw_sg(void **state)
 	struct iovec wv[5] = { { src, 1 }, { src + 1, 511 }, { src + 512, 0 }, { src + 512, 3000 },
 			       { src + 3512, 584 } };
 	struct iovec rv[2] = { { dst, 4095 }, { dst + 4095, 1 } };
-	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 
 	assert_non_null(b);
 	assert_int_equal(vfurt_bdev_num_blocks(b), FILE_SIZE / 512);
@@ -147,7 +147,7 @@ static void test_rw_sg(void **state)
 	assert_memory_equal(dst, chk, sizeof(dst));
 	/* last block of the device */
 	assert_int_equal(run_io(ch, VFURT_BDEV_READ, FILE_SIZE / 512 - 1, 1, wv, 2), 0);
-	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	vfurt_bdev_get_stats(b, &st);
 	assert_int_equal(st.writes, 1);
 	assert_int_equal(st.reads, 2);
 	assert_int_equal(st.bytes_read, 8 * 512 + 512);
@@ -205,13 +205,13 @@ static void test_flush(void **state)
 	for (m = 0; m < 2; m++) {
 		struct vfurt_bdev *b = open_bdev(f->path, 512, VFURT_BDEV_DIRECT_OFF, modes[m]);
 		struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 4);
-		struct vfurt_bdev_stats st;
+		struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 
 		assert_non_null(ch);
 		fill(blk, sizeof(blk), (unsigned)m);
 		assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, 5, 1, &iov, 1), 0);
 		assert_int_equal(run_io(ch, VFURT_BDEV_FLUSH, 0, 0, NULL, 0), 0);
-		vfurt_bdev_get_stats(b, &st, sizeof(st));
+		vfurt_bdev_get_stats(b, &st);
 		assert_int_equal(st.flushes, 1);
 		vfurt_bdev_channel_destroy(ch);
 		vfurt_bdev_destroy(b);
@@ -401,17 +401,22 @@ static void test_create_options(void **state)
 	assert_int_equal(errno, ENOENT);
 	{
 		char spec[PATH_MAX + 16], err[256];
+		struct vfurt_bdev_spec_opts so = { .opts_size = sizeof(so), .spec = spec,
+						   .size_bytes = 65536, .block_size = 512 };
 
 		snprintf(spec, sizeof(spec), "file:%s", path2);
-		assert_int_equal(vfurt_bdev_from_spec(spec, 65536, 512, &b, err, sizeof(err)), 0);
+		b = vfurt_bdev_spec_create(&so, err, sizeof(err));
+		assert_non_null(b);
 		assert_int_equal(vfurt_bdev_num_blocks(b), 128);
 		vfurt_bdev_destroy(b);
 		assert_int_equal(stat(path2, &st), 0);
 		assert_int_equal(st.st_size, 65536);
-		/* the same through the O_DIRECT-aware helper (TRY: opens on any
+		/* the same with O_DIRECT (TRY: opens on any
 		 * file system; ON on ext4/xfs; tmpfs would refuse ON) */
-		assert_int_equal(vfurt_bdev_from_spec_direct(spec, 0, 512, VFURT_BDEV_DIRECT_TRY,
-							     &b, err, sizeof(err)), 0);
+		so.size_bytes = 0;
+		so.direct = VFURT_BDEV_DIRECT_TRY;
+		b = vfurt_bdev_spec_create(&so, err, sizeof(err));
+		assert_non_null(b);
 		assert_int_equal(vfurt_bdev_num_blocks(b), 128);
 		vfurt_bdev_destroy(b);
 		unlink(path2);
@@ -433,7 +438,7 @@ static void test_io_error(void **state)
 	struct vfurt_bdev_channel *ch = vfurt_bdev_channel_create(b, 4);
 	unsigned char buf[4 * 512];
 	struct iovec iov[2] = { { buf, 1024 }, { buf + 1024, 1024 } };
-	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 
 	assert_non_null(ch);
 	fill(buf, sizeof(buf), 3);
@@ -447,7 +452,7 @@ static void test_io_error(void **state)
 	assert_int_equal(run_io(ch, VFURT_BDEV_READ, 1500, 1, iov + 1, 1), -EIO);
 	/* within the file still fine */
 	assert_int_equal(run_io(ch, VFURT_BDEV_READ, 1000, 2, iov, 1), 0);
-	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	vfurt_bdev_get_stats(b, &st);
 	assert_int_equal(st.errors, 2);
 	assert_int_equal(st.reads, 1);
 	vfurt_bdev_channel_destroy(ch);
@@ -542,7 +547,7 @@ static void test_two_threads(void **state)
 	struct vfurt_bdev *b = open_bdev(f->path, 4096, VFURT_BDEV_DIRECT_OFF, 0);
 	struct worker w[2] = { { .base = 0, .seed = 1 }, { .base = 100, .seed = 2 } };
 	pthread_t t[2];
-	struct vfurt_bdev_stats st;
+	struct vfurt_bdev_stats st = { .stats_size = sizeof(st) };
 	int i;
 
 	for (i = 0; i < 2; i++) {
@@ -556,7 +561,7 @@ static void test_two_threads(void **state)
 		assert_int_equal(w[i].errors, 0);
 		vfurt_bdev_channel_destroy(w[i].ch);
 	}
-	vfurt_bdev_get_stats(b, &st, sizeof(st));
+	vfurt_bdev_get_stats(b, &st);
 	assert_int_equal(st.writes, 2 * 50 * 8);
 	assert_int_equal(st.reads, 2 * 50 * 8);
 	assert_int_equal(st.bytes_written, 2ull * 50 * 8 * 4096);

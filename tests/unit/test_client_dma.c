@@ -193,7 +193,7 @@ static int make_memfd(size_t size, uint8_t **map)
 static void test_dma_interleaved(void **state)
 {
 	const uint32_t rw = VFIO_USER_DMA_MAP_FLAG_READ | VFIO_USER_DMA_MAP_FLAG_WRITE;
-	struct vfurt_client_stats st;
+	struct vfurt_client_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_client *c;
 	struct fake f;
 	uint8_t buf[4];
@@ -211,7 +211,7 @@ static void test_dma_interleaved(void **state)
 	for (int i = 0; i < 32; i++)
 		assert_int_equal(mem[PAGE + i], 0xa5);
 	assert_int_equal(mem[PAGE + 32], pattern(PAGE + 32));
-	assert_int_equal(vfurt_client_stats(c, &st), 0);
+	assert_int_equal(vfurt_client_get_stats(c, &st), 0);
 	assert_int_equal(st.dma_reads, 1);
 	assert_int_equal(st.dma_writes, 1);
 	assert_int_equal(st.dma_bytes, 96);
@@ -288,8 +288,8 @@ static void test_twin_socket(void **state)
 		.opts_size = sizeof(o), .timeout_ms = 2000,
 		.flags = VFURT_CLIENT_TWIN_SOCKET | VFURT_CLIENT_REQUIRE_TWIN,
 	};
-	struct vfurt_client_caps caps;
-	struct vfurt_client_stats st;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
+	struct vfurt_client_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_client *c;
 	struct fake f;
 	uint8_t *mem = malloc(2 * PAGE);
@@ -302,7 +302,7 @@ static void test_twin_socket(void **state)
 	fake_init(&f);
 	c = fake_start(&f, fk_twin, &o);
 	assert_non_null(c);
-	assert_int_equal(vfurt_client_caps(c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(c, &caps), 0);
 	assert_true(caps.twin_socket);
 	assert_true(vfurt_client_twin_fd(c) >= 0);
 	assert_int_equal(vfurt_client_dma_map_mem(c, IOVA, 2 * PAGE, mem,
@@ -324,7 +324,7 @@ static void test_twin_socket(void **state)
 	assert_memory_equal(mem + 8, "QRQR", 4);
 	assert_int_equal(vfurt_client_poll_server(c, 0), 0);
 	assert_int_equal(vfurt_client_reset(c), 0);
-	assert_int_equal(vfurt_client_stats(c, &st), 0);
+	assert_int_equal(vfurt_client_get_stats(c, &st), 0);
 	assert_int_equal(st.twin_commands, 7 + 2);
 	assert_int_equal(st.dma_reads, 2);
 	assert_int_equal(st.dma_writes, 3);

@@ -83,7 +83,7 @@ static void fk_slow(struct fake *f)
 static void test_timeout_and_disconnect(void **state)
 {
 	struct vfio_user_device_info di;
-	struct vfurt_client_stats st;
+	struct vfurt_client_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_client *c;
 	struct fake f;
 
@@ -96,7 +96,7 @@ static void test_timeout_and_disconnect(void **state)
 	/* The late reply to the first request is dropped, not mistaken. */
 	assert_int_equal(vfurt_client_device_info(c, &di), 0);
 	assert_int_equal(di.num_regions, 2);
-	assert_int_equal(vfurt_client_stats(c, &st), 0);
+	assert_int_equal(vfurt_client_get_stats(c, &st), 0);
 	assert_int_equal(st.stale_replies, 1);
 	assert_int_equal(vfurt_client_reset(c), -ECONNRESET);
 	assert_int_equal(vfurt_client_reset(c), -ECONNRESET);

@@ -36,7 +36,7 @@ static void test_version_caps(void **state)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char dir[] = "/tmp/vfurt-client-XXXXXX";
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct json_object *root, *jc, *v;
 	struct vfurt_client *c;
 	struct fake f;
@@ -56,7 +56,7 @@ static void test_version_caps(void **state)
 
 	c = vfurt_client_connect(sa.sun_path, NULL);
 	assert_non_null(c);
-	assert_int_equal(vfurt_client_caps(c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(c, &caps), 0);
 	assert_int_equal(caps.major, 0);
 	assert_int_equal(caps.minor, 0);
 	assert_true(caps.server_json);
@@ -100,7 +100,7 @@ static void test_version_overrides(void **state)
 		.flags = VFURT_CLIENT_NO_WRITE_MULTIPLE | VFURT_CLIENT_TWIN_SOCKET,
 	};
 	struct json_object *root, *jc, *v, *t;
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct vfurt_client *c;
 	struct fake f;
 
@@ -109,7 +109,7 @@ static void test_version_overrides(void **state)
 	c = fake_start(&f, fk_version_only, &o);
 	assert_non_null(c);
 	/* No JSON back: the spec's defaults. */
-	assert_int_equal(vfurt_client_caps(c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(c, &caps), 0);
 	assert_false(caps.server_json);
 	assert_int_equal(caps.max_msg_fds, 1);
 	assert_int_equal(caps.max_data_xfer_size, 1 << 20);
@@ -143,14 +143,14 @@ static void test_version_no_json(void **state)
 	struct vfurt_client_opts o = {
 		.opts_size = sizeof(o), .timeout_ms = 2000, .flags = VFURT_CLIENT_NO_JSON,
 	};
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	struct vfurt_client *c;
 	struct fake f;
 
 	fake_init(&f);
 	c = fake_start(&f, fk_version_only, &o);
 	assert_non_null(c);
-	assert_int_equal(vfurt_client_caps(c, &caps), 0);
+	assert_int_equal(vfurt_client_get_caps(c, &caps), 0);
 	assert_int_equal(caps.max_msg_fds, 8);
 	assert_true(caps.write_multiple);
 	vfurt_client_close(c);

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -78,6 +79,39 @@ static void modes(void **state)
 	assert_int_equal(m, 0777);
 }
 
+static void sizes(void **state)
+{
+	uint64_t v = 1;
+
+	(void)state;
+	assert_int_equal(devspec_parse_size("512", &v), 0);
+	assert_int_equal(v, 512);
+	assert_int_equal(devspec_parse_size("0", &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(devspec_parse_size("4k", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(devspec_parse_size("64M", &v), 0);
+	assert_int_equal(v, 64ull << 20);
+	assert_int_equal(devspec_parse_size("1G", &v), 0);
+	assert_int_equal(v, 1ull << 30);
+	assert_int_equal(devspec_parse_size("2T", &v), 0);
+	assert_int_equal(v, 2ull << 40);
+	assert_int_equal(devspec_parse_size("18446744073709551615", &v), 0);
+	assert_int_equal(v, UINT64_MAX);
+	assert_int_equal(devspec_parse_size("16777215T", &v), 0);
+	assert_int_equal(devspec_parse_size("16777216T", &v), -ERANGE);
+	assert_int_equal(devspec_parse_size("18446744073709551616", &v), -ERANGE);
+	assert_int_equal(devspec_parse_size("", &v), -EINVAL);
+	assert_int_equal(devspec_parse_size("k", &v), -EINVAL);
+	assert_int_equal(devspec_parse_size("-1", &v), -EINVAL);
+	assert_int_equal(devspec_parse_size(" 1", &v), -EINVAL);
+	assert_int_equal(devspec_parse_size("1 ", &v), -EINVAL);
+	assert_int_equal(devspec_parse_size("1KB", &v), -EINVAL);
+	assert_int_equal(devspec_parse_size("1P", &v), -EINVAL);
+	assert_int_equal(devspec_parse_size("0x10", &v), -EINVAL);
+	assert_int_equal(devspec_parse_size(NULL, &v), -EINVAL);
+}
+
 static void create_known_and_unknown(void **state)
 {
 	struct vfurt_log log = { 0 };
@@ -112,6 +146,7 @@ int main(void)
 		cmocka_unit_test(parse_errors),
 		cmocka_unit_test(parse_long_value),
 		cmocka_unit_test(modes),
+		cmocka_unit_test(sizes),
 		cmocka_unit_test(create_known_and_unknown),
 	};
 

@@ -13,7 +13,7 @@
 
 static struct vfurt_dma_quota_stats stats(const struct vfurt_dma_quota *q)
 {
-	struct vfurt_dma_quota_stats st;
+	struct vfurt_dma_quota_stats st = { .stats_size = sizeof(st) };
 
 	vfurt_dma_quota_get_stats(q, &st);
 	return st;

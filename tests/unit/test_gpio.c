@@ -83,7 +83,7 @@ static uint64_t efd_count(int fd)
 static void test_ids(void **state)
 {
 	struct vfurt_dev *dev = *state;
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 	uint32_t cap;
 
 	assert_int_equal(vfurt_dev_get_region(dev, CFG, &d), 0);
@@ -107,7 +107,7 @@ static void test_ids(void **state)
 static void test_bar2_kind(void **state)
 {
 	struct vfurt_dev *dev = *state;
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	assert_int_equal(vfurt_dev_get_region(dev, BAR2, &d), 0);
 	assert_int_equal(d.size, 256);
@@ -290,17 +290,28 @@ static void test_create_errors(void **state)
 	assert_int_equal(errno, EINVAL);
 	assert_null(vfurt_gpio_create(&o));
 	assert_int_equal(errno, EINVAL);
-	/* an older, shorter opts struct: defaults for the rest */
+	/* shorter than the first version (include/vfurt/abi.h) */
 	o.opts_size = offsetof(struct vfurt_gpio_opts, toggle_period);
-	o.toggle_period = 1;
+	errno = 0;
+	assert_null(vfurt_gpio_create(&o));
+	assert_int_equal(errno, EINVAL);
+	/* a newer caller's larger struct: zero tail accepted, defaults apply */
 	{
-		struct vfurt_dev *dev = vfurt_gpio_create(&o);
+		struct {
+			struct vfurt_gpio_opts o;
+			uint32_t newer;
+		} big = { .o = { .opts_size = sizeof(big) } };
+		struct vfurt_dev *dev = vfurt_gpio_create(&big.o);
 
 		assert_non_null(dev);
 		assert_string_equal(vfurt_dev_name(dev), "gpio");
 		assert_int_equal(rd(dev, BAR2, IN0_7, 1), 0);
-		assert_int_equal(rd(dev, BAR2, IN0_7, 1), 0);  /* period 3, not 1 */
+		assert_int_equal(rd(dev, BAR2, IN0_7, 1), 0);  /* period 3 */
 		vfurt_dev_destroy(dev);
+		big.newer = 1;
+		errno = 0;
+		assert_null(vfurt_gpio_create(&big.o));
+		assert_int_equal(errno, EINVAL);
 	}
 }
 

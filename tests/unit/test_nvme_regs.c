@@ -64,7 +64,7 @@ struct fx {
 
 static ssize_t bar0_io(struct vfurt_dev *dev, void *buf, size_t count, uint64_t off, bool wr)
 {
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	assert_int_equal(vfurt_dev_get_region(dev, BAR0, &d), 0);
 	return d.access(dev, d.arg, buf, count, off, wr);
@@ -85,7 +85,9 @@ static void wr32(struct vfurt_dev *dev, uint64_t off, uint32_t v)
 
 static struct vfurt_dev *new_nvme(uint32_t bs)
 {
-	struct vfurt_bdev *b = vfurt_bdev_ram_create("ram0", bs, 1u << 20);
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ram0", .block_size = bs,
+		.size_bytes = 1u << 20 });
 	struct vfurt_nvme_opts o = { .opts_size = sizeof(o), .name = "nvme-test", .ns = &b,
 				     .nr_ns = 1, .own_bdevs = true, .max_queue_entries = 256 };
 	struct vfurt_dev *dev;
@@ -106,7 +108,7 @@ static void test_regs_cap_vs(void **state)
 {
 	struct vfurt_dev *dev = new_nvme(512);
 	uint64_t cap = 0;
-	struct vfurt_region_desc d;
+	struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 	(void)state;
 	assert_int_equal(bar0_io(dev, &cap, 8, 0, false), 8);
@@ -156,7 +158,9 @@ static void test_regs_cap_vs(void **state)
 
 static void test_create_bad_opts(void **state)
 {
-	struct vfurt_bdev *b = vfurt_bdev_null_create("n", 512, 8);
+	struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .name = "n", .block_size = 512,
+		.size_bytes = 8 * 512 });
 	struct vfurt_nvme_opts o = { .opts_size = sizeof(o), .ns = &b, .nr_ns = 0 };
 
 	(void)state;

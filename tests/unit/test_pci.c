@@ -290,7 +290,7 @@ static void expect_create_fails(uint32_t index, uint64_t size, uint32_t flags, i
 	assert_int_equal(errno, err);
 	/* The config region was not left behind. */
 	{
-		struct vfurt_region_desc d;
+		struct vfurt_region_desc d = { .desc_size = sizeof(d) };
 
 		assert_int_equal(vfurt_dev_get_region(dev, VFURT_REGION_CONFIG, &d), 0);
 		assert_int_equal(d.size, 0);
@@ -345,14 +345,19 @@ static void test_create_bad_opts(void **state)
 	vfurt_dev_destroy(dev);
 }
 
-/* A shorter opts struct (older caller) has its missing fields read as 0. */
+/* opts_size below the first version, or 0, is refused (include/vfurt/abi.h). */
 static void test_create_short_opts(void **state)
 {
 	struct vfurt_dev *dev = du_dev_new("t");
 	struct vfurt_pci_opts o = du_pci_opts(VFURT_PCI_CFG_SIZE);
 
 	o.opts_size = offsetof(struct vfurt_pci_opts, cfg_size);
-	assert_null(vfurt_pci_create(dev, &o)); /* cfg_size 0 */
+	errno = 0;
+	assert_null(vfurt_pci_create(dev, &o));
+	assert_int_equal(errno, EINVAL);
+	o.opts_size = 0;
+	errno = 0;
+	assert_null(vfurt_pci_create(dev, &o));
 	assert_int_equal(errno, EINVAL);
 	vfurt_dev_destroy(dev);
 }

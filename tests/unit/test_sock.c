@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include <vfurt/device.h>
 #include <vfurt/server.h>
 
 #include "io/sock.h"
@@ -182,6 +183,42 @@ static void listen_stale_and_live(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* The errnos server.h promises for bad paths and a device served twice. */
+static void listen_and_add_errnos(void **state)
+{
+	char dir[] = "/tmp/vfurt-sock-XXXXXX";
+	char path[256];
+	char longp[200];
+	struct vfurt_dev_opts o = { .opts_size = sizeof(o), .name = "d" };
+	struct vfurt_server *a = vfurt_server_create(NULL);
+	struct vfurt_server *b = vfurt_server_create(NULL);
+	struct vfurt_dev *dev = vfurt_dev_create(&o);
+
+	(void)state;
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(dev);
+	assert_non_null(mkdtemp(dir));
+	memset(longp, 'x', sizeof(longp) - 1);
+	longp[0] = '/';
+	longp[sizeof(longp) - 1] = '\0';
+	assert_int_equal(vfurt_listen_unix("", 0), -EINVAL);
+	assert_int_equal(vfurt_listen_unix(NULL, 0), -EINVAL);
+	assert_int_equal(vfurt_listen_unix(longp, 0), -ENAMETOOLONG);
+	assert_int_equal(vfurt_server_add_device(a, dev, longp, 0), -ENAMETOOLONG);
+	assert_int_equal(vfurt_server_add_device(a, dev, "", 0), -EINVAL);
+	assert_int_equal(vfurt_server_add_device(a, NULL, "x", 0), -EINVAL);
+	snprintf(path, sizeof(path), "%s/a", dir);
+	assert_int_equal(vfurt_server_add_device(a, dev, path, 0600), 0);
+	/* served already: refused, and b leaves no socket file behind */
+	snprintf(path, sizeof(path), "%s/b", dir);
+	assert_int_equal(vfurt_server_add_device(b, dev, path, 0600), -EBUSY);
+	assert_int_equal(access(path, F_OK), -1);
+	vfurt_server_destroy(b);
+	vfurt_server_destroy(a); /* destroys dev and removes dir/a */
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -194,6 +231,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(send_to_closed_peer, setup, teardown),
 		cmocka_unit_test_setup_teardown(bad_args, setup, teardown),
 		cmocka_unit_test(listen_stale_and_live),
+		cmocka_unit_test(listen_and_add_errnos),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

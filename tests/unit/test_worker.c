@@ -73,10 +73,11 @@ static int teardown(void **state)
 
 static struct vfurt_worker_stats stats(const struct fx *f, uint32_t i)
 {
-	struct vfurt_worker_stats st;
+	struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 
 	memset(&st, 0xa5, sizeof(st));
-	assert_int_equal(vfurt_runtime_worker_stats(f->rt, i, &st), 0);
+	st.stats_size = sizeof(st);
+	assert_int_equal(vfurt_runtime_get_worker_stats(f->rt, i, &st), 0);
 	return st;
 }
 
@@ -178,9 +179,11 @@ static void test_create_fake_workers(void **state)
 		assert_int_equal(st.busy_ns, 0);
 		assert_int_equal(st.total_ns, 0);
 	}
-	assert_int_equal(vfurt_runtime_worker_stats(f->rt, 2, &(struct vfurt_worker_stats){ 0 }),
-			 -EINVAL);
-	assert_int_equal(vfurt_runtime_worker_stats(f->rt, 0, NULL), -EINVAL);
+	assert_int_equal(vfurt_runtime_get_worker_stats(f->rt, 2, &(struct vfurt_worker_stats){
+				 .stats_size = sizeof(struct vfurt_worker_stats) }), -EINVAL);
+	assert_int_equal(vfurt_runtime_get_worker_stats(f->rt, 0, &(struct vfurt_worker_stats){
+				 .stats_size = 0 }), -EINVAL);
+	assert_int_equal(vfurt_runtime_get_worker_stats(f->rt, 0, NULL), -EINVAL);
 }
 
 /* CPUs are only parsed in this mode: any number goes, syntax still checked. */
@@ -217,7 +220,7 @@ static void test_create_cpus_not_validated(void **state)
 static void test_empty_pass_idle(void **state)
 {
 	struct fx *f = *state;
-	struct vfurt_worker_stats st;
+	struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 
 	for (int i = 0; i < 10; i++)
 		assert_false(vfurt_worker_run_pass(f->w0));
@@ -263,7 +266,7 @@ static void test_active_every_pass(void **state)
 static void test_busy_idle(void **state)
 {
 	struct fx *f = *state;
-	struct vfurt_worker_stats st;
+	struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 	struct tp idle, busy;
 	unsigned n = 0;
 
@@ -574,7 +577,7 @@ static void test_send_ring_full(void **state)
 static void test_send_bounded_batch(void **state)
 {
 	struct fx *f = *state;
-	struct vfurt_worker_stats st;
+	struct vfurt_worker_stats st = { .stats_size = sizeof(st) };
 	struct tp poller;
 	unsigned n = 0;
 

@@ -529,10 +529,10 @@ static void print_irqs(struct vfurt_client *cl, bool pci, uint32_t num)
 
 static void print_version(struct vfurt_client *cl)
 {
-	struct vfurt_client_caps caps;
+	struct vfurt_client_caps caps = { .caps_size = sizeof(caps) };
 	const char *json = vfurt_client_server_json(cl);
 
-	vfurt_client_caps(cl, &caps);
+	vfurt_client_get_caps(cl, &caps);
 	printf("Protocol: vfio-user %u.%u\n", caps.major, caps.minor);
 	printf("Capabilities (server%s):\n", caps.server_json ? "" : ", defaults: no JSON");
 	printf("\tmax_msg_fds %u\n\tmax_data_xfer_size %u\n\tpgsizes %#" PRIx64 "\n"
