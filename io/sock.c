@@ -53,13 +53,31 @@ void vfurt_close_fds(int *fds, size_t n)
 	}
 }
 
+/* Room for one SCM_RIGHTS control message of up to VFURT_SOCK_MAX_FDS fds. */
+union rights_buf {
+	char buf[CMSG_SPACE(sizeof(int) * VFURT_SOCK_MAX_FDS)];
+	struct cmsghdr align;
+};
+
+/* Make msg carry fds[0..nfds) (1..VFURT_SOCK_MAX_FDS) in ctl. */
+static void attach_fds(struct msghdr *msg, union rights_buf *ctl, const int *fds, size_t nfds)
+{
+	struct cmsghdr *cm;
+
+	memset(ctl, 0, sizeof(*ctl));
+	msg->msg_control = ctl->buf;
+	msg->msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+	cm = CMSG_FIRSTHDR(msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+}
+
 int vfurt_sock_send(int sock, const struct iovec *iov, int iovcnt,
 		    const int *fds, size_t nfds, int timeout_ms)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * VFURT_SOCK_MAX_FDS)];
-		struct cmsghdr align;
-	} ctl;
+	union rights_buf ctl;
 	struct iovec local[8];
 	struct msghdr msg = { 0 };
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
@@ -77,16 +95,7 @@ int vfurt_sock_send(int sock, const struct iovec *iov, int iovcnt,
 		ssize_t n;
 
 		if (first && nfds > 0) {
-			struct cmsghdr *cm;
-
-			memset(&ctl, 0, sizeof(ctl));
-			msg.msg_control = ctl.buf;
-			msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-			cm = CMSG_FIRSTHDR(&msg);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-			memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+			attach_fds(&msg, &ctl, fds, nfds);
 		} else {
 			msg.msg_control = NULL;
 			msg.msg_controllen = 0;
@@ -127,27 +136,14 @@ int vfurt_sock_send(int sock, const struct iovec *iov, int iovcnt,
 ssize_t vfurt_sock_send_some(int sock, const struct iovec *iov, int iovcnt,
 			     const int *fds, size_t nfds)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * VFURT_SOCK_MAX_FDS)];
-		struct cmsghdr align;
-	} ctl;
+	union rights_buf ctl;
 	struct msghdr msg = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt };
 	ssize_t n;
 
 	if (iovcnt < 1 || nfds > VFURT_SOCK_MAX_FDS)
 		return -EINVAL;
-	if (nfds > 0) {
-		struct cmsghdr *cm;
-
-		memset(&ctl, 0, sizeof(ctl));
-		msg.msg_control = ctl.buf;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
+	if (nfds > 0)
+		attach_fds(&msg, &ctl, fds, nfds);
 	do {
 		n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 	} while (n < 0 && errno == EINTR);
@@ -201,10 +197,7 @@ static int collect_fds(struct msghdr *msg, int *fds, size_t *nfds, size_t max_fd
 int vfurt_sock_recv_exact(int sock, void *buf, size_t len, int *fds, size_t *nfds,
 			  size_t max_fds, int timeout_ms)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * VFURT_SOCK_MAX_FDS)];
-		struct cmsghdr align;
-	} ctl;
+	union rights_buf ctl;
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 	size_t got = 0;
 	size_t dummy = 0;
