@@ -186,3 +186,26 @@ void nvme_fx_rw_verify(struct nvme_host *h, uint16_t qid, uint32_t nsid, uint32_
 	nh_free(h, w, alloc);
 	nh_free(h, r, alloc);
 }
+
+struct vfurt_dev *nvme_fx_small_ctrl(const char *name, uint32_t bs, uint64_t size, uint32_t qent)
+{
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1", .block_size = bs,
+		.size_bytes = size });
+	struct vfurt_nvme_opts o = {
+		.opts_size = sizeof(o),
+		.name = name,
+		.max_io_queues = 4,
+		.max_queue_entries = qent,
+		.ns = &b,
+		.nr_ns = 1,
+		.own_bdevs = true,
+	};
+	struct vfurt_dev *dev;
+
+	assert_non_null(b);
+	o.log = it_dev_log(name);
+	dev = vfurt_nvme_create(&o);
+	assert_non_null(dev);
+	return dev;
+}

@@ -63,6 +63,10 @@ struct vfurt_dev *nvme_fx_ctrl(const char *name, struct vfurt_bdev *b1, struct v
 /* "nvme0" on RAM: ns 1 NFX_NS1_SIZE of NFX_NS1_BS blocks, ns 2 NFX_NS2_SIZE of NFX_NS2_BS. */
 struct vfurt_dev *nvme_fx_ram_ctrl(void);
 
+/* A controller named name with 4 I/O queue pairs of up to qent entries and
+ * one RAM namespace of size bytes in blocks of bs, which it owns. Asserts. */
+struct vfurt_dev *nvme_fx_small_ctrl(const char *name, uint32_t bs, uint64_t size, uint32_t qent);
+
 /* nvme_fx_host on controller i, then (ioq) NFX_MAX_IOQ queues granted and
  * I/O pair 1 of NFX_QENT entries on vector 1. Asserts. */
 struct nvme_host *nvme_fx_host_io(struct nvme_fx *f, size_t i, const struct nvme_host_opts *ho,

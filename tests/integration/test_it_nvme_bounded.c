@@ -18,6 +18,7 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
+#include "common/nvme_fx.h"
 #include "hostsim/nvme_host.h"
 
 /*
@@ -53,22 +54,7 @@ static uint64_t now_ns(void)
 
 static struct vfurt_dev *make_ctrl(const char *name, uint32_t bs, uint64_t blocks)
 {
-	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
-		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1", .block_size = bs,
-		.size_bytes = blocks * bs });
-	struct vfurt_nvme_opts o = {
-		.opts_size = sizeof(o),
-		.name = name,
-		.max_io_queues = 4,
-		.max_queue_entries = QENT,
-		.ns = &b,
-		.nr_ns = 1,
-		.own_bdevs = true,
-	};
-
-	assert_non_null(b);
-	o.log = it_dev_log(name);
-	return vfurt_nvme_create(&o);
+	return nvme_fx_small_ctrl(name, bs, blocks * bs, QENT);
 }
 
 static int setup(void **state)

@@ -21,6 +21,7 @@
 #include <vfurt/runtime.h>
 
 #include "common/it_util.h"
+#include "common/nvme_fx.h"
 #include "hostsim/nvme_host.h"
 #include "common/skip.h"
 
@@ -36,22 +37,7 @@ struct fx {
 
 static struct vfurt_dev *make_ctrl(const char *name)
 {
-	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
-		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "ns1", .block_size = 512,
-		.size_bytes = 1u << 20 });
-	struct vfurt_nvme_opts o = {
-		.opts_size = sizeof(o),
-		.name = name,
-		.max_io_queues = 4,
-		.max_queue_entries = 256,
-		.ns = &b,
-		.nr_ns = 1,
-		.own_bdevs = true,
-	};
-
-	assert_non_null(b);
-	o.log = it_dev_log(name);
-	return vfurt_nvme_create(&o);
+	return nvme_fx_small_ctrl(name, 512, 1u << 20, 256);
 }
 
 static int setup(void **state)
