@@ -64,6 +64,8 @@ static void attach_fds(struct msghdr *msg, union rights_buf *ctl, const int *fds
 {
 	struct cmsghdr *cm;
 
+	if (!fds || !nfds)
+		return;
 	memset(ctl, 0, sizeof(*ctl));
 	msg->msg_control = ctl->buf;
 	msg->msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
