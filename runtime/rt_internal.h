@@ -1,4 +1,4 @@
-/* Runtime internals shared by rt.c (runtime object, hosting) and worker.c (threads, io_uring). */
+/* Runtime internals shared by rt*.c (runtime object, endpoints, hosting, stats) and worker.c. */
 #ifndef VFURT_RUNTIME_RT_INTERNAL_H
 #define VFURT_RUNTIME_RT_INTERNAL_H
 
@@ -181,14 +181,24 @@ int rt_worker_poll_inbox(void (*nestable)(void *arg));
 /* Write the calling worker's pending irqs now (before fds may be closed). */
 void rt_irq_batch_flush(void);
 
-/* rt.c: device hosting */
+/* rt_host.c: device hosting */
 extern const struct vfurt_dev_host_ops rt_host_ops;
+/* Run fn(arg) on worker w and wait: directly when the caller is w or no worker
+ * thread runs; control-plane calls, run between messages. 0 or -EINVAL. */
+int rt_run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *), void *arg);
+/* The worker that polls q (runtime.h, "queue placement"); any thread once started. */
+struct vfurt_worker *rt_queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q);
+
+/* rt_endpoint.c: endpoint events */
 /* Close the endpoint's connection as a client disconnect would (home worker). */
 void rt_endpoint_drop(struct rt_endpoint *ep, int why);
 /* Handle one completion for an endpoint (home worker). */
 void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res);
 /* Arm accept/recv/watch operations for the endpoints of w. */
 void rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep);
+/* From a queue poller (any worker) after a DMA window of dev lost its backing:
+ * have the home worker disconnect dev's client once the poller returned. */
+void rt_lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev);
 
 /* Connection timers run this often; an adaptive worker sleeps no longer
  * while it has a client. */

@@ -389,7 +389,7 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 		work += vfurt_poller_set_run_timed(w->pollers, t0);
 	flush_irqs(w);
 	/* tell TSan what ck_epoch guarantees: the reads of this section happen
-	 * before a synchronize that returns after it (rt.c host_dma_sync); the
+	 * before a synchronize that returns after it (rt_host.c host_dma_sync); the
 	 * release must precede the end that lets the synchronize return */
 	vfurt_tsan_release(&w->rt->epoch);
 	ck_epoch_end(&w->epoch_rec, &section);
@@ -400,7 +400,7 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	w->has_clients = rt_worker_tick(w, t0);
 	flush_irqs(w); /* triggers raised by message handlers */
 	/* DMA table versions retired by this worker's DMA_MAP/UNMAPs
-	 * (rt.c host_dma_retire): free those whose grace period is over, and
+	 * (rt_host.c host_dma_retire): free those whose grace period is over, and
 	 * move the epoch on for the others; outside the section, never
 	 * blocking */
 	if (w->epoch_rec.n_pending)
