@@ -102,6 +102,21 @@ bool log_ratelimit_take_now(struct log_ratelimit *rl, uint64_t *suppressed)
 				  suppressed);
 }
 
+void log_refused_client(const struct vfurt_log *log, struct log_ratelimit *rl,
+			const char *name)
+{
+	uint64_t more;
+	char extra[64] = "";
+
+	if (!log_ratelimit_take_now(rl, &more))
+		return;
+	if (more)
+		snprintf(extra, sizeof(extra), " (and %llu more since the last such line)",
+			 (unsigned long long)more);
+	vfurt_logf(log, VFURT_LOG_WARN, "%s: refusing a second client while one is connected%s",
+		   name, extra);
+}
+
 void vfurt_log_stderr(void *arg, int level, const char *msg)
 {
 	static const char *const names[] = { "emerg", "alert", "crit", "error",

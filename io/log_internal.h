@@ -36,6 +36,11 @@ bool log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ns, uint64_t *sup
 /* log_ratelimit_take at the current CLOCK_MONOTONIC time. */
 bool log_ratelimit_take_now(struct log_ratelimit *rl, uint64_t *suppressed);
 
+/* "NAME: refusing a second client while one is connected" on log, at most
+ * as often as rl allows, with the number of lines left out since. */
+void log_refused_client(const struct vfurt_log *log, struct log_ratelimit *rl,
+			const char *name);
+
 /*
  * Copy the NUL-terminated in to out (len > 0), always terminated:
  * control characters, DEL, bytes >= 0x80 and backslash become \n, \t, \r,

@@ -393,17 +393,7 @@ static void on_accept(struct endpoint *ep)
 		return; /* EAGAIN or a client that went away */
 	}
 	if (ep->conn) {
-		uint64_t more;
-		char extra[64] = "";
-
-		if (log_ratelimit_take_now(&ep->refuse_rl, &more)) {
-			if (more)
-				snprintf(extra, sizeof(extra), " (and %llu more since the last such "
-					 "line)", (unsigned long long)more);
-			vfurt_logf(&ep->srv->log, VFURT_LOG_WARN,
-				   "%s: refusing a second client while one is connected%s",
-				   ep->dev->name, extra);
-		}
+		log_refused_client(&ep->srv->log, &ep->refuse_rl, ep->dev->name);
 		close(fd);
 		return;
 	}

@@ -242,17 +242,7 @@ static void on_accept(struct vfurt_worker *w, struct rt_endpoint *ep, int fd)
 		return;
 	}
 	if (ep->conn) {
-		uint64_t more;
-		char extra[64] = "";
-
-		if (log_ratelimit_take_now(&ep->refuse_rl, &more)) {
-			if (more)
-				snprintf(extra, sizeof(extra), " (and %llu more since the last such "
-					 "line)", (unsigned long long)more);
-			vfurt_logf(&w->log, VFURT_LOG_WARN,
-				   "%s: refusing a second client while one is connected%s",
-				   vfurt_dev_name(ep->dev), extra);
-		}
+		log_refused_client(&w->log, &ep->refuse_rl, vfurt_dev_name(ep->dev));
 		close(fd);
 		return;
 	}
