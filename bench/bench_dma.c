@@ -31,7 +31,7 @@ static void dma_teardown(void *p)
 {
 	struct dma_fx *fx = p;
 
-	vfurt_dma_table_destroy(fx->t);
+	vfr_dma_table_destroy(fx->t);
 	flat_dma_table_destroy(fx->ft);
 	free(fx);
 }
@@ -49,7 +49,7 @@ static void *dma_setup(int64_t windows, const char **why)
 	if (!fx)
 		return NULL;
 	fx->windows = (uint32_t)windows;
-	fx->t = vfurt_dma_table_create(fx->windows, WIN_SIZE);
+	fx->t = vfr_dma_table_create(fx->windows, WIN_SIZE);
 	fx->ft = flat_dma_table_create(fx->windows, WIN_SIZE);
 	memfd = memfd_create("vfurt-bench-dma", MFD_CLOEXEC);
 	if (!fx->t || !fx->ft || memfd < 0 || ftruncate(memfd, (off_t)(WIN_SIZE * fx->windows))) {
@@ -60,14 +60,14 @@ static void *dma_setup(int64_t windows, const char **why)
 		int fd = dup(memfd), ffd = dup(memfd);
 
 		/* the tables close fd on success only */
-		if (fd < 0 || vfurt_dma_table_add(fx->t, IOVA_BASE + i * WIN_SIZE, WIN_SIZE, fd,
+		if (fd < 0 || vfr_dma_table_add(fx->t, IOVA_BASE + i * WIN_SIZE, WIN_SIZE, fd,
 						  i * WIN_SIZE, VFURT_DMA_READ | VFURT_DMA_WRITE,
 						  NULL)) {
 			if (fd >= 0)
 				close(fd);
 			if (ffd >= 0)
 				close(ffd);
-			*why = "vfurt_dma_table_add failed";
+			*why = "vfr_dma_table_add failed";
 			goto err;
 		}
 		if (ffd < 0 || flat_dma_table_add(fx->ft, IOVA_BASE + i * WIN_SIZE, WIN_SIZE, ffd,
@@ -166,7 +166,7 @@ err:
 			vfurt_bench_counter(st, "errors", (double)errors);                    \
 	}
 
-DMA_LOOKUP_CASES(, t, vfurt_dma_table)
+DMA_LOOKUP_CASES(, t, vfr_dma_table)
 DMA_LOOKUP_CASES(_flat, ft, flat_dma_table)
 
 /*
@@ -180,14 +180,14 @@ static void bm_map_storm(struct vfurt_bench_state *st)
 	uint32_t n = (uint32_t)vfurt_bench_arg(st);
 
 	while (vfurt_bench_keep_running_batch(st, n)) {
-		struct vfurt_dma_table *t = vfurt_dma_table_create(n, WIN_SIZE);
+		struct vfurt_dma_table *t = vfr_dma_table_create(n, WIN_SIZE);
 
 		for (uint32_t i = 0; t && i < n; i++)
-			if (vfurt_dma_table_add(t, IOVA_BASE + i * WIN_SIZE, WIN_SIZE, -1, 0,
+			if (vfr_dma_table_add(t, IOVA_BASE + i * WIN_SIZE, WIN_SIZE, -1, 0,
 						VFURT_DMA_READ, NULL))
 				break;
 		vfurt_bench_sink(t);
-		vfurt_dma_table_destroy(t);
+		vfr_dma_table_destroy(t);
 	}
 }
 
@@ -212,19 +212,19 @@ static void bm_map_storm_flat(struct vfurt_bench_state *st)
 static void bm_remap(struct vfurt_bench_state *st)
 {
 	struct dma_fx *fx = vfurt_bench_fixture(st);
-	struct vfurt_dma_table *t = vfurt_dma_table_create(fx->windows, WIN_SIZE);
+	struct vfurt_dma_table *t = vfr_dma_table_create(fx->windows, WIN_SIZE);
 	uint32_t k = 0;
 
 	for (uint32_t i = 0; t && i < fx->windows; i++)
-		(void)vfurt_dma_table_add(t, IOVA_BASE + i * WIN_SIZE, WIN_SIZE, -1, 0,
+		(void)vfr_dma_table_add(t, IOVA_BASE + i * WIN_SIZE, WIN_SIZE, -1, 0,
 					  VFURT_DMA_READ, NULL);
 	while (vfurt_bench_keep_running(st)) {
 		uint64_t iova = fx->iovas[k++ & (NR_LOOKUPS - 1)];
 
-		(void)vfurt_dma_table_remove(t, iova, WIN_SIZE, NULL, NULL);
-		(void)vfurt_dma_table_add(t, iova, WIN_SIZE, -1, 0, VFURT_DMA_READ, NULL);
+		(void)vfr_dma_table_remove(t, iova, WIN_SIZE, NULL, NULL);
+		(void)vfr_dma_table_add(t, iova, WIN_SIZE, -1, 0, VFURT_DMA_READ, NULL);
 	}
-	vfurt_dma_table_destroy(t);
+	vfr_dma_table_destroy(t);
 }
 
 static void bm_remap_flat(struct vfurt_bench_state *st)

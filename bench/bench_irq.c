@@ -215,7 +215,7 @@ static int irq_poller(void *arg)
 	struct rt_irq_fx *fx = arg;
 
 	for (uint32_t i = 0; i < fx->triggers; i++) {
-		if (!rt_irq_batch_add(fx->fd)) {
+		if (!vfr_rt_irq_batch_add(fx->fd)) {
 			write_one(fx->fd);
 			fx->direct++;
 		}

@@ -1,4 +1,4 @@
-/* NVMe PRP walk: nvme_map_data turning PRP1/PRP2 (entries, lists, chained lists) into iovecs through the DMA table. */
+/* NVMe PRP walk: vfr_nvme_map_data turning PRP1/PRP2 (entries, lists, chained lists) into iovecs through the DMA table. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,7 +120,7 @@ static int check_cmds(struct prp_fx *fx)
 			uint64_t total = 0;
 			int n = 0;
 
-			if (nvme_map_data(fx->ctrl, &fx->cmds[sz][c], len, VFURT_DMA_WRITE, iov,
+			if (vfr_nvme_map_data(fx->ctrl, &fx->cmds[sz][c], len, VFURT_DMA_WRITE, iov,
 					  MAX_PAGES, &n))
 				return -EINVAL;
 			for (int i = 0; i < n; i++)
@@ -167,12 +167,12 @@ static void *prp_setup(int64_t windows, const char **why)
 		int fd = dup(memfd);
 
 		/* the table closes fd on success only */
-		if (fd < 0 || vfurt_dma_table_add(fx->dev->dma, IOVA_BASE + i * win_size, win_size,
+		if (fd < 0 || vfr_dma_table_add(fx->dev->dma, IOVA_BASE + i * win_size, win_size,
 						  fd, i * win_size,
 						  VFURT_DMA_READ | VFURT_DMA_WRITE, NULL)) {
 			if (fd >= 0)
 				close(fd);
-			*why = "vfurt_dma_table_add failed";
+			*why = "vfr_dma_table_add failed";
 			goto err;
 		}
 	}
@@ -184,7 +184,7 @@ static void *prp_setup(int64_t windows, const char **why)
 			if (build_cmd(fx, sz, c, &next_list))
 				goto err;
 	if (check_cmds(fx)) {
-		*why = "nvme_map_data did not map the PRPs as laid out";
+		*why = "vfr_nvme_map_data did not map the PRPs as laid out";
 		goto err;
 	}
 	return fx;
@@ -210,7 +210,7 @@ static void prp_walk(struct vfurt_bench_state *st, enum prp_size sz)
 		for (unsigned i = 0; i < BATCH; i++) {
 			int n;
 
-			if (nvme_map_data(fx->ctrl, &fx->cmds[sz][k++ % NR_CMDS], len,
+			if (vfr_nvme_map_data(fx->ctrl, &fx->cmds[sz][k++ % NR_CMDS], len,
 					  VFURT_DMA_WRITE, iov, MAX_PAGES, &n))
 				errors++;
 			vfurt_bench_sink(iov[0].iov_base);

@@ -18,16 +18,16 @@ static void noop_msg(void *arg)
 
 static void *ring_setup(int64_t arg, const char **why)
 {
-	struct vfurt_msg_ring *r = vfurt_ring_create(RING_SLOTS);
+	struct vfurt_msg_ring *r = vfr_ring_create(RING_SLOTS);
 
 	if (!r)
-		*why = "vfurt_ring_create failed";
+		*why = "vfr_ring_create failed";
 	return r;
 }
 
 static void ring_teardown(void *fx)
 {
-	vfurt_ring_destroy(fx);
+	vfr_ring_destroy(fx);
 }
 
 /* One message in and out again: the uncontended cost of a cross-core send
@@ -42,7 +42,7 @@ static void bm_ring_pair(struct vfurt_bench_state *st)
 	while (vfurt_bench_keep_running_batch(st, RING_BATCH)) {
 		for (unsigned i = 0; i < RING_BATCH; i++) {
 			in.arg = (void *)(uintptr_t)i;
-			if (!vfurt_ring_enqueue_mpsc(r, &in) || !vfurt_ring_dequeue_sc(r, &out))
+			if (!vfr_ring_enqueue_mpsc(r, &in) || !vfr_ring_dequeue_sc(r, &out))
 				lost++;
 			vfurt_bench_sink(out.arg);
 		}
@@ -61,10 +61,10 @@ static void bm_ring_burst(struct vfurt_bench_state *st)
 
 	while (vfurt_bench_keep_running_batch(st, 32)) {
 		for (unsigned i = 0; i < 32; i++)
-			if (!vfurt_ring_enqueue_mpsc(r, &in))
+			if (!vfr_ring_enqueue_mpsc(r, &in))
 				lost++;
 		for (unsigned i = 0; i < 32; i++)
-			if (!vfurt_ring_dequeue_sc(r, &out))
+			if (!vfr_ring_dequeue_sc(r, &out))
 				lost++;
 		vfurt_bench_sink(out.fn);
 	}
@@ -90,7 +90,7 @@ static void *consumer_main(void *arg)
 
 	atomic_store(&fx->pinned, vfurt_bench_pin_self(1) == 0);
 	while (!atomic_load_explicit(&fx->stop, memory_order_relaxed)) {
-		if (vfurt_ring_dequeue_sc(fx->r, &m)) {
+		if (vfr_ring_dequeue_sc(fx->r, &m)) {
 			n++;
 			if ((n & 1023) == 0)
 				atomic_store_explicit(&fx->received, n, memory_order_relaxed);
@@ -113,7 +113,7 @@ static void *ring_2t_setup(int64_t arg, const char **why)
 	fx = calloc(1, sizeof(*fx));
 	if (!fx)
 		return NULL;
-	fx->r = vfurt_ring_create(RING_SLOTS);
+	fx->r = vfr_ring_create(RING_SLOTS);
 	if (!fx->r)
 		goto err_free;
 	if (pthread_create(&fx->consumer, NULL, consumer_main, fx))
@@ -121,7 +121,7 @@ static void *ring_2t_setup(int64_t arg, const char **why)
 	return fx;
 
 err_ring:
-	vfurt_ring_destroy(fx->r);
+	vfr_ring_destroy(fx->r);
 err_free:
 	free(fx);
 	return NULL;
@@ -133,7 +133,7 @@ static void ring_2t_teardown(void *p)
 
 	atomic_store(&fx->stop, true);
 	pthread_join(fx->consumer, NULL);
-	vfurt_ring_destroy(fx->r);
+	vfr_ring_destroy(fx->r);
 	free(fx);
 }
 
@@ -149,7 +149,7 @@ static void bm_ring_2thread(struct vfurt_bench_state *st)
 	vfurt_bench_pin_self(0);
 	while (vfurt_bench_keep_running_batch(st, RING_BATCH)) {
 		for (unsigned i = 0; i < RING_BATCH; i++) {
-			while (!vfurt_ring_enqueue_mpsc(fx->r, &in)) {
+			while (!vfr_ring_enqueue_mpsc(fx->r, &in)) {
 				full++;
 				vfurt_bench_relax();
 			}

@@ -224,7 +224,7 @@ int vb_parse_args(int argc, char **argv, struct vb_cfg *c)
 		case OPT_SELF: c->self_serve = true; break;
 		case OPT_SCPUS: c->server_cpus = optarg; break;
 		case OPT_BACKEND: c->backend = optarg; break;
-		case OPT_SIZE: bad = devspec_parse_size(optarg, &c->size) || !c->size; break;
+		case OPT_SIZE: bad = vfr_devspec_parse_size(optarg, &c->size) || !c->size; break;
 		case OPT_BLKSZ:
 			bad = parse_u32(optarg, &c->block_size, 512, 4096) ||
 			      (c->block_size != 512 && c->block_size != 4096);
@@ -240,7 +240,7 @@ int vb_parse_args(int argc, char **argv, struct vb_cfg *c)
 			}
 			break;
 		case OPT_MIX: bad = parse_u32(optarg, &c->rwmixread, 0, 100); break;
-		case OPT_BS: bad = devspec_parse_size(optarg, &c->bs) || !c->bs; break;
+		case OPT_BS: bad = vfr_devspec_parse_size(optarg, &c->bs) || !c->bs; break;
 		case OPT_QD: bad = parse_u32(optarg, &c->iodepth, 1, 4095); break;
 		case OPT_JOBS: bad = parse_u32(optarg, &c->jobs, 1, VB_MAX_JOBS); break;
 		case OPT_RUNTIME: bad = parse_secs(optarg, &c->runtime_ms) || !c->runtime_ms; break;

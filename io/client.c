@@ -19,7 +19,7 @@
 #define RX_SLACK (64u * 1024u)
 #define RX_MIN_LIMIT (1u << 20)
 
-int64_t client_deadline(int timeout_ms)
+int64_t vfr_client_deadline(int timeout_ms)
 {
 	struct timespec ts;
 
@@ -29,7 +29,7 @@ int64_t client_deadline(int timeout_ms)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
 }
 
-int client_left_ms(int64_t deadline)
+int vfr_client_left_ms(int64_t deadline)
 {
 	struct timespec ts;
 	int64_t now, left;
@@ -44,7 +44,7 @@ int client_left_ms(int64_t deadline)
 	return left > INT_MAX ? INT_MAX : (int)left;
 }
 
-size_t client_xfer_max(const struct vfurt_client *c)
+size_t vfr_client_xfer_max(const struct vfurt_client *c)
 {
 	uint32_t a = c->caps.max_data_xfer_size;
 	uint32_t b = c->caps.client_max_data_xfer_size;
@@ -75,14 +75,14 @@ static int mark_broken(struct vfurt_client *c, int rc)
 	return rc;
 }
 
-int client_send(struct vfurt_client *c, int sock, const struct iovec *iov, int iovcnt,
+int vfr_client_send(struct vfurt_client *c, int sock, const struct iovec *iov, int iovcnt,
 		const int *fds, size_t nfds)
 {
 	int rc;
 
 	if (c->broken)
 		return c->broken;
-	rc = vfurt_sock_send(sock, iov, iovcnt, fds, nfds, c->timeout_ms);
+	rc = vfr_sock_send(sock, iov, iovcnt, fds, nfds, c->timeout_ms);
 	if (rc)
 		/* A send that timed out may have written part of a message. */
 		mark_broken(c, rc);
@@ -114,7 +114,7 @@ static int grow_rbuf(struct vfurt_client *c, size_t need)
  */
 static int recv_one(struct vfurt_client *c, int sock, struct client_msg *m)
 {
-	int64_t deadline = client_deadline(c->timeout_ms);
+	int64_t deadline = vfr_client_deadline(c->timeout_ms);
 	size_t len;
 	int rc;
 
@@ -123,8 +123,8 @@ static int recv_one(struct vfurt_client *c, int sock, struct client_msg *m)
 	m->len = 0;
 	m->oversize = false;
 	m->payload = c->rbuf;
-	rc = vfurt_sock_recv_exact(sock, &m->hdr, sizeof(m->hdr), m->fds, &m->nfds,
-				   VFURT_SOCK_MAX_FDS, client_left_ms(deadline));
+	rc = vfr_sock_recv_exact(sock, &m->hdr, sizeof(m->hdr), m->fds, &m->nfds,
+				   VFURT_SOCK_MAX_FDS, vfr_client_left_ms(deadline));
 	if (rc)
 		goto err;
 	if (m->hdr.msg_size < sizeof(m->hdr)) {
@@ -141,8 +141,8 @@ static int recv_one(struct vfurt_client *c, int sock, struct client_msg *m)
 		while (len > 0) {
 			size_t n = len < c->rbuf_cap ? len : c->rbuf_cap;
 
-			rc = vfurt_sock_recv_exact(sock, c->rbuf, n, NULL, NULL, 0,
-						   client_left_ms(deadline));
+			rc = vfr_sock_recv_exact(sock, c->rbuf, n, NULL, NULL, 0,
+						   vfr_client_left_ms(deadline));
 			if (rc)
 				goto err;
 			len -= n;
@@ -155,14 +155,14 @@ static int recv_one(struct vfurt_client *c, int sock, struct client_msg *m)
 	m->payload = c->rbuf;
 	m->len = len;
 	if (len) {
-		rc = vfurt_sock_recv_exact(sock, c->rbuf, len, NULL, NULL, 0,
-					   client_left_ms(deadline));
+		rc = vfr_sock_recv_exact(sock, c->rbuf, len, NULL, NULL, 0,
+					   vfr_client_left_ms(deadline));
 		if (rc)
 			goto err;
 	}
 	return 0;
 err:
-	vfurt_close_fds(m->fds, m->nfds);
+	vfr_close_fds(m->fds, m->nfds);
 	m->nfds = 0;
 	return mark_broken(c, rc);
 }
@@ -180,11 +180,11 @@ static int dispatch_other(struct vfurt_client *c, int sock, struct client_msg *m
 	if (is_command(m)) {
 		if (sock == c->twin)
 			c->stats.twin_commands++;
-		rc = client_serve_command(c, sock, m);
+		rc = vfr_client_serve_command(c, sock, m);
 	} else {
 		c->stats.stale_replies++;
 	}
-	vfurt_close_fds(m->fds, m->nfds);
+	vfr_close_fds(m->fds, m->nfds);
 	m->nfds = 0;
 	return rc;
 }
@@ -203,7 +203,7 @@ static int wait_reply(struct vfurt_client *c, int id, int64_t deadline, struct c
 		nfds_t n = c->twin >= 0 ? 2 : 1;
 		int rc;
 
-		rc = poll(p, n, client_left_ms(deadline));
+		rc = poll(p, n, vfr_client_left_ms(deadline));
 		if (rc < 0) {
 			if (errno == EINTR)
 				continue;
@@ -236,7 +236,7 @@ static int wait_reply(struct vfurt_client *c, int id, int64_t deadline, struct c
 	}
 }
 
-int client_call(struct vfurt_client *c, uint16_t cmd, uint32_t flags,
+int vfr_client_call(struct vfurt_client *c, uint16_t cmd, uint32_t flags,
 		const struct iovec *iov, int iovcnt, const int *fds, size_t nfds,
 		struct client_msg *reply)
 {
@@ -251,7 +251,7 @@ int client_call(struct vfurt_client *c, uint16_t cmd, uint32_t flags,
 		return c->broken;
 	if (iovcnt < 0 || iovcnt > 7 || nfds > VFURT_SOCK_MAX_FDS)
 		return -EINVAL;
-	deadline = client_deadline(c->timeout_ms);
+	deadline = vfr_client_deadline(c->timeout_ms);
 	v[0].iov_base = &hdr;
 	v[0].iov_len = sizeof(hdr);
 	for (int i = 0; i < iovcnt; i++) {
@@ -262,7 +262,7 @@ int client_call(struct vfurt_client *c, uint16_t cmd, uint32_t flags,
 	}
 	hdr.msg_id = c->next_id++;
 	hdr.msg_size = (uint32_t)total;
-	rc = client_send(c, c->sock, v, iovcnt + 1, fds, nfds);
+	rc = vfr_client_send(c, c->sock, v, iovcnt + 1, fds, nfds);
 	if (rc)
 		return rc;
 	if (flags & VFIO_USER_F_NO_REPLY)
@@ -287,7 +287,7 @@ int client_call(struct vfurt_client *c, uint16_t cmd, uint32_t flags,
 	} else {
 		return 0;
 	}
-	vfurt_close_fds(reply->fds, reply->nfds);
+	vfr_close_fds(reply->fds, reply->nfds);
 	reply->nfds = 0;
 	return rc;
 }
@@ -354,7 +354,7 @@ struct vfurt_client *vfurt_client_connect_fd(int sock, const struct vfurt_client
 	c->caps.client_max_data_xfer_size = o.max_data_xfer_size ? o.max_data_xfer_size :
 		VFIO_USER_DEFAULT_MAX_DATA_XFER;
 	if (!(o.flags & VFURT_CLIENT_NO_HANDSHAKE)) {
-		rc = client_handshake(c, &o);
+		rc = vfr_client_handshake(c, &o);
 		if (rc)
 			goto err_free;
 	}
@@ -409,7 +409,7 @@ void vfurt_client_close(struct vfurt_client *c)
 		close(c->twin);
 	if (c->sock >= 0)
 		close(c->sock);
-	client_windows_free(c);
+	vfr_client_windows_free(c);
 	free(c->rbuf);
 	free(c->server_json);
 	free(c);
@@ -470,7 +470,7 @@ int vfurt_client_poll_server(struct vfurt_client *c, int timeout_ms)
 		return -EINVAL;
 	if (c->broken)
 		return c->broken;
-	deadline = client_deadline(timeout_ms);
+	deadline = vfr_client_deadline(timeout_ms);
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = c->sock, .events = POLLIN },
@@ -481,7 +481,7 @@ int vfurt_client_poll_server(struct vfurt_client *c, int timeout_ms)
 		int rc;
 
 		/* After the first command only drain what is already queued. */
-		rc = poll(p, n, served ? 0 : client_left_ms(deadline));
+		rc = poll(p, n, served ? 0 : vfr_client_left_ms(deadline));
 		if (rc < 0) {
 			if (errno == EINTR)
 				continue;
@@ -506,7 +506,7 @@ int vfurt_client_poll_server(struct vfurt_client *c, int timeout_ms)
 
 int vfurt_client_wait_eventfd(struct vfurt_client *c, int efd, int timeout_ms, uint64_t *value)
 {
-	int64_t deadline = client_deadline(timeout_ms);
+	int64_t deadline = vfr_client_deadline(timeout_ms);
 
 	if (efd < 0)
 		return -EINVAL;
@@ -520,7 +520,7 @@ int vfurt_client_wait_eventfd(struct vfurt_client *c, int efd, int timeout_ms, u
 
 		if (c && c->broken)
 			return c->broken;
-		rc = poll(p, 3, client_left_ms(deadline));
+		rc = poll(p, 3, vfr_client_left_ms(deadline));
 		if (rc < 0) {
 			if (errno == EINTR)
 				continue;
@@ -570,7 +570,7 @@ int vfurt_client_send_raw(struct vfurt_client *c, const void *buf, size_t len,
 
 	if (!c || (!buf && len) || len == 0 || nfds > VFURT_SOCK_MAX_FDS || (nfds && !fds))
 		return -EINVAL;
-	return client_send(c, c->sock, &iov, 1, fds, nfds);
+	return vfr_client_send(c, c->sock, &iov, 1, fds, nfds);
 }
 
 /* Copy a received reply out to caller buffers; closes what does not fit. */
@@ -593,7 +593,7 @@ static int copy_out(struct client_msg *m, void *buf, size_t cap, size_t *len,
 			m->fds[i] = -1;
 		}
 	}
-	vfurt_close_fds(m->fds, m->nfds);
+	vfr_close_fds(m->fds, m->nfds);
 	m->nfds = 0;
 	if (nfds)
 		*nfds = keep;
@@ -610,7 +610,7 @@ int vfurt_client_recv_raw(struct vfurt_client *c, struct vfio_user_header *hdr,
 		return -EINVAL;
 	if (c->broken)
 		return c->broken;
-	rc = wait_reply(c, -1, client_deadline(c->timeout_ms), &m);
+	rc = wait_reply(c, -1, vfr_client_deadline(c->timeout_ms), &m);
 	if (rc) {
 		if (nfds)
 			*nfds = 0;
@@ -635,7 +635,7 @@ int vfurt_client_request(struct vfurt_client *c, uint16_t cmd, uint32_t flags,
 		rc = -EINVAL;
 		goto out;
 	}
-	rc = client_call(c, cmd, flags, &iov, len ? 1 : 0, fds, nfds, &m);
+	rc = vfr_client_call(c, cmd, flags, &iov, len ? 1 : 0, fds, nfds, &m);
 	if (rc || (flags & VFIO_USER_F_NO_REPLY))
 		goto out;
 	return copy_out(&m, reply, reply_cap, reply_len, reply_fds, reply_nfds);

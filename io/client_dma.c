@@ -17,7 +17,7 @@ static void window_unmap(struct client_window *w)
 	w->map_base = NULL;
 }
 
-void client_windows_free(struct vfurt_client *c)
+void vfr_client_windows_free(struct vfurt_client *c)
 {
 	for (size_t i = 0; i < c->nwin; i++)
 		window_unmap(&c->win[i]);
@@ -82,7 +82,7 @@ static int map_window(struct vfurt_client *c, const struct client_window *w, int
 		return rc;
 	/* Serving DMA during the wait below never changes the table, so idx
 	 * still names our window afterwards. */
-	rc = client_call(c, VFIO_USER_DMA_MAP,
+	rc = vfr_client_call(c, VFIO_USER_DMA_MAP,
 			 (flags & VFURT_CLIENT_DMA_POSTED) ? VFIO_USER_F_NO_REPLY : 0,
 			 &iov, 1, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0, NULL);
 	if (rc) {
@@ -144,12 +144,12 @@ int vfurt_client_dma_unmap(struct vfurt_client *c, uint64_t iova, uint64_t size,
 
 	if (!c)
 		return -EINVAL;
-	rc = client_call(c, VFIO_USER_DMA_UNMAP, 0, &iov, 1, NULL, 0, NULL);
+	rc = vfr_client_call(c, VFIO_USER_DMA_UNMAP, 0, &iov, 1, NULL, 0, NULL);
 	if (rc)
 		return rc;
 	/* The server has dropped every reference now; so can we. */
 	if (flags & VFIO_USER_DMA_UNMAP_FLAG_ALL) {
-		client_windows_free(c);
+		vfr_client_windows_free(c);
 		return 0;
 	}
 	for (size_t i = 0; i < c->nwin; i++) {
@@ -190,7 +190,7 @@ static struct client_window *dma_check(struct vfurt_client *c, const struct clie
 	return w;
 }
 
-int client_serve_command(struct vfurt_client *c, int sock, const struct client_msg *m)
+int vfr_client_serve_command(struct vfurt_client *c, int sock, const struct client_msg *m)
 {
 	struct vfio_user_header hdr = {
 		.msg_id = m->hdr.msg_id,
@@ -244,5 +244,5 @@ int client_serve_command(struct vfurt_client *c, int sock, const struct client_m
 		return 0;
 	for (int i = 1; i < iovcnt; i++)
 		hdr.msg_size += (uint32_t)iov[i].iov_len;
-	return client_send(c, sock, iov, iovcnt, NULL, 0);
+	return vfr_client_send(c, sock, iov, iovcnt, NULL, 0);
 }

@@ -50,9 +50,9 @@ struct client_msg {
 };
 
 /* Absolute CLOCK_MONOTONIC deadline in ms for a timeout (-1 = none). */
-int64_t client_deadline(int timeout_ms);
+int64_t vfr_client_deadline(int timeout_ms);
 /* Milliseconds left until deadline, for poll(2); -1 for none. */
-int client_left_ms(int64_t deadline);
+int vfr_client_left_ms(int64_t deadline);
 
 /*
  * Send a command (header built here from cmd/flags and a fresh msg_id) and,
@@ -61,26 +61,26 @@ int client_left_ms(int64_t deadline);
  * -errno with its fds closed. iov/iovcnt (<= 7) is the payload.
  * Returns 0 or a negative errno.
  */
-int client_call(struct vfurt_client *c, uint16_t cmd, uint32_t flags,
+int vfr_client_call(struct vfurt_client *c, uint16_t cmd, uint32_t flags,
 		const struct iovec *iov, int iovcnt, const int *fds, size_t nfds,
 		struct client_msg *reply);
 
 /* Send one whole message on sock with the client's timeout; marks the
  * client broken when the stream may have been cut. */
-int client_send(struct vfurt_client *c, int sock, const struct iovec *iov, int iovcnt,
+int vfr_client_send(struct vfurt_client *c, int sock, const struct iovec *iov, int iovcnt,
 		const int *fds, size_t nfds);
 
 /* Serve one server->client command received on `sock` (main or twin). Sends
  * the reply unless No_reply. Returns 0 or a negative errno from sending. */
-int client_serve_command(struct vfurt_client *c, int sock, const struct client_msg *m);
+int vfr_client_serve_command(struct vfurt_client *c, int sock, const struct client_msg *m);
 
 /* Unmap all local window mappings and free the table (client_dma.c). */
-void client_windows_free(struct vfurt_client *c);
+void vfr_client_windows_free(struct vfurt_client *c);
 
 /* VERSION negotiation (client_version.c). */
-int client_handshake(struct vfurt_client *c, const struct vfurt_client_opts *o);
+int vfr_client_handshake(struct vfurt_client *c, const struct vfurt_client_opts *o);
 
 /* Smaller of the server's and our max_data_xfer_size. */
-size_t client_xfer_max(const struct vfurt_client *c);
+size_t vfr_client_xfer_max(const struct vfurt_client *c);
 
 #endif /* VFURT_IO_CLIENT_INTERNAL_H */

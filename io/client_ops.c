@@ -14,7 +14,7 @@
 
 static void msg_close(struct client_msg *m)
 {
-	vfurt_close_fds(m->fds, m->nfds);
+	vfr_close_fds(m->fds, m->nfds);
 	m->nfds = 0;
 }
 
@@ -27,7 +27,7 @@ static struct iovec iov_of(const void *p, size_t len)
 
 /* A query with a fixed-size request and reply: send req, copy the first
  * out_len bytes of the reply to out. Returns 0, -EPROTO (short reply) or as
- * client_call. */
+ * vfr_client_call. */
 static int call_fixed(struct vfurt_client *c, uint16_t cmd, const void *req, size_t req_len,
 		      void *out, size_t out_len)
 {
@@ -35,7 +35,7 @@ static int call_fixed(struct vfurt_client *c, uint16_t cmd, const void *req, siz
 	struct client_msg m;
 	int rc;
 
-	rc = client_call(c, cmd, 0, &iov, 1, NULL, 0, &m);
+	rc = vfr_client_call(c, cmd, 0, &iov, 1, NULL, 0, &m);
 	if (rc)
 		return rc;
 	if (m.len < out_len)
@@ -151,7 +151,7 @@ static int parse_caps(struct vfurt_client_region_info *info)
  * size. req (req_len bytes, argsz first) is updated in place. On success *m
  * holds a reply of at least min_reply bytes with the whole payload.
  * Returns 0, -EPROTO (short reply, or the server asks again or too much), or
- * as client_call.
+ * as vfr_client_call.
  */
 static int call_argsz(struct vfurt_client *c, uint16_t cmd, void *req, size_t req_len,
 		      size_t min_reply, struct client_msg *m)
@@ -163,7 +163,7 @@ static int call_argsz(struct vfurt_client *c, uint16_t cmd, void *req, size_t re
 		int rc;
 
 		memcpy(&want, req, sizeof(want));
-		rc = client_call(c, cmd, 0, &iov, 1, NULL, 0, m);
+		rc = vfr_client_call(c, cmd, 0, &iov, 1, NULL, 0, m);
 		if (rc)
 			return rc;
 		if (m->len < min_reply) {
@@ -303,7 +303,7 @@ void vfurt_client_io_fds_release(struct vfurt_client_io_fds *io)
 	if (!io)
 		return;
 	if (io->fds)
-		vfurt_close_fds(io->fds, io->nfds);
+		vfr_close_fds(io->fds, io->nfds);
 	free(io->fds);
 	free(io->subs);
 	memset(io, 0, sizeof(*io));
@@ -402,7 +402,7 @@ int vfurt_client_region_read(struct vfurt_client *c, uint32_t region, uint64_t o
 	if (!c || (!buf && count))
 		return -EINVAL;
 	do {
-		size_t max = client_xfer_max(c);
+		size_t max = vfr_client_xfer_max(c);
 		size_t n = count - done < max ? count - done : max;
 		struct vfio_user_region_access req = {
 			.offset = offset + done, .region = region, .count = (uint32_t)n,
@@ -411,7 +411,7 @@ int vfurt_client_region_read(struct vfurt_client *c, uint32_t region, uint64_t o
 		struct client_msg m;
 		int rc;
 
-		rc = client_call(c, VFIO_USER_REGION_READ, 0, &iov, 1, NULL, 0, &m);
+		rc = vfr_client_call(c, VFIO_USER_REGION_READ, 0, &iov, 1, NULL, 0, &m);
 		if (rc)
 			return rc;
 		rc = access_reply_ok(&m, &req, n);
@@ -433,7 +433,7 @@ static int region_write(struct vfurt_client *c, uint32_t region, uint64_t offset
 	if (!c || (!buf && count))
 		return -EINVAL;
 	do {
-		size_t max = client_xfer_max(c);
+		size_t max = vfr_client_xfer_max(c);
 		size_t n = count - done < max ? count - done : max;
 		struct vfio_user_region_access req = {
 			.offset = offset + done, .region = region, .count = (uint32_t)n,
@@ -444,7 +444,7 @@ static int region_write(struct vfurt_client *c, uint32_t region, uint64_t offset
 		struct client_msg m;
 		int rc;
 
-		rc = client_call(c, VFIO_USER_REGION_WRITE, posted ? VFIO_USER_F_NO_REPLY : 0,
+		rc = vfr_client_call(c, VFIO_USER_REGION_WRITE, posted ? VFIO_USER_F_NO_REPLY : 0,
 				 iov, n ? 2 : 1, NULL, 0, &m);
 		if (rc)
 			return rc;
@@ -493,7 +493,7 @@ int vfurt_client_region_write_multi(struct vfurt_client *c,
 		struct client_msg m;
 		int rc;
 
-		rc = client_call(c, VFIO_USER_REGION_WRITE_MULTI,
+		rc = vfr_client_call(c, VFIO_USER_REGION_WRITE_MULTI,
 				 posted ? VFIO_USER_F_NO_REPLY : 0, iov, 2, NULL, 0, &m);
 		if (rc)
 			return rc;
@@ -548,7 +548,7 @@ int vfurt_client_set_irqs_eventfd(struct vfurt_client *c, uint32_t index, uint32
 		struct iovec iov = iov_of(&req, sizeof(req));
 		int rc;
 
-		rc = client_call(c, VFIO_USER_DEVICE_SET_IRQS, 0, &iov, 1, fds ? fds + sent : NULL,
+		rc = vfr_client_call(c, VFIO_USER_DEVICE_SET_IRQS, 0, &iov, 1, fds ? fds + sent : NULL,
 				 fds ? n : 0, NULL);
 		if (rc)
 			return rc;
@@ -571,7 +571,7 @@ int vfurt_client_set_irqs(struct vfurt_client *c, uint32_t index, uint32_t start
 
 	if (!c || !one_action(action) || (bools && count > UINT32_MAX - sizeof(req)))
 		return -EINVAL;
-	return client_call(c, VFIO_USER_DEVICE_SET_IRQS, 0, iov, bools && count ? 2 : 1,
+	return vfr_client_call(c, VFIO_USER_DEVICE_SET_IRQS, 0, iov, bools && count ? 2 : 1,
 			   NULL, 0, NULL);
 }
 
@@ -581,7 +581,7 @@ int vfurt_client_reset(struct vfurt_client *c)
 {
 	if (!c)
 		return -EINVAL;
-	return client_call(c, VFIO_USER_DEVICE_RESET, 0, NULL, 0, NULL, 0, NULL);
+	return vfr_client_call(c, VFIO_USER_DEVICE_RESET, 0, NULL, 0, NULL, 0, NULL);
 }
 
 int vfurt_client_device_feature(struct vfurt_client *c, uint32_t flags, const void *data,
@@ -599,7 +599,7 @@ int vfurt_client_device_feature(struct vfurt_client *c, uint32_t flags, const vo
 	if (!c || (len && !data) || big > UINT32_MAX - sizeof(req))
 		return -EINVAL;
 	req.argsz = (uint32_t)(sizeof(req) + big);
-	rc = client_call(c, VFIO_USER_DEVICE_FEATURE, 0, iov, len ? 2 : 1, NULL, 0, &m);
+	rc = vfr_client_call(c, VFIO_USER_DEVICE_FEATURE, 0, iov, len ? 2 : 1, NULL, 0, &m);
 	if (rc)
 		return rc;
 	if (m.len < sizeof(req)) {
@@ -629,7 +629,7 @@ int vfurt_client_mig_data_read(struct vfurt_client *c, void *buf, uint32_t size,
 	if (!c || (!buf && size) || size > UINT32_MAX - sizeof(req))
 		return -EINVAL;
 	req.argsz = (uint32_t)sizeof(req) + size;
-	rc = client_call(c, VFIO_USER_MIG_DATA_READ, 0, &iov, 1, NULL, 0, &m);
+	rc = vfr_client_call(c, VFIO_USER_MIG_DATA_READ, 0, &iov, 1, NULL, 0, &m);
 	if (rc)
 		return rc;
 	rc = -EPROTO;
@@ -654,5 +654,5 @@ int vfurt_client_mig_data_write(struct vfurt_client *c, const void *buf, uint32_
 
 	if (!c || (!buf && size))
 		return -EINVAL;
-	return client_call(c, VFIO_USER_MIG_DATA_WRITE, 0, iov, size ? 2 : 1, NULL, 0, NULL);
+	return vfr_client_call(c, VFIO_USER_MIG_DATA_WRITE, 0, iov, size ? 2 : 1, NULL, 0, NULL);
 }

@@ -213,7 +213,7 @@ static int parse_reply(struct vfurt_client *c, const struct vfurt_client_opts *o
 	return parse_json(c, o, c->server_json, n, m);
 }
 
-int client_handshake(struct vfurt_client *c, const struct vfurt_client_opts *o)
+int vfr_client_handshake(struct vfurt_client *c, const struct vfurt_client_opts *o)
 {
 	struct vfio_user_version v = { .major = c->caps.major, .minor = c->caps.minor };
 	struct iovec iov[2] = { { .iov_base = &v, .iov_len = sizeof(v) } };
@@ -234,12 +234,12 @@ int client_handshake(struct vfurt_client *c, const struct vfurt_client_opts *o)
 		iov[1].iov_len = strlen(json) + 1;
 		iovcnt = 2;
 	}
-	rc = client_call(c, VFIO_USER_VERSION, 0, iov, iovcnt, NULL, 0, &m);
+	rc = vfr_client_call(c, VFIO_USER_VERSION, 0, iov, iovcnt, NULL, 0, &m);
 	free(json);
 	if (rc)
 		return rc;
 	rc = parse_reply(c, o, &m);
-	vfurt_close_fds(m.fds, m.nfds);
+	vfr_close_fds(m.fds, m.nfds);
 	if (!rc && (o->flags & VFURT_CLIENT_REQUIRE_TWIN) && c->twin < 0)
 		rc = -EPROTONOSUPPORT;
 	return rc;

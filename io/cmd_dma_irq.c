@@ -39,12 +39,12 @@ static void check_seals(struct vfurt_conn *c, int fd, uint64_t iova)
 }
 
 /* Say why a DMA_MAP failed, naming the limit when one was reached (one line
- * per refusal, rate-limited per client by conn_logf: a flood of refused
+ * per refusal, rate-limited per client by vfr_conn_logf: a flood of refused
  * maps costs the log a few lines a second). */
 static void map_refused(struct vfurt_conn *c, const struct vfio_user_dma_map *in, int fd, int rc)
 {
 	const struct vfurt_dma_quota_acct *qa = &c->dev->quota;
-	uint32_t n = vfurt_dma_table_count(c->dev->dma);
+	uint32_t n = vfr_dma_table_count(c->dev->dma);
 	struct vfurt_dma_quota_stats qs = { .stats_size = sizeof(qs) };
 	char why[160] = "";
 
@@ -59,12 +59,12 @@ static void map_refused(struct vfurt_conn *c, const struct vfio_user_dma_map *in
 				 "(dma_maps_process_max %u) is used up; this client holds %u",
 				 qs.limit, qa->used);
 	}
-	conn_logf(c, VFURT_LOG_WARN, "%s: DMA_MAP iova 0x%llx size 0x%llx%s failed: %s%s",
+	vfr_conn_logf(c, VFURT_LOG_WARN, "%s: DMA_MAP iova 0x%llx size 0x%llx%s failed: %s%s",
 		  c->dev->name, (unsigned long long)in->addr, (unsigned long long)in->size,
 		  fd >= 0 ? " (fd)" : "", strerror(-rc), why);
 }
 
-int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_user_dma_map *in = (const void *)m->payload;
 	struct vfurt_dma_region r;
@@ -84,7 +84,7 @@ int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
 	fd = m->nfds ? m->fds[0] : -1;
 	if (fd >= 0)
 		check_seals(c, fd, in->addr);
-	rc = vfurt_dma_table_add(c->dev->dma, in->addr, in->size, fd, fd >= 0 ? in->offset : 0,
+	rc = vfr_dma_table_add(c->dev->dma, in->addr, in->size, fd, fd >= 0 ? in->offset : 0,
 				 prot, &r);
 	if (rc) {
 		map_refused(c, in, fd, rc);
@@ -97,7 +97,7 @@ int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
 }
 
 /* An fd sent along (SPDK does) means nothing here: dispatch closes it. */
-int vfurt_cmd_dma_unmap(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_dma_unmap(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_user_dma_unmap *in = (const void *)m->payload;
 	struct vfio_user_dma_unmap *out;
@@ -111,15 +111,15 @@ int vfurt_cmd_dma_unmap(struct vfurt_conn *c, struct vfurt_msg *m)
 	if (in->flags & VFIO_USER_DMA_UNMAP_FLAG_ALL) {
 		if (in->addr || in->size)
 			return -EINVAL;
-		vfurt_dma_table_remove_all(c->dev->dma, unmap_notify, c->dev);
+		vfr_dma_table_remove_all(c->dev->dma, unmap_notify, c->dev);
 	} else {
-		int rc = vfurt_dma_table_remove(c->dev->dma, in->addr, in->size, unmap_notify,
+		int rc = vfr_dma_table_remove(c->dev->dma, in->addr, in->size, unmap_notify,
 						c->dev);
 
 		if (rc)
 			return rc;
 	}
-	out = vfurt_reply_alloc(c, sizeof(*out));
+	out = vfr_reply_alloc(c, sizeof(*out));
 	if (!out)
 		return -ENOMEM;
 	*out = *in;
@@ -127,20 +127,20 @@ int vfurt_cmd_dma_unmap(struct vfurt_conn *c, struct vfurt_msg *m)
 	return 0;
 }
 
-int vfurt_cmd_irq_info(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_irq_info(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_irq_info *in = (const void *)m->payload;
 	struct vfio_irq_info *out;
 
 	if (m->len < sizeof(*in) || in->argsz < sizeof(*in) || in->index >= VFURT_IRQ_NUM)
 		return -EINVAL;
-	out = vfurt_reply_alloc(c, sizeof(*out));
+	out = vfr_reply_alloc(c, sizeof(*out));
 	if (!out)
 		return -ENOMEM;
 	out->argsz = sizeof(*out);
 	out->index = in->index;
-	out->count = vfurt_irqs_count(c->dev->irqs, in->index);
-	out->flags = vfurt_irqs_info_flags(c->dev->irqs, in->index);
+	out->count = vfr_irqs_count(c->dev->irqs, in->index);
+	out->flags = vfr_irqs_info_flags(c->dev->irqs, in->index);
 	return 0;
 }
 
@@ -152,10 +152,10 @@ static void irq_state(void *arg, uint32_t index, uint32_t start, uint32_t count,
 		dev->ops.irq_state(dev, dev->arg, index, start, count, masked);
 }
 
-void vfurt_dev_intx_unmask_ready(struct vfurt_dev *dev, void *ctx)
+void vfr_dev_intx_unmask_ready(struct vfurt_dev *dev, void *ctx)
 {
 	(void)ctx;
-	vfurt_irqs_intx_unmask_event(dev->irqs, irq_state, dev);
+	vfr_irqs_intx_unmask_event(dev->irqs, irq_state, dev);
 }
 
 /* Tell the PCI layer which vectors a TRIGGER request gave or took an
@@ -170,23 +170,23 @@ static void report_eventfds(struct vfurt_dev *dev, const struct vfio_irq_set *in
 		return;
 	if (data_type == VFIO_IRQ_SET_DATA_NONE && count == 0) {
 		start = 0; /* the index was disabled */
-		count = vfurt_irqs_count(dev->irqs, in->index);
+		count = vfr_irqs_count(dev->irqs, in->index);
 	} else if (data_type != VFIO_IRQ_SET_DATA_EVENTFD) {
 		return; /* a software trigger changes no eventfd */
 	}
 	for (uint32_t i = 0; i < count; i++)
 		dev->pci_client_irq(dev->pci, in->index, start + i,
-				    vfurt_irqs_enabled(dev->irqs, in->index, start + i));
+				    vfr_irqs_enabled(dev->irqs, in->index, start + i));
 }
 
-int vfurt_cmd_set_irqs(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_set_irqs(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_irq_set *in = (const void *)m->payload;
 	int rc;
 
 	if (m->len < sizeof(*in) || in->argsz < sizeof(*in) || in->argsz > m->len)
 		return -EINVAL;
-	rc = vfurt_irqs_set(c->dev->irqs, in, (const uint8_t *)m->payload + sizeof(*in),
+	rc = vfr_irqs_set(c->dev->irqs, in, (const uint8_t *)m->payload + sizeof(*in),
 			    in->argsz - sizeof(*in), m->fds, m->nfds, irq_state, c->dev);
 	if (rc)
 		return rc; /* dispatch closes the fds */
@@ -196,12 +196,12 @@ int vfurt_cmd_set_irqs(struct vfurt_conn *c, struct vfurt_msg *m)
 	return 0;
 }
 
-int vfurt_cmd_reset(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_reset(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	if (m->len != 0)
 		return -EINVAL;
 	if (!c->dev->reset_supported)
 		return -ENOTSUP;
-	conn_logf(c, VFURT_LOG_INFO, "%s: device reset by client", c->dev->name);
-	return vfurt_dev_do_reset(c->dev, VFURT_RESET_CLIENT);
+	vfr_conn_logf(c, VFURT_LOG_INFO, "%s: device reset by client", c->dev->name);
+	return vfr_dev_do_reset(c->dev, VFURT_RESET_CLIENT);
 }

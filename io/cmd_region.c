@@ -4,19 +4,19 @@
 
 #include "conn_internal.h"
 
-int vfurt_cmd_device_info(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_device_info(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_user_device_info *in = (const void *)m->payload;
 	struct vfio_user_device_info *out;
 
 	if (m->len < sizeof(*in) || in->argsz < sizeof(*in))
 		return -EINVAL;
-	out = vfurt_reply_alloc(c, sizeof(*out));
+	out = vfr_reply_alloc(c, sizeof(*out));
 	if (!out)
 		return -ENOMEM;
 	out->argsz = sizeof(*out);
 	out->flags = VFIO_DEVICE_FLAGS_PCI | (c->dev->reset_supported ? VFIO_DEVICE_FLAGS_RESET : 0);
-	out->num_regions = vfurt_dev_num_regions(c->dev);
+	out->num_regions = vfr_dev_num_regions(c->dev);
 	out->num_irqs = VFURT_IRQ_NUM;
 	return 0;
 }
@@ -52,7 +52,7 @@ static int do_access(struct vfurt_conn *c, const struct vfurt_region *r, void *b
 	return (size_t)n == count ? 0 : -EIO;
 }
 
-int vfurt_cmd_region_info(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_region_info(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_region_info *in = (const void *)m->payload;
 	struct vfio_region_info *out;
@@ -64,7 +64,7 @@ int vfurt_cmd_region_info(struct vfurt_conn *c, struct vfurt_msg *m)
 
 	if (m->len < sizeof(*in) || in->argsz < sizeof(*in))
 		return -EINVAL;
-	if (in->index >= vfurt_dev_num_regions(c->dev))
+	if (in->index >= vfr_dev_num_regions(c->dev))
 		return -EINVAL;
 	r = &c->dev->regions[in->index];
 	if (r->d.size && r->d.fd >= 0 && r->d.nr_sparse)
@@ -74,7 +74,7 @@ int vfurt_cmd_region_info(struct vfurt_conn *c, struct vfurt_msg *m)
 		type_len = sizeof(struct vfio_region_info_cap_type);
 	total = sizeof(*out) + sparse_len + type_len;
 
-	out = vfurt_reply_alloc(c, in->argsz >= total ? total : sizeof(*out));
+	out = vfr_reply_alloc(c, in->argsz >= total ? total : sizeof(*out));
 	if (!out)
 		return -ENOMEM;
 	out->argsz = (uint32_t)total;
@@ -135,7 +135,7 @@ int vfurt_cmd_region_info(struct vfurt_conn *c, struct vfurt_msg *m)
 	return 0;
 }
 
-int vfurt_cmd_region_io_fds(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_region_io_fds(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_user_region_io_fds_request *in = (const void *)m->payload;
 	struct vfio_user_region_io_fds_reply *out;
@@ -145,13 +145,13 @@ int vfurt_cmd_region_io_fds(struct vfurt_conn *c, struct vfurt_msg *m)
 
 	if (m->len < sizeof(*in) || in->argsz < sizeof(*in) || in->flags || in->count)
 		return -EINVAL;
-	if (in->index >= vfurt_dev_num_regions(dev) || dev->regions[in->index].d.size == 0)
+	if (in->index >= vfr_dev_num_regions(dev) || dev->regions[in->index].d.size == 0)
 		return -EINVAL;
 	for (uint32_t i = 0; i < dev->nr_ioev; i++)
 		if (dev->ioev[i].region == in->index)
 			count++;
 	total = sizeof(*out) + count * sizeof(out->sub_regions[0]);
-	out = vfurt_reply_alloc(c, in->argsz >= total ? total : sizeof(*out));
+	out = vfr_reply_alloc(c, in->argsz >= total ? total : sizeof(*out));
 	if (!out)
 		return -ENOMEM;
 	out->argsz = (uint32_t)total;
@@ -190,7 +190,7 @@ int vfurt_cmd_region_io_fds(struct vfurt_conn *c, struct vfurt_msg *m)
 	return 0;
 }
 
-int vfurt_cmd_region_read(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_region_read(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	const struct vfio_user_region_access *in = (const void *)m->payload;
 	struct vfio_user_region_access *out;
@@ -202,7 +202,7 @@ int vfurt_cmd_region_read(struct vfurt_conn *c, struct vfurt_msg *m)
 	rc = check_access(c, in->region, in->offset, in->count, false, &r);
 	if (rc)
 		return rc;
-	out = vfurt_reply_alloc(c, sizeof(*out) + in->count);
+	out = vfr_reply_alloc(c, sizeof(*out) + in->count);
 	if (!out)
 		return -ENOMEM;
 	out->offset = in->offset;
@@ -211,7 +211,7 @@ int vfurt_cmd_region_read(struct vfurt_conn *c, struct vfurt_msg *m)
 	return do_access(c, r, out->data, in->count, in->offset, false);
 }
 
-int vfurt_cmd_region_write(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_region_write(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	struct vfio_user_region_access *in = (void *)m->payload;
 	struct vfio_user_region_access *out;
@@ -226,7 +226,7 @@ int vfurt_cmd_region_write(struct vfurt_conn *c, struct vfurt_msg *m)
 	rc = do_access(c, r, in->data, in->count, in->offset, true);
 	if (rc)
 		return rc;
-	out = vfurt_reply_alloc(c, sizeof(*out));
+	out = vfr_reply_alloc(c, sizeof(*out));
 	if (!out)
 		return -ENOMEM;
 	out->offset = in->offset;
@@ -235,14 +235,14 @@ int vfurt_cmd_region_write(struct vfurt_conn *c, struct vfurt_msg *m)
 	return 0;
 }
 
-int vfurt_cmd_region_write_multi(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_region_write_multi(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	struct vfio_user_write_multi *in = (void *)m->payload;
 	struct vfio_user_write_multi *out;
 	uint64_t n;
 
 	if (!c->write_multiple) {
-		conn_logf(c, VFURT_LOG_WARN,
+		vfr_conn_logf(c, VFURT_LOG_WARN,
 			   "%s: REGION_WRITE_MULTI without negotiated write_multiple",
 			   c->dev->name);
 		return -EINVAL;
@@ -273,7 +273,7 @@ int vfurt_cmd_region_write_multi(struct vfurt_conn *c, struct vfurt_msg *m)
 		if (rc)
 			return rc;
 	}
-	out = vfurt_reply_alloc(c, sizeof(*out));
+	out = vfr_reply_alloc(c, sizeof(*out));
 	if (!out)
 		return -ENOMEM;
 	out->wr_cnt = n;

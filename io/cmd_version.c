@@ -52,7 +52,7 @@ static int parse_caps(struct vfurt_conn *c, const char *json, size_t len,
 	root = json_tokener_parse_ex(tok, json, (int)len);
 	if (!root || json_tokener_get_error(tok) != json_tokener_success ||
 	    !json_object_is_type(root, json_type_object)) {
-		conn_logf(c, VFURT_LOG_WARN, "%s: VERSION: capabilities are not a JSON object",
+		vfr_conn_logf(c, VFURT_LOG_WARN, "%s: VERSION: capabilities are not a JSON object",
 			   c->dev->name);
 		goto out;
 	}
@@ -65,7 +65,7 @@ static int parse_caps(struct vfurt_conn *c, const char *json, size_t len,
 	if (cap_u64(caps, "max_msg_fds", 1, VFURT_SOCK_MAX_FDS * 1024ull, &cc->max_fds) ||
 	    cap_u64(caps, "max_data_xfer_size", 1, UINT32_MAX, &cc->max_xfer) ||
 	    cap_u64(caps, "pgsizes", 1, UINT64_MAX >> 1, &cc->pgsizes)) {
-		conn_logf(c, VFURT_LOG_WARN, "%s: VERSION: bad capability value",
+		vfr_conn_logf(c, VFURT_LOG_WARN, "%s: VERSION: bad capability value",
 			   c->dev->name);
 		goto out;
 	}
@@ -124,7 +124,7 @@ static int build_reply(struct vfurt_conn *c, uint16_t minor, bool twin)
 	caps = NULL;
 	s = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
 	slen = strlen(s) + 1;
-	v = vfurt_reply_alloc(c, sizeof(*v) + slen);
+	v = vfr_reply_alloc(c, sizeof(*v) + slen);
 	if (!v)
 		goto out;
 	v->major = VFIO_USER_MAJOR;
@@ -137,7 +137,7 @@ out:
 	return rc;
 }
 
-int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
+int vfr_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	struct client_caps cc = {
 		.max_fds = VFIO_USER_DEFAULT_MAX_FDS,
@@ -151,13 +151,13 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 	int rc;
 
 	if (c->negotiated) {
-		conn_logf(c, VFURT_LOG_WARN, "%s: second VERSION rejected", c->dev->name);
+		vfr_conn_logf(c, VFURT_LOG_WARN, "%s: second VERSION rejected", c->dev->name);
 		return -EINVAL;
 	}
 	if (m->len < sizeof(*v))
 		return -EINVAL;
 	if (v->major != VFIO_USER_MAJOR) {
-		conn_logf(c, VFURT_LOG_WARN, "%s: client protocol %u.%u unsupported (we speak %u.x)",
+		vfr_conn_logf(c, VFURT_LOG_WARN, "%s: client protocol %u.%u unsupported (we speak %u.x)",
 			   c->dev->name, v->major, v->minor, VFIO_USER_MAJOR);
 		return -ENOTSUP; /* dispatch closes the connection after replying */
 	}
@@ -175,14 +175,14 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 		}
 	}
 	if (!(cc.pgsizes & 4096)) {
-		conn_logf(c, VFURT_LOG_WARN, "%s: client pgsizes 0x%llx lack 4 KiB",
+		vfr_conn_logf(c, VFURT_LOG_WARN, "%s: client pgsizes 0x%llx lack 4 KiB",
 			   c->dev->name, (unsigned long long)cc.pgsizes);
 		return -EINVAL;
 	}
 	if (c->dev->conn && c->dev->conn != c)
 		return -EBUSY;
-	if (vfurt_dma_table_count(c->dev->dma) == 0)
-		vfurt_dma_table_set_limits(c->dev->dma, c->max_dma_maps, 4096);
+	if (vfr_dma_table_count(c->dev->dma) == 0)
+		vfr_dma_table_set_limits(c->dev->dma, c->max_dma_maps, 4096);
 
 	/* answer min(client, ours): QEMU rejects a minor above its own */
 	minor = v->minor;
@@ -190,7 +190,7 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 		minor = (uint16_t)VFIO_USER_MINOR;
 	twin = cc.twin && c->offer_twin;
 	if (twin && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		conn_logf(c, VFURT_LOG_WARN, "%s: twin socket: %s", c->dev->name,
+		vfr_conn_logf(c, VFURT_LOG_WARN, "%s: twin socket: %s", c->dev->name,
 			   strerror(errno));
 		twin = false;
 	}
@@ -202,7 +202,7 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 		}
 		return rc;
 	}
-	if (twin && (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0 || conn_twin_setup(c) < 0)) {
+	if (twin && (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0 || vfr_conn_twin_setup(c) < 0)) {
 		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: twin socket: cannot set up", c->dev->name);
 		close(sv[0]);
 		close(sv[1]);
@@ -222,7 +222,7 @@ int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m)
 	c->write_multiple = cc.write_multiple;
 	c->negotiated = true;
 	c->dev->conn = c;
-	conn_logf(c, VFURT_LOG_INFO,
+	vfr_conn_logf(c, VFURT_LOG_INFO,
 		   "%s: client attached (protocol %u.%u, max_msg_fds %u, max_data_xfer %u%s%s)",
 		   c->dev->name, VFIO_USER_MAJOR, minor,
 		   c->client_max_fds, c->client_max_xfer, c->write_multiple ? ", write_multiple" : "",

@@ -68,7 +68,7 @@ struct vfurt_conn *vfurt_conn_create(struct vfurt_dev *dev, int fd,
 				     CONN_MAX_OUT_BYTES_LIMIT);
 	c->max_out_msgs = clamp_u32(o.max_queued_msgs, CONN_DEFAULT_MAX_OUT_MSGS,
 				    CONN_MAX_OUT_MSGS_LIMIT);
-	vfurt_irqs_set_max_fds(dev->irqs, clamp_u32(o.max_irq_fds, CONN_DEFAULT_MAX_IRQ_FDS,
+	vfr_irqs_set_max_fds(dev->irqs, clamp_u32(o.max_irq_fds, CONN_DEFAULT_MAX_IRQ_FDS,
 						    CONN_MAX_IRQ_FDS_LIMIT));
 	c->offer_twin = !o.no_twin_socket;
 	c->client_max_fds = VFIO_USER_DEFAULT_MAX_FDS;
@@ -108,12 +108,12 @@ static void msg_free(struct vfurt_msg *m)
 {
 	if (!m)
 		return;
-	vfurt_close_fds(m->fds, m->nfds);
+	vfr_close_fds(m->fds, m->nfds);
 	free(m->payload);
 	free(m);
 }
 
-void conn_logf(struct vfurt_conn *c, int level, const char *fmt, ...)
+void vfr_conn_logf(struct vfurt_conn *c, int level, const char *fmt, ...)
 {
 	uint64_t suppressed;
 	va_list ap;
@@ -121,13 +121,13 @@ void conn_logf(struct vfurt_conn *c, int level, const char *fmt, ...)
 	/* lines the level drops cost nothing */
 	if (!c->log || !c->log->fn || level > c->log->level)
 		return;
-	if (!log_ratelimit_take_now(&c->log_rl, &suppressed))
+	if (!vfr_log_ratelimit_take_now(&c->log_rl, &suppressed))
 		return;
 	if (suppressed)
 		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %llu log lines of this client suppressed",
 			   c->dev->name, (unsigned long long)suppressed);
 	va_start(ap, fmt);
-	log_vemit(c->log, level, fmt, ap);
+	vfr_log_vemit(c->log, level, fmt, ap);
 	va_end(ap);
 }
 
@@ -136,13 +136,13 @@ void vfurt_conn_destroy(struct vfurt_conn *c)
 	if (!c)
 		return;
 	/* transfers waiting for the client end before its windows go */
-	conn_dma_fail_all(c, -ECONNRESET);
+	vfr_conn_dma_fail_all(c, -ECONNRESET);
 	if (c->dev->conn == c) {
 		struct vfurt_dev *dev = c->dev;
 
-		vfurt_dma_table_remove_all(dev->dma, unmap_notify, dev);
-		vfurt_fault_domain_clear(&dev->fault); /* its windows are gone */
-		vfurt_irqs_release_client(dev->irqs);
+		vfr_dma_table_remove_all(dev->dma, unmap_notify, dev);
+		vfr_fault_domain_clear(&dev->fault); /* its windows are gone */
+		vfr_irqs_release_client(dev->irqs);
 		dev->conn = NULL;
 		if (dev->pci_client_detach)
 			dev->pci_client_detach(dev->pci);
@@ -154,9 +154,9 @@ void vfurt_conn_destroy(struct vfurt_conn *c)
 		vfurt_logf(c->log, VFURT_LOG_INFO, "%s: client detached", dev->name);
 	}
 	msg_free(c->parked);
-	vfurt_close_fds(c->rx.fds, c->rx.nfds);
-	conn_out_free(&c->out);
-	conn_out_free(&c->tout);
+	vfr_close_fds(c->rx.fds, c->rx.nfds);
+	vfr_conn_out_free(&c->out);
+	vfr_conn_out_free(&c->tout);
 	if (c->twin_fd >= 0) {
 		close(c->twin_fd);
 		atomic_fetch_add(&c->dev->watch_gen, 1); /* the host stops watching it */
@@ -175,7 +175,7 @@ int vfurt_conn_fd(const struct vfurt_conn *c)
 
 bool vfurt_conn_paused(const struct vfurt_conn *c)
 {
-	return c->parked != NULL || conn_out_over(c);
+	return c->parked != NULL || vfr_conn_out_over(c);
 }
 
 int vfurt_conn_get_stats(const struct vfurt_conn *c, struct vfurt_conn_stats *st)
@@ -194,7 +194,7 @@ int vfurt_conn_get_stats(const struct vfurt_conn *c, struct vfurt_conn_stats *st
 				  VFURT_ABI_SIZE(struct vfurt_conn_stats, twin_socket));
 }
 
-void *vfurt_reply_alloc(struct vfurt_conn *c, size_t len)
+void *vfr_reply_alloc(struct vfurt_conn *c, size_t len)
 {
 	if (len > c->reply.cap) {
 		void *p = realloc(c->reply.buf, len);
@@ -233,10 +233,10 @@ static int send_reply(struct vfurt_conn *c, const struct vfio_user_header *req, 
 			{ .iov_base = c->reply.buf, .iov_len = len },
 		};
 
-		rc = conn_out_send(&c->out, c->fd, iov, len ? 2 : 1, c->reply.fds, nfds);
+		rc = vfr_conn_out_send(&c->out, c->fd, iov, len ? 2 : 1, c->reply.fds, nfds);
 	}
 	if (rc && rc != -EPIPE && rc != -ECONNRESET)
-		conn_logf(c, VFURT_LOG_WARN, "%s: cannot send %s reply: %s",
+		vfr_conn_logf(c, VFURT_LOG_WARN, "%s: cannot send %s reply: %s",
 			   c->dev->name, vfio_user_cmd_name(req->cmd), strerror(-rc));
 	return rc ? -EPIPE : 0;
 }
@@ -244,7 +244,7 @@ static int send_reply(struct vfurt_conn *c, const struct vfio_user_header *req, 
 static void reply_reset(struct vfurt_conn *c)
 {
 	if (c->reply.close_fds)
-		vfurt_close_fds(c->reply.fds, c->reply.nfds);
+		vfr_close_fds(c->reply.fds, c->reply.nfds);
 	c->reply.len = 0;
 	c->reply.nfds = 0;
 	c->reply.close_fds = 0;
@@ -252,7 +252,7 @@ static void reply_reset(struct vfurt_conn *c)
 
 /* ---- dispatch ---------------------------------------------------------- */
 
-bool vfurt_cmd_needs_quiesce(uint16_t cmd)
+bool vfr_cmd_needs_quiesce(uint16_t cmd)
 {
 	return cmd == VFIO_USER_DMA_MAP || cmd == VFIO_USER_DMA_UNMAP ||
 	       cmd == VFIO_USER_DEVICE_RESET;
@@ -278,35 +278,35 @@ static size_t fds_allowed(const struct vfurt_conn *c, uint16_t cmd)
 static int run_handler(struct vfurt_conn *c, struct vfurt_msg *m)
 {
 	if (!c->negotiated && m->hdr.cmd != VFIO_USER_VERSION) {
-		conn_logf(c, VFURT_LOG_WARN, "%s: %s before VERSION", c->dev->name,
+		vfr_conn_logf(c, VFURT_LOG_WARN, "%s: %s before VERSION", c->dev->name,
 			   vfio_user_cmd_name(m->hdr.cmd));
 		return -EINVAL;
 	}
 	switch (m->hdr.cmd) {
 	case VFIO_USER_VERSION:
-		return vfurt_cmd_version(c, m);
+		return vfr_cmd_version(c, m);
 	case VFIO_USER_DMA_MAP:
-		return vfurt_cmd_dma_map(c, m);
+		return vfr_cmd_dma_map(c, m);
 	case VFIO_USER_DMA_UNMAP:
-		return vfurt_cmd_dma_unmap(c, m);
+		return vfr_cmd_dma_unmap(c, m);
 	case VFIO_USER_DEVICE_GET_INFO:
-		return vfurt_cmd_device_info(c, m);
+		return vfr_cmd_device_info(c, m);
 	case VFIO_USER_DEVICE_GET_REGION_INFO:
-		return vfurt_cmd_region_info(c, m);
+		return vfr_cmd_region_info(c, m);
 	case VFIO_USER_DEVICE_GET_REGION_IO_FDS:
-		return vfurt_cmd_region_io_fds(c, m);
+		return vfr_cmd_region_io_fds(c, m);
 	case VFIO_USER_DEVICE_GET_IRQ_INFO:
-		return vfurt_cmd_irq_info(c, m);
+		return vfr_cmd_irq_info(c, m);
 	case VFIO_USER_DEVICE_SET_IRQS:
-		return vfurt_cmd_set_irqs(c, m);
+		return vfr_cmd_set_irqs(c, m);
 	case VFIO_USER_REGION_READ:
-		return vfurt_cmd_region_read(c, m);
+		return vfr_cmd_region_read(c, m);
 	case VFIO_USER_REGION_WRITE:
-		return vfurt_cmd_region_write(c, m);
+		return vfr_cmd_region_write(c, m);
 	case VFIO_USER_REGION_WRITE_MULTI:
-		return vfurt_cmd_region_write_multi(c, m);
+		return vfr_cmd_region_write_multi(c, m);
 	case VFIO_USER_DEVICE_RESET:
-		return vfurt_cmd_reset(c, m);
+		return vfr_cmd_reset(c, m);
 	case VFIO_USER_DMA_READ:
 	case VFIO_USER_DMA_WRITE:
 		/* server -> client commands; a client must not send them */
@@ -334,20 +334,20 @@ static int dispatch(struct vfurt_conn *c, struct vfurt_msg *m, bool resumed, int
 		c->stats.msgs++;
 	if ((h->flags & VFIO_USER_F_TYPE_MASK) != VFIO_USER_F_TYPE_COMMAND) {
 		/* the answer to one of our DMA requests, or a protocol error */
-		vfurt_close_fds(m->fds, m->nfds);
+		vfr_close_fds(m->fds, m->nfds);
 		m->nfds = 0;
-		return conn_dma_reply(c, h, m->payload, m->len);
+		return vfr_conn_dma_reply(c, h, m->payload, m->len);
 	}
 	if (h->flags & ~KNOWN_FLAGS || h->flags & VFIO_USER_F_ERROR) {
 		err = -EINVAL;
 	} else if (m->nfds > fds_allowed(c, h->cmd)) {
-		conn_logf(c, VFURT_LOG_WARN, "%s: %s with %zu fds rejected",
+		vfr_conn_logf(c, VFURT_LOG_WARN, "%s: %s with %zu fds rejected",
 			   c->dev->name, vfio_user_cmd_name(h->cmd), m->nfds);
 		err = -EINVAL;
 	} else if (quiesce_err) {
 		err = quiesce_err;
 	} else {
-		if (!resumed && c->negotiated && vfurt_cmd_needs_quiesce(h->cmd) &&
+		if (!resumed && c->negotiated && vfr_cmd_needs_quiesce(h->cmd) &&
 		    c->dev->ops.quiesce) {
 			rc = c->dev->ops.quiesce(c->dev, c->dev->arg);
 			if (rc == -EBUSY)
@@ -360,11 +360,11 @@ static int dispatch(struct vfurt_conn *c, struct vfurt_msg *m, bool resumed, int
 		err = run_handler(c, m);
 	}
 answer:
-	vfurt_close_fds(m->fds, m->nfds);
+	vfr_close_fds(m->fds, m->nfds);
 	m->nfds = 0;
 	if (err) {
 		c->stats.errors++;
-		conn_logf(c, VFURT_LOG_DEBUG, "%s: %s (msg_id %u) failed: %s",
+		vfr_conn_logf(c, VFURT_LOG_DEBUG, "%s: %s (msg_id %u) failed: %s",
 			   c->dev->name, vfio_user_cmd_name(h->cmd), h->msg_id, strerror(-err));
 	}
 	if (no_reply) {
@@ -414,7 +414,7 @@ static int handle_msg(struct vfurt_conn *c, struct vfurt_msg *m)
 	if (rc == 1) {
 		c->parked = msg_clone(m);
 		if (!c->parked) {
-			vfurt_close_fds(m->fds, m->nfds);
+			vfr_close_fds(m->fds, m->nfds);
 			return -ENOMEM;
 		}
 		return 0;
@@ -475,7 +475,7 @@ int vfurt_conn_rx_feed(struct vfurt_conn *c, size_t n, int *fds, size_t nfds)
 		if (c->hdr_got < HDR_SIZE)
 			return 0;
 		if (c->rx.hdr.msg_size < HDR_SIZE || c->rx.hdr.msg_size > c->rx_max) {
-			conn_logf(c, VFURT_LOG_WARN,
+			vfr_conn_logf(c, VFURT_LOG_WARN,
 				   "%s: message size %u out of range [16, %zu] (msg_id %u cmd %u): closing",
 				   c->dev->name, c->rx.hdr.msg_size, c->rx_max, c->rx.hdr.msg_id, c->rx.hdr.cmd);
 			return c->rx.hdr.msg_size < HDR_SIZE ? -EPROTO : -EMSGSIZE;
@@ -492,7 +492,7 @@ int vfurt_conn_rx_feed(struct vfurt_conn *c, size_t n, int *fds, size_t nfds)
 	c->hdr_got = 0;
 	c->payload_got = 0;
 	rc = handle_msg(c, &c->rx);
-	vfurt_close_fds(c->rx.fds, c->rx.nfds);
+	vfr_close_fds(c->rx.fds, c->rx.nfds);
 	c->rx.nfds = 0;
 	if (!rc && c->dead)
 		rc = -EPIPE;
@@ -545,7 +545,7 @@ int vfurt_conn_on_readable(struct vfurt_conn *c)
 					       sizeof(int));
 			}
 			if (msg.msg_flags & MSG_CTRUNC)
-				conn_logf(c, VFURT_LOG_WARN,
+				vfr_conn_logf(c, VFURT_LOG_WARN,
 					   "%s: too many fds in one message, extra fds dropped",
 					   c->dev->name);
 		}

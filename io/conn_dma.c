@@ -78,7 +78,7 @@ static int send_request(struct vfurt_conn *c, struct dma_slot *s, uint64_t iova,
 	int rc;
 
 	hdr.msg_size = (uint32_t)(sizeof(hdr) + sizeof(body) + (is_write ? count : 0));
-	rc = conn_out_send(twin ? &c->tout : &c->out, twin ? c->twin_fd : c->fd, iov,
+	rc = vfr_conn_out_send(twin ? &c->tout : &c->out, twin ? c->twin_fd : c->fd, iov,
 			   is_write ? 3 : 2, NULL, 0);
 	if (rc)
 		return rc;
@@ -91,17 +91,17 @@ static int send_request(struct vfurt_conn *c, struct dma_slot *s, uint64_t iova,
 	return 0;
 }
 
-size_t vfurt_conn_dma_chunk(const struct vfurt_conn *c)
+size_t vfr_conn_dma_chunk(const struct vfurt_conn *c)
 {
 	return chunk_max(c);
 }
 
-int vfurt_conn_dma_free_slots(const struct vfurt_conn *c)
+int vfr_conn_dma_free_slots(const struct vfurt_conn *c)
 {
 	return c->dead ? -EIO : (int)free_slots(c);
 }
 
-int vfurt_conn_dma_start(struct vfurt_conn *c, const struct vfurt_sg *sg, int nsg,
+int vfr_conn_dma_start(struct vfurt_conn *c, const struct vfurt_sg *sg, int nsg,
 			 uint8_t *buf, bool is_write, struct vfurt_dma_op *op)
 {
 	size_t chunk = chunk_max(c);
@@ -145,8 +145,8 @@ int vfurt_conn_dma_start(struct vfurt_conn *c, const struct vfurt_sg *sg, int ns
 	return 0;
 }
 
-int conn_dma_reply(struct vfurt_conn *c, const struct vfio_user_header *h, const uint8_t *payload,
-		   size_t len)
+int vfr_conn_dma_reply(struct vfurt_conn *c, const struct vfio_user_header *h,
+		       const uint8_t *payload, size_t len)
 {
 	struct dma_slot *s = slot_by_id(c, h->msg_id);
 	const struct vfio_user_dma_access *a = (const void *)payload;
@@ -154,7 +154,7 @@ int conn_dma_reply(struct vfurt_conn *c, const struct vfio_user_header *h, const
 
 	if (!s || s->cmd != h->cmd) {
 		/* nothing waits for it: drop it, the stream is still framed */
-		conn_logf(c, VFURT_LOG_WARN,
+		vfr_conn_logf(c, VFURT_LOG_WARN,
 			   "%s: reply msg_id %u (cmd %u) answers no request of ours: dropped",
 			   c->dev->name, h->msg_id, h->cmd);
 		c->stats.errors++;
@@ -171,7 +171,7 @@ int conn_dma_reply(struct vfurt_conn *c, const struct vfio_user_header *h, const
 	return 0;
 }
 
-int conn_dma_tick(struct vfurt_conn *c, uint64_t now_ms)
+int vfr_conn_dma_tick(struct vfurt_conn *c, uint64_t now_ms)
 {
 	for (uint32_t i = 0; i < CONN_DMA_SLOTS; i++) {
 		struct dma_slot *s = &c->dma[i];
@@ -187,14 +187,14 @@ int conn_dma_tick(struct vfurt_conn *c, uint64_t now_ms)
 				   "%s: client did not answer %s msg_id %u within %d ms: disconnecting",
 				   c->dev->name, vfio_user_cmd_name(s->cmd), s->msg_id,
 				   c->timeout_ms);
-			conn_dma_fail_all(c, -ETIMEDOUT);
+			vfr_conn_dma_fail_all(c, -ETIMEDOUT);
 			return -ETIMEDOUT;
 		}
 	}
 	return 0;
 }
 
-void conn_dma_fail_all(struct vfurt_conn *c, int status)
+void vfr_conn_dma_fail_all(struct vfurt_conn *c, int status)
 {
 	for (uint32_t i = 0; i < CONN_DMA_SLOTS; i++)
 		if (c->dma[i].op)
@@ -203,7 +203,7 @@ void conn_dma_fail_all(struct vfurt_conn *c, int status)
 
 /* ---- the twin socket's receive side ------------------------------------ */
 
-int conn_twin_setup(struct vfurt_conn *c)
+int vfr_conn_twin_setup(struct vfurt_conn *c)
 {
 	c->twin_rx.cap = HDR_SIZE + sizeof(struct vfio_user_dma_access) + c->max_xfer;
 	c->twin_rx.buf = malloc(c->twin_rx.cap);
@@ -211,7 +211,7 @@ int conn_twin_setup(struct vfurt_conn *c)
 	return c->twin_rx.buf ? 0 : -ENOMEM;
 }
 
-int vfurt_conn_twin_fd(const struct vfurt_conn *c)
+int vfr_conn_twin_fd(const struct vfurt_conn *c)
 {
 	return c->twin_fd;
 }
@@ -244,7 +244,7 @@ static int twin_read(struct vfurt_conn *c)
 			return n == 0 ? -ECONNRESET : -errno;
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-				vfurt_close_fds((int *)(void *)CMSG_DATA(cm),
+				vfr_close_fds((int *)(void *)CMSG_DATA(cm),
 						(cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
 		c->twin_rx.got += (size_t)n;
 		if (c->twin_rx.got == HDR_SIZE &&
@@ -258,14 +258,14 @@ static int twin_read(struct vfurt_conn *c)
 		if (c->twin_rx.got < HDR_SIZE || c->twin_rx.got < h->msg_size)
 			continue;
 		c->twin_rx.got = 0;
-		rc = conn_dma_reply(c, h, (const uint8_t *)(h + 1), h->msg_size - HDR_SIZE);
+		rc = vfr_conn_dma_reply(c, h, (const uint8_t *)(h + 1), h->msg_size - HDR_SIZE);
 		if (rc)
 			return rc;
 	}
 	return 0;
 }
 
-int vfurt_conn_twin_readable(struct vfurt_conn *c)
+int vfr_conn_twin_readable(struct vfurt_conn *c)
 {
 	int rc = c->dead ? 0 : twin_read(c);
 

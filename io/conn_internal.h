@@ -87,7 +87,7 @@ struct dma_slot {
 struct vfurt_conn {
 	struct vfurt_dev *dev;
 	const struct vfurt_log *log;
-	struct log_ratelimit log_rl; /* what the client makes us log (conn_logf) */
+	struct log_ratelimit log_rl; /* what the client makes us log (vfr_conn_logf) */
 	int fd;
 	int twin_fd;              /* server end of the twin socket, or -1 */
 	bool negotiated;
@@ -140,44 +140,44 @@ struct vfurt_conn {
  * through after a pause says how many were suppressed. Thread: the one
  * driving c.
  */
-void conn_logf(struct vfurt_conn *c, int level, const char *fmt, ...)
+void vfr_conn_logf(struct vfurt_conn *c, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Handlers: validate msg, act, fill conn->reply; return 0 or -errno.
  * Fds in msg that a handler keeps are set to -1 in msg->fds. */
-int vfurt_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_dma_unmap(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_device_info(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_region_info(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_region_io_fds(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_irq_info(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_set_irqs(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_region_read(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_region_write(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_region_write_multi(struct vfurt_conn *c, struct vfurt_msg *m);
-int vfurt_cmd_reset(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_version(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_dma_unmap(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_device_info(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_region_info(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_region_io_fds(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_irq_info(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_set_irqs(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_region_read(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_region_write(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_region_write_multi(struct vfurt_conn *c, struct vfurt_msg *m);
+int vfr_cmd_reset(struct vfurt_conn *c, struct vfurt_msg *m);
 
 /* Make room for a reply payload of len bytes; returns the buffer or NULL. */
-void *vfurt_reply_alloc(struct vfurt_conn *c, size_t len);
+void *vfr_reply_alloc(struct vfurt_conn *c, size_t len);
 
 /* Output (conn_out.c). Send iov with fds on its first byte now, or queue
  * what the socket did not take (fds dup'd); 0 or -errno (close). */
-int conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
+int vfr_conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
 		  const int *fds, size_t nfds);
-int conn_out_flush(struct outq *q, int sock);
-void conn_out_free(struct outq *q);
+int vfr_conn_out_flush(struct outq *q, int sock);
+void vfr_conn_out_free(struct outq *q);
 /* Output over its bound: stop reading the client's commands. */
-bool conn_out_over(const struct vfurt_conn *c);
+bool vfr_conn_out_over(const struct vfurt_conn *c);
 
 /* DMA by message (conn_dma.c). */
-int conn_dma_reply(struct vfurt_conn *c, const struct vfio_user_header *h,
+int vfr_conn_dma_reply(struct vfurt_conn *c, const struct vfio_user_header *h,
 		   const uint8_t *payload, size_t len);
-int conn_dma_tick(struct vfurt_conn *c, uint64_t now_ms);
-void conn_dma_fail_all(struct vfurt_conn *c, int status);
-int conn_twin_setup(struct vfurt_conn *c);
+int vfr_conn_dma_tick(struct vfurt_conn *c, uint64_t now_ms);
+void vfr_conn_dma_fail_all(struct vfurt_conn *c, int status);
+int vfr_conn_twin_setup(struct vfurt_conn *c);
 
 /* Commands that must run with the device quiesced. */
-bool vfurt_cmd_needs_quiesce(uint16_t cmd);
+bool vfr_cmd_needs_quiesce(uint16_t cmd);
 
 #endif /* VFURT_IO_CONN_INTERNAL_H */

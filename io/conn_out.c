@@ -49,7 +49,7 @@ static int queue_rest(struct outq *q, const struct iovec *iov, int iovcnt, size_
 			if (d < 0) {
 				int rc = -errno;
 
-				vfurt_close_fds(m->fds, m->nfds);
+				vfr_close_fds(m->fds, m->nfds);
 				free(m);
 				return rc;
 			}
@@ -79,7 +79,7 @@ static int queue_rest(struct outq *q, const struct iovec *iov, int iovcnt, size_
 	return 0;
 }
 
-int conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
+int vfr_conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
 		  const int *fds, size_t nfds)
 {
 	size_t total = iov_total(iov, iovcnt);
@@ -92,7 +92,7 @@ int conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
 		ssize_t n;
 
 		memcpy(local, iov, sizeof(*iov) * (size_t)iovcnt);
-		n = vfurt_sock_send_some(sock, local, iovcnt, fds, nfds);
+		n = vfr_sock_send_some(sock, local, iovcnt, fds, nfds);
 		if (n < 0)
 			return (int)n;
 		sent = (size_t)n;
@@ -113,7 +113,7 @@ int conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
 				skip = 0;
 				k++;
 			}
-			n = vfurt_sock_send_some(sock, rest, k, NULL, 0);
+			n = vfr_sock_send_some(sock, rest, k, NULL, 0);
 			if (n < 0)
 				return (int)n;
 			sent += (size_t)n;
@@ -124,12 +124,12 @@ int conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
 	return queue_rest(q, iov, iovcnt, sent, fds, nfds);
 }
 
-int conn_out_flush(struct outq *q, int sock)
+int vfr_conn_out_flush(struct outq *q, int sock)
 {
 	while (q->head) {
 		struct out_msg *m = q->head;
 		struct iovec iov = { .iov_base = m->data + m->off, .iov_len = m->len - m->off };
-		ssize_t n = vfurt_sock_send_some(sock, &iov, 1, m->off ? NULL : m->fds,
+		ssize_t n = vfr_sock_send_some(sock, &iov, 1, m->off ? NULL : m->fds,
 						 m->off ? 0 : m->nfds);
 
 		if (n < 0)
@@ -137,7 +137,7 @@ int conn_out_flush(struct outq *q, int sock)
 		if (n == 0)
 			return 0; /* still full */
 		q->progress = true;
-		vfurt_close_fds(m->fds, m->nfds); /* sent with the first byte */
+		vfr_close_fds(m->fds, m->nfds); /* sent with the first byte */
 		q->nfds -= (uint32_t)m->nfds;
 		m->nfds = 0;
 		m->off += (size_t)n;
@@ -153,13 +153,13 @@ int conn_out_flush(struct outq *q, int sock)
 	return 0;
 }
 
-void conn_out_free(struct outq *q)
+void vfr_conn_out_free(struct outq *q)
 {
 	while (q->head) {
 		struct out_msg *m = q->head;
 
 		q->head = m->next;
-		vfurt_close_fds(m->fds, m->nfds);
+		vfr_close_fds(m->fds, m->nfds);
 		free(m);
 	}
 	q->tail = NULL;
@@ -168,7 +168,7 @@ void conn_out_free(struct outq *q)
 	q->nfds = 0;
 }
 
-bool conn_out_over(const struct vfurt_conn *c)
+bool vfr_conn_out_over(const struct vfurt_conn *c)
 {
 	size_t bytes = c->out.bytes + c->tout.bytes;
 	uint32_t msgs = c->out.msgs + c->tout.msgs;
@@ -233,10 +233,10 @@ bool vfurt_conn_want_write(const struct vfurt_conn *c)
 
 int vfurt_conn_on_writable(struct vfurt_conn *c)
 {
-	int rc = conn_out_flush(&c->out, c->fd);
+	int rc = vfr_conn_out_flush(&c->out, c->fd);
 
 	if (!rc && c->twin_fd >= 0)
-		rc = conn_out_flush(&c->tout, c->twin_fd);
+		rc = vfr_conn_out_flush(&c->tout, c->twin_fd);
 	/* under its bound again, vfurt_conn_paused() turns false: the host
 	 * reads the client's commands again */
 	return rc;
@@ -263,7 +263,7 @@ int vfurt_conn_tick(struct vfurt_conn *c, uint64_t now_ms)
 	if (!rc && c->twin_fd >= 0)
 		rc = out_check(c, &c->tout, c->twin_fd, now_ms, "twin");
 	if (!rc)
-		rc = conn_dma_tick(c, now_ms);
+		rc = vfr_conn_dma_tick(c, now_ms);
 	if (!rc && c->dead)
 		rc = -EPIPE;
 	return rc;

@@ -39,19 +39,19 @@ struct vfurt_dev *vfurt_dev_create(const struct vfurt_dev_opts *opts)
 	dev->arg = o.arg;
 	dev->log = o.log;
 	dev->reset_supported = o.reset_supported;
-	dev->irqs = vfurt_irqs_create();
+	dev->irqs = vfr_irqs_create();
 	if (!dev->irqs)
 		goto err_free_dev;
-	dev->dma = vfurt_dma_table_create(VFIO_USER_DEFAULT_MAX_DMA_MAPS, PAGE_SIZE_4K);
+	dev->dma = vfr_dma_table_create(VFIO_USER_DEFAULT_MAX_DMA_MAPS, PAGE_SIZE_4K);
 	if (!dev->dma)
 		goto err_free_irqs;
-	vfurt_dma_table_set_fault(dev->dma, &dev->fault);
+	vfr_dma_table_set_fault(dev->dma, &dev->fault);
 	/* counts nothing until a host makes it join a quota */
-	vfurt_dma_table_set_quota(dev->dma, &dev->quota);
+	vfr_dma_table_set_quota(dev->dma, &dev->quota);
 	return dev;
 
 err_free_irqs:
-	vfurt_irqs_destroy(dev->irqs);
+	vfr_irqs_destroy(dev->irqs);
 err_free_dev:
 	free(dev);
 	errno = ENOMEM;
@@ -66,10 +66,10 @@ void vfurt_dev_destroy(struct vfurt_dev *dev)
 		dev->ops.destroy(dev, dev->arg);
 	if (dev->pci && dev->pci_free)
 		dev->pci_free(dev->pci);
-	vfurt_dev_free_host_state(dev);
-	vfurt_dma_table_destroy(dev->dma); /* gives its windows back first */
-	vfurt_dma_quota_leave(&dev->quota);
-	vfurt_irqs_destroy(dev->irqs);
+	vfr_dev_free_host_state(dev);
+	vfr_dma_table_destroy(dev->dma); /* gives its windows back first */
+	vfr_dma_quota_leave(&dev->quota);
+	vfr_irqs_destroy(dev->irqs);
 	free(dev);
 }
 
@@ -181,7 +181,7 @@ int vfurt_dev_hook_region(struct vfurt_dev *dev, uint32_t index,
 	return 0;
 }
 
-uint32_t vfurt_dev_num_regions(const struct vfurt_dev *dev)
+uint32_t vfr_dev_num_regions(const struct vfurt_dev *dev)
 {
 	uint32_t n = VFURT_REGION_NUM_PCI;
 
@@ -197,12 +197,12 @@ int vfurt_dev_setup_irq(struct vfurt_dev *dev, uint32_t index, uint32_t count)
 		return -EINVAL;
 	if (dev->conn)
 		return -EBUSY;
-	return vfurt_irqs_setup(dev->irqs, index, count);
+	return vfr_irqs_setup(dev->irqs, index, count);
 }
 
 uint32_t vfurt_dev_irq_count(const struct vfurt_dev *dev, uint32_t index)
 {
-	return vfurt_irqs_count(dev->irqs, index);
+	return vfr_irqs_count(dev->irqs, index);
 }
 
 int vfurt_dev_attach_pci(struct vfurt_dev *dev, struct vfurt_pci *pci,
@@ -241,14 +241,14 @@ bool vfurt_dev_attached(const struct vfurt_dev *dev)
 
 int vfurt_dev_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why)
 {
-	return vfurt_dev_do_reset(dev, why);
+	return vfr_dev_do_reset(dev, why);
 }
 
-int vfurt_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why)
+int vfr_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why)
 {
 	/* irq state first: the PCI reset then re-applies the power-on masks
 	 * (MSI/MSI-X disabled) on top of it */
-	vfurt_irqs_reset(dev->irqs);
+	vfr_irqs_reset(dev->irqs);
 	if (dev->pci && dev->pci_reset)
 		dev->pci_reset(dev->pci);
 	if (dev->ops.reset)
@@ -260,33 +260,33 @@ int vfurt_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why)
 
 int vfurt_irq_trigger(struct vfurt_dev *dev, uint32_t index, uint32_t vector)
 {
-	return vfurt_irqs_trigger(dev->irqs, index, vector);
+	return vfr_irqs_trigger(dev->irqs, index, vector);
 }
 
 void vfurt_irq_set_guest_mask(struct vfurt_dev *dev, uint32_t index, uint32_t vector,
 			      bool masked)
 {
-	vfurt_irqs_set_guest_mask(dev->irqs, index, vector, masked);
+	vfr_irqs_set_guest_mask(dev->irqs, index, vector, masked);
 }
 
 void vfurt_irq_set_func_mask(struct vfurt_dev *dev, uint32_t index, bool masked)
 {
-	vfurt_irqs_set_func_mask(dev->irqs, index, masked);
+	vfr_irqs_set_func_mask(dev->irqs, index, masked);
 }
 
 void vfurt_irq_set_resample(struct vfurt_dev *dev, vfurt_irq_resample_fn fn, void *arg)
 {
-	vfurt_irqs_set_resample(dev->irqs, fn, arg);
+	vfr_irqs_set_resample(dev->irqs, fn, arg);
 }
 
 bool vfurt_irq_pending(const struct vfurt_dev *dev, uint32_t index, uint32_t vector)
 {
-	return vfurt_irqs_pending(dev->irqs, index, vector);
+	return vfr_irqs_pending(dev->irqs, index, vector);
 }
 
 bool vfurt_irq_enabled(const struct vfurt_dev *dev, uint32_t index, uint32_t vector)
 {
-	return vfurt_irqs_enabled(dev->irqs, index, vector);
+	return vfr_irqs_enabled(dev->irqs, index, vector);
 }
 
 /* ---- DMA --------------------------------------------------------------- */
@@ -294,12 +294,12 @@ bool vfurt_irq_enabled(const struct vfurt_dev *dev, uint32_t index, uint32_t vec
 int vfurt_dma_to_sg(struct vfurt_dev *dev, uint64_t iova, uint64_t len, uint32_t prot,
 		    struct vfurt_sg *sg, int max_sg)
 {
-	return vfurt_dma_table_to_sg(dev->dma, iova, len, prot, sg, max_sg);
+	return vfr_dma_table_to_sg(dev->dma, iova, len, prot, sg, max_sg);
 }
 
 void *vfurt_dma_ptr(struct vfurt_dev *dev, uint64_t iova, uint64_t len, uint32_t prot)
 {
-	return vfurt_dma_table_ptr(dev->dma, iova, len, prot);
+	return vfr_dma_table_ptr(dev->dma, iova, len, prot);
 }
 
 #define DMA_SG_BATCH 16
@@ -312,7 +312,7 @@ static int next_sg(struct vfurt_dev *dev, uint64_t iova, uint64_t len, uint32_t 
 	uint64_t chunk = len;
 	int n;
 
-	while ((n = vfurt_dma_table_to_sg(dev->dma, iova, chunk, prot, sg, DMA_SG_BATCH)) ==
+	while ((n = vfr_dma_table_to_sg(dev->dma, iova, chunk, prot, sg, DMA_SG_BATCH)) ==
 		       -ENOSPC && chunk > 1)
 		chunk /= 2;
 	return n;
@@ -351,7 +351,7 @@ static int dma_walk(struct vfurt_dev *dev, uint64_t iova, uint8_t *p, size_t len
 			done += sg[i].len;
 		}
 		if (op && by_msg) {
-			int rc = vfurt_conn_dma_start(dev->conn, sg, n, p, is_write, op);
+			int rc = vfr_conn_dma_start(dev->conn, sg, n, p, is_write, op);
 
 			if (rc)
 				return rc;
@@ -372,7 +372,7 @@ uint64_t vfurt_dma_lost_count(const struct vfurt_dev *dev)
 void vfurt_dma_report_lost(struct vfurt_dev *dev, uint64_t iova)
 {
 	if (dev)
-		vfurt_fault_domain_mark(&dev->fault, iova);
+		vfr_fault_domain_mark(&dev->fault, iova);
 }
 
 /* The synchronous calls: fd-backed memory only. */
@@ -403,13 +403,13 @@ static int dma_async(struct vfurt_dev *dev, uint64_t iova, void *buf, size_t len
 		return 1;
 	conn = dev->conn;
 	rc = dma_walk(dev, iova, buf, len, is_write, NULL,
-		      conn ? vfurt_conn_dma_chunk(conn) : 0, &need);
+		      conn ? vfr_conn_dma_chunk(conn) : 0, &need);
 	if (rc)
 		return rc;
 	if (need && !conn)
 		return -ENOTCONN;
 	if (need) {
-		int free_slots = vfurt_conn_dma_free_slots(conn);
+		int free_slots = vfr_conn_dma_free_slots(conn);
 
 		if (free_slots < 0)
 			return free_slots;

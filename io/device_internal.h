@@ -83,17 +83,17 @@ struct vfurt_dev {
 
 /* Number of regions to advertise: VFURT_REGION_NUM_PCI, or more when a
  * device-specific region exists above it. */
-uint32_t vfurt_dev_num_regions(const struct vfurt_dev *dev);
+uint32_t vfr_dev_num_regions(const struct vfurt_dev *dev);
 
 /* Free io fd entries and queues (device destroy). */
-void vfurt_dev_free_host_state(struct vfurt_dev *dev);
+void vfr_dev_free_host_state(struct vfurt_dev *dev);
 
 /* Run the device reset path (pci config space, irq state, model). */
-int vfurt_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why);
+int vfr_dev_do_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why);
 
 /* A watch handler (vfurt_dev_watches): the INTx unmask eventfd is
  * readable (cmd_dma_irq.c). */
-void vfurt_dev_intx_unmask_ready(struct vfurt_dev *dev, void *ctx);
+void vfr_dev_intx_unmask_ready(struct vfurt_dev *dev, void *ctx);
 
 /*
  * The engine's DMA message path (conn_dma.c): send a request for each
@@ -103,16 +103,16 @@ void vfurt_dev_intx_unmask_ready(struct vfurt_dev *dev, void *ctx);
  * requests (each piece takes ceil(len / chunk)). Returns 0 or -EIO (the
  * connection is dead; requests already sent still complete).
  */
-size_t vfurt_conn_dma_chunk(const struct vfurt_conn *conn);
+size_t vfr_conn_dma_chunk(const struct vfurt_conn *conn);
 /* Free request slots, or -EIO when the connection is broken. */
-int vfurt_conn_dma_free_slots(const struct vfurt_conn *conn);
-int vfurt_conn_dma_start(struct vfurt_conn *conn, const struct vfurt_sg *sg, int nsg,
+int vfr_conn_dma_free_slots(const struct vfurt_conn *conn);
+int vfr_conn_dma_start(struct vfurt_conn *conn, const struct vfurt_sg *sg, int nsg,
 			 uint8_t *buf, bool is_write, struct vfurt_dma_op *op);
 
 /* Twin socket readable: take the client's replies (conn_dma.c). Returns 0,
  * or a negative errno after marking the connection broken (the host closes
  * it at its next tick or feed). */
-int vfurt_conn_twin_readable(struct vfurt_conn *conn);
-int vfurt_conn_twin_fd(const struct vfurt_conn *conn);
+int vfr_conn_twin_readable(struct vfurt_conn *conn);
+int vfr_conn_twin_fd(const struct vfurt_conn *conn);
 
 #endif /* VFURT_IO_DEVICE_INTERNAL_H */

@@ -62,9 +62,9 @@ static void retire_chain(struct vfurt_dma_table *t, struct vfurt_dma_node *chain
 	if (!chain)
 		return;
 	if (t->retire)
-		t->retire(t->retire_arg, chain, vfurt_dma_tree_free_chain);
+		t->retire(t->retire_arg, chain, vfr_dma_tree_free_chain);
 	else
-		vfurt_dma_tree_free_chain(chain);
+		vfr_dma_tree_free_chain(chain);
 }
 
 static void publish(struct vfurt_dma_table *t, struct vfurt_dma_node *root)
@@ -78,10 +78,10 @@ static void unmap_entry(const struct vfurt_dma_table *t, const struct vfurt_dma_
 	if (!e->map_base)
 		return;
 	if (t->fault)
-		vfurt_fault_unregister(t->fault, e->map_base);
+		vfr_fault_unregister(t->fault, e->map_base);
 	munmap(e->map_base, e->map_len);
 	if (t->quota)
-		vfurt_dma_quota_give(t->quota);
+		vfr_dma_quota_give(t->quota);
 }
 
 static void unmap_cb(void *arg, const struct vfurt_dma_entry *e)
@@ -89,7 +89,7 @@ static void unmap_cb(void *arg, const struct vfurt_dma_entry *e)
 	unmap_entry(arg, e);
 }
 
-struct vfurt_dma_table *vfurt_dma_table_create(uint32_t max_maps, uint64_t pgsize)
+struct vfurt_dma_table *vfr_dma_table_create(uint32_t max_maps, uint64_t pgsize)
 {
 	struct vfurt_dma_table *t;
 
@@ -106,51 +106,51 @@ struct vfurt_dma_table *vfurt_dma_table_create(uint32_t max_maps, uint64_t pgsiz
 	return t;
 }
 
-void vfurt_dma_table_destroy(struct vfurt_dma_table *t)
+void vfr_dma_table_destroy(struct vfurt_dma_table *t)
 {
 	struct vfurt_dma_node *root;
 
 	if (!t)
 		return;
 	root = own_root(t);
-	vfurt_dma_tree_foreach(root, unmap_cb, t);
+	vfr_dma_tree_foreach(root, unmap_cb, t);
 	/* No reader may outlive the table, so skip the retire hook. */
-	vfurt_dma_tree_free_chain(vfurt_dma_tree_chain_all(root));
+	vfr_dma_tree_free_chain(vfr_dma_tree_chain_all(root));
 	free(t);
 }
 
-int vfurt_dma_table_set_limits(struct vfurt_dma_table *t, uint32_t max_maps, uint64_t pgsize)
+int vfr_dma_table_set_limits(struct vfurt_dma_table *t, uint32_t max_maps, uint64_t pgsize)
 {
 	assert(t);
 	if (!pgsize_ok(pgsize))
 		return -EINVAL;
-	if (vfurt_dma_table_count(t) != 0)
+	if (vfr_dma_table_count(t) != 0)
 		return -EBUSY;
 	t->max_maps = max_maps;
 	t->pgsize = pgsize;
 	return 0;
 }
 
-void vfurt_dma_table_set_sync(struct vfurt_dma_table *t, void (*fn)(void *arg), void *arg)
+void vfr_dma_table_set_sync(struct vfurt_dma_table *t, void (*fn)(void *arg), void *arg)
 {
 	t->sync = fn;
 	t->sync_arg = arg;
 }
 
-void vfurt_dma_table_set_fault(struct vfurt_dma_table *t, struct vfurt_fault_domain *dom)
+void vfr_dma_table_set_fault(struct vfurt_dma_table *t, struct vfurt_fault_domain *dom)
 {
 	assert(t);
 	t->fault = dom;
 }
 
-void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg)
+void vfr_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg)
 {
 	assert(t);
 	t->retire = fn;
 	t->retire_arg = fn ? arg : NULL;
 }
 
-void vfurt_dma_table_set_quota(struct vfurt_dma_table *t, struct vfurt_dma_quota_acct *acct)
+void vfr_dma_table_set_quota(struct vfurt_dma_table *t, struct vfurt_dma_quota_acct *acct)
 {
 	assert(t);
 	t->quota = acct;
@@ -173,7 +173,7 @@ static int check_file_size(int fd, uint64_t fd_offset, uint64_t size)
 	return 0;
 }
 
-int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
+int vfr_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			int fd, uint64_t fd_offset, uint32_t prot,
 			struct vfurt_dma_region *out)
 {
@@ -223,7 +223,7 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 
 		/* every fd-backed window is one mapping of the process */
 		if (t->quota) {
-			ret = vfurt_dma_quota_take(t->quota);
+			ret = vfr_dma_quota_take(t->quota);
 			if (ret)
 				return ret;
 			counted = true;
@@ -237,14 +237,14 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 		ne.map_len = (size_t)size;
 		ne.r.vaddr = p;
 		/* Fault hook: a file that can shrink would SIGBUS us (fault.c). */
-		if (t->fault && !vfurt_fault_fd_sealed(fd)) {
-			ret = vfurt_fault_register(t->fault, p, (size_t)size, iova, mprot);
+		if (t->fault && !vfr_fault_fd_sealed(fd)) {
+			ret = vfr_fault_register(t->fault, p, (size_t)size, iova, mprot);
 			if (ret)
 				goto err_unmap;
 		}
 	}
 
-	ret = vfurt_dma_tree_insert(old, &ne, &root, &retired);
+	ret = vfr_dma_tree_insert(old, &ne, &root, &retired);
 	if (ret)
 		goto err_unregister;
 	publish(t, root);
@@ -257,17 +257,17 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 
 err_unregister:
 	if (ne.map_base && t->fault)
-		vfurt_fault_unregister(t->fault, ne.map_base);
+		vfr_fault_unregister(t->fault, ne.map_base);
 err_unmap:
 	if (ne.map_base)
 		munmap(ne.map_base, ne.map_len);
 err_give:
 	if (counted)
-		vfurt_dma_quota_give(t->quota);
+		vfr_dma_quota_give(t->quota);
 	return ret;
 }
 
-int vfurt_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
+int vfr_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			   void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 			   void *arg)
 {
@@ -279,7 +279,7 @@ int vfurt_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t si
 	if (size == 0 || size > UINT64_MAX - iova)
 		return -EINVAL;
 	/* Build before telling anyone, so a failure leaves nothing half done. */
-	ret = vfurt_dma_tree_remove(own_root(t), iova, size, &root, &retired, &gone);
+	ret = vfr_dma_tree_remove(own_root(t), iova, size, &root, &retired, &gone);
 	if (ret)
 		return ret;
 	if (before_unmap)
@@ -305,7 +305,7 @@ static void notify_cb(void *arg, const struct vfurt_dma_entry *e)
 	c->fn(c->arg, &e->r);
 }
 
-void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
+void vfr_dma_table_remove_all(struct vfurt_dma_table *t,
 				void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 				void *arg)
 {
@@ -318,17 +318,17 @@ void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
 	if (before_unmap) {
 		struct notify_call c = { before_unmap, arg };
 
-		vfurt_dma_tree_foreach(old, notify_cb, &c);
+		vfr_dma_tree_foreach(old, notify_cb, &c);
 	}
 	publish(t, NULL);
 	if (t->sync)
 		t->sync(t->sync_arg);
-	vfurt_dma_tree_foreach(old, unmap_cb, t);
+	vfr_dma_tree_foreach(old, unmap_cb, t);
 	/* the empty version shares no node with the old one: retire them all */
-	retire_chain(t, vfurt_dma_tree_chain_all(old));
+	retire_chain(t, vfr_dma_tree_chain_all(old));
 }
 
-uint32_t vfurt_dma_table_count(const struct vfurt_dma_table *t)
+uint32_t vfr_dma_table_count(const struct vfurt_dma_table *t)
 {
 	const struct vfurt_dma_node *root;
 
@@ -337,13 +337,13 @@ uint32_t vfurt_dma_table_count(const struct vfurt_dma_table *t)
 	return root ? root->total : 0;
 }
 
-int vfurt_dma_table_check(const struct vfurt_dma_table *t, int *height)
+int vfr_dma_table_check(const struct vfurt_dma_table *t, int *height)
 {
 	assert(t);
-	return vfurt_dma_tree_check(own_root(t), height);
+	return vfr_dma_tree_check(own_root(t), height);
 }
 
-int vfurt_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
+int vfr_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
 			  uint32_t prot, struct vfurt_sg *sg, int max_sg)
 {
 	const struct vfurt_dma_node *root, *leaf;
@@ -390,7 +390,7 @@ int vfurt_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64
 	return count > max_sg ? -ENOSPC : count;
 }
 
-void *vfurt_dma_table_ptr(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
+void *vfr_dma_table_ptr(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
 			  uint32_t prot)
 {
 	const struct vfurt_dma_node *leaf;

@@ -38,14 +38,14 @@ typedef void (*vfurt_dma_retire_fn)(void *arg, void *snapshot, void (*free_fn)(v
  * size (power of two, >= 4096): iova, size and fd offset of mapped windows
  * must be multiples of it. Returns NULL on ENOMEM/EINVAL.
  */
-struct vfurt_dma_table *vfurt_dma_table_create(uint32_t max_maps, uint64_t pgsize);
+struct vfurt_dma_table *vfr_dma_table_create(uint32_t max_maps, uint64_t pgsize);
 
 /* Unmap every window and free the table. NULL is ignored. */
-void vfurt_dma_table_destroy(struct vfurt_dma_table *t);
+void vfr_dma_table_destroy(struct vfurt_dma_table *t);
 
 /* Change limits (after VERSION negotiation). Only while the table is empty:
  * returns 0 or -EBUSY / -EINVAL. */
-int vfurt_dma_table_set_limits(struct vfurt_dma_table *t, uint32_t max_maps, uint64_t pgsize);
+int vfr_dma_table_set_limits(struct vfurt_dma_table *t, uint32_t max_maps, uint64_t pgsize);
 
 /*
  * Install a synchronisation hook called after a removal is published and
@@ -53,22 +53,22 @@ int vfurt_dma_table_set_limits(struct vfurt_dma_table *t, uint32_t max_maps, uin
  * still hold a pointer obtained from an older snapshot (the runtime's
  * ck_epoch synchronize). NULL = no other readers.
  */
-void vfurt_dma_table_set_sync(struct vfurt_dma_table *t, void (*fn)(void *arg), void *arg);
+void vfr_dma_table_set_sync(struct vfurt_dma_table *t, void (*fn)(void *arg), void *arg);
 
 struct vfurt_fault_domain;
 
 /* Register every fd-backed window whose file can shrink with the fault
  * guard, for dom (fault.h); NULL: don't. Set while the table is empty. */
-void vfurt_dma_table_set_fault(struct vfurt_dma_table *t, struct vfurt_fault_domain *dom);
+void vfr_dma_table_set_fault(struct vfurt_dma_table *t, struct vfurt_fault_domain *dom);
 
 /* Install the snapshot retire hook (NULL restores free-at-once). */
-void vfurt_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg);
+void vfr_dma_table_set_retire(struct vfurt_dma_table *t, vfurt_dma_retire_fn fn, void *arg);
 
 struct vfurt_dma_quota_acct;
 
 /* Count fd-backed windows against a process-wide quota (dma_quota.h);
  * NULL: don't. Set while the table is empty. */
-void vfurt_dma_table_set_quota(struct vfurt_dma_table *t, struct vfurt_dma_quota_acct *acct);
+void vfr_dma_table_set_quota(struct vfurt_dma_table *t, struct vfurt_dma_quota_acct *acct);
 
 /*
  * Add window [iova, iova+size). With fd >= 0 it is mmapped MAP_SHARED at
@@ -81,7 +81,7 @@ void vfurt_dma_table_set_quota(struct vfurt_dma_table *t, struct vfurt_dma_quota
  * slot left for a file that can shrink), -ENOMEM (the process-wide quota of
  * fd-backed windows is used up, or no memory), or the mmap errno.
  */
-int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
+int vfr_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			int fd, uint64_t fd_offset, uint32_t prot,
 			struct vfurt_dma_region *out);
 
@@ -92,29 +92,29 @@ int vfurt_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
  * overflow), -ENOMEM (new tree nodes; nothing changed, before_unmap not
  * called).
  */
-int vfurt_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
+int vfr_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 			   void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 			   void *arg);
 
 /* Remove every window, calling before_unmap for each (all of them before
  * the table is unpublished). Never fails: the empty table is a NULL snapshot. */
-void vfurt_dma_table_remove_all(struct vfurt_dma_table *t,
+void vfr_dma_table_remove_all(struct vfurt_dma_table *t,
 				void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 				void *arg);
 
 /* Number of windows. Any thread. */
-uint32_t vfurt_dma_table_count(const struct vfurt_dma_table *t);
+uint32_t vfr_dma_table_count(const struct vfurt_dma_table *t);
 
 /* Check the tree's invariants (for tests): 0 or -EUCLEAN; *height (if not
  * NULL) = levels - 1, -1 when empty. The mutating thread. */
-int vfurt_dma_table_check(const struct vfurt_dma_table *t, int *height);
+int vfr_dma_table_check(const struct vfurt_dma_table *t, int *height);
 
 /* Same contract as vfurt_dma_to_sg() / vfurt_dma_ptr() in device.h. Any
  * thread; allocation free. to_sg reports -ENOENT/-EACCES anywhere in the
  * range in preference to -ENOSPC; max_sg < 0 is -EINVAL. */
-int vfurt_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
+int vfr_dma_table_to_sg(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
 			  uint32_t prot, struct vfurt_sg *sg, int max_sg);
-void *vfurt_dma_table_ptr(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
+void *vfr_dma_table_ptr(const struct vfurt_dma_table *t, uint64_t iova, uint64_t len,
 			  uint32_t prot);
 
 #endif /* VFURT_IO_DMA_H */

@@ -76,7 +76,7 @@ int vfurt_dma_quota_get_stats(const struct vfurt_dma_quota *q, struct vfurt_dma_
 				  VFURT_ABI_SIZE(struct vfurt_dma_quota_stats, refused));
 }
 
-uint32_t vfurt_dma_quota_join(struct vfurt_dma_quota *q, struct vfurt_dma_quota_acct *a)
+uint32_t vfr_dma_quota_join(struct vfurt_dma_quota *q, struct vfurt_dma_quota_acct *a)
 {
 	uint32_t c = atomic_load_explicit(&q->committed, memory_order_relaxed);
 	uint32_t want;
@@ -93,20 +93,20 @@ uint32_t vfurt_dma_quota_join(struct vfurt_dma_quota *q, struct vfurt_dma_quota_
 	return want;
 }
 
-void vfurt_dma_quota_leave(struct vfurt_dma_quota_acct *a)
+void vfr_dma_quota_leave(struct vfurt_dma_quota_acct *a)
 {
 	if (!a->q)
 		return;
 	/* windows still counted (a caller bug) go back with the reservation */
 	while (a->used)
-		vfurt_dma_quota_give(a);
+		vfr_dma_quota_give(a);
 	atomic_fetch_sub_explicit(&a->q->committed, a->reserved, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&a->q->devices, 1, memory_order_relaxed);
 	a->q = NULL;
 	a->reserved = 0;
 }
 
-int vfurt_dma_quota_take(struct vfurt_dma_quota_acct *a)
+int vfr_dma_quota_take(struct vfurt_dma_quota_acct *a)
 {
 	struct vfurt_dma_quota *q = a->q;
 	uint32_t c;
@@ -129,7 +129,7 @@ int vfurt_dma_quota_take(struct vfurt_dma_quota_acct *a)
 	return 0;
 }
 
-void vfurt_dma_quota_give(struct vfurt_dma_quota_acct *a)
+void vfr_dma_quota_give(struct vfurt_dma_quota_acct *a)
 {
 	struct vfurt_dma_quota *q = a->q;
 

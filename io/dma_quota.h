@@ -25,18 +25,18 @@ struct vfurt_dma_quota_acct {
  * fewer when the quota has no more unreserved room. Returns the number
  * reserved (0..min_per_client). Any thread.
  */
-uint32_t vfurt_dma_quota_join(struct vfurt_dma_quota *q, struct vfurt_dma_quota_acct *a);
+uint32_t vfr_dma_quota_join(struct vfurt_dma_quota *q, struct vfurt_dma_quota_acct *a);
 
 /* Leave: release the reservation. The device must hold no window (used 0).
  * Not joined: nothing happens. */
-void vfurt_dma_quota_leave(struct vfurt_dma_quota_acct *a);
+void vfr_dma_quota_leave(struct vfurt_dma_quota_acct *a);
 
 /* Count one more fd-backed window: from the reservation while it lasts,
  * then from the shared room. Returns 0, or -ENOMEM when the quota is
  * exhausted (counted as refused). Not joined: 0. */
-int vfurt_dma_quota_take(struct vfurt_dma_quota_acct *a);
+int vfr_dma_quota_take(struct vfurt_dma_quota_acct *a);
 
 /* Count one window less (it was unmapped). */
-void vfurt_dma_quota_give(struct vfurt_dma_quota_acct *a);
+void vfr_dma_quota_give(struct vfurt_dma_quota_acct *a);
 
 #endif /* VFURT_IO_DMA_QUOTA_H */

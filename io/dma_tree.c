@@ -137,7 +137,7 @@ struct path {
 	unsigned slot[DMA_TREE_DEPTH];
 };
 
-int vfurt_dma_tree_insert(const struct vfurt_dma_node *root, const struct vfurt_dma_entry *e,
+int vfr_dma_tree_insert(const struct vfurt_dma_node *root, const struct vfurt_dma_entry *e,
 			  struct vfurt_dma_node **out, struct vfurt_dma_node **retired)
 {
 	static _Thread_local struct items it; /* 8 KiB: off the worker's stack */
@@ -320,7 +320,7 @@ static int fix_child(struct op *op, const struct vfurt_dma_node *p, unsigned i,
 	return 0;
 }
 
-int vfurt_dma_tree_remove(const struct vfurt_dma_node *root, uint64_t iova, uint64_t size,
+int vfr_dma_tree_remove(const struct vfurt_dma_node *root, uint64_t iova, uint64_t size,
 			  struct vfurt_dma_node **out, struct vfurt_dma_node **retired,
 			  struct vfurt_dma_entry *gone)
 {
@@ -395,7 +395,7 @@ int vfurt_dma_tree_remove(const struct vfurt_dma_node *root, uint64_t iova, uint
 	return 0;
 }
 
-struct vfurt_dma_node *vfurt_dma_tree_chain_all(struct vfurt_dma_node *root)
+struct vfurt_dma_node *vfr_dma_tree_chain_all(struct vfurt_dma_node *root)
 {
 	struct vfurt_dma_node *head = NULL, *tail;
 
@@ -416,7 +416,7 @@ struct vfurt_dma_node *vfurt_dma_tree_chain_all(struct vfurt_dma_node *root)
 	return head;
 }
 
-void vfurt_dma_tree_free_chain(void *head)
+void vfr_dma_tree_free_chain(void *head)
 {
 	struct vfurt_dma_node *nd = head;
 
@@ -428,14 +428,14 @@ void vfurt_dma_tree_free_chain(void *head)
 	}
 }
 
-void vfurt_dma_tree_foreach(const struct vfurt_dma_node *root,
+void vfr_dma_tree_foreach(const struct vfurt_dma_node *root,
 			    void (*fn)(void *arg, const struct vfurt_dma_entry *e), void *arg)
 {
 	if (!root)
 		return;
 	for (unsigned i = 0; i < root->n; i++) {
 		if (root->height)
-			vfurt_dma_tree_foreach(CHILD(root)[i], fn, arg);
+			vfr_dma_tree_foreach(CHILD(root)[i], fn, arg);
 		else
 			fn(arg, &ENT(root)[i]);
 	}
@@ -477,7 +477,7 @@ static int check_node(const struct vfurt_dma_node *nd, unsigned height, bool is_
 	return 0;
 }
 
-int vfurt_dma_tree_check(const struct vfurt_dma_node *root, int *height)
+int vfr_dma_tree_check(const struct vfurt_dma_node *root, int *height)
 {
 	uint64_t prev_end = 0;
 	uint32_t count = 0;

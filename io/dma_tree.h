@@ -150,7 +150,7 @@ static inline const struct vfurt_dma_node *vfurt_dma_tree_seek(const struct vfur
  * NULL). Returns 0 or -ENOMEM (nothing allocated stays, root untouched).
  * The mutating thread only.
  */
-int vfurt_dma_tree_insert(const struct vfurt_dma_node *root, const struct vfurt_dma_entry *e,
+int vfr_dma_tree_insert(const struct vfurt_dma_node *root, const struct vfurt_dma_entry *e,
 			  struct vfurt_dma_node **out, struct vfurt_dma_node **retired);
 
 /*
@@ -159,19 +159,19 @@ int vfurt_dma_tree_insert(const struct vfurt_dma_node *root, const struct vfurt_
  * (NULL: empty) and *retired the replaced nodes. Returns 0, -ENOENT (no
  * exact match) or -ENOMEM; on error root is untouched. Mutating thread only.
  */
-int vfurt_dma_tree_remove(const struct vfurt_dma_node *root, uint64_t iova, uint64_t size,
+int vfr_dma_tree_remove(const struct vfurt_dma_node *root, uint64_t iova, uint64_t size,
 			  struct vfurt_dma_node **out, struct vfurt_dma_node **retired,
 			  struct vfurt_dma_entry *gone);
 
 /* Chain every node of root through retire_next (for retiring a whole
  * version that shares nothing with the new one). Returns the head. */
-struct vfurt_dma_node *vfurt_dma_tree_chain_all(struct vfurt_dma_node *root);
+struct vfurt_dma_node *vfr_dma_tree_chain_all(struct vfurt_dma_node *root);
 
 /* Free a retire chain (a vfurt_dma_retire_fn free_fn). NULL is ignored. */
-void vfurt_dma_tree_free_chain(void *head);
+void vfr_dma_tree_free_chain(void *head);
 
 /* Call fn for each window in iova order. */
-void vfurt_dma_tree_foreach(const struct vfurt_dma_node *root,
+void vfr_dma_tree_foreach(const struct vfurt_dma_node *root,
 			    void (*fn)(void *arg, const struct vfurt_dma_entry *e), void *arg);
 
 /*
@@ -179,6 +179,6 @@ void vfurt_dma_tree_foreach(const struct vfurt_dma_node *root,
  * equal depth, totals); for tests. Returns 0 or -EUCLEAN, with the height
  * in *height (-1 for the empty tree) when height is not NULL.
  */
-int vfurt_dma_tree_check(const struct vfurt_dma_node *root, int *height);
+int vfr_dma_tree_check(const struct vfurt_dma_node *root, int *height);
 
 #endif /* VFURT_IO_DMA_TREE_H */

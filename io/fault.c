@@ -31,7 +31,7 @@ struct fault_slot {
  * be: a signal disposition belongs to the process and a handler receives no
  * argument, so the handler can only find the window table through static
  * storage. Everything else hangs off the runtime or server objects, which
- * take a reference (vfurt_fault_guard_acquire) while they exist. The slots
+ * take a reference (vfr_fault_guard_acquire) while they exist. The slots
  * are static so that the handler never sees a table being freed.
  */
 static struct {
@@ -176,7 +176,7 @@ static bool installed(void)
 	       cur.sa_sigaction == on_sigbus;
 }
 
-int vfurt_fault_guard_acquire(void)
+int vfr_fault_guard_acquire(void)
 {
 	int rc = 0;
 
@@ -191,7 +191,7 @@ int vfurt_fault_guard_acquire(void)
 	return rc;
 }
 
-void vfurt_fault_guard_release(void)
+void vfr_fault_guard_release(void)
 {
 	pthread_mutex_lock(&guard.lock);
 	if (guard.refs && --guard.refs == 0) {
@@ -201,7 +201,7 @@ void vfurt_fault_guard_release(void)
 	pthread_mutex_unlock(&guard.lock);
 }
 
-int vfurt_fault_register(struct vfurt_fault_domain *dom, void *base, size_t len,
+int vfr_fault_register(struct vfurt_fault_domain *dom, void *base, size_t len,
 			 uint64_t iova, int prot)
 {
 	struct hit h = { .start = (uintptr_t)base, .end = (uintptr_t)base + len,
@@ -225,7 +225,7 @@ int vfurt_fault_register(struct vfurt_fault_domain *dom, void *base, size_t len,
 	return -ENOSPC;
 }
 
-void vfurt_fault_unregister(struct vfurt_fault_domain *dom, void *base)
+void vfr_fault_unregister(struct vfurt_fault_domain *dom, void *base)
 {
 	static const struct hit none;
 	uint32_t hi = atomic_load(&guard.hi);
@@ -243,14 +243,14 @@ void vfurt_fault_unregister(struct vfurt_fault_domain *dom, void *base)
 	}
 }
 
-bool vfurt_fault_fd_sealed(int fd)
+bool vfr_fault_fd_sealed(int fd)
 {
 	int seals = fcntl(fd, F_GET_SEALS);
 
 	return seals >= 0 && (seals & F_SEAL_SHRINK);
 }
 
-bool vfurt_fault_domain_lost(const struct vfurt_fault_domain *dom, uint64_t *iova)
+bool vfr_fault_domain_lost(const struct vfurt_fault_domain *dom, uint64_t *iova)
 {
 	uint64_t v = atomic_load(&((struct vfurt_fault_domain *)dom)->lost_iova);
 
@@ -259,17 +259,17 @@ bool vfurt_fault_domain_lost(const struct vfurt_fault_domain *dom, uint64_t *iov
 	return v != 0;
 }
 
-void vfurt_fault_domain_mark(struct vfurt_fault_domain *dom, uint64_t iova)
+void vfr_fault_domain_mark(struct vfurt_fault_domain *dom, uint64_t iova)
 {
 	domain_mark(dom, iova);
 }
 
-bool vfurt_fault_domain_claim(struct vfurt_fault_domain *dom)
+bool vfr_fault_domain_claim(struct vfurt_fault_domain *dom)
 {
-	return vfurt_fault_domain_lost(dom, NULL) && !atomic_exchange(&dom->claimed, true);
+	return vfr_fault_domain_lost(dom, NULL) && !atomic_exchange(&dom->claimed, true);
 }
 
-void vfurt_fault_domain_clear(struct vfurt_fault_domain *dom)
+void vfr_fault_domain_clear(struct vfurt_fault_domain *dom)
 {
 	atomic_store(&dom->lost_iova, 0);
 	atomic_store(&dom->claimed, false);

@@ -44,10 +44,10 @@ struct vfurt_fault_domain {
  * vfurt_server_create and vfurt_runtime_create. Any thread, not from a
  * signal handler. Returns 0 or the sigaction errno (negative).
  */
-int vfurt_fault_guard_acquire(void);
+int vfr_fault_guard_acquire(void);
 
 /* Drop one reference; the last restores the previous SIGBUS action. */
-void vfurt_fault_guard_release(void);
+void vfr_fault_guard_release(void);
 
 /*
  * Register [base, base+len) (page aligned, one mmap of a window at `iova`
@@ -55,15 +55,15 @@ void vfurt_fault_guard_release(void);
  * registration. Returns 0, -ENOSPC (every slot in use) or -EINVAL.
  * Any thread, not from a signal handler.
  */
-int vfurt_fault_register(struct vfurt_fault_domain *dom, void *base, size_t len,
+int vfr_fault_register(struct vfurt_fault_domain *dom, void *base, size_t len,
 			 uint64_t iova, int prot);
 
 /* Forget the range starting at base (no-op if not registered). Call before
  * the munmap, when no thread touches the window any more. */
-void vfurt_fault_unregister(struct vfurt_fault_domain *dom, void *base);
+void vfr_fault_unregister(struct vfurt_fault_domain *dom, void *base);
 
 /* true when fd is a memfd sealed with F_SEAL_SHRINK: it cannot lose pages. */
-bool vfurt_fault_fd_sealed(int fd);
+bool vfr_fault_fd_sealed(int fd);
 
 /* Windows of dom lost so far (monotonic; acquire load). */
 static inline uint64_t vfurt_fault_domain_count(const struct vfurt_fault_domain *dom)
@@ -73,15 +73,15 @@ static inline uint64_t vfurt_fault_domain_count(const struct vfurt_fault_domain 
 }
 
 /* The first lost window's iova since the last clear, if any. */
-bool vfurt_fault_domain_lost(const struct vfurt_fault_domain *dom, uint64_t *iova);
+bool vfr_fault_domain_lost(const struct vfurt_fault_domain *dom, uint64_t *iova);
 
 /* Report a loss found without a signal (a kernel copy failed with EFAULT). */
-void vfurt_fault_domain_mark(struct vfurt_fault_domain *dom, uint64_t iova);
+void vfr_fault_domain_mark(struct vfurt_fault_domain *dom, uint64_t iova);
 
 /* true for exactly one caller per loss: that caller arranges the disconnect. */
-bool vfurt_fault_domain_claim(struct vfurt_fault_domain *dom);
+bool vfr_fault_domain_claim(struct vfurt_fault_domain *dom);
 
 /* The client went away with its windows: forget the pending loss. */
-void vfurt_fault_domain_clear(struct vfurt_fault_domain *dom);
+void vfr_fault_domain_clear(struct vfurt_fault_domain *dom);
 
 #endif /* VFURT_IO_FAULT_H */

@@ -41,10 +41,10 @@ int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *o
 		dev->host = NULL;
 		dev->host_arg = NULL;
 		memset(&dev->host_ops, 0, sizeof(dev->host_ops));
-		vfurt_irqs_set_signal(dev->irqs, NULL, NULL);
-		vfurt_dma_table_set_sync(dev->dma, NULL, NULL);
-		vfurt_dma_table_set_retire(dev->dma, NULL, NULL);
-		vfurt_irqs_set_sync(dev->irqs, NULL, NULL);
+		vfr_irqs_set_signal(dev->irqs, NULL, NULL);
+		vfr_dma_table_set_sync(dev->dma, NULL, NULL);
+		vfr_dma_table_set_retire(dev->dma, NULL, NULL);
+		vfr_irqs_set_sync(dev->irqs, NULL, NULL);
 		return 0;
 	}
 	/* a host built against an older header has a shorter struct: the
@@ -57,12 +57,12 @@ int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *o
 	ops = &dev->host_ops;
 	dev->host = ops;
 	dev->host_arg = host;
-	vfurt_irqs_set_signal(dev->irqs, ops->irq_signal ? irq_signal_thunk : NULL, dev);
-	vfurt_dma_table_set_sync(dev->dma, ops->dma_sync ? dma_sync_thunk : NULL, dev);
+	vfr_irqs_set_signal(dev->irqs, ops->irq_signal ? irq_signal_thunk : NULL, dev);
+	vfr_dma_table_set_sync(dev->dma, ops->dma_sync ? dma_sync_thunk : NULL, dev);
 	/* old table versions: freed at once without the hook (no reader can
 	 * be on another thread), after a grace period with it */
-	vfurt_dma_table_set_retire(dev->dma, ops->dma_retire ? dma_retire_thunk : NULL, dev);
-	vfurt_irqs_set_sync(dev->irqs, ops->dma_sync ? dma_sync_thunk : NULL, dev);
+	vfr_dma_table_set_retire(dev->dma, ops->dma_retire ? dma_retire_thunk : NULL, dev);
+	vfr_irqs_set_sync(dev->irqs, ops->dma_sync ? dma_sync_thunk : NULL, dev);
 	return 0;
 }
 
@@ -70,10 +70,10 @@ uint32_t vfurt_dev_set_dma_quota(struct vfurt_dev *dev, struct vfurt_dma_quota *
 {
 	/* windows are counted from the table's first one: change it only
 	 * while there are none */
-	if (vfurt_dma_table_count(dev->dma) != 0)
+	if (vfr_dma_table_count(dev->dma) != 0)
 		return dev->quota.reserved;
-	vfurt_dma_quota_leave(&dev->quota);
-	return q ? vfurt_dma_quota_join(q, &dev->quota) : 0;
+	vfr_dma_quota_leave(&dev->quota);
+	return q ? vfr_dma_quota_join(q, &dev->quota) : 0;
 }
 
 /* ---- queues ------------------------------------------------------------ */
@@ -192,12 +192,12 @@ int vfurt_queue_hint(const struct vfurt_queue *q)
 
 bool vfurt_dev_dma_lost(const struct vfurt_dev *dev, uint64_t *iova)
 {
-	return dev && vfurt_fault_domain_lost(&dev->fault, iova);
+	return dev && vfr_fault_domain_lost(&dev->fault, iova);
 }
 
 bool vfurt_dev_dma_loss_claim(struct vfurt_dev *dev)
 {
-	return dev && vfurt_fault_domain_claim(&dev->fault);
+	return dev && vfr_fault_domain_claim(&dev->fault);
 }
 
 struct vfurt_dev *vfurt_queue_dev(const struct vfurt_queue *q)
@@ -390,7 +390,7 @@ static void twin_ready(struct vfurt_dev *dev, void *ctx)
 {
 	(void)ctx;
 	if (dev->conn)
-		vfurt_conn_twin_readable(dev->conn);
+		vfr_conn_twin_readable(dev->conn);
 }
 
 size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_watch *out, size_t max)
@@ -406,10 +406,10 @@ size_t vfurt_dev_watches(struct vfurt_dev *dev, struct vfurt_dev_watch *out, siz
 		else if (e->fn)
 			out[n++] = (struct vfurt_dev_watch){ e->fd, ioeventfd_ready, e };
 	}
-	fd = vfurt_irqs_intx_unmask_fd(dev->irqs, NULL);
+	fd = vfr_irqs_intx_unmask_fd(dev->irqs, NULL);
 	if (fd >= 0 && n < max)
-		out[n++] = (struct vfurt_dev_watch){ fd, vfurt_dev_intx_unmask_ready, NULL };
-	fd = dev->conn ? vfurt_conn_twin_fd(dev->conn) : -1;
+		out[n++] = (struct vfurt_dev_watch){ fd, vfr_dev_intx_unmask_ready, NULL };
+	fd = dev->conn ? vfr_conn_twin_fd(dev->conn) : -1;
 	if (fd >= 0 && n < max)
 		out[n++] = (struct vfurt_dev_watch){ fd, twin_ready, NULL };
 	return n;
@@ -419,11 +419,11 @@ uint32_t vfurt_dev_watch_gen(const struct vfurt_dev *dev)
 {
 	uint32_t gen;
 
-	(void)vfurt_irqs_intx_unmask_fd(dev->irqs, &gen);
+	(void)vfr_irqs_intx_unmask_fd(dev->irqs, &gen);
 	return gen + atomic_load(&dev->watch_gen);
 }
 
-void vfurt_dev_free_host_state(struct vfurt_dev *dev)
+void vfr_dev_free_host_state(struct vfurt_dev *dev)
 {
 	for (uint32_t i = 0; i < dev->nr_ioev; i++) {
 		if (dev->ioev[i].own_fd)

@@ -12,7 +12,7 @@
 
 /*
  * Concurrency: the control plane (SET_IRQS, masks from config space, reset,
- * disconnect) runs on the device's thread; vfurt_irqs_trigger may also run
+ * disconnect) runs on the device's thread; vfr_irqs_trigger may also run
  * on queue pollers of other workers. The state a trigger touches is atomic:
  * pending is set before the masks are read, and every path that may deliver
  * claims the pending bit with an exchange, so exactly one of a racing
@@ -214,7 +214,7 @@ static void index_deliver_all(struct vfurt_irqs *irqs, uint32_t index)
 		vec_redeliver(irqs, index, &ix->v[i]);
 }
 
-struct vfurt_irqs *vfurt_irqs_create(void)
+struct vfurt_irqs *vfr_irqs_create(void)
 {
 	return calloc(1, sizeof(struct vfurt_irqs));
 }
@@ -229,7 +229,7 @@ static void index_free(struct irq_index *ix)
 	atomic_store(&ix->func_masked, false);
 }
 
-void vfurt_irqs_destroy(struct vfurt_irqs *irqs)
+void vfr_irqs_destroy(struct vfurt_irqs *irqs)
 {
 	if (!irqs)
 		return;
@@ -241,7 +241,7 @@ void vfurt_irqs_destroy(struct vfurt_irqs *irqs)
 	free(irqs);
 }
 
-int vfurt_irqs_setup(struct vfurt_irqs *irqs, uint32_t index, uint32_t count)
+int vfr_irqs_setup(struct vfurt_irqs *irqs, uint32_t index, uint32_t count)
 {
 	struct irq_vec *v = NULL;
 
@@ -262,13 +262,13 @@ int vfurt_irqs_setup(struct vfurt_irqs *irqs, uint32_t index, uint32_t count)
 	return 0;
 }
 
-uint32_t vfurt_irqs_count(const struct vfurt_irqs *irqs, uint32_t index)
+uint32_t vfr_irqs_count(const struct vfurt_irqs *irqs, uint32_t index)
 {
 	assert(irqs);
 	return index < VFURT_IRQ_NUM ? irqs->idx[index].count : 0;
 }
 
-uint32_t vfurt_irqs_info_flags(const struct vfurt_irqs *irqs, uint32_t index)
+uint32_t vfr_irqs_info_flags(const struct vfurt_irqs *irqs, uint32_t index)
 {
 	assert(irqs);
 	switch (index) {
@@ -385,7 +385,7 @@ static int set_validate(const struct vfurt_irqs *irqs, const struct vfio_irq_set
 				 action == VFIO_IRQ_SET_ACTION_TRIGGER))
 		return -EINVAL;
 	if (action != VFIO_IRQ_SET_ACTION_TRIGGER &&
-	    !(vfurt_irqs_info_flags(irqs, set->index) & VFIO_IRQ_INFO_MASKABLE))
+	    !(vfr_irqs_info_flags(irqs, set->index) & VFIO_IRQ_INFO_MASKABLE))
 		return -EINVAL;
 
 	switch (data_type) {
@@ -470,7 +470,7 @@ static void unmask_vectors(struct vfurt_irqs *irqs, uint32_t index, uint32_t sta
 		vec_redeliver(irqs, index, &ix->v[start + i]);
 }
 
-int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
+int vfr_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 		   const uint8_t *data, size_t data_len, const int *fds, size_t nfds,
 		   vfurt_irq_state_fn state_fn, void *arg)
 {
@@ -509,7 +509,7 @@ int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 		if (data_type == VFIO_IRQ_SET_DATA_BOOL && data[i] == 0)
 			continue;
 		if (action == VFIO_IRQ_SET_ACTION_TRIGGER)
-			(void)vfurt_irqs_trigger(irqs, set->index, vector); /* -ENOENT: left pending */
+			(void)vfr_irqs_trigger(irqs, set->index, vector); /* -ENOENT: left pending */
 		else if (action == VFIO_IRQ_SET_ACTION_MASK)
 			atomic_store(&v->client_masked, true);
 	}
@@ -522,12 +522,12 @@ int vfurt_irqs_set(struct vfurt_irqs *irqs, const struct vfio_irq_set *set,
 	return 0;
 }
 
-void vfurt_irqs_set_max_fds(struct vfurt_irqs *irqs, uint32_t max)
+void vfr_irqs_set_max_fds(struct vfurt_irqs *irqs, uint32_t max)
 {
 	irqs->max_fds = max;
 }
 
-int vfurt_irqs_intx_unmask_fd(const struct vfurt_irqs *irqs, uint32_t *gen)
+int vfr_irqs_intx_unmask_fd(const struct vfurt_irqs *irqs, uint32_t *gen)
 {
 	const struct irq_index *ix = &irqs->idx[VFURT_IRQ_INTX];
 
@@ -536,10 +536,10 @@ int vfurt_irqs_intx_unmask_fd(const struct vfurt_irqs *irqs, uint32_t *gen)
 	return ix->count ? ix->v[0].unmask_fd : -1;
 }
 
-void vfurt_irqs_intx_unmask_event(struct vfurt_irqs *irqs, vfurt_irq_state_fn state_fn,
+void vfr_irqs_intx_unmask_event(struct vfurt_irqs *irqs, vfurt_irq_state_fn state_fn,
 				  void *arg)
 {
-	int fd = vfurt_irqs_intx_unmask_fd(irqs, NULL);
+	int fd = vfr_irqs_intx_unmask_fd(irqs, NULL);
 	uint64_t count;
 
 	/* non-blocking (set_nonblocking): a spurious wake reads nothing */
@@ -548,7 +548,7 @@ void vfurt_irqs_intx_unmask_event(struct vfurt_irqs *irqs, vfurt_irq_state_fn st
 	unmask_vectors(irqs, VFURT_IRQ_INTX, 0, 1, NULL, state_fn, arg);
 }
 
-int vfurt_irqs_trigger(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
+int vfr_irqs_trigger(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
 {
 	struct irq_vec *v;
 
@@ -563,7 +563,7 @@ int vfurt_irqs_trigger(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
 	return vec_deliver(irqs, index, v);
 }
 
-void vfurt_irqs_set_guest_mask(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector,
+void vfr_irqs_set_guest_mask(struct vfurt_irqs *irqs, uint32_t index, uint32_t vector,
 			       bool masked)
 {
 	struct irq_vec *v;
@@ -577,7 +577,7 @@ void vfurt_irqs_set_guest_mask(struct vfurt_irqs *irqs, uint32_t index, uint32_t
 		(void)vec_deliver(irqs, index, v);
 }
 
-void vfurt_irqs_set_func_mask(struct vfurt_irqs *irqs, uint32_t index, bool masked)
+void vfr_irqs_set_func_mask(struct vfurt_irqs *irqs, uint32_t index, bool masked)
 {
 	assert(irqs);
 	if (index >= VFURT_IRQ_NUM)
@@ -587,7 +587,7 @@ void vfurt_irqs_set_func_mask(struct vfurt_irqs *irqs, uint32_t index, bool mask
 		index_deliver_all(irqs, index);
 }
 
-bool vfurt_irqs_pending(const struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
+bool vfr_irqs_pending(const struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
 {
 	const struct irq_vec *v;
 
@@ -596,7 +596,7 @@ bool vfurt_irqs_pending(const struct vfurt_irqs *irqs, uint32_t index, uint32_t 
 	return v && atomic_load(&v->pending);
 }
 
-bool vfurt_irqs_enabled(const struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
+bool vfr_irqs_enabled(const struct vfurt_irqs *irqs, uint32_t index, uint32_t vector)
 {
 	const struct irq_vec *v;
 
@@ -605,7 +605,7 @@ bool vfurt_irqs_enabled(const struct vfurt_irqs *irqs, uint32_t index, uint32_t 
 	return v && atomic_load(&v->trigger_fd) >= 0;
 }
 
-void vfurt_irqs_release_client(struct vfurt_irqs *irqs)
+void vfr_irqs_release_client(struct vfurt_irqs *irqs)
 {
 	assert(irqs);
 	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++) {
@@ -620,7 +620,7 @@ void vfurt_irqs_release_client(struct vfurt_irqs *irqs)
 	flush_retired(irqs);
 }
 
-void vfurt_irqs_reset(struct vfurt_irqs *irqs)
+void vfr_irqs_reset(struct vfurt_irqs *irqs)
 {
 	assert(irqs);
 	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++) {
@@ -634,27 +634,27 @@ void vfurt_irqs_reset(struct vfurt_irqs *irqs)
 	}
 }
 
-void vfurt_irqs_get_stats(const struct vfurt_irqs *irqs, struct vfurt_irq_stats *st)
+void vfr_irqs_get_stats(const struct vfurt_irqs *irqs, struct vfurt_irq_stats *st)
 {
 	assert(irqs && st);
 	st->raised = atomic_load_explicit(&irqs->raised, memory_order_relaxed);
 	st->written = atomic_load_explicit(&irqs->written, memory_order_relaxed);
 }
 
-void vfurt_irqs_set_signal(struct vfurt_irqs *irqs, vfurt_irq_signal_fn fn, void *arg)
+void vfr_irqs_set_signal(struct vfurt_irqs *irqs, vfurt_irq_signal_fn fn, void *arg)
 {
 	irqs->signal = fn;
 	irqs->signal_arg = arg;
 }
 
-void vfurt_irqs_set_resample(struct vfurt_irqs *irqs, bool (*fn)(void *arg), void *arg)
+void vfr_irqs_set_resample(struct vfurt_irqs *irqs, bool (*fn)(void *arg), void *arg)
 {
 	assert(irqs);
 	irqs->resample = fn;
 	irqs->resample_arg = arg;
 }
 
-void vfurt_irqs_set_sync(struct vfurt_irqs *irqs, void (*fn)(void *arg), void *arg)
+void vfr_irqs_set_sync(struct vfurt_irqs *irqs, void (*fn)(void *arg), void *arg)
 {
 	irqs->sync = fn;
 	irqs->sync_arg = arg;

@@ -10,7 +10,7 @@
 #define LOG_LINE_MAX 512
 #define NS_PER_LINE (1000000000ull / LOG_RL_PER_S)
 
-size_t log_escape(const char *in, char *out, size_t len)
+size_t vfr_log_escape(const char *in, char *out, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
@@ -46,7 +46,7 @@ size_t log_escape(const char *in, char *out, size_t len)
 	return o;
 }
 
-void log_vemit(const struct vfurt_log *log, int level, const char *fmt, va_list ap)
+void vfr_log_vemit(const struct vfurt_log *log, int level, const char *fmt, va_list ap)
 {
 	char line[LOG_LINE_MAX];
 	char safe[4 * LOG_LINE_MAX];
@@ -56,7 +56,7 @@ void log_vemit(const struct vfurt_log *log, int level, const char *fmt, va_list 
 	vsnprintf(line, sizeof(line), fmt, ap);
 	/* Names, paths and client strings end up in lines: no line of ours may
 	 * carry a newline or a terminal escape, whatever its arguments. */
-	log_escape(line, safe, sizeof(safe));
+	vfr_log_escape(line, safe, sizeof(safe));
 	log->fn(log->arg, level, safe);
 }
 
@@ -65,11 +65,11 @@ void vfurt_logf(const struct vfurt_log *log, int level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vemit(log, level, fmt, ap);
+	vfr_log_vemit(log, level, fmt, ap);
 	va_end(ap);
 }
 
-bool log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ns, uint64_t *suppressed)
+bool vfr_log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ns, uint64_t *suppressed)
 {
 	const uint64_t cap = LOG_RL_BURST * NS_PER_LINE;
 
@@ -93,22 +93,22 @@ bool log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ns, uint64_t *sup
 	return true;
 }
 
-bool log_ratelimit_take_now(struct log_ratelimit *rl, uint64_t *suppressed)
+bool vfr_log_ratelimit_take_now(struct log_ratelimit *rl, uint64_t *suppressed)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return log_ratelimit_take(rl, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
+	return vfr_log_ratelimit_take(rl, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec,
 				  suppressed);
 }
 
-void log_refused_client(const struct vfurt_log *log, struct log_ratelimit *rl,
+void vfr_log_refused_client(const struct vfurt_log *log, struct log_ratelimit *rl,
 			const char *name)
 {
 	uint64_t more;
 	char extra[64] = "";
 
-	if (!log_ratelimit_take_now(rl, &more))
+	if (!vfr_log_ratelimit_take_now(rl, &more))
 		return;
 	if (more)
 		snprintf(extra, sizeof(extra), " (and %llu more since the last such line)",

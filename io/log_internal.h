@@ -31,14 +31,14 @@ struct log_ratelimit {
  * lines were refused before, *suppressed gets their number (else 0) and the
  * count restarts.
  */
-bool log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ns, uint64_t *suppressed);
+bool vfr_log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ns, uint64_t *suppressed);
 
-/* log_ratelimit_take at the current CLOCK_MONOTONIC time. */
-bool log_ratelimit_take_now(struct log_ratelimit *rl, uint64_t *suppressed);
+/* vfr_log_ratelimit_take at the current CLOCK_MONOTONIC time. */
+bool vfr_log_ratelimit_take_now(struct log_ratelimit *rl, uint64_t *suppressed);
 
 /* "NAME: refusing a second client while one is connected" on log, at most
  * as often as rl allows, with the number of lines left out since. */
-void log_refused_client(const struct vfurt_log *log, struct log_ratelimit *rl,
+void vfr_log_refused_client(const struct vfurt_log *log, struct log_ratelimit *rl,
 			const char *name);
 
 /*
@@ -47,10 +47,10 @@ void log_refused_client(const struct vfurt_log *log, struct log_ratelimit *rl,
  * \\ or \xNN, so a client-chosen string cannot forge or hide log lines.
  * Truncates at a whole escape. Returns the length written.
  */
-size_t log_escape(const char *in, char *out, size_t len);
+size_t vfr_log_escape(const char *in, char *out, size_t len);
 
 /* vfurt_logf with a va_list. */
-void log_vemit(const struct vfurt_log *log, int level, const char *fmt, va_list ap)
+void vfr_log_vemit(const struct vfurt_log *log, int level, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 
 #endif /* VFURT_IO_LOG_INTERNAL_H */

@@ -89,7 +89,7 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 		return NULL;
 	}
 	/* the process's SIGBUS guard lives while a server does (fault.c) */
-	rc = vfurt_fault_guard_acquire();
+	rc = vfr_fault_guard_acquire();
 	if (rc < 0) {
 		free(srv);
 		errno = -rc;
@@ -99,7 +99,7 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 	if (srv->epfd < 0) {
 		int e = errno;
 
-		vfurt_fault_guard_release();
+		vfr_fault_guard_release();
 		free(srv);
 		errno = e;
 		return NULL;
@@ -114,7 +114,7 @@ struct vfurt_server *vfurt_server_create(const struct vfurt_server_opts *opts)
 						    o.conn.dma_maps_min_per_client);
 		if (!srv->quota) {
 			close(srv->epfd);
-			vfurt_fault_guard_release();
+			vfr_fault_guard_release();
 			free(srv);
 			errno = ENOMEM;
 			return NULL;
@@ -393,7 +393,7 @@ static void on_accept(struct endpoint *ep)
 		return; /* EAGAIN or a client that went away */
 	}
 	if (ep->conn) {
-		log_refused_client(&ep->srv->log, &ep->refuse_rl, ep->dev->name);
+		vfr_log_refused_client(&ep->srv->log, &ep->refuse_rl, ep->dev->name);
 		close(fd);
 		return;
 	}
@@ -581,6 +581,6 @@ void vfurt_server_destroy(struct vfurt_server *srv)
 	close(srv->epfd);
 	if (srv->own_quota)
 		vfurt_dma_quota_destroy(srv->quota); /* after its devices left it */
-	vfurt_fault_guard_release();
+	vfr_fault_guard_release();
 	free(srv);
 }

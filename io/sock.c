@@ -44,7 +44,7 @@ static int wait_fd(int sock, short events, int64_t deadline)
 	}
 }
 
-void vfurt_close_fds(int *fds, size_t n)
+void vfr_close_fds(int *fds, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (fds[i] >= 0)
@@ -76,7 +76,7 @@ static void attach_fds(struct msghdr *msg, union rights_buf *ctl, const int *fds
 	memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
 }
 
-int vfurt_sock_send(int sock, const struct iovec *iov, int iovcnt,
+int vfr_sock_send(int sock, const struct iovec *iov, int iovcnt,
 		    const int *fds, size_t nfds, int timeout_ms)
 {
 	union rights_buf ctl;
@@ -135,7 +135,7 @@ int vfurt_sock_send(int sock, const struct iovec *iov, int iovcnt,
 	return 0;
 }
 
-ssize_t vfurt_sock_send_some(int sock, const struct iovec *iov, int iovcnt,
+ssize_t vfr_sock_send_some(int sock, const struct iovec *iov, int iovcnt,
 			     const int *fds, size_t nfds)
 {
 	union rights_buf ctl;
@@ -154,7 +154,7 @@ ssize_t vfurt_sock_send_some(int sock, const struct iovec *iov, int iovcnt,
 	return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
 }
 
-int vfurt_sock_send_msg(int sock, const struct vfio_user_header *hdr,
+int vfr_sock_send_msg(int sock, const struct vfio_user_header *hdr,
 			const void *payload, size_t len, const int *fds, size_t nfds,
 			int timeout_ms)
 {
@@ -163,7 +163,7 @@ int vfurt_sock_send_msg(int sock, const struct vfio_user_header *hdr,
 		{ .iov_base = (void *)payload, .iov_len = len },
 	};
 
-	return vfurt_sock_send(sock, iov, len ? 2 : 1, fds, nfds, timeout_ms);
+	return vfr_sock_send(sock, iov, len ? 2 : 1, fds, nfds, timeout_ms);
 }
 
 /* Take the fds out of a received control buffer; keep what fits. */
@@ -196,7 +196,7 @@ static int collect_fds(struct msghdr *msg, int *fds, size_t *nfds, size_t max_fd
 	return err;
 }
 
-int vfurt_sock_recv_exact(int sock, void *buf, size_t len, int *fds, size_t *nfds,
+int vfr_sock_recv_exact(int sock, void *buf, size_t len, int *fds, size_t *nfds,
 			  size_t max_fds, int timeout_ms)
 {
 	union rights_buf ctl;
@@ -240,7 +240,7 @@ int vfurt_sock_recv_exact(int sock, void *buf, size_t len, int *fds, size_t *nfd
 	return err;
 }
 
-ssize_t vfurt_sock_recv_msg(int sock, void *buf, size_t cap, int *fds, size_t *nfds,
+ssize_t vfr_sock_recv_msg(int sock, void *buf, size_t cap, int *fds, size_t *nfds,
 			    size_t max_fds, int timeout_ms)
 {
 	struct vfio_user_header *hdr = buf;
@@ -252,7 +252,7 @@ ssize_t vfurt_sock_recv_msg(int sock, void *buf, size_t cap, int *fds, size_t *n
 	*nfds = 0;
 	if (cap < sizeof(*hdr))
 		return -EINVAL;
-	rc = vfurt_sock_recv_exact(sock, hdr, sizeof(*hdr), fds, nfds, max_fds, timeout_ms);
+	rc = vfr_sock_recv_exact(sock, hdr, sizeof(*hdr), fds, nfds, max_fds, timeout_ms);
 	if (rc)
 		goto err;
 	if (hdr->msg_size < sizeof(*hdr)) {
@@ -263,14 +263,14 @@ ssize_t vfurt_sock_recv_msg(int sock, void *buf, size_t cap, int *fds, size_t *n
 		rc = -EMSGSIZE;
 		goto err;
 	}
-	rc = vfurt_sock_recv_exact(sock, hdr + 1, hdr->msg_size - sizeof(*hdr), NULL, NULL, 0,
+	rc = vfr_sock_recv_exact(sock, hdr + 1, hdr->msg_size - sizeof(*hdr), NULL, NULL, 0,
 				   timeout_ms);
 	if (rc)
 		goto err;
 	return hdr->msg_size;
 err:
 	if (fds)
-		vfurt_close_fds(fds, *nfds);
+		vfr_close_fds(fds, *nfds);
 	*nfds = 0;
 	return rc;
 }

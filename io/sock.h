@@ -20,7 +20,7 @@
  * Never raises SIGPIPE. Returns 0, -ETIMEDOUT, -EPIPE/-ECONNRESET (peer gone)
  * or another negative errno. The fds stay owned by the caller.
  */
-int vfurt_sock_send(int sock, const struct iovec *iov, int iovcnt,
+int vfr_sock_send(int sock, const struct iovec *iov, int iovcnt,
 		    const int *fds, size_t nfds, int timeout_ms);
 
 /*
@@ -30,12 +30,12 @@ int vfurt_sock_send(int sock, const struct iovec *iov, int iovcnt,
  * once any byte went they went too), or a negative errno (-EPIPE when the
  * peer is gone). Never blocks, never raises SIGPIPE.
  */
-ssize_t vfurt_sock_send_some(int sock, const struct iovec *iov, int iovcnt,
+ssize_t vfr_sock_send_some(int sock, const struct iovec *iov, int iovcnt,
 			     const int *fds, size_t nfds);
 
 /* Convenience: header + one payload buffer. hdr->msg_size must already be
  * 16 + len. */
-int vfurt_sock_send_msg(int sock, const struct vfio_user_header *hdr,
+int vfr_sock_send_msg(int sock, const struct vfio_user_header *hdr,
 			const void *payload, size_t len, const int *fds, size_t nfds,
 			int timeout_ms);
 
@@ -48,7 +48,7 @@ int vfurt_sock_send_msg(int sock, const struct vfio_user_header *hdr,
  * (-1 = forever). Returns 0, -ECONNRESET (orderly EOF or reset, also when
  * EOF comes mid-message), -ETIMEDOUT, -EMSGSIZE, or another negative errno.
  */
-int vfurt_sock_recv_exact(int sock, void *buf, size_t len, int *fds, size_t *nfds,
+int vfr_sock_recv_exact(int sock, void *buf, size_t len, int *fds, size_t *nfds,
 			  size_t max_fds, int timeout_ms);
 
 /*
@@ -56,13 +56,13 @@ int vfurt_sock_recv_exact(int sock, void *buf, size_t len, int *fds, size_t *nfd
  * payload bytes into buf (capacity cap, header included). Returns the
  * message size, -EPROTO (msg_size < 16), -EMSGSIZE (msg_size > cap: the
  * stream cannot be resynchronised, caller should drop the connection), or
- * as vfurt_sock_recv_exact. On error all received fds are closed and
+ * as vfr_sock_recv_exact. On error all received fds are closed and
  * *nfds is 0.
  */
-ssize_t vfurt_sock_recv_msg(int sock, void *buf, size_t cap, int *fds, size_t *nfds,
+ssize_t vfr_sock_recv_msg(int sock, void *buf, size_t cap, int *fds, size_t *nfds,
 			    size_t max_fds, int timeout_ms);
 
 /* Close fds[0..n) that are >= 0 and set them to -1. */
-void vfurt_close_fds(int *fds, size_t n);
+void vfr_close_fds(int *fds, size_t n);
 
 #endif /* VFURT_IO_SOCK_H */

@@ -11,26 +11,26 @@
 #include "config_internal.h"
 #include "cpuset.h"
 
-void vfurt_config_init(struct vfurt_config *cfg)
+void vfr_config_init(struct vfurt_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->poll_mode = VFURT_POLL_ADAPTIVE;
 	cfg->log_level = VFURT_LOG_INFO;
 }
 
-void vfurt_config_free(struct vfurt_config *cfg)
+void vfr_config_free(struct vfurt_config *cfg)
 {
 	if (!cfg)
 		return;
 	free(cfg->cores);
 	free(cfg->control_socket);
 	free(cfg->devices);
-	vfurt_config_init(cfg);
+	vfr_config_init(cfg);
 }
 
 /* ---- value parsers shared with the command line ------------------------- */
 
-int vfurt_config_parse_poll(const char *s, enum vfurt_poll_mode *mode)
+int vfr_config_parse_poll(const char *s, enum vfurt_poll_mode *mode)
 {
 	if (!strcmp(s, "busy"))
 		*mode = VFURT_POLL_BUSY;
@@ -41,7 +41,7 @@ int vfurt_config_parse_poll(const char *s, enum vfurt_poll_mode *mode)
 	return 0;
 }
 
-int vfurt_config_parse_log_level(const char *s, int *level)
+int vfr_config_parse_log_level(const char *s, int *level)
 {
 	static const struct {
 		const char *name;
@@ -76,7 +76,7 @@ static int parse_dec(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
-int vfurt_config_parse_stats_interval(const char *s, uint32_t *seconds)
+int vfr_config_parse_stats_interval(const char *s, uint32_t *seconds)
 {
 	unsigned long v;
 
@@ -86,7 +86,7 @@ int vfurt_config_parse_stats_interval(const char *s, uint32_t *seconds)
 	return 0;
 }
 
-int vfurt_config_parse_poll_sleep(const char *s, uint32_t *us)
+int vfr_config_parse_poll_sleep(const char *s, uint32_t *us)
 {
 	unsigned long v;
 
@@ -103,7 +103,7 @@ int vfurt_config_parse_poll_sleep(const char *s, uint32_t *us)
  * core). Other keys belong to the device type and pass. Returns NULL when
  * fine, else the reason (written to why).
  */
-const char *config_check_common_key(const char *key, const char *val, char *why, size_t len)
+const char *vfr_config_check_common_key(const char *key, const char *val, char *why, size_t len)
 {
 	if (!strcmp(key, "socket")) {
 		size_t n = strlen(val);
@@ -118,7 +118,7 @@ const char *config_check_common_key(const char *key, const char *val, char *why,
 	} else if (!strcmp(key, "socket_mode")) {
 		mode_t mode;
 
-		int rc = devspec_parse_mode(val, &mode);
+		int rc = vfr_devspec_parse_mode(val, &mode);
 
 		if (rc == -ERANGE) {
 			snprintf(why, len, "'%.64s' is beyond 0777 (only permission bits apply to a "
@@ -141,7 +141,7 @@ const char *config_check_common_key(const char *key, const char *val, char *why,
 	return NULL;
 }
 
-struct vfurt_config_device *config_new_device(struct vfurt_config *cfg)
+struct vfurt_config_device *vfr_config_new_device(struct vfurt_config *cfg)
 {
 	struct vfurt_config_device *d;
 
@@ -156,14 +156,14 @@ struct vfurt_config_device *config_new_device(struct vfurt_config *cfg)
 	return d;
 }
 
-int vfurt_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char *err,
+int vfr_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char *err,
 				size_t errlen)
 {
 	struct vfurt_config_device *d;
 	struct devspec spec;
 	char why[160];
 
-	if (devspec_parse(arg, &spec, err, errlen)) {
+	if (vfr_devspec_parse(arg, &spec, err, errlen)) {
 		char tmp[256];
 
 		snprintf(tmp, sizeof(tmp), "%s", err);
@@ -171,7 +171,7 @@ int vfurt_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char 
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < spec.nkeys; i++) {
-		const char *r = config_check_common_key(spec.kv[i].key, spec.kv[i].val, why, sizeof(why));
+		const char *r = vfr_config_check_common_key(spec.kv[i].key, spec.kv[i].val, why, sizeof(why));
 
 		if (r) {
 			snprintf(err, errlen, "--device %s: %s='%s': %s", arg, spec.kv[i].key,
@@ -179,14 +179,14 @@ int vfurt_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char 
 			return -EINVAL;
 		}
 	}
-	if (!devspec_get(&spec, "socket")) {
+	if (!vfr_devspec_get(&spec, "socket")) {
 		snprintf(err, errlen, "--device %s: missing socket=PATH", arg);
 		return -EINVAL;
 	}
-	/* devspec_get marked socket used; placement reads it again. */
+	/* vfr_devspec_get marked socket used; placement reads it again. */
 	for (size_t i = 0; i < spec.nkeys; i++)
 		spec.kv[i].used = 0;
-	d = config_new_device(cfg);
+	d = vfr_config_new_device(cfg);
 	if (!d) {
 		snprintf(err, errlen, "--device %s: too many devices (at most %d)", arg, CONFIG_MAX_DEVICES);
 		return cfg->ndevices == CONFIG_MAX_DEVICES ? -EINVAL : -ENOMEM;
@@ -223,15 +223,15 @@ static void format_cpus(const int *cpus, size_t n, char *buf, size_t len)
 	}
 }
 
-int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_cpus,
+int vfr_config_place_device(struct vfurt_config_device *d, const int *worker_cpus,
 			      size_t nworkers, struct vfurt_config_place *out, char *err,
 			      size_t errlen)
 {
 	const char *sep = d->from_file ? "." : ": ";
-	const char *mode = devspec_get(&d->spec, "socket_mode");
-	const char *core = devspec_get(&d->spec, "core");
+	const char *mode = vfr_devspec_get(&d->spec, "socket_mode");
+	const char *core = vfr_devspec_get(&d->spec, "core");
 
-	out->socket = devspec_get(&d->spec, "socket");
+	out->socket = vfr_devspec_get(&d->spec, "socket");
 	out->mode = 0600;
 	out->worker = -1;
 	if (!out->socket) {
@@ -239,7 +239,7 @@ int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_c
 		return -EINVAL;
 	}
 	if (mode) {
-		int rc = devspec_parse_mode(mode, &out->mode);
+		int rc = vfr_devspec_parse_mode(mode, &out->mode);
 
 		if (rc) {
 			snprintf(err, errlen, "%s%ssocket_mode: '%s' is %s", d->where, sep, mode,
@@ -293,7 +293,7 @@ static void socket_key(const char *path, char *key, size_t len)
 	snprintf(key, len, "%s", path);
 }
 
-int vfurt_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t errlen)
+int vfr_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t errlen)
 {
 	char (*keys)[PATH_MAX];
 	char ctl[PATH_MAX];
@@ -337,7 +337,7 @@ int vfurt_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t
 	return rc;
 }
 
-int vfurt_config_default_ctl_dir(bool use_tmp, char *buf, size_t len)
+int vfr_config_default_ctl_dir(bool use_tmp, char *buf, size_t len)
 {
 	const char *dir = use_tmp ? NULL : getenv("XDG_RUNTIME_DIR");
 	int n;
@@ -352,10 +352,10 @@ int vfurt_config_default_ctl_dir(bool use_tmp, char *buf, size_t len)
 	return 0;
 }
 
-int vfurt_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len)
+int vfr_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len)
 {
 	char dir[VFURT_CONFIG_PATH_MAX + 1];
-	int rc = vfurt_config_default_ctl_dir(use_tmp, dir, sizeof(dir));
+	int rc = vfr_config_default_ctl_dir(use_tmp, dir, sizeof(dir));
 	int n;
 
 	if (rc)
@@ -366,7 +366,7 @@ int vfurt_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len
 	return 0;
 }
 
-int vfurt_config_ctl_dir_check(const char *dir, bool create, char *err, size_t errlen)
+int vfr_config_ctl_dir_check(const char *dir, bool create, char *err, size_t errlen)
 {
 	struct stat st;
 

@@ -35,7 +35,7 @@ struct vfurt_config_device {
 /*
  * Settings from a config file and/or the command line. The has_ flags tell
  * which optional settings were given; strings are owned (freed by
- * vfurt_config_free).
+ * vfr_config_free).
  */
 struct vfurt_config {
 	char *cores;                     /* CPU list, syntax already checked; NULL = absent */
@@ -54,10 +54,10 @@ struct vfurt_config {
 };
 
 /* Start an empty config (no settings, no devices). */
-void vfurt_config_init(struct vfurt_config *cfg);
+void vfr_config_init(struct vfurt_config *cfg);
 
 /* Free what a config owns and reset it to empty. NULL is ignored. */
-void vfurt_config_free(struct vfurt_config *cfg);
+void vfr_config_free(struct vfurt_config *cfg);
 
 /*
  * Load a JSON config file into cfg (an initialised config): settings given in
@@ -70,24 +70,24 @@ void vfurt_config_free(struct vfurt_config *cfg);
  * -EFBIG (over VFURT_CONFIG_FILE_MAX), -ENOMEM. On error cfg keeps what it had
  * before plus possibly some of the file's settings; the caller frees it.
  */
-int vfurt_config_load(struct vfurt_config *cfg, const char *path, char *err, size_t errlen);
+int vfr_config_load(struct vfurt_config *cfg, const char *path, char *err, size_t errlen);
 
 /*
  * Append a `--device TYPE,key=value,...` spec. Checks socket (required,
  * length), socket_mode (octal) and core (a CPU number) the way the file
- * loader does; device-type keys are checked later by devspec_create.
+ * loader does; device-type keys are checked later by vfr_devspec_create.
  * Returns 0, -EINVAL with a message in err, or -ENOMEM.
  */
-int vfurt_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char *err,
+int vfr_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char *err,
 				size_t errlen);
 
 /* Parsers shared by the file loader and the command line. Return 0 or -EINVAL. */
-int vfurt_config_parse_poll(const char *s, enum vfurt_poll_mode *mode);
-int vfurt_config_parse_log_level(const char *s, int *level);
-int vfurt_config_parse_stats_interval(const char *s, uint32_t *seconds);
+int vfr_config_parse_poll(const char *s, enum vfurt_poll_mode *mode);
+int vfr_config_parse_log_level(const char *s, int *level);
+int vfr_config_parse_stats_interval(const char *s, uint32_t *seconds);
 /* "1".."1000000" microseconds: an adaptive worker's longest sleep while a
  * queue cannot be woken. 0 or -EINVAL. */
-int vfurt_config_parse_poll_sleep(const char *s, uint32_t *us);
+int vfr_config_parse_poll_sleep(const char *s, uint32_t *us);
 
 /* Where a device is served, resolved against the runtime's worker CPUs. */
 struct vfurt_config_place {
@@ -102,7 +102,7 @@ struct vfurt_config_place {
  * device, e.g. "FILE: devices[0].core: CPU 3 is not in the cores list (0-1)".
  * Marks socket, socket_mode and core used in the spec.
  */
-int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_cpus,
+int vfr_config_place_device(struct vfurt_config_device *d, const int *worker_cpus,
 			      size_t nworkers, struct vfurt_config_place *out, char *err,
 			      size_t errlen);
 
@@ -112,21 +112,21 @@ int vfurt_config_place_device(struct vfurt_config_device *d, const int *worker_c
  * "./a.sock", a symlinked directory). Returns 0 or -EINVAL with a message
  * in err: "WHERE: socket path X is already used by OTHER-WHERE".
  */
-int vfurt_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t errlen);
+int vfr_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t errlen);
 
 /*
  * Private directory of the default control sockets: "$XDG_RUNTIME_DIR/vfu-rt"
  * when XDG_RUNTIME_DIR is set and absolute, else "/tmp/vfu-rt-UID" (use_tmp
  * forces the latter). Never a predictable file in /tmp itself: see
- * vfurt_config_ctl_dir_check. Returns 0 or -ENAMETOOLONG.
+ * vfr_config_ctl_dir_check. Returns 0 or -ENAMETOOLONG.
  */
-int vfurt_config_default_ctl_dir(bool use_tmp, char *buf, size_t len);
+int vfr_config_default_ctl_dir(bool use_tmp, char *buf, size_t len);
 
 /*
  * Default control socket of process pid: "DIR/PID.ctl" in the directory
  * above. Returns 0 or -ENAMETOOLONG.
  */
-int vfurt_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len);
+int vfr_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len);
 
 /*
  * Make sure dir is a directory only we can use: with create, make it (mode
@@ -136,6 +136,6 @@ int vfurt_config_default_ctl_path(pid_t pid, bool use_tmp, char *buf, size_t len
  * err: -ENOENT (missing, not created), -ENOTDIR, -EPERM (not private), or
  * mkdir's error.
  */
-int vfurt_config_ctl_dir_check(const char *dir, bool create, char *err, size_t errlen);
+int vfr_config_ctl_dir_check(const char *dir, bool create, char *err, size_t errlen);
 
 #endif /* VFURT_RUNTIME_CONFIG_H */

@@ -14,10 +14,10 @@
  * core); other keys belong to the device type and pass. Returns NULL when
  * fine, else the reason (written to why, len bytes).
  */
-const char *config_check_common_key(const char *key, const char *val, char *why, size_t len);
+const char *vfr_config_check_common_key(const char *key, const char *val, char *why, size_t len);
 
 /* Room for one more zeroed device at cfg->devices[cfg->ndevices] (the caller
  * fills it and bumps ndevices); NULL at CONFIG_MAX_DEVICES or out of memory. */
-struct vfurt_config_device *config_new_device(struct vfurt_config *cfg);
+struct vfurt_config_device *vfr_config_new_device(struct vfurt_config *cfg);
 
 #endif /* VFURT_RUNTIME_CONFIG_INTERNAL_H */

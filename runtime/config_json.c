@@ -1,4 +1,4 @@
-/* vfu-rt configuration: loading the JSON config file (vfurt_config_load). */
+/* vfu-rt configuration: loading the JSON config file (vfr_config_load). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -159,7 +159,7 @@ static int load_device(const struct loader *l, struct vfurt_config *cfg, size_t 
 		rc = get_scalar(l, key, v, val, sizeof(val));
 		if (rc)
 			return rc;
-		r = config_check_common_key(k, val, why, sizeof(why));
+		r = vfr_config_check_common_key(k, val, why, sizeof(why));
 		if (r)
 			return fail(l, key, "%s", r);
 		if (spec.nkeys == DEVSPEC_MAX_KEYS)
@@ -172,10 +172,10 @@ static int load_device(const struct loader *l, struct vfurt_config *cfg, size_t 
 	}
 	snprintf(key, sizeof(key), "devices[%zu]", idx);
 	if (!have_type)
-		return fail(l, key, "missing \"type\" (known types: %s)", devspec_types());
+		return fail(l, key, "missing \"type\" (known types: %s)", vfr_devspec_types());
 	if (!have_socket)
 		return fail(l, key, "missing \"socket\" (the UNIX socket path to serve it on)");
-	d = config_new_device(cfg);
+	d = vfr_config_new_device(cfg);
 	if (!d) {
 		if (cfg->ndevices == CONFIG_MAX_DEVICES)
 			return fail(l, key, "too many devices (at most %d)", CONFIG_MAX_DEVICES);
@@ -206,7 +206,7 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 			rc = set_string(l, k, v, &cfg->cores);
 			if (rc)
 				return rc;
-			if (vfurt_cpulist_parse(cfg->cores, cpus, VFURT_MAX_CPUS, &n, why,
+			if (vfr_cpulist_parse(cfg->cores, cpus, VFURT_MAX_CPUS, &n, why,
 						sizeof(why)))
 				return fail(l, k, "%s", why);
 		} else if (!strcmp(k, "poll")) {
@@ -215,7 +215,7 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 			rc = get_string(l, k, v, 64, &s);
 			if (rc)
 				return rc;
-			if (vfurt_config_parse_poll(s, &cfg->poll_mode))
+			if (vfr_config_parse_poll(s, &cfg->poll_mode))
 				return fail(l, k, "'%s': expected \"busy\" or \"adaptive\"", s);
 			cfg->has_poll = true;
 		} else if (!strcmp(k, "log_level")) {
@@ -224,7 +224,7 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 			rc = get_string(l, k, v, 64, &s);
 			if (rc)
 				return rc;
-			if (vfurt_config_parse_log_level(s, &cfg->log_level))
+			if (vfr_config_parse_log_level(s, &cfg->log_level))
 				return fail(l, k, "'%s': expected \"error\", \"warn\", \"info\" "
 					    "or \"debug\"", s);
 			cfg->has_log_level = true;
@@ -232,7 +232,7 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 			rc = get_scalar(l, k, v, val, sizeof(val));
 			if (rc)
 				return rc;
-			if (vfurt_config_parse_stats_interval(val, &cfg->stats_interval_s))
+			if (vfr_config_parse_stats_interval(val, &cfg->stats_interval_s))
 				return fail(l, k, "'%s': expected seconds, 0..%u (0 = off)", val,
 					    VFURT_CONFIG_STATS_MAX);
 			cfg->has_stats_interval = true;
@@ -240,7 +240,7 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 			rc = get_scalar(l, k, v, val, sizeof(val));
 			if (rc)
 				return rc;
-			if (vfurt_config_parse_poll_sleep(val, &cfg->poll_sleep_us))
+			if (vfr_config_parse_poll_sleep(val, &cfg->poll_sleep_us))
 				return fail(l, k, "'%s': expected microseconds, 1..%u", val,
 					    VFURT_CONFIG_POLL_SLEEP_MAX);
 			cfg->has_poll_sleep = true;
@@ -264,7 +264,7 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 				rc = get_scalar(l, path, lv, val, sizeof(val));
 				if (rc)
 					return rc;
-				if (vfurt_limit_set(&cfg->conn, lk, val, why, sizeof(why)))
+				if (vfr_limit_set(&cfg->conn, lk, val, why, sizeof(why)))
 					return fail(l, path, "%s", why);
 			}
 		} else if (!strcmp(k, "devices")) {
@@ -366,7 +366,7 @@ static void line_col(const char *buf, size_t off, unsigned *line, unsigned *col)
 	}
 }
 
-int vfurt_config_load(struct vfurt_config *cfg, const char *path, char *err, size_t errlen)
+int vfr_config_load(struct vfurt_config *cfg, const char *path, char *err, size_t errlen)
 {
 	const struct loader l = { .path = path, .err = err, .errlen = errlen };
 	struct json_tokener *tok;

@@ -13,7 +13,7 @@
 
 /* Kept in step with the engine's defaults and clamps (io/conn_internal.h)
  * and with the limits table of docs/security.md. */
-const struct vfurt_limit_def vfurt_limit_defs[] = {
+const struct vfurt_limit_def vfr_limit_defs[] = {
 	LIM("version_timeout_ms", version_timeout_ms, true, 100, 600000, 2000,
 	    "a client must send VERSION this soon after connecting, or it is closed"),
 	LIM("drain_timeout_ms", drain_timeout_ms, true, 100, 600000, 5000,
@@ -41,14 +41,14 @@ const struct vfurt_limit_def vfurt_limit_defs[] = {
 	{ 0 },
 };
 
-int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val, char *err,
+int vfr_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val, char *err,
 		    size_t errlen)
 {
 	const struct vfurt_limit_def *d;
 	unsigned long long v;
 	char *end;
 
-	for (d = vfurt_limit_defs; d->key && strcmp(d->key, key); d++)
+	for (d = vfr_limit_defs; d->key && strcmp(d->key, key); d++)
 		;
 	if (!d->key) {
 		snprintf(err, errlen, "unknown limit '%.64s' (see --help)", key);
@@ -72,7 +72,7 @@ int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val,
 	return 0;
 }
 
-int vfurt_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *err, size_t errlen)
+int vfr_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *err, size_t errlen)
 {
 	const char *eq = strchr(arg, '=');
 	char key[64];
@@ -83,5 +83,5 @@ int vfurt_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *err,
 	}
 	memcpy(key, arg, (size_t)(eq - arg));
 	key[eq - arg] = '\0';
-	return vfurt_limit_set(o, key, eq + 1, err, errlen);
+	return vfr_limit_set(o, key, eq + 1, err, errlen);
 }

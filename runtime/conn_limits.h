@@ -20,16 +20,16 @@ struct vfurt_limit_def {
 };
 
 /* The table, terminated by a NULL key. */
-extern const struct vfurt_limit_def vfurt_limit_defs[];
+extern const struct vfurt_limit_def vfr_limit_defs[];
 
 /*
  * Set limit `key` to the decimal `val` in o. Returns 0, or -EINVAL with a
  * one-line reason in err (unknown key, not a number, out of range).
  */
-int vfurt_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val, char *err,
+int vfr_limit_set(struct vfurt_conn_opts *o, const char *key, const char *val, char *err,
 		    size_t errlen);
 
 /* Parse "KEY=VALUE" (--limit) into o. Returns 0 or -EINVAL with a reason in err. */
-int vfurt_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *err, size_t errlen);
+int vfr_limit_parse_arg(struct vfurt_conn_opts *o, const char *arg, char *err, size_t errlen);
 
 #endif /* VFURT_RUNTIME_CONN_LIMITS_H */

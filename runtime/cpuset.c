@@ -42,7 +42,7 @@ static int parse_cpu(const char **p, int *cpu, char *err, size_t errlen)
 	return 0;
 }
 
-int vfurt_cpulist_parse(const char *s, int *cpus, size_t max, size_t *n, char *err,
+int vfr_cpulist_parse(const char *s, int *cpus, size_t max, size_t *n, char *err,
 			size_t errlen)
 {
 	uint64_t seen[VFURT_MAX_CPUS / 64] = { 0 };
@@ -141,7 +141,7 @@ static int affinity_bitmap(hwloc_bitmap_t out)
 	return -EINVAL;
 }
 
-int vfurt_cpulist_validate(const int *cpus, size_t n, char *err, size_t errlen)
+int vfr_cpulist_validate(const int *cpus, size_t n, char *err, size_t errlen)
 {
 	hwloc_topology_t topo;
 	hwloc_bitmap_t affinity;

@@ -12,7 +12,7 @@
  * Writes the CPUs in the order given to cpus[0..*n) (max entries).
  * Returns 0 or -EINVAL with a one-line reason in err.
  */
-int vfurt_cpulist_parse(const char *s, int *cpus, size_t max, size_t *n, char *err,
+int vfr_cpulist_parse(const char *s, int *cpus, size_t max, size_t *n, char *err,
 			size_t errlen);
 
 /*
@@ -22,6 +22,6 @@ int vfurt_cpulist_parse(const char *s, int *cpus, size_t max, size_t *n, char *e
  * on this machine (available: 0-1)"), or -ENOMEM / -EIO when the
  * topology cannot be loaded.
  */
-int vfurt_cpulist_validate(const int *cpus, size_t n, char *err, size_t errlen);
+int vfr_cpulist_validate(const int *cpus, size_t n, char *err, size_t errlen);
 
 #endif /* VFURT_RUNTIME_CPUSET_H */

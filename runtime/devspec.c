@@ -10,7 +10,7 @@
 
 #include "devspec.h"
 
-int devspec_parse(const char *s, struct devspec *spec, char *err, size_t errlen)
+int vfr_devspec_parse(const char *s, struct devspec *spec, char *err, size_t errlen)
 {
 	const char *p = s;
 	size_t len;
@@ -59,7 +59,7 @@ int devspec_parse(const char *s, struct devspec *spec, char *err, size_t errlen)
 	return 0;
 }
 
-const char *devspec_get(struct devspec *spec, const char *key)
+const char *vfr_devspec_get(struct devspec *spec, const char *key)
 {
 	for (size_t i = 0; i < spec->nkeys; i++) {
 		if (!strcmp(spec->kv[i].key, key)) {
@@ -70,7 +70,7 @@ const char *devspec_get(struct devspec *spec, const char *key)
 	return NULL;
 }
 
-int devspec_parse_mode(const char *s, mode_t *mode)
+int vfr_devspec_parse_mode(const char *s, mode_t *mode)
 {
 	char *end;
 	unsigned long v;
@@ -86,7 +86,7 @@ int devspec_parse_mode(const char *s, mode_t *mode)
 	return 0;
 }
 
-int devspec_parse_size(const char *s, uint64_t *bytes)
+int vfr_devspec_parse_size(const char *s, uint64_t *bytes)
 {
 	uint64_t v = 0;
 	unsigned shift = 0;
@@ -139,10 +139,10 @@ static struct vfurt_dev *create_gpio(struct devspec *spec, const struct vfurt_lo
 	const char *v;
 	struct vfurt_dev *dev;
 
-	o.name = devspec_get(spec, "name");
+	o.name = vfr_devspec_get(spec, "name");
 	if (!o.name)
 		o.name = "gpio";
-	v = devspec_get(spec, "toggle_period");
+	v = vfr_devspec_get(spec, "toggle_period");
 	if (v && parse_u32(v, 1, 1000000, &o.toggle_period)) {
 		snprintf(err, errlen, "toggle_period='%s': expected 1..1000000", v);
 		return NULL;
@@ -164,7 +164,7 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 {
 	struct vfurt_nvme_opts o = { .opts_size = sizeof(o), .log = *log, .own_bdevs = true };
 	struct vfurt_bdev *ns[VFURT_NVME_MAX_NS] = { 0 };
-	const char *backend = devspec_get(spec, "backend");
+	const char *backend = vfr_devspec_get(spec, "backend");
 	const char *v;
 	uint64_t size = 1ull << 30;
 	uint32_t nr_ns = 1;
@@ -173,42 +173,42 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 	struct vfurt_dev *dev = NULL;
 	char why[200];
 
-	o.name = devspec_get(spec, "name");
+	o.name = vfr_devspec_get(spec, "name");
 	if (!o.name)
 		o.name = "nvme";
-	o.serial = devspec_get(spec, "serial");
+	o.serial = vfr_devspec_get(spec, "serial");
 	/* the socket names the controller: distinct serials, NQNs and
 	 * namespace IDs for every controller of the daemon */
-	o.identity = devspec_get(spec, "socket");
-	o.model = devspec_get(spec, "model");
+	o.identity = vfr_devspec_get(spec, "socket");
+	o.model = vfr_devspec_get(spec, "model");
 	if (!backend)
 		backend = "ram";
-	v = devspec_get(spec, "size");
-	if (v && (devspec_parse_size(v, &size) || size == 0)) {
+	v = vfr_devspec_get(spec, "size");
+	if (v && (vfr_devspec_parse_size(v, &size) || size == 0)) {
 		snprintf(err, errlen, "size='%s': expected a size like 512M or 1G", v);
 		return NULL;
 	}
-	v = devspec_get(spec, "namespaces");
+	v = vfr_devspec_get(spec, "namespaces");
 	if (v && parse_u32(v, 1, VFURT_NVME_MAX_NS, &nr_ns)) {
 		snprintf(err, errlen, "namespaces='%s': expected 1..%u", v, VFURT_NVME_MAX_NS);
 		return NULL;
 	}
-	v = devspec_get(spec, "queues");
+	v = vfr_devspec_get(spec, "queues");
 	if (v && parse_u32(v, 1, VFURT_NVME_MAX_IO_QUEUES, &o.max_io_queues)) {
 		snprintf(err, errlen, "queues='%s': expected 1..%u", v, VFURT_NVME_MAX_IO_QUEUES);
 		return NULL;
 	}
-	v = devspec_get(spec, "queue_entries");
+	v = vfr_devspec_get(spec, "queue_entries");
 	if (v && parse_u32(v, 2, 4096, &o.max_queue_entries)) {
 		snprintf(err, errlen, "queue_entries='%s': expected 2..4096", v);
 		return NULL;
 	}
-	v = devspec_get(spec, "lba");
+	v = vfr_devspec_get(spec, "lba");
 	if (v && (parse_u32(v, 512, 4096, &lba) || (lba != 512 && lba != 4096))) {
 		snprintf(err, errlen, "lba='%s': expected 512 or 4096", v);
 		return NULL;
 	}
-	v = devspec_get(spec, "direct");
+	v = vfr_devspec_get(spec, "direct");
 	if (v) {
 		if (!strcmp(v, "on"))
 			direct = VFURT_BDEV_DIRECT_ON;
@@ -219,7 +219,7 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 			return NULL;
 		}
 	}
-	v = devspec_get(spec, "doorbells");
+	v = vfr_devspec_get(spec, "doorbells");
 	if (v && strcmp(v, "mmap") && strcmp(v, "ioeventfd")) {
 		snprintf(err, errlen, "doorbells='%s': expected mmap or ioeventfd", v);
 		return NULL;
@@ -268,12 +268,12 @@ static const struct devtype devtypes[] = {
 	{ "nvme", create_nvme },
 };
 
-const char *devspec_types(void)
+const char *vfr_devspec_types(void)
 {
 	return "gpio, nvme";
 }
 
-struct vfurt_dev *devspec_create(struct devspec *spec, const struct vfurt_log *log,
+struct vfurt_dev *vfr_devspec_create(struct devspec *spec, const struct vfurt_log *log,
 				 char *err, size_t errlen)
 {
 	for (size_t i = 0; i < sizeof(devtypes) / sizeof(devtypes[0]); i++) {
@@ -294,6 +294,6 @@ struct vfurt_dev *devspec_create(struct devspec *spec, const struct vfurt_log *l
 		}
 		return dev;
 	}
-	snprintf(err, errlen, "unknown device type '%s' (known: %s)", spec->type, devspec_types());
+	snprintf(err, errlen, "unknown device type '%s' (known: %s)", spec->type, vfr_devspec_types());
 	return NULL;
 }

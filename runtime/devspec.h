@@ -27,10 +27,10 @@ struct devspec {
  * Parse "type,key=value,...". Returns 0 or -EINVAL with a message in err
  * (errlen bytes) naming the offending part.
  */
-int devspec_parse(const char *s, struct devspec *spec, char *err, size_t errlen);
+int vfr_devspec_parse(const char *s, struct devspec *spec, char *err, size_t errlen);
 
 /* Value of key or NULL; marks the key used. */
-const char *devspec_get(struct devspec *spec, const char *key);
+const char *vfr_devspec_get(struct devspec *spec, const char *key);
 
 /*
  * Build the device a spec describes: looks the type up in the device type
@@ -38,12 +38,12 @@ const char *devspec_get(struct devspec *spec, const char *key);
  * first and marked used), and rejects unknown keys. Returns the device or
  * NULL with a message in err.
  */
-struct vfurt_dev *devspec_create(struct devspec *spec, const struct vfurt_log *log,
+struct vfurt_dev *vfr_devspec_create(struct devspec *spec, const struct vfurt_log *log,
 				 char *err, size_t errlen);
 
 /* Parse an octal mode like "0600". Returns 0, -EINVAL (not octal) or -ERANGE
  * (beyond 0777: only permission bits are a socket's). */
-int devspec_parse_mode(const char *s, mode_t *mode);
+int vfr_devspec_parse_mode(const char *s, mode_t *mode);
 
 /*
  * Parse a size: decimal digits with an optional suffix k, M, G, T (either
@@ -51,9 +51,9 @@ int devspec_parse_mode(const char *s, mode_t *mode);
  * strings, signs, spaces, other suffixes and overflow. Returns 0 or -EINVAL
  * (-ERANGE on overflow). Also vfu-bench's parser of --size and --bs.
  */
-int devspec_parse_size(const char *s, uint64_t *bytes);
+int vfr_devspec_parse_size(const char *s, uint64_t *bytes);
 
 /* Comma-separated list of known device types, for --help. */
-const char *devspec_types(void);
+const char *vfr_devspec_types(void);
 
 #endif /* VFURT_RUNTIME_DEVSPEC_H */

@@ -98,7 +98,7 @@ static void usage(FILE *f)
 		"\n"
 		"Exit status: 0 after SIGTERM/SIGINT, 1 on a runtime error, 2 on a usage or\n"
 		"configuration error.\n",
-		devspec_types());
+		vfr_devspec_types());
 }
 
 /* Command-line settings; each overrides the config file's when given. */
@@ -152,7 +152,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 			cl->devices[cl->ndevices++] = optarg;
 			break;
 		case 'c':
-			if (vfurt_cpulist_parse(optarg, cpus, VFURT_MAX_CPUS, &n, err, sizeof(err))) {
+			if (vfr_cpulist_parse(optarg, cpus, VFURT_MAX_CPUS, &n, err, sizeof(err))) {
 				fprintf(stderr, "vfu-rt: --cores: %s\n", err);
 				return EXIT_USAGE;
 			}
@@ -165,7 +165,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 				fprintf(stderr, "vfu-rt: at most %d --limit options\n", MAX_LIMIT_ARGS);
 				return EXIT_USAGE;
 			}
-			if (vfurt_limit_parse_arg(&scratch, optarg, err, sizeof(err))) {
+			if (vfr_limit_parse_arg(&scratch, optarg, err, sizeof(err))) {
 				fprintf(stderr, "vfu-rt: --limit %s\n", err);
 				return EXIT_USAGE;
 			}
@@ -173,7 +173,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 			break;
 		}
 		case 'p':
-			if (vfurt_config_parse_poll(optarg, &cl->poll_mode)) {
+			if (vfr_config_parse_poll(optarg, &cl->poll_mode)) {
 				fprintf(stderr, "vfu-rt: --poll '%s': expected busy or adaptive\n", optarg);
 				return EXIT_USAGE;
 			}
@@ -187,7 +187,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 			cl->config = optarg;
 			break;
 		case 's':
-			if (vfurt_config_parse_stats_interval(optarg, &cl->stats_interval_s)) {
+			if (vfr_config_parse_stats_interval(optarg, &cl->stats_interval_s)) {
 				fprintf(stderr, "vfu-rt: --stats-interval '%s': expected seconds, "
 					"0..%u (0 = off)\n", optarg, VFURT_CONFIG_STATS_MAX);
 				return EXIT_USAGE;
@@ -195,7 +195,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 			cl->has_stats = true;
 			break;
 		case 'S':
-			if (vfurt_config_parse_poll_sleep(optarg, &cl->poll_sleep_us)) {
+			if (vfr_config_parse_poll_sleep(optarg, &cl->poll_sleep_us)) {
 				fprintf(stderr, "vfu-rt: --poll-sleep-us '%s': expected microseconds, "
 					"1..%u\n", optarg, VFURT_CONFIG_POLL_SLEEP_MAX);
 				return EXIT_USAGE;
@@ -211,7 +211,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 			cl->control_socket = optarg;
 			break;
 		case 'l':
-			if (vfurt_config_parse_log_level(optarg, &cl->log_level)) {
+			if (vfr_config_parse_log_level(optarg, &cl->log_level)) {
 				fprintf(stderr, "vfu-rt: --log-level '%s': expected error, warn, info "
 					"or debug\n", optarg);
 				return EXIT_USAGE;
@@ -245,14 +245,14 @@ static int build_config(const struct cmdline *cl, struct vfurt_config *cfg)
 	int rc;
 
 	if (cl->config) {
-		rc = vfurt_config_load(cfg, cl->config, err, sizeof(err));
+		rc = vfr_config_load(cfg, cl->config, err, sizeof(err));
 		if (rc) {
 			fprintf(stderr, "vfu-rt: %s\n", err);
 			return EXIT_USAGE;
 		}
 	}
 	for (size_t i = 0; i < cl->ndevices; i++) {
-		rc = vfurt_config_add_device_arg(cfg, cl->devices[i], err, sizeof(err));
+		rc = vfr_config_add_device_arg(cfg, cl->devices[i], err, sizeof(err));
 		if (rc) {
 			fprintf(stderr, "vfu-rt: %s\n", err);
 			return rc == -ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
@@ -265,7 +265,7 @@ static int build_config(const struct cmdline *cl, struct vfurt_config *cfg)
 			goto err_nomem;
 	}
 	for (size_t i = 0; i < cl->nlimits; i++)
-		(void)vfurt_limit_parse_arg(&cfg->conn, cl->limits[i], err, sizeof(err));
+		(void)vfr_limit_parse_arg(&cfg->conn, cl->limits[i], err, sizeof(err));
 	if (cl->has_poll) {
 		cfg->has_poll = true;
 		cfg->poll_mode = cl->poll_mode;
@@ -288,7 +288,7 @@ static int build_config(const struct cmdline *cl, struct vfurt_config *cfg)
 		if (!cfg->control_socket)
 			goto err_nomem;
 	}
-	rc = vfurt_config_check_sockets(cfg, err, sizeof(err));
+	rc = vfr_config_check_sockets(cfg, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "vfu-rt: %s\n", err);
 		return rc == -ENOMEM ? EXIT_RUNTIME : EXIT_USAGE;
@@ -322,11 +322,11 @@ static int add_devices(struct vfurt_runtime *rt, struct vfurt_config *cfg,
 		struct vfurt_dev *dev;
 		int rc;
 
-		if (vfurt_config_place_device(d, cpus, nworkers, &place, err, sizeof(err))) {
+		if (vfr_config_place_device(d, cpus, nworkers, &place, err, sizeof(err))) {
 			fprintf(stderr, "vfu-rt: %s\n", err);
 			return EXIT_USAGE;
 		}
-		dev = devspec_create(&d->spec, log, err, sizeof(err));
+		dev = vfr_devspec_create(&d->spec, log, err, sizeof(err));
 		if (!dev) {
 			fprintf(stderr, "vfu-rt: %s: %s\n", d->where, err);
 			return EXIT_USAGE;
@@ -530,7 +530,7 @@ int main(int argc, char **argv)
 	rc = parse_args(argc, argv, &cl);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	vfurt_config_init(&cfg);
+	vfr_config_init(&cfg);
 	rc = build_config(&cl, &cfg);
 	if (rc)
 		goto out_cfg;
@@ -599,6 +599,6 @@ out_rt:
 out_sfd:
 	close(sfd);
 out_cfg:
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 	return rc;
 }

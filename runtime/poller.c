@@ -127,12 +127,12 @@ static void heap_remove(struct vfurt_poller_set *ps, struct vfurt_poller *p)
 
 /* ---- set -------------------------------------------------------------- */
 
-struct vfurt_poller_set *vfurt_poller_set_create(void)
+struct vfurt_poller_set *vfr_poller_set_create(void)
 {
 	return calloc(1, sizeof(struct vfurt_poller_set));
 }
 
-void vfurt_poller_set_destroy(struct vfurt_poller_set *ps)
+void vfr_poller_set_destroy(struct vfurt_poller_set *ps)
 {
 	uint32_t i;
 
@@ -167,7 +167,7 @@ static int grow(struct vfurt_poller ***arr, uint32_t *cap, uint32_t need)
 	return 0;
 }
 
-struct vfurt_poller *vfurt_poller_set_add(struct vfurt_poller_set *ps, struct vfurt_worker *w,
+struct vfurt_poller *vfr_poller_set_add(struct vfurt_poller_set *ps, struct vfurt_worker *w,
 					  vfurt_poller_fn fn, void *arg, uint64_t period_us,
 					  uint64_t now_ns)
 {
@@ -228,7 +228,7 @@ static void active_erase(struct vfurt_poller_set *ps, struct vfurt_poller *p)
 		ps->active[i]->idx = i;
 }
 
-void vfurt_poller_set_remove(struct vfurt_poller_set *ps, struct vfurt_poller *p)
+void vfr_poller_set_remove(struct vfurt_poller_set *ps, struct vfurt_poller *p)
 {
 	assert(ps && p && p->owner == ps);
 	assert(p->state != POLLER_DEAD);
@@ -258,7 +258,7 @@ void vfurt_poller_set_remove(struct vfurt_poller_set *ps, struct vfurt_poller *p
 	ps->dead = p;
 }
 
-struct vfurt_poller_set *vfurt_poller_owner(const struct vfurt_poller *p)
+struct vfurt_poller_set *vfr_poller_owner(const struct vfurt_poller *p)
 {
 	assert(p);
 	return p->owner;
@@ -290,7 +290,7 @@ static void run_end(struct vfurt_poller_set *ps)
 	}
 }
 
-int vfurt_poller_set_run_active(struct vfurt_poller_set *ps)
+int vfr_poller_set_run_active(struct vfurt_poller_set *ps)
 {
 	uint32_t i, n;
 	int busy = 0;
@@ -317,7 +317,7 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX - 1 : a + b;
 }
 
-int vfurt_poller_set_run_timed(struct vfurt_poller_set *ps, uint64_t now_ns)
+int vfr_poller_set_run_timed(struct vfurt_poller_set *ps, uint64_t now_ns)
 {
 	struct vfurt_poller *due = NULL, **tail = &due, *p;
 	int busy = 0;
@@ -357,13 +357,13 @@ int vfurt_poller_set_run_timed(struct vfurt_poller_set *ps, uint64_t now_ns)
 	return busy;
 }
 
-void vfurt_poller_arm_set(struct vfurt_poller *p, vfurt_poller_arm_fn fn)
+void vfr_poller_arm_set(struct vfurt_poller *p, vfurt_poller_arm_fn fn)
 {
 	assert(p);
 	p->arm = fn;
 }
 
-int vfurt_poller_set_arm_all(struct vfurt_poller_set *ps, bool arm)
+int vfr_poller_set_arm_all(struct vfurt_poller_set *ps, bool arm)
 {
 	int res = VFURT_ARM_DONE;
 	uint32_t n;
@@ -387,19 +387,19 @@ int vfurt_poller_set_arm_all(struct vfurt_poller_set *ps, bool arm)
 	return res;
 }
 
-uint64_t vfurt_poller_set_next_deadline(const struct vfurt_poller_set *ps)
+uint64_t vfr_poller_set_next_deadline(const struct vfurt_poller_set *ps)
 {
 	assert(ps);
 	return ps->n_heap ? ps->heap[0]->deadline_ns : UINT64_MAX;
 }
 
-uint32_t vfurt_poller_set_active_count(const struct vfurt_poller_set *ps)
+uint32_t vfr_poller_set_active_count(const struct vfurt_poller_set *ps)
 {
 	assert(ps);
 	return ps->live_active;
 }
 
-uint32_t vfurt_poller_set_timed_count(const struct vfurt_poller_set *ps)
+uint32_t vfr_poller_set_timed_count(const struct vfurt_poller_set *ps)
 {
 	assert(ps);
 	return ps->live_timed;

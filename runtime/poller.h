@@ -23,31 +23,31 @@
  */
 struct vfurt_poller_set;
 
-struct vfurt_poller_set *vfurt_poller_set_create(void);
+struct vfurt_poller_set *vfr_poller_set_create(void);
 /* Frees every poller still registered. */
-void vfurt_poller_set_destroy(struct vfurt_poller_set *ps);
+void vfr_poller_set_destroy(struct vfurt_poller_set *ps);
 
 /* Register; now_ns is the current clock (first deadline = now + period).
  * w is stored for vfurt_poller_unregister. NULL with errno on failure. */
-struct vfurt_poller *vfurt_poller_set_add(struct vfurt_poller_set *ps, struct vfurt_worker *w,
+struct vfurt_poller *vfr_poller_set_add(struct vfurt_poller_set *ps, struct vfurt_worker *w,
 					  vfurt_poller_fn fn, void *arg, uint64_t period_us,
 					  uint64_t now_ns);
 
 /* Unregister (see above). */
-void vfurt_poller_set_remove(struct vfurt_poller_set *ps, struct vfurt_poller *p);
+void vfr_poller_set_remove(struct vfurt_poller_set *ps, struct vfurt_poller *p);
 
 /* The set a poller belongs to (for vfurt_poller_unregister). */
-struct vfurt_poller_set *vfurt_poller_owner(const struct vfurt_poller *p);
+struct vfurt_poller_set *vfr_poller_owner(const struct vfurt_poller *p);
 
 /* Run every active poller once. Returns the number that reported busy. */
-int vfurt_poller_set_run_active(struct vfurt_poller_set *ps);
+int vfr_poller_set_run_active(struct vfurt_poller_set *ps);
 
 /* Run every timed poller whose deadline <= now_ns. Returns the number that
  * reported busy. */
-int vfurt_poller_set_run_timed(struct vfurt_poller_set *ps, uint64_t now_ns);
+int vfr_poller_set_run_timed(struct vfurt_poller_set *ps, uint64_t now_ns);
 
 /* Set p's arm callback (vfurt_poller_set_arm). */
-void vfurt_poller_arm_set(struct vfurt_poller *p, vfurt_poller_arm_fn fn);
+void vfr_poller_arm_set(struct vfurt_poller *p, vfurt_poller_arm_fn fn);
 
 /*
  * arm=true: call every live active poller's arm callback with true and
@@ -55,13 +55,13 @@ void vfurt_poller_arm_set(struct vfurt_poller *p, vfurt_poller_arm_fn fn);
  * VFURT_ARM_DONE; DONE when none has one). arm=false: call them with false;
  * returns VFURT_ARM_DONE.
  */
-int vfurt_poller_set_arm_all(struct vfurt_poller_set *ps, bool arm);
+int vfr_poller_set_arm_all(struct vfurt_poller_set *ps, bool arm);
 
 /* Earliest timed deadline, or UINT64_MAX when there is none. O(1). */
-uint64_t vfurt_poller_set_next_deadline(const struct vfurt_poller_set *ps);
+uint64_t vfr_poller_set_next_deadline(const struct vfurt_poller_set *ps);
 
 /* Counts of registered (live) active and timed pollers. */
-uint32_t vfurt_poller_set_active_count(const struct vfurt_poller_set *ps);
-uint32_t vfurt_poller_set_timed_count(const struct vfurt_poller_set *ps);
+uint32_t vfr_poller_set_active_count(const struct vfurt_poller_set *ps);
+uint32_t vfr_poller_set_timed_count(const struct vfurt_poller_set *ps);
 
 #endif /* VFURT_RUNTIME_POLLER_H */

@@ -49,7 +49,7 @@ struct vfurt_msg_ring {
 	struct vfurt_ring_msg *slots;   /* `size` entries, owned */
 };
 
-struct vfurt_msg_ring *vfurt_ring_create(uint32_t size)
+struct vfurt_msg_ring *vfr_ring_create(uint32_t size)
 {
 	struct vfurt_msg_ring *r;
 	void *mem;
@@ -79,7 +79,7 @@ err_free_ring:
 	return NULL;
 }
 
-void vfurt_ring_destroy(struct vfurt_msg_ring *r)
+void vfr_ring_destroy(struct vfurt_msg_ring *r)
 {
 	if (!r)
 		return;
@@ -110,7 +110,7 @@ RING_NO_TSAN static void wait_turn(const struct ck_ring *ring, unsigned int tick
 	}
 }
 
-RING_NO_TSAN bool vfurt_ring_enqueue_mpsc(struct vfurt_msg_ring *r, const struct vfurt_ring_msg *m)
+RING_NO_TSAN bool vfr_ring_enqueue_mpsc(struct vfurt_msg_ring *r, const struct vfurt_ring_msg *m)
 {
 	struct vfurt_ring_msg *slot;
 	unsigned int ticket;
@@ -128,7 +128,7 @@ RING_NO_TSAN bool vfurt_ring_enqueue_mpsc(struct vfurt_msg_ring *r, const struct
 	return true;
 }
 
-RING_NO_TSAN bool vfurt_ring_dequeue_sc(struct vfurt_msg_ring *r, struct vfurt_ring_msg *m)
+RING_NO_TSAN bool vfr_ring_dequeue_sc(struct vfurt_msg_ring *r, struct vfurt_ring_msg *m)
 {
 	if (!ck_ring_dequeue_mpsc_vfurt_ring_msg(&r->ring, r->slots, m))
 		return false;
@@ -136,7 +136,7 @@ RING_NO_TSAN bool vfurt_ring_dequeue_sc(struct vfurt_msg_ring *r, struct vfurt_r
 	return true;
 }
 
-uint32_t vfurt_ring_count(const struct vfurt_msg_ring *r)
+uint32_t vfr_ring_count(const struct vfurt_msg_ring *r)
 {
 	return ck_ring_size(&r->ring);
 }

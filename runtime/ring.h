@@ -18,16 +18,16 @@ struct vfurt_ring_msg {
 };
 
 /* Create a ring of `size` slots (power of two). NULL with errno. */
-struct vfurt_msg_ring *vfurt_ring_create(uint32_t size);
-void vfurt_ring_destroy(struct vfurt_msg_ring *r);
+struct vfurt_msg_ring *vfr_ring_create(uint32_t size);
+void vfr_ring_destroy(struct vfurt_msg_ring *r);
 
 /* Enqueue from any thread. Returns true, or false when full. */
-bool vfurt_ring_enqueue_mpsc(struct vfurt_msg_ring *r, const struct vfurt_ring_msg *m);
+bool vfr_ring_enqueue_mpsc(struct vfurt_msg_ring *r, const struct vfurt_ring_msg *m);
 
 /* Dequeue on the owner thread. Returns true with *m filled, false if empty. */
-bool vfurt_ring_dequeue_sc(struct vfurt_msg_ring *r, struct vfurt_ring_msg *m);
+bool vfr_ring_dequeue_sc(struct vfurt_msg_ring *r, struct vfurt_ring_msg *m);
 
 /* Approximate number of queued messages (any thread). */
-uint32_t vfurt_ring_count(const struct vfurt_msg_ring *r);
+uint32_t vfr_ring_count(const struct vfurt_msg_ring *r);
 
 #endif /* VFURT_RUNTIME_RING_H */

@@ -45,10 +45,10 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 		errno = EINVAL;
 		return NULL;
 	}
-	rc = vfurt_cpulist_parse(o.cores ? o.cores : "0", cpus, VFURT_MAX_CPUS, &n, why,
+	rc = vfr_cpulist_parse(o.cores ? o.cores : "0", cpus, VFURT_MAX_CPUS, &n, why,
 				 sizeof(why));
 	if (!rc && !o.no_threads)
-		rc = vfurt_cpulist_validate(cpus, n, why, sizeof(why));
+		rc = vfr_cpulist_validate(cpus, n, why, sizeof(why));
 	if (rc) {
 		set_err(err, errlen, why);
 		errno = -rc;
@@ -59,7 +59,7 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 	if (!rt)
 		goto err_nomem;
 	/* the process's SIGBUS guard lives while a runtime does (io/fault.c) */
-	rc = vfurt_fault_guard_acquire();
+	rc = vfr_fault_guard_acquire();
 	if (rc) {
 		free(rt);
 		set_err(err, errlen, "cannot install the SIGBUS handler");
@@ -93,9 +93,9 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 	if (!rt->workers)
 		goto err_free_quota;
 	for (uint32_t i = 0; i < n; i++) {
-		if (rt_worker_init(rt, &rt->workers[i], i, cpus[i])) {
+		if (vfr_rt_worker_init(rt, &rt->workers[i], i, cpus[i])) {
 			while (i-- > 0)
-				rt_worker_fini(&rt->workers[i]);
+				vfr_rt_worker_fini(&rt->workers[i]);
 			goto err_free_workers;
 		}
 	}
@@ -108,7 +108,7 @@ err_free_quota:
 	if (rt->own_quota)
 		vfurt_dma_quota_destroy(rt->dma_quota);
 err_release_guard:
-	vfurt_fault_guard_release();
+	vfr_fault_guard_release();
 	free(rt);
 err_nomem:
 	set_err(err, errlen, "out of memory");
@@ -166,7 +166,7 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 		goto err_free;
 	ep->lfd = rc;
 	snprintf(ep->path, sizeof(ep->path), "%s", path);
-	rc = vfurt_dev_set_host(dev, &rt_host_ops, rt);
+	rc = vfurt_dev_set_host(dev, &vfr_rt_host_ops, rt);
 	if (rc)
 		goto err_close;
 	{
@@ -249,7 +249,7 @@ int vfurt_runtime_start(struct vfurt_runtime *rt)
 	rt->started = true;
 	check_fd_budget(rt);
 	for (uint32_t i = 0; i < rt->nr_workers; i++) {
-		rc = rt_worker_start(&rt->workers[i]);
+		rc = vfr_rt_worker_start(&rt->workers[i]);
 		if (rc) {
 			vfurt_logf(&rt->log, VFURT_LOG_ERR, "cannot start worker %u: %s", i,
 				   strerror(-rc));
@@ -269,7 +269,7 @@ static void shutdown_endpoints(void *arg)
 
 	for (uint32_t i = 0; i < w->nr_eps; i++) {
 		w->eps[i]->closing = true;
-		rt_endpoint_drop(w->eps[i], 0);
+		vfr_rt_endpoint_drop(w->eps[i], 0);
 	}
 }
 
@@ -281,18 +281,18 @@ void vfurt_runtime_stop(struct vfurt_runtime *rt)
 	 * workers (a detach may remove queues polled by other workers) */
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
 		if (atomic_load(&rt->workers[i].thread_started))
-			rt_run_on(rt, &rt->workers[i], shutdown_endpoints, &rt->workers[i]);
+			vfr_rt_run_on(rt, &rt->workers[i], shutdown_endpoints, &rt->workers[i]);
 	/* phase 2: stop and join the threads */
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
-		rt_worker_join(&rt->workers[i]);
+		vfr_rt_worker_join(&rt->workers[i]);
 	rt->stopped = true;
 	/* no reader is left: free the table versions still deferred */
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
-		rt_worker_reclaim(&rt->workers[i]);
+		vfr_rt_worker_reclaim(&rt->workers[i]);
 	for (uint32_t i = 0; i < rt->nr_eps; i++) {
 		struct rt_endpoint *ep = rt->eps[i];
 
-		rt_endpoint_drop(ep, 0); /* threads are gone: safe here */
+		vfr_rt_endpoint_drop(ep, 0); /* threads are gone: safe here */
 		if (ep->lfd >= 0) {
 			close(ep->lfd);
 			unlink(ep->path);
@@ -319,11 +319,11 @@ void vfurt_runtime_destroy(struct vfurt_runtime *rt)
 		free(ep);
 	}
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
-		rt_worker_fini(&rt->workers[i]);
+		vfr_rt_worker_fini(&rt->workers[i]);
 	free(rt->workers);
 	free(rt->eps);
 	if (rt->own_quota)
 		vfurt_dma_quota_destroy(rt->dma_quota); /* its devices left it */
-	vfurt_fault_guard_release();
+	vfr_fault_guard_release();
 	free(rt);
 }

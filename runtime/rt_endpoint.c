@@ -116,7 +116,7 @@ static void refresh_watches(struct vfurt_worker *w, struct rt_endpoint *ep)
 	ep->nr_watches = (uint32_t)vfurt_dev_watches(ep->dev, ep->watches, RT_MAX_WATCHES);
 }
 
-void rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep)
+void vfr_rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep)
 {
 	if (!w->ring_ok)
 		return;
@@ -158,7 +158,7 @@ static void close_cmsg_fds(struct msghdr *msg)
 	}
 }
 
-void rt_endpoint_drop(struct rt_endpoint *ep, int why)
+void vfr_rt_endpoint_drop(struct rt_endpoint *ep, int why)
 {
 	struct vfurt_conn_stats st = { .stats_size = sizeof(st) };
 	struct vfurt_conn *conn = ep->conn;
@@ -242,7 +242,7 @@ static void on_accept(struct vfurt_worker *w, struct rt_endpoint *ep, int fd)
 		return;
 	}
 	if (ep->conn) {
-		log_refused_client(&w->log, &ep->refuse_rl, vfurt_dev_name(ep->dev));
+		vfr_log_refused_client(&w->log, &ep->refuse_rl, vfurt_dev_name(ep->dev));
 		close(fd);
 		return;
 	}
@@ -270,7 +270,7 @@ static void on_recv(struct vfurt_worker *w, struct rt_endpoint *ep, int res)
 		int rc;
 
 		if (res <= 0) {
-			rt_endpoint_drop(ep, res == 0 ? -ECONNRESET : res);
+			vfr_rt_endpoint_drop(ep, res == 0 ? -ECONNRESET : res);
 			return;
 		}
 		if (msg->msg_control) {
@@ -287,7 +287,7 @@ static void on_recv(struct vfurt_worker *w, struct rt_endpoint *ep, int res)
 		}
 		rc = vfurt_conn_rx_feed(ep->conn, (size_t)res, fds, nfds);
 		if (rc) {
-			rt_endpoint_drop(ep, rc);
+			vfr_rt_endpoint_drop(ep, rc);
 			return;
 		}
 		/* fairness: after a budget of reads, let the other endpoints in;
@@ -312,7 +312,7 @@ static void on_recv(struct vfurt_worker *w, struct rt_endpoint *ep, int res)
 	(void)w;
 }
 
-bool rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns)
+bool vfr_rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns)
 {
 	bool clients = false;
 
@@ -326,17 +326,17 @@ bool rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns)
 		if (ep->accept_backoff) {
 			ep->accept_backoff = false;
 			clients = true; /* tick again soon if it fails again */
-			rt_endpoint_arm(w, ep);
+			vfr_rt_endpoint_arm(w, ep);
 		}
 		if (!ep->conn)
 			continue;
 		rc = vfurt_conn_tick(ep->conn, now_ns / 1000000u);
 		if (rc)
-			rt_endpoint_drop(ep, rc);
+			vfr_rt_endpoint_drop(ep, rc);
 		else
 			clients = true;
 		/* also takes up reading where a quiesce completed */
-		rt_endpoint_arm(w, ep);
+		vfr_rt_endpoint_arm(w, ep);
 	}
 	return clients;
 }
@@ -352,7 +352,7 @@ static void drop_if_lost(struct rt_endpoint *ep)
 	vfurt_logf(vfurt_dev_log(ep->dev), VFURT_LOG_ERR,
 		   "%s: client's DMA window iova 0x%llx lost its backing (file truncated?): "
 		   "disconnecting", vfurt_dev_name(ep->dev), (unsigned long long)iova);
-	rt_endpoint_drop(ep, 0);
+	vfr_rt_endpoint_drop(ep, 0);
 }
 
 static void drop_lost_msg(void *arg)
@@ -361,12 +361,12 @@ static void drop_lost_msg(void *arg)
 
 	drop_if_lost(ep);
 	publish_ep_stats(ep);
-	rt_endpoint_arm(ep->home, ep);
+	vfr_rt_endpoint_arm(ep->home, ep);
 }
 
 /* From a queue poller (any worker): the disconnect must wait until the
  * poller has returned, and happen on the home worker. */
-void rt_lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev)
+void vfr_rt_lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev)
 {
 	if (!vfurt_dev_dma_loss_claim(dev))
 		return;
@@ -380,7 +380,7 @@ void rt_lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev)
 	}
 }
 
-void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
+void vfr_rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 {
 	struct rt_endpoint *ep = op->ep;
 
@@ -397,7 +397,7 @@ void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 			int rc = vfurt_conn_on_writable(ep->conn);
 
 			if (rc)
-				rt_endpoint_drop(ep, rc);
+				vfr_rt_endpoint_drop(ep, rc);
 		}
 		break;
 	case RT_OP_WATCH:
@@ -411,5 +411,5 @@ void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 	}
 	drop_if_lost(ep);
 	publish_ep_stats(ep);
-	rt_endpoint_arm(w, ep);
+	vfr_rt_endpoint_arm(w, ep);
 }

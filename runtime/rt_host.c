@@ -41,7 +41,7 @@ static void sync_call_run_nestable(void *p)
  * the caller (that worker may be waiting for one of them), else yield. */
 static void serve_or_yield(void)
 {
-	if (!rt_worker_poll_inbox(sync_call_run_nestable))
+	if (!vfr_rt_worker_poll_inbox(sync_call_run_nestable))
 		sched_yield();
 }
 
@@ -77,7 +77,7 @@ static int run_on_flags(struct vfurt_runtime *rt, struct vfurt_worker *w, void (
 }
 
 /* Control-plane calls: run between messages, never nested. */
-int rt_run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *), void *arg)
+int vfr_rt_run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *), void *arg)
 {
 	return run_on_flags(rt, w, fn, arg, false);
 }
@@ -96,7 +96,7 @@ static int queue_poller(void *arg)
 
 	/* one relaxed-cost load per pass; the rest only after a fault */
 	if (vfurt_dev_dma_lost(dev, NULL))
-		rt_lost_notify(vfurt_worker_self()->rt, dev);
+		vfr_rt_lost_notify(vfurt_worker_self()->rt, dev);
 	return rc;
 }
 
@@ -127,7 +127,7 @@ static void queue_unregister_on(void *arg)
 
 /* Where q is polled: its hint resolved as runtime.h says ("queue placement").
  * Any thread: the endpoint list does not change once the runtime started. */
-struct vfurt_worker *rt_queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q)
+struct vfurt_worker *vfr_rt_queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q)
 {
 	int hint = vfurt_queue_hint(q);
 	uint32_t i = hint >= 0 ? (uint32_t)hint : vfurt_queue_index(q);
@@ -142,7 +142,7 @@ struct vfurt_worker *rt_queue_worker(struct vfurt_runtime *rt, struct vfurt_queu
 static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queue *q, int hint)
 {
 	struct vfurt_runtime *rt = host;
-	struct queue_call c = { .w = rt_queue_worker(rt, q), .q = q };
+	struct queue_call c = { .w = vfr_rt_queue_worker(rt, q), .q = q };
 	int rc = run_on_flags(rt, c.w, queue_register_on, &c, true);
 
 	return rc ? rc : c.rc;
@@ -151,7 +151,7 @@ static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queu
 static void host_queue_stop(void *host, struct vfurt_dev *dev, struct vfurt_queue *q)
 {
 	struct vfurt_runtime *rt = host;
-	struct queue_call c = { .w = rt_queue_worker(rt, q), .q = q };
+	struct queue_call c = { .w = vfr_rt_queue_worker(rt, q), .q = q };
 
 	run_on_flags(rt, c.w, queue_unregister_on, &c, true);
 }
@@ -159,7 +159,7 @@ static void host_queue_stop(void *host, struct vfurt_dev *dev, struct vfurt_queu
 static void host_queue_kick(void *host, struct vfurt_dev *dev, struct vfurt_queue *q)
 {
 	(void)dev;
-	vfurt_worker_wake(rt_queue_worker(host, q));
+	vfurt_worker_wake(vfr_rt_queue_worker(host, q));
 }
 
 /*
@@ -182,7 +182,7 @@ static void host_dma_sync(void *host, struct vfurt_dev *dev)
 	struct vfurt_runtime *rt = host;
 
 	/* our own batch may hold an eventfd that is about to be closed */
-	rt_irq_batch_flush();
+	vfr_rt_irq_batch_flush();
 	/* every reader holds DMA pointers and eventfds only inside an epoch
 	 * section */
 	if (rt->started && !rt->stopped) {
@@ -254,14 +254,14 @@ static int host_irq_signal(void *host, struct vfurt_dev *dev, int fd)
 {
 	const uint64_t one = 1;
 
-	if (rt_irq_batch_add(fd))
+	if (vfr_rt_irq_batch_add(fd))
 		return 0;
 	if (write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		return -errno;
 	return 0;
 }
 
-const struct vfurt_dev_host_ops rt_host_ops = {
+const struct vfurt_dev_host_ops vfr_rt_host_ops = {
 	.ops_size = sizeof(struct vfurt_dev_host_ops),
 	.queue_start = host_queue_start,
 	.queue_stop = host_queue_stop,

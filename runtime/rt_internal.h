@@ -121,7 +121,7 @@ struct vfurt_worker {
 	uint32_t nr_deferred;
 	uint32_t cap_deferred;
 	uint64_t idle_since_ns;
-	uint64_t last_tick_ns;   /* connection timers (rt_worker_tick) */
+	uint64_t last_tick_ns;   /* connection timers (vfr_rt_worker_tick) */
 	bool wake_rearm;         /* the wake read could not be re-armed yet */
 	bool has_clients;        /* some endpoint homed here has a connection */
 	struct rt_stats st;
@@ -160,45 +160,45 @@ struct vfurt_runtime {
 	bool stopped;
 };
 
-uint64_t rt_now(const struct vfurt_runtime *rt);
+uint64_t vfr_rt_now(const struct vfurt_runtime *rt);
 
 /* worker.c */
-int rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id, int cpu);
-void rt_worker_fini(struct vfurt_worker *w);
-int rt_worker_start(struct vfurt_worker *w);
-void rt_worker_join(struct vfurt_worker *w);
+int vfr_rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id, int cpu);
+void vfr_rt_worker_fini(struct vfurt_worker *w);
+int vfr_rt_worker_start(struct vfurt_worker *w);
+void vfr_rt_worker_join(struct vfurt_worker *w);
 /* Run every callback deferred on w's epoch record now (ck_epoch_reclaim):
  * only once no thread can read what they free (w's thread joined). */
-void rt_worker_reclaim(struct vfurt_worker *w);
+void vfr_rt_worker_reclaim(struct vfurt_worker *w);
 /* Queue an eventfd write into the calling worker's batch; false when the
  * caller must write it now: not a worker, the batch is full, or the runtime
  * runs unbatched (the write is counted as written then). */
-bool rt_irq_batch_add(int fd);
+bool vfr_rt_irq_batch_add(int fd);
 /* While the calling worker waits for another worker (which may be waiting
  * for it): run its queued messages whose fn is `nestable`, set the others
  * aside for its next pass. Returns how many were dequeued. */
-int rt_worker_poll_inbox(void (*nestable)(void *arg));
+int vfr_rt_worker_poll_inbox(void (*nestable)(void *arg));
 /* Write the calling worker's pending irqs now (before fds may be closed). */
-void rt_irq_batch_flush(void);
+void vfr_rt_irq_batch_flush(void);
 
 /* rt_host.c: device hosting */
-extern const struct vfurt_dev_host_ops rt_host_ops;
+extern const struct vfurt_dev_host_ops vfr_rt_host_ops;
 /* Run fn(arg) on worker w and wait: directly when the caller is w or no worker
  * thread runs; control-plane calls, run between messages. 0 or -EINVAL. */
-int rt_run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *), void *arg);
+int vfr_rt_run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *), void *arg);
 /* The worker that polls q (runtime.h, "queue placement"); any thread once started. */
-struct vfurt_worker *rt_queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q);
+struct vfurt_worker *vfr_rt_queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q);
 
 /* rt_endpoint.c: endpoint events */
 /* Close the endpoint's connection as a client disconnect would (home worker). */
-void rt_endpoint_drop(struct rt_endpoint *ep, int why);
+void vfr_rt_endpoint_drop(struct rt_endpoint *ep, int why);
 /* Handle one completion for an endpoint (home worker). */
-void rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res);
+void vfr_rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res);
 /* Arm accept/recv/watch operations for the endpoints of w. */
-void rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep);
+void vfr_rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep);
 /* From a queue poller (any worker) after a DMA window of dev lost its backing:
  * have the home worker disconnect dev's client once the poller returned. */
-void rt_lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev);
+void vfr_rt_lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev);
 
 /* Connection timers run this often; an adaptive worker sleeps no longer
  * while it has a client. */
@@ -207,6 +207,6 @@ void rt_lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev);
 /* Every RT_TICK_NS: run the timers of w's connections (vfurt_conn_tick),
  * drop the ones that expired, re-arm the others. Returns true when w has a
  * connected client. */
-bool rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns);
+bool vfr_rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns);
 
 #endif /* VFURT_RUNTIME_RT_INTERNAL_H */

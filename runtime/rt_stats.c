@@ -46,7 +46,7 @@ int vfurt_runtime_get_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
 	{
 		uint64_t start = atomic_load_explicit(&w->st.start_ns, memory_order_relaxed);
 
-		st->total_ns = start ? rt_now(rt) - start : 0;
+		st->total_ns = start ? vfr_rt_now(rt) - start : 0;
 	}
 	return vfurt_abi_copy_out(out, &s, sizeof(s),
 				  VFURT_ABI_SIZE(struct vfurt_worker_stats, irq_submit_fallbacks));
@@ -87,7 +87,7 @@ static void dev_stats_on(void *arg)
 		vfurt_queue_get_stats(q, &qst);
 		json_object_array_add(qs, jq);
 		add_u64(jq, "index", vfurt_queue_index(q));
-		add_u64(jq, "worker", rt_queue_worker((struct vfurt_runtime *)c->rt, q)->id);
+		add_u64(jq, "worker", vfr_rt_queue_worker((struct vfurt_runtime *)c->rt, q)->id);
 		add_u64(jq, "polls", qst.polls);
 		add_u64(jq, "busy", qst.busy);
 	}
@@ -144,7 +144,7 @@ char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
 		c.obj = json_object_new_object();
 		if (!c.obj)
 			goto out;
-		rt_run_on((struct vfurt_runtime *)rt, rt->eps[i]->home, dev_stats_on, &c);
+		vfr_rt_run_on((struct vfurt_runtime *)rt, rt->eps[i]->home, dev_stats_on, &c);
 		json_object_array_add(devices, c.obj);
 	}
 	out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));

@@ -67,7 +67,7 @@ static int ctl_default(char *def, size_t len, const struct vfurt_log *log)
 	int rc = -ENOENT;
 
 	for (int tmp = 0; tmp < 2; tmp++) {
-		rc = vfurt_config_default_ctl_dir(tmp, dir, sizeof(dir));
+		rc = vfr_config_default_ctl_dir(tmp, dir, sizeof(dir));
 		if (rc) {
 			vfurt_logf(log, VFURT_LOG_WARN, "control socket directory: %s",
 				   strerror(-rc));
@@ -76,12 +76,12 @@ static int ctl_default(char *def, size_t len, const struct vfurt_log *log)
 		if (!strcmp(dir, prev))
 			break; /* no XDG_RUNTIME_DIR: the same directory twice */
 		snprintf(prev, sizeof(prev), "%s", dir);
-		rc = vfurt_config_ctl_dir_check(dir, true, err, sizeof(err));
+		rc = vfr_config_ctl_dir_check(dir, true, err, sizeof(err));
 		if (rc) {
 			vfurt_logf(log, VFURT_LOG_WARN, "control socket directory: %s", err);
 			continue;
 		}
-		return vfurt_config_default_ctl_path(getpid(), tmp, def, len);
+		return vfr_config_default_ctl_path(getpid(), tmp, def, len);
 	}
 	return rc;
 }

@@ -16,7 +16,7 @@
 /* The worker of the calling thread: per thread, not per process. */
 static __thread struct vfurt_worker *tls_worker;
 
-uint64_t rt_now(const struct vfurt_runtime *rt)
+uint64_t vfr_rt_now(const struct vfurt_runtime *rt)
 {
 	struct timespec ts;
 
@@ -48,7 +48,7 @@ int vfurt_worker_cpu(const struct vfurt_worker *w)
 	return w->cpu;
 }
 
-int rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id, int cpu)
+int vfr_rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id, int cpu)
 {
 	memset(w, 0, sizeof(*w));
 	w->rt = rt;
@@ -59,10 +59,10 @@ int rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id
 	w->log = rt->log;
 	if (w->log.fn == vfurt_log_stderr)
 		w->log.arg = w->log_prefix;
-	w->pollers = vfurt_poller_set_create();
+	w->pollers = vfr_poller_set_create();
 	if (!w->pollers)
 		return -ENOMEM;
-	w->inbox = vfurt_ring_create(RT_RING_SLOTS);
+	w->inbox = vfr_ring_create(RT_RING_SLOTS);
 	if (!w->inbox)
 		goto err_pollers;
 	/* the nested inbox poll sets messages aside here: sized up front, so
@@ -82,20 +82,20 @@ err_deferred:
 	free(w->deferred);
 	w->deferred = NULL;
 err_inbox:
-	vfurt_ring_destroy(w->inbox);
+	vfr_ring_destroy(w->inbox);
 	w->inbox = NULL;
 err_pollers:
-	vfurt_poller_set_destroy(w->pollers);
+	vfr_poller_set_destroy(w->pollers);
 	return -ENOMEM;
 }
 
-void rt_worker_fini(struct vfurt_worker *w)
+void vfr_rt_worker_fini(struct vfurt_worker *w)
 {
 	struct vfurt_ring_msg m;
 
 	/* messages nobody will run any more: run them here so that their
 	 * senders' resources are released */
-	while (w->inbox && vfurt_ring_dequeue_sc(w->inbox, &m))
+	while (w->inbox && vfr_ring_dequeue_sc(w->inbox, &m))
 		m.fn(m.arg);
 	if (w->ring_ok)
 		io_uring_queue_exit(&w->ring);
@@ -108,11 +108,11 @@ void rt_worker_fini(struct vfurt_worker *w)
 	free(w->deferred);
 	w->deferred = NULL;
 	w->nr_deferred = 0;
-	vfurt_ring_destroy(w->inbox);
+	vfr_ring_destroy(w->inbox);
 	w->inbox = NULL;
-	vfurt_poller_set_destroy(w->pollers);
+	vfr_poller_set_destroy(w->pollers);
 	w->pollers = NULL;
-	rt_worker_reclaim(w); /* nothing deferred may be lost with the record */
+	vfr_rt_worker_reclaim(w); /* nothing deferred may be lost with the record */
 	ck_epoch_unregister(&w->epoch_rec);
 	free(w->eps);
 	w->eps = NULL;
@@ -127,21 +127,21 @@ struct vfurt_poller *vfurt_poller_register(struct vfurt_worker *w, vfurt_poller_
 		errno = EINVAL;
 		return NULL;
 	}
-	return vfurt_poller_set_add(w->pollers, w, fn, arg, period_us, rt_now(w->rt));
+	return vfr_poller_set_add(w->pollers, w, fn, arg, period_us, vfr_rt_now(w->rt));
 }
 
 void vfurt_poller_unregister(struct vfurt_poller **p)
 {
 	if (!p || !*p)
 		return;
-	vfurt_poller_set_remove(vfurt_poller_owner(*p), *p);
+	vfr_poller_set_remove(vfr_poller_owner(*p), *p);
 	*p = NULL;
 }
 
 void vfurt_poller_set_arm(struct vfurt_poller *p, vfurt_poller_arm_fn fn)
 {
 	if (p)
-		vfurt_poller_arm_set(p, fn);
+		vfr_poller_arm_set(p, fn);
 }
 
 /* ---- cross-core messages ----------------------------------------------- */
@@ -180,7 +180,7 @@ int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg)
 
 	if (!to || !fn)
 		return -EINVAL;
-	if (!vfurt_ring_enqueue_mpsc(to->inbox, &m))
+	if (!vfr_ring_enqueue_mpsc(to->inbox, &m))
 		return -EAGAIN;
 	/* queued: fn runs once whatever the wake-up does, so report success */
 	vfurt_worker_wake(to);
@@ -189,7 +189,7 @@ int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, void *arg)
 
 static int drain_inbox(struct vfurt_worker *w);
 
-int rt_worker_poll_inbox(void (*nestable)(void *arg))
+int vfr_rt_worker_poll_inbox(void (*nestable)(void *arg))
 {
 	struct vfurt_worker *w = tls_worker;
 	struct vfurt_ring_msg m;
@@ -198,7 +198,7 @@ int rt_worker_poll_inbox(void (*nestable)(void *arg))
 	if (!w)
 		return 0;
 	while (n < (int)RT_INBOX_BATCH && w->nr_deferred < w->cap_deferred &&
-	       vfurt_ring_dequeue_sc(w->inbox, &m)) {
+	       vfr_ring_dequeue_sc(w->inbox, &m)) {
 		n++;
 		if (m.fn == nestable) {
 			m.fn(m.arg);
@@ -227,7 +227,7 @@ static int drain_inbox(struct vfurt_worker *w)
 		n++;
 	}
 	w->nr_deferred = 0;
-	while (n < (int)RT_INBOX_BATCH && vfurt_ring_dequeue_sc(w->inbox, &m)) {
+	while (n < (int)RT_INBOX_BATCH && vfr_ring_dequeue_sc(w->inbox, &m)) {
 		m.fn(m.arg);
 		n++;
 	}
@@ -238,7 +238,7 @@ static int drain_inbox(struct vfurt_worker *w)
 
 /* ---- irq batch --------------------------------------------------------- */
 
-bool rt_irq_batch_add(int fd)
+bool vfr_rt_irq_batch_add(int fd)
 {
 	struct vfurt_worker *w = tls_worker;
 
@@ -262,7 +262,7 @@ write_now:
 
 static void flush_irqs(struct vfurt_worker *w);
 
-void rt_irq_batch_flush(void)
+void vfr_rt_irq_batch_flush(void)
 {
 	if (tls_worker)
 		flush_irqs(tls_worker);
@@ -365,7 +365,7 @@ static void reap_completions(struct vfurt_worker *w, int *work)
 				arm_wake(w);
 				continue;
 			}
-			rt_endpoint_event(w, op, res);
+			vfr_rt_endpoint_event(w, op, res);
 			(*work)++;
 		}
 	}
@@ -375,18 +375,18 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 {
 	struct vfurt_worker *prev = tls_worker;
 	ck_epoch_section_t section;
-	uint64_t t0 = rt_now(w->rt);
+	uint64_t t0 = vfr_rt_now(w->rt);
 	int work = 0;
 
 	tls_worker = w;
 	work += drain_inbox(w);
 	/* pollers translate guest addresses: they run inside an epoch section
-	 * so that DMA unmap can wait for them (rt_host_ops.dma_sync) */
+	 * so that DMA unmap can wait for them (vfr_rt_host_ops.dma_sync) */
 	ck_epoch_begin(&w->epoch_rec, &section);
 	rt_worker_where(w, "running pollers");
-	work += vfurt_poller_set_run_active(w->pollers);
-	if (vfurt_poller_set_next_deadline(w->pollers) <= t0)
-		work += vfurt_poller_set_run_timed(w->pollers, t0);
+	work += vfr_poller_set_run_active(w->pollers);
+	if (vfr_poller_set_next_deadline(w->pollers) <= t0)
+		work += vfr_poller_set_run_timed(w->pollers, t0);
 	flush_irqs(w);
 	/* tell TSan what ck_epoch guarantees: the reads of this section happen
 	 * before a synchronize that returns after it (rt_host.c host_dma_sync); the
@@ -397,7 +397,7 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	rt_worker_where(w, "handling messages");
 	reap_completions(w, &work);
 	arm_wake(w);
-	w->has_clients = rt_worker_tick(w, t0);
+	w->has_clients = vfr_rt_worker_tick(w, t0);
 	flush_irqs(w); /* triggers raised by message handlers */
 	/* DMA table versions retired by this worker's DMA_MAP/UNMAPs
 	 * (rt_host.c host_dma_retire): free those whose grace period is over, and
@@ -415,7 +415,7 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	stat_add(&w->st.passes, 1);
 	if (work) {
 		stat_add(&w->st.busy_passes, 1);
-		stat_add(&w->st.busy_ns, rt_now(w->rt) - t0);
+		stat_add(&w->st.busy_ns, vfr_rt_now(w->rt) - t0);
 	}
 	return work > 0;
 }
@@ -426,8 +426,8 @@ static void worker_sleep(struct vfurt_worker *w)
 {
 	struct __kernel_timespec ts;
 	struct io_uring_cqe *cqe;
-	uint64_t now = rt_now(w->rt);
-	uint64_t deadline = vfurt_poller_set_next_deadline(w->pollers);
+	uint64_t now = vfr_rt_now(w->rt);
+	uint64_t deadline = vfr_poller_set_next_deadline(w->pollers);
 	uint64_t wait_ns = w->rt->sleep_max_ns;
 	int arm;
 
@@ -435,7 +435,7 @@ static void worker_sleep(struct vfurt_worker *w)
 		wait_ns = deadline > now ? deadline - now : 0;
 	if (wait_ns > w->rt->sleep_max_ns)
 		wait_ns = w->rt->sleep_max_ns;
-	/* connection timers (rt_worker_tick), and a wake read to re-arm */
+	/* connection timers (vfr_rt_worker_tick), and a wake read to re-arm */
 	if ((w->has_clients || w->wake_rearm) && wait_ns > RT_TICK_NS)
 		wait_ns = RT_TICK_NS;
 	if (wait_ns == 0)
@@ -446,10 +446,10 @@ static void worker_sleep(struct vfurt_worker *w)
 	 * message here. Arming comes after the store, so a kick caused by a
 	 * notification we enable below always sees sleeping. */
 	atomic_thread_fence(memory_order_seq_cst);
-	arm = vfurt_poller_set_arm_all(w->pollers, true);
+	arm = vfr_poller_set_arm_all(w->pollers, true);
 	if (arm == VFURT_ARM_POLL && wait_ns > w->rt->poll_sleep_ns)
 		wait_ns = w->rt->poll_sleep_ns;
-	if (arm != VFURT_ARM_PENDING && vfurt_ring_count(w->inbox) == 0 &&
+	if (arm != VFURT_ARM_PENDING && vfr_ring_count(w->inbox) == 0 &&
 	    !atomic_load(&w->stop)) {
 		ts.tv_sec = (long long)(wait_ns / 1000000000ull);
 		ts.tv_nsec = (long long)(wait_ns % 1000000000ull);
@@ -460,7 +460,7 @@ static void worker_sleep(struct vfurt_worker *w)
 		stat_add(&w->st.sleeps, 1);
 	}
 	atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
-	(void)vfurt_poller_set_arm_all(w->pollers, false);
+	(void)vfr_poller_set_arm_all(w->pollers, false);
 	if (arm == VFURT_ARM_PENDING)
 		w->idle_since_ns = 0; /* spin again before the next try */
 }
@@ -542,8 +542,8 @@ static void *worker_main(void *arg)
 	else
 		vfurt_logf(&w->log, VFURT_LOG_DEBUG, "running on CPU %d", w->cpu);
 	tls_worker = w;
-	atomic_store_explicit(&w->st.start_ns, rt_now(rt), memory_order_relaxed);
-	w->idle_since_ns = rt_now(rt);
+	atomic_store_explicit(&w->st.start_ns, vfr_rt_now(rt), memory_order_relaxed);
+	w->idle_since_ns = vfr_rt_now(rt);
 	while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
 		bool busy = vfurt_worker_run_pass(w);
 
@@ -554,8 +554,8 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		if (!w->idle_since_ns)
-			w->idle_since_ns = rt_now(rt);
-		else if (rt_now(rt) - w->idle_since_ns >= rt->spin_ns)
+			w->idle_since_ns = vfr_rt_now(rt);
+		else if (vfr_rt_now(rt) - w->idle_since_ns >= rt->spin_ns)
 			worker_sleep(w);
 	}
 	/* connections were closed by vfurt_runtime_stop() while every worker
@@ -566,7 +566,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-int rt_worker_start(struct vfurt_worker *w)
+int vfr_rt_worker_start(struct vfurt_worker *w)
 {
 	struct io_uring_sqe *sqe;
 	int rc;
@@ -591,7 +591,7 @@ int rt_worker_start(struct vfurt_worker *w)
 	w->wake_op.armed = true;
 	w->pending_sqes++;
 	for (uint32_t i = 0; i < w->nr_eps; i++)
-		rt_endpoint_arm(w, w->eps[i]);
+		vfr_rt_endpoint_arm(w, w->eps[i]);
 	rc = pthread_create(&w->thread, NULL, worker_main, w);
 	if (rc)
 		return -rc;
@@ -599,13 +599,13 @@ int rt_worker_start(struct vfurt_worker *w)
 	return 0;
 }
 
-void rt_worker_reclaim(struct vfurt_worker *w)
+void vfr_rt_worker_reclaim(struct vfurt_worker *w)
 {
 	if (w->epoch_rec.n_pending)
 		ck_epoch_reclaim(&w->epoch_rec);
 }
 
-void rt_worker_join(struct vfurt_worker *w)
+void vfr_rt_worker_join(struct vfurt_worker *w)
 {
 	const uint64_t one = 1;
 

@@ -210,7 +210,7 @@ static uint16_t identify(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	default:
 		return SC_INVALID_FIELD;
 	}
-	return nvme_copy_to_guest(c, cmd, b, sizeof(b));
+	return vfr_nvme_copy_to_guest(c, cmd, b, sizeof(b));
 }
 
 /* ---- queues ----------------------------------------------------------- */
@@ -224,8 +224,8 @@ static void cq_repoll(struct nvme_ctrl *c, struct nvme_cq *cq)
 {
 	if (c->io_paused || cq->q)
 		return; /* the controller poller resumes it */
-	if (nvme_cq_start(c, cq))
-		nvme_set_fatal(c, "cannot poll an I/O queue");
+	if (vfr_nvme_cq_start(c, cq))
+		vfr_nvme_set_fatal(c, "cannot poll an I/O queue");
 }
 
 static uint32_t max_qid(const struct nvme_ctrl *c, bool sq)
@@ -253,7 +253,7 @@ static uint16_t create_cq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 		return SC_IV_INVALID;
 	if (!cmd->dptr[0] || (cmd->dptr[0] & (NVME_PAGE - 1)))
 		return SC_INVALID_FIELD;
-	cq = nvme_cq_alloc(c, (uint16_t)qid, cmd->dptr[0], size, (uint16_t)iv, ien);
+	cq = vfr_nvme_cq_alloc(c, (uint16_t)qid, cmd->dptr[0], size, (uint16_t)iv, ien);
 	if (!cq)
 		return SC_INTERNAL;
 	/* a new queue starts at head 0, whatever a deleted one left there */
@@ -284,7 +284,7 @@ static uint16_t create_sq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	cq = c->cq[cqid];
 	if (cq->nr_sqs == NVME_MAX_SQ_PER_CQ)
 		return SC_CQ_INVALID;
-	sq = nvme_sq_alloc(c, (uint16_t)qid, cmd->dptr[0], size, cq, true);
+	sq = vfr_nvme_sq_alloc(c, (uint16_t)qid, cmd->dptr[0], size, cq, true);
 	if (!sq)
 		return SC_INTERNAL;
 	cq_unpoll(c, cq);
@@ -311,7 +311,7 @@ static void sq_remove(struct nvme_ctrl *c, struct nvme_sq *sq)
 	}
 	c->sq[qid] = NULL;
 	if (!sq->inflight)
-		nvme_sq_free(sq);
+		vfr_nvme_sq_free(sq);
 	else
 		vfurt_logf(&c->log, VFURT_LOG_ERR, "%s: SQ %u leaked with I/O stuck", c->name, qid);
 	cq_repoll(c, cq);
@@ -349,15 +349,15 @@ static bool delete_sq_step(struct nvme_ctrl *c)
 	struct nvme_sq *sq = c->del_sq;
 
 	if (sq->inflight && !atomic_load(&c->fatal)) {
-		nvme_io_pass(sq->cq, false);
+		vfr_nvme_io_pass(sq->cq, false);
 		if (sq->inflight && nvme_now_ns() <= c->drain_deadline_ns)
 			return true;
 		if (sq->inflight)
-			nvme_set_fatal(c, "I/O of a deleted SQ did not drain");
+			vfr_nvme_set_fatal(c, "I/O of a deleted SQ did not drain");
 	}
 	c->del_sq = NULL;
 	sq_remove(c, sq);
-	nvme_cq_post(c->cq[0], c->sq[0], c->del_cid, SC_SUCCESS, 0);
+	vfr_nvme_cq_post(c->cq[0], c->sq[0], c->del_cid, SC_SUCCESS, 0);
 	return false;
 }
 
@@ -373,7 +373,7 @@ static uint16_t delete_cq(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 		return SC_QDEL_INVALID;
 	cq_unpoll(c, cq);
 	c->cq[qid] = NULL;
-	nvme_cq_free(cq);
+	vfr_nvme_cq_free(cq);
 	return SC_SUCCESS;
 }
 
@@ -402,7 +402,7 @@ static uint16_t dbbuf_config(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	if (!sh || !ev)
 		return SC_INVALID_FIELD;
 	/* the pollers stop reading doorbells; I/O in flight goes on after */
-	nvme_io_pause(c, false);
+	vfr_nvme_io_pause(c, false);
 	/* queues that exist already continue from their MMIO doorbells */
 	for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
 		if (c->sq[q])
@@ -414,7 +414,7 @@ static uint16_t dbbuf_config(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	c->dbbuf_shadow = shadow;
 	c->dbbuf_eventidx = evidx;
 	c->dbbuf = true;
-	(void)nvme_io_resume(c);
+	(void)vfr_nvme_io_resume(c);
 	return SC_SUCCESS;
 }
 
@@ -431,7 +431,7 @@ static uint16_t dbbuf_config(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
  * per-namespace part, is never enabled).
  */
 
-void nvme_admin_reset_features(struct nvme_ctrl *c)
+void vfr_nvme_admin_reset_features(struct nvme_ctrl *c)
 {
 	c->nq_set = false;
 	c->nsqa = c->ncqa = 0;
@@ -766,7 +766,7 @@ static uint16_t get_log(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 		return SC_INVALID_FIELD;
 	if (len > size - off)
 		len = size - off;
-	st = nvme_copy_to_guest(c, cmd, b + off, (size_t)len);
+	st = vfr_nvme_copy_to_guest(c, cmd, b + off, (size_t)len);
 	if (st || rae)
 		return st;
 	/* read (and not retained): the news it carried are taken */
@@ -778,7 +778,7 @@ static uint16_t get_log(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 
 /* ---- async events ----------------------------------------------------- */
 
-void nvme_admin_deliver_events(struct nvme_ctrl *c)
+void vfr_nvme_admin_deliver_events(struct nvme_ctrl *c)
 {
 	static const struct {
 		uint32_t ev;
@@ -806,7 +806,7 @@ void nvme_admin_deliver_events(struct nvme_ctrl *c)
 		c->ev_masked |= tab[i].mask;
 		if (tab[i].mask & (EV_INVALID_DB_REG | EV_INVALID_DB_VALUE))
 			c->err_count++;
-		nvme_cq_post(cq, c->sq[0], c->aer_cid[--c->nr_aer], SC_SUCCESS, tab[i].dw0);
+		vfr_nvme_cq_post(cq, c->sq[0], c->aer_cid[--c->nr_aer], SC_SUCCESS, tab[i].dw0);
 	}
 }
 
@@ -850,7 +850,7 @@ static uint16_t admin_cmd(struct nvme_ctrl *c, const struct nvme_sqe *cmd, uint3
 	}
 }
 
-bool nvme_admin_poll(struct nvme_ctrl *c)
+bool vfr_nvme_admin_poll(struct nvme_ctrl *c)
 {
 	struct nvme_sq *sq = c->sq[0];
 	struct nvme_cq *cq = c->cq[0];
@@ -860,24 +860,24 @@ bool nvme_admin_poll(struct nvme_ctrl *c)
 
 	if (!sq || !cq)
 		return false;
-	nvme_cq_begin(cq);
-	nvme_admin_deliver_events(c);
+	vfr_nvme_cq_begin(cq);
+	vfr_nvme_admin_deliver_events(c);
 	if (c->del_sq && delete_sq_step(c)) {
 		busy = true;
 		goto out; /* commands after the Delete wait for it */
 	}
-	tail = nvme_sq_tail(sq);
+	tail = vfr_nvme_sq_tail(sq);
 	if (tail != UINT32_MAX && tail != sq->head) {
 		uint32_t budget = NVME_SQ_PASS_CMDS;
 
-		base = nvme_sq_base(sq);
-		while (sq->head != tail && nvme_cq_room(cq) && budget--) {
+		base = vfr_nvme_sq_base(sq);
+		while (sq->head != tail && vfr_nvme_cq_room(cq) && budget--) {
 			struct nvme_sqe cmd;
 			uint32_t dw0 = 0;
 			uint16_t st;
 
-			if (!nvme_sq_fetch(sq, base, &cmd)) {
-				nvme_set_fatal(c, "admin submission queue not mapped");
+			if (!vfr_nvme_sq_fetch(sq, base, &cmd)) {
+				vfr_nvme_set_fatal(c, "admin submission queue not mapped");
 				break;
 			}
 			busy = true;
@@ -891,14 +891,14 @@ bool nvme_admin_poll(struct nvme_ctrl *c)
 				vfurt_logf(&c->log, VFURT_LOG_DEBUG,
 					   "%s: admin opcode 0x%02x cid %u: status 0x%03x", c->name,
 					   cmd.opc, cmd.cid, st);
-			nvme_cq_post(cq, sq, cmd.cid, st, dw0);
+			vfr_nvme_cq_post(cq, sq, cmd.cid, st, dw0);
 			if (c->sq[0] != sq || atomic_load(&c->fatal))
 				break;
 		}
 	}
 out:
 	if (!busy && c->cq[0] == cq)
-		nvme_cq_refresh_head(cq);
-	(void)nvme_cq_end(cq); /* the admin CQ is never coalesced */
+		vfr_nvme_cq_refresh_head(cq);
+	(void)vfr_nvme_cq_end(cq); /* the admin CQ is never coalesced */
 	return busy;
 }

@@ -19,13 +19,13 @@
 #define NVME_PCI_DEVICE 0x0001u
 #define NVME_PCI_CLASS 0x010802u /* mass storage, NVM, NVMe I/O controller */
 
-void nvme_set_fatal(struct nvme_ctrl *c, const char *why)
+void vfr_nvme_set_fatal(struct nvme_ctrl *c, const char *why)
 {
 	if (!atomic_exchange(&c->fatal, true))
 		vfurt_logf(&c->log, VFURT_LOG_ERR, "%s: controller fatal status: %s", c->name, why);
 }
 
-void nvme_raise_event(struct nvme_ctrl *c, uint32_t ev)
+void vfr_nvme_raise_event(struct nvme_ctrl *c, uint32_t ev)
 {
 	atomic_fetch_or(&c->events, ev);
 	/* I/O pollers raise events; the admin queue delivers them. ctrl_q is
@@ -33,23 +33,23 @@ void nvme_raise_event(struct nvme_ctrl *c, uint32_t ev)
 	vfurt_dev_queue_kick(c->ctrl_q);
 }
 
-int nvme_cq_poll(struct vfurt_dev *dev, void *arg)
+int vfr_nvme_cq_poll(struct vfurt_dev *dev, void *arg)
 {
 	(void)dev;
-	return nvme_io_pass(arg, true) ? 1 : 0;
+	return vfr_nvme_io_pass(arg, true) ? 1 : 0;
 }
 
-int nvme_cq_start(struct nvme_ctrl *c, struct nvme_cq *cq)
+int vfr_nvme_cq_start(struct nvme_ctrl *c, struct nvme_cq *cq)
 {
 	/* the hint keeps queue q on the same worker across pauses */
-	cq->q = vfurt_dev_queue_add(c->dev, nvme_cq_poll, cq, (int)cq->qid);
+	cq->q = vfurt_dev_queue_add(c->dev, vfr_nvme_cq_poll, cq, (int)cq->qid);
 	if (!cq->q)
 		return -ENOMEM;
-	vfurt_dev_queue_set_arm(cq->q, nvme_cq_arm);
+	vfurt_dev_queue_set_arm(cq->q, vfr_nvme_cq_arm);
 	return 0;
 }
 
-void nvme_kick_qid(struct nvme_ctrl *c, uint32_t qid, bool cq)
+void vfr_nvme_kick_qid(struct nvme_ctrl *c, uint32_t qid, bool cq)
 {
 	struct nvme_cq *q;
 
@@ -78,7 +78,7 @@ static void db_ioeventfd(struct vfurt_dev *dev, void *arg, uint64_t count)
 	if (!(c->csts & CSTS_RDY))
 		return;
 	if (!c->dbbuf) {
-		nvme_set_fatal(c, "I/O doorbell written through the ioeventfd without "
+		vfr_nvme_set_fatal(c, "I/O doorbell written through the ioeventfd without "
 				  "Doorbell Buffer Config (shadow doorbells): its value is lost");
 		return;
 	}
@@ -87,7 +87,7 @@ static void db_ioeventfd(struct vfurt_dev *dev, void *arg, uint64_t count)
 			vfurt_dev_queue_kick(c->cq[q]->q);
 }
 
-void nvme_io_pause(struct nvme_ctrl *c, bool drain)
+void vfr_nvme_io_pause(struct nvme_ctrl *c, bool drain)
 {
 	uint64_t deadline;
 	bool any = false;
@@ -106,30 +106,30 @@ void nvme_io_pause(struct nvme_ctrl *c, bool drain)
 		return; /* the caller frees the queues, which cancels their I/O */
 	deadline = nvme_now_ns() + NVME_DRAIN_TIMEOUT_NS;
 	for (;;) {
-		if (!nvme_io_drain_pass(c))
+		if (!vfr_nvme_io_drain_pass(c))
 			return;
 		if (nvme_now_ns() > deadline) {
-			nvme_set_fatal(c, "I/O did not drain");
+			vfr_nvme_set_fatal(c, "I/O did not drain");
 			return;
 		}
 		sched_yield();
 	}
 }
 
-bool nvme_io_drain_pass(struct nvme_ctrl *c)
+bool vfr_nvme_io_drain_pass(struct nvme_ctrl *c)
 {
 	bool busy = false;
 
 	for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
-		if (c->cq[q] && nvme_io_inflight(c->cq[q])) {
-			nvme_io_pass(c->cq[q], false);
+		if (c->cq[q] && vfr_nvme_io_inflight(c->cq[q])) {
+			vfr_nvme_io_pass(c->cq[q], false);
 			busy = true;
 		}
 	}
 	return busy;
 }
 
-int nvme_io_resume(struct nvme_ctrl *c)
+int vfr_nvme_io_resume(struct nvme_ctrl *c)
 {
 	if (!c->io_paused)
 		return 0;
@@ -139,8 +139,8 @@ int nvme_io_resume(struct nvme_ctrl *c)
 		/* a CQ whose SQ is being deleted comes back when that is done */
 		if (!cq || cq->q || (c->del_sq && c->del_sq->cq == cq))
 			continue;
-		if (nvme_cq_start(c, cq)) {
-			nvme_set_fatal(c, "cannot poll an I/O queue");
+		if (vfr_nvme_cq_start(c, cq)) {
+			vfr_nvme_set_fatal(c, "cannot poll an I/O queue");
 			return -ENOMEM;
 		}
 	}
@@ -157,12 +157,12 @@ static int ctrl_poll(struct vfurt_dev *dev, void *arg)
 
 	(void)dev;
 	if ((c->csts & CSTS_SHST_MASK) == CSTS_SHST_BUSY)
-		return nvme_shutdown_step(c) ? 1 : 0;
+		return vfr_nvme_shutdown_step(c) ? 1 : 0;
 	if (!(c->csts & CSTS_RDY) || (c->csts & CSTS_CFS) || atomic_load(&c->fatal))
 		return 0;
 	if (c->io_paused && !(c->csts & CSTS_SHST_MASK))
-		(void)nvme_io_resume(c);
-	return nvme_admin_poll(c) ? 1 : 0;
+		(void)vfr_nvme_io_resume(c);
+	return vfr_nvme_admin_poll(c) ? 1 : 0;
 }
 
 /* The admin queue's doorbell is never shadowed: with the page trapped its
@@ -180,7 +180,7 @@ static int ctrl_arm(struct vfurt_dev *dev, void *arg, bool arm)
 	if (c->nr_aer && (atomic_load(&c->events) & ~c->ev_masked))
 		return VFURT_ARM_PENDING; /* an event is deliverable now */
 	if ((c->csts & CSTS_RDY) && c->sq[0]) {
-		uint32_t tail = nvme_sq_tail(c->sq[0]);
+		uint32_t tail = vfr_nvme_sq_tail(c->sq[0]);
 
 		if (tail != UINT32_MAX && tail != c->sq[0]->head)
 			return VFURT_ARM_PENDING; /* the last pass stopped at its budget */
@@ -194,7 +194,7 @@ static int nvme_reset_op(struct vfurt_dev *dev, void *arg, enum vfurt_reset_reas
 
 	(void)dev;
 	vfurt_logf(&c->log, VFURT_LOG_INFO, "%s: device reset (%d)", c->name, (int)why);
-	nvme_ctrl_reset(c, true);
+	vfr_nvme_ctrl_reset(c, true);
 	return 0;
 }
 
@@ -207,7 +207,7 @@ static int nvme_quiesce_op(struct vfurt_dev *dev, void *arg)
 
 	(void)dev;
 	if (!c->io_paused)
-		nvme_io_pause(c, true);
+		vfr_nvme_io_pause(c, true);
 	return 0;
 }
 
@@ -219,7 +219,7 @@ static void nvme_dma_unmap_op(struct vfurt_dev *dev, void *arg, const struct vfu
 	(void)r;
 	/* a client disconnect unmaps without quiescing first */
 	if (!c->io_paused)
-		nvme_io_pause(c, true);
+		vfr_nvme_io_pause(c, true);
 }
 
 static void nvme_attach_op(struct vfurt_dev *dev, void *arg)
@@ -239,7 +239,7 @@ static void nvme_detach_op(struct vfurt_dev *dev, void *arg)
 {
 	struct nvme_ctrl *c = arg;
 
-	nvme_ctrl_reset(c, true);
+	vfr_nvme_ctrl_reset(c, true);
 	vfurt_dev_queue_remove(dev, &c->ctrl_q);
 }
 
@@ -247,7 +247,7 @@ static void nvme_destroy_op(struct vfurt_dev *dev, void *arg)
 {
 	struct nvme_ctrl *c = arg;
 
-	nvme_ctrl_reset(c, true);
+	vfr_nvme_ctrl_reset(c, true);
 	vfurt_dev_queue_remove(dev, &c->ctrl_q);
 	if (c->own_bdevs)
 		for (uint32_t i = 0; i < c->nr_ns; i++)
@@ -448,7 +448,7 @@ static int setup_bars(struct nvme_ctrl *c)
 	r.desc_size = sizeof(r);
 	r.size = NVME_BAR0_SIZE;
 	r.flags = VFURT_REGION_RW | VFURT_REGION_MEM64;
-	r.access = nvme_bar0_access;
+	r.access = vfr_nvme_bar0_access;
 	r.arg = c;
 	/*
 	 * Trapped doorbells: the memfd stays the doorbells' storage, but BAR0 is
@@ -504,7 +504,7 @@ static int setup_pci(struct nvme_ctrl *c)
 	rc = vfurt_pci_add_pcie(c->pci);
 	if (rc < 0)
 		return rc;
-	vfurt_irq_set_resample(c->dev, nvme_intx_resample, c);
+	vfurt_irq_set_resample(c->dev, vfr_nvme_intx_resample, c);
 	return 0;
 }
 
@@ -569,7 +569,7 @@ struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts)
 	err = setup_bars(c);
 	if (err)
 		goto err_destroy_dev;
-	nvme_ctrl_reset(c, true);
+	vfr_nvme_ctrl_reset(c, true);
 	err = setup_pci(c);
 	if (err)
 		goto err_destroy_dev;

@@ -394,69 +394,69 @@ static inline uint64_t nvme_now_ns(void)
 
 /* ---- nvme_regs.c ----------------------------------------------------- */
 
-ssize_t nvme_bar0_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+ssize_t vfr_nvme_bar0_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
 			 uint64_t offset, bool is_write);
 /* Controller reset (CC.EN 1->0, DEVICE_RESET, FLR): queues freed, I/O
  * cancelled, registers and features back to power-on. */
-void nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on);
+void vfr_nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on);
 
 /* ---- nvme_ctrl.c ----------------------------------------------------- */
 
 /* Start polling an I/O CQ (with its arm callback). 0 or -ENOMEM. */
-int nvme_cq_start(struct nvme_ctrl *c, struct nvme_cq *cq);
+int vfr_nvme_cq_start(struct nvme_ctrl *c, struct nvme_cq *cq);
 
 /* Remove every I/O poller and finish their in-flight I/O from this thread
  * (drain: wait and post completions; else cancel and post nothing). */
-void nvme_io_pause(struct nvme_ctrl *c, bool drain);
+void vfr_nvme_io_pause(struct nvme_ctrl *c, bool drain);
 /* Add the pollers back (no-op unless paused). Returns 0 or -errno. */
-int nvme_io_resume(struct nvme_ctrl *c);
-/* One bounded pass (nvme_io_pass without fetching) over every paused I/O
+int vfr_nvme_io_resume(struct nvme_ctrl *c);
+/* One bounded pass (vfr_nvme_io_pass without fetching) over every paused I/O
  * CQ with commands in flight. Returns true while some remain. Home thread,
  * pollers removed. */
-bool nvme_io_drain_pass(struct nvme_ctrl *c);
+bool vfr_nvme_io_drain_pass(struct nvme_ctrl *c);
 /* CSTS.SHST is "processing": advance the shutdown's drain by one pass and
  * report it complete once nothing is in flight (nvme_regs.c). Returns true
  * while it is still processing. Home thread. */
-bool nvme_shutdown_step(struct nvme_ctrl *c);
-void nvme_set_fatal(struct nvme_ctrl *c, const char *why);
-void nvme_raise_event(struct nvme_ctrl *c, uint32_t ev);
-int nvme_cq_poll(struct vfurt_dev *dev, void *arg);
+bool vfr_nvme_shutdown_step(struct nvme_ctrl *c);
+void vfr_nvme_set_fatal(struct nvme_ctrl *c, const char *why);
+void vfr_nvme_raise_event(struct nvme_ctrl *c, uint32_t ev);
+int vfr_nvme_cq_poll(struct vfurt_dev *dev, void *arg);
 /* The I/O queue's arm callback (vfurt_queue_arm_fn), nvme_queue.c. */
-int nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm);
+int vfr_nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm);
 /* Wake the poller of I/O queue qid (SQ or CQ doorbell written). Home thread. */
-void nvme_kick_qid(struct nvme_ctrl *c, uint32_t qid, bool cq);
+void vfr_nvme_kick_qid(struct nvme_ctrl *c, uint32_t qid, bool cq);
 
 /* ---- nvme_queue.c ---------------------------------------------------- */
 
-struct nvme_sq *nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
+struct nvme_sq *vfr_nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 			      uint32_t size, struct nvme_cq *cq, bool io);
-void nvme_sq_free(struct nvme_sq *sq);
-struct nvme_cq *nvme_cq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
+void vfr_nvme_sq_free(struct nvme_sq *sq);
+struct nvme_cq *vfr_nvme_cq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 			      uint32_t size, uint16_t vector, bool ien);
 /* Drain (or cancel) and destroy the CQ's channels, free it. Poller removed. */
-void nvme_cq_free(struct nvme_cq *cq);
+void vfr_nvme_cq_free(struct nvme_cq *cq);
 /* Translate the CQ for this pass. false: the CQ is not reachable (the
  * caller stops). */
-bool nvme_cq_begin(struct nvme_cq *cq);
+bool vfr_nvme_cq_begin(struct nvme_cq *cq);
 /* Raise the CQ's interrupt if something was posted; forget the pointer. */
-bool nvme_cq_end(struct nvme_cq *cq);
+bool vfr_nvme_cq_end(struct nvme_cq *cq);
 /* Re-read the head doorbell now: a pass that found nothing to do checks
  * it, so a bad value is reported even while the CQ has room. */
-void nvme_cq_refresh_head(struct nvme_cq *cq);
+void vfr_nvme_cq_refresh_head(struct nvme_cq *cq);
 /* Free CQ entries not reserved for outstanding commands; re-reads the head
  * doorbell only when the cached head leaves no room. */
-uint32_t nvme_cq_room(struct nvme_cq *cq);
+uint32_t vfr_nvme_cq_room(struct nvme_cq *cq);
 /* Post one completion (room was reserved when the command was fetched). */
-void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t status,
+void vfr_nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t status,
 		  uint32_t dw0);
 /* The SQ's tail doorbell (or shadow), checked; UINT32_MAX when invalid. */
-uint32_t nvme_sq_tail(struct nvme_sq *sq);
+uint32_t vfr_nvme_sq_tail(struct nvme_sq *sq);
 /* The SQE at the head, copied. false if it is not reachable. */
-bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_sqe *out);
-const struct nvme_sqe *nvme_sq_base(struct nvme_sq *sq);
-void nvme_irq_raise(struct nvme_cq *cq);
+bool vfr_nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_sqe *out);
+const struct nvme_sqe *vfr_nvme_sq_base(struct nvme_sq *sq);
+void vfr_nvme_irq_raise(struct nvme_cq *cq);
 /* vfurt_irq_resample_fn for INTx (control thread). */
-bool nvme_intx_resample(void *arg);
+bool vfr_nvme_intx_resample(void *arg);
 /* End a pass over cq: raise its interrupt as coalescing allows. Returns true
  * while an interrupt is held back (the caller stays busy so that the time
  * limit is honoured even in adaptive polling). */
@@ -465,12 +465,12 @@ bool nvme_intx_resample(void *arg);
 
 /* Map the command's data buffer (PRP or SGL per PSDT) of len bytes into
  * iov (at most max entries). Returns an NVMe status (0 = mapped). */
-uint16_t nvme_map_data(struct nvme_ctrl *c, const struct nvme_sqe *cmd, uint64_t len,
+uint16_t vfr_nvme_map_data(struct nvme_ctrl *c, const struct nvme_sqe *cmd, uint64_t len,
 		       uint32_t prot, struct iovec *iov, int max, int *niov);
 /* Copy between a local buffer and the command's data buffer. */
-uint16_t nvme_copy_to_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd,
+uint16_t vfr_nvme_copy_to_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd,
 			    const void *buf, size_t len);
-uint16_t nvme_copy_from_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, void *buf,
+uint16_t vfr_nvme_copy_from_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, void *buf,
 			      size_t len);
 
 /* ---- nvme_admin.c ---------------------------------------------------- */
@@ -478,20 +478,20 @@ uint16_t nvme_copy_from_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, v
 /* Serve the admin queue (at most NVME_SQ_PASS_CMDS commands, or one pass
  * of a pending Delete I/O SQ's drain); returns true when it did work. Home
  * thread. */
-bool nvme_admin_poll(struct nvme_ctrl *c);
+bool vfr_nvme_admin_poll(struct nvme_ctrl *c);
 /* Every feature (Set/Get Features) to its default, as a controller level
  * reset requires; nothing is saveable. Home thread, I/O pollers stopped. */
-void nvme_admin_reset_features(struct nvme_ctrl *c);
-void nvme_admin_deliver_events(struct nvme_ctrl *c);
+void vfr_nvme_admin_reset_features(struct nvme_ctrl *c);
+void vfr_nvme_admin_deliver_events(struct nvme_ctrl *c);
 
 /* ---- nvme_io.c ------------------------------------------------------- */
 
 /* Run one I/O pass over a CQ and its SQs. Returns true when it did work. */
-bool nvme_io_pass(struct nvme_cq *cq, bool fetch);
+bool vfr_nvme_io_pass(struct nvme_cq *cq, bool fetch);
 /* Outstanding bdev requests on the CQ's channels. */
-uint32_t nvme_io_inflight(const struct nvme_cq *cq);
+uint32_t vfr_nvme_io_inflight(const struct nvme_cq *cq);
 /* Abandon retried requests (reset path). */
-void nvme_io_drop_retries(struct nvme_cq *cq);
+void vfr_nvme_io_drop_retries(struct nvme_cq *cq);
 
 static inline uint16_t nvme_le16(const void *p)
 {

@@ -40,7 +40,7 @@ static void req_done(struct nvme_req *r)
 	if (!r->status && vfurt_dma_lost_count(sq->ctrl->dev) != r->lost)
 		r->status = SC_DATA_XFER_ERROR;
 
-	nvme_cq_post(sq->cq, sq, r->cmd.cid, r->status, r->dw0);
+	vfr_nvme_cq_post(sq->cq, sq, r->cmd.cid, r->status, r->dw0);
 	sq->inflight--;
 	r->next = sq->free;
 	sq->free = r;
@@ -156,7 +156,7 @@ static bool submit_subs(struct nvme_cq *cq, struct nvme_req *r)
 
 			if (!have_ranges) {
 				/* (re-)read: the host must not change it while in flight */
-				r->status = nvme_copy_from_guest(c, cmd, ranges,
+				r->status = vfr_nvme_copy_from_guest(c, cmd, ranges,
 								 (size_t)r->nr_sub * sizeof(ranges[0]));
 				if (r->status) {
 					r->next_sub = r->nr_sub;
@@ -245,7 +245,7 @@ static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r, uint64_t *cost)
 		if (len > NVME_MAX_XFER)
 			return SC_INVALID_FIELD; /* MDTS */
 		*cost = len;
-		st = nvme_map_data(c, cmd, len,
+		st = vfr_nvme_map_data(c, cmd, len,
 				   cmd->opc == OPC_READ ? VFURT_DMA_WRITE : VFURT_DMA_READ, r->iov,
 				   NVME_MAX_IOV, &r->niov);
 		if (st)
@@ -312,7 +312,7 @@ static uint64_t start_cmd(struct nvme_cq *cq, struct nvme_sq *sq, const struct n
 	return cost;
 }
 
-uint32_t nvme_io_inflight(const struct nvme_cq *cq)
+uint32_t vfr_nvme_io_inflight(const struct nvme_cq *cq)
 {
 	uint32_t n = 0;
 
@@ -321,18 +321,18 @@ uint32_t nvme_io_inflight(const struct nvme_cq *cq)
 	return n;
 }
 
-void nvme_io_drop_retries(struct nvme_cq *cq)
+void vfr_nvme_io_drop_retries(struct nvme_cq *cq)
 {
 	cq->retry_head = cq->retry_tail = NULL;
 }
 
-bool nvme_io_pass(struct nvme_cq *cq, bool fetch)
+bool vfr_nvme_io_pass(struct nvme_cq *cq, bool fetch)
 {
 	struct nvme_ctrl *c = cq->ctrl;
 	struct nvme_req *list;
 	bool busy = false;
 
-	nvme_cq_begin(cq);
+	vfr_nvme_cq_begin(cq);
 	for (uint32_t i = 0; i < c->nr_ns; i++)
 		if (cq->ch[i] && vfurt_bdev_channel_poll(cq->ch[i], 0) > 0)
 			busy = true;
@@ -358,19 +358,19 @@ bool nvme_io_pass(struct nvme_cq *cq, bool fetch)
 		for (uint32_t i = 0; i < cq->nr_sqs; i++) {
 			struct nvme_sq *sq = cq->sqs[i];
 			const struct nvme_sqe *base;
-			uint32_t tail = nvme_sq_tail(sq);
+			uint32_t tail = vfr_nvme_sq_tail(sq);
 			uint32_t cmds = NVME_SQ_PASS_CMDS;
 			uint64_t bytes = 0;
 
 			if (tail == UINT32_MAX || tail == sq->head)
 				continue;
-			base = nvme_sq_base(sq);
-			while (sq->head != tail && sq->free && nvme_cq_room(cq) && cmds-- &&
+			base = vfr_nvme_sq_base(sq);
+			while (sq->head != tail && sq->free && vfr_nvme_cq_room(cq) && cmds-- &&
 			       bytes < NVME_SQ_PASS_BYTES) {
 				struct nvme_sqe cmd;
 
-				if (!nvme_sq_fetch(sq, base, &cmd)) {
-					nvme_set_fatal(c, "submission queue not mapped");
+				if (!vfr_nvme_sq_fetch(sq, base, &cmd)) {
+					vfr_nvme_set_fatal(c, "submission queue not mapped");
 					break;
 				}
 				bytes += start_cmd(cq, sq, &cmd);
@@ -381,8 +381,8 @@ bool nvme_io_pass(struct nvme_cq *cq, bool fetch)
 		}
 	}
 	if (!busy && !cq->irq_pending)
-		nvme_cq_refresh_head(cq); /* idle: the line is cheap now */
-	if (nvme_cq_end(cq))
+		vfr_nvme_cq_refresh_head(cq); /* idle: the line is cheap now */
+	if (vfr_nvme_cq_end(cq))
 		busy = true; /* a coalesced interrupt is due later */
 	return busy;
 }

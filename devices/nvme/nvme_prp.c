@@ -176,7 +176,7 @@ static uint16_t map_sgl(struct iov_builder *b, const struct nvme_sqe *cmd, uint6
 	return len ? SC_SGL_DATA_LEN_INVALID : SC_SUCCESS;
 }
 
-uint16_t nvme_map_data(struct nvme_ctrl *c, const struct nvme_sqe *cmd, uint64_t len,
+uint16_t vfr_nvme_map_data(struct nvme_ctrl *c, const struct nvme_sqe *cmd, uint64_t len,
 		       uint32_t prot, struct iovec *iov, int max, int *niov)
 {
 	struct iov_builder b = { .c = c, .prot = prot, .iov = iov, .max = max };
@@ -205,7 +205,7 @@ static uint16_t copy_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, void
 	uint16_t st;
 	int n;
 
-	st = nvme_map_data(c, cmd, len, to_guest ? VFURT_DMA_WRITE : VFURT_DMA_READ, iov,
+	st = vfr_nvme_map_data(c, cmd, len, to_guest ? VFURT_DMA_WRITE : VFURT_DMA_READ, iov,
 			   NVME_MAX_IOV, &n);
 	if (st)
 		return st;
@@ -222,13 +222,13 @@ static uint16_t copy_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, void
 	return SC_SUCCESS;
 }
 
-uint16_t nvme_copy_to_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd,
+uint16_t vfr_nvme_copy_to_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd,
 			    const void *buf, size_t len)
 {
 	return copy_guest(c, cmd, (void *)(uintptr_t)buf, len, true);
 }
 
-uint16_t nvme_copy_from_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, void *buf,
+uint16_t vfr_nvme_copy_from_guest(struct nvme_ctrl *c, const struct nvme_sqe *cmd, void *buf,
 			      size_t len)
 {
 	return copy_guest(c, cmd, buf, len, false);

@@ -5,7 +5,7 @@
 
 #include "nvme_internal.h"
 
-struct nvme_sq *nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
+struct nvme_sq *vfr_nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 			      uint32_t size, struct nvme_cq *cq, bool io)
 {
 	struct nvme_sq *sq = calloc(1, sizeof(*sq));
@@ -33,7 +33,7 @@ struct nvme_sq *nvme_sq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 	return sq;
 }
 
-void nvme_sq_free(struct nvme_sq *sq)
+void vfr_nvme_sq_free(struct nvme_sq *sq)
 {
 	if (!sq)
 		return;
@@ -41,7 +41,7 @@ void nvme_sq_free(struct nvme_sq *sq)
 	free(sq);
 }
 
-struct nvme_cq *nvme_cq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
+struct nvme_cq *vfr_nvme_cq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 			      uint32_t size, uint16_t vector, bool ien)
 {
 	struct nvme_cq *cq = calloc(1, sizeof(*cq));
@@ -59,7 +59,7 @@ struct nvme_cq *nvme_cq_alloc(struct nvme_ctrl *c, uint16_t qid, uint64_t iova,
 	return cq;
 }
 
-void nvme_cq_free(struct nvme_cq *cq)
+void vfr_nvme_cq_free(struct nvme_cq *cq)
 {
 	if (!cq)
 		return;
@@ -69,7 +69,7 @@ void nvme_cq_free(struct nvme_cq *cq)
 		vfurt_bdev_channel_destroy(cq->ch[i]);
 		cq->ch[i] = NULL;
 	}
-	nvme_io_drop_retries(cq);
+	vfr_nvme_io_drop_retries(cq);
 	free(cq);
 }
 
@@ -140,7 +140,7 @@ static uint32_t read_db(struct nvme_ctrl *c, uint16_t qid, uint32_t idx, uint32_
 	return __atomic_load_n(&c->db[idx], __ATOMIC_ACQUIRE);
 }
 
-uint32_t nvme_sq_tail(struct nvme_sq *sq)
+uint32_t vfr_nvme_sq_tail(struct nvme_sq *sq)
 {
 	uint32_t t = read_db(sq->ctrl, sq->qid, 2u * sq->qid, sq->size, &sq->db);
 
@@ -151,20 +151,20 @@ uint32_t nvme_sq_tail(struct nvme_sq *sq)
 			vfurt_logf(&sq->ctrl->log, VFURT_LOG_WARN,
 				   "%s: SQ %u tail doorbell %u >= size %u", sq->ctrl->name,
 				   sq->qid, t, sq->size);
-			nvme_raise_event(sq->ctrl, EV_INVALID_DB_VALUE);
+			vfr_nvme_raise_event(sq->ctrl, EV_INVALID_DB_VALUE);
 		}
 		return UINT32_MAX;
 	}
 	return t;
 }
 
-const struct nvme_sqe *nvme_sq_base(struct nvme_sq *sq)
+const struct nvme_sqe *vfr_nvme_sq_base(struct nvme_sq *sq)
 {
 	return vfurt_dma_ptr(sq->ctrl->dev, sq->iova, (uint64_t)sq->size * sizeof(struct nvme_sqe),
 			     VFURT_DMA_READ);
 }
 
-bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_sqe *out)
+bool vfr_nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_sqe *out)
 {
 	uint64_t lost = vfurt_dma_lost_count(sq->ctrl->dev);
 	const struct nvme_sqe *e;
@@ -181,7 +181,7 @@ bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_
 	memcpy(out, e, sizeof(*out));
 	if (vfurt_dma_lost_count(sq->ctrl->dev) != lost) {
 		/* the ring's memory went away (io/fault.c): we read zeros */
-		nvme_set_fatal(sq->ctrl, "submission queue lost its backing memory");
+		vfr_nvme_set_fatal(sq->ctrl, "submission queue lost its backing memory");
 		return false;
 	}
 	sq->head = sq->head + 1 == sq->size ? 0 : sq->head + 1;
@@ -190,13 +190,13 @@ bool nvme_sq_fetch(struct nvme_sq *sq, const struct nvme_sqe *base, struct nvme_
 
 /* Re-read the CQ head doorbell (the host consumed entries). A bad value is
  * reported once and the last valid head kept. */
-void nvme_cq_refresh_head(struct nvme_cq *cq)
+void vfr_nvme_cq_refresh_head(struct nvme_cq *cq)
 {
 	struct nvme_ctrl *c = cq->ctrl;
 	uint32_t h;
 
 	if (c->dbbuf && cq->qid && c->pci && !vfurt_pci_msix_enabled(c->pci)) {
-		/* INTx: see nvme_irq_raise. EventIdx follows every head the
+		/* INTx: see vfr_nvme_irq_raise. EventIdx follows every head the
 		 * host reports, so its next update rings the MMIO doorbell. */
 		cq->db.armed = true;
 		h = read_db(c, cq->qid, 2u * cq->qid + 1u, cq->size, &cq->db);
@@ -209,14 +209,14 @@ void nvme_cq_refresh_head(struct nvme_cq *cq)
 			cq->bad_db = true;
 			vfurt_logf(&c->log, VFURT_LOG_WARN, "%s: CQ %u head doorbell %u >= size %u",
 				   c->name, cq->qid, h, cq->size);
-			nvme_raise_event(c, EV_INVALID_DB_VALUE);
+			vfr_nvme_raise_event(c, EV_INVALID_DB_VALUE);
 		}
 		return;
 	}
 	cq->head = h;
 }
 
-bool nvme_cq_begin(struct nvme_cq *cq)
+bool vfr_nvme_cq_begin(struct nvme_cq *cq)
 {
 	struct nvme_ctrl *c = cq->ctrl;
 
@@ -236,17 +236,17 @@ static uint32_t cq_room_at(const struct nvme_cq *cq)
 /* The head doorbell is read only when the cached head says the CQ is full:
  * the host writes that line after every reap, so reading it each pass would
  * cost a cache-line transfer per pass for nothing. */
-uint32_t nvme_cq_room(struct nvme_cq *cq)
+uint32_t vfr_nvme_cq_room(struct nvme_cq *cq)
 {
 	uint32_t room = cq_room_at(cq);
 
 	if (room)
 		return room;
-	nvme_cq_refresh_head(cq);
+	vfr_nvme_cq_refresh_head(cq);
 	return cq_room_at(cq);
 }
 
-void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t status,
+void vfr_nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t status,
 		  uint32_t dw0)
 {
 	struct nvme_ctrl *c = cq->ctrl;
@@ -264,7 +264,7 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 		e = vfurt_dma_ptr(c->dev, cq->iova + (uint64_t)cq->tail * sizeof(*e), sizeof(*e),
 				  VFURT_DMA_WRITE);
 	if (!e) {
-		nvme_set_fatal(c, "completion queue not mapped");
+		vfr_nvme_set_fatal(c, "completion queue not mapped");
 		return;
 	}
 	lost = vfurt_dma_lost_count(c->dev);
@@ -281,7 +281,7 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 	__atomic_store_n(&e->status, st, __ATOMIC_RELEASE);
 	if (vfurt_dma_lost_count(c->dev) != lost) {
 		/* the entry went nowhere: the ring's memory is gone (io/fault.c) */
-		nvme_set_fatal(c, "completion queue lost its backing memory");
+		vfr_nvme_set_fatal(c, "completion queue lost its backing memory");
 		return;
 	}
 	if (++cq->tail == cq->size) {
@@ -289,7 +289,7 @@ void nvme_cq_post(struct nvme_cq *cq, struct nvme_sq *sq, uint16_t cid, uint16_t
 		cq->phase = !cq->phase;
 	}
 	if (c->irq_per_cqe && cq->ien) {
-		nvme_irq_raise(cq);
+		vfr_nvme_irq_raise(cq);
 		return;
 	}
 	if (!cq->coal_count++ && c->int_coal)
@@ -312,7 +312,7 @@ static bool arm_db(struct nvme_ctrl *c, uint16_t qid, uint32_t idx, uint32_t siz
 	return read_db(c, qid, idx, size, st) != seen;
 }
 
-int nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm)
+int vfr_nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm)
 {
 	struct nvme_cq *cq = arg;
 	struct nvme_ctrl *c = cq->ctrl;
@@ -327,7 +327,7 @@ int nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm)
 	}
 	if (atomic_load_explicit(&c->fatal, memory_order_relaxed))
 		return VFURT_ARM_DONE; /* nothing will run until a reset */
-	if (nvme_io_inflight(cq) || cq->retry_head || cq->irq_pending)
+	if (vfr_nvme_io_inflight(cq) || cq->retry_head || cq->irq_pending)
 		return VFURT_ARM_PENDING; /* backend I/O completes without a kick */
 	if (!c->trap_db)
 		return VFURT_ARM_POLL; /* doorbells land in a mapped page: silent */
@@ -344,7 +344,7 @@ int nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm)
 		if (sq->bad_db)
 			continue;
 		if (c->dbbuf ? arm_db(c, sq->qid, 2u * sq->qid, sq->size, &sq->db, sq->head)
-			     : nvme_sq_tail(sq) != sq->head)
+			     : vfr_nvme_sq_tail(sq) != sq->head)
 			return VFURT_ARM_PENDING;
 	}
 	/* a CQ head update only matters when a full CQ holds commands back */
@@ -353,12 +353,12 @@ int nvme_cq_arm(struct vfurt_dev *dev, void *arg, bool arm)
 		uint32_t seen = cq->head;
 		bool moved;
 
-		if (sq->bad_db || nvme_sq_tail(sq) == sq->head || cq_room_at(cq))
+		if (sq->bad_db || vfr_nvme_sq_tail(sq) == sq->head || cq_room_at(cq))
 			continue;
 		if (c->dbbuf) {
 			moved = arm_db(c, cq->qid, 2u * cq->qid + 1u, cq->size, &cq->db, seen);
 		} else {
-			nvme_cq_refresh_head(cq);
+			vfr_nvme_cq_refresh_head(cq);
 			moved = cq->head != seen;
 		}
 		if (moved)
@@ -381,7 +381,7 @@ static uint32_t peek_cq_head(struct nvme_ctrl *c, const struct nvme_cq *cq)
 	return __atomic_load_n(&c->db[idx], __ATOMIC_ACQUIRE);
 }
 
-void nvme_irq_raise(struct nvme_cq *cq)
+void vfr_nvme_irq_raise(struct nvme_cq *cq)
 {
 	struct nvme_ctrl *c = cq->ctrl;
 
@@ -391,7 +391,7 @@ void nvme_irq_raise(struct nvme_cq *cq)
 	}
 	/* INTx: one line for every vector, masked by INTMS bit 0. The line
 	 * stays asserted until the host's head passes this tail: published
-	 * for nvme_intx_resample, which runs on the control thread. */
+	 * for vfr_nvme_intx_resample, which runs on the control thread. */
 	__atomic_store_n(&cq->intx_tail, cq->tail, __ATOMIC_RELEASE);
 	/*
 	 * QEMU takes a BAR access as the guest's INTx EOI. With shadow
@@ -401,7 +401,7 @@ void nvme_irq_raise(struct nvme_cq *cq)
 	 * head update rings the MMIO doorbell.
 	 */
 	if (c->dbbuf && cq->qid)
-		nvme_cq_refresh_head(cq);
+		vfr_nvme_cq_refresh_head(cq);
 	/* the line is a level: nothing unconsumed (the host's handler for
 	 * another queue on the shared line took these entries already), no
 	 * interrupt; one now would find nothing and never be EOI'd */
@@ -418,7 +418,7 @@ void nvme_irq_raise(struct nvme_cq *cq)
  * control thread, which owns queue creation and deletion and the DMA
  * table, so c->cq[] and the shadow buffer are stable here.
  */
-bool nvme_intx_resample(void *arg)
+bool vfr_nvme_intx_resample(void *arg)
 {
 	struct nvme_ctrl *c = arg;
 
@@ -445,7 +445,7 @@ bool nvme_intx_resample(void *arg)
  * that, at most one interrupt per CQ per pass, and the runtime writes each
  * eventfd once per pass.
  */
-bool nvme_cq_end(struct nvme_cq *cq)
+bool vfr_nvme_cq_end(struct nvme_cq *cq)
 {
 	const struct nvme_ctrl *c = cq->ctrl;
 	uint32_t coal = __atomic_load_n(&c->int_coal, __ATOMIC_RELAXED);
@@ -463,7 +463,7 @@ bool nvme_cq_end(struct nvme_cq *cq)
 	if (cq->qid != 0 && coal && cq->vector <= NVME_MAX_QID && !c->ivc_cd[cq->vector] &&
 	    cq->coal_count < thr && nvme_now_ns() - cq->coal_since_ns < time_ns)
 		return true; /* held back: keep polling until it is due */
-	nvme_irq_raise(cq);
+	vfr_nvme_irq_raise(cq);
 	cq->irq_pending = false;
 	cq->coal_count = 0;
 	return false;

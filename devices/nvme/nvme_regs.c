@@ -85,10 +85,10 @@ static void ctrl_enable(struct nvme_ctrl *c)
 		c->csts |= CSTS_CFS;
 		return;
 	}
-	c->cq[0] = nvme_cq_alloc(c, 0, c->acq, acqs, 0, true);
-	c->sq[0] = c->cq[0] ? nvme_sq_alloc(c, 0, c->asq, asqs, c->cq[0], false) : NULL;
+	c->cq[0] = vfr_nvme_cq_alloc(c, 0, c->acq, acqs, 0, true);
+	c->sq[0] = c->cq[0] ? vfr_nvme_sq_alloc(c, 0, c->asq, asqs, c->cq[0], false) : NULL;
 	if (!c->sq[0]) {
-		nvme_cq_free(c->cq[0]);
+		vfr_nvme_cq_free(c->cq[0]);
 		c->cq[0] = NULL;
 		c->csts |= CSTS_CFS;
 		return;
@@ -100,18 +100,18 @@ static void ctrl_enable(struct nvme_ctrl *c)
 		   asqs, acqs);
 }
 
-void nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on)
+void vfr_nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on)
 {
-	nvme_io_pause(c, false);
+	vfr_nvme_io_pause(c, false);
 	/* CQs first: destroying their bdev channels runs the callbacks of
 	 * cancelled I/O, which still look at their SQ (the CQ is marked dead,
 	 * so they post nothing); the SQs go after that */
 	for (uint32_t q = NVME_MAX_QID + 1; q-- > 0;) {
-		nvme_cq_free(c->cq[q]);
+		vfr_nvme_cq_free(c->cq[q]);
 		c->cq[q] = NULL;
 	}
 	for (uint32_t q = NVME_MAX_QID + 1; q-- > 0;) {
-		nvme_sq_free(c->sq[q]);
+		vfr_nvme_sq_free(c->sq[q]);
 		c->sq[q] = NULL;
 	}
 	c->io_paused = false;
@@ -120,7 +120,7 @@ void nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on)
 	atomic_store(&c->events, 0);
 	c->ev_masked = 0;
 	c->ev_log_pending = 0;
-	nvme_admin_reset_features(c);
+	vfr_nvme_admin_reset_features(c);
 	c->dbbuf = false;
 	c->dbbuf_shadow = c->dbbuf_eventidx = 0;
 	if (c->db)
@@ -144,7 +144,7 @@ static void cc_write(struct nvme_ctrl *c, uint32_t v)
 	if (!(old & CC_EN) && (v & CC_EN)) {
 		ctrl_enable(c);
 	} else if ((old & CC_EN) && !(v & CC_EN)) {
-		nvme_ctrl_reset(c, false);
+		vfr_nvme_ctrl_reset(c, false);
 		vfurt_logf(&c->log, VFURT_LOG_INFO, "%s: controller reset (CC.EN 0)", c->name);
 	}
 	if (CC_SHN(v) && !CC_SHN(old)) {
@@ -154,19 +154,19 @@ static void cc_write(struct nvme_ctrl *c, uint32_t v)
 		 * SHST says "processing" and the controller poller works it off
 		 * in bounded passes, so the home worker keeps serving the others.
 		 */
-		nvme_io_pause(c, false);
+		vfr_nvme_io_pause(c, false);
 		c->csts = (c->csts & ~CSTS_SHST_MASK) | CSTS_SHST_BUSY;
 		c->drain_deadline_ns = nvme_now_ns() + NVME_DRAIN_TIMEOUT_NS;
-		(void)nvme_shutdown_step(c);
+		(void)vfr_nvme_shutdown_step(c);
 	}
 }
 
-bool nvme_shutdown_step(struct nvme_ctrl *c)
+bool vfr_nvme_shutdown_step(struct nvme_ctrl *c)
 {
-	if (!atomic_load(&c->fatal) && nvme_io_drain_pass(c)) {
+	if (!atomic_load(&c->fatal) && vfr_nvme_io_drain_pass(c)) {
 		if (nvme_now_ns() <= c->drain_deadline_ns)
 			return true;
-		nvme_set_fatal(c, "I/O did not drain for shutdown");
+		vfr_nvme_set_fatal(c, "I/O did not drain for shutdown");
 	}
 	c->csts = (c->csts & ~CSTS_SHST_MASK) | CSTS_SHST_DONE;
 	return false;
@@ -223,11 +223,11 @@ static ssize_t db_access(struct nvme_ctrl *c, void *buf, size_t count, uint64_t 
 			 * write can be seen; the mapped page cannot tell) */
 			if ((c->csts & CSTS_RDY) &&
 			    (qid > NVME_MAX_QID || (cq ? !c->cq[qid] : !c->sq[qid])))
-				nvme_raise_event(c, EV_INVALID_DB_REG);
+				vfr_nvme_raise_event(c, EV_INVALID_DB_REG);
 			/* pairs with the pollers' acquire load of the doorbell */
 			__atomic_store_n((uint32_t *)(void *)p, v, __ATOMIC_RELEASE);
 			/* a trapped write is seen here: wake a sleeping poller */
-			nvme_kick_qid(c, qid, cq);
+			vfr_nvme_kick_qid(c, qid, cq);
 		} else {
 			v = __atomic_load_n((uint32_t *)(void *)p, __ATOMIC_ACQUIRE);
 			memcpy(buf, &v, 4);
@@ -244,7 +244,7 @@ static ssize_t db_access(struct nvme_ctrl *c, void *buf, size_t count, uint64_t 
 	return (ssize_t)count;
 }
 
-ssize_t nvme_bar0_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
+ssize_t vfr_nvme_bar0_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
 			 uint64_t offset, bool is_write)
 {
 	struct nvme_ctrl *c = arg;

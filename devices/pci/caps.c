@@ -47,7 +47,7 @@
 _Static_assert(EXP_CAP_LEN % 4 == 0, "PCIe cap length");
 _Static_assert((EXP_DEVCTL_DEFAULT & ~EXP_DEVCTL_WMASK) == 0, "devctl defaults writable");
 
-int vpci_cap_alloc(struct vfurt_pci *pci, uint8_t id, size_t len)
+int vfr_vpci_cap_alloc(struct vfurt_pci *pci, uint8_t id, size_t len)
 {
 	uint32_t off = pci->cap_next;
 	uint32_t alen;
@@ -59,21 +59,21 @@ int vpci_cap_alloc(struct vfurt_pci *pci, uint8_t id, size_t len)
 		return -ENOSPC;
 	/* Default every byte of the cap to read-only zero; callers refine. */
 	for (uint32_t i = 0; i < alen; i += 4)
-		vpci_define(pci, off + i, 4, 0, 0, 0);
-	vpci_define(pci, off, 1, id, 0, 0);
-	vpci_define(pci, off + 1, 1, 0, 0, 0);
+		vfr_vpci_define(pci, off + i, 4, 0, 0, 0);
+	vfr_vpci_define(pci, off, 1, id, 0, 0);
+	vfr_vpci_define(pci, off + 1, 1, 0, 0, 0);
 	if (pci->cap_last)
-		vpci_define(pci, pci->cap_last + 1, 1, off, 0, 0);
+		vfr_vpci_define(pci, pci->cap_last + 1, 1, off, 0, 0);
 	else
-		vpci_define(pci, VPCI_CAP_PTR, 1, off, 0, 0);
-	vpci_define(pci, VPCI_STATUS, 2, vpci_get(pci, VPCI_STATUS, 2) | VPCI_STS_CAP_LIST,
+		vfr_vpci_define(pci, VPCI_CAP_PTR, 1, off, 0, 0);
+	vfr_vpci_define(pci, VPCI_STATUS, 2, vfr_vpci_get(pci, VPCI_STATUS, 2) | VPCI_STS_CAP_LIST,
 		    0, VPCI_STS_W1C);
 	pci->cap_last = off;
 	pci->cap_next = off + alen;
 	return (int)off;
 }
 
-int vpci_ext_cap_alloc(struct vfurt_pci *pci, uint16_t id, uint8_t ver, size_t len)
+int vfr_vpci_ext_cap_alloc(struct vfurt_pci *pci, uint16_t id, uint8_t ver, size_t len)
 {
 	uint32_t off = pci->ext_next;
 	uint32_t alen;
@@ -84,13 +84,13 @@ int vpci_ext_cap_alloc(struct vfurt_pci *pci, uint16_t id, uint8_t ver, size_t l
 	if (alen > pci->cfg_size - off)
 		return -ENOSPC;
 	for (uint32_t i = 0; i < alen; i += 4)
-		vpci_define(pci, off + i, 4, 0, 0, 0);
-	vpci_define(pci, off, 4, id | ((uint32_t)ver << 16), 0, 0);
+		vfr_vpci_define(pci, off + i, 4, 0, 0, 0);
+	vfr_vpci_define(pci, off, 4, id | ((uint32_t)ver << 16), 0, 0);
 	if (pci->ext_last) {
-		uint32_t hdr = vpci_get(pci, pci->ext_last, 4);
+		uint32_t hdr = vfr_vpci_get(pci, pci->ext_last, 4);
 
 		hdr = (hdr & 0x000fffffu) | (off << EXT_CAP_NEXT_SHIFT);
-		vpci_define(pci, pci->ext_last, 4, hdr, 0, 0);
+		vfr_vpci_define(pci, pci->ext_last, 4, hdr, 0, 0);
 	}
 	pci->ext_last = off;
 	pci->ext_next = off + alen;
@@ -105,11 +105,11 @@ int vfurt_pci_add_pm(struct vfurt_pci *pci)
 		return -EINVAL;
 	if (pci->pm_off)
 		return -EEXIST;
-	off = vpci_cap_alloc(pci, VPCI_CAP_ID_PM, PM_CAP_LEN);
+	off = vfr_vpci_cap_alloc(pci, VPCI_CAP_ID_PM, PM_CAP_LEN);
 	if (off < 0)
 		return off;
-	vpci_define(pci, off + PM_PMC, 2, PM_PMC_VERSION, 0, 0);
-	vpci_define(pci, off + PM_PMCSR, 2, PM_PMCSR_NO_SOFT_RESET | PM_D0,
+	vfr_vpci_define(pci, off + PM_PMC, 2, PM_PMC_VERSION, 0, 0);
+	vfr_vpci_define(pci, off + PM_PMCSR, 2, PM_PMCSR_NO_SOFT_RESET | PM_D0,
 		    PM_PMCSR_STATE_MASK, 0);
 	pci->pm_off = (uint32_t)off;
 	pci->pm_state = PM_D0;
@@ -135,21 +135,21 @@ int vfurt_pci_add_pcie(struct vfurt_pci *pci)
 			return err;
 		own_err = true;
 	}
-	off = vpci_cap_alloc(pci, VPCI_CAP_ID_EXP, EXP_CAP_LEN);
+	off = vfr_vpci_cap_alloc(pci, VPCI_CAP_ID_EXP, EXP_CAP_LEN);
 	if (off < 0) {
 		if (own_err)
 			(void)vfurt_dev_setup_irq(pci->dev, VFURT_IRQ_ERR, 0);
 		return off;
 	}
-	vpci_define(pci, off + EXP_FLAGS, 2, EXP_FLAGS_V2_ENDPOINT, 0, 0);
-	vpci_define(pci, off + EXP_DEVCAP, 4, EXP_DEVCAP_VAL, 0, 0);
-	vpci_define(pci, off + EXP_DEVCTL, 2, EXP_DEVCTL_DEFAULT, EXP_DEVCTL_WMASK, 0);
-	vpci_define(pci, off + EXP_DEVSTA, 2, 0, 0, EXP_DEVSTA_W1C);
-	vpci_define(pci, off + EXP_LNKCAP, 4, EXP_LNK_X1_2_5GT, 0, 0);
-	vpci_define(pci, off + EXP_LNKCTL, 2, 0, EXP_LNKCTL_WMASK, 0);
-	vpci_define(pci, off + EXP_LNKSTA, 2, EXP_LNK_X1_2_5GT, 0, 0);
-	vpci_define(pci, off + EXP_LNKCAP2, 4, EXP_LNKCAP2_2_5GT, 0, 0);
-	vpci_define(pci, off + EXP_LNKCTL2, 2, 0x1, 0, 0); /* target speed 2.5 GT/s */
+	vfr_vpci_define(pci, off + EXP_FLAGS, 2, EXP_FLAGS_V2_ENDPOINT, 0, 0);
+	vfr_vpci_define(pci, off + EXP_DEVCAP, 4, EXP_DEVCAP_VAL, 0, 0);
+	vfr_vpci_define(pci, off + EXP_DEVCTL, 2, EXP_DEVCTL_DEFAULT, EXP_DEVCTL_WMASK, 0);
+	vfr_vpci_define(pci, off + EXP_DEVSTA, 2, 0, 0, EXP_DEVSTA_W1C);
+	vfr_vpci_define(pci, off + EXP_LNKCAP, 4, EXP_LNK_X1_2_5GT, 0, 0);
+	vfr_vpci_define(pci, off + EXP_LNKCTL, 2, 0, EXP_LNKCTL_WMASK, 0);
+	vfr_vpci_define(pci, off + EXP_LNKSTA, 2, EXP_LNK_X1_2_5GT, 0, 0);
+	vfr_vpci_define(pci, off + EXP_LNKCAP2, 4, EXP_LNKCAP2_2_5GT, 0, 0);
+	vfr_vpci_define(pci, off + EXP_LNKCTL2, 2, 0x1, 0, 0); /* target speed 2.5 GT/s */
 	pci->pcie_off = (uint32_t)off;
 	return off;
 }
@@ -161,12 +161,12 @@ int vfurt_pci_add_vendor(struct vfurt_pci *pci, const void *data, size_t len)
 
 	if (!pci || len > 253 || (len && !data))
 		return -EINVAL;
-	off = vpci_cap_alloc(pci, VPCI_CAP_ID_VNDR, 3 + len);
+	off = vfr_vpci_cap_alloc(pci, VPCI_CAP_ID_VNDR, 3 + len);
 	if (off < 0)
 		return off;
-	vpci_define(pci, off + 2, 1, 3 + len, 0, 0);
+	vfr_vpci_define(pci, off + 2, 1, 3 + len, 0, 0);
 	for (size_t i = 0; i < len; i++)
-		vpci_define(pci, off + 3 + (uint32_t)i, 1, d[i], 0, 0);
+		vfr_vpci_define(pci, off + 3 + (uint32_t)i, 1, d[i], 0, 0);
 	return off;
 }
 
@@ -178,11 +178,11 @@ int vfurt_pci_add_dsn(struct vfurt_pci *pci, uint64_t serial)
 		return -EINVAL;
 	if (pci->dsn_off)
 		return -EEXIST;
-	off = vpci_ext_cap_alloc(pci, VPCI_EXT_CAP_ID_DSN, 1, 12);
+	off = vfr_vpci_ext_cap_alloc(pci, VPCI_EXT_CAP_ID_DSN, 1, 12);
 	if (off < 0)
 		return off;
-	vpci_define(pci, off + 4, 4, (uint32_t)serial, 0, 0);
-	vpci_define(pci, off + 8, 4, (uint32_t)(serial >> 32), 0, 0);
+	vfr_vpci_define(pci, off + 4, 4, (uint32_t)serial, 0, 0);
+	vfr_vpci_define(pci, off + 8, 4, (uint32_t)(serial >> 32), 0, 0);
 	pci->dsn_off = (uint32_t)off;
 	return off;
 }
@@ -196,13 +196,13 @@ int vfurt_pci_add_ext_vendor(struct vfurt_pci *pci, uint16_t vsec_id, uint8_t vs
 	/* VSEC length (header included) is a 12-bit field. */
 	if (!pci || vsec_rev > 0xf || len > 0xfff - 8 || (len && !data))
 		return -EINVAL;
-	off = vpci_ext_cap_alloc(pci, VPCI_EXT_CAP_ID_VNDR, 1, 8 + len);
+	off = vfr_vpci_ext_cap_alloc(pci, VPCI_EXT_CAP_ID_VNDR, 1, 8 + len);
 	if (off < 0)
 		return off;
-	vpci_define(pci, off + 4, 4,
+	vfr_vpci_define(pci, off + 4, 4,
 		    vsec_id | ((uint32_t)vsec_rev << 16) | ((uint32_t)(8 + len) << 20), 0, 0);
 	for (size_t i = 0; i < len; i++)
-		vpci_define(pci, off + 8 + (uint32_t)i, 1, d[i], 0, 0);
+		vfr_vpci_define(pci, off + 8 + (uint32_t)i, 1, d[i], 0, 0);
 	return off;
 }
 
@@ -210,12 +210,12 @@ int vfurt_pci_add_ext_vendor(struct vfurt_pci *pci, uint16_t vsec_id, uint8_t vs
 static void pm_after_write(struct vfurt_pci *pci)
 {
 	uint32_t reg = pci->pm_off + PM_PMCSR;
-	uint32_t csr = vpci_get(pci, reg, 2);
+	uint32_t csr = vfr_vpci_get(pci, reg, 2);
 	uint8_t state = csr & PM_PMCSR_STATE_MASK;
 
 	if (state != PM_D0 && state != PM_D3HOT) {
 		csr = (csr & ~PM_PMCSR_STATE_MASK) | pci->pm_state;
-		vpci_set(pci, reg, 2, csr);
+		vfr_vpci_set(pci, reg, 2, csr);
 		return;
 	}
 	/* No_Soft_Reset is set: D3hot -> D0 keeps the function's state. */
@@ -230,23 +230,23 @@ static void do_flr(struct vfurt_pci *pci)
 		(void)vfurt_dev_reset(pci->dev, VFURT_RESET_PCI_FLR); /* config space too */
 }
 
-void vpci_caps_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len)
+void vfr_vpci_caps_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len)
 {
 	if (pci->pm_off && vpci_overlap(off, len, pci->pm_off + PM_PMCSR, 2))
 		pm_after_write(pci);
 	if (pci->pcie_off && vpci_overlap(off, len, pci->pcie_off + EXP_DEVCTL, 2)) {
 		uint32_t reg = pci->pcie_off + EXP_DEVCTL;
-		uint32_t ctl = vpci_get(pci, reg, 2);
+		uint32_t ctl = vfr_vpci_get(pci, reg, 2);
 
 		if (ctl & EXP_DEVCTL_FLR) {
 			/* Initiate FLR always reads 0. */
-			vpci_set(pci, reg, 2, ctl & ~EXP_DEVCTL_FLR);
+			vfr_vpci_set(pci, reg, 2, ctl & ~EXP_DEVCTL_FLR);
 			do_flr(pci);
 		}
 	}
 }
 
-void vpci_caps_reset(struct vfurt_pci *pci)
+void vfr_vpci_caps_reset(struct vfurt_pci *pci)
 {
 	pci->pm_state = PM_D0;
 }

@@ -11,7 +11,7 @@
 /* Status bits a type-0 function without caps reports. */
 #define STS_DEFAULT 0x0000u
 
-uint32_t vpci_get(const struct vfurt_pci *pci, uint32_t off, uint32_t size)
+uint32_t vfr_vpci_get(const struct vfurt_pci *pci, uint32_t off, uint32_t size)
 {
 	uint32_t v = 0;
 
@@ -20,13 +20,13 @@ uint32_t vpci_get(const struct vfurt_pci *pci, uint32_t off, uint32_t size)
 	return v;
 }
 
-void vpci_set(struct vfurt_pci *pci, uint32_t off, uint32_t size, uint32_t val)
+void vfr_vpci_set(struct vfurt_pci *pci, uint32_t off, uint32_t size, uint32_t val)
 {
 	for (uint32_t i = 0; i < size; i++)
 		pci->cfg[off + i] = (uint8_t)(val >> (8 * i));
 }
 
-void vpci_define(struct vfurt_pci *pci, uint32_t off, uint32_t size, uint32_t val,
+void vfr_vpci_define(struct vfurt_pci *pci, uint32_t off, uint32_t size, uint32_t val,
 		 uint32_t wmask, uint32_t w1c)
 {
 	for (uint32_t i = 0; i < size; i++) {
@@ -67,7 +67,7 @@ static int setup_bars(struct vfurt_pci *pci)
 			continue;
 		}
 		if (!d.size) {
-			vpci_define(pci, off, 4, 0, 0, 0);
+			vfr_vpci_define(pci, off, 4, 0, 0, 0);
 			continue;
 		}
 		if (!is_pow2(d.size))
@@ -77,7 +77,7 @@ static int setup_bars(struct vfurt_pci *pci)
 			if (d.flags & (VFURT_REGION_MEM64 | VFURT_REGION_PREFETCH) ||
 			    d.size < 4 || d.size > (1ull << 31))
 				return -EINVAL;
-			vpci_define(pci, off, 4, VPCI_BAR_IO, (uint32_t)mask & ~0x3u, 0);
+			vfr_vpci_define(pci, off, 4, VPCI_BAR_IO, (uint32_t)mask & ~0x3u, 0);
 			continue;
 		}
 		if (d.size < 16)
@@ -86,14 +86,14 @@ static int setup_bars(struct vfurt_pci *pci)
 		if (d.flags & VFURT_REGION_MEM64) {
 			if (i == VPCI_NUM_BARS - 1 || d.size > (1ull << 63))
 				return -EINVAL;
-			vpci_define(pci, off, 4, low | VPCI_BAR_MEM64, (uint32_t)mask & ~0xfu, 0);
-			vpci_define(pci, off + 4, 4, 0, (uint32_t)(mask >> 32), 0);
+			vfr_vpci_define(pci, off, 4, low | VPCI_BAR_MEM64, (uint32_t)mask & ~0xfu, 0);
+			vfr_vpci_define(pci, off + 4, 4, 0, (uint32_t)(mask >> 32), 0);
 			upper_half = true;
 			continue;
 		}
 		if (d.size > (1ull << 31))
 			return -EINVAL;
-		vpci_define(pci, off, 4, low, (uint32_t)mask & ~0xfu, 0);
+		vfr_vpci_define(pci, off, 4, low, (uint32_t)mask & ~0xfu, 0);
 	}
 
 	if (vfurt_dev_get_region(pci->dev, VFURT_REGION_ROM, &d) < 0)
@@ -104,10 +104,10 @@ static int setup_bars(struct vfurt_pci *pci)
 
 		if (!is_pow2(d.size) || dsize > (1ull << 31))
 			return -EINVAL;
-		vpci_define(pci, VPCI_ROM_ADDRESS, 4, 0,
+		vfr_vpci_define(pci, VPCI_ROM_ADDRESS, 4, 0,
 			    ((uint32_t)~(dsize - 1) & VPCI_ROM_ADDR_MASK) | VPCI_ROM_ENABLE, 0);
 	} else {
-		vpci_define(pci, VPCI_ROM_ADDRESS, 4, 0, 0, 0);
+		vfr_vpci_define(pci, VPCI_ROM_ADDRESS, 4, 0, 0, 0);
 	}
 	return 0;
 }
@@ -116,27 +116,27 @@ static void setup_header(struct vfurt_pci *pci, const struct vfurt_pci_opts *o)
 {
 	/* Everything in the header is emulated; undefined bytes read 0. */
 	for (uint32_t off = 0; off < VPCI_HEADER_END; off += 4)
-		vpci_define(pci, off, 4, 0, 0, 0);
-	vpci_define(pci, VPCI_VENDOR_ID, 2, o->vendor_id, 0, 0);
-	vpci_define(pci, VPCI_DEVICE_ID, 2, o->device_id, 0, 0);
-	vpci_define(pci, VPCI_COMMAND, 2, 0, VPCI_CMD_WMASK, 0);
-	vpci_define(pci, VPCI_STATUS, 2, STS_DEFAULT, 0, VPCI_STS_W1C);
-	vpci_define(pci, VPCI_REVISION_ID, 1, o->revision, 0, 0);
-	vpci_define(pci, VPCI_CLASS_PROG, 1, o->class_code & 0xff, 0, 0);
-	vpci_define(pci, VPCI_CLASS_PROG + 1, 2, (o->class_code >> 8) & 0xffff, 0, 0);
+		vfr_vpci_define(pci, off, 4, 0, 0, 0);
+	vfr_vpci_define(pci, VPCI_VENDOR_ID, 2, o->vendor_id, 0, 0);
+	vfr_vpci_define(pci, VPCI_DEVICE_ID, 2, o->device_id, 0, 0);
+	vfr_vpci_define(pci, VPCI_COMMAND, 2, 0, VPCI_CMD_WMASK, 0);
+	vfr_vpci_define(pci, VPCI_STATUS, 2, STS_DEFAULT, 0, VPCI_STS_W1C);
+	vfr_vpci_define(pci, VPCI_REVISION_ID, 1, o->revision, 0, 0);
+	vfr_vpci_define(pci, VPCI_CLASS_PROG, 1, o->class_code & 0xff, 0, 0);
+	vfr_vpci_define(pci, VPCI_CLASS_PROG + 1, 2, (o->class_code >> 8) & 0xffff, 0, 0);
 	/* Cache line size is RW on real functions and Linux writes it. */
-	vpci_define(pci, VPCI_CACHE_LINE_SIZE, 1, 0, 0xff, 0);
-	vpci_define(pci, VPCI_HEADER_TYPE, 1, 0x00, 0, 0);
-	vpci_define(pci, VPCI_SUBSYS_VENDOR_ID, 2, o->subsys_vendor_id, 0, 0);
-	vpci_define(pci, VPCI_SUBSYS_ID, 2, o->subsys_id, 0, 0);
-	vpci_define(pci, VPCI_INTERRUPT_LINE, 1, 0, 0xff, 0);
-	vpci_define(pci, VPCI_INTERRUPT_PIN, 1, o->intx_pin, 0, 0);
+	vfr_vpci_define(pci, VPCI_CACHE_LINE_SIZE, 1, 0, 0xff, 0);
+	vfr_vpci_define(pci, VPCI_HEADER_TYPE, 1, 0x00, 0, 0);
+	vfr_vpci_define(pci, VPCI_SUBSYS_VENDOR_ID, 2, o->subsys_vendor_id, 0, 0);
+	vfr_vpci_define(pci, VPCI_SUBSYS_ID, 2, o->subsys_id, 0, 0);
+	vfr_vpci_define(pci, VPCI_INTERRUPT_LINE, 1, 0, 0xff, 0);
+	vfr_vpci_define(pci, VPCI_INTERRUPT_PIN, 1, o->intx_pin, 0, 0);
 }
 
 /* INTx disable in the command register masks INTx at the irq layer. */
 static void sync_intx(struct vfurt_pci *pci, bool force)
 {
-	bool masked = vpci_get(pci, VPCI_COMMAND, 2) & VPCI_CMD_INTX_DISABLE;
+	bool masked = vfr_vpci_get(pci, VPCI_COMMAND, 2) & VPCI_CMD_INTX_DISABLE;
 
 	if (!pci->intx || (!force && masked == pci->intx_masked))
 		return;
@@ -146,7 +146,7 @@ static void sync_intx(struct vfurt_pci *pci, bool force)
 
 static void emu_read(struct vfurt_pci *pci, uint8_t *buf, uint32_t off, uint32_t len)
 {
-	vpci_msi_before_read(pci, off, len);
+	vfr_vpci_msi_before_read(pci, off, len);
 	memcpy(buf, pci->cfg + off, len);
 }
 
@@ -222,9 +222,9 @@ static ssize_t cfg_access(struct vfurt_dev *dev, void *arg, void *buf, size_t co
 
 		if (vpci_overlap(off, len, VPCI_COMMAND, 2))
 			sync_intx(pci, false);
-		vpci_msi_after_write(pci, off, len);
+		vfr_vpci_msi_after_write(pci, off, len);
 		/* Last: may run a Function Level Reset. */
-		vpci_caps_after_write(pci, off, len);
+		vfr_vpci_caps_after_write(pci, off, len);
 	}
 	return (ssize_t)count;
 }
@@ -233,7 +233,7 @@ static void pci_free(struct vfurt_pci *pci)
 {
 	if (!pci)
 		return;
-	vpci_msi_free(pci);
+	vfr_vpci_msi_free(pci);
 	free(pci->cfg);
 	free(pci);
 }
@@ -247,12 +247,12 @@ static void pci_client_irq_cb(struct vfurt_pci *pci, uint32_t index, uint32_t ve
 			      bool assigned)
 {
 	if (index == VFURT_IRQ_MSIX)
-		vpci_msix_client_irq(pci, vector, assigned);
+		vfr_vpci_msix_client_irq(pci, vector, assigned);
 }
 
 static void pci_client_detach_cb(struct vfurt_pci *pci)
 {
-	vpci_msix_client_detach(pci);
+	vfr_vpci_msix_client_detach(pci);
 }
 
 struct vfurt_pci *vfurt_pci_create(struct vfurt_dev *dev, const struct vfurt_pci_opts *opts)
@@ -305,7 +305,7 @@ struct vfurt_pci *vfurt_pci_create(struct vfurt_dev *dev, const struct vfurt_pci
 		goto err_free_cfg;
 	/* Keep the extended chain valid with no ext caps: 0x100 reads 0. */
 	if (o.cfg_size == VFURT_PCI_CFG_SIZE_EXP)
-		vpci_define(pci, VPCI_EXT_CAP_START, 4, 0, 0, 0);
+		vfr_vpci_define(pci, VPCI_EXT_CAP_START, 4, 0, 0, 0);
 
 	if (pci->intx) {
 		err = vfurt_dev_setup_irq(dev, VFURT_IRQ_INTX, 1);
@@ -361,7 +361,7 @@ void vfurt_pci_set_cfg_hook(struct vfurt_pci *pci, vfurt_pci_cfg_fn fn, void *ar
 	pci->hook_arg = arg;
 }
 
-void vfurt_pci_set_flr_fn(struct vfurt_pci *pci, vfurt_pci_flr_fn fn, void *arg)
+void vfr_pci_set_flr_fn(struct vfurt_pci *pci, vfurt_pci_flr_fn fn, void *arg)
 {
 	if (!pci)
 		return;
@@ -376,7 +376,7 @@ const uint8_t *vfurt_pci_cfg(const struct vfurt_pci *pci)
 
 uint16_t vfurt_pci_command(const struct vfurt_pci *pci)
 {
-	return pci ? (uint16_t)vpci_get(pci, VPCI_COMMAND, 2) : 0;
+	return pci ? (uint16_t)vfr_vpci_get(pci, VPCI_COMMAND, 2) : 0;
 }
 
 bool vfurt_pci_bus_master(const struct vfurt_pci *pci)
@@ -390,6 +390,6 @@ void vfurt_pci_reset(struct vfurt_pci *pci)
 		return;
 	memcpy(pci->cfg, pci->rst, pci->cfg_size);
 	sync_intx(pci, true);
-	vpci_caps_reset(pci);
-	vpci_msi_reset(pci);
+	vfr_vpci_caps_reset(pci);
+	vfr_vpci_msi_reset(pci);
 }

@@ -57,10 +57,10 @@ static uint32_t log2_u32(uint32_t v)
  */
 static void msi_sync(struct vfurt_pci *pci, bool force)
 {
-	uint32_t ctrl = vpci_get(pci, pci->msi_off + MSI_CTRL, 2);
+	uint32_t ctrl = vfr_vpci_get(pci, pci->msi_off + MSI_CTRL, 2);
 	bool enabled = ctrl & MSI_CTRL_ENABLE;
 	uint32_t nr = 1u << ((ctrl & MSI_CTRL_MME_MASK) >> MSI_CTRL_MME_SHIFT);
-	uint32_t bits = pci->msi_pvm ? vpci_get(pci, pci->msi_off + MSI_MASK, 4) : 0;
+	uint32_t bits = pci->msi_pvm ? vfr_vpci_get(pci, pci->msi_off + MSI_MASK, 4) : 0;
 	/* On enable, push every mask in case the irq layer's per-vector state
 	 * was reset behind our back. */
 	bool all = force || (enabled && !pci->msi_enabled);
@@ -95,7 +95,7 @@ int vfurt_pci_add_msi(struct vfurt_pci *pci, uint32_t nvec, bool per_vector_mask
 	err = vfurt_dev_setup_irq(pci->dev, VFURT_IRQ_MSI, nvec);
 	if (err < 0)
 		return err;
-	off = vpci_cap_alloc(pci, VPCI_CAP_ID_MSI, per_vector_mask ? MSI_LEN_MASK : MSI_LEN_NOMASK);
+	off = vfr_vpci_cap_alloc(pci, VPCI_CAP_ID_MSI, per_vector_mask ? MSI_LEN_MASK : MSI_LEN_NOMASK);
 	if (off < 0) {
 		(void)vfurt_dev_setup_irq(pci->dev, VFURT_IRQ_MSI, 0);
 		return off;
@@ -104,15 +104,15 @@ int vfurt_pci_add_msi(struct vfurt_pci *pci, uint32_t nvec, bool per_vector_mask
 	ctrl = (log2_u32(nvec) << MSI_CTRL_MMC_SHIFT) | MSI_CTRL_64BIT;
 	if (per_vector_mask)
 		ctrl |= MSI_CTRL_PVM;
-	vpci_define(pci, off + MSI_CTRL, 2, ctrl, MSI_CTRL_ENABLE | MSI_CTRL_MME_MASK, 0);
-	vpci_define(pci, off + MSI_ADDR_LO, 4, 0, 0xfffffffcu, 0);
-	vpci_define(pci, off + MSI_ADDR_HI, 4, 0, 0xffffffffu, 0);
-	vpci_define(pci, off + MSI_DATA, 2, 0, 0xffff, 0);
+	vfr_vpci_define(pci, off + MSI_CTRL, 2, ctrl, MSI_CTRL_ENABLE | MSI_CTRL_MME_MASK, 0);
+	vfr_vpci_define(pci, off + MSI_ADDR_LO, 4, 0, 0xfffffffcu, 0);
+	vfr_vpci_define(pci, off + MSI_ADDR_HI, 4, 0, 0xffffffffu, 0);
+	vfr_vpci_define(pci, off + MSI_DATA, 2, 0, 0xffff, 0);
 	if (per_vector_mask) {
 		uint32_t m = nvec == 32 ? 0xffffffffu : (1u << nvec) - 1;
 
-		vpci_define(pci, off + MSI_MASK, 4, 0, m, 0);
-		vpci_define(pci, off + MSI_PENDING, 4, 0, 0, 0);
+		vfr_vpci_define(pci, off + MSI_MASK, 4, 0, m, 0);
+		vfr_vpci_define(pci, off + MSI_PENDING, 4, 0, 0, 0);
 	}
 	pci->msi_off = (uint32_t)off;
 	pci->msi_nvec = nvec;
@@ -124,10 +124,10 @@ int vfurt_pci_add_msi(struct vfurt_pci *pci, uint32_t nvec, bool per_vector_mask
 bool vfurt_pci_msi_enabled(const struct vfurt_pci *pci)
 {
 	return pci && pci->msi_off &&
-	       (vpci_get(pci, pci->msi_off + MSI_CTRL, 2) & MSI_CTRL_ENABLE);
+	       (vfr_vpci_get(pci, pci->msi_off + MSI_CTRL, 2) & MSI_CTRL_ENABLE);
 }
 
-void vpci_msi_before_read(struct vfurt_pci *pci, uint32_t off, uint32_t len)
+void vfr_vpci_msi_before_read(struct vfurt_pci *pci, uint32_t off, uint32_t len)
 {
 	uint32_t bits = 0;
 
@@ -137,7 +137,7 @@ void vpci_msi_before_read(struct vfurt_pci *pci, uint32_t off, uint32_t len)
 	for (uint32_t v = 0; v < pci->msi_nvec; v++)
 		if (vfurt_irq_pending(pci->dev, VFURT_IRQ_MSI, v))
 			bits |= 1u << v;
-	vpci_set(pci, pci->msi_off + MSI_PENDING, 4, bits);
+	vfr_vpci_set(pci, pci->msi_off + MSI_PENDING, 4, bits);
 }
 
 /* ---- MSI-X ------------------------------------------------------------ */
@@ -155,7 +155,7 @@ static bool msix_vec_masked(const struct vfurt_pci *pci, uint32_t v)
 
 static void msix_sync(struct vfurt_pci *pci, bool force)
 {
-	uint32_t ctrl = vpci_get(pci, pci->msix_off + MSIX_CTRL, 2);
+	uint32_t ctrl = vfr_vpci_get(pci, pci->msix_off + MSIX_CTRL, 2);
 	bool enabled = ctrl & MSIX_CTRL_ENABLE;
 	bool fmasked = !enabled || (ctrl & MSIX_CTRL_FMASK);
 
@@ -177,7 +177,7 @@ static void msix_sync(struct vfurt_pci *pci, bool force)
 bool vfurt_pci_msix_enabled(const struct vfurt_pci *pci)
 {
 	return pci && pci->msix_off &&
-	       (vpci_get(pci, pci->msix_off + MSIX_CTRL, 2) & MSIX_CTRL_ENABLE);
+	       (vfr_vpci_get(pci, pci->msix_off + MSIX_CTRL, 2) & MSIX_CTRL_ENABLE);
 }
 
 /* Writable bits of each byte of a table entry: address (dword aligned),
@@ -374,14 +374,14 @@ static void msix_set_vec_mask(struct vfurt_pci *pci, uint32_t v, bool masked)
  * the eventfd), which is a separate mask in the irq layer. Unmasking here
  * fires what became pending while the vector was masked.
  */
-void vpci_msix_client_irq(struct vfurt_pci *pci, uint32_t vector, bool assigned)
+void vfr_vpci_msix_client_irq(struct vfurt_pci *pci, uint32_t vector, bool assigned)
 {
 	if (!pci->msix_off || pci->msix_client_table || vector >= pci->msix_nvec)
 		return;
 	msix_set_vec_mask(pci, vector, !assigned);
 }
 
-void vpci_msix_client_detach(struct vfurt_pci *pci)
+void vfr_vpci_msix_client_detach(struct vfurt_pci *pci)
 {
 	if (!pci->msix_off)
 		return;
@@ -419,7 +419,7 @@ int vfurt_pci_add_msix(struct vfurt_pci *pci, uint32_t nvec, uint32_t table_bar,
 	err = vfurt_dev_setup_irq(pci->dev, VFURT_IRQ_MSIX, nvec);
 	if (err < 0)
 		goto err_free_table;
-	off = vpci_cap_alloc(pci, VPCI_CAP_ID_MSIX, MSIX_CAP_LEN);
+	off = vfr_vpci_cap_alloc(pci, VPCI_CAP_ID_MSIX, MSIX_CAP_LEN);
 	if (off < 0) {
 		err = off;
 		goto err_drop_irq;
@@ -430,9 +430,9 @@ int vfurt_pci_add_msix(struct vfurt_pci *pci, uint32_t nvec, uint32_t table_bar,
 	if (err < 0)
 		goto err_drop_irq; /* cannot happen: both regions were just checked */
 
-	vpci_define(pci, off + MSIX_CTRL, 2, nvec - 1, MSIX_CTRL_ENABLE | MSIX_CTRL_FMASK, 0);
-	vpci_define(pci, off + MSIX_TABLE, 4, table_offset | table_bar, 0, 0);
-	vpci_define(pci, off + MSIX_PBA, 4, pba_offset | pba_bar, 0, 0);
+	vfr_vpci_define(pci, off + MSIX_CTRL, 2, nvec - 1, MSIX_CTRL_ENABLE | MSIX_CTRL_FMASK, 0);
+	vfr_vpci_define(pci, off + MSIX_TABLE, 4, table_offset | table_bar, 0, 0);
+	vfr_vpci_define(pci, off + MSIX_PBA, 4, pba_offset | pba_bar, 0, 0);
 	pci->msix_off = (uint32_t)off;
 	pci->msix_nvec = nvec;
 	pci->msix_table_bar = table_bar;
@@ -453,17 +453,17 @@ err_free_table:
 
 /* ---- shared ----------------------------------------------------------- */
 
-void vpci_msi_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len)
+void vfr_vpci_msi_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len)
 {
 	if (pci->msi_off && (vpci_overlap(off, len, pci->msi_off + MSI_CTRL, 2) ||
 			     (pci->msi_pvm && vpci_overlap(off, len, pci->msi_off + MSI_MASK, 4)))) {
 		uint32_t reg = pci->msi_off + MSI_CTRL;
-		uint32_t ctrl = vpci_get(pci, reg, 2);
+		uint32_t ctrl = vfr_vpci_get(pci, reg, 2);
 		uint32_t mmc = (ctrl >> MSI_CTRL_MMC_SHIFT) & 7;
 
 		/* Multiple Message Enable never exceeds Multiple Message Capable. */
 		if (((ctrl & MSI_CTRL_MME_MASK) >> MSI_CTRL_MME_SHIFT) > mmc)
-			vpci_set(pci, reg, 2,
+			vfr_vpci_set(pci, reg, 2,
 				 (ctrl & ~MSI_CTRL_MME_MASK) | (mmc << MSI_CTRL_MME_SHIFT));
 		msi_sync(pci, false);
 	}
@@ -471,7 +471,7 @@ void vpci_msi_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len)
 		msix_sync(pci, false);
 }
 
-void vpci_msi_reset(struct vfurt_pci *pci)
+void vfr_vpci_msi_reset(struct vfurt_pci *pci)
 {
 	if (pci->msi_off)
 		msi_sync(pci, true);
@@ -481,7 +481,7 @@ void vpci_msi_reset(struct vfurt_pci *pci)
 	}
 }
 
-void vpci_msi_free(struct vfurt_pci *pci)
+void vfr_vpci_msi_free(struct vfurt_pci *pci)
 {
 	free(pci->msix_table);
 	pci->msix_table = NULL;

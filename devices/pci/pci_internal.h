@@ -182,19 +182,19 @@ struct vfurt_pci {
  * including vfurt_pci_reset) instead of only resetting config space. NULL
  * restores the default. Thread: the device's thread.
  */
-void vfurt_pci_set_flr_fn(struct vfurt_pci *pci, vfurt_pci_flr_fn fn, void *arg);
+void vfr_pci_set_flr_fn(struct vfurt_pci *pci, vfurt_pci_flr_fn fn, void *arg);
 
 /* ---- helpers for the devices/pci files --------------------------------- */
 
 /* Little-endian accessors for the current config values. */
-uint32_t vpci_get(const struct vfurt_pci *pci, uint32_t off, uint32_t size);
-void vpci_set(struct vfurt_pci *pci, uint32_t off, uint32_t size, uint32_t val);
+uint32_t vfr_vpci_get(const struct vfurt_pci *pci, uint32_t off, uint32_t size);
+void vfr_vpci_set(struct vfurt_pci *pci, uint32_t off, uint32_t size, uint32_t val);
 
 /*
  * Define `size` (1, 2, 4) bytes at off: power-on value, writable and RW1C
  * bits; marks them emulated.
  */
-void vpci_define(struct vfurt_pci *pci, uint32_t off, uint32_t size, uint32_t val,
+void vfr_vpci_define(struct vfurt_pci *pci, uint32_t off, uint32_t size, uint32_t val,
 		uint32_t wmask, uint32_t w1c);
 
 /* Whether [a, a+alen) and [b, b+blen) intersect. */
@@ -205,14 +205,14 @@ static inline bool vpci_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t 
 
 /* Reserve a standard (id) or extended (ext id, version) capability of len
  * bytes and link it in. Return its offset or -ENOSPC / -EINVAL. */
-int vpci_cap_alloc(struct vfurt_pci *pci, uint8_t id, size_t len);
-int vpci_ext_cap_alloc(struct vfurt_pci *pci, uint16_t id, uint8_t ver, size_t len);
+int vfr_vpci_cap_alloc(struct vfurt_pci *pci, uint8_t id, size_t len);
+int vfr_vpci_ext_cap_alloc(struct vfurt_pci *pci, uint16_t id, uint8_t ver, size_t len);
 
 /* Side effects of a config write that touched [off, off+len). */
-void vpci_caps_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len);
-void vpci_msi_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len);
+void vfr_vpci_caps_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len);
+void vfr_vpci_msi_after_write(struct vfurt_pci *pci, uint32_t off, uint32_t len);
 /* Refresh dynamic registers (MSI pending bits) before a config read. */
-void vpci_msi_before_read(struct vfurt_pci *pci, uint32_t off, uint32_t len);
+void vfr_vpci_msi_before_read(struct vfurt_pci *pci, uint32_t off, uint32_t len);
 
 /*
  * The client gave (assigned) or took the eventfd of MSI-X vector `vector`
@@ -220,12 +220,12 @@ void vpci_msi_before_read(struct vfurt_pci *pci, uint32_t off, uint32_t len);
  * unmasks / masks the vector's table entry, as the kernel's vfio-pci does
  * when it requests / frees the host vector.
  */
-void vpci_msix_client_irq(struct vfurt_pci *pci, uint32_t vector, bool assigned);
-void vpci_msix_client_detach(struct vfurt_pci *pci);
+void vfr_vpci_msix_client_irq(struct vfurt_pci *pci, uint32_t vector, bool assigned);
+void vfr_vpci_msix_client_detach(struct vfurt_pci *pci);
 
 /* Reset-time work of caps.c and msi.c (after config bytes were restored). */
-void vpci_caps_reset(struct vfurt_pci *pci);
-void vpci_msi_reset(struct vfurt_pci *pci);
-void vpci_msi_free(struct vfurt_pci *pci);
+void vfr_vpci_caps_reset(struct vfurt_pci *pci);
+void vfr_vpci_msi_reset(struct vfurt_pci *pci);
+void vfr_vpci_msi_free(struct vfurt_pci *pci);
 
 #endif /* VFURT_PCI_INTERNAL_H */

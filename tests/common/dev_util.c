@@ -131,7 +131,7 @@ int du_attach_efd(struct vfurt_dev *dev, uint32_t index, uint32_t vector)
 	assert_true(fd >= 0);
 	mine = dup(fd);
 	assert_true(mine >= 0);
-	assert_int_equal(vfurt_irqs_set(dev->irqs, &set, NULL, 0, &fd, 1, NULL, NULL), 0);
+	assert_int_equal(vfr_irqs_set(dev->irqs, &set, NULL, 0, &fd, 1, NULL, NULL), 0);
 	return mine;
 }
 

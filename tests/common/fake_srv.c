@@ -19,9 +19,9 @@ int fk_recv_on(struct fake *f, int sock)
 {
 	ssize_t n;
 
-	vfurt_close_fds(f->fds, f->nfds);
+	vfr_close_fds(f->fds, f->nfds);
 	f->nfds = 0;
-	n = vfurt_sock_recv_msg(sock, f->buf, FAKE_CAP, f->fds, &f->nfds, VFURT_SOCK_MAX_FDS,
+	n = vfr_sock_recv_msg(sock, f->buf, FAKE_CAP, f->fds, &f->nfds, VFURT_SOCK_MAX_FDS,
 				FAKE_TIMEOUT_MS);
 	if (n < 0)
 		return (int)n;
@@ -42,7 +42,7 @@ int fk_send(int sock, uint16_t id, uint16_t cmd, uint32_t flags, uint32_t err,
 		.flags = flags, .error_no = err,
 	};
 
-	return vfurt_sock_send_msg(sock, &h, p, len, fds, nfds, FAKE_TIMEOUT_MS);
+	return vfr_sock_send_msg(sock, &h, p, len, fds, nfds, FAKE_TIMEOUT_MS);
 }
 
 /* Reply to the last received message. */
@@ -152,7 +152,7 @@ void fake_join(struct fake *f)
 void fake_finish(struct fake *f)
 {
 	fake_join(f);
-	vfurt_close_fds(f->fds, f->nfds);
+	vfr_close_fds(f->fds, f->nfds);
 	f->nfds = 0;
 	if (f->sock >= 0)
 		close(f->sock);

@@ -123,7 +123,7 @@ enum {
 	FZ_NVME_OP_REG,
 	/* u8 rounds (1 + rounds % 8): poll every queue, then reap the host's CQs */
 	FZ_NVME_OP_POLL,
-	/* u8 psdt, u8 fix, 2 x u64 dptr, u32 len, u8 prot, u8 max: nvme_map_data, checked */
+	/* u8 psdt, u8 fix, 2 x u64 dptr, u32 len, u8 prot, u8 max: vfr_nvme_map_data, checked */
 	FZ_NVME_OP_MAP,
 	/* u8 win, u8 how: unmap (bit 0: quiesce first, bit 1: all windows), or map again */
 	FZ_NVME_OP_WINDOW,

@@ -123,7 +123,7 @@ static int add_window(struct fz *f, uint32_t w)
 		fd = dup(win_fd[w]);
 		FZ_CHECK(fd >= 0, "dup: %s", strerror(errno));
 	}
-	rc = vfurt_dma_table_add(f->dev->dma, x->iova, x->size, fd, 0, x->prot, &r);
+	rc = vfr_dma_table_add(f->dev->dma, x->iova, x->size, fd, 0, x->prot, &r);
 	FZ_CHECK(rc == 0, "window %u: %s", w, strerror(-rc));
 	f->mapped[w] = true;
 	f->dev_va[w] = r.vaddr;
@@ -559,7 +559,7 @@ static void op_map(struct fz *f, struct fz_in *in)
 	len = fz_u32(in) % (2u * NVME_MAX_XFER + 1u);
 	prot = 1u + fz_u8(in) % 3u;
 	max = 1 + fz_u8(in) % NVME_MAX_IOV;
-	st = nvme_map_data(f->c, &cmd, len, prot, iov, max, &niov);
+	st = vfr_nvme_map_data(f->c, &cmd, len, prot, iov, max, &niov);
 	FZ_CHECK(niov >= 0 && niov <= max, "niov %d of %d", niov, max);
 	for (int i = 0; i < niov; i++) {
 		FZ_CHECK(iov_ok(f, &iov[i], prot), "iov %d (%p, %zu) outside guest memory or prot %u",
@@ -572,9 +572,9 @@ static void op_map(struct fz *f, struct fz_in *in)
 		static uint8_t buf[8192];
 
 		if (prot & VFURT_DMA_READ)
-			(void)nvme_copy_from_guest(f->c, &cmd, buf, (size_t)len);
+			(void)vfr_nvme_copy_from_guest(f->c, &cmd, buf, (size_t)len);
 		if (prot & VFURT_DMA_WRITE)
-			(void)nvme_copy_to_guest(f->c, &cmd, buf, (size_t)len);
+			(void)vfr_nvme_copy_to_guest(f->c, &cmd, buf, (size_t)len);
 	}
 }
 
@@ -592,10 +592,10 @@ static void op_window(struct fz *f, struct fz_in *in)
 	if ((how & 1u) && dev->ops.quiesce)
 		(void)dev->ops.quiesce(dev, dev->arg);
 	if (how & 2u) {
-		vfurt_dma_table_remove_all(dev->dma, unmap_cb, dev);
+		vfr_dma_table_remove_all(dev->dma, unmap_cb, dev);
 		memset(f->mapped, 0, sizeof(f->mapped));
 	} else {
-		FZ_CHECK(vfurt_dma_table_remove(dev->dma, fz_wins[w].iova, fz_wins[w].size, unmap_cb,
+		FZ_CHECK(vfr_dma_table_remove(dev->dma, fz_wins[w].iova, fz_wins[w].size, unmap_cb,
 						dev) == 0, "unmap window %u", w);
 		f->mapped[w] = false;
 	}
@@ -672,7 +672,7 @@ static void op_arm(struct fz *f)
 		(void)vfurt_queue_arm(vfurt_dev_queue(f->dev, i), true);
 	for (uint32_t i = 0; i < vfurt_dev_queue_count(f->dev); i++)
 		(void)vfurt_queue_arm(vfurt_dev_queue(f->dev, i), false);
-	(void)nvme_intx_resample(f->c);
+	(void)vfr_nvme_intx_resample(f->c);
 }
 
 static struct vfurt_dev *make_ctrl(uint8_t cfg)

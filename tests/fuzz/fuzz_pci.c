@@ -275,17 +275,17 @@ static bool guest_masked(const struct fz *f, uint32_t index, uint32_t v)
 
 	switch (index) {
 	case VFURT_IRQ_INTX:
-		return vpci_get(p, VPCI_COMMAND, 2) & VPCI_CMD_INTX_DISABLE;
+		return vfr_vpci_get(p, VPCI_COMMAND, 2) & VPCI_CMD_INTX_DISABLE;
 	case VFURT_IRQ_MSI:
 		if (!p->msi_off)
 			return false;
-		ctl = vpci_get(p, p->msi_off + 2, 2);
+		ctl = vfr_vpci_get(p, p->msi_off + 2, 2);
 		return !(ctl & 1u) || v >= 1u << ((ctl >> 4) & 7u) ||
-		       (p->msi_pvm && (vpci_get(p, p->msi_off + 0x10, 4) & (1u << v)));
+		       (p->msi_pvm && (vfr_vpci_get(p, p->msi_off + 0x10, 4) & (1u << v)));
 	case VFURT_IRQ_MSIX:
 		if (!p->msix_off)
 			return false;
-		ctl = vpci_get(p, p->msix_off + 2, 2);
+		ctl = vfr_vpci_get(p, p->msix_off + 2, 2);
 		return !(ctl & 0x8000u) || (ctl & 0x4000u) || (p->msix_table[v * 16 + 12] & 1u);
 	default:
 		return false;
@@ -378,7 +378,7 @@ static void forget_efd(struct fz *f, uint32_t index, uint32_t v)
 	f->efd[index][v] = -1;
 }
 
-/* What vfurt_cmd_set_irqs does after a successful TRIGGER request. */
+/* What vfr_cmd_set_irqs does after a successful TRIGGER request. */
 static void report(struct fz *f, uint32_t index, uint32_t start, uint32_t count)
 {
 	if (!f->dev->pci_client_irq)
@@ -409,7 +409,7 @@ static void op_irqs(struct fz *f, struct fz_in *in)
 		/* fall through */
 	case 1:
 		set.flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
-		rc = vfurt_irqs_set(f->dev->irqs, &set, NULL, 0, &fd, 1, NULL, NULL);
+		rc = vfr_irqs_set(f->dev->irqs, &set, NULL, 0, &fd, 1, NULL, NULL);
 		if (rc) {
 			if (fd >= 0)
 				close(fd);
@@ -425,13 +425,13 @@ static void op_irqs(struct fz *f, struct fz_in *in)
 	case 3:
 		set.flags = VFIO_IRQ_SET_DATA_NONE |
 			    (how == 2 ? VFIO_IRQ_SET_ACTION_MASK : VFIO_IRQ_SET_ACTION_UNMASK);
-		if (vfurt_irqs_set(f->dev->irqs, &set, NULL, 0, NULL, 0, NULL, NULL) == 0)
+		if (vfr_irqs_set(f->dev->irqs, &set, NULL, 0, NULL, 0, NULL, NULL) == 0)
 			f->cmask[index][v] = how == 2;
 		break;
 	default:
 		set.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
 		set.start = set.count = 0;
-		if (vfurt_irqs_set(f->dev->irqs, &set, NULL, 0, NULL, 0, NULL, NULL) == 0) {
+		if (vfr_irqs_set(f->dev->irqs, &set, NULL, 0, NULL, 0, NULL, NULL) == 0) {
 			for (uint32_t i = 0; i < MAXV; i++)
 				forget_efd(f, index, i);
 			report(f, index, 0, count);
@@ -443,7 +443,7 @@ static void op_irqs(struct fz *f, struct fz_in *in)
 static void op_detach(struct fz *f)
 {
 	/* vfurt_conn_destroy's order */
-	vfurt_irqs_release_client(f->dev->irqs);
+	vfr_irqs_release_client(f->dev->irqs);
 	if (f->dev->pci_client_detach)
 		f->dev->pci_client_detach(f->dev->pci);
 	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++) {
@@ -460,7 +460,7 @@ static void op_reset(struct fz *f, struct fz_in *in)
 	uint8_t why = fz_u8(in) % 3u;
 
 	if (why == 2 && p->pcie_off) {
-		uint32_t ctl = vpci_get(p, p->pcie_off + 8, 2) | 0x8000u;
+		uint32_t ctl = vfr_vpci_get(p, p->pcie_off + 8, 2) | 0x8000u;
 
 		(void)region_io(f, VFURT_REGION_CONFIG, &ctl, 2, p->pcie_off + 8, true);
 	} else {

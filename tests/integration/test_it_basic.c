@@ -1240,7 +1240,7 @@ static void test_reset_masks_msix(void **state)
 	(void)it_eventfd_take(efd);
 
 	assert_int_equal(vfurt_client_reset(f->c), 0);
-	/* regression: vfurt_dev_do_reset() used to reset the irq layer after
+	/* regression: vfr_dev_do_reset() used to reset the irq layer after
 	 * the PCI hook, unmasking vectors of a disabled MSI-X */
 	(void)it_irq_fire(f->c, VFURT_IRQ_MSIX, 0);
 	assert_false(it_readable(efd, 0));

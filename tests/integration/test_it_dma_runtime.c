@@ -101,7 +101,7 @@ static unsigned long wait_passes(struct qdev *d, unsigned long more)
 /*
  * Every DMA_MAP replaces the table version the queue is walking. Before
  * the retire hook was installed the old version was freed at once: ASan
- * reported a heap-use-after-free in vfurt_dma_table_to_sg on worker 1
+ * reported a heap-use-after-free in vfr_dma_table_to_sg on worker 1
  * within the first few hundred maps. Now the frees wait for the queue's
  * epoch section to end; all of them happen (ASan's leak check at exit), and
  * happen while the runtime runs, not only at stop (RSS stays bounded in the
@@ -202,17 +202,17 @@ static void test_host_ops_size(void **state)
 	assert_non_null(dev);
 	assert_int_equal(vfurt_dev_set_host(dev, &ops, &h), 0);
 	for (uint64_t i = 0; i < 3; i++)
-		assert_int_equal(vfurt_dma_table_add(dev->dma, IOVA + i * PG, PG, -1, 0,
+		assert_int_equal(vfr_dma_table_add(dev->dma, IOVA + i * PG, PG, -1, 0,
 						     VFURT_DMA_READ, NULL), 0);
 	assert_int_equal(h.retired, 2); /* the first add replaced the empty table */
-	assert_int_equal(vfurt_dma_table_remove(dev->dma, IOVA, PG, NULL, NULL), 0);
+	assert_int_equal(vfr_dma_table_remove(dev->dma, IOVA, PG, NULL, NULL), 0);
 	assert_int_equal(h.retired, 3);
 	assert_int_equal(vfurt_dev_set_host(dev, NULL, NULL), 0);
 
 	/* the older, shorter struct: dma_retire (beyond its size) is not read */
 	ops.ops_size = VFURT_DEV_HOST_OPS_SIZE_V1;
 	assert_int_equal(vfurt_dev_set_host(dev, &ops, &h), 0);
-	assert_int_equal(vfurt_dma_table_add(dev->dma, IOVA + 8 * PG, PG, -1, 0, VFURT_DMA_READ,
+	assert_int_equal(vfr_dma_table_add(dev->dma, IOVA + 8 * PG, PG, -1, 0, VFURT_DMA_READ,
 					     NULL), 0);
 	assert_int_equal(h.retired, 3);
 	assert_int_equal(vfurt_dev_set_host(dev, NULL, NULL), 0);

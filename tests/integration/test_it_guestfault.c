@@ -239,7 +239,7 @@ static void other_device_answers(struct fx *f)
  * the server had it (the extra reference is dropped at the end). */
 static void guard_back(void)
 {
-	assert_int_equal(vfurt_fault_guard_acquire(), 0);
+	assert_int_equal(vfr_fault_guard_acquire(), 0);
 }
 
 static void io_into_lost_window(void **state, uint8_t opc)
@@ -269,7 +269,7 @@ static void io_into_lost_window(void **state, uint8_t opc)
 	assert_true(it_server_closed(nh_client(f->h)));
 	assert_int_equal(cap_get(&cap1, &cap1.lost), 0);
 	other_device_answers(f);
-	vfurt_fault_guard_release();
+	vfr_fault_guard_release();
 }
 
 static void test_read_into_lost_window(void **state)
@@ -306,7 +306,7 @@ static void test_sq_in_lost_window(void **state)
 		assert_true(csts & 2u);
 	assert_true(it_server_closed(nh_client(f->h)));
 	other_device_answers(f);
-	vfurt_fault_guard_release();
+	vfr_fault_guard_release();
 }
 
 /* DMA_MAP of unsealed memfds: one warning per client; a sealed one: none. */
@@ -384,8 +384,8 @@ static void child_in_window(void)
 {
 	volatile uint8_t *p = lost_page();
 
-	if (vfurt_fault_guard_acquire() ||
-	    vfurt_fault_register(&child_dom, (void *)p, 4096, 0x1000, PROT_READ | PROT_WRITE))
+	if (vfr_fault_guard_acquire() ||
+	    vfr_fault_register(&child_dom, (void *)p, 4096, 0x1000, PROT_READ | PROT_WRITE))
 		_exit(92);
 	if (p[100] != 0)
 		_exit(93);
@@ -401,8 +401,8 @@ static void child_outside_window(void)
 	volatile uint8_t *p = lost_page();
 	void *other = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (other == MAP_FAILED || vfurt_fault_guard_acquire() ||
-	    vfurt_fault_register(&child_dom, other, 4096, 0x1000, PROT_READ))
+	if (other == MAP_FAILED || vfr_fault_guard_acquire() ||
+	    vfr_fault_register(&child_dom, other, 4096, 0x1000, PROT_READ))
 		_exit(92);
 	(void)p[100];
 	_exit(0); /* must not get here */
@@ -413,7 +413,7 @@ static void child_segv(void)
 {
 	volatile uint8_t *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (p == MAP_FAILED || vfurt_fault_guard_acquire())
+	if (p == MAP_FAILED || vfr_fault_guard_acquire())
 		_exit(92);
 	(void)p[0];
 	_exit(0);
@@ -437,7 +437,7 @@ static void child_chains(void)
 	sa.sa_sigaction = on_prev;
 	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGBUS, &sa, NULL) < 0 || vfurt_fault_guard_acquire())
+	if (sigaction(SIGBUS, &sa, NULL) < 0 || vfr_fault_guard_acquire())
 		_exit(92);
 	p = lost_page();
 	(void)p[1];
@@ -454,11 +454,11 @@ static void *churn(void *arg)
 
 	while (!atomic_load(&churn_stop)) {
 		for (int i = 0; i < 64; i++)
-			if (vfurt_fault_register(&dom, base + (size_t)i * 4096, 4096,
+			if (vfr_fault_register(&dom, base + (size_t)i * 4096, 4096,
 						 (uint64_t)i << 12, PROT_READ))
 				_exit(95);
 		for (int i = 0; i < 64; i++)
-			vfurt_fault_unregister(&dom, base + (size_t)i * 4096);
+			vfr_fault_unregister(&dom, base + (size_t)i * 4096);
 	}
 	return NULL;
 }
@@ -472,14 +472,14 @@ static void child_churn(void)
 	volatile uint8_t *p;
 	pthread_t t;
 
-	if (fd < 0 || other == MAP_FAILED || vfurt_fault_guard_acquire())
+	if (fd < 0 || other == MAP_FAILED || vfr_fault_guard_acquire())
 		_exit(92);
 	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED || ftruncate(fd, 0) < 0)
 		_exit(91);
 	if (pthread_create(&t, NULL, churn, other))
 		_exit(96);
-	if (vfurt_fault_register(&child_dom, (void *)p, 4096, 0x1000, PROT_READ | PROT_WRITE))
+	if (vfr_fault_register(&child_dom, (void *)p, 4096, 0x1000, PROT_READ | PROT_WRITE))
 		_exit(92);
 	for (int i = 0; i < CHURN_FAULTS; i++) {
 		/* the file's mapping back: the next touch faults again */

@@ -186,8 +186,8 @@ static void test_reset_idle(void **state)
 	reset_test(f->h, false);
 }
 
-/* Regression: nvme_ctrl_reset (nvme_regs.c) used to free the SQs before the
- * CQs; nvme_cq_free then destroyed the bdev channels, whose cancelled
+/* Regression: vfr_nvme_ctrl_reset (nvme_regs.c) used to free the SQs before the
+ * CQs; vfr_nvme_cq_free then destroyed the bdev channels, whose cancelled
  * requests' callbacks (nvme_io.c io_cb -> req_done) touched r->sq, already
  * freed: heap-use-after-free / SIGSEGV whenever I/O is in flight. */
 static void test_reset_during_io(void **state)

@@ -292,14 +292,14 @@ static int map_path(void *arg)
 	fd = fcntl(m->memfd, F_DUPFD_CLOEXEC, 0);
 	armed = true;
 	/* a second window next to the first: the insert that allocates */
-	rc = vfurt_dma_table_add(m->t, 0x200000, 0x10000, fd, 0, VFURT_DMA_READ | VFURT_DMA_WRITE,
+	rc = vfr_dma_table_add(m->t, 0x200000, 0x10000, fd, 0, VFURT_DMA_READ | VFURT_DMA_WRITE,
 				 NULL);
 	armed = false;
 	if (rc) {
 		close(fd); /* the caller still owns it on failure */
 		return rc;
 	}
-	rc = vfurt_dma_table_remove(m->t, 0x200000, 0x10000, NULL, NULL);
+	rc = vfr_dma_table_remove(m->t, 0x200000, 0x10000, NULL, NULL);
 	assert_int_equal(rc, 0);
 	return 0;
 }
@@ -349,7 +349,7 @@ static void test_conn_create(void **state)
 
 static void test_dma_map(void **state)
 {
-	struct map_arg m = { .t = vfurt_dma_table_create(1024, 4096) };
+	struct map_arg m = { .t = vfr_dma_table_create(1024, 4096) };
 
 	(void)state;
 	assert_non_null(m.t);
@@ -360,11 +360,11 @@ static void test_dma_map(void **state)
 	{
 		int fd = fcntl(m.memfd, F_DUPFD_CLOEXEC, 0);
 
-		assert_int_equal(vfurt_dma_table_add(m.t, 0x100000, 0x10000, fd, 0,
+		assert_int_equal(vfr_dma_table_add(m.t, 0x100000, 0x10000, fd, 0,
 						     VFURT_DMA_READ, NULL), 0);
 	}
-	sweep("vfurt_dma_table_add", map_path, &m);
-	vfurt_dma_table_destroy(m.t);
+	sweep("vfr_dma_table_add", map_path, &m);
+	vfr_dma_table_destroy(m.t);
 	close(m.memfd);
 }
 

@@ -61,9 +61,9 @@ static void expect_load(const struct fixture *f, const char *text, int want_rc, 
 	int rc;
 
 	write_file(f, text);
-	vfurt_config_init(&cfg);
-	rc = vfurt_config_load(&cfg, f->path, err, sizeof(err));
-	vfurt_config_free(&cfg);
+	vfr_config_init(&cfg);
+	rc = vfr_config_load(&cfg, f->path, err, sizeof(err));
+	vfr_config_free(&cfg);
 	if (rc != want_rc)
 		fail_msg("%s: rc %d, want %d (%s)", text, rc, want_rc, err);
 	if (want_rc == 0)
@@ -87,8 +87,8 @@ static void load_valid(void **state)
 		      "   \"socket_mode\": \"0660\", \"core\": 1, \"name\": \"g0\", \"toggle_period\": 3},\n"
 		      "  {\"type\": \"gpio\", \"socket\": \"/run/vfu/gpio1.sock\", \"core\": \"0\",\n"
 		      "   \"toggle_period\": \"5\"}]}\n");
-	vfurt_config_init(&cfg);
-	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	vfr_config_init(&cfg);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), 0);
 	assert_string_equal(cfg.cores, "0-1");
 	assert_true(cfg.has_poll);
 	assert_int_equal(cfg.poll_mode, VFURT_POLL_BUSY);
@@ -101,14 +101,14 @@ static void load_valid(void **state)
 	assert_string_equal(cfg.control_socket, "/run/vfu/ctl.sock");
 	assert_int_equal(cfg.ndevices, 2);
 	assert_string_equal(cfg.devices[0].spec.type, "gpio");
-	assert_string_equal(devspec_get(&cfg.devices[0].spec, "socket"), "/run/vfu/gpio0.sock");
-	assert_string_equal(devspec_get(&cfg.devices[0].spec, "name"), "g0");
-	assert_string_equal(devspec_get(&cfg.devices[0].spec, "toggle_period"), "3");
-	assert_string_equal(devspec_get(&cfg.devices[0].spec, "core"), "1");
-	assert_string_equal(devspec_get(&cfg.devices[1].spec, "toggle_period"), "5");
+	assert_string_equal(vfr_devspec_get(&cfg.devices[0].spec, "socket"), "/run/vfu/gpio0.sock");
+	assert_string_equal(vfr_devspec_get(&cfg.devices[0].spec, "name"), "g0");
+	assert_string_equal(vfr_devspec_get(&cfg.devices[0].spec, "toggle_period"), "3");
+	assert_string_equal(vfr_devspec_get(&cfg.devices[0].spec, "core"), "1");
+	assert_string_equal(vfr_devspec_get(&cfg.devices[1].spec, "toggle_period"), "5");
 	assert_true(cfg.devices[0].from_file);
 	assert_non_null(strstr(cfg.devices[1].where, "c.json: devices[1]"));
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 	assert_null(cfg.devices);
 	assert_int_equal(cfg.ndevices, 0);
 }
@@ -120,27 +120,27 @@ static void load_minimal_and_merge(void **state)
 	struct vfurt_config cfg;
 	char err[512] = "";
 
-	vfurt_config_init(&cfg);
+	vfr_config_init(&cfg);
 	assert_false(cfg.has_poll);
 	assert_int_equal(cfg.poll_mode, VFURT_POLL_ADAPTIVE);
 	write_file(f, "{}");
-	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), 0);
 	assert_null(cfg.cores);
 	assert_int_equal(cfg.ndevices, 0);
 	assert_false(cfg.has_stats_interval);
 
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=/tmp/a.sock", err,
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=/tmp/a.sock", err,
 						     sizeof(err)), 0);
 	write_file(f, "{\"cores\": \"1\", \"stats_interval\": \"7\", \"devices\": []}");
-	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), 0);
 	write_file(f, "{\"cores\": \"0\", \"devices\": [{\"type\": \"gpio\", \"socket\": \"b\"}]}");
-	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), 0);
 	assert_string_equal(cfg.cores, "0");
 	assert_int_equal(cfg.stats_interval_s, 7);
 	assert_int_equal(cfg.ndevices, 2);
 	assert_false(cfg.devices[0].from_file);
 	assert_true(cfg.devices[1].from_file);
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 }
 
 static void load_example(void **state)
@@ -151,18 +151,18 @@ static void load_example(void **state)
 	const int cpus[] = { 0 };
 	char err[512] = "";
 
-	vfurt_config_init(&cfg);
-	if (vfurt_config_load(&cfg, path, err, sizeof(err)))
+	vfr_config_init(&cfg);
+	if (vfr_config_load(&cfg, path, err, sizeof(err)))
 		fail_msg("%s", err);
 	assert_string_equal(cfg.cores, "0");
 	assert_int_equal(cfg.ndevices, 1);
 	assert_string_equal(cfg.devices[0].spec.type, "gpio");
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[0], cpus, 1, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[0], cpus, 1, &place, err,
 						   sizeof(err)), 0);
 	assert_string_equal(place.socket, "./run/gpio0.sock");
 	assert_int_equal(place.worker, 0);
 	assert_int_equal(place.mode, 0600);
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 }
 
 static void load_file_errors(void **state)
@@ -172,13 +172,13 @@ static void load_file_errors(void **state)
 	char missing[160];
 	char err[512] = "";
 
-	vfurt_config_init(&cfg);
+	vfr_config_init(&cfg);
 	snprintf(missing, sizeof(missing), "%s/none.json", f->dir);
-	assert_int_equal(vfurt_config_load(&cfg, missing, err, sizeof(err)), -ENOENT);
+	assert_int_equal(vfr_config_load(&cfg, missing, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "none.json: cannot open: No such file or directory"));
-	assert_int_equal(vfurt_config_load(&cfg, f->dir, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_config_load(&cfg, f->dir, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "not a regular file"));
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 }
 
 static void load_syntax_errors(void **state)
@@ -269,7 +269,7 @@ static void load_device_errors(void **state)
 		       "aaaaaaaaaaa.sock\"}]}", -EINVAL, ": devices[0].socket: path too long");
 }
 
-/* Device-type keys are checked by devspec_create, exactly as for --device. */
+/* Device-type keys are checked by vfr_devspec_create, exactly as for --device. */
 static void file_device_through_devspec(void **state)
 {
 	struct fixture *f = *state;
@@ -285,33 +285,33 @@ static void file_device_through_devspec(void **state)
 		      " {\"type\": \"gpio\", \"socket\": \"b\", \"color\": \"red\"},"
 		      " {\"type\": \"gpio\", \"socket\": \"c\", \"toggle_period\": 0},"
 		      " {\"type\": \"nosuch\", \"socket\": \"d\"}]}");
-	vfurt_config_init(&cfg);
-	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	vfr_config_init(&cfg);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), 0);
 	assert_int_equal(cfg.ndevices, 4);
 
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[0], cpus, 2, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[0], cpus, 2, &place, err,
 						   sizeof(err)), 0);
 	assert_int_equal(place.worker, 1);
-	dev = devspec_create(&cfg.devices[0].spec, &log, err, sizeof(err));
+	dev = vfr_devspec_create(&cfg.devices[0].spec, &log, err, sizeof(err));
 	assert_non_null(dev);
 	vfurt_dev_destroy(dev);
 
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[1], cpus, 2, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[1], cpus, 2, &place, err,
 						   sizeof(err)), 0);
 	assert_int_equal(place.worker, -1);
-	assert_null(devspec_create(&cfg.devices[1].spec, &log, err, sizeof(err)));
+	assert_null(vfr_devspec_create(&cfg.devices[1].spec, &log, err, sizeof(err)));
 	assert_non_null(strstr(err, "unknown key 'color'"));
 
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[2], cpus, 2, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[2], cpus, 2, &place, err,
 						   sizeof(err)), 0);
-	assert_null(devspec_create(&cfg.devices[2].spec, &log, err, sizeof(err)));
+	assert_null(vfr_devspec_create(&cfg.devices[2].spec, &log, err, sizeof(err)));
 	assert_non_null(strstr(err, "toggle_period='0'"));
 
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[3], cpus, 2, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[3], cpus, 2, &place, err,
 						   sizeof(err)), 0);
-	assert_null(devspec_create(&cfg.devices[3].spec, &log, err, sizeof(err)));
+	assert_null(vfr_devspec_create(&cfg.devices[3].spec, &log, err, sizeof(err)));
 	assert_non_null(strstr(err, "unknown device type 'nosuch'"));
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 }
 
 static void placement(void **state)
@@ -325,26 +325,26 @@ static void placement(void **state)
 
 	write_file(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"a\", \"core\": 6},"
 		      " {\"type\": \"gpio\", \"socket\": \"b\", \"core\": 5}]}");
-	vfurt_config_init(&cfg);
-	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=c,core=4,socket_mode=0640",
+	vfr_config_init(&cfg);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=c,core=4,socket_mode=0640",
 						     err, sizeof(err)), 0);
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[0], cpus, 5, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[0], cpus, 5, &place, err,
 						   sizeof(err)), 0);
 	assert_int_equal(place.worker, 4);
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[1], cpus, 5, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[1], cpus, 5, &place, err,
 						   sizeof(err)), -EINVAL);
 	snprintf(want, sizeof(want),
 		 "%s: devices[1].core: CPU 5 is not in the cores list (0-3,6)", f->path);
 	assert_string_equal(err, want);
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[2], cpus, 5, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[2], cpus, 5, &place, err,
 						   sizeof(err)), -EINVAL);
 	assert_string_equal(err, "--device gpio,socket=c,core=4,socket_mode=0640: core: CPU 4 is "
 				 "not in the cores list (0-3,6)");
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[2], cpus, 1, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[2], cpus, 1, &place, err,
 						   sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "(0)"));
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 }
 
 static void device_args(void **state)
@@ -354,32 +354,32 @@ static void device_args(void **state)
 	const int cpus[] = { 0 };
 	char err[512] = "";
 
-	vfurt_config_init(&cfg);
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=/tmp/x.sock,name=a", err,
+	vfr_config_init(&cfg);
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=/tmp/x.sock,name=a", err,
 						     sizeof(err)), 0);
-	assert_int_equal(vfurt_config_place_device(&cfg.devices[0], cpus, 1, &place, err,
+	assert_int_equal(vfr_config_place_device(&cfg.devices[0], cpus, 1, &place, err,
 						   sizeof(err)), 0);
 	assert_string_equal(place.socket, "/tmp/x.sock");
 	assert_int_equal(place.mode, 0600);
 	assert_int_equal(place.worker, -1);
 	assert_string_equal(cfg.devices[0].where, "--device gpio,socket=/tmp/x.sock,name=a");
 
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio", err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio", err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "--device gpio: missing socket=PATH");
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,socket_mode=9", err,
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=a,socket_mode=9", err,
 						     sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "socket_mode='9': '9' is not an octal mode"));
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,socket_mode=01777", err,
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=a,socket_mode=01777", err,
 						     sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "socket_mode='01777': '01777' is beyond 0777"));
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,core=abc", err,
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=a,core=abc", err,
 						     sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "core='abc': 'abc' is not a CPU number"));
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=a,oops", err,
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=a,oops", err,
 						     sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "--device gpio,socket=a,oops: 'oops': expected key=value"));
 	assert_int_equal(cfg.ndevices, 1);
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 }
 
 static void value_parsers(void **state)
@@ -388,21 +388,21 @@ static void value_parsers(void **state)
 	uint32_t s;
 	int level;
 
-	assert_int_equal(vfurt_config_parse_poll("busy", &m), 0);
+	assert_int_equal(vfr_config_parse_poll("busy", &m), 0);
 	assert_int_equal(m, VFURT_POLL_BUSY);
-	assert_int_equal(vfurt_config_parse_poll("adaptive", &m), 0);
+	assert_int_equal(vfr_config_parse_poll("adaptive", &m), 0);
 	assert_int_equal(m, VFURT_POLL_ADAPTIVE);
-	assert_int_equal(vfurt_config_parse_poll("Busy", &m), -EINVAL);
-	assert_int_equal(vfurt_config_parse_log_level("warn", &level), 0);
+	assert_int_equal(vfr_config_parse_poll("Busy", &m), -EINVAL);
+	assert_int_equal(vfr_config_parse_log_level("warn", &level), 0);
 	assert_int_equal(level, VFURT_LOG_WARN);
-	assert_int_equal(vfurt_config_parse_log_level("", &level), -EINVAL);
-	assert_int_equal(vfurt_config_parse_stats_interval("0", &s), 0);
+	assert_int_equal(vfr_config_parse_log_level("", &level), -EINVAL);
+	assert_int_equal(vfr_config_parse_stats_interval("0", &s), 0);
 	assert_int_equal(s, 0);
-	assert_int_equal(vfurt_config_parse_stats_interval("86400", &s), 0);
-	assert_int_equal(vfurt_config_parse_stats_interval("86401", &s), -EINVAL);
-	assert_int_equal(vfurt_config_parse_stats_interval(" 1", &s), -EINVAL);
-	assert_int_equal(vfurt_config_parse_stats_interval("1s", &s), -EINVAL);
-	assert_int_equal(vfurt_config_parse_stats_interval("-1", &s), -EINVAL);
+	assert_int_equal(vfr_config_parse_stats_interval("86400", &s), 0);
+	assert_int_equal(vfr_config_parse_stats_interval("86401", &s), -EINVAL);
+	assert_int_equal(vfr_config_parse_stats_interval(" 1", &s), -EINVAL);
+	assert_int_equal(vfr_config_parse_stats_interval("1s", &s), -EINVAL);
+	assert_int_equal(vfr_config_parse_stats_interval("-1", &s), -EINVAL);
 }
 
 static void duplicate_sockets(void **state)
@@ -412,39 +412,39 @@ static void duplicate_sockets(void **state)
 	char err[1024];
 	char arg[256];
 
-	vfurt_config_init(&cfg);
+	vfr_config_init(&cfg);
 	write_file(f, "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"/tmp/vfurt-dup-a.sock\"},"
 		      " {\"type\": \"gpio\", \"socket\": \"/tmp/vfurt-dup-b.sock\"}]}");
-	assert_int_equal(vfurt_config_load(&cfg, f->path, err, sizeof(err)), 0);
-	assert_int_equal(vfurt_config_check_sockets(&cfg, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_check_sockets(&cfg, err, sizeof(err)), 0);
 	/* the same file by another name: a dot segment in the directory */
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=/tmp/./vfurt-dup-b.sock",
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=/tmp/./vfurt-dup-b.sock",
 						     err, sizeof(err)), 0);
-	assert_int_equal(vfurt_config_check_sockets(&cfg, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_config_check_sockets(&cfg, err, sizeof(err)), -EINVAL);
 	snprintf(arg, sizeof(arg), "--device gpio,socket=/tmp/./vfurt-dup-b.sock: socket path "
 		 "/tmp/./vfurt-dup-b.sock is already used by %s: devices[1]", f->path);
 	assert_string_equal(err, arg);
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 
 	/* relative and absolute names of one file, and the control socket */
-	vfurt_config_init(&cfg);
+	vfr_config_init(&cfg);
 	assert_int_equal(chdir(f->dir), 0);
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=x.sock", err, sizeof(err)),
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=x.sock", err, sizeof(err)),
 			 0);
 	snprintf(arg, sizeof(arg), "nvme,socket=%s/x.sock", f->dir);
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, arg, err, sizeof(err)), 0);
-	assert_int_equal(vfurt_config_check_sockets(&cfg, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_config_add_device_arg(&cfg, arg, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_check_sockets(&cfg, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "is already used by --device gpio,socket=x.sock"));
-	vfurt_config_free(&cfg);
-	vfurt_config_init(&cfg);
+	vfr_config_free(&cfg);
+	vfr_config_init(&cfg);
 	cfg.control_socket = strdup("./c.ctl");
-	assert_int_equal(vfurt_config_add_device_arg(&cfg, "gpio,socket=c.ctl", err, sizeof(err)),
+	assert_int_equal(vfr_config_add_device_arg(&cfg, "gpio,socket=c.ctl", err, sizeof(err)),
 			 0);
-	assert_int_equal(vfurt_config_check_sockets(&cfg, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_config_check_sockets(&cfg, err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "--device gpio,socket=c.ctl: socket path c.ctl is already the "
 			    "control socket");
 	assert_int_equal(chdir("/"), 0);
-	vfurt_config_free(&cfg);
+	vfr_config_free(&cfg);
 }
 
 static void ctl_path(void **state)
@@ -456,23 +456,23 @@ static void ctl_path(void **state)
 	(void)state;
 	snprintf(tmp, sizeof(tmp), "/tmp/vfu-rt-%lu", (unsigned long)geteuid());
 	assert_int_equal(setenv("XDG_RUNTIME_DIR", "/run/user/1000", 1), 0);
-	assert_int_equal(vfurt_config_default_ctl_path(42, false, buf, sizeof(buf)), 0);
+	assert_int_equal(vfr_config_default_ctl_path(42, false, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "/run/user/1000/vfu-rt/42.ctl");
-	assert_int_equal(vfurt_config_default_ctl_dir(false, buf, sizeof(buf)), 0);
+	assert_int_equal(vfr_config_default_ctl_dir(false, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "/run/user/1000/vfu-rt");
-	assert_int_equal(vfurt_config_default_ctl_path(42, true, buf, sizeof(buf)), 0);
+	assert_int_equal(vfr_config_default_ctl_path(42, true, buf, sizeof(buf)), 0);
 	assert_string_equal(strstr(buf, tmp), buf);
 	assert_string_equal(buf + strlen(tmp), "/42.ctl");
 	assert_int_equal(setenv("XDG_RUNTIME_DIR", "relative", 1), 0);
-	assert_int_equal(vfurt_config_default_ctl_dir(false, buf, sizeof(buf)), 0);
+	assert_int_equal(vfr_config_default_ctl_dir(false, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, tmp);
 	memset(big, 'a', sizeof(big));
 	big[0] = '/';
 	big[sizeof(big) - 1] = '\0';
 	assert_int_equal(setenv("XDG_RUNTIME_DIR", big, 1), 0);
-	assert_int_equal(vfurt_config_default_ctl_path(7, false, buf, sizeof(buf)), -ENAMETOOLONG);
+	assert_int_equal(vfr_config_default_ctl_path(7, false, buf, sizeof(buf)), -ENAMETOOLONG);
 	assert_int_equal(unsetenv("XDG_RUNTIME_DIR"), 0);
-	assert_int_equal(vfurt_config_default_ctl_dir(false, buf, sizeof(buf)), 0);
+	assert_int_equal(vfr_config_default_ctl_dir(false, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, tmp);
 }
 
@@ -483,24 +483,24 @@ static void ctl_dir_private(void **state)
 
 	snprintf(dir, sizeof(dir), "%s/d", f->dir);
 	snprintf(link, sizeof(link), "%s/l", f->dir);
-	assert_int_equal(vfurt_config_ctl_dir_check(dir, false, err, sizeof(err)), -ENOENT);
-	assert_int_equal(vfurt_config_ctl_dir_check(dir, true, err, sizeof(err)), 0);
-	assert_int_equal(vfurt_config_ctl_dir_check(dir, true, err, sizeof(err)), 0);
-	assert_int_equal(vfurt_config_ctl_dir_check(dir, false, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_ctl_dir_check(dir, false, err, sizeof(err)), -ENOENT);
+	assert_int_equal(vfr_config_ctl_dir_check(dir, true, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_ctl_dir_check(dir, true, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_ctl_dir_check(dir, false, err, sizeof(err)), 0);
 	/* group or other permissions: somebody else could swap the sockets */
 	assert_int_equal(chmod(dir, 0750), 0);
-	assert_int_equal(vfurt_config_ctl_dir_check(dir, true, err, sizeof(err)), -EPERM);
+	assert_int_equal(vfr_config_ctl_dir_check(dir, true, err, sizeof(err)), -EPERM);
 	assert_non_null(strstr(err, "is not private"));
 	assert_non_null(strstr(err, "mode 0750"));
 	assert_int_equal(chmod(dir, 0700), 0);
 	/* a symlink to our own private directory is still refused */
 	assert_int_equal(symlink(dir, link), 0);
-	assert_int_equal(vfurt_config_ctl_dir_check(link, true, err, sizeof(err)), -ENOTDIR);
+	assert_int_equal(vfr_config_ctl_dir_check(link, true, err, sizeof(err)), -ENOTDIR);
 	assert_non_null(strstr(err, "(a symlink)"));
 	assert_int_equal(unlink(link), 0);
 	/* owned by someone else: /, unless we are root */
 	if (geteuid() != 0) {
-		assert_int_equal(vfurt_config_ctl_dir_check("/", false, err, sizeof(err)), -EPERM);
+		assert_int_equal(vfr_config_ctl_dir_check("/", false, err, sizeof(err)), -EPERM);
 		assert_non_null(strstr(err, "owner uid 0"));
 	}
 	assert_int_equal(rmdir(dir), 0);

@@ -21,7 +21,7 @@ static void expect_list(const char *s, const int *want, size_t nwant)
 	char err[256] = "";
 	size_t n = 12345;
 
-	if (vfurt_cpulist_parse(s, cpus, VFURT_MAX_CPUS, &n, err, sizeof(err)) != 0)
+	if (vfr_cpulist_parse(s, cpus, VFURT_MAX_CPUS, &n, err, sizeof(err)) != 0)
 		fail_msg("'%s' rejected: %s", s, err);
 	assert_int_equal(n, nwant);
 	for (size_t i = 0; i < n; i++)
@@ -34,7 +34,7 @@ static void expect_bad(const char *s, const char *substr)
 	char err[256] = "";
 	size_t n = 12345;
 
-	if (vfurt_cpulist_parse(s, cpus, VFURT_MAX_CPUS, &n, err, sizeof(err)) != -EINVAL)
+	if (vfr_cpulist_parse(s, cpus, VFURT_MAX_CPUS, &n, err, sizeof(err)) != -EINVAL)
 		fail_msg("'%s' accepted", s);
 	assert_int_equal(n, 0);
 	if (!strstr(err, substr))
@@ -92,13 +92,13 @@ static void parse_messages(void **state)
 	char err[256] = "";
 	size_t n;
 
-	assert_int_equal(vfurt_cpulist_parse("0,1024", cpus, 8, &n, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_cpulist_parse("0,1024", cpus, 8, &n, err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "CPU 1024 is out of range (at most 1023)");
-	assert_int_equal(vfurt_cpulist_parse("0, 1", cpus, 8, &n, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_cpulist_parse("0, 1", cpus, 8, &n, err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "'0, 1' at offset 2: unexpected ' ': expected a CPU number");
-	assert_int_equal(vfurt_cpulist_parse("0,,1", cpus, 8, &n, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_cpulist_parse("0,,1", cpus, 8, &n, err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "'0,,1': empty item at offset 2");
-	assert_int_equal(vfurt_cpulist_parse("2-1", cpus, 8, &n, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_cpulist_parse("2-1", cpus, 8, &n, err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "'2-1': range start is above its end");
 }
 
@@ -108,9 +108,9 @@ static void parse_too_many(void **state)
 	char err[128] = "";
 	size_t n;
 
-	assert_int_equal(vfurt_cpulist_parse("0-4", cpus, 4, &n, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_cpulist_parse("0-4", cpus, 4, &n, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "too many CPUs (at most 4)"));
-	assert_int_equal(vfurt_cpulist_parse("0-3", cpus, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(vfr_cpulist_parse("0-3", cpus, 4, &n, err, sizeof(err)), 0);
 	assert_int_equal(n, 4);
 }
 
@@ -164,12 +164,12 @@ static void validate_ok(void **state)
 
 	affinity_list(avail, sizeof(avail), &first, &second);
 	cpus[0] = first;
-	assert_int_equal(vfurt_cpulist_validate(cpus, 1, err, sizeof(err)), 0);
+	assert_int_equal(vfr_cpulist_validate(cpus, 1, err, sizeof(err)), 0);
 	if (second >= 0) {
 		cpus[1] = second;
-		assert_int_equal(vfurt_cpulist_validate(cpus, 2, err, sizeof(err)), 0);
+		assert_int_equal(vfr_cpulist_validate(cpus, 2, err, sizeof(err)), 0);
 	}
-	assert_int_equal(vfurt_cpulist_validate(cpus, 0, err, sizeof(err)), 0);
+	assert_int_equal(vfr_cpulist_validate(cpus, 0, err, sizeof(err)), 0);
 }
 
 static void validate_nonexistent(void **state)
@@ -185,7 +185,7 @@ static void validate_nonexistent(void **state)
 	affinity_list(avail, sizeof(avail), &first, &second);
 	cpus[0] = first;
 	cpus[1] = 999;
-	assert_int_equal(vfurt_cpulist_validate(cpus, 2, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_cpulist_validate(cpus, 2, err, sizeof(err)), -EINVAL);
 	snprintf(want, sizeof(want), "CPU 999 does not exist on this machine (available: %s)",
 		 avail);
 	assert_string_equal(err, want);
@@ -194,12 +194,12 @@ static void validate_nonexistent(void **state)
 	assert_true(nconf >= 1);
 	cpus[0] = (int)nconf;
 	err[0] = '\0';
-	assert_int_equal(vfurt_cpulist_validate(cpus, 1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vfr_cpulist_validate(cpus, 1, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "does not exist on this machine"));
 	cpus[0] = (int)nconf - 1;
 	if (sysconf(_SC_NPROCESSORS_ONLN) == nconf && in_affinity((int)nconf - 1)) {
 		/* all CPUs online and the last one allowed: it validates */
-		assert_int_equal(vfurt_cpulist_validate(cpus, 1, err, sizeof(err)), 0);
+		assert_int_equal(vfr_cpulist_validate(cpus, 1, err, sizeof(err)), 0);
 	}
 }
 
@@ -230,7 +230,7 @@ static void validate_not_allowed(void **state)
 		CPU_SET(first, &set);
 		if (sched_setaffinity(0, sizeof(set), &set))
 			_exit(3);
-		if (vfurt_cpulist_validate(cpus, 1, err, sizeof(err)) != -EINVAL)
+		if (vfr_cpulist_validate(cpus, 1, err, sizeof(err)) != -EINVAL)
 			_exit(4);
 		snprintf(want, sizeof(want), "CPU %d is not allowed by this process's CPU affinity "
 			 "(available: %d)", second, first);
@@ -239,7 +239,7 @@ static void validate_not_allowed(void **state)
 			_exit(5);
 		}
 		cpus[0] = first;
-		_exit(vfurt_cpulist_validate(cpus, 1, err, sizeof(err)) == 0 ? 0 : 6);
+		_exit(vfr_cpulist_validate(cpus, 1, err, sizeof(err)) == 0 ? 0 : 6);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));

@@ -23,7 +23,7 @@ static unsigned take_all(struct vfurt_dma_quota_acct *a, unsigned max)
 {
 	unsigned n = 0;
 
-	while (n < max && vfurt_dma_quota_take(a) == 0)
+	while (n < max && vfr_dma_quota_take(a) == 0)
 		n++;
 	return n;
 }
@@ -37,12 +37,12 @@ static void test_reservations_hold(void **state)
 	struct vfurt_dma_quota_acct a = { 0 }, b = { 0 }, c = { 0 };
 
 	assert_non_null(q);
-	assert_int_equal(vfurt_dma_quota_join(q, &a), 10);
-	assert_int_equal(vfurt_dma_quota_join(q, &b), 10);
-	assert_int_equal(vfurt_dma_quota_join(q, &c), 10);
+	assert_int_equal(vfr_dma_quota_join(q, &a), 10);
+	assert_int_equal(vfr_dma_quota_join(q, &b), 10);
+	assert_int_equal(vfr_dma_quota_join(q, &c), 10);
 	assert_int_equal(stats(q).committed, 30);
 	assert_int_equal(take_all(&a, 1000), 80); /* 10 + the 70 shared */
-	assert_int_equal(vfurt_dma_quota_take(&a), -ENOMEM);
+	assert_int_equal(vfr_dma_quota_take(&a), -ENOMEM);
 	assert_int_equal(stats(q).refused, 2); /* take_all's last try and this one */
 	assert_int_equal(take_all(&b, 1000), 10);  /* exactly its reservation */
 	assert_int_equal(take_all(&c, 5), 5);
@@ -50,19 +50,19 @@ static void test_reservations_hold(void **state)
 	assert_int_equal(stats(q).committed, 100);
 	/* a gives 20 back: the shared room is 20 again, b may take it */
 	for (int i = 0; i < 20; i++)
-		vfurt_dma_quota_give(&a);
+		vfr_dma_quota_give(&a);
 	assert_int_equal(take_all(&b, 1000), 20);
 	/* within its reservation c is never refused */
 	assert_int_equal(take_all(&c, 5), 5);
-	assert_int_equal(vfurt_dma_quota_take(&c), -ENOMEM);
+	assert_int_equal(vfr_dma_quota_take(&c), -ENOMEM);
 	/* leaving returns every window and the reservation */
-	vfurt_dma_quota_leave(&a);
-	vfurt_dma_quota_leave(&b);
-	vfurt_dma_quota_leave(&c);
+	vfr_dma_quota_leave(&a);
+	vfr_dma_quota_leave(&b);
+	vfr_dma_quota_leave(&c);
 	assert_int_equal(stats(q).committed, 0);
 	assert_int_equal(stats(q).mapped, 0);
 	assert_int_equal(stats(q).devices, 0);
-	vfurt_dma_quota_leave(&a); /* not joined: nothing */
+	vfr_dma_quota_leave(&a); /* not joined: nothing */
 	vfurt_dma_quota_destroy(q);
 }
 
@@ -74,19 +74,19 @@ static void test_overcommitted_reservations(void **state)
 	struct vfurt_dma_quota *q = vfurt_dma_quota_create(25, 10);
 	struct vfurt_dma_quota_acct a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 }, none = { 0 };
 
-	assert_int_equal(vfurt_dma_quota_join(q, &a), 10);
-	assert_int_equal(vfurt_dma_quota_join(q, &b), 10);
-	assert_int_equal(vfurt_dma_quota_join(q, &c), 5);
-	assert_int_equal(vfurt_dma_quota_join(q, &d), 0);
-	assert_int_equal(vfurt_dma_quota_take(&d), -ENOMEM);
+	assert_int_equal(vfr_dma_quota_join(q, &a), 10);
+	assert_int_equal(vfr_dma_quota_join(q, &b), 10);
+	assert_int_equal(vfr_dma_quota_join(q, &c), 5);
+	assert_int_equal(vfr_dma_quota_join(q, &d), 0);
+	assert_int_equal(vfr_dma_quota_take(&d), -ENOMEM);
 	assert_int_equal(take_all(&c, 100), 5);
-	assert_int_equal(vfurt_dma_quota_take(&none), 0);
-	vfurt_dma_quota_give(&none);
-	vfurt_dma_quota_leave(&a);
+	assert_int_equal(vfr_dma_quota_take(&none), 0);
+	vfr_dma_quota_give(&none);
+	vfr_dma_quota_leave(&a);
 	assert_int_equal(take_all(&d, 100), 10); /* a's reservation became shared room */
-	vfurt_dma_quota_leave(&b);
-	vfurt_dma_quota_leave(&c);
-	vfurt_dma_quota_leave(&d);
+	vfr_dma_quota_leave(&b);
+	vfr_dma_quota_leave(&c);
+	vfr_dma_quota_leave(&d);
 	assert_int_equal(stats(q).committed, 0);
 	vfurt_dma_quota_destroy(q);
 }
@@ -118,7 +118,7 @@ static void *churn(void *p)
 
 		w->peak = n > w->peak ? n : w->peak;
 		while (n--)
-			vfurt_dma_quota_give(&w->acct);
+			vfr_dma_quota_give(&w->acct);
 	}
 	return NULL;
 }
@@ -132,7 +132,7 @@ static void test_concurrent_devices(void **state)
 	pthread_t th[T];
 
 	for (int i = 0; i < T; i++)
-		assert_int_equal(vfurt_dma_quota_join(q, &w[i].acct), 50);
+		assert_int_equal(vfr_dma_quota_join(q, &w[i].acct), 50);
 	for (int i = 0; i < T; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, churn, &w[i]), 0);
 	for (int i = 0; i < T; i++) {
@@ -143,7 +143,7 @@ static void test_concurrent_devices(void **state)
 	assert_int_equal(stats(q).mapped, 0);
 	assert_int_equal(stats(q).committed, 4 * 50);
 	for (int i = 0; i < T; i++)
-		vfurt_dma_quota_leave(&w[i].acct);
+		vfr_dma_quota_leave(&w[i].acct);
 	vfurt_dma_quota_destroy(q);
 }
 

@@ -124,7 +124,7 @@ static void check_lookup(const struct model *m, struct vfurt_dma_table *t, uint6
 	uint64_t addr = iova_of(p) + off;
 	uint64_t cur = addr, end = addr + len;
 	int want = 0;
-	int got = vfurt_dma_table_to_sg(t, addr, len, VFURT_DMA_READ, sg, MAX_SG);
+	int got = vfr_dma_table_to_sg(t, addr, len, VFURT_DMA_READ, sg, MAX_SG);
 
 	/* the model's answer, piece by piece */
 	while (cur < end) {
@@ -149,13 +149,13 @@ static void check_lookup(const struct model *m, struct vfurt_dma_table *t, uint6
 		want = -ENOSPC;
 	assert_int_equal(got, want);
 	/* ptr: no window here has memory behind it, so always NULL */
-	assert_null(vfurt_dma_table_ptr(t, addr, len, VFURT_DMA_READ));
+	assert_null(vfr_dma_table_ptr(t, addr, len, VFURT_DMA_READ));
 }
 
 static void check_all(const struct model *m, struct vfurt_dma_table *t, int *height)
 {
-	assert_int_equal(vfurt_dma_table_check(t, height), 0);
-	assert_int_equal(vfurt_dma_table_count(t), m->nlive);
+	assert_int_equal(vfr_dma_table_check(t, height), 0);
+	assert_int_equal(vfr_dma_table_count(t), m->nlive);
 }
 
 /* One random step: insert (any place: often overlapping) or remove (exact,
@@ -166,7 +166,7 @@ static void step(struct model *m, struct vfurt_dma_table *t, uint64_t *seed, uns
 		uint32_t n = 1 + (uint32_t)(rnd(seed) % 3);
 		uint64_t p = rnd(seed) % (m->pages - n);
 		bool ok = model_free_range(m, p, n) && m->nids > 0;
-		int rc = vfurt_dma_table_add(t, iova_of(p), n * PG, -1, 0, VFURT_DMA_READ, NULL);
+		int rc = vfr_dma_table_add(t, iova_of(p), n * PG, -1, 0, VFURT_DMA_READ, NULL);
 
 		assert_int_equal(rc, ok ? 0 : -EEXIST);
 		if (ok)
@@ -178,16 +178,16 @@ static void step(struct model *m, struct vfurt_dma_table *t, uint64_t *seed, uns
 
 		switch (rnd(seed) % 8) {
 		case 0: /* wrong size */
-			assert_int_equal(vfurt_dma_table_remove(t, iova, size + PG, NULL, NULL),
+			assert_int_equal(vfr_dma_table_remove(t, iova, size + PG, NULL, NULL),
 					 -ENOENT);
 			break;
 		case 1: /* inside, not at the start */
 			if (m->len[id] > 1)
-				assert_int_equal(vfurt_dma_table_remove(t, iova + PG, size - PG,
+				assert_int_equal(vfr_dma_table_remove(t, iova + PG, size - PG,
 									NULL, NULL), -ENOENT);
 			break;
 		default:
-			assert_int_equal(vfurt_dma_table_remove(t, iova, size, NULL, NULL), 0);
+			assert_int_equal(vfr_dma_table_remove(t, iova, size, NULL, NULL), 0);
 			model_del(m, id);
 		}
 	}
@@ -200,7 +200,7 @@ static void test_random_grow_shrink(void **state)
 {
 	(void)state;
 	enum { PAGES = 1u << 20, TARGET = 160000 };
-	struct vfurt_dma_table *t = vfurt_dma_table_create(UINT32_MAX, PG);
+	struct vfurt_dma_table *t = vfr_dma_table_create(UINT32_MAX, PG);
 	struct model m;
 	uint64_t seed = 0x9e3779b97f4a7c15ull;
 	int height = -1, max_height = -1;
@@ -247,7 +247,7 @@ static void test_random_grow_shrink(void **state)
 	seen_heights |= 1u << (max_height + 1);
 	assert_int_equal(seen_heights & 0x1f, 0x1f);
 	model_free(&m);
-	vfurt_dma_table_destroy(t);
+	vfr_dma_table_destroy(t);
 }
 
 /* Ascending, descending and interleaved orders: the appending splits keep
@@ -259,7 +259,7 @@ static void test_ordered_inserts(void **state)
 	uint64_t seed = 42;
 
 	for (int order = 0; order < 3; order++) {
-		struct vfurt_dma_table *t = vfurt_dma_table_create(N, PG);
+		struct vfurt_dma_table *t = vfr_dma_table_create(N, PG);
 		uint32_t *perm = malloc(N * sizeof(*perm));
 		int height;
 
@@ -269,15 +269,15 @@ static void test_ordered_inserts(void **state)
 			uint64_t k = order == 0 ? i : order == 1 ? N - 1 - i
 				     : (i % 2 ? i / 2 : N - 1 - i / 2);
 
-			assert_int_equal(vfurt_dma_table_add(t, iova_of(2 * k), PG, -1, 0,
+			assert_int_equal(vfr_dma_table_add(t, iova_of(2 * k), PG, -1, 0,
 							     VFURT_DMA_READ, NULL), 0);
 		}
-		assert_int_equal(vfurt_dma_table_count(t), N);
-		assert_int_equal(vfurt_dma_table_check(t, &height), 0);
+		assert_int_equal(vfr_dma_table_count(t), N);
+		assert_int_equal(vfr_dma_table_check(t, &height), 0);
 		fprintf(stderr, "order %d: %u windows, height %d\n", order, N, height);
 		assert_true(height <= 3);
 		/* the quota is the table's max_maps */
-		assert_int_equal(vfurt_dma_table_add(t, iova_of(2 * N), PG, -1, 0, VFURT_DMA_READ,
+		assert_int_equal(vfr_dma_table_add(t, iova_of(2 * N), PG, -1, 0, VFURT_DMA_READ,
 						     NULL), -ENOSPC);
 		for (uint32_t i = 0; i < N; i++)
 			perm[i] = i;
@@ -290,20 +290,20 @@ static void test_ordered_inserts(void **state)
 		for (uint32_t i = 0; i < N; i++) {
 			struct vfurt_sg sg;
 
-			assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * perm[i]) + 5, 7,
+			assert_int_equal(vfr_dma_table_to_sg(t, iova_of(2 * perm[i]) + 5, 7,
 							       VFURT_DMA_READ, &sg, 1), 1);
-			assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * perm[i] + 1), 7,
+			assert_int_equal(vfr_dma_table_to_sg(t, iova_of(2 * perm[i] + 1), 7,
 							       VFURT_DMA_READ, &sg, 1), -ENOENT);
-			assert_int_equal(vfurt_dma_table_remove(t, iova_of(2 * perm[i]), PG, NULL,
+			assert_int_equal(vfr_dma_table_remove(t, iova_of(2 * perm[i]), PG, NULL,
 								NULL), 0);
 			if (i % 4096 == 0)
-				assert_int_equal(vfurt_dma_table_check(t, NULL), 0);
+				assert_int_equal(vfr_dma_table_check(t, NULL), 0);
 		}
-		assert_int_equal(vfurt_dma_table_count(t), 0);
-		assert_int_equal(vfurt_dma_table_check(t, &height), 0);
+		assert_int_equal(vfr_dma_table_count(t), 0);
+		assert_int_equal(vfr_dma_table_check(t, &height), 0);
 		assert_int_equal(height, -1);
 		free(perm);
-		vfurt_dma_table_destroy(t);
+		vfr_dma_table_destroy(t);
 	}
 }
 
@@ -313,30 +313,30 @@ static void test_small_tables(void **state)
 {
 	(void)state;
 	for (uint32_t n = 1; n <= DMA_TREE_MAX + 1; n++) {
-		struct vfurt_dma_table *t = vfurt_dma_table_create(n, PG);
+		struct vfurt_dma_table *t = vfr_dma_table_create(n, PG);
 		struct vfurt_sg sg;
 		int height;
 
 		assert_non_null(t);
 		for (uint32_t i = 0; i < n; i++)
-			assert_int_equal(vfurt_dma_table_add(t, iova_of(2 * i + 1), PG, -1, 0,
+			assert_int_equal(vfr_dma_table_add(t, iova_of(2 * i + 1), PG, -1, 0,
 							     VFURT_DMA_READ, NULL), 0);
-		assert_int_equal(vfurt_dma_table_check(t, &height), 0);
+		assert_int_equal(vfr_dma_table_check(t, &height), 0);
 		assert_int_equal(height, n <= DMA_TREE_MAX ? 0 : 1);
 		for (uint32_t i = 0; i < n; i++) {
-			assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * i + 1), 1,
+			assert_int_equal(vfr_dma_table_to_sg(t, iova_of(2 * i + 1), 1,
 							       VFURT_DMA_READ, &sg, 1), 1);
 			assert_int_equal(sg.iova, iova_of(2 * i + 1));
-			assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * i + 2) - 1, 1,
+			assert_int_equal(vfr_dma_table_to_sg(t, iova_of(2 * i + 2) - 1, 1,
 							       VFURT_DMA_READ, &sg, 1), 1);
-			assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * i), PG,
+			assert_int_equal(vfr_dma_table_to_sg(t, iova_of(2 * i), PG,
 							       VFURT_DMA_READ, &sg, 1), -ENOENT);
 		}
-		assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(2 * n + 1), 1, VFURT_DMA_READ,
+		assert_int_equal(vfr_dma_table_to_sg(t, iova_of(2 * n + 1), 1, VFURT_DMA_READ,
 						       &sg, 1), -ENOENT);
-		assert_int_equal(vfurt_dma_table_to_sg(t, UINT64_MAX - 1, 1, VFURT_DMA_READ, &sg, 1),
+		assert_int_equal(vfr_dma_table_to_sg(t, UINT64_MAX - 1, 1, VFURT_DMA_READ, &sg, 1),
 				 -ENOENT);
-		vfurt_dma_table_destroy(t);
+		vfr_dma_table_destroy(t);
 	}
 }
 
@@ -346,15 +346,15 @@ static void test_to_sg_across_leaves(void **state)
 {
 	(void)state;
 	enum { N = 1000 };
-	struct vfurt_dma_table *t = vfurt_dma_table_create(N, PG);
+	struct vfurt_dma_table *t = vfr_dma_table_create(N, PG);
 	static struct vfurt_sg sg[N];
 
 	assert_non_null(t);
 	for (uint32_t i = 0; i < N; i++)
-		assert_int_equal(vfurt_dma_table_add(t, iova_of(i), PG, -1, 0,
+		assert_int_equal(vfr_dma_table_add(t, iova_of(i), PG, -1, 0,
 						     i == 700 ? VFURT_DMA_WRITE : VFURT_DMA_READ,
 						     NULL), 0);
-	assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(0) + 1, 600 * PG, VFURT_DMA_READ, sg, N),
+	assert_int_equal(vfr_dma_table_to_sg(t, iova_of(0) + 1, 600 * PG, VFURT_DMA_READ, sg, N),
 			 601);
 	for (uint32_t i = 1; i < 600; i++) {
 		assert_int_equal(sg[i].iova, iova_of(i));
@@ -362,16 +362,16 @@ static void test_to_sg_across_leaves(void **state)
 	}
 	assert_int_equal(sg[600].len, 1);
 	/* more pieces than room: ENOSPC, unless a problem lies further on */
-	assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(0), 600 * PG, VFURT_DMA_READ, sg, 10),
+	assert_int_equal(vfr_dma_table_to_sg(t, iova_of(0), 600 * PG, VFURT_DMA_READ, sg, 10),
 			 -ENOSPC);
-	assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(0), 800 * PG, VFURT_DMA_READ, sg, 10),
+	assert_int_equal(vfr_dma_table_to_sg(t, iova_of(0), 800 * PG, VFURT_DMA_READ, sg, 10),
 			 -EACCES);
-	assert_int_equal(vfurt_dma_table_remove(t, iova_of(300), PG, NULL, NULL), 0);
-	assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(0), 600 * PG, VFURT_DMA_READ, sg, 10),
+	assert_int_equal(vfr_dma_table_remove(t, iova_of(300), PG, NULL, NULL), 0);
+	assert_int_equal(vfr_dma_table_to_sg(t, iova_of(0), 600 * PG, VFURT_DMA_READ, sg, 10),
 			 -ENOENT);
-	assert_int_equal(vfurt_dma_table_to_sg(t, iova_of(N - 1), 2 * PG, VFURT_DMA_READ, sg, 10),
+	assert_int_equal(vfr_dma_table_to_sg(t, iova_of(N - 1), 2 * PG, VFURT_DMA_READ, sg, 10),
 			 -ENOENT);
-	vfurt_dma_table_destroy(t);
+	vfr_dma_table_destroy(t);
 }
 
 /* Path copying never writes a published node: an old version reads the
@@ -405,7 +405,7 @@ static struct digest digest_of(const struct vfurt_dma_node *root)
 {
 	struct digest d = { 0 };
 
-	vfurt_dma_tree_foreach(root, digest_cb, &d);
+	vfr_dma_tree_foreach(root, digest_cb, &d);
 	return d;
 }
 
@@ -437,11 +437,11 @@ static void test_old_versions_intact(void **state)
 
 			if (l && vfurt_dma_node_ent(l, slot)->r.iova < e.r.iova + PG)
 				continue; /* overlap: the table checks that, not the tree */
-			rc = vfurt_dma_tree_insert(cur, &e, &out, &ret);
+			rc = vfr_dma_tree_insert(cur, &e, &out, &ret);
 		} else {
 			struct vfurt_dma_entry gone;
 
-			rc = vfurt_dma_tree_remove(cur, e.r.iova, PG, &out, &ret, &gone);
+			rc = vfr_dma_tree_remove(cur, e.r.iova, PG, &out, &ret, &gone);
 			if (rc == -ENOENT)
 				continue;
 		}
@@ -451,7 +451,7 @@ static void test_old_versions_intact(void **state)
 		for (int k = 0; k < nv; k++) {
 			struct digest d = digest_of(v[k]);
 
-			assert_int_equal(vfurt_dma_tree_check(v[k], NULL), 0);
+			assert_int_equal(vfr_dma_tree_check(v[k], NULL), 0);
 			assert_int_equal(d.n, dv[k].n);
 			assert_true(d.sum == dv[k].sum);
 		}
@@ -459,8 +459,8 @@ static void test_old_versions_intact(void **state)
 	/* every node is freed exactly once: the retired ones and the live
 	 * tree (ASan reports a double free or a leak) */
 	for (unsigned i = 0; i < rs.n; i++)
-		vfurt_dma_tree_free_chain(rs.chains[i]);
-	vfurt_dma_tree_free_chain(vfurt_dma_tree_chain_all(cur));
+		vfr_dma_tree_free_chain(rs.chains[i]);
+	vfr_dma_tree_free_chain(vfr_dma_tree_chain_all(cur));
 }
 
 /* ---- a reader thread beside the mutating one (run under TSan too) ------- */
@@ -480,7 +480,7 @@ static void race_retire(void *arg, void *chain, void (*free_fn)(void *))
 {
 	struct race *r = arg;
 
-	assert_true(free_fn == vfurt_dma_tree_free_chain);
+	assert_true(free_fn == vfr_dma_tree_free_chain);
 	pthread_mutex_lock(&r->lock);
 	if (r->nchains == r->cap) {
 		r->cap = r->cap ? r->cap * 2 : 1024;
@@ -501,7 +501,7 @@ static void *race_reader(void *arg)
 		struct vfurt_sg sg[2];
 		uint64_t i = rnd(&seed) % 512;
 
-		if (vfurt_dma_table_to_sg(r->t, iova_of(4 * i) + 8, 64, VFURT_DMA_READ, sg, 2) != 1 ||
+		if (vfr_dma_table_to_sg(r->t, iova_of(4 * i) + 8, 64, VFURT_DMA_READ, sg, 2) != 1 ||
 		    sg[0].iova != iova_of(4 * i) + 8)
 			atomic_fetch_add(&r->bad, 1);
 		atomic_fetch_add_explicit(&r->lookups, 1, memory_order_relaxed);
@@ -517,19 +517,19 @@ static void test_reader_beside_writer(void **state)
 	uint64_t seed = 5;
 
 	pthread_mutex_init(&r.lock, NULL);
-	r.t = vfurt_dma_table_create(100000, PG);
+	r.t = vfr_dma_table_create(100000, PG);
 	assert_non_null(r.t);
-	vfurt_dma_table_set_retire(r.t, race_retire, &r);
+	vfr_dma_table_set_retire(r.t, race_retire, &r);
 	for (uint64_t i = 0; i < 512; i++)
-		assert_int_equal(vfurt_dma_table_add(r.t, iova_of(4 * i), PG, -1, 0, VFURT_DMA_READ,
+		assert_int_equal(vfr_dma_table_add(r.t, iova_of(4 * i), PG, -1, 0, VFURT_DMA_READ,
 						     NULL), 0);
 	assert_int_equal(pthread_create(&th, NULL, race_reader, &r), 0);
 	for (int k = 0; k < 20000; k++) {
 		uint64_t p = 4 * (rnd(&seed) % 512) + 1 + rnd(&seed) % 3;
-		int rc = vfurt_dma_table_add(r.t, iova_of(p), PG, -1, 0, VFURT_DMA_READ, NULL);
+		int rc = vfr_dma_table_add(r.t, iova_of(p), PG, -1, 0, VFURT_DMA_READ, NULL);
 
 		if (rc == -EEXIST)
-			assert_int_equal(vfurt_dma_table_remove(r.t, iova_of(p), PG, NULL, NULL), 0);
+			assert_int_equal(vfr_dma_table_remove(r.t, iova_of(p), PG, NULL, NULL), 0);
 		else
 			assert_int_equal(rc, 0);
 	}
@@ -538,9 +538,9 @@ static void test_reader_beside_writer(void **state)
 	fprintf(stderr, "%lu lookups beside 20000 changes\n", atomic_load(&r.lookups));
 	assert_int_equal(atomic_load(&r.bad), 0);
 	for (size_t i = 0; i < r.nchains; i++)
-		vfurt_dma_tree_free_chain(r.chains[i]);
+		vfr_dma_tree_free_chain(r.chains[i]);
 	free(r.chains);
-	vfurt_dma_table_destroy(r.t);
+	vfr_dma_table_destroy(r.t);
 	pthread_mutex_destroy(&r.lock);
 }
 

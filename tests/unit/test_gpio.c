@@ -66,7 +66,7 @@ static void unmask_intx(struct vfurt_dev *dev)
 		.count = 1,
 	};
 
-	assert_int_equal(vfurt_irqs_set(dev->irqs, &set, NULL, 0, NULL, 0, NULL, NULL), 0);
+	assert_int_equal(vfr_irqs_set(dev->irqs, &set, NULL, 0, NULL, 0, NULL, NULL), 0);
 }
 
 static uint64_t efd_count(int fd)
@@ -265,10 +265,10 @@ static void test_reset(void **state)
 	assert_int_equal(rd(dev, BAR2, IRQ_STATUS, 1), 0x05);
 
 	/* A lost client keeps the card's state. */
-	assert_int_equal(vfurt_dev_do_reset(dev, VFURT_RESET_LOST_CONN), 0);
+	assert_int_equal(vfr_dev_do_reset(dev, VFURT_RESET_LOST_CONN), 0);
 	assert_int_equal(rd(dev, BAR2, OUT0_7, 1), 0x11);
 
-	assert_int_equal(vfurt_dev_do_reset(dev, VFURT_RESET_CLIENT), 0);
+	assert_int_equal(vfr_dev_do_reset(dev, VFURT_RESET_CLIENT), 0);
 	assert_int_equal(rd(dev, BAR2, OUT0_7, 1), 0);
 	assert_int_equal(rd(dev, BAR2, OUT8_15, 1), 0);
 	assert_int_equal(rd(dev, BAR2, FILTER_CTL, 1), 0);

@@ -81,7 +81,7 @@ static int irq_set(struct vfurt_irqs *irqs, uint32_t flags, uint32_t index, uint
 		.count = count,
 	};
 
-	return vfurt_irqs_set(irqs, &set, data, data_len, fds, nfds, log ? state_cb : NULL, log);
+	return vfr_irqs_set(irqs, &set, data, data_len, fds, nfds, log ? state_cb : NULL, log);
 }
 
 /*
@@ -90,13 +90,13 @@ static int irq_set(struct vfurt_irqs *irqs, uint32_t flags, uint32_t index, uint
  */
 static struct vfurt_irqs *make_irqs(int rd[4])
 {
-	struct vfurt_irqs *irqs = vfurt_irqs_create();
+	struct vfurt_irqs *irqs = vfr_irqs_create();
 	int fds[4];
 
 	assert_non_null(irqs);
-	assert_int_equal(vfurt_irqs_setup(irqs, VFURT_IRQ_INTX, 1), 0);
-	assert_int_equal(vfurt_irqs_setup(irqs, VFURT_IRQ_MSIX, 4), 0);
-	assert_int_equal(vfurt_irqs_setup(irqs, VFURT_IRQ_ERR, 1), 0);
+	assert_int_equal(vfr_irqs_setup(irqs, VFURT_IRQ_INTX, 1), 0);
+	assert_int_equal(vfr_irqs_setup(irqs, VFURT_IRQ_MSIX, 4), 0);
+	assert_int_equal(vfr_irqs_setup(irqs, VFURT_IRQ_ERR, 1), 0);
 	if (rd) {
 		for (int i = 0; i < 4; i++) {
 			fds[i] = new_efd();
@@ -120,33 +120,33 @@ static void close_all(int *fds, int n)
 static void test_setup_and_info(void **state)
 {
 	(void)state;
-	struct vfurt_irqs *irqs = vfurt_irqs_create();
+	struct vfurt_irqs *irqs = vfr_irqs_create();
 	const uint32_t msi = VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE |
 			     VFIO_IRQ_INFO_NORESIZE;
 
-	assert_int_equal(vfurt_irqs_setup(irqs, VFURT_IRQ_NUM, 1), -EINVAL);
-	assert_int_equal(vfurt_irqs_setup(irqs, VFURT_IRQ_MSIX, VFURT_MAX_IRQ_VECTORS + 1),
+	assert_int_equal(vfr_irqs_setup(irqs, VFURT_IRQ_NUM, 1), -EINVAL);
+	assert_int_equal(vfr_irqs_setup(irqs, VFURT_IRQ_MSIX, VFURT_MAX_IRQ_VECTORS + 1),
 			 -EINVAL);
-	assert_int_equal(vfurt_irqs_setup(irqs, VFURT_IRQ_MSIX, VFURT_MAX_IRQ_VECTORS), 0);
-	assert_int_equal(vfurt_irqs_count(irqs, VFURT_IRQ_MSIX), VFURT_MAX_IRQ_VECTORS);
-	assert_int_equal(vfurt_irqs_setup(irqs, VFURT_IRQ_MSIX, 0), 0);
-	assert_int_equal(vfurt_irqs_count(irqs, VFURT_IRQ_MSIX), 0);
-	assert_int_equal(vfurt_irqs_count(irqs, VFURT_IRQ_NUM), 0);
+	assert_int_equal(vfr_irqs_setup(irqs, VFURT_IRQ_MSIX, VFURT_MAX_IRQ_VECTORS), 0);
+	assert_int_equal(vfr_irqs_count(irqs, VFURT_IRQ_MSIX), VFURT_MAX_IRQ_VECTORS);
+	assert_int_equal(vfr_irqs_setup(irqs, VFURT_IRQ_MSIX, 0), 0);
+	assert_int_equal(vfr_irqs_count(irqs, VFURT_IRQ_MSIX), 0);
+	assert_int_equal(vfr_irqs_count(irqs, VFURT_IRQ_NUM), 0);
 
 	/* flags do not depend on the vector count */
-	assert_int_equal(vfurt_irqs_info_flags(irqs, VFURT_IRQ_INTX),
+	assert_int_equal(vfr_irqs_info_flags(irqs, VFURT_IRQ_INTX),
 			 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE |
 			 VFIO_IRQ_INFO_AUTOMASKED);
-	assert_int_equal(vfurt_irqs_info_flags(irqs, VFURT_IRQ_MSI), msi);
-	assert_int_equal(vfurt_irqs_info_flags(irqs, VFURT_IRQ_MSIX), msi);
+	assert_int_equal(vfr_irqs_info_flags(irqs, VFURT_IRQ_MSI), msi);
+	assert_int_equal(vfr_irqs_info_flags(irqs, VFURT_IRQ_MSIX), msi);
 	/* ERR and REQ as the kernel's vfio-pci reports them */
-	assert_int_equal(vfurt_irqs_info_flags(irqs, VFURT_IRQ_ERR),
+	assert_int_equal(vfr_irqs_info_flags(irqs, VFURT_IRQ_ERR),
 			 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
-	assert_int_equal(vfurt_irqs_info_flags(irqs, VFURT_IRQ_REQ),
+	assert_int_equal(vfr_irqs_info_flags(irqs, VFURT_IRQ_REQ),
 			 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
-	assert_int_equal(vfurt_irqs_info_flags(irqs, VFURT_IRQ_NUM), 0);
-	vfurt_irqs_destroy(irqs);
-	vfurt_irqs_destroy(NULL);
+	assert_int_equal(vfr_irqs_info_flags(irqs, VFURT_IRQ_NUM), 0);
+	vfr_irqs_destroy(irqs);
+	vfr_irqs_destroy(NULL);
 }
 
 static void test_setup_again_closes_fds(void **state)
@@ -158,10 +158,10 @@ static void test_setup_again_closes_fds(void **state)
 
 	close_all(rd, 4);
 	assert_int_equal(test_count_fds(), base + 4);
-	assert_int_equal(vfurt_irqs_setup(irqs, VFURT_IRQ_MSIX, 8), 0);
+	assert_int_equal(vfr_irqs_setup(irqs, VFURT_IRQ_MSIX, 8), 0);
 	assert_int_equal(test_count_fds(), base);
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
-	vfurt_irqs_destroy(irqs);
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
+	vfr_irqs_destroy(irqs);
 }
 
 /* ---- validation: one rule per test ------------------------------------- */
@@ -175,7 +175,7 @@ static void test_set_bad_index(void **state)
 				 NULL), -EINVAL);
 	assert_int_equal(irq_set(irqs, D_NONE | A_TRIG, UINT32_MAX, 0, 1, NULL, 0, NULL, 0,
 				 NULL), -EINVAL);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_index_without_vectors(void **state)
@@ -188,7 +188,7 @@ static void test_set_index_without_vectors(void **state)
 				 NULL), -EINVAL);
 	assert_int_equal(irq_set(irqs, D_NONE | A_TRIG, VFURT_IRQ_MSI, 0, 0, NULL, 0, NULL, 0,
 				 NULL), -EINVAL);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_bad_flags(void **state)
@@ -208,7 +208,7 @@ static void test_set_bad_flags(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(irq_set(irqs, bad[i], VFURT_IRQ_MSIX, 0, 1, NULL, 0, NULL, 0,
 					 NULL), -EINVAL);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_range(void **state)
@@ -230,7 +230,7 @@ static void test_set_range(void **state)
 	/* the last vector alone is fine */
 	assert_int_equal(irq_set(irqs, D_NONE | A_MASK, VFURT_IRQ_MSIX, 3, 1, NULL, 0, NULL, 0,
 				 NULL), 0);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_count_zero(void **state)
@@ -251,7 +251,7 @@ static void test_set_count_zero(void **state)
 	assert_int_equal(irq_set(irqs, D_NONE | A_TRIG, VFURT_IRQ_MSIX, 4, 0, NULL, 0, NULL, 0,
 				 &log), -EINVAL);
 	assert_int_equal(log.calls, 0);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_bool_short(void **state)
@@ -267,7 +267,7 @@ static void test_set_bool_short(void **state)
 	/* longer than needed is fine */
 	assert_int_equal(irq_set(irqs, D_BOOL | A_MASK, VFURT_IRQ_MSIX, 0, 2, b, 4, NULL, 0,
 				 NULL), 0);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_bool_values(void **state)
@@ -281,8 +281,8 @@ static void test_set_bool_values(void **state)
 				 &log), -EINVAL);
 	assert_int_equal(log.calls, 0);
 	/* nothing was applied: vector 0 is not masked */
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), -ENOENT);
-	vfurt_irqs_destroy(irqs);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), -ENOENT);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_eventfd_count(void **state)
@@ -299,9 +299,9 @@ static void test_set_eventfd_count(void **state)
 				 NULL), -EINVAL);
 	for (int i = 0; i < 3; i++)
 		assert_true(fd_open(fds[i]));
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
 	close_all(fds, 3);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_eventfd_bad_fd(void **state)
@@ -321,9 +321,9 @@ static void test_set_eventfd_bad_fd(void **state)
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_MSIX, 0, 2, NULL, 0, fds, 2,
 				 NULL), -EBADF);
 	assert_true(fd_open(good));
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
 	close(good);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_eventfd_duplicate(void **state)
@@ -337,7 +337,7 @@ static void test_set_eventfd_duplicate(void **state)
 				 NULL), -EINVAL);
 	assert_true(fd_open(fd));
 	close(fd);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_fds_with_other_data(void **state)
@@ -353,7 +353,7 @@ static void test_set_fds_with_other_data(void **state)
 				 NULL), -EINVAL);
 	assert_true(fd_open(fd));
 	close(fd);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_mask_not_maskable(void **state)
@@ -372,8 +372,8 @@ static void test_set_mask_not_maskable(void **state)
 	/* ERR can be given a trigger eventfd */
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_ERR, 0, 1, NULL, 0, &fd, 1,
 				 NULL), 0);
-	assert_true(vfurt_irqs_enabled(irqs, VFURT_IRQ_ERR, 0));
-	vfurt_irqs_destroy(irqs);
+	assert_true(vfr_irqs_enabled(irqs, VFURT_IRQ_ERR, 0));
+	vfr_irqs_destroy(irqs);
 	assert_false(fd_open(fd));
 }
 
@@ -390,12 +390,12 @@ static void test_set_failure_changes_nothing(void **state)
 	for (int i = 0; i < 3; i++)
 		assert_true(fd_open(fresh[i]));
 	for (uint32_t v = 0; v < 4; v++) {
-		assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, v), 0);
+		assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, v), 0);
 		assert_int_equal(efd_read(rd[v]), 1);
 	}
 	close_all(fresh, 3);
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 /* ---- triggering -------------------------------------------------------- */
@@ -408,19 +408,19 @@ static void test_trigger_writes_eventfd(void **state)
 	struct vfurt_irq_stats st;
 
 	for (uint32_t v = 0; v < 4; v++)
-		assert_true(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 2), 0);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 2), 0);
+		assert_true(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 2), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 2), 0);
 	assert_int_equal(efd_read(rd[2]), 2);
 	assert_int_equal(efd_read(rd[0]), 0);
 	assert_int_equal(efd_read(rd[1]), 0);
 	assert_int_equal(efd_read(rd[3]), 0);
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 2));
-	vfurt_irqs_get_stats(irqs, &st);
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 2));
+	vfr_irqs_get_stats(irqs, &st);
 	assert_int_equal(st.raised, 2);
 	assert_int_equal(st.written, 2);
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_trigger_errors(void **state)
@@ -429,22 +429,22 @@ static void test_trigger_errors(void **state)
 	struct vfurt_irqs *irqs = make_irqs(NULL);
 	struct vfurt_irq_stats st;
 
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 4), -EINVAL);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSI, 0), -EINVAL);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_NUM, 0), -EINVAL);
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 4));
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_NUM, 0));
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 4), -EINVAL);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSI, 0), -EINVAL);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_NUM, 0), -EINVAL);
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 4));
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_NUM, 0));
 	/* no eventfd: left pending */
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), -ENOENT);
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
-	vfurt_irqs_get_stats(irqs, &st);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), -ENOENT);
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
+	vfr_irqs_get_stats(irqs, &st);
 	assert_int_equal(st.raised, 1);
 	assert_int_equal(st.written, 0);
 	/* harmless on bad indexes */
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_NUM, 0, true);
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 99, true);
-	vfurt_irqs_set_func_mask(irqs, VFURT_IRQ_NUM, true);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_NUM, 0, true);
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 99, true);
+	vfr_irqs_set_func_mask(irqs, VFURT_IRQ_NUM, true);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_trigger_saturated_counter(void **state)
@@ -456,13 +456,13 @@ static void test_trigger_saturated_counter(void **state)
 	struct vfurt_irq_stats st;
 
 	assert_int_equal(write(rd[0], &max, sizeof(max)), sizeof(max));
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0); /* EAGAIN */
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
-	vfurt_irqs_get_stats(irqs, &st);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0); /* EAGAIN */
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	vfr_irqs_get_stats(irqs, &st);
 	assert_int_equal(st.written, 1);
 	assert_int_equal(efd_read(rd[0]), max);
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_non_eventfd_refused(void **state)
@@ -479,14 +479,14 @@ static void test_non_eventfd_refused(void **state)
 				 NULL), -EINVAL);
 	assert_int_equal(irq_set(irqs, D_EFD | A_UNMASK, VFURT_IRQ_INTX, 0, 1, NULL, 0, &p[1], 1,
 				 NULL), -EINVAL);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), -ENOENT);
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
-	vfurt_irqs_get_stats(irqs, &st);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), -ENOENT);
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	vfr_irqs_get_stats(irqs, &st);
 	assert_int_equal(st.raised, 1);
 	assert_int_equal(st.written, 0);
 	close(p[0]);
 	close(p[1]);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_set_trigger_loopback(void **state)
@@ -502,7 +502,7 @@ static void test_set_trigger_loopback(void **state)
 	assert_int_equal(efd_read(rd[2]), 1);
 	assert_int_equal(efd_read(rd[3]), 0);
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 /* ---- masks ------------------------------------------------------------- */
@@ -522,12 +522,12 @@ static void test_client_mask_pending_unmask(void **state)
 	assert_int_equal(log.count, 2);
 	assert_true(log.masked);
 
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), 0);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), 0);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 3), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 3), 0);
 	assert_int_equal(efd_read(rd[1]), 0);
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 2));
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 2));
 	assert_int_equal(efd_read(rd[3]), 1);
 
 	assert_int_equal(irq_set(irqs, D_NONE | A_UNMASK, VFURT_IRQ_MSIX, 0, 4, NULL, 0, NULL, 0,
@@ -538,9 +538,9 @@ static void test_client_mask_pending_unmask(void **state)
 	assert_false(log.masked);
 	assert_int_equal(efd_read(rd[1]), 1); /* fired once for two triggers */
 	assert_int_equal(efd_read(rd[2]), 0);
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_guest_mask(void **state)
@@ -549,18 +549,18 @@ static void test_guest_mask(void **state)
 	int rd[4];
 	struct vfurt_irqs *irqs = make_irqs(rd);
 
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, true);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, true);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
 	assert_int_equal(efd_read(rd[0]), 0);
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, false);
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, false);
 	assert_int_equal(efd_read(rd[0]), 1);
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
 	/* unmasking a vector that is not pending fires nothing */
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, false);
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, false);
 	assert_int_equal(efd_read(rd[0]), 0);
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_func_mask(void **state)
@@ -573,29 +573,29 @@ static void test_func_mask(void **state)
 	/* vector 3 loses its eventfd */
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_MSIX, 3, 1, NULL, 0, &none, 1,
 				 NULL), 0);
-	vfurt_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, true);
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 2, true);
+	vfr_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, true);
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 2, true);
 	for (uint32_t v = 0; v < 4; v++)
-		assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, v), 0);
+		assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, v), 0);
 	for (uint32_t v = 0; v < 4; v++) {
 		assert_int_equal(efd_read(rd[v]), 0);
-		assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, v));
+		assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, v));
 	}
-	vfurt_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, false);
+	vfr_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, false);
 	assert_int_equal(efd_read(rd[0]), 1);
 	assert_int_equal(efd_read(rd[1]), 1);
 	assert_int_equal(efd_read(rd[2]), 0); /* still guest masked */
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 2));
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 3)); /* no eventfd */
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 2, false);
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 2));
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 3)); /* no eventfd */
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 2, false);
 	assert_int_equal(efd_read(rd[2]), 1);
 	/* function mask of one index does not affect another */
-	vfurt_irqs_set_func_mask(irqs, VFURT_IRQ_INTX, true);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
+	vfr_irqs_set_func_mask(irqs, VFURT_IRQ_INTX, true);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
 	assert_int_equal(efd_read(rd[0]), 1);
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 /* A vector masked twice is delivered only when the last mask goes. */
@@ -607,20 +607,20 @@ static void test_stacked_masks(void **state)
 
 	assert_int_equal(irq_set(irqs, D_NONE | A_MASK, VFURT_IRQ_MSIX, 0, 1, NULL, 0, NULL, 0,
 				 NULL), 0);
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, true);
-	vfurt_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, true);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, false);
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, true);
+	vfr_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, true);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, false);
 	assert_int_equal(efd_read(rd[0]), 0);
 	assert_int_equal(irq_set(irqs, D_NONE | A_UNMASK, VFURT_IRQ_MSIX, 0, 1, NULL, 0, NULL, 0,
 				 NULL), 0);
 	assert_int_equal(efd_read(rd[0]), 0);
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
-	vfurt_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, false);
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	vfr_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, false);
 	assert_int_equal(efd_read(rd[0]), 1);
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_intx_automask(void **state)
@@ -633,20 +633,20 @@ static void test_intx_automask(void **state)
 
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_INTX, 0, 1, NULL, 0, &fd, 1,
 				 NULL), 0);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0);
 	assert_int_equal(efd_read(rd), 1);
 	/* automasked now: the next assertion waits for the client's unmask */
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0);
 	assert_int_equal(efd_read(rd), 0);
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_INTX, 0));
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_INTX, 0));
 	assert_int_equal(irq_set(irqs, D_NONE | A_UNMASK, VFURT_IRQ_INTX, 0, 1, NULL, 0, NULL, 0,
 				 &log), 0);
 	assert_int_equal(log.calls, 1);
 	assert_int_equal(log.index, VFURT_IRQ_INTX);
 	assert_int_equal(efd_read(rd), 1);
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_INTX, 0));
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_INTX, 0));
 	/* the fire on unmask automasked again */
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0);
 	assert_int_equal(efd_read(rd), 0);
 	/* unmask with nothing new pending fires only the pending one */
 	assert_int_equal(irq_set(irqs, D_NONE | A_UNMASK, VFURT_IRQ_INTX, 0, 1, NULL, 0, NULL, 0,
@@ -656,7 +656,7 @@ static void test_intx_automask(void **state)
 				 NULL), 0);
 	assert_int_equal(efd_read(rd), 0);
 	close(rd);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_bool_data(void **state)
@@ -680,7 +680,7 @@ static void test_bool_data(void **state)
 	assert_int_equal(efd_read(rd[0]), 0);
 	assert_int_equal(efd_read(rd[1]), 1);
 	assert_int_equal(efd_read(rd[2]), 0);
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 2));
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 2));
 	/* unmask only vector 2 (bools for vectors 1..2) */
 	assert_int_equal(irq_set(irqs, D_BOOL | A_UNMASK, VFURT_IRQ_MSIX, 1, 2, unmask, 2, NULL,
 				 0, &log), 0);
@@ -688,11 +688,11 @@ static void test_bool_data(void **state)
 	assert_false(log.masked);
 	assert_int_equal(efd_read(rd[2]), 1);
 	/* vector 0 stayed masked */
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
 	assert_int_equal(efd_read(rd[0]), 0);
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 /* ---- eventfd assignment ------------------------------------------------ */
@@ -708,23 +708,23 @@ static void test_deassign(void **state)
 	/* nfds 0: de-assign vectors 0 and 1 */
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_MSIX, 0, 2, NULL, 0, NULL, 0,
 				 NULL), 0);
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 1));
-	assert_true(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 2));
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), -ENOENT);
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 1));
+	assert_true(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 2));
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), -ENOENT);
 	assert_int_equal(efd_read(rd[0]), 0);
 
 	/* -1 de-assigns vector 2, vector 3 gets a new eventfd */
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_MSIX, 2, 2, NULL, 0, fds, 2,
 				 NULL), 0);
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 2));
-	assert_true(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 3));
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 3), 0);
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 2));
+	assert_true(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 3));
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 3), 0);
 	assert_int_equal(efd_read(rd3), 1);
 	assert_int_equal(efd_read(rd[3]), 0); /* old one replaced */
 	close(rd3);
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 /* Replaced and de-assigned descriptors are closed, not leaked. */
@@ -751,7 +751,7 @@ static void test_replace_closes_old(void **state)
 				 NULL), 0);
 	assert_false(fd_open(b));
 	assert_int_equal(test_count_fds(), base);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 static void test_disable_form(void **state)
@@ -769,13 +769,13 @@ static void test_disable_form(void **state)
 	assert_int_equal(irq_set(irqs, D_NONE | A_TRIG, VFURT_IRQ_MSIX, 0, 0, NULL, 0, NULL, 0,
 				 NULL), 0);
 	for (uint32_t v = 0; v < 4; v++)
-		assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
+		assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
 	assert_int_equal(test_count_fds(), base + 1); /* the unmask notify fd stays */
 	assert_true(fd_open(mfd));
 	/* other indexes are untouched; disabling twice is fine */
 	assert_int_equal(irq_set(irqs, D_NONE | A_TRIG, VFURT_IRQ_MSIX, 0, 0, NULL, 0, NULL, 0,
 				 NULL), 0);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 	assert_int_equal(test_count_fds(), base);
 }
 
@@ -792,8 +792,8 @@ static void test_mask_unmask_notify_fds(void **state)
 	assert_int_equal(irq_set(irqs, D_EFD | A_UNMASK, VFURT_IRQ_MSIX, 2, 2, NULL, 0, u, 2,
 				 NULL), 0);
 	/* notify fds are not trigger fds */
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, 2));
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 0));
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, 2));
 	assert_int_equal(test_count_fds(), base + 4);
 	/* de-assign the mask fd of vector 1 only */
 	assert_int_equal(irq_set(irqs, D_EFD | A_MASK, VFURT_IRQ_MSIX, 1, 1, NULL, 0, NULL, 0,
@@ -801,7 +801,7 @@ static void test_mask_unmask_notify_fds(void **state)
 	assert_false(fd_open(m[1]));
 	assert_true(fd_open(m[0]));
 	assert_int_equal(test_count_fds(), base + 3);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 	assert_int_equal(test_count_fds(), base);
 }
 
@@ -819,7 +819,7 @@ static void test_ownership_on_success(void **state)
 	for (int i = 0; i < 4; i++)
 		assert_true(fd_open(fds[i]));
 	assert_int_equal(test_count_fds(), base + 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 	for (int i = 0; i < 4; i++)
 		assert_false(fd_open(fds[i]));
 	assert_int_equal(test_count_fds(), base);
@@ -842,19 +842,19 @@ static void test_release_client(void **state)
 	assert_int_equal(irq_set(irqs, D_EFD | A_UNMASK, VFURT_IRQ_INTX, 0, 1, NULL, 0, &ufd, 1,
 				 NULL), 0);
 	assert_int_equal(test_count_fds(), base + 6);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0); /* automasks */
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0); /* automasks */
 	assert_int_equal(irq_set(irqs, D_NONE | A_MASK, VFURT_IRQ_MSIX, 0, 1, NULL, 0, NULL, 0,
 				 NULL), 0);
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 1, true);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), 0);
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 1, true);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), 0);
 
-	vfurt_irqs_release_client(irqs);
+	vfr_irqs_release_client(irqs);
 	assert_int_equal(test_count_fds(), base);
 	for (uint32_t v = 0; v < 4; v++)
-		assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
-	assert_false(vfurt_irqs_enabled(irqs, VFURT_IRQ_INTX, 0));
+		assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
+	assert_false(vfr_irqs_enabled(irqs, VFURT_IRQ_INTX, 0));
 	/* device state kept: pending and guest mask */
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
 
 	/* A new client attaches: client masks are gone, the guest mask is not. */
 	int fds[4];
@@ -866,19 +866,19 @@ static void test_release_client(void **state)
 	}
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_MSIX, 0, 4, NULL, 0, fds, 4,
 				 NULL), 0);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
 	assert_int_equal(efd_read(rd[0]), 1);
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 1, false);
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 1, false);
 	assert_int_equal(efd_read(rd[1]), 1);
 	ifd = new_efd();
 	int ird = dup(ifd);
 	assert_int_equal(irq_set(irqs, D_EFD | A_TRIG, VFURT_IRQ_INTX, 0, 1, NULL, 0, &ifd, 1,
 				 NULL), 0);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0); /* automask cleared */
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_INTX, 0), 0); /* automask cleared */
 	assert_int_equal(efd_read(ird), 1);
 	close(ird);
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 	assert_int_equal(test_count_fds(), base);
 }
 
@@ -888,25 +888,25 @@ static void test_reset(void **state)
 	int rd[4];
 	struct vfurt_irqs *irqs = make_irqs(rd);
 
-	vfurt_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, true);
-	vfurt_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, true);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), 0);
-	assert_true(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	vfr_irqs_set_guest_mask(irqs, VFURT_IRQ_MSIX, 0, true);
+	vfr_irqs_set_func_mask(irqs, VFURT_IRQ_MSIX, true);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 1), 0);
+	assert_true(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
 
-	vfurt_irqs_reset(irqs);
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
-	assert_false(vfurt_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
+	vfr_irqs_reset(irqs);
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 0));
+	assert_false(vfr_irqs_pending(irqs, VFURT_IRQ_MSIX, 1));
 	for (uint32_t v = 0; v < 4; v++)
-		assert_true(vfurt_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
+		assert_true(vfr_irqs_enabled(irqs, VFURT_IRQ_MSIX, v));
 	/* reset dropped the pending bits, nothing was fired */
 	assert_int_equal(efd_read(rd[0]), 0);
 	assert_int_equal(efd_read(rd[1]), 0);
 	/* masks are clear: triggers go straight out */
-	assert_int_equal(vfurt_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
+	assert_int_equal(vfr_irqs_trigger(irqs, VFURT_IRQ_MSIX, 0), 0);
 	assert_int_equal(efd_read(rd[0]), 1);
 	close_all(rd, 4);
-	vfurt_irqs_destroy(irqs);
+	vfr_irqs_destroy(irqs);
 }
 
 int main(void)

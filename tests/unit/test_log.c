@@ -63,11 +63,11 @@ static void test_escape_truncates_whole(void **state)
 	char out[6];
 
 	(void)state;
-	assert_int_equal(log_escape("ab\x01", out, sizeof(out)), 2);
+	assert_int_equal(vfr_log_escape("ab\x01", out, sizeof(out)), 2);
 	assert_string_equal(out, "ab");
-	assert_int_equal(log_escape("abc", out, sizeof(out)), 3);
+	assert_int_equal(vfr_log_escape("abc", out, sizeof(out)), 3);
 	assert_string_equal(out, "abc");
-	assert_int_equal(log_escape("", out, 1), 0);
+	assert_int_equal(vfr_log_escape("", out, 1), 0);
 	assert_string_equal(out, "");
 }
 
@@ -81,26 +81,26 @@ static void test_ratelimit_bucket(void **state)
 
 	(void)state;
 	for (int i = 0; i < 100; i++)
-		ok += log_ratelimit_take(&rl, t, &supp);
+		ok += vfr_log_ratelimit_take(&rl, t, &supp);
 	assert_int_equal(ok, LOG_RL_BURST);
 	assert_int_equal(rl.suppressed, 100 - LOG_RL_BURST);
 	/* one line's worth of time: one line, carrying the count */
 	t += 1000000000ull / LOG_RL_PER_S;
-	assert_true(log_ratelimit_take(&rl, t, &supp));
+	assert_true(vfr_log_ratelimit_take(&rl, t, &supp));
 	assert_int_equal(supp, 100 - LOG_RL_BURST);
-	assert_false(log_ratelimit_take(&rl, t, &supp));
+	assert_false(vfr_log_ratelimit_take(&rl, t, &supp));
 	assert_int_equal(supp, 0);
 	/* a second: LOG_RL_PER_S lines */
 	t += 1000000000ull;
 	ok = 0;
 	for (int i = 0; i < 100; i++)
-		ok += log_ratelimit_take(&rl, t, &supp);
+		ok += vfr_log_ratelimit_take(&rl, t, &supp);
 	assert_int_equal(ok, LOG_RL_PER_S);
 	/* a long pause refills up to the burst, not beyond; time going back is no credit */
 	t += 3600000000000ull;
 	ok = 0;
 	for (int i = 0; i < 100; i++)
-		ok += log_ratelimit_take(&rl, t - (uint64_t)i, &supp);
+		ok += vfr_log_ratelimit_take(&rl, t - (uint64_t)i, &supp);
 	assert_int_equal(ok, LOG_RL_BURST);
 }
 

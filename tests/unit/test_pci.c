@@ -613,7 +613,7 @@ static void test_msi_resync(void **state)
 
 	wr(dev, m + 2, 2, 0x0001);        /* enable, 1 vector: vector 1 masked */
 	wr(dev, m + 2, 2, 0x0000);
-	vfurt_irqs_reset(dev->irqs);       /* guest masks cleared behind our back */
+	vfr_irqs_reset(dev->irqs);       /* guest masks cleared behind our back */
 	wr(dev, m + 2, 2, 0x0001);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSI, 1), 0);
 	assert_int_equal(du_efd_count(efd), 0);
@@ -681,9 +681,9 @@ static void test_err_req_irqs(void **state)
 	assert_true(vfurt_pci_add_pcie(pci) > 0);
 	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_ERR), 1);
 	assert_int_equal(vfurt_dev_irq_count(dev, VFURT_IRQ_REQ), 1);
-	assert_int_equal(vfurt_irqs_info_flags(dev->irqs, VFURT_IRQ_ERR),
+	assert_int_equal(vfr_irqs_info_flags(dev->irqs, VFURT_IRQ_ERR),
 			 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
-	assert_int_equal(vfurt_irqs_info_flags(dev->irqs, VFURT_IRQ_REQ),
+	assert_int_equal(vfr_irqs_info_flags(dev->irqs, VFURT_IRQ_REQ),
 			 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE);
 	vfurt_dev_destroy(dev);
 
@@ -881,7 +881,7 @@ static void test_flr_hook(void **state)
 	uint32_t e = (uint32_t)f->pcie;
 
 	flr_calls = 0;
-	vfurt_pci_set_flr_fn(f->pci, flr_fn, &flr_calls);
+	vfr_pci_set_flr_fn(f->pci, flr_fn, &flr_calls);
 	wr(f->dev, 0x04, 2, 0x0002);
 	wr(f->dev, e + 9, 1, 0x80);
 	assert_int_equal(flr_calls, 1);

@@ -429,7 +429,7 @@ static void test_resync_after_irq_reset(void **state)
 	struct vfurt_dev *dev = f->dev;
 	int efd = du_attach_efd(dev, VFURT_IRQ_MSIX, 2);
 
-	vfurt_irqs_reset(dev->irqs);
+	vfr_irqs_reset(dev->irqs);
 	msix_ctrl(f, 0x8000);
 	assert_int_equal(vfurt_irq_trigger(dev, VFURT_IRQ_MSIX, 2), 0);
 	assert_int_equal(du_efd_count(efd), 0);

@@ -44,18 +44,18 @@ static int tp_fn(void *arg)
 	if (t->tr && t->tr->n < MAX_LOG)
 		t->tr->log[t->tr->n++] = t->id;
 	if (t->remove_other && t->remove_other->self) {
-		vfurt_poller_set_remove(t->ps, t->remove_other->self);
+		vfr_poller_set_remove(t->ps, t->remove_other->self);
 		t->remove_other->self = NULL;
 		t->remove_other = NULL;
 	}
 	if (t->add_active && t->added) {
-		t->added->self = vfurt_poller_set_add(t->ps, NULL, tp_fn, t->added,
+		t->added->self = vfr_poller_set_add(t->ps, NULL, tp_fn, t->added,
 						     t->add_period_us, 0);
 		assert_non_null(t->added->self);
 		t->add_active = false;
 	}
 	if (t->remove_self && t->self) {
-		vfurt_poller_set_remove(t->ps, t->self);
+		vfr_poller_set_remove(t->ps, t->self);
 		t->self = NULL;
 	}
 	return t->ret;
@@ -72,7 +72,7 @@ static void tp_init(struct tp *t, struct vfurt_poller_set *ps, struct trace *tr,
 
 static void tp_add(struct tp *t, uint64_t period_us, uint64_t now)
 {
-	t->self = vfurt_poller_set_add(t->ps, NULL, tp_fn, t, period_us, now);
+	t->self = vfr_poller_set_add(t->ps, NULL, tp_fn, t, period_us, now);
 	assert_non_null(t->self);
 }
 
@@ -87,7 +87,7 @@ static void expect_log(const struct trace *tr, const int *ids, int n)
 
 static void test_active_order_and_busy(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct trace tr = { 0 };
 	struct tp t[4];
 
@@ -98,170 +98,170 @@ static void test_active_order_and_busy(void **state)
 	}
 	t[1].ret = VFURT_POLLER_BUSY;
 	t[3].ret = VFURT_POLLER_BUSY;
-	assert_int_equal(vfurt_poller_set_active_count(ps), 4);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 0);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), UINT64_MAX);
+	assert_int_equal(vfr_poller_set_active_count(ps), 4);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 0);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), UINT64_MAX);
 
-	assert_int_equal(vfurt_poller_set_run_active(ps), 2);
-	assert_int_equal(vfurt_poller_set_run_active(ps), 2);
+	assert_int_equal(vfr_poller_set_run_active(ps), 2);
+	assert_int_equal(vfr_poller_set_run_active(ps), 2);
 	t[3].ret = VFURT_POLLER_IDLE;
-	assert_int_equal(vfurt_poller_set_run_active(ps), 1);
+	assert_int_equal(vfr_poller_set_run_active(ps), 1);
 	expect_log(&tr, (const int[]){ 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3 }, 12);
 
 	/* Active pollers are not timed: run_timed leaves them alone. */
-	assert_int_equal(vfurt_poller_set_run_timed(ps, UINT64_MAX - 1), 0);
+	assert_int_equal(vfr_poller_set_run_timed(ps, UINT64_MAX - 1), 0);
 	assert_int_equal(tr.n, 12);
 
 	/* Removal outside a run keeps the order of the rest. */
-	vfurt_poller_set_remove(ps, t[1].self);
-	assert_int_equal(vfurt_poller_set_active_count(ps), 3);
+	vfr_poller_set_remove(ps, t[1].self);
+	assert_int_equal(vfr_poller_set_active_count(ps), 3);
 	tr.n = 0;
-	vfurt_poller_set_run_active(ps);
+	vfr_poller_set_run_active(ps);
 	expect_log(&tr, (const int[]){ 0, 2, 3 }, 3);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 static void test_bad_args(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp t;
 
 	tp_init(&t, ps, NULL, 0);
 	errno = 0;
-	assert_null(vfurt_poller_set_add(ps, NULL, NULL, &t, 0, 0));
+	assert_null(vfr_poller_set_add(ps, NULL, NULL, &t, 0, 0));
 	assert_int_equal(errno, EINVAL);
 	errno = 0;
-	assert_null(vfurt_poller_set_add(ps, NULL, tp_fn, &t, UINT64_MAX / 1000 + 1, 0));
+	assert_null(vfr_poller_set_add(ps, NULL, tp_fn, &t, UINT64_MAX / 1000 + 1, 0));
 	assert_int_equal(errno, EINVAL);
 	errno = 0;
-	assert_null(vfurt_poller_set_add(ps, NULL, tp_fn, &t, 1, UINT64_MAX - 10));
+	assert_null(vfr_poller_set_add(ps, NULL, tp_fn, &t, 1, UINT64_MAX - 10));
 	assert_int_equal(errno, EINVAL);
-	assert_int_equal(vfurt_poller_set_active_count(ps), 0);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 0);
-	vfurt_poller_set_destroy(ps);
-	vfurt_poller_set_destroy(NULL);
+	assert_int_equal(vfr_poller_set_active_count(ps), 0);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 0);
+	vfr_poller_set_destroy(ps);
+	vfr_poller_set_destroy(NULL);
 }
 
 /* ---- timed pollers ----------------------------------------------------- */
 
 static void test_timed_runs_when_due(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp t;
 	uint64_t now = 100 * MS;
 
 	tp_init(&t, ps, NULL, 0);
 	t.ret = VFURT_POLLER_BUSY;
 	tp_add(&t, 10000, now); /* 10 ms */
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 1);
-	assert_int_equal(vfurt_poller_set_active_count(ps), 0);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), now + 10 * MS);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 1);
+	assert_int_equal(vfr_poller_set_active_count(ps), 0);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), now + 10 * MS);
 
 	/* Not before its deadline, not even by 1 ns. */
-	assert_int_equal(vfurt_poller_set_run_timed(ps, now), 0);
-	assert_int_equal(vfurt_poller_set_run_timed(ps, now + 10 * MS - 1), 0);
+	assert_int_equal(vfr_poller_set_run_timed(ps, now), 0);
+	assert_int_equal(vfr_poller_set_run_timed(ps, now + 10 * MS - 1), 0);
 	assert_int_equal(t.runs, 0);
 	/* Active runs never touch it. */
-	assert_int_equal(vfurt_poller_set_run_active(ps), 0);
+	assert_int_equal(vfr_poller_set_run_active(ps), 0);
 	assert_int_equal(t.runs, 0);
 
 	/* Exactly at the deadline. */
-	assert_int_equal(vfurt_poller_set_run_timed(ps, now + 10 * MS), 1);
+	assert_int_equal(vfr_poller_set_run_timed(ps, now + 10 * MS), 1);
 	assert_int_equal(t.runs, 1);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), now + 20 * MS);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), now + 20 * MS);
 	/* Once per call even if called again at the same time. */
-	assert_int_equal(vfurt_poller_set_run_timed(ps, now + 10 * MS), 0);
+	assert_int_equal(vfr_poller_set_run_timed(ps, now + 10 * MS), 0);
 	assert_int_equal(t.runs, 1);
 
 	/* A slightly late pass keeps the phase: next deadline is deadline + period. */
-	assert_int_equal(vfurt_poller_set_run_timed(ps, now + 23 * MS), 1);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), now + 30 * MS);
+	assert_int_equal(vfr_poller_set_run_timed(ps, now + 23 * MS), 1);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), now + 30 * MS);
 	assert_int_equal(t.runs, 2);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 static void test_late_pass_no_burst(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp t;
 
 	tp_init(&t, ps, NULL, 0);
 	tp_add(&t, 10000, 0); /* due at 10 ms */
 
 	/* 45 ms late (4.5 periods missed): one run, not five. */
-	vfurt_poller_set_run_timed(ps, 55 * MS);
+	vfr_poller_set_run_timed(ps, 55 * MS);
 	assert_int_equal(t.runs, 1);
 	/* Rescheduled to now + period: no catch-up run, never twice per period. */
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 65 * MS);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 65 * MS);
 	for (uint64_t ms = 56; ms < 65; ms++)
-		vfurt_poller_set_run_timed(ps, ms * MS);
+		vfr_poller_set_run_timed(ps, ms * MS);
 	assert_int_equal(t.runs, 1);
-	vfurt_poller_set_run_timed(ps, 65 * MS);
+	vfr_poller_set_run_timed(ps, 65 * MS);
 	assert_int_equal(t.runs, 2);
 	/* On time: the phase is kept (65, 75, ...), even when the pass is a
 	 * little late. */
-	vfurt_poller_set_run_timed(ps, 76 * MS);
+	vfr_poller_set_run_timed(ps, 76 * MS);
 	assert_int_equal(t.runs, 3);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 85 * MS);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 85 * MS);
 
 	/* An hour of missed deadlines: one run now, then periodic from now. */
-	vfurt_poller_set_run_timed(ps, 3600000 * MS);
+	vfr_poller_set_run_timed(ps, 3600000 * MS);
 	assert_int_equal(t.runs, 4);
 	for (uint64_t ms = 3600001; ms < 3600010; ms++)
-		vfurt_poller_set_run_timed(ps, ms * MS);
+		vfr_poller_set_run_timed(ps, ms * MS);
 	assert_int_equal(t.runs, 4);
-	vfurt_poller_set_run_timed(ps, 3600010 * MS);
+	vfr_poller_set_run_timed(ps, 3600010 * MS);
 	assert_int_equal(t.runs, 5);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 static void test_next_deadline_tracks_heap(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp t[5];
 	const uint64_t periods_us[5] = { 5000, 3000, 9000, 1000, 7000 };
 
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), UINT64_MAX);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), UINT64_MAX);
 	for (int i = 0; i < 5; i++)
 		tp_init(&t[i], ps, NULL, i);
 	tp_add(&t[0], periods_us[0], 0);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 5 * MS);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 5 * MS);
 	tp_add(&t[1], periods_us[1], 0);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 3 * MS);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 3 * MS);
 	tp_add(&t[2], periods_us[2], 0);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 3 * MS);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 3 * MS);
 	tp_add(&t[3], periods_us[3], 0);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 1 * MS);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 1 * MS);
 	tp_add(&t[4], periods_us[4], 0);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 1 * MS);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 5);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 1 * MS);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 5);
 
 	/* Remove the root (1 ms), then a non-root, then the new root. */
-	vfurt_poller_set_remove(ps, t[3].self);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 3 * MS);
-	vfurt_poller_set_remove(ps, t[2].self);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 3 * MS);
-	vfurt_poller_set_remove(ps, t[1].self);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 5 * MS);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 2);
+	vfr_poller_set_remove(ps, t[3].self);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 3 * MS);
+	vfr_poller_set_remove(ps, t[2].self);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 3 * MS);
+	vfr_poller_set_remove(ps, t[1].self);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 5 * MS);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 2);
 
 	/* Running the root moves the earliest to the other poller. */
-	assert_int_equal(vfurt_poller_set_run_timed(ps, 5 * MS), 0);
+	assert_int_equal(vfr_poller_set_run_timed(ps, 5 * MS), 0);
 	assert_int_equal(t[0].runs, 1);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 7 * MS);
-	vfurt_poller_set_remove(ps, t[4].self);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 10 * MS);
-	vfurt_poller_set_remove(ps, t[0].self);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), UINT64_MAX);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 0);
-	vfurt_poller_set_destroy(ps);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 7 * MS);
+	vfr_poller_set_remove(ps, t[4].self);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 10 * MS);
+	vfr_poller_set_remove(ps, t[0].self);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), UINT64_MAX);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 0);
+	vfr_poller_set_destroy(ps);
 }
 
 /* Many periods over a simulated second of 1 ms passes. */
 static void test_many_timed_one_second(void **state)
 {
 	enum { N = 40 };
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp t[N];
 	uint64_t now;
 
@@ -270,20 +270,20 @@ static void test_many_timed_one_second(void **state)
 		tp_add(&t[i], (uint64_t)(i + 1) * 1000, 0); /* 1 ms .. 40 ms */
 	}
 	for (now = 1 * MS; now <= 1000 * MS; now += MS) {
-		vfurt_poller_set_run_active(ps);
-		if (vfurt_poller_set_next_deadline(ps) <= now)
-			vfurt_poller_set_run_timed(ps, now);
-		assert_true(vfurt_poller_set_next_deadline(ps) > now);
+		vfr_poller_set_run_active(ps);
+		if (vfr_poller_set_next_deadline(ps) <= now)
+			vfr_poller_set_run_timed(ps, now);
+		assert_true(vfr_poller_set_next_deadline(ps) > now);
 	}
 	for (int i = 0; i < N; i++)
 		assert_int_equal(t[i].runs, 1000 / (i + 1));
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 /* Pollers due at the same time run in registration order. */
 static void test_equal_deadlines_in_order(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct trace tr = { 0 };
 	struct tp t[6];
 
@@ -291,17 +291,17 @@ static void test_equal_deadlines_in_order(void **state)
 		tp_init(&t[i], ps, &tr, i);
 		tp_add(&t[i], 2000, 0);
 	}
-	vfurt_poller_set_run_timed(ps, 2 * MS);
-	vfurt_poller_set_run_timed(ps, 4 * MS);
+	vfr_poller_set_run_timed(ps, 2 * MS);
+	vfr_poller_set_run_timed(ps, 4 * MS);
 	expect_log(&tr, (const int[]){ 0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5 }, 12);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 /* ---- changes from inside callbacks ------------------------------------- */
 
 static void test_active_unregister_self(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct trace tr = { 0 };
 	struct tp t[3];
 
@@ -310,17 +310,17 @@ static void test_active_unregister_self(void **state)
 		tp_add(&t[i], 0, 0);
 	}
 	t[1].remove_self = true;
-	vfurt_poller_set_run_active(ps);
+	vfr_poller_set_run_active(ps);
 	assert_null(t[1].self);
-	assert_int_equal(vfurt_poller_set_active_count(ps), 2);
-	vfurt_poller_set_run_active(ps);
+	assert_int_equal(vfr_poller_set_active_count(ps), 2);
+	vfr_poller_set_run_active(ps);
 	expect_log(&tr, (const int[]){ 0, 1, 2, 0, 2 }, 5);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 static void test_active_unregister_other(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct trace tr = { 0 };
 	struct tp t[4];
 
@@ -332,19 +332,19 @@ static void test_active_unregister_other(void **state)
 	 * removes an earlier one (0: already ran). */
 	t[1].remove_other = &t[3];
 	t[2].remove_other = &t[0];
-	assert_int_equal(vfurt_poller_set_run_active(ps), 0);
+	assert_int_equal(vfr_poller_set_run_active(ps), 0);
 	expect_log(&tr, (const int[]){ 0, 1, 2 }, 3);
-	assert_int_equal(vfurt_poller_set_active_count(ps), 2);
-	vfurt_poller_set_run_active(ps);
+	assert_int_equal(vfr_poller_set_active_count(ps), 2);
+	vfr_poller_set_run_active(ps);
 	expect_log(&tr, (const int[]){ 0, 1, 2, 1, 2 }, 5);
 	assert_int_equal(t[0].runs, 1);
 	assert_int_equal(t[3].runs, 0);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 static void test_active_register_inside(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct trace tr = { 0 };
 	struct tp t[3], added, added_timed;
 
@@ -359,24 +359,24 @@ static void test_active_register_inside(void **state)
 	t[1].add_active = true;
 	t[1].added = &added_timed;
 	t[1].add_period_us = 1000;
-	vfurt_poller_set_run_active(ps);
+	vfr_poller_set_run_active(ps);
 	expect_log(&tr, (const int[]){ 0, 1, 2 }, 3);
 	assert_non_null(added.self);
-	assert_int_equal(vfurt_poller_set_active_count(ps), 4);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 1);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 1 * MS);
-	vfurt_poller_set_run_active(ps);
+	assert_int_equal(vfr_poller_set_active_count(ps), 4);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 1);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 1 * MS);
+	vfr_poller_set_run_active(ps);
 	expect_log(&tr, (const int[]){ 0, 1, 2, 0, 1, 2, 9 }, 7);
-	vfurt_poller_set_run_timed(ps, 1 * MS);
+	vfr_poller_set_run_timed(ps, 1 * MS);
 	assert_int_equal(added_timed.runs, 1);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 /* Register many from one callback so the array grows during the run. */
 static void test_active_register_grows_during_run(void **state)
 {
 	enum { N = 100 };
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp first, more[N];
 
 	tp_init(&first, ps, NULL, 0);
@@ -392,18 +392,18 @@ static void test_active_register_grows_during_run(void **state)
 	first.added = &more[0];
 	/* Each pass adds one more; none runs in the pass that added it. */
 	for (int pass = 0; pass < N; pass++) {
-		vfurt_poller_set_run_active(ps);
-		assert_int_equal(vfurt_poller_set_active_count(ps), pass + 2);
+		vfr_poller_set_run_active(ps);
+		assert_int_equal(vfr_poller_set_active_count(ps), pass + 2);
 		assert_int_equal(more[pass].runs, 0);
 	}
 	assert_int_equal(first.runs, N);
 	assert_int_equal(more[0].runs, N - 1);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 static void test_timed_unregister_self_and_others(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct trace tr = { 0 };
 	struct tp t[5];
 
@@ -415,20 +415,20 @@ static void test_timed_unregister_self_and_others(void **state)
 	t[1].remove_other = &t[3]; /* later in this run: must not run */
 	t[2].remove_other = &t[1]; /* earlier in this run: already ran */
 	t[4].ret = VFURT_POLLER_BUSY;
-	assert_int_equal(vfurt_poller_set_run_timed(ps, 10 * MS), 1);
+	assert_int_equal(vfr_poller_set_run_timed(ps, 10 * MS), 1);
 	expect_log(&tr, (const int[]){ 0, 1, 2, 4 }, 4);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 2);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 2);
 	/* The survivors were late: rescheduled to now + period (2: 1002 us). */
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 10 * MS + 1002000);
-	vfurt_poller_set_run_timed(ps, 12 * MS);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 10 * MS + 1002000);
+	vfr_poller_set_run_timed(ps, 12 * MS);
 	expect_log(&tr, (const int[]){ 0, 1, 2, 4, 2, 4 }, 6);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 /* A timed poller removes the heap root (a poller not due in this run). */
 static void test_timed_remove_root_from_callback(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp a, b, c;
 
 	tp_init(&a, ps, NULL, 0);
@@ -438,23 +438,23 @@ static void test_timed_remove_root_from_callback(void **state)
 	tp_add(&b, 2000, 0);  /* due 2 ms: root once a is taken out */
 	tp_add(&c, 5000, 0);
 	a.remove_other = &b;
-	vfurt_poller_set_run_timed(ps, 1 * MS);
+	vfr_poller_set_run_timed(ps, 1 * MS);
 	assert_int_equal(a.runs, 1);
 	assert_null(b.self);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 2);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), 2 * MS); /* a again */
+	assert_int_equal(vfr_poller_set_timed_count(ps), 2);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), 2 * MS); /* a again */
 	for (uint64_t ms = 2; ms <= 10; ms++)
-		vfurt_poller_set_run_timed(ps, ms * MS);
+		vfr_poller_set_run_timed(ps, ms * MS);
 	assert_int_equal(a.runs, 10);
 	assert_int_equal(b.runs, 0);
 	assert_int_equal(c.runs, 2);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 /* An active poller removes timed pollers, one of them the root. */
 static void test_active_removes_timed(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp act, act2, root, other;
 
 	tp_init(&act, ps, NULL, 0);
@@ -467,18 +467,18 @@ static void test_active_removes_timed(void **state)
 	tp_add(&other, 3000, 0);
 	act.remove_other = &root;
 	act2.remove_other = &other;
-	vfurt_poller_set_run_active(ps);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 0);
-	assert_int_equal(vfurt_poller_set_next_deadline(ps), UINT64_MAX);
-	assert_int_equal(vfurt_poller_set_run_timed(ps, 100 * MS), 0);
+	vfr_poller_set_run_active(ps);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 0);
+	assert_int_equal(vfr_poller_set_next_deadline(ps), UINT64_MAX);
+	assert_int_equal(vfr_poller_set_run_timed(ps, 100 * MS), 0);
 	assert_int_equal(root.runs + other.runs, 0);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 /* A timed callback removes an active poller; the active run skips it. */
 static void test_timed_removes_active(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp act, timed;
 
 	tp_init(&act, ps, NULL, 0);
@@ -486,11 +486,11 @@ static void test_timed_removes_active(void **state)
 	tp_add(&act, 0, 0);
 	tp_add(&timed, 1000, 0);
 	timed.remove_other = &act;
-	vfurt_poller_set_run_timed(ps, 1 * MS);
-	assert_int_equal(vfurt_poller_set_active_count(ps), 0);
-	vfurt_poller_set_run_active(ps);
+	vfr_poller_set_run_timed(ps, 1 * MS);
+	assert_int_equal(vfr_poller_set_active_count(ps), 0);
+	vfr_poller_set_run_active(ps);
 	assert_int_equal(act.runs, 0);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 /* Remove everything, including itself, from one callback; then reuse the set. */
@@ -500,7 +500,7 @@ static int remove_all_fn(void *arg)
 
 	for (int i = 0; i < 4; i++) {
 		if (t[i].self) {
-			vfurt_poller_set_remove(t[i].ps, t[i].self);
+			vfr_poller_set_remove(t[i].ps, t[i].self);
 			t[i].self = NULL;
 		}
 	}
@@ -509,60 +509,60 @@ static int remove_all_fn(void *arg)
 
 static void test_remove_all_inside_run(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp t[4];
 
 	for (int i = 0; i < 4; i++)
 		tp_init(&t[i], ps, NULL, i);
-	t[0].self = vfurt_poller_set_add(ps, NULL, remove_all_fn, t, 0, 0);
+	t[0].self = vfr_poller_set_add(ps, NULL, remove_all_fn, t, 0, 0);
 	assert_non_null(t[0].self);
 	tp_add(&t[1], 0, 0);
 	tp_add(&t[2], 1000, 0);
 	tp_add(&t[3], 2000, 0);
-	assert_int_equal(vfurt_poller_set_run_active(ps), 1);
-	assert_int_equal(vfurt_poller_set_active_count(ps), 0);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 0);
+	assert_int_equal(vfr_poller_set_run_active(ps), 1);
+	assert_int_equal(vfr_poller_set_active_count(ps), 0);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 0);
 	assert_int_equal(t[1].runs, 0);
 
 	tp_add(&t[1], 0, 0);
-	vfurt_poller_set_run_active(ps);
+	vfr_poller_set_run_active(ps);
 	assert_int_equal(t[1].runs, 1);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 static void test_owner(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
-	struct vfurt_poller_set *ps2 = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
+	struct vfurt_poller_set *ps2 = vfr_poller_set_create();
 	struct tp a, b;
 
 	tp_init(&a, ps, NULL, 0);
 	tp_init(&b, ps2, NULL, 1);
 	tp_add(&a, 0, 0);
 	tp_add(&b, 5, 0);
-	assert_ptr_equal(vfurt_poller_owner(a.self), ps);
-	assert_ptr_equal(vfurt_poller_owner(b.self), ps2);
-	vfurt_poller_set_remove(vfurt_poller_owner(b.self), b.self);
-	assert_int_equal(vfurt_poller_set_timed_count(ps2), 0);
-	vfurt_poller_set_destroy(ps);
-	vfurt_poller_set_destroy(ps2);
+	assert_ptr_equal(vfr_poller_owner(a.self), ps);
+	assert_ptr_equal(vfr_poller_owner(b.self), ps2);
+	vfr_poller_set_remove(vfr_poller_owner(b.self), b.self);
+	assert_int_equal(vfr_poller_set_timed_count(ps2), 0);
+	vfr_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps2);
 }
 
 /* Destroy with live pollers of both kinds (ASan reports any leak). */
 static void test_destroy_with_live_pollers(void **state)
 {
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct tp t[50];
 
 	for (int i = 0; i < 50; i++) {
 		tp_init(&t[i], ps, NULL, i);
 		tp_add(&t[i], (i % 2) ? (uint64_t)i * 100 : 0, 0);
 	}
-	assert_int_equal(vfurt_poller_set_active_count(ps), 25);
-	assert_int_equal(vfurt_poller_set_timed_count(ps), 25);
-	vfurt_poller_set_run_active(ps);
-	vfurt_poller_set_run_timed(ps, 3 * MS);
-	vfurt_poller_set_destroy(ps);
+	assert_int_equal(vfr_poller_set_active_count(ps), 25);
+	assert_int_equal(vfr_poller_set_timed_count(ps), 25);
+	vfr_poller_set_run_active(ps);
+	vfr_poller_set_run_timed(ps, 3 * MS);
+	vfr_poller_set_destroy(ps);
 }
 
 /* A model of one timed poller for the mixed test: its expected deadline. */
@@ -591,7 +591,7 @@ static int model_fn(void *arg)
 static void test_heap_random_mix(void **state)
 {
 	enum { N = 64 };
-	struct vfurt_poller_set *ps = vfurt_poller_set_create();
+	struct vfurt_poller_set *ps = vfr_poller_set_create();
 	struct model m[N];
 	uint32_t x = 12345, live = 0;
 	uint64_t now = 0, min;
@@ -610,17 +610,17 @@ static void test_heap_random_mix(void **state)
 
 			mi->period_ns = us * 1000;
 			mi->deadline = now + mi->period_ns;
-			mi->t.self = vfurt_poller_set_add(ps, NULL, model_fn, mi, us, now);
+			mi->t.self = vfr_poller_set_add(ps, NULL, model_fn, mi, us, now);
 			assert_non_null(mi->t.self);
 			live++;
 		} else if ((x >> 4) & 1) {
-			vfurt_poller_set_remove(ps, mi->t.self);
+			vfr_poller_set_remove(ps, mi->t.self);
 			mi->t.self = NULL;
 			live--;
 		}
 		now += (x >> 12) % 30000;
-		vfurt_poller_set_run_timed(ps, now);
-		assert_int_equal(vfurt_poller_set_timed_count(ps), live);
+		vfr_poller_set_run_timed(ps, now);
+		assert_int_equal(vfr_poller_set_timed_count(ps), live);
 
 		min = UINT64_MAX;
 		for (int j = 0; j < N; j++)
@@ -628,12 +628,12 @@ static void test_heap_random_mix(void **state)
 				min = m[j].deadline;
 		/* every live poller is due in the future after a run */
 		assert_true(min > now);
-		assert_int_equal(vfurt_poller_set_next_deadline(ps), min);
+		assert_int_equal(vfr_poller_set_next_deadline(ps), min);
 	}
 	for (int j = 0; j < N; j++)
 		runs += m[j].t.runs;
 	assert_true(runs > 1000);
-	vfurt_poller_set_destroy(ps);
+	vfr_poller_set_destroy(ps);
 }
 
 int main(void)

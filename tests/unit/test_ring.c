@@ -37,51 +37,51 @@ static void test_bad_sizes(void **state)
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		errno = 0;
-		assert_null(vfurt_ring_create(bad[i]));
+		assert_null(vfr_ring_create(bad[i]));
 		assert_int_equal(errno, EINVAL);
 	}
-	vfurt_ring_destroy(NULL);
+	vfr_ring_destroy(NULL);
 }
 
 static void test_fifo_full_empty(void **state)
 {
-	struct vfurt_msg_ring *r = vfurt_ring_create(4);
+	struct vfurt_msg_ring *r = vfr_ring_create(4);
 	struct vfurt_ring_msg m;
 
 	assert_non_null(r);
-	assert_int_equal(vfurt_ring_count(r), 0);
-	assert_false(vfurt_ring_dequeue_sc(r, &m));
+	assert_int_equal(vfr_ring_count(r), 0);
+	assert_false(vfr_ring_dequeue_sc(r, &m));
 
 	/* Capacity is size - 1. */
 	for (uintptr_t v = 1; v <= 3; v++) {
 		m = msg(v);
-		assert_true(vfurt_ring_enqueue_mpsc(r, &m));
-		assert_int_equal(vfurt_ring_count(r), v);
+		assert_true(vfr_ring_enqueue_mpsc(r, &m));
+		assert_int_equal(vfr_ring_count(r), v);
 	}
 	m = msg(99);
-	assert_false(vfurt_ring_enqueue_mpsc(r, &m));
-	assert_int_equal(vfurt_ring_count(r), 3);
+	assert_false(vfr_ring_enqueue_mpsc(r, &m));
+	assert_int_equal(vfr_ring_count(r), 3);
 
 	for (uintptr_t v = 1; v <= 3; v++) {
-		assert_true(vfurt_ring_dequeue_sc(r, &m));
+		assert_true(vfr_ring_dequeue_sc(r, &m));
 		assert_ptr_equal(m.arg, (void *)v);
 		assert_true(m.fn == ((v & 1) ? fn_b : fn_a));
 	}
-	assert_false(vfurt_ring_dequeue_sc(r, &m));
-	assert_int_equal(vfurt_ring_count(r), 0);
+	assert_false(vfr_ring_dequeue_sc(r, &m));
+	assert_int_equal(vfr_ring_count(r), 0);
 
 	/* Room again after draining. */
 	m = msg(7);
-	assert_true(vfurt_ring_enqueue_mpsc(r, &m));
-	assert_true(vfurt_ring_dequeue_sc(r, &m));
+	assert_true(vfr_ring_enqueue_mpsc(r, &m));
+	assert_true(vfr_ring_dequeue_sc(r, &m));
 	assert_ptr_equal(m.arg, (void *)7);
-	vfurt_ring_destroy(r);
+	vfr_ring_destroy(r);
 }
 
 /* Order is kept across many wrap-arounds with varying fill levels. */
 static void test_fifo_wraparound(void **state)
 {
-	struct vfurt_msg_ring *r = vfurt_ring_create(8);
+	struct vfurt_msg_ring *r = vfr_ring_create(8);
 	struct vfurt_ring_msg m;
 	uintptr_t in = 0, out = 0;
 
@@ -92,43 +92,43 @@ static void test_fifo_wraparound(void **state)
 
 		for (int i = 0; i < n; i++) {
 			m = msg(++in);
-			assert_true(vfurt_ring_enqueue_mpsc(r, &m));
+			assert_true(vfr_ring_enqueue_mpsc(r, &m));
 		}
-		assert_int_equal(vfurt_ring_count(r), in - out);
+		assert_int_equal(vfr_ring_count(r), in - out);
 		/* Leave a few behind so head and tail drift against the slots. */
 		while (in - out > keep) {
-			assert_true(vfurt_ring_dequeue_sc(r, &m));
+			assert_true(vfr_ring_dequeue_sc(r, &m));
 			assert_ptr_equal(m.arg, (void *)++out);
 		}
 	}
 	while (out < in) {
-		assert_true(vfurt_ring_dequeue_sc(r, &m));
+		assert_true(vfr_ring_dequeue_sc(r, &m));
 		assert_ptr_equal(m.arg, (void *)++out);
 	}
-	assert_false(vfurt_ring_dequeue_sc(r, &m));
-	vfurt_ring_destroy(r);
+	assert_false(vfr_ring_dequeue_sc(r, &m));
+	vfr_ring_destroy(r);
 }
 
 static void test_capacity_large(void **state)
 {
-	struct vfurt_msg_ring *r = vfurt_ring_create(1024);
+	struct vfurt_msg_ring *r = vfr_ring_create(1024);
 	struct vfurt_ring_msg m;
 	uintptr_t v;
 
 	assert_non_null(r);
 	for (v = 1; v <= 1023; v++) {
 		m = msg(v);
-		assert_true(vfurt_ring_enqueue_mpsc(r, &m));
+		assert_true(vfr_ring_enqueue_mpsc(r, &m));
 	}
 	m = msg(v);
-	assert_false(vfurt_ring_enqueue_mpsc(r, &m));
-	assert_int_equal(vfurt_ring_count(r), 1023);
+	assert_false(vfr_ring_enqueue_mpsc(r, &m));
+	assert_int_equal(vfr_ring_count(r), 1023);
 	for (v = 1; v <= 1023; v++) {
-		assert_true(vfurt_ring_dequeue_sc(r, &m));
+		assert_true(vfr_ring_dequeue_sc(r, &m));
 		assert_ptr_equal(m.arg, (void *)v);
 	}
-	assert_false(vfurt_ring_dequeue_sc(r, &m));
-	vfurt_ring_destroy(r);
+	assert_false(vfr_ring_dequeue_sc(r, &m));
+	vfr_ring_destroy(r);
 }
 
 /* ---- many producers, one consumer ------------------------------------- */
@@ -178,7 +178,7 @@ static void *producer_main(void *arg)
 		it->check = payload_check(p->id, seq);
 		m.fn = fn_a;
 		m.arg = it;
-		while (!vfurt_ring_enqueue_mpsc(p->r, &m)) {
+		while (!vfr_ring_enqueue_mpsc(p->r, &m)) {
 			p->full_retries++;
 			sched_yield();
 		}
@@ -196,7 +196,7 @@ static void *consumer_main(void *arg)
 		struct vfurt_ring_msg m;
 		const struct payload *it;
 
-		if (!vfurt_ring_dequeue_sc(c->r, &m)) {
+		if (!vfr_ring_dequeue_sc(c->r, &m)) {
 			sched_yield();
 			continue;
 		}
@@ -215,7 +215,7 @@ static void *consumer_main(void *arg)
 
 static void test_mpsc_stress(void **state)
 {
-	struct vfurt_msg_ring *r = vfurt_ring_create(STRESS_SLOTS);
+	struct vfurt_msg_ring *r = vfr_ring_create(STRESS_SLOTS);
 	struct producer prod[PRODUCERS];
 	struct consumer cons;
 	pthread_t pt[PRODUCERS], ct;
@@ -247,13 +247,13 @@ static void test_mpsc_stress(void **state)
 	assert_int_equal(cons.received, (uint64_t)PRODUCERS * PER_PRODUCER);
 	for (uint32_t i = 0; i < PRODUCERS; i++)
 		assert_int_equal(cons.next_seq[i], PER_PRODUCER);
-	assert_false(vfurt_ring_dequeue_sc(r, &m));
-	assert_int_equal(vfurt_ring_count(r), 0);
+	assert_false(vfr_ring_dequeue_sc(r, &m));
+	assert_int_equal(vfr_ring_count(r), 0);
 
 	for (uint32_t i = 0; i < PRODUCERS; i++)
 		free(prod[i].items);
 	pthread_barrier_destroy(&start);
-	vfurt_ring_destroy(r);
+	vfr_ring_destroy(r);
 }
 
 int main(void)

@@ -49,14 +49,14 @@ static void roundtrip_with_fds(void **state)
 	size_t n = 0;
 	ssize_t len;
 
-	assert_int_equal(vfurt_sock_send_msg(sv[0], &h, "hello", 5, fds, 2, 1000), 0);
-	len = vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), got, &n, 4, 1000);
+	assert_int_equal(vfr_sock_send_msg(sv[0], &h, "hello", 5, fds, 2, 1000), 0);
+	len = vfr_sock_recv_msg(sv[1], buf, sizeof(buf), got, &n, 4, 1000);
 	assert_int_equal(len, 21);
 	assert_int_equal(n, 2);
 	assert_memory_equal(buf + 16, "hello", 5);
 	assert_true(fd_open(got[0]) && fd_open(got[1]));
 	assert_int_not_equal(got[0], fds[0]);
-	vfurt_close_fds(got, n);
+	vfr_close_fds(got, n);
 	assert_int_equal(got[0], -1);
 	close(fds[0]);
 	close(fds[1]);
@@ -71,8 +71,8 @@ static void too_big_closes_fds(void **state)
 	int got[4] = { -1, -1, -1, -1 };
 	size_t n = 0;
 
-	assert_int_equal(vfurt_sock_send_msg(sv[0], &h, payload, sizeof(payload), &fd, 1, 1000), 0);
-	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), got, &n, 4, 1000), -EMSGSIZE);
+	assert_int_equal(vfr_sock_send_msg(sv[0], &h, payload, sizeof(payload), &fd, 1, 1000), 0);
+	assert_int_equal(vfr_sock_recv_msg(sv[1], buf, sizeof(buf), got, &n, 4, 1000), -EMSGSIZE);
 	assert_int_equal(n, 0);
 	close(fd);
 }
@@ -83,7 +83,7 @@ static void short_size_is_eproto(void **state)
 	uint8_t buf[64];
 
 	assert_int_equal(write(sv[0], &h, sizeof(h)), (ssize_t)sizeof(h));
-	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), NULL, NULL, 0, 1000), -EPROTO);
+	assert_int_equal(vfr_sock_recv_msg(sv[1], buf, sizeof(buf), NULL, NULL, 0, 1000), -EPROTO);
 }
 
 static void eof_mid_message(void **state)
@@ -94,7 +94,7 @@ static void eof_mid_message(void **state)
 	assert_int_equal(write(sv[0], &h, sizeof(h)), (ssize_t)sizeof(h));
 	assert_int_equal(write(sv[0], "abc", 3), 3);
 	shutdown(sv[0], SHUT_WR);
-	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), NULL, NULL, 0, 1000),
+	assert_int_equal(vfr_sock_recv_msg(sv[1], buf, sizeof(buf), NULL, NULL, 0, 1000),
 			 -ECONNRESET);
 }
 
@@ -102,7 +102,7 @@ static void timeout(void **state)
 {
 	uint8_t buf[64];
 
-	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), NULL, NULL, 0, 20),
+	assert_int_equal(vfr_sock_recv_msg(sv[1], buf, sizeof(buf), NULL, NULL, 0, 20),
 			 -ETIMEDOUT);
 }
 
@@ -114,9 +114,9 @@ static void extra_fds_are_closed(void **state)
 	int got[1];
 	size_t n = 0;
 
-	assert_int_equal(vfurt_sock_send_msg(sv[0], &h, NULL, 0, fds, 3, 1000), 0);
+	assert_int_equal(vfr_sock_send_msg(sv[0], &h, NULL, 0, fds, 3, 1000), 0);
 	/* only one fd is accepted: the others are closed, the message is kept */
-	assert_int_equal(vfurt_sock_recv_msg(sv[1], buf, sizeof(buf), got, &n, 1, 1000), -EMSGSIZE);
+	assert_int_equal(vfr_sock_recv_msg(sv[1], buf, sizeof(buf), got, &n, 1, 1000), -EMSGSIZE);
 	assert_int_equal(n, 0);
 	for (int i = 0; i < 3; i++)
 		close(fds[i]);
@@ -129,7 +129,7 @@ static void send_to_closed_peer(void **state)
 
 	close(sv[1]);
 	sv[1] = socket(AF_UNIX, SOCK_STREAM, 0); /* keep teardown simple */
-	rc = vfurt_sock_send_msg(sv[0], &h, NULL, 0, NULL, 0, 100);
+	rc = vfr_sock_send_msg(sv[0], &h, NULL, 0, NULL, 0, 100);
 	assert_true(rc == -EPIPE || rc == -ECONNRESET);
 }
 
@@ -139,9 +139,9 @@ static void bad_args(void **state)
 	int fds[VFURT_SOCK_MAX_FDS + 1] = { 0 };
 	struct vfio_user_header h = { .msg_size = 16 };
 
-	assert_int_equal(vfurt_sock_send(sv[0], iov, 0, NULL, 0, 10), -EINVAL);
-	assert_int_equal(vfurt_sock_send(sv[0], iov, 9, NULL, 0, 10), -EINVAL);
-	assert_int_equal(vfurt_sock_send_msg(sv[0], &h, NULL, 0, fds, VFURT_SOCK_MAX_FDS + 1, 10),
+	assert_int_equal(vfr_sock_send(sv[0], iov, 0, NULL, 0, 10), -EINVAL);
+	assert_int_equal(vfr_sock_send(sv[0], iov, 9, NULL, 0, 10), -EINVAL);
+	assert_int_equal(vfr_sock_send_msg(sv[0], &h, NULL, 0, fds, VFURT_SOCK_MAX_FDS + 1, 10),
 			 -EINVAL);
 }
 

@@ -122,10 +122,10 @@ static int ctl_connect_default(pid_t pid, bool use_tmp, const char *path, char *
 			       size_t errlen)
 {
 	char dir[VFURT_CONFIG_PATH_MAX + 1];
-	int rc = vfurt_config_default_ctl_dir(use_tmp, dir, sizeof(dir));
+	int rc = vfr_config_default_ctl_dir(use_tmp, dir, sizeof(dir));
 
 	if (!rc)
-		rc = vfurt_config_ctl_dir_check(dir, false, err, errlen);
+		rc = vfr_config_ctl_dir_check(dir, false, err, errlen);
 	return rc ? rc : ctl_connect(path, pid, err, errlen);
 }
 
@@ -150,9 +150,9 @@ int ctl_cmd_stats(const char *arg, const struct ctl_opts *co)
 			fprintf(stderr, "vfu-ctl: stats: no process %d\n", pid);
 			return 1;
 		}
-		if (vfurt_config_default_ctl_path(pid, false, path, sizeof(path)) == 0)
+		if (vfr_config_default_ctl_path(pid, false, path, sizeof(path)) == 0)
 			fd = ctl_connect_default(pid, false, path, err, sizeof(err));
-		if (fd < 0 && vfurt_config_default_ctl_path(pid, true, path2, sizeof(path2)) == 0 &&
+		if (fd < 0 && vfr_config_default_ctl_path(pid, true, path2, sizeof(path2)) == 0 &&
 		    strcmp(path, path2)) {
 			fd = ctl_connect_default(pid, true, path2, err2, sizeof(err2));
 			if (fd < 0 && err[0]) {
