@@ -27,7 +27,8 @@ else
 fi
 # every global the static library defines is public (vfurt_, exported) or
 # internal (vfr_): nothing an embedding program could collide with
-nm -g --defined-only "$a" | awk 'NF == 3 { print $3 }' | sort -u >"$tmp/static"
+# (names starting with "__" are the compiler's: a sanitizer's __odr_asan.*)
+nm -g --defined-only "$a" | awk 'NF == 3 && $3 !~ /^__/ { print $3 }' | sort -u >"$tmp/static"
 bad=$(comm -23 "$tmp/static" "$tmp/exported" | grep -v '^vfr_' || true)
 if [ -n "$bad" ]; then
 	echo "not ok - globals of $(basename "$a") neither exported nor vfr_-prefixed:"
