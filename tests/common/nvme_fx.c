@@ -73,6 +73,17 @@ void nvme_fx_filters(void)
 
 /* ---- the standard test controller ------------------------------------------------ */
 
+/* vfurt_nvme_create(o) with the test log of o->name; asserts. */
+static struct vfurt_dev *create_ctrl(struct vfurt_nvme_opts *o)
+{
+	struct vfurt_dev *dev;
+
+	o->log = it_dev_log(o->name);
+	dev = vfurt_nvme_create(o);
+	assert_non_null(dev);
+	return dev;
+}
+
 struct vfurt_dev *nvme_fx_ctrl(const char *name, struct vfurt_bdev *b1, struct vfurt_bdev *b2)
 {
 	struct vfurt_bdev *ns[2] = { b1, b2 };
@@ -87,13 +98,9 @@ struct vfurt_dev *nvme_fx_ctrl(const char *name, struct vfurt_bdev *b1, struct v
 		.nr_ns = b2 ? 2 : 1,
 		.own_bdevs = true,
 	};
-	struct vfurt_dev *dev;
 
 	assert_non_null(b1);
-	o.log = it_dev_log(name);
-	dev = vfurt_nvme_create(&o);
-	assert_non_null(dev);
-	return dev;
+	return create_ctrl(&o);
 }
 
 struct vfurt_dev *nvme_fx_ram_ctrl(void)
@@ -201,11 +208,7 @@ struct vfurt_dev *nvme_fx_small_ctrl(const char *name, uint32_t bs, uint64_t siz
 		.nr_ns = 1,
 		.own_bdevs = true,
 	};
-	struct vfurt_dev *dev;
 
 	assert_non_null(b);
-	o.log = it_dev_log(name);
-	dev = vfurt_nvme_create(&o);
-	assert_non_null(dev);
-	return dev;
+	return create_ctrl(&o);
 }
