@@ -66,6 +66,16 @@ int vfurt_dev_set_host(struct vfurt_dev *dev, const struct vfurt_dev_host_ops *o
 	return 0;
 }
 
+int vfurt_dev_call(struct vfurt_dev *dev, void (*fn)(void *arg), void *arg)
+{
+	if (!dev || !fn)
+		return -EINVAL;
+	if (dev->host && dev->host->call)
+		return dev->host->call(dev->host_arg, dev, fn, arg);
+	fn(arg);
+	return 0;
+}
+
 uint32_t vfurt_dev_set_dma_quota(struct vfurt_dev *dev, struct vfurt_dma_quota *q)
 {
 	/* windows are counted from the table's first one: change it only

@@ -327,3 +327,43 @@ void vfurt_runtime_destroy(struct vfurt_runtime *rt)
 	vfr_fault_guard_release();
 	free(rt);
 }
+
+/* placeholders: live removal comes next (issue 13) */
+int vfurt_runtime_remove_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
+				uint32_t timeout_ms, vfurt_remove_done_fn done, void *arg)
+{
+	(void)rt;
+	(void)dev;
+	(void)timeout_ms;
+	(void)done;
+	(void)arg;
+	return -ENOTSUP;
+}
+
+struct vfurt_dev *vfurt_runtime_find_device(struct vfurt_runtime *rt, const char *path)
+{
+	for (uint32_t i = 0; rt && path && i < rt->nr_eps; i++)
+		if (!strcmp(rt->eps[i]->path, path))
+			return rt->eps[i]->dev;
+	return NULL;
+}
+
+char *vfurt_runtime_device_json(struct vfurt_runtime *rt, struct vfurt_dev *dev)
+{
+	(void)rt;
+	(void)dev;
+	errno = ENOTSUP;
+	return NULL;
+}
+
+uint64_t vfurt_worker_next_deadline(struct vfurt_worker *w)
+{
+	(void)w;
+	return 0;
+}
+
+int vfurt_worker_fd(const struct vfurt_worker *w)
+{
+	(void)w;
+	return -1;
+}

@@ -485,3 +485,10 @@ struct vfurt_bdev *vfurt_bdev_spec_create(const struct vfurt_bdev_spec_opts *opt
 	}
 	return bdev;
 }
+
+int vfurt_bdev_resize(struct vfurt_bdev *bdev, uint64_t num_blocks)
+{
+	(void)bdev;
+	(void)num_blocks;
+	return -ENOTSUP; /* placeholder: backends' resize comes with issue 13 */
+}

@@ -586,3 +586,35 @@ err_free:
 	errno = -err;
 	return NULL;
 }
+
+/* placeholders: namespace management comes with issue 13 */
+int vfurt_nvme_ns_add(struct vfurt_dev *dev, uint32_t nsid, struct vfurt_bdev *bdev)
+{
+	(void)dev;
+	(void)nsid;
+	(void)bdev;
+	return -ENOTSUP;
+}
+
+int vfurt_nvme_ns_remove(struct vfurt_dev *dev, uint32_t nsid)
+{
+	(void)dev;
+	(void)nsid;
+	return -ENOTSUP;
+}
+
+int vfurt_nvme_ns_resize(struct vfurt_dev *dev, uint32_t nsid, uint64_t num_blocks)
+{
+	(void)dev;
+	(void)nsid;
+	(void)num_blocks;
+	return -ENOTSUP;
+}
+
+int vfurt_nvme_ns_list(struct vfurt_dev *dev, struct vfurt_nvme_ns_info *out, uint32_t max)
+{
+	(void)dev;
+	(void)out;
+	(void)max;
+	return -ENOTSUP;
+}

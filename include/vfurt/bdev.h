@@ -115,6 +115,11 @@ struct vfurt_bdev_ops {
 	int (*poll)(void *chan_ctx, int max);
 	/* Release ctx when the bdev is destroyed (optional). */
 	void (*destroy)(void *ctx);
+	/* ---- fields below were added later: ops_size tells whether a backend has them */
+	/* Change the backend's size to num_blocks blocks (vfurt_bdev_resize).
+	 * Called with no request outstanding on any channel. 0 or -errno
+	 * (optional: NULL = -ENOTSUP). */
+	int (*resize)(void *ctx, uint64_t num_blocks);
 };
 
 struct vfurt_bdev_opts {
@@ -141,6 +146,18 @@ VFURT_EXPORT struct vfurt_bdev *vfurt_bdev_create(const struct vfurt_bdev_opts *
  * Thread: any, once no other thread uses the bdev.
  */
 VFURT_EXPORT void vfurt_bdev_destroy(struct vfurt_bdev *bdev);
+
+/*
+ * Grow or shrink bdev to num_blocks blocks: the backend's resize op, then the
+ * geometry the generic layer validates against (requests past the new end
+ * are refused as any out-of-range request is). The caller makes
+ * sure no request is outstanding on any channel (an NVMe controller pauses
+ * its queues). Returns 0, -EINVAL (bdev NULL, num_blocks 0 or its byte size
+ * overflowing), -ENOTSUP (the backend cannot resize) or the backend's error
+ * (the size is unchanged then). Thread: any, with the channels idle.
+ */
+VFURT_EXPORT int vfurt_bdev_resize(struct vfurt_bdev *bdev, uint64_t num_blocks);
+
 
 /* Geometry and identity. Thread: any. The name stays owned by the bdev. */
 VFURT_EXPORT const char *vfurt_bdev_name(const struct vfurt_bdev *bdev);

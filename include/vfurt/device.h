@@ -339,6 +339,17 @@ VFURT_EXPORT void vfurt_dev_queue_kick(struct vfurt_queue *q);
  */
 VFURT_EXPORT int vfurt_dev_reset(struct vfurt_dev *dev, enum vfurt_reset_reason why);
 
+/*
+ * Run fn(arg) on dev's home thread (where its messages, ops and admin work
+ * run) and wait for it: the way another thread changes a served device, e.g.
+ * vfurt_nvme_ns_add from a control thread. On the home thread itself, or
+ * when nothing hosts dev, or under the caller-driven server, fn runs at once
+ * on the calling thread. fn must not block for long: other devices share
+ * the thread. Returns 0, -EINVAL (dev or fn NULL), or the host's error (fn
+ * did not run). Thread: any.
+ */
+VFURT_EXPORT int vfurt_dev_call(struct vfurt_dev *dev, void (*fn)(void *arg), void *arg);
+
 /* Finish a quiesce that ops->quiesce answered with -EBUSY. err 0 = quiesced;
  * a negative errno fails the parked command with that error. */
 VFURT_EXPORT void vfurt_dev_quiesced(struct vfurt_dev *dev, int err);

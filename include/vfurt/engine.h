@@ -194,6 +194,14 @@ struct vfurt_dev_host_ops {
 	 * ck_epoch_call; NULL = free at once (no reader on another thread).
 	 */
 	void (*dma_retire)(void *host, struct vfurt_dev *dev, void *ptr, void (*free_fn)(void *ptr));
+	/*
+	 * Run fn(arg) on the thread that handles dev's messages and return
+	 * when it has run (vfurt_dev_call). Called from any thread, including
+	 * that one (then fn runs at once). Returns 0 or a negative errno (fn
+	 * did not run). NULL = the caller's thread is that thread (the
+	 * caller-driven server): fn runs at once.
+	 */
+	int (*call)(void *host, struct vfurt_dev *dev, void (*fn)(void *arg), void *arg);
 };
 
 /* The ops_size of a host built before dma_retire existed; still accepted. */

@@ -79,6 +79,65 @@ struct vfurt_nvme_opts {
  * block size other than 512 or 4096), ENOMEM, or a setup errno. */
 VFURT_EXPORT struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts);
 
+/* ---- namespace management on a live controller ----------------------- */
+
+/*
+ * These change a controller while a guest uses it, as a real controller's
+ * namespace management does: the namespace list changes, the nsid is put in
+ * the Changed Namespace List log page (04h) and a Namespace Attribute
+ * Changed asynchronous event is completed (when the host enabled it in
+ * Asynchronous Event Configuration and has an AER outstanding; else it is
+ * delivered at the host's next AER), so a Linux guest rescans by itself.
+ * Each runs on the controller's home thread (vfurt_dev_call) and returns
+ * when done; the I/O queues are paused only around the change, with their
+ * commands in flight completed first. Thread: any.
+ */
+
+/*
+ * Attach bdev as namespace nsid (1..VFURT_NVME_MAX_NS, or 0 = the lowest
+ * free one). On success the controller owns bdev (destroyed with it or at
+ * vfurt_nvme_ns_remove); on failure the caller still does. Returns the nsid
+ * (> 0), or -EINVAL (dev not an NVMe controller, bdev NULL, nsid out of
+ * range, block size other than 512 or 4096), -EEXIST (nsid in use),
+ * -ENOSPC (no free nsid), -ENOMEM.
+ */
+VFURT_EXPORT int vfurt_nvme_ns_add(struct vfurt_dev *dev, uint32_t nsid, struct vfurt_bdev *bdev);
+
+/*
+ * Detach namespace nsid and destroy its bdev once the commands in flight on
+ * it completed. Commands for it that arrive afterwards fail with Invalid
+ * Namespace or Format. Returns 0, -EINVAL (dev not an NVMe controller, nsid
+ * out of range), -ENOENT (no such namespace).
+ */
+VFURT_EXPORT int vfurt_nvme_ns_remove(struct vfurt_dev *dev, uint32_t nsid);
+
+/*
+ * Grow or shrink namespace nsid to num_blocks blocks (its bdev's
+ * vfurt_bdev_resize). Reads and writes past a shrunk end fail with LBA Out
+ * of Range. Returns 0, -EINVAL (dev not an NVMe controller, nsid out of
+ * range, num_blocks 0), -ENOENT (no such namespace), -ENOTSUP (the backend
+ * cannot resize), or the backend's error (-ENOSPC, -ENOMEM...).
+ */
+VFURT_EXPORT int vfurt_nvme_ns_resize(struct vfurt_dev *dev, uint32_t nsid, uint64_t num_blocks);
+
+/* One namespace as vfurt_nvme_ns_get reports it. */
+struct vfurt_nvme_ns_info {
+	size_t info_size;        /* set by the caller: sizeof(struct vfurt_nvme_ns_info) */
+	uint32_t nsid;
+	uint32_t block_size;
+	uint64_t num_blocks;
+	const struct vfurt_bdev *bdev; /* valid until the namespace is removed */
+};
+
+/*
+ * The namespaces of a controller, in nsid order: fills up to max entries of
+ * out (each with info_size set by the caller) and returns how many
+ * namespaces there are (may exceed max), or -EINVAL (dev not an NVMe
+ * controller, out NULL with max > 0). Thread: any (via vfurt_dev_call).
+ */
+VFURT_EXPORT int vfurt_nvme_ns_list(struct vfurt_dev *dev, struct vfurt_nvme_ns_info *out,
+				    uint32_t max);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,8 +16,23 @@
  * while work arrives and then sleeps in io_uring_wait_cqe_timeout, woken by
  * socket, eventfd or ioeventfd activity or its next timer.
  *
- * Threading: create/add_device/start/stop/destroy from one control thread.
+ * Threading: create/start/stop/destroy from one control thread;
+ * add_device and remove_device from any thread, before and after start.
  * Poller and queue functions from the owning worker's thread unless noted.
+ *
+ * Embedding without threads of ours: with opts.no_threads the runtime
+ * creates no thread. vfurt_runtime_start() then only sets up each worker's
+ * io_uring, and the embedder runs the workers from its own loop:
+ *
+ *     for (;;) {
+ *         vfurt_worker_run_pass(w);
+ *         uint64_t t = vfurt_worker_next_deadline(w);   // arms wake-ups
+ *         poll vfurt_worker_fd(w) for POLLIN until t (runtime clock)
+ *     }
+ *
+ * like spdk_thread_poll() and spdk_thread_next_poller_expiration(). One
+ * embedder thread may run several workers, or each its own; a worker's pass
+ * runs on one thread at a time (vfurt_worker_run_pass refuses a second).
  */
 
 #include <stdbool.h>
@@ -62,10 +77,12 @@ struct vfurt_runtime_opts {
 	struct vfurt_log log;
 	struct vfurt_conn_opts conn;      /* limits advertised to clients */
 	/*
-	 * Test mode: create the workers but do not start threads, pin, or
-	 * create io_uring instances; the caller drives passes with
-	 * vfurt_worker_run_pass() from its own thread. Devices cannot be served
-	 * in this mode.
+	 * Embedder-threads mode: create the workers but no threads and pin
+	 * nothing; the caller drives passes with vfurt_worker_run_pass() from
+	 * its own threads (see "Embedding without threads of ours" above).
+	 * The CPU list is parsed but not checked against the machine. Before
+	 * vfurt_runtime_start() passes run pollers and cross-worker messages
+	 * only; after it they also serve devices' sockets.
 	 */
 	bool no_threads;
 	vfurt_clock_fn clock;             /* NULL = CLOCK_MONOTONIC */
@@ -94,15 +111,69 @@ VFURT_EXPORT struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runti
 /*
  * Serve dev on a UNIX socket (as vfurt_server_add_device) with home worker
  * `worker` (< worker count), or any negative value for round robin. Before
- * vfurt_runtime_start only. On success the runtime owns dev; on failure the
- * caller still does. Returns 0, -EINVAL (rt or dev NULL, the runtime started
- * or in no_threads mode, worker out of range, path NULL or empty),
+ * or after vfurt_runtime_start: a device added to a running runtime accepts
+ * a client as soon as this returns. On success the runtime owns dev; on
+ * failure the caller still does. Returns 0, -EINVAL (rt or dev NULL, worker
+ * out of range, path NULL or empty), -ESHUTDOWN (the runtime was stopped),
  * -ENAMETOOLONG, -EADDRINUSE, -EEXIST (as vfurt_listen_unix), -EBUSY (dev is
  * already served), -ENOMEM, or the errno of socket/bind/chmod/listen.
- * Thread: the control thread.
+ * Thread: any, except a done callback of vfurt_runtime_remove_device.
  */
 VFURT_EXPORT int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
 					  const char *path, mode_t mode, int worker);
+
+/* How a removal ended (vfurt_remove_done_fn). */
+enum vfurt_remove_how {
+	VFURT_REMOVE_IDLE = 0,     /* no client was attached */
+	VFURT_REMOVE_RELEASED = 1, /* the client detached after the REQ irq */
+	VFURT_REMOVE_FORCED = 2,   /* the client was disconnected: it did not
+				    * detach within the timeout, had no REQ
+				    * eventfd, or the runtime stopped first */
+};
+
+/*
+ * Called once a removal is complete: the socket file is gone, the device
+ * destroyed and everything it held (fds, memory, queues, pollers) released.
+ * Runs on the device's home worker thread (or on the thread calling
+ * vfurt_runtime_stop/destroy, or on the caller's thread when nothing ran
+ * yet): it must not block, and must not call vfurt_runtime_stop/destroy.
+ */
+typedef void (*vfurt_remove_done_fn)(void *arg, enum vfurt_remove_how how);
+
+/*
+ * Stop serving dev, asynchronously and gracefully, as VFIO removes a device:
+ * refuse new clients at once; with a client attached, trigger the device's
+ * REQ irq (VFIO_PCI_REQ_IRQ_INDEX, which QEMU turns into a hot-unplug
+ * request to the guest) and give the client timeout_ms to detach by
+ * itself; then force the detach (queues stopped, I/O in flight completed or
+ * failed, DMA unmapped, the client disconnected). Then destroy dev and call
+ * done(arg, how) (done may be NULL). Nothing waits in a worker meanwhile:
+ * the other devices of dev's worker keep being served. timeout_ms 0 forces
+ * at once. Returns 0 (done will be called exactly once), -EINVAL (rt or dev
+ * NULL), -ENOENT (dev is not served by rt), -EALREADY (a removal of dev is
+ * in progress), -ENOMEM. On an error done is not called and dev stays.
+ * Thread: any; the device may not be used by the caller after 0.
+ */
+VFURT_EXPORT int vfurt_runtime_remove_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
+					     uint32_t timeout_ms, vfurt_remove_done_fn done,
+					     void *arg);
+
+/*
+ * The device served on socket path `path` (as given to add_device), or NULL.
+ * The pointer stays valid until a removal of it completes. Thread: any.
+ */
+VFURT_EXPORT struct vfurt_dev *vfurt_runtime_find_device(struct vfurt_runtime *rt,
+							 const char *path);
+
+/*
+ * One device's statistics as a JSON object, the same one
+ * vfurt_runtime_stats_json lists under "devices": {"name", "socket",
+ * "home_worker", "connected", "removing", "msgs", "errors", "queues":[{...,
+ * "worker"}]}. Returns a malloc'ed string (caller frees) or NULL with errno
+ * ENOENT (dev not served by rt) or ENOMEM. Thread: any (gathered on dev's
+ * home worker while the runtime runs).
+ */
+VFURT_EXPORT char *vfurt_runtime_device_json(struct vfurt_runtime *rt, struct vfurt_dev *dev);
 
 /* Start the worker threads, once. Returns 0, -EINVAL (rt NULL, started
  * before, or no_threads mode), or io_uring_queue_init's or pthread_create's
@@ -232,8 +303,28 @@ VFURT_EXPORT int vfurt_worker_send(struct vfurt_worker *to, vfurt_msg_fn fn, voi
 
 /* Run one pass of w on the calling thread (no_threads mode, or from w's own
  * thread); vfurt_worker_self() is w meanwhile. Returns true when the pass
- * did work. */
+ * did work; false also when another thread is running a pass of w (nothing
+ * was done). */
 VFURT_EXPORT bool vfurt_worker_run_pass(struct vfurt_worker *w);
+
+/*
+ * no_threads mode, after vfurt_runtime_start: the latest time (runtime
+ * clock, opts.clock or CLOCK_MONOTONIC, in ns) at which the embedder must
+ * run w's next pass; 0 = at once (work is pending), UINT64_MAX = only when
+ * vfurt_worker_fd(w) becomes readable. Arms w's wake-ups (queue
+ * notifications, vfurt_worker_wake): call it right before the embedder
+ * sleeps; the next vfurt_worker_run_pass disarms them. Thread: the one
+ * running w's passes.
+ */
+VFURT_EXPORT uint64_t vfurt_worker_next_deadline(struct vfurt_worker *w);
+
+/*
+ * no_threads mode, after vfurt_runtime_start: a file descriptor that polls
+ * readable (POLLIN) when w has events to handle (socket activity, a wake-up,
+ * a cross-worker message); -1 before start or in threaded mode. Owned by the
+ * runtime; do not read or close it. Thread: any.
+ */
+VFURT_EXPORT int vfurt_worker_fd(const struct vfurt_worker *w);
 
 /* ---- statistics -------------------------------------------------------- */
 
