@@ -24,6 +24,8 @@ void vfr_config_free(struct vfurt_config *cfg)
 		return;
 	free(cfg->cores);
 	free(cfg->control_socket);
+	for (size_t i = 0; i < cfg->ndevices; i++)
+		vfr_config_device_fini(&cfg->devices[i]);
 	free(cfg->devices);
 	vfr_config_init(cfg);
 }
@@ -156,36 +158,63 @@ struct vfurt_config_device *vfr_config_new_device(struct vfurt_config *cfg)
 	return d;
 }
 
+void vfr_config_device_fini(struct vfurt_config_device *d)
+{
+	free(d->ns);
+	d->ns = NULL;
+	d->nns = 0;
+}
+
+int vfr_config_device_copy(struct vfurt_config_device *dst, const struct vfurt_config_device *src)
+{
+	*dst = *src;
+	dst->ns = NULL;
+	if (src->nns) {
+		dst->ns = calloc(src->nns, sizeof(*dst->ns));
+		if (!dst->ns) {
+			dst->nns = 0;
+			return -ENOMEM;
+		}
+		memcpy(dst->ns, src->ns, src->nns * sizeof(*dst->ns));
+	}
+	return 0;
+}
+
+int vfr_config_check_spec(const struct devspec *spec, char *err, size_t errlen)
+{
+	bool socket = false;
+	char why[160];
+
+	for (size_t i = 0; i < spec->nkeys; i++) {
+		const char *r = vfr_config_check_common_key(spec->kv[i].key, spec->kv[i].val, why,
+							    sizeof(why));
+
+		if (r) {
+			snprintf(err, errlen, "%s='%s': %s", spec->kv[i].key, spec->kv[i].val, r);
+			return -EINVAL;
+		}
+		socket |= !strcmp(spec->kv[i].key, "socket");
+	}
+	if (!socket) {
+		snprintf(err, errlen, "missing socket=PATH");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int vfr_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char *err,
 				size_t errlen)
 {
 	struct vfurt_config_device *d;
 	struct devspec spec;
-	char why[160];
+	char tmp[256];
 
-	if (vfr_devspec_parse(arg, &spec, err, errlen)) {
-		char tmp[256];
-
+	if (vfr_devspec_parse(arg, &spec, err, errlen) ||
+	    vfr_config_check_spec(&spec, err, errlen)) {
 		snprintf(tmp, sizeof(tmp), "%s", err);
 		snprintf(err, errlen, "--device %s: %s", arg, tmp);
 		return -EINVAL;
 	}
-	for (size_t i = 0; i < spec.nkeys; i++) {
-		const char *r = vfr_config_check_common_key(spec.kv[i].key, spec.kv[i].val, why, sizeof(why));
-
-		if (r) {
-			snprintf(err, errlen, "--device %s: %s='%s': %s", arg, spec.kv[i].key,
-				 spec.kv[i].val, r);
-			return -EINVAL;
-		}
-	}
-	if (!vfr_devspec_get(&spec, "socket")) {
-		snprintf(err, errlen, "--device %s: missing socket=PATH", arg);
-		return -EINVAL;
-	}
-	/* vfr_devspec_get marked socket used; placement reads it again. */
-	for (size_t i = 0; i < spec.nkeys; i++)
-		spec.kv[i].used = 0;
 	d = vfr_config_new_device(cfg);
 	if (!d) {
 		snprintf(err, errlen, "--device %s: too many devices (at most %d)", arg, CONFIG_MAX_DEVICES);
@@ -272,7 +301,7 @@ int vfr_config_place_device(struct vfurt_config_device *d, const int *worker_cpu
 
 /* The file a socket path names: its directory resolved (the socket itself may
  * not exist yet), else the path as written. */
-static void socket_key(const char *path, char *key, size_t len)
+void vfr_config_socket_key(const char *path, char *key, size_t len)
 {
 	char dir[PATH_MAX], real[PATH_MAX];
 	const char *slash = strrchr(path, '/');
@@ -307,7 +336,7 @@ int vfr_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t e
 		return -ENOMEM;
 	}
 	if (cfg->control_socket)
-		socket_key(cfg->control_socket, ctl, sizeof(ctl));
+		vfr_config_socket_key(cfg->control_socket, ctl, sizeof(ctl));
 	for (size_t i = 0; i < cfg->ndevices && !rc; i++) {
 		const struct vfurt_config_device *d = &cfg->devices[i];
 		const char *sock = NULL;
@@ -318,7 +347,7 @@ int vfr_config_check_sockets(const struct vfurt_config *cfg, char *err, size_t e
 
 		if (!sock)
 			continue;
-		socket_key(sock, keys[i], sizeof(keys[i]));
+		vfr_config_socket_key(sock, keys[i], sizeof(keys[i]));
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(keys[i], keys[j]))
 				continue;

@@ -19,6 +19,17 @@
 #define VFURT_CONFIG_POLL_SLEEP_MAX 1000000u
 /* Largest config file accepted. */
 #define VFURT_CONFIG_FILE_MAX (1u << 20)
+/* Most namespaces of one controller (VFURT_NVME_MAX_NS). */
+#define VFURT_CONFIG_NS_MAX 32
+
+/* One NVMe namespace added to a controller: {"nsid", "backend", "size", "lba", "direct"}. */
+struct vfurt_config_ns {
+	uint32_t nsid;                 /* 1..VFURT_NVME_MAX_NS, 0 = the lowest free one */
+	char backend[DEVSPEC_VAL_LEN]; /* "null", "ram" or "file:PATH" */
+	uint64_t size_bytes;           /* 0 only for a file backend (the file's size) */
+	uint32_t block_size;           /* 512 or 4096 */
+	int direct;                    /* enum vfurt_bdev_direct */
+};
 
 /*
  * One device to serve. spec holds the type and every key as a string, like
@@ -30,6 +41,11 @@ struct vfurt_config_device {
 	struct devspec spec;
 	char where[512];
 	bool from_file;
+	/* NVMe namespaces attached after the controller is built (the "ns"
+	 * array of a config entry, what config_save writes for namespaces
+	 * added live); owned, freed by vfr_config_free */
+	struct vfurt_config_ns *ns;
+	uint32_t nns;
 };
 
 /*
@@ -80,6 +96,49 @@ int vfr_config_load(struct vfurt_config *cfg, const char *path, char *err, size_
  */
 int vfr_config_add_device_arg(struct vfurt_config *cfg, const char *arg, char *err,
 				size_t errlen);
+
+struct json_object;
+
+/*
+ * Fill d from one device object of the config file's "devices" array (or
+ * a device_add request): "type", "socket" and every other key as a string
+ * or an integer, plus an optional "ns" array (vfr_config_ns_from_json).
+ * d->where is set to where. key names the object in messages ("devices[1]",
+ * or NULL for none: "socket_mode: ..."). Returns 0, -EINVAL with a message
+ * naming the key in err, or -ENOMEM. On error d owns nothing.
+ */
+int vfr_config_device_from_json(struct json_object *obj, const char *key, const char *where,
+				struct vfurt_config_device *d, char *err, size_t errlen);
+
+/*
+ * Parse one namespace object {"nsid"?, "backend", "size", "lba"?, "direct"?}
+ * (key names it in messages, NULL for none; skip_key, if not NULL, is a key
+ * to ignore, e.g. the device "name" of an nvme_ns_add request). size is a
+ * string with devspec_parse_size suffixes or an integer, required unless
+ * the backend is a file, and a multiple of lba (512 by default). Returns 0
+ * or -EINVAL with a message in err.
+ */
+int vfr_config_ns_from_json(struct json_object *obj, const char *key, const char *skip_key,
+			    struct vfurt_config_ns *ns, char *err, size_t errlen);
+
+/*
+ * Check a parsed `TYPE,key=value` spec the way --device is: socket
+ * (required, length), socket_mode and core. Returns 0 or -EINVAL with
+ * "KEY='VALUE': reason" in err.
+ */
+int vfr_config_check_spec(const struct devspec *spec, char *err, size_t errlen);
+
+/* Copy src's device into dst (a deep copy of the ns array). 0 or -ENOMEM. */
+int vfr_config_device_copy(struct vfurt_config_device *dst, const struct vfurt_config_device *src);
+
+/* Free what a device owns (its ns array). */
+void vfr_config_device_fini(struct vfurt_config_device *d);
+
+/*
+ * The file a socket path names, for comparing paths: its directory resolved
+ * (the socket need not exist), else the path as written.
+ */
+void vfr_config_socket_key(const char *path, char *key, size_t len);
 
 /* Parsers shared by the file loader and the command line. Return 0 or -EINVAL. */
 int vfr_config_parse_poll(const char *s, enum vfurt_poll_mode *mode);

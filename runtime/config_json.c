@@ -34,10 +34,14 @@ static int fail(const struct loader *l, const char *key, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	if (key)
+	if (key && l->path)
 		snprintf(l->err, l->errlen, "%s: %s: %s", l->path, key, why);
-	else
+	else if (key)
+		snprintf(l->err, l->errlen, "%s: %s", key, why);
+	else if (l->path)
 		snprintf(l->err, l->errlen, "%s: %s", l->path, why);
+	else
+		snprintf(l->err, l->errlen, "%s", why);
 	return -EINVAL;
 }
 
@@ -117,64 +121,226 @@ static int set_string(const struct loader *l, const char *key, struct json_objec
 	return 0;
 }
 
-static int load_device(const struct loader *l, struct vfurt_config *cfg, size_t idx,
-		       struct json_object *obj)
+/* {"nsid"?, "backend", "size", "lba"?, "direct"?}: one namespace (vfr_config_ns_from_json). */
+static int load_ns(const struct loader *l, const char *key, const char *skip_key,
+		   struct json_object *obj, struct vfurt_config_ns *ns)
 {
-	struct vfurt_config_device *d;
+	char k2[DEVSPEC_KEY_LEN + 64];
+	bool have_backend = false;
+	bool have_size = false;
+	int rc;
+
+	memset(ns, 0, sizeof(*ns));
+	ns->block_size = 512;
+	if (!json_object_is_type(obj, json_type_object))
+		return fail(l, key, "expected an object, got %s", type_name(obj));
+	json_object_object_foreach(obj, k, v) {
+		char val[DEVSPEC_VAL_LEN];
+
+		if (skip_key && !strcmp(k, skip_key))
+			continue;
+		snprintf(k2, sizeof(k2), "%s%s%.40s", key ? key : "", key ? "." : "", k);
+		if (!strcmp(k, "nsid")) {
+			int64_t n;
+
+			if (!json_object_is_type(v, json_type_int))
+				return fail(l, k2, "expected an integer, got %s", type_name(v));
+			n = json_object_get_int64(v);
+			if (n < 0 || n > VFURT_CONFIG_NS_MAX)
+				return fail(l, k2, "%" PRId64 " is out of range (1..%d, or 0 for the "
+					    "lowest free one)", n, VFURT_CONFIG_NS_MAX);
+			ns->nsid = (uint32_t)n;
+		} else if (!strcmp(k, "backend")) {
+			const char *b;
+
+			rc = get_string(l, k2, v, DEVSPEC_VAL_LEN - 1, &b);
+			if (rc)
+				return rc;
+			if (strcmp(b, "null") && strcmp(b, "ram") && (strncmp(b, "file:", 5) || !b[5]))
+				return fail(l, k2, "'%s': expected null, ram or file:PATH", b);
+			snprintf(ns->backend, sizeof(ns->backend), "%s", b);
+			have_backend = true;
+		} else if (!strcmp(k, "size")) {
+			rc = get_scalar(l, k2, v, val, sizeof(val));
+			if (rc)
+				return rc;
+			if (vfr_devspec_parse_size(val, &ns->size_bytes) || ns->size_bytes == 0)
+				return fail(l, k2, "'%s': expected a size like 512M or 1G", val);
+			have_size = true;
+		} else if (!strcmp(k, "lba")) {
+			rc = get_scalar(l, k2, v, val, sizeof(val));
+			if (rc)
+				return rc;
+			if (strcmp(val, "512") && strcmp(val, "4096"))
+				return fail(l, k2, "'%s': expected 512 or 4096", val);
+			ns->block_size = (uint32_t)strtoul(val, NULL, 10);
+		} else if (!strcmp(k, "direct")) {
+			const char *d;
+
+			rc = get_string(l, k2, v, 8, &d);
+			if (rc)
+				return rc;
+			if (!strcmp(d, "off"))
+				ns->direct = 0;
+			else if (!strcmp(d, "on"))
+				ns->direct = 1;
+			else if (!strcmp(d, "try"))
+				ns->direct = 2;
+			else
+				return fail(l, k2, "'%s': expected off, on or try", d);
+		} else {
+			return fail(l, k2, "unknown key (known: nsid, backend, size, lba, direct)");
+		}
+	}
+	if (!have_backend)
+		return fail(l, key ? key : "backend", "missing \"backend\" (null, ram or file:PATH)");
+	if (!have_size && strncmp(ns->backend, "file:", 5))
+		return fail(l, key ? key : "size", "missing \"size\" (required for %s)", ns->backend);
+	if (ns->size_bytes % ns->block_size)
+		return fail(l, key ? key : "size", "%" PRIu64 " bytes is not a multiple of the block "
+			    "size %u", ns->size_bytes, ns->block_size);
+	return 0;
+}
+
+static int load_device(const struct loader *l, const char *prefix, struct json_object *obj,
+		       struct vfurt_config_device *d)
+{
 	struct devspec spec;
-	char key[DEVSPEC_KEY_LEN + 32];
+	char key[DEVSPEC_KEY_LEN + 64];
 	char why[160];
 	bool have_type = false;
 	bool have_socket = false;
 	int rc;
 
-	snprintf(key, sizeof(key), "devices[%zu]", idx);
+	memset(d, 0, sizeof(*d));
 	if (!json_object_is_type(obj, json_type_object))
-		return fail(l, key, "expected an object, got %s", type_name(obj));
+		return fail(l, prefix, "expected an object, got %s", type_name(obj));
 	memset(&spec, 0, sizeof(spec));
 	json_object_object_foreach(obj, k, v) {
 		char val[DEVSPEC_VAL_LEN];
 		const char *r;
 
-		snprintf(key, sizeof(key), "devices[%zu]", idx);
-		if (strlen(k) >= DEVSPEC_KEY_LEN)
-			return fail(l, key, "key '%.40s...' is too long (at most %d bytes)", k,
-				    DEVSPEC_KEY_LEN - 1);
-		snprintf(key, sizeof(key), "devices[%zu].%s", idx, k);
+		if (strlen(k) >= DEVSPEC_KEY_LEN) {
+			rc = fail(l, prefix, "key '%.40s...' is too long (at most %d bytes)", k,
+				  DEVSPEC_KEY_LEN - 1);
+			goto err;
+		}
+		snprintf(key, sizeof(key), "%s%s%s", prefix ? prefix : "", prefix ? "." : "", k);
 		if (!strcmp(k, "type")) {
 			const char *t;
 
 			rc = get_string(l, key, v, DEVSPEC_KEY_LEN - 1, &t);
 			if (rc)
-				return rc;
+				goto err;
 			snprintf(spec.type, sizeof(spec.type), "%s", t);
 			have_type = true;
 			continue;
 		}
-		if (!strcmp(k, "socket_mode") && json_object_is_type(v, json_type_int))
-			return fail(l, key, "must be a string like \"0600\": a JSON number is "
-				    "decimal, so 0600 cannot be written as one");
-		if (!strcmp(k, "socket") && !json_object_is_type(v, json_type_string))
-			return fail(l, key, "expected a string, got %s", type_name(v));
+		if (!strcmp(k, "ns")) {
+			size_t n;
+
+			if (!json_object_is_type(v, json_type_array)) {
+				rc = fail(l, key, "expected an array of namespace objects, got %s",
+					  type_name(v));
+				goto err;
+			}
+			n = json_object_array_length(v);
+			if (n > VFURT_CONFIG_NS_MAX) {
+				rc = fail(l, key, "too many namespaces (at most %d)",
+					  VFURT_CONFIG_NS_MAX);
+				goto err;
+			}
+			free(d->ns);
+			d->nns = 0;
+			d->ns = n ? calloc(n, sizeof(*d->ns)) : NULL;
+			if (n && !d->ns) {
+				snprintf(l->err, l->errlen, "out of memory");
+				rc = -ENOMEM;
+				goto err;
+			}
+			for (size_t i = 0; i < n; i++) {
+				char nk[DEVSPEC_KEY_LEN + 96];
+
+				snprintf(nk, sizeof(nk), "%s[%zu]", key, i);
+				rc = load_ns(l, nk, NULL, json_object_array_get_idx(v, i), &d->ns[i]);
+				if (rc)
+					goto err;
+				d->nns++;
+			}
+			continue;
+		}
+		if (!strcmp(k, "socket_mode") && json_object_is_type(v, json_type_int)) {
+			rc = fail(l, key, "must be a string like \"0600\": a JSON number is "
+				  "decimal, so 0600 cannot be written as one");
+			goto err;
+		}
+		if (!strcmp(k, "socket") && !json_object_is_type(v, json_type_string)) {
+			rc = fail(l, key, "expected a string, got %s", type_name(v));
+			goto err;
+		}
 		rc = get_scalar(l, key, v, val, sizeof(val));
 		if (rc)
-			return rc;
+			goto err;
 		r = vfr_config_check_common_key(k, val, why, sizeof(why));
-		if (r)
-			return fail(l, key, "%s", r);
-		if (spec.nkeys == DEVSPEC_MAX_KEYS)
-			return fail(l, key, "too many keys in one device (at most %d)",
-				    DEVSPEC_MAX_KEYS);
+		if (r) {
+			rc = fail(l, key, "%s", r);
+			goto err;
+		}
+		if (spec.nkeys == DEVSPEC_MAX_KEYS) {
+			rc = fail(l, key, "too many keys in one device (at most %d)",
+				  DEVSPEC_MAX_KEYS);
+			goto err;
+		}
 		snprintf(spec.kv[spec.nkeys].key, DEVSPEC_KEY_LEN, "%s", k);
 		snprintf(spec.kv[spec.nkeys].val, DEVSPEC_VAL_LEN, "%s", val);
 		spec.nkeys++;
 		have_socket |= !strcmp(k, "socket");
 	}
+	if (!have_type) {
+		rc = fail(l, prefix ? prefix : "type", "missing \"type\" (known types: %s)",
+			  vfr_devspec_types());
+		goto err;
+	}
+	if (!have_socket) {
+		rc = fail(l, prefix ? prefix : "socket",
+			  "missing \"socket\" (the UNIX socket path to serve it on)");
+		goto err;
+	}
+	d->spec = spec;
+	return 0;
+
+err:
+	vfr_config_device_fini(d);
+	return rc;
+}
+
+int vfr_config_device_from_json(struct json_object *obj, const char *key, const char *where,
+				struct vfurt_config_device *d, char *err, size_t errlen)
+{
+	const struct loader l = { .path = NULL, .err = err, .errlen = errlen };
+	int rc = load_device(&l, key, obj, d);
+
+	if (!rc)
+		snprintf(d->where, sizeof(d->where), "%s", where);
+	return rc;
+}
+
+int vfr_config_ns_from_json(struct json_object *obj, const char *key, const char *skip_key,
+			    struct vfurt_config_ns *ns, char *err, size_t errlen)
+{
+	const struct loader l = { .path = NULL, .err = err, .errlen = errlen };
+
+	return load_ns(&l, key, skip_key, obj, ns);
+}
+
+static int load_file_device(const struct loader *l, struct vfurt_config *cfg, size_t idx,
+			    struct json_object *obj)
+{
+	struct vfurt_config_device *d;
+	char key[32];
+	int rc;
+
 	snprintf(key, sizeof(key), "devices[%zu]", idx);
-	if (!have_type)
-		return fail(l, key, "missing \"type\" (known types: %s)", vfr_devspec_types());
-	if (!have_socket)
-		return fail(l, key, "missing \"socket\" (the UNIX socket path to serve it on)");
 	d = vfr_config_new_device(cfg);
 	if (!d) {
 		if (cfg->ndevices == CONFIG_MAX_DEVICES)
@@ -182,7 +348,9 @@ static int load_device(const struct loader *l, struct vfurt_config *cfg, size_t 
 		snprintf(l->err, l->errlen, "%s: out of memory", l->path);
 		return -ENOMEM;
 	}
-	d->spec = spec;
+	rc = load_device(l, key, obj, d);
+	if (rc)
+		return rc;
 	snprintf(d->where, sizeof(d->where), "%s: %s", l->path, key);
 	d->from_file = true;
 	cfg->ndevices++;
@@ -275,13 +443,13 @@ static int load_top(const struct loader *l, struct vfurt_config *cfg, struct jso
 					    type_name(v));
 			n = json_object_array_length(v);
 			for (size_t i = 0; i < n; i++) {
-				rc = load_device(l, cfg, i, json_object_array_get_idx(v, i));
+				rc = load_file_device(l, cfg, i, json_object_array_get_idx(v, i));
 				if (rc)
 					return rc;
 			}
 		} else {
 			return fail(l, k, "unknown key (known: cores, poll, poll_sleep_us, "
-				    "log_level, stats_interval, control_socket, devices)");
+				    "log_level, stats_interval, control_socket, limits, devices)");
 		}
 	}
 	return 0;

@@ -27,6 +27,7 @@
 #include "cpuset.h"
 #include "devspec.h"
 #include "vfu_rt_ctl.h"
+#include "vfu_rt_daemon.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -75,12 +76,14 @@ static void usage(FILE *f)
 		"                            options override its settings, --device adds devices\n"
 		"  -s, --stats-interval S    log one summary line per worker every S seconds (0 = off,\n"
 		"                            the default)\n"
-		"  -C, --control-socket PATH serve statistics (JSON) on this UNIX socket; default\n"
+		"  -C, --control-socket PATH the control socket (JSON-RPC 2.0, one request per line:\n"
+		"                            add and remove devices and NVMe namespaces, statistics,\n"
+		"                            log level, config_save; docs/managing.md); default\n"
 		"                            $XDG_RUNTIME_DIR/vfu-rt/PID.ctl, or /tmp/vfu-rt-UID/PID.ctl\n"
 		"                            (private 0700 directories; a stale socket of a crashed\n"
 		"                            daemon is replaced, a live one is an error)\n"
 		"                            (with PATH given, that name becomes a link to PATH);\n"
-		"                            read it with: vfu-ctl stats PATH-or-PID\n"
+		"                            use it with: vfu-ctl --socket PATH-or-PID list|add|...\n"
 		"  -l, --log-level LVL       error, warn, info (default) or debug\n"
 		"  -L, --limit KEY=VALUE     a per-client limit (also the config's \"limits\" object):\n"
 		"                            version_timeout_ms (2000), drain_timeout_ms (5000),\n"
@@ -95,6 +98,13 @@ static void usage(FILE *f)
 		"\n"
 		"Example:\n"
 		"  vfu-rt --cores=0-1 --device gpio,socket=/run/vfu/gpio0.sock,socket_mode=0600,core=1\n"
+		"\n"
+		"Signals: SIGTERM or SIGINT stop; SIGHUP reads --config again and applies the\n"
+		"difference: devices of the file that are not served are added, devices that\n"
+		"came from the file and left it are removed, changed ones replaced (--device and\n"
+		"control-socket devices are left alone); log_level and stats_interval apply,\n"
+		"cores, poll and limits are ignored until a restart. A file that does not load\n"
+		"changes nothing.\n"
 		"\n"
 		"Exit status: 0 after SIGTERM/SIGINT, 1 on a runtime error, 2 on a usage or\n"
 		"configuration error.\n",
@@ -307,63 +317,24 @@ err_nomem:
 }
 
 /* Build each device and give it to the runtime. Returns 0 or an exit status. */
-static int add_devices(struct vfurt_runtime *rt, struct vfurt_config *cfg,
-		       const struct vfurt_log *log)
+static int add_devices(struct daemon *d)
 {
-	uint32_t nworkers = vfurt_runtime_worker_count(rt);
-	int cpus[VFURT_MAX_CPUS];
 	char err[1024];
 
-	for (uint32_t i = 0; i < nworkers && i < VFURT_MAX_CPUS; i++)
-		cpus[i] = vfurt_worker_cpu(vfurt_runtime_worker(rt, i));
-	for (size_t i = 0; i < cfg->ndevices; i++) {
-		struct vfurt_config_device *d = &cfg->devices[i];
-		struct vfurt_config_place place;
-		struct vfurt_dev *dev;
-		int rc;
+	for (size_t i = 0; i < d->cfg.ndevices; i++) {
+		struct vfurt_config_device *cd = &d->cfg.devices[i];
+		int rc = devtab_add(&d->devs, cd, cd->from_file ? DEV_FILE : DEV_CMDLINE, NULL, err,
+				    sizeof(err));
 
-		if (vfr_config_place_device(d, cpus, nworkers, &place, err, sizeof(err))) {
-			fprintf(stderr, "vfu-rt: %s\n", err);
-			return EXIT_USAGE;
-		}
-		dev = vfr_devspec_create(&d->spec, log, err, sizeof(err));
-		if (!dev) {
-			fprintf(stderr, "vfu-rt: %s: %s\n", d->where, err);
-			return EXIT_USAGE;
-		}
-		rc = vfurt_runtime_add_device(rt, dev, place.socket, place.mode, place.worker);
 		if (rc) {
-			fprintf(stderr, "vfu-rt: %s: cannot listen on %s: %s\n", d->where, place.socket,
-				rc == -EADDRINUSE ? "another server is listening there" :
-				rc == -EEXIST ? "a file that is not a socket exists there" :
-				strerror(-rc));
-			vfurt_dev_destroy(dev);
-			return rc == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
+			fprintf(stderr, "vfu-rt: %s\n", err);
+			return rc == -EINVAL || rc == -EEXIST ? EXIT_USAGE : EXIT_RUNTIME;
 		}
 	}
 	return 0;
 }
 
 /* ---- periodic summary ------------------------------------------------------ */
-
-static int stats_timer(uint32_t interval_s)
-{
-	struct itimerspec its = {
-		.it_interval = { .tv_sec = interval_s },
-		.it_value = { .tv_sec = interval_s },
-	};
-	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (timerfd_settime(fd, 0, &its, NULL) < 0) {
-		int rc = -errno;
-
-		close(fd);
-		return rc;
-	}
-	return fd;
-}
 
 /* One line per worker with the change since the last summary (prev[] is updated). */
 static void log_summary(const struct vfurt_runtime *rt, struct vfurt_worker_stats *prev,
@@ -392,66 +363,81 @@ static void log_summary(const struct vfurt_runtime *rt, struct vfurt_worker_stat
 
 /* ---- main ---------------------------------------------------------------- */
 
-/* Serve until SIGTERM/SIGINT. Returns the exit status. */
-static int run(struct vfurt_runtime *rt, int sfd, struct ctl *ctl, uint32_t stats_s,
-	       const struct vfurt_log *log)
+static uint64_t mono_ns(void)
 {
-	struct vfurt_worker_stats *prev;
-	int tfd = -1;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Serve until SIGTERM/SIGINT: signals, the stats timer, completed removals
+ * and the control clients, none of which may block the loop. Returns the
+ * exit status.
+ */
+static int run(struct daemon *d, int sfd)
+{
+	enum { P_SIG, P_TIMER, P_REMOVED, P_RPC, P_MAX = P_RPC + RPC_NFDS };
 	int rc = EXIT_RUNTIME;
 
-	prev = calloc(vfurt_runtime_worker_count(rt), sizeof(*prev));
-	if (!prev) {
+	d->prev = calloc(vfurt_runtime_worker_count(d->rt), sizeof(*d->prev));
+	if (!d->prev) {
 		fprintf(stderr, "vfu-rt: out of memory\n");
 		return EXIT_RUNTIME;
 	}
-	if (stats_s) {
-		tfd = stats_timer(stats_s);
-		if (tfd < 0) {
-			fprintf(stderr, "vfu-rt: timerfd: %s\n", strerror(-tfd));
-			goto out;
-		}
-		for (uint32_t i = 0; i < vfurt_runtime_worker_count(rt); i++) {
-			prev[i].stats_size = sizeof(prev[i]);
-			vfurt_runtime_get_worker_stats(rt, i, &prev[i]);
+	if (d->cfg.stats_interval_s) {
+		int err = daemon_set_stats_interval(d, d->cfg.stats_interval_s);
+
+		if (err) {
+			fprintf(stderr, "vfu-rt: timerfd: %s\n", strerror(-err));
+			return EXIT_RUNTIME;
 		}
 	}
 	for (;;) {
-		struct pollfd pfd[3] = {
-			{ .fd = sfd, .events = POLLIN },
-			{ .fd = ctl->fd, .events = POLLIN },
-			{ .fd = tfd, .events = POLLIN },
-		};
+		struct pollfd pfd[P_MAX];
+		int nrpc = 0;
+		int timeout = -1;
 
-		if (poll(pfd, 3, -1) < 0) {
+		pfd[P_SIG] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		pfd[P_TIMER] = (struct pollfd){ .fd = d->stats_fd, .events = POLLIN };
+		pfd[P_REMOVED] = (struct pollfd){ .fd = devtab_fd(&d->devs), .events = POLLIN };
+		if (d->ctl.fd >= 0) {
+			nrpc = rpc_pollfds(&d->rpc, &pfd[P_RPC]);
+			timeout = rpc_timeout_ms(&d->rpc);
+		}
+		if (poll(pfd, (nfds_t)(P_RPC + nrpc), timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			perror("vfu-rt: poll");
-			goto out;
+			break;
 		}
-		if (pfd[0].revents) {
+		if (pfd[P_SIG].revents) {
 			struct signalfd_siginfo si;
 
 			if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-				vfurt_logf(log, VFURT_LOG_INFO, "%s: shutting down",
-					   strsignal((int)si.ssi_signo));
-				rc = 0;
-				break;
+				if (si.ssi_signo == SIGHUP) {
+					daemon_reload(d);
+				} else {
+					vfurt_logf(&d->log, VFURT_LOG_INFO, "%s: shutting down",
+						   strsignal((int)si.ssi_signo));
+					rc = 0;
+					break;
+				}
 			}
 		}
-		if (pfd[1].revents)
-			ctl_serve(ctl, rt, log);
-		if (pfd[2].revents) {
+		if (pfd[P_REMOVED].revents)
+			devtab_reap(&d->devs);
+		if (nrpc)
+			rpc_handle(&d->rpc, &pfd[P_RPC], nrpc, mono_ns());
+		if (d->stats_fd >= 0 && pfd[P_TIMER].revents) {
 			uint64_t ticks;
 
-			if (read(tfd, &ticks, sizeof(ticks)) == sizeof(ticks))
-				log_summary(rt, prev, log);
+			if (read(d->stats_fd, &ticks, sizeof(ticks)) == sizeof(ticks) &&
+			    d->cfg.stats_interval_s)
+				log_summary(d->rt, d->prev, &d->log);
 		}
 	}
-out:
-	if (tfd >= 0)
-		close(tfd);
-	free(prev);
 	return rc;
 }
 
@@ -516,12 +502,8 @@ static void stop_bounded(struct vfurt_runtime *rt, const struct vfurt_log *log)
 int main(int argc, char **argv)
 {
 	struct cmdline cl = { 0 };
-	struct vfurt_log log = { .fn = vfurt_log_stderr, .arg = (void *)"vfu-rt",
-				 .level = VFURT_LOG_INFO };
 	struct vfurt_runtime_opts ro = { .opts_size = sizeof(ro) };
-	struct vfurt_runtime *rt;
-	struct vfurt_config cfg;
-	struct ctl ctl = { .fd = -1 };
+	struct daemon *d;
 	char err[512];
 	sigset_t mask;
 	int sfd;
@@ -530,16 +512,32 @@ int main(int argc, char **argv)
 	rc = parse_args(argc, argv, &cl);
 	if (rc)
 		return rc < 0 ? 0 : rc;
-	vfr_config_init(&cfg);
-	rc = build_config(&cl, &cfg);
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		fprintf(stderr, "vfu-rt: out of memory\n");
+		return EXIT_RUNTIME;
+	}
+	d->stats_fd = -1;
+	d->ctl.fd = -1;
+	d->config_path = cl.config;
+	d->cl_log_level = cl.has_log_level;
+	d->cl_stats = cl.has_stats;
+	d->cl_cores = cl.cores != NULL;
+	d->cl_poll = cl.has_poll;
+	d->cl_poll_sleep = cl.has_poll_sleep;
+	d->cl_control_socket = cl.control_socket != NULL;
+	d->cl_limits = cl.nlimits > 0;
+	vfr_config_init(&d->cfg);
+	rc = build_config(&cl, &d->cfg);
 	if (rc)
 		goto out_cfg;
-	log.level = cfg.log_level;
+	d->log = dlog_init(&d->dlog, d->cfg.log_level);
 
 	/* Block before any thread exists, so only the signalfd sees these. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -549,19 +547,19 @@ int main(int argc, char **argv)
 		goto out_cfg;
 	}
 
-	ro.cores = cfg.cores ? cfg.cores : "0";
-	ro.poll_mode = cfg.poll_mode;
-	if (cfg.has_poll_sleep)
-		ro.adaptive_poll_sleep_us = cfg.poll_sleep_us;
-	ro.log = log;
-	ro.conn = cfg.conn;
+	ro.cores = d->cfg.cores ? d->cfg.cores : "0";
+	ro.poll_mode = d->cfg.poll_mode;
+	if (d->cfg.has_poll_sleep)
+		ro.adaptive_poll_sleep_us = d->cfg.poll_sleep_us;
+	ro.log = d->log;
+	ro.conn = d->cfg.conn;
 	ro.conn.opts_size = sizeof(ro.conn);
-	rt = vfurt_runtime_create(&ro, err, sizeof(err));
-	if (!rt) {
+	d->rt = vfurt_runtime_create(&ro, err, sizeof(err));
+	if (!d->rt) {
 		if (errno == EINVAL) {
 			if (cl.cores)
 				fprintf(stderr, "vfu-rt: --cores: %s\n", err);
-			else if (cfg.cores)
+			else if (d->cfg.cores)
 				fprintf(stderr, "vfu-rt: %s: cores: %s\n", cl.config, err);
 			else
 				fprintf(stderr, "vfu-rt: --cores (default 0): %s\n", err);
@@ -572,33 +570,55 @@ int main(int argc, char **argv)
 		}
 		goto out_sfd;
 	}
-	rc = add_devices(rt, &cfg, &log);
-	if (rc)
-		goto out_rt;
-	rc = ctl_open(&ctl, cfg.control_socket, &log);
+	rc = devtab_init(&d->devs, d->rt, &d->log, d->cfg.control_socket);
 	if (rc) {
+		fprintf(stderr, "vfu-rt: cannot set up the device table: %s\n", strerror(-rc));
 		rc = EXIT_RUNTIME;
 		goto out_rt;
 	}
-	rc = vfurt_runtime_start(rt);
+	rc = add_devices(d);
+	if (rc)
+		goto out_devs;
+	/* the devices live in the table now; cfg keeps the settings */
+	for (size_t i = 0; i < d->cfg.ndevices; i++)
+		vfr_config_device_fini(&d->cfg.devices[i]);
+	free(d->cfg.devices);
+	d->cfg.devices = NULL;
+	d->cfg.ndevices = 0;
+	rc = ctl_open(&d->ctl, d->cfg.control_socket, &d->log);
+	if (rc) {
+		rc = EXIT_RUNTIME;
+		goto out_devs;
+	}
+	rpc_init(&d->rpc, d->ctl.fd, vfr_daemon_methods, d, &d->log);
+	rc = vfurt_runtime_start(d->rt);
 	if (rc) {
 		fprintf(stderr, "vfu-rt: cannot start the workers: %s\n", strerror(-rc));
 		rc = EXIT_RUNTIME;
 		goto out_ctl;
 	}
-	vfurt_logf(&log, VFURT_LOG_INFO, "serving %zu device(s) on %u worker(s) (CPUs %s, %s "
-		   "polling); SIGTERM or SIGINT stops", cfg.ndevices,
-		   vfurt_runtime_worker_count(rt), ro.cores,
+	vfurt_logf(&d->log, VFURT_LOG_INFO, "serving %zu device(s) on %u worker(s) (CPUs %s, %s "
+		   "polling); SIGTERM or SIGINT stops, SIGHUP reloads --config", d->devs.n,
+		   vfurt_runtime_worker_count(d->rt), ro.cores,
 		   ro.poll_mode == VFURT_POLL_BUSY ? "busy" : "adaptive");
-	rc = run(rt, sfd, &ctl, cfg.stats_interval_s, &log);
-	stop_bounded(rt, &log);
+	rc = run(d, sfd);
+	d->devs.stopping = true;
+	stop_bounded(d->rt, &d->log);
+	devtab_reap(&d->devs); /* removals the stop completed: answer them */
 out_ctl:
-	ctl_close(&ctl);
+	rpc_fini(&d->rpc);
+	ctl_close(&d->ctl);
+out_devs:
 out_rt:
-	vfurt_runtime_destroy(rt);
+	vfurt_runtime_destroy(d->rt);
+	devtab_fini(&d->devs);
 out_sfd:
 	close(sfd);
 out_cfg:
-	vfr_config_free(&cfg);
+	if (d->stats_fd >= 0)
+		close(d->stats_fd);
+	free(d->prev);
+	vfr_config_free(&d->cfg);
+	free(d);
 	return rc;
 }

@@ -1,4 +1,4 @@
-/* vfu-rt's control socket: private directory, stale-socket cleanup, statistics to each client. */
+/* vfu-rt's control socket: private directory, stale-socket cleanup, the per-pid link. */
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -14,8 +14,6 @@
 #include <vfurt/server.h>
 
 #include "vfu_rt_ctl.h"
-
-#define CTL_WRITE_TIMEOUT_MS 1000
 
 /*
  * Make pid's default name point at an explicitly chosen control socket, so
@@ -142,11 +140,11 @@ int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt_log *l
 		}
 	}
 	if (explicit_path && !c->link[0])
-		vfurt_logf(log, VFURT_LOG_INFO, "statistics on %s (vfu-ctl stats %s)", c->path,
-			   c->path);
+		vfurt_logf(log, VFURT_LOG_INFO, "control socket on %s (vfu-ctl --socket %s list)",
+			   c->path, c->path);
 	else
-		vfurt_logf(log, VFURT_LOG_INFO, "statistics on %s (vfu-ctl stats %ld)", c->path,
-			   (long)getpid());
+		vfurt_logf(log, VFURT_LOG_INFO, "control socket on %s (vfu-ctl --socket %ld list)",
+			   c->path, (long)getpid());
 	return 0;
 }
 
@@ -160,66 +158,4 @@ void ctl_close(struct ctl *c)
 	if (c->path[0])
 		unlink(c->path);
 	c->path[0] = c->link[0] = '\0';
-}
-
-/* Write all of buf to a non-blocking socket, waiting at most timeout_ms in total. */
-static int write_all(int fd, const char *buf, size_t len, int timeout_ms)
-{
-	struct timespec t0;
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (len) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-		long left;
-
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return -errno;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		left = timeout_ms - ((t.tv_sec - t0.tv_sec) * 1000 +
-				     (t.tv_nsec - t0.tv_nsec) / 1000000);
-		if (left <= 0)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
-			return -errno;
-	}
-	return 0;
-}
-
-/* Answer every pending connection with the statistics JSON, then close it. */
-void ctl_serve(struct ctl *c, const struct vfurt_runtime *rt, const struct vfurt_log *log)
-{
-	for (;;) {
-		int fd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		char *json;
-		int rc;
-
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				vfurt_logf(log, VFURT_LOG_WARN, "control socket: accept: %s",
-					   strerror(errno));
-			return;
-		}
-		json = vfurt_runtime_stats_json(rt);
-		if (!json) {
-			vfurt_logf(log, VFURT_LOG_WARN, "control socket: no statistics: %s",
-				   strerror(errno));
-			close(fd);
-			continue;
-		}
-		rc = write_all(fd, json, strlen(json), CTL_WRITE_TIMEOUT_MS);
-		if (!rc)
-			rc = write_all(fd, "\n", 1, CTL_WRITE_TIMEOUT_MS);
-		if (rc)
-			vfurt_logf(log, VFURT_LOG_DEBUG, "control socket: client gone: %s",
-				   strerror(-rc));
-		free(json);
-		close(fd);
-	}
 }

@@ -1,4 +1,4 @@
-/* vfu-rt's control socket: where `vfu-ctl stats` reads the daemon's statistics. */
+/* vfu-rt's control socket: where it listens (JSON-RPC, vfu_rt_rpc.h, serves it). */
 #ifndef VFURT_RUNTIME_VFU_RT_CTL_H
 #define VFURT_RUNTIME_VFU_RT_CTL_H
 
@@ -26,13 +26,5 @@ int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt_log *l
 
 /* Close the socket and remove its file and per-pid link. Idempotent. */
 void ctl_close(struct ctl *c);
-
-/*
- * Answer every pending connection with the runtime's statistics JSON and a
- * newline, then close it. Writing to one client takes at most 1 s; a
- * client that does not read is dropped. Called from the daemon's main
- * thread when c->fd is readable; never blocks on accept.
- */
-void ctl_serve(struct ctl *c, const struct vfurt_runtime *rt, const struct vfurt_log *log);
 
 #endif /* VFURT_RUNTIME_VFU_RT_CTL_H */
