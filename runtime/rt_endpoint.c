@@ -283,6 +283,10 @@ static void on_recv(struct vfurt_worker *w, struct rt_endpoint *ep, int res)
 		bool want_fds;
 		int rc;
 
+		/* cancelled with nothing read: the thread that submitted it exited
+		 * (an embedder's, no_threads mode); the event's end re-arms it */
+		if (res == -ECANCELED)
+			return;
 		if (res <= 0) {
 			vfr_rt_endpoint_drop(ep, res == 0 ? -ECONNRESET : res);
 			return;

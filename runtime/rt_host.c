@@ -73,8 +73,13 @@ static int run_on_flags(struct vfurt_runtime *rt, struct vfurt_worker *w, void (
 
 			fn(arg);
 			vfr_rt_worker_enter(prev);
-			if (!mine)
+			if (!mine) {
 				vfr_rt_worker_release(w);
+				/* what fn queued (an accept to arm, cancels) is
+				 * submitted by w's next pass, on the embedder's
+				 * thread, which owns w's io_uring requests */
+				vfurt_worker_wake(w);
+			}
 			return 0;
 		}
 	}

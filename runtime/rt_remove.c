@@ -163,9 +163,13 @@ bool vfr_rt_remove_step(struct vfurt_worker *w, struct rt_endpoint *ep, uint64_t
 	if (ep->conn) {
 		if (now_ns < ep->remove_deadline_ns)
 			return false;
-		vfurt_logf(&w->log, VFURT_LOG_WARN, "%s: the client did not release the device "
-			   "within %u ms: disconnecting it", vfurt_dev_name(ep->dev),
-			   ep->remove_timeout_ms);
+		if (ep->remove_deadline_ns)
+			vfurt_logf(&w->log, VFURT_LOG_WARN, "%s: the client did not release the "
+				   "device within %u ms: disconnecting it",
+				   vfurt_dev_name(ep->dev), ep->remove_timeout_ms);
+		else
+			vfurt_logf(&w->log, VFURT_LOG_INFO, "%s: disconnecting the client",
+				   vfurt_dev_name(ep->dev));
 		ep->how = VFURT_REMOVE_FORCED;
 		vfr_rt_endpoint_drop(ep, 0);
 	}

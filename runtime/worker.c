@@ -472,15 +472,29 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	return busy;
 }
 
+static uint64_t next_deadline(struct vfurt_worker *w);
+
 uint64_t vfurt_worker_next_deadline(struct vfurt_worker *w)
+{
+	uint64_t t;
+
+	if (!w->rt->no_threads || !w->ring_ok)
+		return 0;
+	/* another thread is in w (a cross-worker call): ask again soon */
+	if (!vfr_rt_worker_claim(w))
+		return 0;
+	t = next_deadline(w);
+	vfr_rt_worker_release(w);
+	return t;
+}
+
+static uint64_t next_deadline(struct vfurt_worker *w)
 {
 	uint64_t now = vfr_rt_now(w->rt);
 	uint64_t deadline = vfr_poller_set_next_deadline(w->pollers);
 	uint64_t cap = UINT64_MAX;
 	int arm;
 
-	if (!w->rt->no_threads || !w->ring_ok)
-		return 0;
 	if (w->nr_deferred || w->nr_postponed || w->wake_rearm)
 		return 0;
 	if (w->has_clients)

@@ -33,6 +33,12 @@
  * like spdk_thread_poll() and spdk_thread_next_poller_expiration(). One
  * embedder thread may run several workers, or each its own; a worker's pass
  * runs on one thread at a time (vfurt_worker_run_pass refuses a second).
+ * A worker's io_uring requests belong to the thread whose pass submitted
+ * them: Linux runs their completion work there, and cancels them when that
+ * thread exits (the runtime re-arms them at the next pass). Run each
+ * worker's passes from a long-lived thread. A cross-worker call (add or
+ * remove a device, vfurt_dev_call) runs on the calling thread when no pass
+ * of the target worker is running, else in its next pass.
  */
 
 #include <stdbool.h>
