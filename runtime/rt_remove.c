@@ -50,9 +50,14 @@ void vfr_rt_remove_complete(struct rt_endpoint *ep)
  * unlinked at the start). */
 static void release_device(struct rt_endpoint *ep)
 {
-	if (ep->dev) {
-		vfurt_dev_destroy(ep->dev);
+	struct vfurt_dev *dev = ep->dev;
+
+	if (dev) {
+		/* readers of rt->eps compare ->dev under the lock */
+		pthread_mutex_lock(&ep->rt->lock);
 		ep->dev = NULL;
+		pthread_mutex_unlock(&ep->rt->lock);
+		vfurt_dev_destroy(dev);
 	}
 	if (ep->lfd >= 0) {
 		close(ep->lfd);
@@ -197,12 +202,21 @@ void vfr_rt_remove_start(void *arg)
 		ep->remove_deadline_ns = now + ep->remove_timeout_ms * 1000000ull;
 		vfr_rt_endpoint_arm(w, ep); /* the accept is cancelled with the zombie */
 		return;
+	} else if (ep->remove_timeout_ms) {
+		/* nobody to ask (QEMU 10.2's vfio-user-pci sets no REQ eventfd):
+		 * as the kernel's vfio-pci, wait for the release, which the
+		 * operator starts through the VMM (QMP device_del); unlike it,
+		 * not for ever */
+		vfurt_logf(&w->log, VFURT_LOG_WARN, "%s: the client set no REQ eventfd and "
+			   "cannot be asked to release the device: waiting up to %u ms for it "
+			   "to detach (unplug the device through the VMM)",
+			   vfurt_dev_name(ep->dev), ep->remove_timeout_ms);
+		ep->how = VFURT_REMOVE_RELEASED;
+		ep->remove_deadline_ns = now + ep->remove_timeout_ms * 1000000ull;
+		vfr_rt_endpoint_arm(w, ep);
+		return;
 	} else {
-		if (ep->remove_timeout_ms)
-			vfurt_logf(&w->log, VFURT_LOG_WARN, "%s: the client set no REQ eventfd: "
-				   "it cannot be asked to release the device",
-				   vfurt_dev_name(ep->dev));
-		ep->remove_deadline_ns = 0; /* force now */
+		ep->remove_deadline_ns = 0; /* timeout 0: force now */
 	}
 	(void)vfr_rt_remove_step(w, ep, now);
 }

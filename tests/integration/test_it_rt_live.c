@@ -327,18 +327,56 @@ static void test_remove_forced(void **state)
 	vfurt_client_close(c);
 	close(efd);
 
-	/* no REQ eventfd: nobody to ask */
+	/* no REQ eventfd (QEMU 10.2): nobody to ask, the same time to go */
 	memset(&d, 0, sizeof(d));
 	dev = gpio("g-noreq");
 	sock_path(f, path, sizeof(path), "g-noreq");
 	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
 	c = it_connect(path, 0);
 	assert_non_null(c);
-	assert_int_equal(vfurt_runtime_remove_device(f->rt, dev, 600000, on_done, &d), 0);
+	assert_int_equal(vfurt_runtime_remove_device(f->rt, dev, 300, on_done, &d), 0);
 	assert_int_equal(wait_done(&d), 1);
 	assert_int_equal(atomic_load(&d.how), VFURT_REMOVE_FORCED);
 	assert_true(it_server_closed(c));
 	vfurt_client_close(c);
+
+	/* timeout 0: at once, REQ eventfd or not */
+	memset(&d, 0, sizeof(d));
+	dev = gpio("g-now");
+	sock_path(f, path, sizeof(path), "g-now");
+	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
+	c = it_connect(path, 0);
+	assert_non_null(c);
+	efd = req_eventfd(c);
+	assert_int_equal(vfurt_runtime_remove_device(f->rt, dev, 0, on_done, &d), 0);
+	assert_int_equal(wait_done(&d), 1);
+	assert_int_equal(atomic_load(&d.how), VFURT_REMOVE_FORCED);
+	assert_false(it_readable(efd, 0)); /* not asked */
+	assert_true(it_server_closed(c));
+	vfurt_client_close(c);
+	close(efd);
+}
+
+/* No REQ eventfd, and the VMM unplugs the device by itself meanwhile (QMP
+ * device_del): released, not forced. */
+static void test_remove_no_req_released(void **state)
+{
+	struct fx *f = *state;
+	struct done_rec d = { 0 };
+	struct vfurt_dev *dev = gpio("g-qmp");
+	struct vfurt_client *c;
+	char path[160];
+
+	sock_path(f, path, sizeof(path), "g-qmp");
+	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
+	c = it_connect(path, 0);
+	assert_non_null(c);
+	assert_int_equal(vfurt_runtime_remove_device(f->rt, dev, 20000, on_done, &d), 0);
+	usleep(100 * 1000);
+	assert_int_equal(atomic_load(&d.calls), 0);
+	vfurt_client_close(c);
+	assert_int_equal(wait_done(&d), 1);
+	assert_int_equal(atomic_load(&d.how), VFURT_REMOVE_RELEASED);
 }
 
 /* Removing an NVMe controller under QD32 I/O whose host ignores REQ: its
@@ -419,8 +457,8 @@ static void one_cycle(struct fx *f, unsigned i)
 	assert_non_null(c);
 	assert_int_equal(it_rd32(c, VFIO_PCI_BAR2_REGION_INDEX, 0, &v), 0);
 	efd = req_eventfd(c);
-	/* the GPIO client honours REQ; the NVMe host is disconnected (even
-	 * cycles: no REQ eventfd, forced at once) or closed first (odd) */
+	/* the GPIO client honours REQ; the NVMe host is disconnected at once
+	 * (timeout 0; even cycles) or closed first (odd) */
 	assert_int_equal(vfurt_runtime_remove_device(f->rt, g, 10000, on_done, &dg), 0);
 	if (!it_readable(efd, 5000))
 		fail_msg("cycle %u: no REQ irq (done %d)", i, atomic_load(&dg.calls));
@@ -575,6 +613,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_add_then_remove_idle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_released, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_forced, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_no_req_released, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_during_qd32, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cycles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_calls, setup, teardown),
