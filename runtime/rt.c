@@ -89,6 +89,7 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 	rt->clock = o.clock;
 	rt->clock_arg = o.clock_arg;
 	ck_epoch_init(&rt->epoch);
+	pthread_mutex_init(&rt->lock, NULL);
 	rt->workers = calloc(n, sizeof(*rt->workers));
 	if (!rt->workers)
 		goto err_free_quota;
@@ -105,6 +106,7 @@ struct vfurt_runtime *vfurt_runtime_create(const struct vfurt_runtime_opts *opts
 err_free_workers:
 	free(rt->workers);
 err_free_quota:
+	pthread_mutex_destroy(&rt->lock);
 	if (rt->own_quota)
 		vfurt_dma_quota_destroy(rt->dma_quota);
 err_release_guard:
@@ -126,34 +128,81 @@ struct vfurt_worker *vfurt_runtime_worker(const struct vfurt_runtime *rt, uint32
 	return i < rt->nr_workers ? &rt->workers[i] : NULL;
 }
 
-int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
-			     mode_t mode, int worker)
+/* Append ep to the runtime's list (under the lock). 0 or -ENOMEM. */
+static int eps_append(struct vfurt_runtime *rt, struct rt_endpoint *ep)
 {
-	struct rt_endpoint *ep;
-	struct vfurt_worker *home;
-	int rc;
+	int rc = 0;
 
-	if (!rt || !dev || rt->started || rt->no_threads)
-		return -EINVAL;
-	if (worker >= (int)rt->nr_workers)
-		return -EINVAL;
-	home = &rt->workers[worker >= 0 ? (uint32_t)worker : rt->next_home++ % rt->nr_workers];
+	pthread_mutex_lock(&rt->lock);
 	if (rt->nr_eps == rt->cap_eps) {
 		uint32_t ncap = rt->cap_eps ? rt->cap_eps * 2 : 8;
 		struct rt_endpoint **n = realloc(rt->eps, ncap * sizeof(*n));
 
-		if (!n)
-			return -ENOMEM;
+		if (!n) {
+			rc = -ENOMEM;
+			goto out;
+		}
 		rt->eps = n;
 		rt->cap_eps = ncap;
 	}
-	{
-		struct rt_endpoint **n = realloc(home->eps, (home->nr_eps + 1) * sizeof(*n));
+	rt->eps[rt->nr_eps++] = ep;
+out:
+	pthread_mutex_unlock(&rt->lock);
+	return rc;
+}
 
-		if (!n)
-			return -ENOMEM;
-		home->eps = n;
+struct ep_attach {
+	struct rt_endpoint *ep;
+	int rc;
+};
+
+/* On the home worker (or before start): take ep into its list and arm it. */
+static void ep_attach_on(void *arg)
+{
+	struct ep_attach *a = arg;
+	struct rt_endpoint *ep = a->ep;
+	struct vfurt_worker *home = ep->home;
+	struct rt_endpoint **n = realloc(home->eps, (home->nr_eps + 1) * sizeof(*n));
+
+	if (!n) {
+		a->rc = -ENOMEM;
+		return;
 	}
+	home->eps = n;
+	home->eps[home->nr_eps++] = ep;
+	vfr_rt_endpoint_arm(home, ep);
+	a->rc = 0;
+}
+
+/* Take ep out of rt->eps again (a failed add). */
+static void eps_forget(struct vfurt_runtime *rt, struct rt_endpoint *ep)
+{
+	pthread_mutex_lock(&rt->lock);
+	for (uint32_t i = 0; i < rt->nr_eps; i++) {
+		if (rt->eps[i] == ep) {
+			rt->eps[i] = rt->eps[--rt->nr_eps];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&rt->lock);
+}
+
+int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
+			     mode_t mode, int worker)
+{
+	struct ep_attach a = { 0 };
+	struct rt_endpoint *ep;
+	struct vfurt_worker *home;
+	int rc;
+
+	if (!rt || !dev || !path || !*path)
+		return -EINVAL;
+	if (rt->stopped)
+		return -ESHUTDOWN;
+	if (worker >= (int)rt->nr_workers)
+		return -EINVAL;
+	home = &rt->workers[worker >= 0 ? (uint32_t)worker :
+			    atomic_fetch_add(&rt->next_home, 1) % rt->nr_workers];
 	ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return -ENOMEM;
@@ -161,12 +210,13 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	ep->home = home;
 	ep->dev = dev;
 	ep->lfd = -1;
+	atomic_init(&ep->refs, 1);
 	rc = vfurt_listen_unix(path, mode);
 	if (rc < 0)
 		goto err_free;
 	ep->lfd = rc;
 	snprintf(ep->path, sizeof(ep->path), "%s", path);
-	rc = vfurt_dev_set_host(dev, &vfr_rt_host_ops, rt);
+	rc = vfurt_dev_set_host(dev, &vfr_rt_host_ops, ep);
 	if (rc)
 		goto err_close;
 	{
@@ -196,11 +246,26 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	ep->nr_watches = (uint32_t)vfurt_dev_watches(dev, ep->watches, RT_MAX_WATCHES);
 	for (uint32_t i = 0; i < RT_MAX_WATCHES; i++)
 		ep->watch_ops[i] = (struct rt_op){ .kind = RT_OP_WATCH, .ep = ep, .watch = i };
-	rt->eps[rt->nr_eps++] = ep;
-	home->eps[home->nr_eps++] = ep;
+	rc = eps_append(rt, ep);
+	if (rc)
+		goto err_host;
+	/* running: the home worker takes it between two passes */
+	a.ep = ep;
+	rc = vfr_rt_run_on(rt, home, ep_attach_on, &a);
+	if (!rc)
+		rc = a.rc;
+	if (rc)
+		goto err_forget;
+	if (rt->started)
+		vfr_rt_check_fd_budget(rt);
 	vfurt_logf(&home->log, VFURT_LOG_INFO, "%s: listening on %s", vfurt_dev_name(dev), path);
 	return 0;
 
+err_forget:
+	eps_forget(rt, ep);
+err_host:
+	vfurt_dev_set_dma_quota(dev, NULL);
+	vfurt_dev_set_host(dev, NULL, NULL);
 err_close:
 	close(ep->lfd);
 	unlink(path);
@@ -209,17 +274,37 @@ err_free:
 	return rc;
 }
 
+struct vfurt_dev *vfurt_runtime_find_device(struct vfurt_runtime *rt, const char *path)
+{
+	struct vfurt_dev *dev = NULL;
+
+	if (!rt || !path)
+		return NULL;
+	pthread_mutex_lock(&rt->lock);
+	for (uint32_t i = 0; i < rt->nr_eps && !dev; i++)
+		if (!rt->eps[i]->remove_asked && !strcmp(rt->eps[i]->path, path))
+			dev = rt->eps[i]->dev;
+	pthread_mutex_unlock(&rt->lock);
+	return dev;
+}
+
 /*
  * Process-wide fds: every client may hold up to max_irq_fds eventfds plus a
  * few of its own (sockets, twin, region fds); with the soft RLIMIT_NOFILE
  * raised to the hard one, check that all devices' clients fit at once, so
  * that one client's fds can never starve another's accept or SET_IRQS.
  */
-static void check_fd_budget(struct vfurt_runtime *rt)
+void vfr_rt_check_fd_budget(struct vfurt_runtime *rt)
 {
 	uint64_t per = (rt->conn_opts.max_irq_fds ? rt->conn_opts.max_irq_fds : 1024) + 16;
-	uint64_t need = rt->nr_eps * per + 256;
+	uint32_t neps;
+	uint64_t need;
 	struct rlimit rl;
+
+	pthread_mutex_lock(&rt->lock);
+	neps = rt->nr_eps;
+	pthread_mutex_unlock(&rt->lock);
+	need = neps * per + 256;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl))
 		return;
@@ -236,7 +321,7 @@ static void check_fd_budget(struct vfurt_runtime *rt)
 			   "%u devices may hold %llu fds (max_irq_fds %llu each), but RLIMIT_NOFILE "
 			   "is %llu: raise it or lower max_irq_fds, or one client can exhaust "
 			   "the others' fds",
-			   rt->nr_eps, (unsigned long long)need, (unsigned long long)(per - 16),
+			   neps, (unsigned long long)need, (unsigned long long)(per - 16),
 			   (unsigned long long)rl.rlim_cur);
 }
 
@@ -244,12 +329,14 @@ int vfurt_runtime_start(struct vfurt_runtime *rt)
 {
 	int rc;
 
-	if (!rt || rt->started || rt->no_threads)
+	if (!rt || rt->started || rt->stopped)
 		return -EINVAL;
 	rt->started = true;
-	check_fd_budget(rt);
+	vfr_rt_check_fd_budget(rt);
 	for (uint32_t i = 0; i < rt->nr_workers; i++) {
-		rc = vfr_rt_worker_start(&rt->workers[i]);
+		/* no_threads: the io_uring only; the embedder runs the passes */
+		rc = rt->no_threads ? vfr_rt_worker_ring_init(&rt->workers[i])
+				    : vfr_rt_worker_start(&rt->workers[i]);
 		if (rc) {
 			vfurt_logf(&rt->log, VFURT_LOG_ERR, "cannot start worker %u: %s", i,
 				   strerror(-rc));
@@ -268,8 +355,12 @@ static void shutdown_endpoints(void *arg)
 	struct vfurt_worker *w = arg;
 
 	for (uint32_t i = 0; i < w->nr_eps; i++) {
-		w->eps[i]->closing = true;
-		vfr_rt_endpoint_drop(w->eps[i], 0);
+		struct rt_endpoint *ep = w->eps[i];
+
+		ep->closing = true;
+		if (ep->removing && ep->conn)
+			ep->how = VFURT_REMOVE_FORCED;
+		vfr_rt_endpoint_drop(ep, 0);
 	}
 }
 
@@ -280,7 +371,8 @@ void vfurt_runtime_stop(struct vfurt_runtime *rt)
 	/* phase 1, all workers running: close connections on their home
 	 * workers (a detach may remove queues polled by other workers) */
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
-		if (atomic_load(&rt->workers[i].thread_started))
+		if (atomic_load(&rt->workers[i].thread_started) ||
+		    (rt->no_threads && rt->workers[i].ring_ok))
 			vfr_rt_run_on(rt, &rt->workers[i], shutdown_endpoints, &rt->workers[i]);
 	/* phase 2: stop and join the threads */
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
@@ -289,6 +381,8 @@ void vfurt_runtime_stop(struct vfurt_runtime *rt)
 	/* no reader is left: free the table versions still deferred */
 	for (uint32_t i = 0; i < rt->nr_workers; i++)
 		vfr_rt_worker_reclaim(&rt->workers[i]);
+	/* removals in progress end now, their devices destroyed */
+	vfr_rt_remove_finish_stopped(rt);
 	for (uint32_t i = 0; i < rt->nr_eps; i++) {
 		struct rt_endpoint *ep = rt->eps[i];
 
@@ -306,6 +400,7 @@ void vfurt_runtime_destroy(struct vfurt_runtime *rt)
 	if (!rt)
 		return;
 	vfurt_runtime_stop(rt);
+	/* never started: removals asked for meanwhile finished at once */
 	for (uint32_t i = 0; i < rt->nr_eps; i++) {
 		struct rt_endpoint *ep = rt->eps[i];
 
@@ -322,48 +417,9 @@ void vfurt_runtime_destroy(struct vfurt_runtime *rt)
 		vfr_rt_worker_fini(&rt->workers[i]);
 	free(rt->workers);
 	free(rt->eps);
+	pthread_mutex_destroy(&rt->lock);
 	if (rt->own_quota)
 		vfurt_dma_quota_destroy(rt->dma_quota); /* its devices left it */
 	vfr_fault_guard_release();
 	free(rt);
-}
-
-/* placeholders: live removal comes next (issue 13) */
-int vfurt_runtime_remove_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
-				uint32_t timeout_ms, vfurt_remove_done_fn done, void *arg)
-{
-	(void)rt;
-	(void)dev;
-	(void)timeout_ms;
-	(void)done;
-	(void)arg;
-	return -ENOTSUP;
-}
-
-struct vfurt_dev *vfurt_runtime_find_device(struct vfurt_runtime *rt, const char *path)
-{
-	for (uint32_t i = 0; rt && path && i < rt->nr_eps; i++)
-		if (!strcmp(rt->eps[i]->path, path))
-			return rt->eps[i]->dev;
-	return NULL;
-}
-
-char *vfurt_runtime_device_json(struct vfurt_runtime *rt, struct vfurt_dev *dev)
-{
-	(void)rt;
-	(void)dev;
-	errno = ENOTSUP;
-	return NULL;
-}
-
-uint64_t vfurt_worker_next_deadline(struct vfurt_worker *w)
-{
-	(void)w;
-	return 0;
-}
-
-int vfurt_worker_fd(const struct vfurt_worker *w)
-{
-	(void)w;
-	return -1;
 }

@@ -132,9 +132,17 @@ static void publish_ep_stats(struct rt_endpoint *ep)
 {
 	struct vfurt_conn_stats st = { .stats_size = sizeof(st) };
 
+	uint64_t msgs;
+
 	if (ep->conn)
 		vfurt_conn_get_stats(ep->conn, &st);
-	atomic_store_explicit(&ep->msgs, ep->msgs_done + st.msgs, memory_order_relaxed);
+	msgs = ep->msgs_done + st.msgs;
+	/* the worker's count: messages of every endpoint it ever served */
+	atomic_store_explicit(&ep->home->st.msgs,
+			      atomic_load_explicit(&ep->home->st.msgs, memory_order_relaxed) + msgs -
+			      atomic_load_explicit(&ep->msgs, memory_order_relaxed),
+			      memory_order_relaxed);
+	atomic_store_explicit(&ep->msgs, msgs, memory_order_relaxed);
 	atomic_store_explicit(&ep->errors, ep->errors_done + st.errors, memory_order_relaxed);
 }
 
@@ -178,25 +186,31 @@ void vfr_rt_endpoint_drop(struct rt_endpoint *ep, int why)
 		while (ep->recv_op.armed) {
 			struct io_uring_cqe *cqe;
 			struct rt_op *op;
+			int res;
 
+			/* reaped already, by an earlier wait of this kind */
+			if (vfr_rt_take_postponed(ep->home, &ep->recv_op, &res)) {
+				ep->recv_op.armed = false;
+				if (res > 0)
+					close_cmsg_fds(&ep->msg);
+				break;
+			}
 			if (io_uring_wait_cqe(&ep->home->ring, &cqe))
 				break;
 			op = io_uring_cqe_get_data(cqe);
+			res = cqe->res;
+			io_uring_cqe_seen(&ep->home->ring, cqe);
 			if (op == &ep->recv_op) {
 				/* it may have completed with data before the cancel */
 				ep->recv_op.armed = false;
-				if (cqe->res > 0)
+				if (res > 0)
 					close_cmsg_fds(&ep->msg);
+			} else if (op) {
+				/* another endpoint's (or this one's accept, a watch):
+				 * handled by the pass's reap, in order, once this
+				 * drop is done; nothing another client sent is lost */
+				vfr_rt_postpone_cqe(ep->home, op, res);
 			}
-			else if (op) {
-				/* shutting down: do not process, but do not leak */
-				op->armed = false;
-				if (op->kind == RT_OP_ACCEPT && cqe->res >= 0)
-					close(cqe->res);
-				if (op->kind == RT_OP_RECV && cqe->res > 0)
-					close_cmsg_fds(&op->ep->msg);
-			}
-			io_uring_cqe_seen(&ep->home->ring, cqe);
 		}
 	}
 	ep->recv_op.armed = false;
@@ -269,6 +283,10 @@ static void on_recv(struct vfurt_worker *w, struct rt_endpoint *ep, int res)
 		bool want_fds;
 		int rc;
 
+		/* cancelled with nothing read: the thread that submitted it exited
+		 * (an embedder's, no_threads mode); the event's end re-arms it */
+		if (res == -ECANCELED)
+			return;
 		if (res <= 0) {
 			vfr_rt_endpoint_drop(ep, res == 0 ? -ECONNRESET : res);
 			return;
@@ -319,9 +337,18 @@ bool vfr_rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns)
 	if (now_ns - w->last_tick_ns < RT_TICK_NS)
 		return true; /* not yet: assume clients, sleep no longer than a tick */
 	w->last_tick_ns = now_ns;
+	if (w->zombies) {
+		vfr_rt_zombies_step(w);
+		clients = true; /* tick again soon: cancels may still be owed */
+	}
 	for (uint32_t i = 0; i < w->nr_eps; i++) {
 		struct rt_endpoint *ep = w->eps[i];
 		int rc;
+
+		if (vfr_rt_remove_step(w, ep, now_ns)) {
+			i--; /* ep left w->eps */
+			continue;
+		}
 
 		if (ep->accept_backoff) {
 			ep->accept_backoff = false;
@@ -347,7 +374,7 @@ static void drop_if_lost(struct rt_endpoint *ep)
 {
 	uint64_t iova = 0;
 
-	if (!ep->conn || !vfurt_dev_dma_lost(ep->dev, &iova))
+	if (!ep->conn || !ep->dev || !vfurt_dev_dma_lost(ep->dev, &iova))
 		return;
 	vfurt_logf(vfurt_dev_log(ep->dev), VFURT_LOG_ERR,
 		   "%s: client's DMA window iova 0x%llx lost its backing (file truncated?): "
@@ -359,24 +386,27 @@ static void drop_lost_msg(void *arg)
 {
 	struct rt_endpoint *ep = arg;
 
-	drop_if_lost(ep);
-	publish_ep_stats(ep);
-	vfr_rt_endpoint_arm(ep->home, ep);
+	if (!ep->zombie && !ep->gone) {
+		drop_if_lost(ep);
+		publish_ep_stats(ep);
+		if (!vfr_rt_remove_step(ep->home, ep, vfr_rt_now(ep->rt)))
+			vfr_rt_endpoint_arm(ep->home, ep);
+	}
+	vfr_rt_ep_put(ep); /* taken by vfr_rt_lost_notify */
 }
 
 /* From a queue poller (any worker): the disconnect must wait until the
  * poller has returned, and happen on the home worker. */
-void vfr_rt_lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev)
+void vfr_rt_lost_notify(struct rt_endpoint *ep)
 {
-	if (!vfurt_dev_dma_loss_claim(dev))
+	if (!vfurt_dev_dma_loss_claim(ep->dev))
 		return;
-	for (uint32_t i = 0; i < rt->nr_eps; i++) {
-		struct rt_endpoint *ep = rt->eps[i];
-
-		/* a full inbox: the next event on the endpoint drops it instead */
-		if (ep->dev == dev && vfurt_worker_send(ep->home, drop_lost_msg, ep))
-			vfurt_logf(&rt->log, VFURT_LOG_WARN, "%s: disconnect deferred",
-				   vfurt_dev_name(dev));
+	vfr_rt_ep_get(ep);
+	/* a full inbox: the next event on the endpoint drops it instead */
+	if (vfurt_worker_send(ep->home, drop_lost_msg, ep)) {
+		vfurt_logf(&ep->rt->log, VFURT_LOG_WARN, "%s: disconnect deferred",
+			   vfurt_dev_name(ep->dev));
+		vfr_rt_ep_put(ep);
 	}
 }
 
@@ -384,6 +414,15 @@ void vfr_rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 {
 	struct rt_endpoint *ep = op->ep;
 
+	if (ep->zombie) {
+		/* a removed device's op ended (cancelled, or completed first) */
+		if (op->kind == RT_OP_ACCEPT && res >= 0)
+			close(res);
+		else if (op->kind == RT_OP_RECV && res > 0)
+			close_cmsg_fds(&ep->msg);
+		vfr_rt_zombies_step(w);
+		return;
+	}
 	switch (op->kind) {
 	case RT_OP_ACCEPT:
 		on_accept(w, ep, res);
@@ -411,5 +450,6 @@ void vfr_rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res)
 	}
 	drop_if_lost(ep);
 	publish_ep_stats(ep);
-	vfr_rt_endpoint_arm(w, ep);
+	if (!vfr_rt_remove_step(w, ep, vfr_rt_now(ep->rt)))
+		vfr_rt_endpoint_arm(w, ep);
 }

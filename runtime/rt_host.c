@@ -63,6 +63,26 @@ static int run_on_flags(struct vfurt_runtime *rt, struct vfurt_worker *w, void (
 		fn(arg);
 		return 0;
 	}
+	if (rt->no_threads) {
+		/* an embedder's threads run the passes: when none runs w's now
+		 * (or this thread does, further up), run fn here as w */
+		bool mine = atomic_load(&w->owner) == vfr_rt_thread_token();
+
+		if (mine || vfr_rt_worker_claim(w)) {
+			struct vfurt_worker *prev = vfr_rt_worker_enter(w);
+
+			fn(arg);
+			vfr_rt_worker_enter(prev);
+			if (!mine) {
+				vfr_rt_worker_release(w);
+				/* what fn queued (an accept to arm, cancels) is
+				 * submitted by w's next pass, on the embedder's
+				 * thread, which owns w's io_uring requests */
+				vfurt_worker_wake(w);
+			}
+			return 0;
+		}
+	}
 	/* a worker waiting here keeps serving its own inbox: the target may be
 	 * waiting for us in the same way (two devices attaching at once, each
 	 * placing a queue on the other's worker) */
@@ -82,84 +102,116 @@ int vfr_rt_run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(v
 	return run_on_flags(rt, w, fn, arg, false);
 }
 
+/* What the runtime keeps per started queue (vfurt_queue_set_host_data). */
+struct rt_qhost {
+	struct vfurt_poller *poller;
+	struct rt_endpoint *ep;
+	struct vfurt_queue *q;
+};
+
 struct queue_call {
 	struct vfurt_worker *w;
-	struct vfurt_queue *q;
+	struct rt_qhost *qh;
 	int rc;
 };
 
 static int queue_poller(void *arg)
 {
-	struct vfurt_queue *q = arg;
-	struct vfurt_dev *dev = vfurt_queue_dev(q);
-	int rc = vfurt_queue_poll(q);
+	struct rt_qhost *qh = arg;
+	struct vfurt_dev *dev = vfurt_queue_dev(qh->q);
+	int rc = vfurt_queue_poll(qh->q);
 
 	/* one relaxed-cost load per pass; the rest only after a fault */
 	if (vfurt_dev_dma_lost(dev, NULL))
-		vfr_rt_lost_notify(vfurt_worker_self()->rt, dev);
+		vfr_rt_lost_notify(qh->ep);
 	return rc;
 }
 
 static int queue_arm(void *arg, bool arm)
 {
-	return vfurt_queue_arm(arg, arm);
+	struct rt_qhost *qh = arg;
+
+	return vfurt_queue_arm(qh->q, arm);
 }
 
 static void queue_register_on(void *arg)
 {
 	struct queue_call *c = arg;
-	struct vfurt_poller *p = vfurt_poller_register(c->w, queue_poller, c->q, 0);
+	struct vfurt_poller *p = vfurt_poller_register(c->w, queue_poller, c->qh, 0);
 
 	if (p)
 		vfurt_poller_set_arm(p, queue_arm);
-	vfurt_queue_set_host_data(c->q, p);
+	c->qh->poller = p;
 	c->rc = p ? 0 : -ENOMEM;
 }
 
 static void queue_unregister_on(void *arg)
 {
 	struct queue_call *c = arg;
-	struct vfurt_poller *p = vfurt_queue_host_data(c->q);
 
-	vfurt_poller_unregister(&p);
-	vfurt_queue_set_host_data(c->q, NULL);
+	vfurt_poller_unregister(&c->qh->poller);
 }
 
-/* Where q is polled: its hint resolved as runtime.h says ("queue placement").
- * Any thread: the endpoint list does not change once the runtime started. */
-struct vfurt_worker *vfr_rt_queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q)
+/* Where q is polled: its hint resolved as runtime.h says ("queue placement"). */
+struct vfurt_worker *vfr_rt_queue_worker(const struct rt_endpoint *ep, struct vfurt_queue *q)
 {
 	int hint = vfurt_queue_hint(q);
 	uint32_t i = hint >= 0 ? (uint32_t)hint : vfurt_queue_index(q);
 
 	if (hint == VFURT_QUEUE_HOME)
-		for (uint32_t k = 0; k < rt->nr_eps; k++)
-			if (rt->eps[k]->dev == vfurt_queue_dev(q))
-				return rt->eps[k]->home;
-	return &rt->workers[i % rt->nr_workers];
+		return ep->home;
+	return &ep->rt->workers[i % ep->rt->nr_workers];
 }
 
 static int host_queue_start(void *host, struct vfurt_dev *dev, struct vfurt_queue *q, int hint)
 {
-	struct vfurt_runtime *rt = host;
-	struct queue_call c = { .w = vfr_rt_queue_worker(rt, q), .q = q };
-	int rc = run_on_flags(rt, c.w, queue_register_on, &c, true);
+	struct rt_endpoint *ep = host;
+	struct queue_call c = { .w = vfr_rt_queue_worker(ep, q) };
+	int rc;
 
-	return rc ? rc : c.rc;
+	(void)dev;
+	(void)hint;
+	c.qh = calloc(1, sizeof(*c.qh));
+	if (!c.qh)
+		return -ENOMEM;
+	c.qh->ep = ep;
+	c.qh->q = q;
+	rc = run_on_flags(ep->rt, c.w, queue_register_on, &c, true);
+	if (!rc)
+		rc = c.rc;
+	if (rc) {
+		free(c.qh);
+		return rc;
+	}
+	vfurt_queue_set_host_data(q, c.qh);
+	return 0;
 }
 
 static void host_queue_stop(void *host, struct vfurt_dev *dev, struct vfurt_queue *q)
 {
-	struct vfurt_runtime *rt = host;
-	struct queue_call c = { .w = vfr_rt_queue_worker(rt, q), .q = q };
+	struct rt_endpoint *ep = host;
+	struct queue_call c = { .w = vfr_rt_queue_worker(ep, q), .qh = vfurt_queue_host_data(q) };
 
-	run_on_flags(rt, c.w, queue_unregister_on, &c, true);
+	(void)dev;
+	if (!c.qh)
+		return;
+	run_on_flags(ep->rt, c.w, queue_unregister_on, &c, true);
+	vfurt_queue_set_host_data(q, NULL);
+	free(c.qh);
 }
 
 static void host_queue_kick(void *host, struct vfurt_dev *dev, struct vfurt_queue *q)
 {
 	(void)dev;
 	vfurt_worker_wake(vfr_rt_queue_worker(host, q));
+}
+
+static int host_call(void *host, struct vfurt_dev *dev, void (*fn)(void *arg), void *arg)
+{
+	struct rt_endpoint *ep = host;
+
+	(void)dev;
+	return vfr_rt_run_on(ep->rt, ep->home, fn, arg);
 }
 
 /*
@@ -179,7 +231,7 @@ static void epoch_wait_serve(ck_epoch_t *epoch, ck_epoch_record_t *rec, void *ar
 
 static void host_dma_sync(void *host, struct vfurt_dev *dev)
 {
-	struct vfurt_runtime *rt = host;
+	struct vfurt_runtime *rt = ((struct rt_endpoint *)host)->rt;
 
 	/* our own batch may hold an eventfd that is about to be closed */
 	vfr_rt_irq_batch_flush();
@@ -224,7 +276,7 @@ static void retired_free(ck_epoch_entry_t *e)
 static void host_dma_retire(void *host, struct vfurt_dev *dev, void *ptr,
 			    void (*free_fn)(void *ptr))
 {
-	struct vfurt_runtime *rt = host;
+	struct vfurt_runtime *rt = ((struct rt_endpoint *)host)->rt;
 	struct vfurt_worker *self = vfurt_worker_self();
 	struct rt_retired *r;
 
@@ -269,4 +321,5 @@ const struct vfurt_dev_host_ops vfr_rt_host_ops = {
 	.irq_signal = host_irq_signal,
 	.queue_kick = host_queue_kick,
 	.dma_retire = host_dma_retire,
+	.call = host_call,
 };

@@ -69,6 +69,20 @@ struct rt_endpoint {
 	uint32_t watch_gen;      /* vfurt_dev_watch_gen() the set was taken at */
 	bool closing;
 	bool accept_backoff;     /* accept failed for want of fds: retry at the tick */
+	/* removal (vfurt_runtime_remove_device): asked for under rt->lock,
+	 * then driven by the home worker (removing and after: its fields) */
+	bool remove_asked;
+	bool removing;
+	bool zombie;             /* device destroyed: waiting for its io_uring ops */
+	bool cancels_sent;       /* zombie: cancels of its armed ops submitted */
+	bool gone;               /* out of rt->eps: stats calls skip it */
+	enum vfurt_remove_how how;
+	uint64_t remove_deadline_ns;
+	uint32_t remove_timeout_ms;
+	vfurt_remove_done_fn remove_done;
+	void *remove_arg;
+	_Atomic uint32_t refs;   /* rt->eps holds one; stats readers take one */
+	struct rt_endpoint *zombie_next;
 	struct log_ratelimit refuse_rl; /* "refusing a second client": anyone may connect */
 	/* stats of past connections (the live one is read from conn) */
 	uint64_t msgs_done;
@@ -90,6 +104,12 @@ struct rt_stats {
 	_Atomic uint64_t irq_submit_fallbacks; /* irq writes done by write(2) after a failed submit */
 	_Atomic uint64_t busy_ns;
 	_Atomic uint64_t start_ns;
+};
+
+/* A completion kept for later (struct vfurt_worker.postponed). */
+struct rt_cqe {
+	struct rt_op *op;
+	int res;
 };
 
 struct vfurt_worker {
@@ -116,6 +136,18 @@ struct vfurt_worker {
 	/* irq batch of this pass */
 	int irq_fds[RT_IRQ_BATCH];
 	uint32_t nr_irq;
+	/* completions reaped while waiting for a cancelled recv (endpoint drop):
+	 * handled by the pass's reap, in order */
+	struct rt_cqe *postponed;
+	uint32_t nr_postponed;
+	uint32_t cap_postponed;
+	/* removed endpoints waiting for their io_uring ops (rt_remove.c) */
+	struct rt_endpoint *zombies;
+	/* no_threads mode: the thread running a pass (an address unique to it)
+	 * or 0; next_deadline armed the wake-ups */
+	_Atomic uintptr_t owner;
+	bool embed_armed;
+	int embed_arm;           /* the pollers' answer when armed */
 	/* messages set aside by a nested inbox poll */
 	struct vfurt_ring_msg *deferred;
 	uint32_t nr_deferred;
@@ -152,19 +184,27 @@ struct vfurt_runtime {
 	ck_epoch_t epoch;
 	struct vfurt_worker *workers;
 	uint32_t nr_workers;
+	/* every endpoint served or being removed; the array under lock (any
+	 * thread reads it: stats, find, remove) */
+	pthread_mutex_t lock;
 	struct rt_endpoint **eps;
 	uint32_t nr_eps;
 	uint32_t cap_eps;
-	uint32_t next_home;
+	_Atomic uint32_t next_home;
 	bool started;
 	bool stopped;
 };
 
 uint64_t vfr_rt_now(const struct vfurt_runtime *rt);
+/* Check the RLIMIT_NOFILE room for every device's clients (rt.c). */
+void vfr_rt_check_fd_budget(struct vfurt_runtime *rt);
 
 /* worker.c */
 int vfr_rt_worker_init(struct vfurt_runtime *rt, struct vfurt_worker *w, uint32_t id, int cpu);
 void vfr_rt_worker_fini(struct vfurt_worker *w);
+/* Set up w's io_uring and arm its endpoints (no thread). 0 or -errno. */
+int vfr_rt_worker_ring_init(struct vfurt_worker *w);
+/* vfr_rt_worker_ring_init, then start w's thread. 0 or -errno. */
 int vfr_rt_worker_start(struct vfurt_worker *w);
 void vfr_rt_worker_join(struct vfurt_worker *w);
 /* Run every callback deferred on w's epoch record now (ck_epoch_reclaim):
@@ -180,14 +220,32 @@ bool vfr_rt_irq_batch_add(int fd);
 int vfr_rt_worker_poll_inbox(void (*nestable)(void *arg));
 /* Write the calling worker's pending irqs now (before fds may be closed). */
 void vfr_rt_irq_batch_flush(void);
+/* Keep a completion reaped out of turn for w's next reap (in order). */
+void vfr_rt_postpone_cqe(struct vfurt_worker *w, struct rt_op *op, int res);
+/* Take op's postponed completion, if one is kept: true with *res. */
+bool vfr_rt_take_postponed(struct vfurt_worker *w, const struct rt_op *op, int *res);
+/* no_threads mode: an address unique to the calling thread; claim w for
+ * the calling thread (false: another thread runs a pass of w), release. */
+uintptr_t vfr_rt_thread_token(void);
+bool vfr_rt_worker_claim(struct vfurt_worker *w);
+void vfr_rt_worker_release(struct vfurt_worker *w);
+/* Make w the calling thread's worker (vfurt_worker_self); returns the
+ * previous one, to put back. */
+struct vfurt_worker *vfr_rt_worker_enter(struct vfurt_worker *w);
 
 /* rt_host.c: device hosting */
 extern const struct vfurt_dev_host_ops vfr_rt_host_ops;
 /* Run fn(arg) on worker w and wait: directly when the caller is w or no worker
  * thread runs; control-plane calls, run between messages. 0 or -EINVAL. */
 int vfr_rt_run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *), void *arg);
-/* The worker that polls q (runtime.h, "queue placement"); any thread once started. */
-struct vfurt_worker *vfr_rt_queue_worker(struct vfurt_runtime *rt, struct vfurt_queue *q);
+/* The worker that polls q of ep's device (runtime.h, "queue placement"). Any thread. */
+struct vfurt_worker *vfr_rt_queue_worker(const struct rt_endpoint *ep, struct vfurt_queue *q);
+/* Drop a reference to ep (taken with vfr_rt_ep_get); the last frees it. */
+void vfr_rt_ep_put(struct rt_endpoint *ep);
+static inline void vfr_rt_ep_get(struct rt_endpoint *ep)
+{
+	atomic_fetch_add_explicit(&ep->refs, 1, memory_order_relaxed);
+}
 
 /* rt_endpoint.c: endpoint events */
 /* Close the endpoint's connection as a client disconnect would (home worker). */
@@ -196,9 +254,21 @@ void vfr_rt_endpoint_drop(struct rt_endpoint *ep, int why);
 void vfr_rt_endpoint_event(struct vfurt_worker *w, struct rt_op *op, int res);
 /* Arm accept/recv/watch operations for the endpoints of w. */
 void vfr_rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep);
-/* From a queue poller (any worker) after a DMA window of dev lost its backing:
- * have the home worker disconnect dev's client once the poller returned. */
-void vfr_rt_lost_notify(struct vfurt_runtime *rt, struct vfurt_dev *dev);
+/* From a queue poller (any worker) after a DMA window of ep's device lost
+ * its backing: have the home worker disconnect the client once the poller
+ * returned. */
+void vfr_rt_lost_notify(struct rt_endpoint *ep);
+/* Home worker: begin removing ep (vfurt_runtime_remove_device). */
+void vfr_rt_remove_start(void *ep);
+/* Home worker: advance ep's removal (client gone, deadline passed, ops
+ * drained). Returns true when ep was finished and must not be touched. */
+bool vfr_rt_remove_step(struct vfurt_worker *w, struct rt_endpoint *ep, uint64_t now_ns);
+/* Home worker: run the zombies' completions bookkeeping (from the tick). */
+void vfr_rt_zombies_step(struct vfurt_worker *w);
+/* No worker runs any more (stop): finish every removal at once. */
+void vfr_rt_remove_finish_stopped(struct vfurt_runtime *rt);
+/* Drop ep from rt->eps, call its done callback, drop the list's reference. */
+void vfr_rt_remove_complete(struct rt_endpoint *ep);
 
 /* Connection timers run this often; an adaptive worker sleeps no longer
  * while it has a client. */

@@ -33,9 +33,7 @@ int vfurt_runtime_get_worker_stats(const struct vfurt_runtime *rt, uint32_t i,
 	w = &rt->workers[i];
 	st->passes = atomic_load_explicit(&w->st.passes, memory_order_relaxed);
 	st->busy_passes = atomic_load_explicit(&w->st.busy_passes, memory_order_relaxed);
-	st->msgs = 0;
-	for (uint32_t k = 0; k < w->nr_eps; k++)
-		st->msgs += atomic_load_explicit(&w->eps[k]->msgs, memory_order_relaxed);
+	st->msgs = atomic_load_explicit(&w->st.msgs, memory_order_relaxed);
 	st->ring_msgs = atomic_load_explicit(&w->st.ring_msgs, memory_order_relaxed);
 	st->irqs_raised = atomic_load_explicit(&w->st.irqs_raised, memory_order_relaxed);
 	st->irqs_written = atomic_load_explicit(&w->st.irqs_written, memory_order_relaxed);
@@ -58,24 +56,30 @@ static void add_u64(struct json_object *o, const char *k, uint64_t v)
 }
 
 struct dev_stats_call {
-	const struct vfurt_runtime *rt;
-	const struct rt_endpoint *ep;
+	struct rt_endpoint *ep;
 	struct json_object *obj;
+	bool skip;               /* removed meanwhile */
 };
 
 /* On the device's home worker: describe the device and its queues. */
 static void dev_stats_on(void *arg)
 {
 	struct dev_stats_call *c = arg;
-	const struct rt_endpoint *ep = c->ep;
+	struct rt_endpoint *ep = c->ep;
 	struct json_object *d = c->obj;
-	struct json_object *qs = json_object_new_array();
+	struct json_object *qs;
 
+	if (ep->gone || ep->zombie || !ep->dev) {
+		c->skip = true;
+		return;
+	}
+	qs = json_object_new_array();
 	json_object_object_add(d, "name", json_object_new_string(vfurt_dev_name(ep->dev)));
 	json_object_object_add(d, "socket", json_object_new_string(ep->path));
 	add_u64(d, "home_worker", ep->home->id);
 	json_object_object_add(d, "connected", json_object_new_boolean(
 		atomic_load_explicit(&ep->connected, memory_order_relaxed)));
+	json_object_object_add(d, "removing", json_object_new_boolean(ep->removing));
 	add_u64(d, "msgs", atomic_load_explicit(&ep->msgs, memory_order_relaxed));
 	add_u64(d, "errors", atomic_load_explicit(&ep->errors, memory_order_relaxed));
 	json_object_object_add(d, "queues", qs);
@@ -87,10 +91,81 @@ static void dev_stats_on(void *arg)
 		vfurt_queue_get_stats(q, &qst);
 		json_object_array_add(qs, jq);
 		add_u64(jq, "index", vfurt_queue_index(q));
-		add_u64(jq, "worker", vfr_rt_queue_worker((struct vfurt_runtime *)c->rt, q)->id);
+		add_u64(jq, "worker", vfr_rt_queue_worker(ep, q)->id);
 		add_u64(jq, "polls", qst.polls);
 		add_u64(jq, "busy", qst.busy);
 	}
+}
+
+/* The JSON object of one endpoint (a reference held by the caller), or
+ * NULL (removed meanwhile, or no memory: errno says which). */
+static struct json_object *dev_stats(struct vfurt_runtime *rt, struct rt_endpoint *ep)
+{
+	struct dev_stats_call c = { .ep = ep, .obj = json_object_new_object() };
+
+	if (!c.obj) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* the queue list belongs to the device's home worker */
+	vfr_rt_run_on(rt, ep->home, dev_stats_on, &c);
+	if (c.skip) {
+		json_object_put(c.obj);
+		errno = ENOENT;
+		return NULL;
+	}
+	return c.obj;
+}
+
+/* A snapshot of rt->eps with a reference on each (vfr_rt_ep_put them and
+ * free the array); NULL with *n 0 when empty or out of memory. */
+static struct rt_endpoint **eps_snapshot(struct vfurt_runtime *rt, uint32_t *n)
+{
+	struct rt_endpoint **v;
+
+	pthread_mutex_lock(&rt->lock);
+	*n = rt->nr_eps;
+	v = *n ? malloc(*n * sizeof(*v)) : NULL;
+	if (!v)
+		*n = 0;
+	for (uint32_t i = 0; i < *n; i++) {
+		v[i] = rt->eps[i];
+		vfr_rt_ep_get(v[i]);
+	}
+	pthread_mutex_unlock(&rt->lock);
+	return v;
+}
+
+char *vfurt_runtime_device_json(struct vfurt_runtime *rt, struct vfurt_dev *dev)
+{
+	struct rt_endpoint *ep = NULL;
+	struct json_object *o;
+	char *out;
+
+	if (!rt || !dev) {
+		errno = ENOENT;
+		return NULL;
+	}
+	pthread_mutex_lock(&rt->lock);
+	for (uint32_t i = 0; i < rt->nr_eps && !ep; i++)
+		if (rt->eps[i]->dev == dev)
+			ep = rt->eps[i];
+	if (ep)
+		vfr_rt_ep_get(ep);
+	pthread_mutex_unlock(&rt->lock);
+	if (!ep) {
+		errno = ENOENT;
+		return NULL;
+	}
+	o = dev_stats(rt, ep);
+	vfr_rt_ep_put(ep);
+	if (!o)
+		return NULL;
+	out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	if (!out)
+		errno = ENOMEM;
+	return out;
 }
 
 char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
@@ -98,6 +173,8 @@ char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
 	struct json_object *root = json_object_new_object();
 	struct json_object *workers = json_object_new_array();
 	struct json_object *devices = json_object_new_array();
+	struct rt_endpoint **eps;
+	uint32_t neps = 0;
 	char *out = NULL;
 
 	if (!root || !workers || !devices)
@@ -137,16 +214,15 @@ char *vfurt_runtime_stats_json(const struct vfurt_runtime *rt)
 		add_u64(w, "sleeps", st.sleeps);
 		add_u64(w, "irq_submit_fallbacks", st.irq_submit_fallbacks);
 	}
-	for (uint32_t i = 0; i < rt->nr_eps; i++) {
-		struct dev_stats_call c = { .rt = rt, .ep = rt->eps[i] };
+	eps = eps_snapshot((struct vfurt_runtime *)rt, &neps);
+	for (uint32_t i = 0; i < neps; i++) {
+		struct json_object *d = dev_stats((struct vfurt_runtime *)rt, eps[i]);
 
-		/* the queue list belongs to the device's home worker */
-		c.obj = json_object_new_object();
-		if (!c.obj)
-			goto out;
-		vfr_rt_run_on((struct vfurt_runtime *)rt, rt->eps[i]->home, dev_stats_on, &c);
-		json_object_array_add(devices, c.obj);
+		if (d)
+			json_object_array_add(devices, d);
+		vfr_rt_ep_put(eps[i]);
 	}
+	free(eps);
 	out = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN));
 out:
 	json_object_put(root);

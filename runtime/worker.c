@@ -108,6 +108,9 @@ void vfr_rt_worker_fini(struct vfurt_worker *w)
 	free(w->deferred);
 	w->deferred = NULL;
 	w->nr_deferred = 0;
+	free(w->postponed);
+	w->postponed = NULL;
+	w->nr_postponed = w->cap_postponed = 0;
 	vfr_ring_destroy(w->inbox);
 	w->inbox = NULL;
 	vfr_poller_set_destroy(w->pollers);
@@ -341,6 +344,59 @@ static void arm_wake(struct vfurt_worker *w)
 	w->pending_sqes++;
 }
 
+static void handle_completion(struct vfurt_worker *w, struct rt_op *op, int res, int *work)
+{
+	op->armed = false;
+	if (op->kind == RT_OP_WAKE) {
+		w->wake_rearm = true;
+		arm_wake(w);
+		return;
+	}
+	vfr_rt_endpoint_event(w, op, res);
+	(*work)++;
+}
+
+void vfr_rt_postpone_cqe(struct vfurt_worker *w, struct rt_op *op, int res)
+{
+	if (w->nr_postponed == w->cap_postponed) {
+		uint32_t ncap = w->cap_postponed ? w->cap_postponed * 2 : 64;
+		struct rt_cqe *n = realloc(w->postponed, ncap * sizeof(*n));
+
+		if (!n) {
+			/* no memory for the bookkeeping: run it now, nested */
+			int work = 0;
+
+			handle_completion(w, op, res, &work);
+			return;
+		}
+		w->postponed = n;
+		w->cap_postponed = ncap;
+	}
+	w->postponed[w->nr_postponed++] = (struct rt_cqe){ .op = op, .res = res };
+}
+
+bool vfr_rt_take_postponed(struct vfurt_worker *w, const struct rt_op *op, int *res)
+{
+	for (uint32_t i = 0; i < w->nr_postponed; i++) {
+		if (w->postponed[i].op != op)
+			continue;
+		*res = w->postponed[i].res;
+		memmove(&w->postponed[i], &w->postponed[i + 1],
+			(w->nr_postponed - i - 1) * sizeof(w->postponed[0]));
+		w->nr_postponed--;
+		return true;
+	}
+	return false;
+}
+
+struct vfurt_worker *vfr_rt_worker_enter(struct vfurt_worker *w)
+{
+	struct vfurt_worker *prev = tls_worker;
+
+	tls_worker = w;
+	return prev;
+}
+
 static void reap_completions(struct vfurt_worker *w, int *work)
 {
 	struct io_uring_cqe *cqes[32];
@@ -348,6 +404,11 @@ static void reap_completions(struct vfurt_worker *w, int *work)
 
 	if (!w->ring_ok)
 		return;
+	/* completions an endpoint drop reaped while it waited for its recv:
+	 * one at a time, since handling one may postpone more */
+	for (uint32_t i = 0; i < w->nr_postponed; i++)
+		handle_completion(w, w->postponed[i].op, w->postponed[i].res, work);
+	w->nr_postponed = 0;
 	/* completions waiting as task work (COOP_TASKRUN): run it now */
 	if (__atomic_load_n(w->ring.sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN)
 		io_uring_get_events(&w->ring);
@@ -357,21 +418,116 @@ static void reap_completions(struct vfurt_worker *w, int *work)
 			int res = cqes[i]->res;
 
 			io_uring_cqe_seen(&w->ring, cqes[i]);
-			if (!op)
-				continue;
-			op->armed = false;
-			if (op->kind == RT_OP_WAKE) {
-				w->wake_rearm = true;
-				arm_wake(w);
-				continue;
-			}
-			vfr_rt_endpoint_event(w, op, res);
-			(*work)++;
+			if (op)
+				handle_completion(w, op, res, work);
 		}
 	}
 }
 
+/* An address unique to the calling thread (no_threads pass ownership). */
+static __thread char tls_token;
+
+uintptr_t vfr_rt_thread_token(void)
+{
+	return (uintptr_t)&tls_token;
+}
+
+bool vfr_rt_worker_claim(struct vfurt_worker *w)
+{
+	uintptr_t none = 0;
+
+	return atomic_compare_exchange_strong(&w->owner, &none, vfr_rt_thread_token());
+}
+
+void vfr_rt_worker_release(struct vfurt_worker *w)
+{
+	atomic_store(&w->owner, (uintptr_t)0);
+}
+
+/* no_threads: the embedder slept after vfurt_worker_next_deadline; take
+ * the wake-ups back. */
+static void embed_disarm(struct vfurt_worker *w)
+{
+	if (!w->embed_armed)
+		return;
+	w->embed_armed = false;
+	atomic_store_explicit(&w->sleeping, 0, memory_order_relaxed);
+	(void)vfr_poller_set_arm_all(w->pollers, false);
+}
+
+static bool run_pass(struct vfurt_worker *w);
+
 bool vfurt_worker_run_pass(struct vfurt_worker *w)
+{
+	bool busy;
+
+	if (!w->rt->no_threads)
+		return run_pass(w);
+	/* an embedder's threads: one pass of w at a time */
+	if (!vfr_rt_worker_claim(w))
+		return false;
+	embed_disarm(w);
+	busy = run_pass(w);
+	vfr_rt_worker_release(w);
+	return busy;
+}
+
+static uint64_t next_deadline(struct vfurt_worker *w);
+
+uint64_t vfurt_worker_next_deadline(struct vfurt_worker *w)
+{
+	uint64_t t;
+
+	if (!w->rt->no_threads || !w->ring_ok)
+		return 0;
+	/* another thread is in w (a cross-worker call): ask again soon */
+	if (!vfr_rt_worker_claim(w))
+		return 0;
+	t = next_deadline(w);
+	vfr_rt_worker_release(w);
+	return t;
+}
+
+static uint64_t next_deadline(struct vfurt_worker *w)
+{
+	uint64_t now = vfr_rt_now(w->rt);
+	uint64_t deadline = vfr_poller_set_next_deadline(w->pollers);
+	uint64_t cap = UINT64_MAX;
+	int arm;
+
+	if (w->nr_deferred || w->nr_postponed || w->wake_rearm)
+		return 0;
+	if (w->has_clients)
+		cap = now + RT_TICK_NS; /* connection timers */
+	if (!w->embed_armed) {
+		w->embed_armed = true;
+		atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
+		/* pairs with the fence of vfurt_worker_send/wake, as in worker_sleep */
+		atomic_thread_fence(memory_order_seq_cst);
+		arm = vfr_poller_set_arm_all(w->pollers, true);
+		w->embed_arm = arm;
+	}
+	arm = w->embed_arm;
+	if (arm == VFURT_ARM_PENDING || vfr_ring_count(w->inbox))
+		return 0;
+	if (arm == VFURT_ARM_POLL && now + w->rt->poll_sleep_ns < cap)
+		cap = now + w->rt->poll_sleep_ns;
+	if (w->pending_sqes) {
+		io_uring_submit(&w->ring);
+		w->pending_sqes = 0;
+	}
+	if (io_uring_cq_ready(&w->ring) ||
+	    (__atomic_load_n(w->ring.sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN))
+		return 0;
+	return deadline < cap ? deadline : cap;
+}
+
+int vfurt_worker_fd(const struct vfurt_worker *w)
+{
+	return w && w->rt->no_threads && w->ring_ok ? w->ring.ring_fd : -1;
+}
+
+static bool run_pass(struct vfurt_worker *w)
 {
 	struct vfurt_worker *prev = tls_worker;
 	ck_epoch_section_t section;
@@ -545,7 +701,7 @@ static void *worker_main(void *arg)
 	atomic_store_explicit(&w->st.start_ns, vfr_rt_now(rt), memory_order_relaxed);
 	w->idle_since_ns = vfr_rt_now(rt);
 	while (!atomic_load_explicit(&w->stop, memory_order_acquire)) {
-		bool busy = vfurt_worker_run_pass(w);
+		bool busy = run_pass(w);
 
 		if (rt->mode != VFURT_POLL_ADAPTIVE)
 			continue;
@@ -560,13 +716,13 @@ static void *worker_main(void *arg)
 	}
 	/* connections were closed by vfurt_runtime_stop() while every worker
 	 * still ran (a device's detach may need its queues' workers) */
-	vfurt_worker_run_pass(w);
+	run_pass(w);
 	tls_worker = NULL;
 	altstack_remove(alt);
 	return NULL;
 }
 
-int vfr_rt_worker_start(struct vfurt_worker *w)
+int vfr_rt_worker_ring_init(struct vfurt_worker *w)
 {
 	struct io_uring_sqe *sqe;
 	int rc;
@@ -592,6 +748,21 @@ int vfr_rt_worker_start(struct vfurt_worker *w)
 	w->pending_sqes++;
 	for (uint32_t i = 0; i < w->nr_eps; i++)
 		vfr_rt_endpoint_arm(w, w->eps[i]);
+	if (w->rt->no_threads) {
+		/* the embedder's first poll of vfurt_worker_fd must find the
+		 * reads armed */
+		io_uring_submit(&w->ring);
+		w->pending_sqes = 0;
+	}
+	return 0;
+}
+
+int vfr_rt_worker_start(struct vfurt_worker *w)
+{
+	int rc = vfr_rt_worker_ring_init(w);
+
+	if (rc)
+		return rc;
 	rc = pthread_create(&w->thread, NULL, worker_main, w);
 	if (rc)
 		return -rc;

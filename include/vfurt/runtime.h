@@ -33,6 +33,12 @@
  * like spdk_thread_poll() and spdk_thread_next_poller_expiration(). One
  * embedder thread may run several workers, or each its own; a worker's pass
  * runs on one thread at a time (vfurt_worker_run_pass refuses a second).
+ * A worker's io_uring requests belong to the thread whose pass submitted
+ * them: Linux runs their completion work there, and cancels them when that
+ * thread exits (the runtime re-arms them at the next pass). Run each
+ * worker's passes from a long-lived thread. A cross-worker call (add or
+ * remove a device, vfurt_dev_call) runs on the calling thread when no pass
+ * of the target worker is running, else in its next pass.
  */
 
 #include <stdbool.h>
@@ -125,10 +131,10 @@ VFURT_EXPORT int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt
 /* How a removal ended (vfurt_remove_done_fn). */
 enum vfurt_remove_how {
 	VFURT_REMOVE_IDLE = 0,     /* no client was attached */
-	VFURT_REMOVE_RELEASED = 1, /* the client detached after the REQ irq */
+	VFURT_REMOVE_RELEASED = 1, /* the client detached within the timeout */
 	VFURT_REMOVE_FORCED = 2,   /* the client was disconnected: it did not
-				    * detach within the timeout, had no REQ
-				    * eventfd, or the runtime stopped first */
+				    * detach within the timeout (0: at once),
+				    * or the runtime stopped first */
 };
 
 /*
@@ -143,10 +149,13 @@ typedef void (*vfurt_remove_done_fn)(void *arg, enum vfurt_remove_how how);
 /*
  * Stop serving dev, asynchronously and gracefully, as VFIO removes a device:
  * refuse new clients at once; with a client attached, trigger the device's
- * REQ irq (VFIO_PCI_REQ_IRQ_INDEX, which QEMU turns into a hot-unplug
- * request to the guest) and give the client timeout_ms to detach by
- * itself; then force the detach (queues stopped, I/O in flight completed or
- * failed, DMA unmapped, the client disconnected). Then destroy dev and call
+ * REQ irq (VFIO_PCI_REQ_IRQ_INDEX: vfio-pci in QEMU turns it into a
+ * hot-unplug request to the guest) and give the client timeout_ms to detach
+ * by itself. A client without a REQ eventfd (QEMU 10.2's vfio-user-pci sets
+ * none) cannot be asked: it is given the same time to detach, for an
+ * unplug started through the VMM (QMP device_del). Then force the detach
+ * (queues stopped, I/O in flight completed or failed, DMA unmapped, the
+ * client disconnected). Then destroy dev and call
  * done(arg, how) (done may be NULL). Nothing waits in a worker meanwhile:
  * the other devices of dev's worker keep being served. timeout_ms 0 forces
  * at once. Returns 0 (done will be called exactly once), -EINVAL (rt or dev

@@ -163,8 +163,6 @@ static void test_create_fake_workers(void **state)
 	assert_int_equal(vfurt_worker_id(f->w1), 1);
 	assert_int_equal(vfurt_worker_cpu(f->w0), 0);
 	assert_int_equal(vfurt_worker_cpu(f->w1), 1);
-	/* nothing to serve in this mode */
-	assert_int_equal(vfurt_runtime_start(f->rt), -EINVAL);
 	/* a fresh runtime: every counter 0 (total_ns too: no thread started) */
 	for (uint32_t i = 0; i < 2; i++) {
 		struct vfurt_worker_stats st = stats(f, i);
@@ -184,6 +182,13 @@ static void test_create_fake_workers(void **state)
 	assert_int_equal(vfurt_runtime_get_worker_stats(f->rt, 0, &(struct vfurt_worker_stats){
 				 .stats_size = 0 }), -EINVAL);
 	assert_int_equal(vfurt_runtime_get_worker_stats(f->rt, 0, NULL), -EINVAL);
+	/* embedder-threads mode: start sets up the rings, no thread; once */
+	assert_int_equal(vfurt_worker_fd(f->w0), -1);
+	assert_int_equal(vfurt_runtime_start(f->rt), 0);
+	assert_true(vfurt_worker_fd(f->w0) >= 0);
+	assert_true(vfurt_worker_fd(f->w1) >= 0);
+	assert_int_equal(vfurt_runtime_start(f->rt), -EINVAL);
+	assert_string_equal(vfurt_runtime_worker_where(f->rt, 0), "not running");
 }
 
 /* CPUs are only parsed in this mode: any number goes, syntax still checked. */
