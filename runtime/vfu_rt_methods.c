@@ -189,7 +189,7 @@ static void m_device_add(void *ctx, struct json_object *params, struct rpc_call 
 		const char *msg = !strncmp(err, ": ", 2) ? err + 2 : err;
 
 		rpc_error(call, rc == -EEXIST ? RPC_ERR_EXISTS :
-			  rc == -EINVAL ? RPC_INVALID_PARAMS : rpc_code_for_errno(rc), "%s", msg);
+			  rc == -EINVAL ? RPC_INVALID_PARAMS : RPC_ERR_FAILED, "%s", msg);
 		return;
 	}
 	vfurt_logf(&d->log, VFURT_LOG_INFO, "%s: added on %s (worker %d) by a control client",

@@ -365,8 +365,9 @@ static void handle_line(struct rpc_server *srv, int slot, char *line, size_t len
 		return;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	req = json_tokener_parse_ex(tok, line, (int)len);
-	if (!req || json_tokener_get_parse_end(tok) != len) {
+	/* the NUL after the line ends it: a top-level number is complete then */
+	req = json_tokener_parse_ex(tok, line, (int)len + 1);
+	if (!req || json_tokener_get_parse_end(tok) < len) {
 		enum json_tokener_error e = json_tokener_get_error(tok);
 		char msg[160];
 
