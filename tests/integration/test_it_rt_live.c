@@ -512,8 +512,11 @@ static void test_cycles(void **state)
 	rss1 = rss_kib();
 	print_message("RSS after warm-up %ld KiB, after %u cycles %ld KiB\n", rss0, CYCLES, rss1);
 	/* 95 cycles each allocating two 1 MiB namespaces and two devices: a
-	 * leak of either would be >= 95 MiB */
+	 * leak of either would be >= 95 MiB. Under ASan freed memory waits in
+	 * its quarantine (and LeakSanitizer checks for leaks instead). */
+#ifndef __SANITIZE_ADDRESS__
 	assert_true(rss1 <= rss0 + 8192);
+#endif
 	ioload_stop(&witness);
 	assert_int_equal(atomic_load(&witness.err), 0);
 	vfurt_client_close(gc);

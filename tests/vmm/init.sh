@@ -3,7 +3,7 @@
 #
 # Kernel command line:
 #   vfurt.scenario=NAME   gpio | nvme | nvme-intx | nvme-two | persist-write | persist-check |
-#                         write-forever | reset
+#                         write-forever | reset | live
 #   vfurt.sum=MD5         persist-check: the checksum persist-write printed
 #   vfurt.wait=S          seconds to wait for the devices to appear (default 40)
 #   MOD.PARAM=VALUE       passed to insmod of module MOD (insmod, unlike modprobe, ignores them)
@@ -416,6 +416,53 @@ scenario_reset() {
 	fs_io /dev/nvme0n1 after
 }
 
+# --- live control plane -------------------------------------------------------------------
+
+# wait_for SECONDS COMMAND...: 0 as soon as COMMAND succeeds.
+wait_for() {
+	s=$1
+	shift
+	i=0
+	while [ "$i" -lt $((s * 5)) ]; do
+		"$@" && return 0
+		usleep 200000
+		i=$((i + 1))
+	done
+	return 1
+}
+size_is_not() { [ "$(cat /sys/block/nvme0n1/size 2>/dev/null)" != "$1" ]; }
+no_nvme() { [ -z "$(ls /sys/bus/pci/drivers/nvme 2>/dev/null | grep '^0000:')" ]; }
+
+# The host changes the running controller through vfu-ctl: it grows namespace 1, adds
+# namespace 2, then unplugs the controller (QMP device_del while `vfu-ctl remove` waits). The
+# guest only watches, as a stock system would: each change must reach it through the
+# controller's asynchronous event. VFURT-LIVE lines tell the host to take the next step.
+scenario_live() {
+	nvme_wait 1 || return
+	s0=$(cat /sys/block/nvme0n1/size)
+	info "size0=$s0"
+	echo "VFURT-LIVE ready"
+	if wait_for 120 size_is_not "$s0"; then
+		check ns-resize PASS "nvme0n1 grew from $s0 to $(cat /sys/block/nvme0n1/size) sectors, no rescan asked"
+		raw_io /dev/nvme0n1 grown 96
+	else
+		check ns-resize FAIL "nvme0n1 stayed at $s0 sectors for 120 s; dmesg: $(dmesg | grep -i nvme | tail -3 | tr '\n' ' ')"
+	fi
+	echo "VFURT-LIVE resized"
+	if wait_for 120 test -b /dev/nvme0n2; then
+		check ns-add PASS "/dev/nvme0n2 appeared: $(($(cat /sys/block/nvme0n2/size) / 2048)) MiB"
+		raw_io /dev/nvme0n2 ns2 1
+	else
+		check ns-add FAIL "no /dev/nvme0n2 after 120 s; dmesg: $(dmesg | grep -i nvme | tail -3 | tr '\n' ' ')"
+	fi
+	echo "VFURT-LIVE added"
+	if wait_for 120 no_nvme; then
+		check unplug PASS "the controller was hot-unplugged: $(dmesg | grep -iE 'pciehp|remov' | tail -1)"
+	else
+		check unplug FAIL "the controller is still bound after 120 s; dmesg: $(dmesg | grep -iE 'pciehp|nvme' | tail -3 | tr '\n' ' ')"
+	fi
+}
+
 # Kernel log lines no scenario may produce.
 check_dmesg() {
 	bad=$(dmesg | grep -E 'nobody cared|Call Trace|BUG:|I/O error|timeout, aborting|timeout, reset|controller is down|Disabling IRQ|duplicate IDs|Duplicate cntlid|probe failure' |
@@ -438,6 +485,7 @@ persist-write) scenario_persist_write ;;
 persist-check) scenario_persist_check ;;
 write-forever) scenario_write_forever ;;
 reset) scenario_reset ;;
+live) scenario_live ;;
 *) check scenario FAIL "unknown vfurt.scenario='$SCENARIO'" ;;
 esac
 check_dmesg

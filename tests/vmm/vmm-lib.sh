@@ -197,11 +197,20 @@ daemon_stop() {
 # guest_start NAME SCENARIO "EXTRA CMDLINE" SOCKET...: QEMU in the background under a hard
 # timeout; console in $T/NAME.console, QEMU's stderr in $T/NAME.qemu. Sets GPID_NAME.
 guest_start() {
-	local name=$1 scenario=$2 extra=$3 s devs=()
+	local name=$1 scenario=$2 extra=$3 s devs=() k=0 place
 	shift 3
 	for s in "$@"; do
-		devs+=(-device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$s\",\"type\":\"unix\"}}")
+		# VMM_HOTPLUG=1: each device on a PCIe root port of its own (hot-pluggable), with id
+		# devK, and a QMP socket at $T/NAME.qmp (vmm_qmp)
+		place=
+		if [ "${VMM_HOTPLUG:-0}" = 1 ]; then
+			devs+=(-device "pcie-root-port,id=rp$k,chassis=$((k + 1)),slot=$((k + 1))")
+			place="\"bus\":\"rp$k\",\"id\":\"dev$k\","
+		fi
+		devs+=(-device "{\"driver\":\"vfio-user-pci\",$place\"socket\":{\"path\":\"$s\",\"type\":\"unix\"}}")
+		k=$((k + 1))
 	done
+	[ "${VMM_HOTPLUG:-0}" = 1 ] && devs+=(-qmp "unix:$T/$name.qmp,server=on,wait=off")
 	: >"$T/$name.console"
 	VMM_LOGS+=("$T/$name.console" "$T/$name.qemu")
 	# QEMU itself is the background job (so $! is QEMU, which the tests kill), and a watchdog
@@ -304,6 +313,26 @@ guest_kill() {
 	kill -9 "${!v}" 2>/dev/null
 	wait "${!v}" 2>/dev/null
 	kill -TERM "${!d}" 2>/dev/null
+}
+
+# vmm_qmp NAME JSON: send one QMP command to guest NAME's monitor (VMM_HOTPLUG=1); prints the
+# reply. Needs python3.
+vmm_qmp() {
+	python3 - "$T/$1.qmp" "$2" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()  # greeting
+for cmd in ('{"execute":"qmp_capabilities"}', sys.argv[2]):
+    f.write(cmd + "\n")
+    f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "event" not in r:
+            break
+print(json.dumps(r))
+PY
 }
 
 # guest_boot NAME SCENARIO "EXTRA CMDLINE" SOCKET...: start, wait, record.
