@@ -150,7 +150,7 @@ static int client_flush(struct rpc_server *srv, struct rpc_client *c, uint64_t n
 	if (c->out_off == c->out_len) {
 		c->out_off = c->out_len = 0;
 		c->stall_ns = 0;
-		if (c->closing) {
+		if (c->closing && !c->pending) {
 			client_close(c);
 			return -1;
 		}
@@ -288,11 +288,20 @@ struct rpc_pending *rpc_defer(struct rpc_call *call)
 	p->gen = call->gen;
 	p->id = call->id ? json_object_get(call->id) : NULL;
 	call->deferred = true;
+	call->srv->clients[call->slot].pending++;
 	return p;
 }
 
 static void pending_free(struct rpc_pending *p)
 {
+	struct rpc_client *c = &p->srv->clients[p->slot];
+
+	if (c->fd >= 0 && c->gen == p->gen && c->pending) {
+		c->pending--;
+		/* a client that half-closed waits only for what it was owed */
+		if (c->closing && !c->pending && c->out_len == c->out_off)
+			client_close(c);
+	}
 	json_object_put(p->id);
 	free(p);
 }
@@ -413,6 +422,11 @@ static void handle_line(struct rpc_server *srv, int slot, char *line, size_t len
 		goto out;
 	}
 	method = json_object_get_string(v);
+	if (strlen(method) != (size_t)json_object_get_string_len(v)) {
+		fail_request(srv, slot, id, RPC_INVALID_REQUEST, NULL,
+			     "invalid request: \"method\" contains a NUL character");
+		goto out;
+	}
 	json_object_object_foreach(req, k, kv) {
 		(void)kv;
 		if (strcmp(k, "jsonrpc") && strcmp(k, "method") && strcmp(k, "params") &&
@@ -550,6 +564,12 @@ static void client_read(struct rpc_server *srv, int slot)
 			if (c->in_len)
 				log_client(srv, "client disconnected in the middle of a request "
 					   "(%zu bytes)", c->in_len);
+			process_lines(srv, slot);
+			if (c->fd >= 0 && (c->pending || c->out_len > c->out_off)) {
+				/* half-closed: it may still read what it is owed */
+				c->closing = true;
+				return;
+			}
 			client_close(c);
 			return;
 		}
@@ -607,6 +627,7 @@ void rpc_handle(struct rpc_server *srv, const struct pollfd *pfd, int n, uint64_
 		}
 		if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
 			if (srv->clients[slot].closing) {
+				/* gone both ways: nobody to answer */
 				if (pfd[i].revents & (POLLHUP | POLLERR))
 					client_close(&srv->clients[slot]);
 				continue;

@@ -82,7 +82,8 @@ struct rpc_client {
 	size_t out_len;
 	size_t out_off;
 	size_t out_cap;
-	bool closing;       /* flush the output, then close; read nothing more */
+	bool closing;       /* read nothing more; close once the output and the pending replies are out */
+	unsigned pending;   /* deferred replies still owed (rpc_defer) */
 	uint64_t stall_ns;  /* when queued output last made no progress (0: none queued) */
 };
 
