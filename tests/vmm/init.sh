@@ -431,14 +431,21 @@ wait_for() {
 	return 1
 }
 size_is_not() { [ "$(cat /sys/block/nvme0n1/size 2>/dev/null)" != "$1" ]; }
-no_nvme() { [ -z "$(ls /sys/bus/pci/drivers/nvme 2>/dev/null | grep '^0000:')" ]; }
+no_gpio() { [ -z "$(ls /sys/bus/pci/drivers/pci-idio-16 2>/dev/null | grep '^0000:')" ]; }
 
-# The host changes the running controller through vfu-ctl: it grows namespace 1, adds
-# namespace 2, then unplugs the controller (QMP device_del while `vfu-ctl remove` waits). The
-# guest only watches, as a stock system would: each change must reach it through the
-# controller's asynchronous event. VFURT-LIVE lines tell the host to take the next step.
+# The host changes running devices through vfu-ctl: it grows the NVMe controller's namespace
+# 1, adds a namespace 2, then unplugs the GPIO card (QMP device_del while `vfu-ctl remove`
+# waits). The guest only watches, as a stock system would: the namespace changes must reach
+# it through the controller's asynchronous event. VFURT-LIVE lines tell the host to take the
+# next step. (The NVMe controller is not unplugged: QEMU 10.2 aborts after unplugging any
+# vfio-user device with MSI-X, docs/testing-vmm.md.)
 scenario_live() {
 	nvme_wait 1 || return
+	if [ -n "$(wait_bound pci-idio-16 1)" ]; then
+		check gpio-bind PASS "the GPIO card is bound to pci-idio-16"
+	else
+		check gpio-bind FAIL "no device bound to pci-idio-16 after ${WAIT}s"
+	fi
 	s0=$(cat /sys/block/nvme0n1/size)
 	info "size0=$s0"
 	echo "VFURT-LIVE ready"
@@ -456,11 +463,12 @@ scenario_live() {
 		check ns-add FAIL "no /dev/nvme0n2 after 120 s; dmesg: $(dmesg | grep -i nvme | tail -3 | tr '\n' ' ')"
 	fi
 	echo "VFURT-LIVE added"
-	if wait_for 120 no_nvme; then
-		check unplug PASS "the controller was hot-unplugged: $(dmesg | grep -iE 'pciehp|remov' | tail -1)"
+	if wait_for 120 no_gpio; then
+		check unplug PASS "the GPIO card was hot-unplugged (pciehp)"
 	else
-		check unplug FAIL "the controller is still bound after 120 s; dmesg: $(dmesg | grep -iE 'pciehp|nvme' | tail -3 | tr '\n' ' ')"
+		check unplug FAIL "the GPIO card is still bound after 120 s; dmesg: $(dmesg | grep -iE 'pciehp|idio' | tail -3 | tr '\n' ' ')"
 	fi
+	raw_io /dev/nvme0n1 after-unplug 32
 }
 
 # Kernel log lines no scenario may produce.
