@@ -220,6 +220,10 @@ static int add_entry(struct devtab *t, const struct vfurt_config_device *d, enum
 		snprintf(err, errlen, "missing socket");
 		return -EINVAL;
 	}
+	if (d->nns && strcmp(d->spec.type, "nvme")) {
+		snprintf(err, errlen, "ns: only NVMe controllers have namespaces");
+		return -EINVAL;
+	}
 	if (t->n == DEVTAB_MAX) {
 		snprintf(err, errlen, "too many devices (at most %d)", DEVTAB_MAX);
 		return -ENOSPC;

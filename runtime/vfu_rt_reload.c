@@ -114,6 +114,13 @@ int daemon_config_save(struct daemon *d, const char *path, char *err, size_t err
 	json_object_object_add(root, "devices", devs);
 	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 						    JSON_C_TO_STRING_SPACED);
+	if (strlen(text) + 1 > VFURT_CONFIG_FILE_MAX) {
+		/* the daemon could not start from it */
+		snprintf(err, errlen, "the configuration is %zu bytes, more than a config file may "
+			 "have (%u)", strlen(text) + 1, VFURT_CONFIG_FILE_MAX);
+		json_object_put(root);
+		return -EFBIG;
+	}
 	rc = snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
 	if (rc < 0 || (size_t)rc >= sizeof(tmp)) {
 		snprintf(err, errlen, "%s: path too long", path);

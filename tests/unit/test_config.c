@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include <json-c/json.h>
+
 #include "runtime/config.h"
 
 struct fixture {
@@ -506,6 +508,133 @@ static void ctl_dir_private(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* One namespace object: defaults, every key, and each error naming its key. */
+static void ns_objects(void **state)
+{
+	static const struct {
+		const char *json;
+		const char *err; /* NULL: accepted */
+	} cases[] = {
+		{ "{\"backend\":\"ram\",\"size\":\"1M\"}", NULL },
+		{ "{\"backend\":\"file:/x\"}", NULL },
+		{ "{\"nsid\":3,\"backend\":\"null\",\"size\":8192,\"lba\":4096,\"direct\":\"try\"}", NULL },
+		{ "{\"size\":\"1M\"}", "missing \"backend\"" },
+		{ "{\"backend\":\"ram\"}", "missing \"size\"" },
+		{ "{\"backend\":\"tape\",\"size\":\"1M\"}", "backend: 'tape'" },
+		{ "{\"backend\":\"file:\",\"size\":\"1M\"}", "backend: 'file:'" },
+		{ "{\"backend\":\"ram\",\"size\":\"0\"}", "size: '0'" },
+		{ "{\"backend\":\"ram\",\"size\":\"99999999999T\"}", "size: '99999999999T'" },
+		{ "{\"backend\":\"ram\",\"size\":\"1000\"}", "not a multiple of the block size 512" },
+		{ "{\"backend\":\"ram\",\"size\":\"1M\",\"lba\":\"8\"}", "lba: '8'" },
+		{ "{\"backend\":\"ram\",\"size\":\"1M\",\"nsid\":-1}", "nsid: -1 is out of range" },
+		{ "{\"backend\":\"ram\",\"size\":\"1M\",\"nsid\":\"2\"}", "nsid: expected an integer" },
+		{ "{\"backend\":\"ram\",\"size\":\"1M\",\"direct\":\"yes\"}", "direct: 'yes'" },
+		{ "{\"backend\":\"ram\",\"size\":\"1M\",\"colour\":1}", "colour: unknown key" },
+		{ "[]", "expected an object" },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_object *o = json_tokener_parse(cases[i].json);
+		struct vfurt_config_ns ns;
+		char err[256] = "";
+		int rc;
+
+		assert_non_null(o);
+		rc = vfr_config_ns_from_json(o, NULL, NULL, &ns, err, sizeof(err));
+		if (!cases[i].err) {
+			if (rc)
+				fail_msg("%s: %s", cases[i].json, err);
+		} else {
+			assert_int_equal(rc, -EINVAL);
+			if (!strstr(err, cases[i].err))
+				fail_msg("%s: '%s' lacks '%s'", cases[i].json, err, cases[i].err);
+		}
+		json_object_put(o);
+	}
+	{
+		struct json_object *o = json_tokener_parse("{\"name\":\"n0\",\"nsid\":3,"
+			"\"backend\":\"null\",\"size\":8192,\"lba\":4096,\"direct\":\"on\"}");
+		struct vfurt_config_ns ns;
+		char err[256];
+
+		assert_int_equal(vfr_config_ns_from_json(o, NULL, "name", &ns, err, sizeof(err)), 0);
+		assert_int_equal(ns.nsid, 3);
+		assert_string_equal(ns.backend, "null");
+		assert_int_equal(ns.size_bytes, 8192);
+		assert_int_equal(ns.block_size, 4096);
+		assert_int_equal(ns.direct, 1);
+		json_object_put(o);
+	}
+}
+
+/* A device object without a file (device_add) and the file's "ns" array. */
+static void device_objects(void **state)
+{
+	struct fixture *f = *state;
+	struct vfurt_config_device d;
+	struct vfurt_config_device copy;
+	struct vfurt_config cfg;
+	struct json_object *o;
+	char err[512] = "";
+
+	o = json_tokener_parse("{\"type\":\"nvme\",\"socket\":\"/tmp/n.sock\",\"size\":\"1G\","
+			       "\"ns\":[{\"nsid\":2,\"backend\":\"ram\",\"size\":\"4M\"}]}");
+	assert_int_equal(vfr_config_device_from_json(o, NULL, "here", &d, err, sizeof(err)), 0);
+	assert_string_equal(d.spec.type, "nvme");
+	assert_int_equal(d.spec.nkeys, 2);
+	assert_string_equal(d.where, "here");
+	assert_int_equal(d.nns, 1);
+	assert_int_equal(d.ns[0].nsid, 2);
+	assert_int_equal(vfr_config_device_copy(&copy, &d), 0);
+	assert_ptr_not_equal(copy.ns, d.ns);
+	assert_int_equal(copy.ns[0].size_bytes, 4u << 20);
+	vfr_config_device_fini(&copy);
+	vfr_config_device_fini(&d);
+	json_object_put(o);
+
+	o = json_tokener_parse("{\"type\":\"gpio\",\"socket\":\"/tmp/g.sock\",\"socket_mode\":600}");
+	assert_int_equal(vfr_config_device_from_json(o, NULL, "", &d, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "socket_mode: must be a string"));
+	assert_null(strchr(err, '[')); /* no file, no devices[i] */
+	json_object_put(o);
+	o = json_tokener_parse("{\"type\":\"nvme\",\"socket\":\"/tmp/n.sock\",\"ns\":[{\"backend\":\"x\"}]}");
+	assert_int_equal(vfr_config_device_from_json(o, NULL, "", &d, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "ns[0].backend: 'x'"));
+	json_object_put(o);
+
+	write_file(f, "{\"devices\": [{\"type\": \"nvme\", \"socket\": \"a.sock\", \"ns\": "
+		   "[{\"backend\": \"ram\", \"size\": \"1M\"}, {\"backend\": \"null\", \"size\": 4096, "
+		   "\"nsid\": 9}]}]}");
+	vfr_config_init(&cfg);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(cfg.ndevices, 1);
+	assert_int_equal(cfg.devices[0].nns, 2);
+	assert_int_equal(cfg.devices[0].ns[1].nsid, 9);
+	vfr_config_free(&cfg);
+	write_file(f, "{\"devices\": [{\"type\": \"nvme\", \"socket\": \"a.sock\", \"ns\": 5}]}");
+	vfr_config_init(&cfg);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "devices[0].ns: expected an array"));
+	vfr_config_free(&cfg);
+}
+
+/* vfr_config_check_spec: what --device and device_add's "spec" share. */
+static void spec_checks(void **state)
+{
+	struct devspec spec;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(vfr_devspec_parse("gpio,socket=/tmp/a.sock,core=1", &spec, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_check_spec(&spec, err, sizeof(err)), 0);
+	assert_int_equal(vfr_devspec_parse("gpio,core=1", &spec, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_check_spec(&spec, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "missing socket=PATH");
+	assert_int_equal(vfr_devspec_parse("gpio,socket=/a,socket_mode=9", &spec, err, sizeof(err)), 0);
+	assert_int_equal(vfr_config_check_spec(&spec, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "socket_mode='9'"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -523,6 +652,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(duplicate_sockets, setup, teardown),
 		cmocka_unit_test(ctl_path),
 		cmocka_unit_test_setup_teardown(ctl_dir_private, setup, teardown),
+		cmocka_unit_test(ns_objects),
+		cmocka_unit_test_setup_teardown(device_objects, setup, teardown),
+		cmocka_unit_test(spec_checks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
