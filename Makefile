@@ -82,9 +82,9 @@ test-asan:
 	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
 
-# The tests that run threads (runtime, stress, ring, worker, poller, dma_tree, dma_quota) under
+# The tests that run threads (runtime, stress, ring, worker, poller, dma_tree, dma_quota, the daemon of it_rpc) under
 # ThreadSanitizer; any report fails the run.
-TSAN_TESTS := runtime|stress|ring|worker|poller|nvme|bdev|hostile|guestfault|placement|dma_tree|dma_quota|rt_live|embed
+TSAN_TESTS := runtime|stress|ring|worker|poller|nvme|bdev|hostile|guestfault|placement|dma_tree|dma_quota|rt_live|embed|it_rpc
 
 test-tsan:
 	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DVFURT_SANITIZE=thread \
