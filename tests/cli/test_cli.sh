@@ -106,6 +106,9 @@ expect_exit 2 "--limit unknown limit 'colour'" "unknown --limit" -- rt --limit c
 expect_exit 2 "--limit version_timeout_ms '5': expected 100..600000" "--limit out of range" -- rt --limit version_timeout_ms=5 --device gpio,socket=$dir/x.sock
 expect_exit 2 "--limit 'drain': expected KEY=VALUE" "--limit without a value" -- rt --limit drain --device gpio,socket=$dir/x.sock
 expect_exit 0 "version_timeout_ms \\(2000\\)" "--help documents the limits" -- rt --help
+expect_exit 0 "SIGHUP reads --config again" "--help documents SIGHUP" -- rt --help
+expect_exit 0 "JSON-RPC 2.0" "--help documents the control socket's protocol" -- rt --help
+expect_exit 0 "ns-resize NAME NSID SIZE" "vfu-ctl --help lists the daemon commands" -- "$VFUCTL" --help
 expect_exit 2 "--limit max_dma_maps '0': expected 1..65535" "--limit max_dma_maps=0" -- rt --limit max_dma_maps=0 --device gpio,socket=$dir/x.sock
 expect_exit 2 "--limit max_dma_maps '65536': expected 1..65535" "--limit max_dma_maps too big" -- rt --limit max_dma_maps=65536 --device gpio,socket=$dir/x.sock
 expect_exit 2 "--limit dma_maps_process_max 'lots': expected 1..1073741824" "--limit dma_maps_process_max not a number" -- rt --limit dma_maps_process_max=lots --device gpio,socket=$dir/x.sock
