@@ -99,7 +99,7 @@ int rpc_timeout_ms(const struct rpc_server *srv)
 	for (int i = 0; i < RPC_MAX_CLIENTS; i++) {
 		if (has_line(&srv->clients[i]))
 			return 0; /* requests left over from the last budget */
-		if (srv->clients[i].fd >= 0 && srv->clients[i].stall_ns)
+		if (srv->clients[i].fd >= 0 && (srv->clients[i].stall_ns || srv->clients[i].part_ns))
 			t = 1000;
 	}
 	return t;
@@ -577,6 +577,8 @@ static void client_read(struct rpc_server *srv, int slot)
 		c->in_len += (size_t)n;
 	}
 	process_lines(srv, slot);
+	if (c->fd >= 0)
+		c->part_ns = c->in_len ? (c->part_ns ? c->part_ns : now_ns()) : 0;
 }
 
 static void accept_clients(struct rpc_server *srv)
@@ -644,6 +646,11 @@ void rpc_handle(struct rpc_server *srv, const struct pollfd *pfd, int n, uint64_
 		    now - c->stall_ns > RPC_DRAIN_TIMEOUT_MS * 1000000ull) {
 			log_client(srv, "client read nothing of its answers for %d ms: disconnecting",
 				   RPC_DRAIN_TIMEOUT_MS);
+			client_close(c);
+		} else if (c->fd >= 0 && c->part_ns && !c->closing &&
+			   now - c->part_ns > RPC_REQUEST_TIMEOUT_MS * 1000000ull) {
+			log_client(srv, "a request unfinished for %d ms (%zu bytes): disconnecting",
+				   RPC_REQUEST_TIMEOUT_MS, c->in_len);
 			client_close(c);
 		}
 	}

@@ -26,6 +26,8 @@ struct json_object;
 #define RPC_OUT_MAX (16u << 20)
 /* A client with output queued that reads none of it for this long is disconnected. */
 #define RPC_DRAIN_TIMEOUT_MS 10000
+/* A request begun and not finished within this long is dropped with its client. */
+#define RPC_REQUEST_TIMEOUT_MS 30000
 /* The pollfds rpc_pollfds fills at most: the listening socket and the clients. */
 #define RPC_NFDS (1 + RPC_MAX_CLIENTS)
 
@@ -85,6 +87,7 @@ struct rpc_client {
 	bool closing;       /* read nothing more; close once the output and the pending replies are out */
 	unsigned pending;   /* deferred replies still owed (rpc_defer) */
 	uint64_t stall_ns;  /* when queued output last made no progress (0: none queued) */
+	uint64_t part_ns;   /* when the unfinished request in `in` began (0: none) */
 };
 
 struct rpc_server {
