@@ -21,6 +21,7 @@ struct rpc_pending {
 	int slot;
 	uint64_t gen;
 	struct json_object *id;
+	bool has_id;
 };
 
 static uint64_t now_ns(void)
@@ -287,6 +288,7 @@ struct rpc_pending *rpc_defer(struct rpc_call *call)
 	p->slot = call->slot;
 	p->gen = call->gen;
 	p->id = call->id ? json_object_get(call->id) : NULL;
+	p->has_id = call->has_id;
 	call->deferred = true;
 	call->srv->clients[call->slot].pending++;
 	return p;
@@ -312,7 +314,7 @@ void rpc_pending_result(struct rpc_pending *p, struct json_object *result)
 		json_object_put(result);
 		return;
 	}
-	if (p->id)
+	if (p->has_id)
 		respond(p->srv, p->slot, p->gen, p->id, result, 0, NULL);
 	else
 		json_object_put(result);
@@ -330,7 +332,7 @@ void rpc_pending_error(struct rpc_pending *p, int code, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	log_client(p->srv, "error %d: %s", code, msg);
-	if (p->id)
+	if (p->has_id)
 		respond(p->srv, p->slot, p->gen, p->id, NULL, code, msg);
 	pending_free(p);
 }
@@ -407,9 +409,7 @@ static void handle_line(struct rpc_server *srv, int slot, char *line, size_t len
 		goto out;
 	}
 	if (!has_id)
-		id = NULL;
-	else if (!id)
-		id = NULL; /* "id": null: answered with a null id */
+		id = NULL; /* "id": null stays NULL too, and is answered with a null id */
 	if (!json_object_object_get_ex(req, "jsonrpc", &v) ||
 	    !json_object_is_type(v, json_type_string) || strcmp(json_object_get_string(v), "2.0")) {
 		fail_request(srv, slot, id, RPC_INVALID_REQUEST, NULL,
@@ -466,7 +466,8 @@ static void handle_line(struct rpc_server *srv, int slot, char *line, size_t len
 	call.srv = srv;
 	call.slot = slot;
 	call.gen = srv->clients[slot].gen;
-	call.id = has_id ? (id ? id : NULL) : NULL;
+	call.id = has_id ? id : NULL;
+	call.has_id = has_id;
 	/* a request with "id": null still gets an answer; only a missing id is a notification */
 	m->fn(srv->ctx, params, &call);
 	if (call.deferred) {

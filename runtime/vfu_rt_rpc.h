@@ -52,7 +52,8 @@ struct rpc_call {
 	struct rpc_server *srv;
 	int slot;                    /* the client's slot */
 	uint64_t gen;                /* the client's generation (slots are reused) */
-	struct json_object *id;      /* the request's id (NULL: a notification) */
+	struct json_object *id;      /* the request's id (NULL also for "id": null) */
+	bool has_id;                 /* false: a notification, nothing is answered */
 	struct json_object *result;  /* set by the method: the result (owned) */
 	int code;                    /* set by the method: an error code, 0 = result */
 	char message[512];

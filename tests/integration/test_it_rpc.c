@@ -443,6 +443,12 @@ static void test_socket_and_basics(void **state)
 	r = cresponse(c, 5000);
 	assert_non_null(strstr(c->line, "\"workers\""));
 	json_object_put(r);
+	/* "id": null is answered, with a null id */
+	csend(c, "{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"device_list\"}\n");
+	r = cresponse(c, 5000);
+	assert_non_null(strstr(c->line, "\"id\":null"));
+	assert_non_null(strstr(c->line, "\"result\":["));
+	json_object_put(r);
 	/* a notification (no id) gets no answer; the next request does */
 	csend(c, "{\"jsonrpc\":\"2.0\",\"method\":\"device_list\"}\n");
 	r = call_ok(c, "device_list", NULL);
