@@ -643,12 +643,13 @@ void rpc_handle(struct rpc_server *srv, const struct pollfd *pfd, int n, uint64_
 	for (int s = 0; s < RPC_MAX_CLIENTS; s++) {
 		struct rpc_client *c = &srv->clients[s];
 
-		if (c->fd >= 0 && c->stall_ns &&
+		/* stamps taken while serving this batch may be later than now */
+		if (c->fd >= 0 && c->stall_ns && now > c->stall_ns &&
 		    now - c->stall_ns > RPC_DRAIN_TIMEOUT_MS * 1000000ull) {
 			log_client(srv, "client read nothing of its answers for %d ms: disconnecting",
 				   RPC_DRAIN_TIMEOUT_MS);
 			client_close(c);
-		} else if (c->fd >= 0 && c->part_ns && !c->closing &&
+		} else if (c->fd >= 0 && c->part_ns && !c->closing && now > c->part_ns &&
 			   now - c->part_ns > RPC_REQUEST_TIMEOUT_MS * 1000000ull) {
 			log_client(srv, "a request unfinished for %d ms (%zu bytes): disconnecting",
 				   RPC_REQUEST_TIMEOUT_MS, c->in_len);

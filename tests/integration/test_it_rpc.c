@@ -694,6 +694,21 @@ static void test_hostile_clients(void **state)
 		r = call_ok(c, "device_list", NULL);
 		json_object_put(r);
 	}
+	/* a request in pieces, and a client that reads its answers late: both served */
+	csend(c, "{\"jsonrpc\":\"2.0\",\"id\":7,");
+	usleep(100000);
+	csend(c, "\"method\":\"device_list\"}\n");
+	r = cresponse(c, 5000);
+	assert_non_null(strstr(c->line, "\"result\":["));
+	json_object_put(r);
+	for (int i = 0; i < 400; i++)
+		crequest(c, "runtime_stats", NULL);
+	usleep(300000);
+	for (int i = 0; i < 400; i++) {
+		r = cresponse(c, 5000);
+		assert_non_null(strstr(c->line, "\"workers\""));
+		json_object_put(r);
+	}
 	cclose(c);
 	cclose(deaf);
 	cclose(idle);

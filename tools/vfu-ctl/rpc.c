@@ -226,9 +226,21 @@ int ctl_rpc_call(int fd, const char *path, const char *method, struct json_objec
 	if (params)
 		json_object_object_add(req, "params", params);
 	text = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-	rc = send_all(fd, text, strlen(text), timeout_ms, &t0);
-	if (!rc)
-		rc = send_all(fd, "\n", 1, timeout_ms, &t0);
+	{
+		size_t tl = strlen(text);
+		char *line = malloc(tl + 2);
+
+		if (!line) {
+			json_object_put(req);
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		memcpy(line, text, tl);
+		line[tl] = '\n';
+		line[tl + 1] = '\0';
+		rc = send_all(fd, line, tl + 1, timeout_ms, &t0); /* one write: one request */
+		free(line);
+	}
 	json_object_put(req);
 	if (rc == -ETIMEDOUT) {
 		snprintf(err, errlen, "%s does not read requests: it is not a vfu-rt control socket "
