@@ -151,6 +151,11 @@ static int client_flush(struct rpc_server *srv, struct rpc_client *c, uint64_t n
 	if (c->out_off == c->out_len) {
 		c->out_off = c->out_len = 0;
 		c->stall_ns = 0;
+		if (c->out_cap > RPC_OUT_HIGH) { /* a burst is over: give its memory back */
+			free(c->out);
+			c->out = NULL;
+			c->out_cap = 0;
+		}
 		if (c->closing && !c->pending) {
 			client_close(c);
 			return -1;
