@@ -20,7 +20,6 @@ static struct json_object *settings_json(const struct daemon *d)
 {
 	struct json_object *o = json_object_new_object();
 	struct json_object *lim = json_object_new_object();
-	char buf[32];
 
 	if (d->cfg.cores)
 		json_object_object_add(o, "cores", json_object_new_string(d->cfg.cores));
@@ -53,7 +52,6 @@ static struct json_object *settings_json(const struct daemon *d)
 		}
 		if (!v)
 			continue;
-		snprintf(buf, sizeof(buf), "%lld", v);
 		json_object_object_add(lim, l->key, json_object_new_int64(v));
 	}
 	if (json_object_object_length(lim))
