@@ -476,6 +476,54 @@ static void test_socket_and_basics(void **state)
 	cclose(c);
 }
 
+static int log_count(const struct dproc *d, const char *what)
+{
+	char line[2048];
+	int n = 0;
+	FILE *f = fopen(d->log, "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, what) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* log_set_level reaches the devices' lines, logged on the workers: a failing
+ * command of a client is a debug line. */
+static void test_log_level(void **state)
+{
+	struct fx *f = need_daemon(state);
+	struct conn *c = cconnect(f->d.ctl);
+	struct json_object *r;
+	struct vfurt_client *vc;
+	char g0[192];
+	uint32_t v;
+	int n;
+
+	sockp(g0, sizeof(g0), f->dir, "g0");
+	r = call_ok(c, "log_set_level", "{\"level\":\"debug\"}");
+	json_object_put(r);
+	vc = it_connect(g0, 0);
+	assert_non_null(vc);
+	assert_int_not_equal(it_rd32(vc, 99, 0, &v), 0); /* no region 99 */
+	for (int i = 0; i < 500 && log_count(&f->d, "REGION_READ (msg_id") == 0; i++)
+		usleep(10000);
+	n = log_count(&f->d, "REGION_READ (msg_id");
+	assert_true(n >= 1);
+	r = call_ok(c, "log_set_level", "{\"level\":\"error\"}");
+	json_object_put(r);
+	assert_int_not_equal(it_rd32(vc, 99, 0, &v), 0);
+	r = call_ok(c, "device_list", NULL); /* a round trip past the worker's pass */
+	json_object_put(r);
+	usleep(100000);
+	assert_int_equal(log_count(&f->d, "REGION_READ (msg_id"), n);
+	vfurt_client_close(vc);
+	r = call_ok(c, "log_set_level", "{\"level\":\"info\"}");
+	json_object_put(r);
+	cclose(c);
+}
+
 /* Every protocol error and the bad params of each method: the right code, a message
  * naming the parameter, the connection still usable, the daemon alive. */
 static void test_errors(void **state)
@@ -1133,6 +1181,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_socket_and_basics),
+		cmocka_unit_test(test_log_level),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_huge_request),
 		cmocka_unit_test(test_hostile_clients),
