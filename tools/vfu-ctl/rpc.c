@@ -19,6 +19,8 @@
 
 /* Largest answer accepted (a daemon with many devices has a long device_list). */
 #define RPC_ANSWER_MAX (64u << 20)
+/* Silence after which vfu-ctl says it may be talking to the wrong socket. */
+#define CTL_SILENT_WARN_MS 2000
 
 /* Connect to a control socket; expect_pid > 0 checks who listens there. */
 static int ctl_connect(const char *path, pid_t expect_pid, char *err, size_t errlen)
@@ -216,6 +218,7 @@ int ctl_rpc_call(int fd, const char *path, const char *method, struct json_objec
 	size_t len = 0;
 	size_t cap = 4096;
 	char *buf = NULL;
+	bool warned = false;
 	int rc;
 
 	*out = NULL;
@@ -262,7 +265,19 @@ int ctl_rpc_call(int fd, const char *path, const char *method, struct json_objec
 		char *nl;
 		ssize_t n;
 
-		if (left <= 0) {
+		/* a silent peer is said within 2 s, without failing a slow daemon */
+		if (!warned && len == 0 && strcmp(method, "device_remove") &&
+		    elapsed_ms(&t0) >= CTL_SILENT_WARN_MS) {
+			fprintf(stderr, "vfu-ctl: no answer from %s yet: is it a vfu-rt control "
+				"socket? (a vfio-user device socket does not answer; waiting up to "
+				"%d ms)\n", path, timeout_ms);
+			warned = true;
+		}
+		if (!warned && len == 0 && strcmp(method, "device_remove") &&
+		    left > CTL_SILENT_WARN_MS - elapsed_ms(&t0))
+			left = CTL_SILENT_WARN_MS - elapsed_ms(&t0) + 1;
+
+		if (timeout_ms - elapsed_ms(&t0) <= 0) {
 			if (len == 0)
 				snprintf(err, errlen, "no answer from %s within %d ms: is it a vfu-rt "
 					 "control socket? (a vfio-user device socket does not answer)",
