@@ -49,6 +49,9 @@ struct nsfx {
 
 static int setup_any(void **state, bool rt)
 {
+	/* the runtime serves admin and I/O on different workers: no guest page
+	 * goes from one to the other (see nvme_host_opts.no_reuse) */
+	struct nvme_host_opts ho = { .mem_size = 256u << 20, .no_reuse = true };
 	struct nsfx *x = calloc(1, sizeof(*x));
 	void *fs;
 
@@ -57,7 +60,7 @@ static int setup_any(void **state, bool rt)
 	x->dev = nvme_fx_ram_ctrl();
 	x->rt = rt;
 	nvme_fx_serve(x->f, &x->dev, 1, rt ? it_cores() : NULL, VFURT_POLL_ADAPTIVE);
-	x->f->h = nvme_fx_host_io(x->f, 0, NULL, true);
+	x->f->h = nvme_fx_host_io(x->f, 0, rt ? &ho : NULL, true);
 	*state = x;
 	return 0;
 }
