@@ -657,13 +657,14 @@ static void test_add_conflicts_wzsl(void **state)
 /* ---- the file backend -------------------------------------------------------------- */
 
 /* A file namespace added live and grown: the file grows (ftruncate), data
- * below the old end stays, the new blocks read as zeroes. The controller
- * has no volatile write cache (RAM only), so the file namespace writes
- * through (each write flushed). */
+ * below the old end stays, the new blocks read as zeroes; then shrunk and
+ * removed. The controller has no volatile write cache (RAM only), so the
+ * file namespace writes through (each write flushed). */
 static void test_file_resize(void **state)
 {
 	struct nsfx *x = *state;
 	struct nvme_host *h = x->f->h;
+	struct vfurt_bdev_stats st0 = { .stats_size = sizeof(st0) }, st1 = st0;
 	struct vfurt_bdev *b;
 	struct stat st;
 	uint16_t aer;
@@ -678,7 +679,12 @@ static void test_file_resize(void **state)
 		.block_size = 4096, .size_bytes = 1u << 20, .create = 1 });
 	assert_non_null(b);
 	assert_int_equal(ns_add(x, 0, b), 3);
+	assert_int_equal(vfurt_bdev_get_stats(b, &st0), 0);
 	assert_int_equal(rw_at(h, 3, 255, 4096, 91), 0);
+	/* write-through: the write was flushed although the host cannot ask */
+	assert_int_equal(vfurt_bdev_get_stats(b, &st1), 0);
+	assert_int_equal(st1.writes, st0.writes + 1);
+	assert_int_equal(st1.flushes, st0.flushes + 1);
 	assert_int_equal(rw_at(h, 3, 256, 4096, 92), NH_SC_LBA_RANGE);
 	aer = aen_arm(h, true);
 	assert_int_equal(ns_resize(x, 3, 1024), 0);
