@@ -510,6 +510,33 @@ static void test_aen_masked_by_aec(void **state)
 	changed_log_expect(h, (const uint32_t[]){ 4 }, 1);
 }
 
+/*
+ * Changes while the host has the controller disabled (CC.EN = 0: no queues)
+ * or shut down: they take effect at once, and the host finds them when it
+ * enables the controller again and scans, as after any reset.
+ */
+static void test_change_while_disabled(void **state)
+{
+	struct nsfx *x = *state;
+	struct nvme_host *h = x->f->h;
+	const uint32_t active[] = { 1, 3 };
+
+	assert_int_equal(nh_shutdown(h), 0);
+	assert_int_equal(ns_resize(x, 1, 100), 0);
+	assert_int_equal(nh_disable(h), 0);
+	assert_int_equal(ns_remove(x, 2), 0);
+	assert_int_equal(ns_add(x, 3, ram(512, 1u << 20)), 3);
+	assert_int_equal(nh_enable(h), 0);
+	assert_int_equal(nh_set_num_queues(h, NFX_MAX_IOQ, NFX_MAX_IOQ, NULL), 0);
+	assert_int_equal(nh_create_io_pair(h, 1, NFX_QENT, 1), 0);
+	active_list_expect(h, active, 2);
+	assert_int_equal(id_nsze(h, 1, NULL), 100);
+	assert_int_equal(id_nsze(h, 2, NULL), 0);
+	assert_int_equal(rw_at(h, 3, 2047, 512, 61), 0);
+	assert_int_equal(rw_at(h, 1, 100, 512, 62), NH_SC_LBA_RANGE);
+	good_io(h, 1, 63);
+}
+
 /* ---- hostile and bad inputs ------------------------------------------------------- */
 
 static int rs_submit(void *chan_ctx, struct vfurt_bdev_req *req, const struct vfurt_bdev_io *io)
@@ -761,6 +788,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resize, setup_srv, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_during_io, setup_srv, teardown),
 		cmocka_unit_test_setup_teardown(test_aen_masked_by_aec, setup_srv, teardown),
+		cmocka_unit_test_setup_teardown(test_change_while_disabled, setup_srv, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_inputs, setup_srv, teardown),
 		cmocka_unit_test(test_add_conflicts_wzsl),
 		cmocka_unit_test_setup_teardown(test_file_resize, setup_srv, teardown),
