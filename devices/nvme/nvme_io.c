@@ -208,7 +208,6 @@ out:
 	return true;
 }
 
-
 /* Validate a fetched command and set up its sub-requests. *cost: its share
  * of the SQ's per-pass budget (NVME_SQ_PASS_BYTES), set first. */
 static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r, uint64_t *cost)
