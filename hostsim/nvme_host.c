@@ -22,11 +22,13 @@ void *nh_alloc(struct nvme_host *h, size_t bytes)
 
 	if (!n)
 		n = 1;
-	for (size_t i = 0; i < h->npages; i++) {
+	for (size_t i = h->o.no_reuse ? h->alloc_floor : 0; i < h->npages; i++) {
 		run = h->pagemap[i] ? 0 : run + 1;
 		if (run == n) {
 			size_t first = i + 1 - n;
 
+			if (h->o.no_reuse)
+				h->alloc_floor = i + 1;
 			memset(h->pagemap + first, 1, n);
 			memset(h->mem + first * NH_PAGE, 0, n * NH_PAGE);
 			return h->mem + first * NH_PAGE;

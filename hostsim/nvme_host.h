@@ -182,6 +182,12 @@ struct nvme_host_opts {
 	 * value is dropped, as KVM_IOEVENTFD without datamatch does; others go
 	 * by REGION_WRITE (or the mmap when the page is mappable). */
 	bool doorbell_ioeventfd;
+	/* Never hand out a page again once freed (nh_alloc goes on past every
+	 * page it gave before). For TSan runs where different server threads
+	 * touch the same guest page in turn (an I/O queue's worker, then the
+	 * admin queue's): the host orders them through its own mapping of the
+	 * memory, which TSan cannot connect to the server's. */
+	bool no_reuse;
 };
 
 /* How an I/O command's data pointer is built. NULL = PRP, full list pages. */

@@ -54,6 +54,7 @@ struct nvme_host {
 	uint8_t *mem;
 	uint8_t *pagemap; /* 1 = page in use */
 	size_t npages;
+	size_t alloc_floor; /* opts.no_reuse: first page never handed out yet */
 	uint8_t *db_map;  /* mmap of the sparse area holding the doorbells */
 	size_t db_map_len;
 	uint8_t *db;      /* BAR0 + 0x1000 inside db_map, or NULL */

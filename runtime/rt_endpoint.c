@@ -101,11 +101,7 @@ static void refresh_watches(struct vfurt_worker *w, struct rt_endpoint *ep)
 
 		if (!op->armed || op->stale)
 			continue;
-		sqe = io_uring_get_sqe(&w->ring);
-		if (!sqe && io_uring_submit(&w->ring) >= 0) {
-			w->pending_sqes = 0;
-			sqe = io_uring_get_sqe(&w->ring);
-		}
+		sqe = vfr_rt_get_sqe(w);
 		if (!sqe)
 			continue; /* still armed on the old fd: rearmed when it fires */
 		io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)op);

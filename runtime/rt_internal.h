@@ -220,6 +220,9 @@ bool vfr_rt_irq_batch_add(int fd);
 int vfr_rt_worker_poll_inbox(void (*nestable)(void *arg));
 /* Write the calling worker's pending irqs now (before fds may be closed). */
 void vfr_rt_irq_batch_flush(void);
+/* An SQE of w's ring, submitting what is queued once to make room; NULL
+ * when there is still none (the caller retries later). w's thread. */
+struct io_uring_sqe *vfr_rt_get_sqe(struct vfurt_worker *w);
 /* Keep a completion reaped out of turn for w's next reap (in order). */
 void vfr_rt_postpone_cqe(struct vfurt_worker *w, struct rt_op *op, int res);
 /* Take op's postponed completion, if one is kept: true with *res. */

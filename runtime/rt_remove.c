@@ -95,11 +95,7 @@ static bool cancel_ops(struct vfurt_worker *w, struct rt_endpoint *ep)
 
 		if (!ops[i]->armed)
 			continue;
-		sqe = io_uring_get_sqe(&w->ring);
-		if (!sqe && io_uring_submit(&w->ring) >= 0) {
-			w->pending_sqes = 0;
-			sqe = io_uring_get_sqe(&w->ring);
-		}
+		sqe = vfr_rt_get_sqe(w);
 		if (!sqe)
 			return false;
 		io_uring_prep_cancel(sqe, ops[i], 0);

@@ -318,6 +318,17 @@ written:
 
 /* ---- the pass ---------------------------------------------------------- */
 
+struct io_uring_sqe *vfr_rt_get_sqe(struct vfurt_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe && io_uring_submit(&w->ring) >= 0) {
+		w->pending_sqes = 0;
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
 /*
  * Keep a read armed on the wake eventfd: without it an adaptive worker
  * could never be woken again. With no SQE free, submit what is queued and
@@ -330,11 +341,7 @@ static void arm_wake(struct vfurt_worker *w)
 
 	if (!w->wake_rearm || w->wake_op.armed || !w->ring_ok || atomic_load(&w->stop))
 		return;
-	sqe = io_uring_get_sqe(&w->ring);
-	if (!sqe && io_uring_submit(&w->ring) >= 0) {
-		w->pending_sqes = 0;
-		sqe = io_uring_get_sqe(&w->ring);
-	}
+	sqe = vfr_rt_get_sqe(w);
 	if (!sqe)
 		return;
 	io_uring_prep_read(sqe, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf), 0);

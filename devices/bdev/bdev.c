@@ -26,7 +26,9 @@
 struct vfurt_bdev {
 	char name[NAME_MAX_LEN];
 	uint32_t block_size;
-	uint64_t num_blocks;
+	/* changed by vfurt_bdev_resize while channels may live on other threads
+	 * (idle, but vfurt_bdev_num_blocks may be called from any thread) */
+	_Atomic uint64_t num_blocks;
 	uint32_t caps;
 	uint32_t buf_align;
 	struct vfurt_bdev_ops ops;
@@ -97,7 +99,7 @@ struct vfurt_bdev *vfurt_bdev_create(const struct vfurt_bdev_opts *opts,
 	}
 	snprintf(bdev->name, sizeof(bdev->name), "%s", o.name != NULL ? o.name : "bdev");
 	bdev->block_size = o.block_size;
-	bdev->num_blocks = o.num_blocks;
+	atomic_init(&bdev->num_blocks, o.num_blocks);
 	bdev->caps = o.caps;
 	bdev->buf_align = o.buf_align > 1 ? o.buf_align : 1;
 	bdev->ctx = ctx;
@@ -127,7 +129,7 @@ uint32_t vfurt_bdev_block_size(const struct vfurt_bdev *bdev)
 
 uint64_t vfurt_bdev_num_blocks(const struct vfurt_bdev *bdev)
 {
-	return bdev->num_blocks;
+	return atomic_load_explicit(&bdev->num_blocks, memory_order_relaxed);
 }
 
 uint32_t vfurt_bdev_caps(const struct vfurt_bdev *bdev)
@@ -295,6 +297,7 @@ void vfurt_bdev_channel_destroy(struct vfurt_bdev_channel *ch)
 static int validate(const struct vfurt_bdev *bdev, const struct vfurt_bdev_io *io)
 {
 	uint64_t want, sum = 0;
+	uint64_t nb = atomic_load_explicit(&bdev->num_blocks, memory_order_relaxed);
 	int i;
 
 	if (io->cb == NULL)
@@ -316,8 +319,8 @@ static int validate(const struct vfurt_bdev *bdev, const struct vfurt_bdev_io *i
 	default:
 		return -EINVAL;
 	}
-	if (io->num_blocks == 0 || io->offset_blocks >= bdev->num_blocks ||
-	    io->num_blocks > bdev->num_blocks - io->offset_blocks)
+	if (io->num_blocks == 0 || io->offset_blocks >= nb ||
+	    io->num_blocks > nb - io->offset_blocks)
 		return -EINVAL;
 	if (io->op != VFURT_BDEV_READ && io->op != VFURT_BDEV_WRITE)
 		return 0;
@@ -486,9 +489,25 @@ struct vfurt_bdev *vfurt_bdev_spec_create(const struct vfurt_bdev_spec_opts *opt
 	return bdev;
 }
 
+/*
+ * The backend first, then the geometry: a backend that fails leaves the
+ * size as it was. The store is relaxed: the caller's channels are idle and
+ * the handoff that makes them busy again (an NVMe controller adding its
+ * queue pollers back) orders it before their next submit.
+ */
 int vfurt_bdev_resize(struct vfurt_bdev *bdev, uint64_t num_blocks)
 {
-	(void)bdev;
-	(void)num_blocks;
-	return -ENOTSUP; /* placeholder: backends' resize comes with issue 13 */
+	int rc;
+
+	if (bdev == NULL || num_blocks == 0 || num_blocks > UINT64_MAX / bdev->block_size)
+		return -EINVAL;
+	/* a backend built before resize existed has ops_size BDEV_OPS_V1:
+	 * vfurt_abi_copy_in left its resize NULL */
+	if (bdev->ops.resize == NULL)
+		return -ENOTSUP;
+	rc = bdev->ops.resize(bdev->ctx, num_blocks);
+	if (rc < 0)
+		return rc;
+	atomic_store_explicit(&bdev->num_blocks, num_blocks, memory_order_relaxed);
+	return 0;
 }

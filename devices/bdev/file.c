@@ -385,6 +385,33 @@ static void file_destroy(void *ctx)
 	free(fb);
 }
 
+/*
+ * The file becomes exactly num_blocks blocks long, larger or smaller, so
+ * that what a shrink cut off reads as zeroes when a grow brings the blocks
+ * back. A block device has the size it has: -ENOTSUP. No request is
+ * outstanding (the generic layer's contract), so no write races the cut.
+ */
+static int file_resize(void *ctx, uint64_t num_blocks)
+{
+	struct file_bdev *fb = ctx;
+	struct stat st;
+
+	if (num_blocks > (uint64_t)INT64_MAX / fb->block_size)
+		return -EFBIG;
+	if (fstat(fb->fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -ENOTSUP;
+	if (ftruncate(fb->fd, (off_t)(num_blocks * fb->block_size)) < 0) {
+		int e = errno;
+
+		vfurt_logf(&fb->log, VFURT_LOG_ERR, "bdev file: resize to %llu blocks: %s",
+			   (unsigned long long)num_blocks, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 static int open_file(const struct vfurt_bdev_file_opts *o, const struct vfurt_log *log,
 		     bool *direct)
 {
@@ -475,6 +502,7 @@ struct vfurt_bdev *vfurt_bdev_file_create(const struct vfurt_bdev_file_opts *opt
 		.submit = file_submit,
 		.poll = file_poll,
 		.destroy = file_destroy,
+		.resize = file_resize,
 	};
 	struct vfurt_bdev_file_opts o;
 	struct vfurt_bdev_opts bo = { .opts_size = sizeof(bo) };

@@ -14,11 +14,20 @@ static int null_submit(void *chan_ctx, struct vfurt_bdev_req *req, const struct 
 	return 0;
 }
 
+/* Nothing is stored: the new geometry is all there is to a resize. */
+static int null_resize(void *ctx, uint64_t num_blocks)
+{
+	(void)ctx;
+	(void)num_blocks;
+	return 0;
+}
+
 struct vfurt_bdev *vfurt_bdev_null_create(const struct vfurt_bdev_null_opts *opts)
 {
 	static const struct vfurt_bdev_ops ops = {
 		.ops_size = sizeof(ops),
 		.submit = null_submit,
+		.resize = null_resize,
 	};
 	struct vfurt_bdev_null_opts no;
 	struct vfurt_bdev_opts o = {

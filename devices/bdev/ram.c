@@ -23,6 +23,7 @@ struct ram_bdev {
 	size_t map_len;      /* bytes mapped at mem: size rounded up to pages */
 	uint32_t block_size;
 	size_t page_size;
+	size_t hp;           /* huge page size mem is aligned to, 0 = small pages */
 	size_t release_unit; /* DEALLOCATE returns whole units: huge pages if used */
 	size_t seg;          /* a step's span: max(release_unit, RAM_SEG_MIN), a power of two */
 	size_t nr_units;
@@ -151,6 +152,8 @@ static bool populate(struct ram_bdev *rb)
  * a large one advances a step at a time while small ones behind it finish.
  */
 #define RAM_POLL_BUDGET (1u << 20)
+/* Largest device (creation and resize): half the address space. */
+#define RAM_MAX_BYTES (SIZE_MAX / 2)
 #define RAM_SEG_MIN (256u << 10)
 /* Bookkeeping of one step (completion, callback, CQE) in bytes of work. */
 #define RAM_STEP_COST 1024u
@@ -389,6 +392,82 @@ static void ram_destroy(void *ctx)
 	free(rb);
 }
 
+/*
+ * Move the device's contents into a fresh mapping of new_len bytes (the
+ * caller's new map_len, larger than the old one), aligned as at creation.
+ * The pages themselves move (mremap), so a grow costs neither a copy nor a
+ * second copy's worth of memory; only when the old range is no longer one
+ * mapping (a previous grow left two) are the resident units copied, the
+ * cold ones left to read as zero. Returns the new address or MAP_FAILED.
+ */
+static unsigned char *ram_move(struct ram_bdev *rb, size_t new_len)
+{
+	unsigned char *p = map_aligned(new_len, rb->hp);
+
+	if (p == MAP_FAILED)
+		return MAP_FAILED;
+	if (rb->hp)
+		(void)madvise(p, new_len, MADV_HUGEPAGE); /* worked at creation */
+	if (mremap(rb->mem, rb->map_len, rb->map_len, MREMAP_MAYMOVE | MREMAP_FIXED, p) == p)
+		return p;
+	for (size_t u = 0; u < rb->nr_units; u++) {
+		size_t off = u * rb->release_unit;
+		size_t n = rb->size - off < rb->release_unit ? rb->size - off : rb->release_unit;
+
+		if (!unit_cold(rb, u))
+			memcpy(p + off, rb->mem + off, n);
+	}
+	munmap(rb->mem, rb->map_len);
+	return p;
+}
+
+/*
+ * Resize with no request outstanding (the generic layer's contract), so
+ * nothing reads mem or cold meanwhile. Invariant kept for a later grow:
+ * the bytes of the mapping past the device's end are zero, so blocks that
+ * come back read as zeroes (new ones are fresh anonymous memory, cold:
+ * they are not populated, a grow takes no time in proportion to its size).
+ */
+static int ram_resize(void *ctx, uint64_t num_blocks)
+{
+	struct ram_bdev *rb = ctx;
+	size_t new_size, new_len, new_units;
+	_Atomic uint64_t *cold;
+	unsigned char *mem = rb->mem;
+
+	if (num_blocks > RAM_MAX_BYTES / rb->block_size)
+		return -EINVAL; /* as vfurt_bdev_ram_create bounds it */
+	new_size = (size_t)num_blocks * rb->block_size;
+	new_len = (new_size + rb->page_size - 1) & ~(rb->page_size - 1);
+	new_units = (new_size + rb->release_unit - 1) / rb->release_unit;
+	cold = calloc((new_units + 63) / 64, sizeof(*cold));
+	if (cold == NULL)
+		return -ENOMEM;
+	for (size_t u = 0; u < new_units; u++)
+		if (u >= rb->nr_units || unit_cold(rb, u))
+			atomic_fetch_or_explicit(&cold[u / 64], 1ull << (u % 64),
+						 memory_order_relaxed);
+	if (new_len > rb->map_len) {
+		mem = ram_move(rb, new_len);
+		if (mem == MAP_FAILED) {
+			free(cold);
+			return -ENOMEM;
+		}
+	} else if (new_size < rb->size) {
+		/* the tail of the last page stays mapped: zero it (see above) */
+		memset(mem + new_size, 0, new_len - new_size);
+		if (new_len < rb->map_len)
+			munmap(mem + new_len, rb->map_len - new_len);
+	}
+	free(rb->cold);
+	rb->cold = cold;
+	rb->mem = mem;
+	rb->size = new_size;
+	rb->map_len = new_len;
+	rb->nr_units = new_units;
+	return 0;
+}
+
 struct vfurt_bdev *vfurt_bdev_ram_create(const struct vfurt_bdev_ram_opts *opts)
 {
 	static const struct vfurt_bdev_ops ops = {
@@ -399,6 +478,7 @@ struct vfurt_bdev *vfurt_bdev_ram_create(const struct vfurt_bdev_ram_opts *opts)
 		.submit = ram_submit,
 		.poll = ram_poll,
 		.destroy = ram_destroy,
+		.resize = ram_resize,
 	};
 	struct vfurt_bdev_opts o = {
 		.opts_size = sizeof(o),
@@ -420,7 +500,7 @@ struct vfurt_bdev *vfurt_bdev_ram_create(const struct vfurt_bdev_ram_opts *opts)
 	block_size = ro.block_size != 0 ? ro.block_size : 512;
 	size_bytes = ro.size_bytes;
 	if ((block_size != 512 && block_size != 4096) || size_bytes == 0 ||
-	    size_bytes % block_size != 0 || size_bytes > SIZE_MAX / 2) {
+	    size_bytes % block_size != 0 || size_bytes > RAM_MAX_BYTES) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -448,6 +528,7 @@ struct vfurt_bdev *vfurt_bdev_ram_create(const struct vfurt_bdev_ram_opts *opts)
 	/* EINVAL: a kernel without THP; small pages then */
 	if (hp && madvise(rb->mem, rb->map_len, MADV_HUGEPAGE) != 0)
 		hp = 0;
+	rb->hp = hp;
 	rb->release_unit = hp ? hp : rb->page_size;
 	rb->seg = rb->release_unit > RAM_SEG_MIN ? rb->release_unit : RAM_SEG_MIN;
 	rb->nr_units = (rb->size + rb->release_unit - 1) / rb->release_unit;

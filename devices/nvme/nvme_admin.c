@@ -111,7 +111,9 @@ static void id_ctrl(const struct nvme_ctrl *c, uint8_t *b)
 	put16(b, 268, 0x175);             /* CCTEMP 373 K */
 	b[512] = 0x66;                    /* SQES */
 	b[513] = 0x44;                    /* CQES */
-	put32(b, 516, c->nr_ns);          /* NN */
+	/* NN: every nsid a namespace may be added at (vfurt_nvme_ns_add), not
+	 * only the active ones: a host checks new nsids against it */
+	put32(b, 516, VFURT_NVME_MAX_NS);
 	put16(b, 520, c->oncs);
 	b[525] = c->vwc ? 0x7 : 0;        /* VWC present, flush of all namespaces */
 	put32(b, 536, 1);                 /* SGLS: supported, byte aligned */
@@ -122,10 +124,8 @@ static void id_ctrl(const struct nvme_ctrl *c, uint8_t *b)
 	put16(b, 2048, 2500);             /* PSD0: 25 W */
 }
 
-static void id_ns(const struct nvme_ctrl *c, uint32_t nsid, uint8_t *b)
+static void id_ns(const struct nvme_ns *ns, uint8_t *b)
 {
-	const struct nvme_ns *ns = &c->ns[nsid - 1];
-
 	put64(b, 0, ns->nsze);
 	put64(b, 8, ns->nsze);
 	put64(b, 16, ns->nsze);
@@ -144,6 +144,8 @@ static uint16_t identify(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	uint32_t cns = cmd->cdw10 & 0xffu;
 	uint32_t csi = cmd->cdw11 >> 24;
 	uint32_t nsid = cmd->nsid;
+	const struct nvme_ns *ns = nvme_ns_active(c, nsid);
+	bool valid = nsid != 0 && nsid <= VFURT_NVME_MAX_NS; /* 1..NN, active or not */
 	size_t off = 0;
 
 	memset(b, 0, sizeof(b));
@@ -151,9 +153,12 @@ static uint16_t identify(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 	case 0x00:
 		if (nsid == 0xffffffffu)
 			break; /* capabilities common to all: nothing to report */
-		if (nsid == 0 || nsid > c->nr_ns)
+		if (!valid)
 			return SC_INVALID_NS;
-		id_ns(c, nsid, b);
+		/* an inactive nsid reads as zeroes (NSZE 0): how a host that
+		 * revalidates a removed namespace learns it is gone */
+		if (ns)
+			id_ns(ns, b);
 		break;
 	case 0x01:
 		id_ctrl(c, b);
@@ -164,24 +169,25 @@ static uint16_t identify(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 			return SC_INVALID_FIELD;
 		if (nsid >= 0xfffffffeu)
 			return SC_INVALID_NS;
-		for (uint32_t i = nsid + 1, k = 0; i <= c->nr_ns; i++, k++)
-			put32(b, k * 4u, i);
+		for (uint32_t i = nsid + 1, k = 0; i <= c->ns_end; i++)
+			if (nvme_ns_active(c, i))
+				put32(b, 4u * k++, i);
 		break;
 	case 0x03:
 		/* the same values as Identify Namespace (Linux compares them) */
-		if (nsid == 0 || nsid > c->nr_ns)
+		if (!ns)
 			return SC_INVALID_NS;
 		b[off] = 0x02; /* NGUID */
 		b[off + 1] = 16;
-		memcpy(b + off + 4, c->ns[nsid - 1].nguid, 16);
+		memcpy(b + off + 4, ns->nguid, 16);
 		off += 20;
 		b[off] = 0x01; /* EUI-64 */
 		b[off + 1] = 8;
-		memcpy(b + off + 4, c->ns[nsid - 1].eui64, 8);
+		memcpy(b + off + 4, ns->eui64, 8);
 		off += 12;
 		b[off] = 0x03; /* UUID */
 		b[off + 1] = 16;
-		memcpy(b + off + 4, c->ns[nsid - 1].uuid, 16);
+		memcpy(b + off + 4, ns->uuid, 16);
 		off += 20;
 		b[off] = 0x04; /* CSI: NVM */
 		b[off + 1] = 1;
@@ -190,7 +196,7 @@ static uint16_t identify(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 		/* NVM command set specific namespace data: nothing beyond zeroes */
 		if (csi != 0)
 			return SC_INVALID_FIELD;
-		if (nsid == 0 || nsid > c->nr_ns)
+		if (!valid)
 			return SC_INVALID_NS;
 		break;
 	case 0x06:
@@ -203,9 +209,10 @@ static uint16_t identify(struct nvme_ctrl *c, const struct nvme_sqe *cmd)
 			b[1] = c->wzsl;
 		break;
 	case 0x08:
-		if (nsid == 0 || nsid > c->nr_ns)
+		if (!valid)
 			return SC_INVALID_NS;
-		b[13] = 1; /* NSTAT: ready */
+		if (ns)
+			b[13] = 1; /* NSTAT: ready; inactive: zeroes */
 		break;
 	default:
 		return SC_INVALID_FIELD;
@@ -460,7 +467,7 @@ static bool temp_sel_ok(uint32_t v, bool set)
 /* Error Recovery takes NSID 0 (SPDK asks so), FFFFFFFFh or an active one. */
 static uint16_t err_rec_nsid(const struct nvme_ctrl *c, uint32_t nsid)
 {
-	if (nsid == 0 || nsid == NSID_ALL || nsid <= c->nr_ns)
+	if (nsid == 0 || nsid == NSID_ALL || nvme_ns_active(c, nsid))
 		return SC_SUCCESS;
 	return SC_INVALID_NS;
 }

@@ -249,8 +249,8 @@ static void nvme_destroy_op(struct vfurt_dev *dev, void *arg)
 
 	vfr_nvme_ctrl_reset(c, true);
 	vfurt_dev_queue_remove(dev, &c->ctrl_q);
-	if (c->own_bdevs)
-		for (uint32_t i = 0; i < c->nr_ns; i++)
+	for (uint32_t i = 0; i < VFURT_NVME_MAX_NS; i++)
+		if (c->ns[i].owned)
 			vfurt_bdev_destroy(c->ns[i].bdev);
 	if (c->db)
 		munmap(c->db, NVME_DB_SIZE);
@@ -369,13 +369,26 @@ static void copy_str(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
+void vfr_nvme_ns_setup(struct nvme_ctrl *c, uint32_t nsid, struct vfurt_bdev *bdev, bool owned)
+{
+	struct nvme_ns *ns = &c->ns[nsid - 1];
+
+	memset(ns, 0, sizeof(*ns));
+	ns->bdev = bdev;
+	ns->owned = owned;
+	ns->lba_shift = vfurt_bdev_block_size(bdev) == 512 ? 9 : 12;
+	ns->nsze = vfurt_bdev_num_blocks(bdev);
+	ns->caps = vfurt_bdev_caps(bdev);
+	ns->write_through = (ns->caps & VFURT_BDEV_CAP_FLUSH) && !c->vwc;
+	make_ns_ids(c->serial, nsid, ns);
+}
+
 static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 {
 	bool all_dealloc = true, all_wz = true;
 	uint32_t min_shift = 12;
 
 	for (uint32_t i = 0; i < o->nr_ns; i++) {
-		struct nvme_ns *ns = &c->ns[i];
 		uint32_t bs;
 
 		if (!o->ns[i])
@@ -383,20 +396,21 @@ static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 		bs = vfurt_bdev_block_size(o->ns[i]);
 		if (bs != 512 && bs != 4096)
 			return -EINVAL;
-		ns->bdev = o->ns[i];
-		ns->lba_shift = bs == 512 ? 9 : 12;
-		if (ns->lba_shift < min_shift)
-			min_shift = ns->lba_shift;
-		ns->nsze = vfurt_bdev_num_blocks(o->ns[i]);
-		ns->caps = vfurt_bdev_caps(o->ns[i]);
-		make_ns_ids(c->serial, i + 1, ns);
-		if (!(ns->caps & VFURT_BDEV_CAP_DEALLOCATE))
+		if (bs == 512)
+			min_shift = 9;
+		if (!(vfurt_bdev_caps(o->ns[i]) & VFURT_BDEV_CAP_DEALLOCATE))
 			all_dealloc = false;
-		if (!(ns->caps & VFURT_BDEV_CAP_WRITE_ZEROES))
+		if (!(vfurt_bdev_caps(o->ns[i]) & VFURT_BDEV_CAP_WRITE_ZEROES))
 			all_wz = false;
-		if (ns->caps & VFURT_BDEV_CAP_FLUSH)
+		if (vfurt_bdev_caps(o->ns[i]) & VFURT_BDEV_CAP_FLUSH)
 			c->vwc = true;
 	}
+	/* after c->vwc: a namespace given at creation is never write-through */
+	for (uint32_t i = 0; i < o->nr_ns; i++)
+		vfr_nvme_ns_setup(c, i + 1, o->ns[i], o->own_bdevs);
+	c->nr_ns = o->nr_ns;
+	c->ns_end = o->nr_ns;
+	c->min_lba_shift = min_shift;
 	c->oncs = (uint16_t)((all_dealloc ? 1u << 2 : 0u) | (all_wz ? 1u << 3 : 0u));
 	/* 65536 blocks of the smallest size, in 4 KiB pages: 2^(16 + shift - 12) */
 	c->wzsl = (uint8_t)(16u + min_shift - 12u);
@@ -548,8 +562,6 @@ struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts)
 	copy_str(c->model, sizeof(c->model), o.model ? o.model : "vfu-rt NVMe");
 	c->max_ioq = o.max_io_queues;
 	c->mqes = o.max_queue_entries - 1;
-	c->nr_ns = o.nr_ns;
-	c->own_bdevs = o.own_bdevs;
 	err = init_ns(c, &o);
 	if (err)
 		goto err_free;
@@ -576,7 +588,8 @@ struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *opts)
 	return c->dev;
 
 err_destroy_dev:
-	c->own_bdevs = false; /* on failure the caller keeps its bdevs */
+	for (uint32_t i = 0; i < VFURT_NVME_MAX_NS; i++)
+		c->ns[i].owned = false; /* on failure the caller keeps its bdevs */
 	vfurt_dev_destroy(c->dev);
 	errno = -err;
 	return NULL;
@@ -585,36 +598,4 @@ err_free:
 	free(c);
 	errno = -err;
 	return NULL;
-}
-
-/* placeholders: namespace management comes with issue 13 */
-int vfurt_nvme_ns_add(struct vfurt_dev *dev, uint32_t nsid, struct vfurt_bdev *bdev)
-{
-	(void)dev;
-	(void)nsid;
-	(void)bdev;
-	return -ENOTSUP;
-}
-
-int vfurt_nvme_ns_remove(struct vfurt_dev *dev, uint32_t nsid)
-{
-	(void)dev;
-	(void)nsid;
-	return -ENOTSUP;
-}
-
-int vfurt_nvme_ns_resize(struct vfurt_dev *dev, uint32_t nsid, uint64_t num_blocks)
-{
-	(void)dev;
-	(void)nsid;
-	(void)num_blocks;
-	return -ENOTSUP;
-}
-
-int vfurt_nvme_ns_list(struct vfurt_dev *dev, struct vfurt_nvme_ns_info *out, uint32_t max)
-{
-	(void)dev;
-	(void)out;
-	(void)max;
-	return -ENOTSUP;
 }

@@ -283,8 +283,15 @@ struct nvme_cq {
 
 /* ---- the controller -------------------------------------------------- */
 
+/* Namespace nsid is ns[nsid - 1], active while bdev is set (sparse: see
+ * nvme_ns.c). The I/O pollers read it; it changes only while they are
+ * paused. */
 struct nvme_ns {
-	struct vfurt_bdev *bdev;
+	struct vfurt_bdev *bdev; /* NULL: nsid not active */
+	bool owned;              /* destroyed with the controller or at removal */
+	/* a volatile cache the controller does not advertise (VWC clear, since
+	 * it was added live): every write is followed by a flush, as FUA */
+	bool write_through;
 	uint32_t lba_shift;
 	uint64_t nsze;
 	uint32_t caps;
@@ -312,8 +319,9 @@ struct nvme_ctrl {
 	char model[41];
 	uint32_t max_ioq;
 	uint32_t mqes;        /* 0-based */
-	uint32_t nr_ns;
-	bool own_bdevs;
+	uint32_t nr_ns;       /* active namespaces */
+	uint32_t ns_end;      /* highest active nsid (0: none): loops stop there */
+	uint32_t min_lba_shift; /* smallest LBA size at creation: WZSL was derived from it */
 	struct nvme_ns ns[VFURT_NVME_MAX_NS];
 	uint16_t oncs;
 	uint8_t wzsl; /* Write Zeroes size limit, 2^wzsl pages (see NVME_MDTS) */
@@ -392,6 +400,14 @@ static inline uint64_t nvme_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Active namespace nsid, or NULL (nsid 0, out of range or not active). */
+static inline const struct nvme_ns *nvme_ns_active(const struct nvme_ctrl *c, uint32_t nsid)
+{
+	if (nsid == 0 || nsid > VFURT_NVME_MAX_NS || !c->ns[nsid - 1].bdev)
+		return NULL;
+	return &c->ns[nsid - 1];
+}
+
 /* ---- nvme_regs.c ----------------------------------------------------- */
 
 ssize_t vfr_nvme_bar0_access(struct vfurt_dev *dev, void *arg, void *buf, size_t count,
@@ -401,6 +417,10 @@ ssize_t vfr_nvme_bar0_access(struct vfurt_dev *dev, void *arg, void *buf, size_t
 void vfr_nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on);
 
 /* ---- nvme_ctrl.c ----------------------------------------------------- */
+
+/* Fill ns[nsid - 1] for bdev (block size checked by the caller): geometry,
+ * capabilities, identifiers. Does not count it in nr_ns / ns_end. */
+void vfr_nvme_ns_setup(struct nvme_ctrl *c, uint32_t nsid, struct vfurt_bdev *bdev, bool owned);
 
 /* Start polling an I/O CQ (with its arm callback). 0 or -ENOMEM. */
 int vfr_nvme_cq_start(struct nvme_ctrl *c, struct nvme_cq *cq);

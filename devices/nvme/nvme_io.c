@@ -132,6 +132,8 @@ static bool submit_subs(struct nvme_cq *cq, struct nvme_req *r)
 		case OPC_FLUSH:
 			if (cmd->nsid == NSID_ALL)
 				nsidx = r->next_sub;
+			if (!c->ns[nsidx].bdev)
+				continue; /* a free nsid below ns_end */
 			io.op = VFURT_BDEV_FLUSH;
 			break;
 		case OPC_READ:
@@ -206,11 +208,6 @@ out:
 	return true;
 }
 
-static uint16_t check_ns(const struct nvme_ctrl *c, uint32_t nsid)
-{
-	return nsid == 0 || nsid > c->nr_ns ? SC_INVALID_NS : SC_SUCCESS;
-}
-
 /* Validate a fetched command and set up its sub-requests. *cost: its share
  * of the SQ's per-pass budget (NVME_SQ_PASS_BYTES), set first. */
 static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r, uint64_t *cost)
@@ -224,13 +221,12 @@ static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r, uint64_t *cost)
 	if (cmd->flags & 0x3u)
 		return SC_INVALID_FIELD; /* fused operations are not supported */
 	if (cmd->opc == OPC_FLUSH && cmd->nsid == NSID_ALL) {
-		r->nr_sub = c->nr_ns;
+		r->nr_sub = c->ns_end; /* one per active namespace (submit_subs) */
 		return SC_SUCCESS;
 	}
-	st = check_ns(c, cmd->nsid);
-	if (st)
-		return st;
-	ns = &c->ns[cmd->nsid - 1];
+	ns = nvme_ns_active(c, cmd->nsid);
+	if (!ns)
+		return SC_INVALID_NS;
 	switch (cmd->opc) {
 	case OPC_FLUSH:
 		r->nr_sub = 1;
@@ -258,9 +254,11 @@ static uint16_t prepare(struct nvme_ctrl *c, struct nvme_req *r, uint64_t *cost)
 			atomic_fetch_add_explicit(&c->units_written, len >> 9, memory_order_relaxed);
 		}
 		r->nr_sub = 1;
-		/* FUA (CDW12 bit 30) matters only when writes can sit in a cache */
-		r->fua = cmd->opc == OPC_WRITE && (cmd->cdw12 & (1u << 30)) &&
-			 __atomic_load_n(&c->vwc_enabled, __ATOMIC_RELAXED);
+		/* FUA (CDW12 bit 30) matters only when writes can sit in a cache;
+		 * a write-through namespace flushes after every write */
+		r->fua = cmd->opc == OPC_WRITE &&
+			 (ns->write_through || ((cmd->cdw12 & (1u << 30)) &&
+						__atomic_load_n(&c->vwc_enabled, __ATOMIC_RELAXED)));
 		return SC_SUCCESS;
 	case OPC_WRITE_ZEROES:
 		if (!(c->oncs & (1u << 3)))
@@ -333,7 +331,7 @@ bool vfr_nvme_io_pass(struct nvme_cq *cq, bool fetch)
 	bool busy = false;
 
 	vfr_nvme_cq_begin(cq);
-	for (uint32_t i = 0; i < c->nr_ns; i++)
+	for (uint32_t i = 0; i < c->ns_end; i++)
 		if (cq->ch[i] && vfurt_bdev_channel_poll(cq->ch[i], 0) > 0)
 			busy = true;
 

@@ -155,9 +155,14 @@ VFURT_EXPORT void vfurt_bdev_destroy(struct vfurt_bdev *bdev);
  * its queues). Returns 0, -EINVAL (bdev NULL, num_blocks 0 or its byte size
  * overflowing), -ENOTSUP (the backend cannot resize) or the backend's error
  * (the size is unchanged then). Thread: any, with the channels idle.
+ * The built-in backends: ram keeps the data below the new end, and blocks
+ * past the old end read as zeroes (not populated: allocated when written;
+ * -EINVAL beyond what creation accepts, -ENOMEM); file truncates or
+ * extends the file to exactly the new size (what a shrink cut off reads as
+ * zeroes when a grow brings it back; -ENOTSUP for a block device, -EFBIG,
+ * or ftruncate's errno); null changes the geometry only.
  */
 VFURT_EXPORT int vfurt_bdev_resize(struct vfurt_bdev *bdev, uint64_t num_blocks);
-
 
 /* Geometry and identity. Thread: any. The name stays owned by the bdev. */
 VFURT_EXPORT const char *vfurt_bdev_name(const struct vfurt_bdev *bdev);

@@ -47,7 +47,7 @@ struct vfurt_nvme_opts {
 	uint32_t max_io_queues;      /* I/O queue pairs offered (1..64, default 4) */
 	uint32_t max_queue_entries;  /* CAP.MQES + 1 (2..4096, default 1024) */
 	struct vfurt_bdev **ns;      /* namespace i+1 is ns[i] */
-	uint32_t nr_ns;              /* 1..VFURT_NVME_MAX_NS */
+	uint32_t nr_ns;              /* 1..VFURT_NVME_MAX_NS (more: vfurt_nvme_ns_add) */
 	/* destroy the bdevs with the device (a failed create leaves them to the caller) */
 	bool own_bdevs;
 	/*
@@ -83,44 +83,61 @@ VFURT_EXPORT struct vfurt_dev *vfurt_nvme_create(const struct vfurt_nvme_opts *o
 
 /*
  * These change a controller while a guest uses it, as a real controller's
- * namespace management does: the namespace list changes, the nsid is put in
- * the Changed Namespace List log page (04h) and a Namespace Attribute
- * Changed asynchronous event is completed (when the host enabled it in
- * Asynchronous Event Configuration and has an AER outstanding; else it is
- * delivered at the host's next AER), so a Linux guest rescans by itself.
+ * namespace management does. Namespaces are nsids 1..VFURT_NVME_MAX_NS
+ * (Identify Controller NN), each active or not; an inactive one identifies
+ * as zeroes and its I/O fails with Invalid Namespace or Format. A change
+ * puts the nsid in the Changed Namespace List log page (04h) and raises a
+ * Namespace Attribute Changed asynchronous event if the host enabled those
+ * (Asynchronous Event Configuration bit 8; a change made while they are
+ * disabled is only in the log page, it is not notified later). The event
+ * completes an outstanding AER, or the host's next one, so a Linux guest
+ * rescans by itself (docs/nvme.md, "Namespace management").
  * Each runs on the controller's home thread (vfurt_dev_call) and returns
  * when done; the I/O queues are paused only around the change, with their
- * commands in flight completed first. Thread: any.
+ * commands in flight completed first (resize, remove), which blocks that
+ * thread for as long as they take. Thread: any.
  */
 
 /*
  * Attach bdev as namespace nsid (1..VFURT_NVME_MAX_NS, or 0 = the lowest
  * free one). On success the controller owns bdev (destroyed with it or at
- * vfurt_nvme_ns_remove); on failure the caller still does. Returns the nsid
- * (> 0), or -EINVAL (dev not an NVMe controller, bdev NULL, nsid out of
- * range, block size other than 512 or 4096), -EEXIST (nsid in use),
- * -ENOSPC (no free nsid), -ENOMEM.
+ * vfurt_nvme_ns_remove); on failure the caller still does. The host reads
+ * some controller-wide values once, so the bdev must fit them: Write
+ * Zeroes and Deallocate when the controller offers them (ONCS, which it
+ * does when every namespace given at creation had them), and no 512-byte
+ * blocks on a controller created with 4 KiB ones only (its Write Zeroes
+ * size limit). A bdev with a volatile cache (VFURT_BDEV_CAP_FLUSH) on a
+ * controller that advertises none (Identify VWC) is written through: each
+ * write is flushed before it completes. Returns the nsid (> 0), or -EINVAL
+ * (dev not an NVMe controller, bdev NULL, nsid out of range, block size
+ * other than 512 or 4096, a bdev that does not fit, logged), -EEXIST (nsid
+ * in use, or bdev already a namespace of dev), -ENOSPC (no free nsid).
  */
 VFURT_EXPORT int vfurt_nvme_ns_add(struct vfurt_dev *dev, uint32_t nsid, struct vfurt_bdev *bdev);
 
 /*
  * Detach namespace nsid and destroy its bdev once the commands in flight on
- * it completed. Commands for it that arrive afterwards fail with Invalid
- * Namespace or Format. Returns 0, -EINVAL (dev not an NVMe controller, nsid
- * out of range), -ENOENT (no such namespace).
+ * it completed (a bdev given at creation without own_bdevs is left to the
+ * caller instead, free to destroy once this returned). Commands for it that
+ * arrive afterwards fail with Invalid Namespace or Format. Returns 0,
+ * -EINVAL (dev not an NVMe controller, nsid out of range), -ENOENT (no such
+ * namespace).
  */
 VFURT_EXPORT int vfurt_nvme_ns_remove(struct vfurt_dev *dev, uint32_t nsid);
 
 /*
  * Grow or shrink namespace nsid to num_blocks blocks (its bdev's
- * vfurt_bdev_resize). Reads and writes past a shrunk end fail with LBA Out
- * of Range. Returns 0, -EINVAL (dev not an NVMe controller, nsid out of
- * range, num_blocks 0), -ENOENT (no such namespace), -ENOTSUP (the backend
- * cannot resize), or the backend's error (-ENOSPC, -ENOMEM...).
+ * vfurt_bdev_resize, with no command in flight). Identify Namespace
+ * reports the new NSZE; reads and writes past a shrunk end fail with LBA
+ * Out of Range. The same size again changes nothing and tells the host
+ * nothing. Returns 0, -EINVAL (dev not an NVMe controller, nsid out of
+ * range, num_blocks 0 or too large for the backend), -ENOENT (no such
+ * namespace), -ENOTSUP (the backend cannot resize), or the backend's error
+ * (-ENOSPC, -ENOMEM...; the size is unchanged then).
  */
 VFURT_EXPORT int vfurt_nvme_ns_resize(struct vfurt_dev *dev, uint32_t nsid, uint64_t num_blocks);
 
-/* One namespace as vfurt_nvme_ns_get reports it. */
+/* One namespace as vfurt_nvme_ns_list reports it. */
 struct vfurt_nvme_ns_info {
 	size_t info_size;        /* set by the caller: sizeof(struct vfurt_nvme_ns_info) */
 	uint32_t nsid;
@@ -130,10 +147,12 @@ struct vfurt_nvme_ns_info {
 };
 
 /*
- * The namespaces of a controller, in nsid order: fills up to max entries of
- * out (each with info_size set by the caller) and returns how many
+ * The active namespaces of a controller, in nsid order: fills up to max
+ * entries of out (an array of structs of out[0].info_size bytes, which the
+ * caller sets; the other entries get the same) and returns how many
  * namespaces there are (may exceed max), or -EINVAL (dev not an NVMe
- * controller, out NULL with max > 0). Thread: any (via vfurt_dev_call).
+ * controller, out NULL with max > 0, out[0].info_size out of range).
+ * Thread: any (via vfurt_dev_call).
  */
 VFURT_EXPORT int vfurt_nvme_ns_list(struct vfurt_dev *dev, struct vfurt_nvme_ns_info *out,
 				    uint32_t max);

@@ -444,7 +444,51 @@ struct testsrv {
 	struct vfurt_dev *devs[TS_MAX_DEVS];
 	struct testdev *tds[TS_MAX_DEVS]; /* NULL: not a test device */
 	size_t n;
+	/* testsrv_call: one call at a time, run by server_main */
+	pthread_mutex_t call_lock;
+	pthread_cond_t call_done;
+	void (*call_fn)(void *arg);
+	void *call_arg;
+	int call_fd;
 };
+
+/* Run the pending testsrv_call, if any, on the server thread. */
+static void run_call(struct testsrv *ts)
+{
+	uint64_t v;
+
+	if (read(ts->call_fd, &v, sizeof(v)) != sizeof(v))
+		return;
+	pthread_mutex_lock(&ts->call_lock);
+	if (ts->call_fn) {
+		ts->call_fn(ts->call_arg);
+		ts->call_fn = NULL;
+		pthread_cond_broadcast(&ts->call_done);
+	}
+	pthread_mutex_unlock(&ts->call_lock);
+}
+
+void testsrv_call(struct testsrv *ts, void (*fn)(void *arg), void *arg)
+{
+	static pthread_mutex_t one_caller = PTHREAD_MUTEX_INITIALIZER;
+	uint64_t one = 1;
+
+	if (ts->rt) {
+		if (vfurt_dev_call(ts->devs[0], fn, arg))
+			abort();
+		return;
+	}
+	pthread_mutex_lock(&one_caller);
+	pthread_mutex_lock(&ts->call_lock);
+	ts->call_fn = fn;
+	ts->call_arg = arg;
+	if (write(ts->call_fd, &one, sizeof(one)) != sizeof(one))
+		abort();
+	while (ts->call_fn)
+		pthread_cond_wait(&ts->call_done, &ts->call_lock);
+	pthread_mutex_unlock(&ts->call_lock);
+	pthread_mutex_unlock(&one_caller);
+}
 
 /* Complete asynchronous quiesces one loop pass after they were asked for. */
 static void finish_quiesces(struct testsrv *ts)
@@ -462,17 +506,20 @@ static void *server_main(void *arg)
 	struct testsrv *ts = arg;
 
 	for (;;) {
-		struct pollfd pfd[2] = {
+		struct pollfd pfd[3] = {
 			{ .fd = vfurt_server_fd(ts->srv), .events = POLLIN },
 			{ .fd = ts->stop_fd, .events = POLLIN },
+			{ .fd = ts->call_fd, .events = POLLIN },
 		};
 
-		if (poll(pfd, 2, 10) < 0 && errno != EINTR)
+		if (poll(pfd, 3, 10) < 0 && errno != EINTR)
 			break;
 		if (pfd[1].revents)
 			break;
 		vfurt_server_run_once(ts->srv, 0);
 		finish_quiesces(ts);
+		if (pfd[2].revents)
+			run_call(ts);
 	}
 	return NULL;
 }
@@ -498,8 +545,11 @@ struct testsrv *testsrv_start(struct vfurt_dev **devs, size_t n,
 	}
 	ts->srv = vfurt_server_create(&so);
 	ts->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (!ts->srv || ts->stop_fd < 0)
+	ts->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!ts->srv || ts->stop_fd < 0 || ts->call_fd < 0)
 		abort();
+	pthread_mutex_init(&ts->call_lock, NULL);
+	pthread_cond_init(&ts->call_done, NULL);
 	for (size_t i = 0; i < n; i++) {
 		snprintf(ts->paths[i], sizeof(ts->paths[i]), "%s/dev%zu.sock", ts->dir, i);
 		if (vfurt_server_add_device(ts->srv, devs[i], ts->paths[i], 0600))
@@ -587,6 +637,9 @@ void testsrv_stop(struct testsrv *ts)
 	pthread_join(ts->thread, NULL);
 	vfurt_server_destroy(ts->srv);
 	close(ts->stop_fd);
+	close(ts->call_fd);
+	pthread_mutex_destroy(&ts->call_lock);
+	pthread_cond_destroy(&ts->call_done);
 	rmdir(ts->dir);
 	free(ts);
 }

@@ -110,6 +110,14 @@ struct testsrv *testsrv_start_rt_opts(struct vfurt_dev **devs, size_t n,
 /* The runtime of a testsrv_start_rt server (NULL for the plain server). */
 struct vfurt_runtime *testsrv_runtime(const struct testsrv *ts);
 
+/*
+ * Run fn(arg) on the thread that serves the devices and wait for it: the
+ * caller-driven server's thread, between two of its passes (that thread is
+ * every device's home, so vfurt_dev_call inside fn runs at once); with a
+ * runtime, vfurt_dev_call on device 0. Not from the serving thread itself.
+ */
+void testsrv_call(struct testsrv *ts, void (*fn)(void *arg), void *arg);
+
 /* Stop the thread, destroy the server (and devices), remove the directory. */
 void testsrv_stop(struct testsrv *ts);
 

@@ -616,7 +616,7 @@ static void test_server_destroy_with_client(void **state)
 	/* the server's fds (listeners, epoll, device memfds, eventfds) are gone */
 	/* per test device: memfd, 2 ioeventfds, 2 ioregionfd socket ends, and
 	 * the server's own dups of the 2 it watches, in its epoll set */
-	before_server = x->base_fds - 2 /* listen */ - 2 /* epoll, stop */ - 2 * (5 + 2);
+	before_server = x->base_fds - 2 /* listen */ - 3 /* epoll, stop, call */ - 2 * (5 + 2);
 	assert_int_equal(test_count_fds(), before_server);
 	x->base_fds = before_server;
 }

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include <vfurt/nvme.h>
+
 #include "common/it_util.h"
 #include "common/nvme_fx.h"
 #include "hostsim/nvme_host.h"
@@ -91,7 +93,7 @@ static void test_identify(void **state)
 	assert_int_equal(id[512], 0x66);                                 /* SQES */
 	assert_int_equal(id[513], 0x44);                                 /* CQES */
 	memcpy(&nn, id + 516, 4);
-	assert_int_equal(nn, 2);                                         /* NN */
+	assert_int_equal(nn, VFURT_NVME_MAX_NS);  /* NN: nsids one may add at, 2 active */
 
 	for (int i = 0; i < 2; i++) {
 		uint64_t nsze, ncap;
@@ -118,8 +120,12 @@ static void test_identify(void **state)
 	assert_int_equal(list[0], 2);
 	assert_int_equal(list[1], 0);
 
-	/* a namespace that does not exist */
-	assert_int_equal(nh_identify(h, NH_CNS_NS, 3, id), NH_SC_INVALID_NS);
+	/* an inactive nsid (within NN) reads as zeroes; one beyond NN is invalid */
+	memset(id, 0xa5, sizeof(id));
+	assert_int_equal(nh_identify(h, NH_CNS_NS, 3, id), 0);
+	for (size_t i = 0; i < sizeof(id); i++)
+		assert_int_equal(id[i], 0);
+	assert_int_equal(nh_identify(h, NH_CNS_NS, VFURT_NVME_MAX_NS + 1, id), NH_SC_INVALID_NS);
 	/* an unknown CNS */
 	assert_int_equal(nh_identify(h, 0x7f, 0, id), NH_SC_INVALID_FIELD);
 	good_io(h, 1, 1);

@@ -757,6 +757,192 @@ static void test_opts_size(void **state)
 	assert_int_equal(errno, EINVAL);
 }
 
+/* ---- resize ------------------------------------------------------------------ */
+
+/* Write block lba with its pattern, or check that it holds it (or zeroes). */
+static void rz_write(struct vfurt_bdev_channel *ch, uint64_t lba)
+{
+	unsigned char b[512];
+	struct iovec iov = { b, sizeof(b) };
+
+	pattern(b, 512, lba);
+	assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, lba, 1, &iov, 1), 0);
+}
+
+static void rz_check(struct vfurt_bdev_channel *ch, uint64_t lba, bool zero)
+{
+	unsigned char b[512], want[512];
+	struct iovec iov = { b, sizeof(b) };
+
+	memset(b, 0xee, sizeof(b));
+	memset(want, 0, sizeof(want));
+	if (!zero)
+		pattern(want, 512, lba);
+	assert_int_equal(run_io(ch, VFURT_BDEV_READ, lba, 1, &iov, 1), 0);
+	if (memcmp(b, want, sizeof(b)) != 0)
+		fail_msg("lba %llu: %s expected", (unsigned long long)lba, zero ? "zeroes" : "data");
+}
+
+static void rz_out_of_range(struct vfurt_bdev_channel *ch, uint64_t lba)
+{
+	unsigned char b[512];
+	struct iovec iov = { b, sizeof(b) };
+	struct done d = { 0 };
+
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, lba, 1, &iov, 1), -EINVAL);
+}
+
+/*
+ * RAM: grow keeps the data and the new blocks read as zeroes; a shrink cuts
+ * (what it cut reads as zeroes when a grow brings it back, including the
+ * rest of a page the shrink kept mapped); repeated grows (the second one
+ * cannot move one mapping any more and copies) keep the data too. Sizes
+ * cross 2 MiB so that huge pages, where the system has them, are involved.
+ */
+static void test_resize_ram(void **state)
+{
+	const uint64_t mib = 2048; /* blocks of 512 */
+	struct vfurt_bdev *b = vfurt_bdev_ram_create(&(struct vfurt_bdev_ram_opts){
+		.opts_size = sizeof(struct vfurt_bdev_ram_opts), .name = "r", .block_size = 512,
+		.size_bytes = 3 * mib * 512 + 512 });
+	struct vfurt_bdev_channel *ch;
+	const uint64_t lbas[] = { 0, 1, mib - 1, mib, 2 * mib + 5, 3 * mib };
+
+	(void)state;
+	assert_non_null(b);
+	ch = vfurt_bdev_channel_create(b, 4);
+	assert_non_null(ch);
+	for (size_t i = 0; i < sizeof(lbas) / sizeof(lbas[0]); i++)
+		rz_write(ch, lbas[i]);
+
+	/* grow: old data kept, new blocks zero, new end usable */
+	assert_int_equal(vfurt_bdev_resize(b, 7 * mib), 0);
+	assert_int_equal(vfurt_bdev_num_blocks(b), 7 * mib);
+	for (size_t i = 0; i < sizeof(lbas) / sizeof(lbas[0]); i++)
+		rz_check(ch, lbas[i], false);
+	rz_check(ch, 3 * mib + 1, true);
+	rz_check(ch, 7 * mib - 1, true);
+	rz_write(ch, 7 * mib - 1);
+	rz_write(ch, 5 * mib);
+	rz_out_of_range(ch, 7 * mib);
+
+	/* a second grow: the mapping is two by now */
+	assert_int_equal(vfurt_bdev_resize(b, 9 * mib + 3), 0);
+	for (size_t i = 0; i < sizeof(lbas) / sizeof(lbas[0]); i++)
+		rz_check(ch, lbas[i], false);
+	rz_check(ch, 7 * mib - 1, false);
+	rz_check(ch, 5 * mib, false);
+	rz_check(ch, 9 * mib + 2, true);
+
+	/* shrink inside a page, then grow back over it */
+	assert_int_equal(vfurt_bdev_resize(b, mib + 1), 0);
+	assert_int_equal(vfurt_bdev_num_blocks(b), mib + 1);
+	rz_check(ch, mib, false);
+	rz_out_of_range(ch, mib + 1);
+	rz_out_of_range(ch, 2 * mib + 5);
+	assert_int_equal(vfurt_bdev_resize(b, 4 * mib), 0);
+	rz_check(ch, 0, false);
+	rz_check(ch, mib, false);
+	rz_check(ch, mib + 1, true);
+	rz_check(ch, 2 * mib + 5, true);
+	rz_check(ch, 3 * mib, true);
+
+	/* bounds: as creation's, and the size stays as it was */
+	assert_int_equal(vfurt_bdev_resize(b, 0), -EINVAL);
+	assert_int_equal(vfurt_bdev_resize(b, UINT64_MAX / 256), -EINVAL);
+	assert_int_equal(vfurt_bdev_resize(b, (uint64_t)SIZE_MAX / 512), -EINVAL);
+	assert_int_equal(vfurt_bdev_num_blocks(b), 4 * mib);
+	rz_check(ch, mib, false);
+	vfurt_bdev_channel_destroy(ch);
+	vfurt_bdev_destroy(b);
+}
+
+/* Null: the geometry alone; the generic layer checks against it. */
+static void test_resize_null(void **state)
+{
+	struct vfurt_bdev *b = vfurt_bdev_null_create(&(struct vfurt_bdev_null_opts){
+		.opts_size = sizeof(struct vfurt_bdev_null_opts), .block_size = 4096,
+		.size_bytes = 10 * 4096 });
+	struct vfurt_bdev_channel *ch;
+	static char buf[4096];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct done d = { 0 };
+
+	(void)state;
+	assert_non_null(b);
+	ch = vfurt_bdev_channel_create(b, 4);
+	assert_non_null(ch);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, 10, 1, &iov, 1), -EINVAL);
+	assert_int_equal(vfurt_bdev_resize(b, 1u << 30), 0);
+	assert_int_equal(vfurt_bdev_num_blocks(b), 1u << 30);
+	assert_int_equal(run_io(ch, VFURT_BDEV_READ, (1u << 30) - 1, 1, &iov, 1), 0);
+	assert_int_equal(vfurt_bdev_resize(b, 3), 0);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_WRITE, 3, 1, &iov, 1), -EINVAL);
+	assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, 2, 1, &iov, 1), 0);
+	/* num_blocks * block size must fit in 64 bits */
+	assert_int_equal(vfurt_bdev_resize(b, UINT64_MAX / 4096 + 1), -EINVAL);
+	assert_int_equal(vfurt_bdev_resize(b, UINT64_MAX / 4096), 0);
+	assert_int_equal(vfurt_bdev_resize(NULL, 5), -EINVAL);
+	vfurt_bdev_channel_destroy(ch);
+	vfurt_bdev_destroy(b);
+}
+
+static int rs_submit(void *chan_ctx, struct vfurt_bdev_req *req, const struct vfurt_bdev_io *io)
+{
+	(void)chan_ctx;
+	(void)io;
+	vfurt_bdev_req_complete(req, 0);
+	return 0;
+}
+
+static int rs_resize(void *ctx, uint64_t num_blocks)
+{
+	uint64_t *last = ctx;
+
+	if (num_blocks > 100)
+		return -ENOSPC;
+	*last = num_blocks;
+	return 0;
+}
+
+/* A custom backend: its resize op decides (its error leaves the size); one
+ * built with the first ops_size has no resize. */
+static void test_resize_custom(void **state)
+{
+	struct vfurt_bdev_ops ops = {
+		.ops_size = sizeof(ops), .submit = rs_submit, .resize = rs_resize,
+	};
+	struct vfurt_bdev_opts o = {
+		.opts_size = sizeof(o), .block_size = 512, .num_blocks = 10,
+	};
+	uint64_t last = 0;
+	struct vfurt_bdev *b;
+
+	(void)state;
+	b = vfurt_bdev_create(&o, &ops, &last);
+	assert_non_null(b);
+	assert_int_equal(vfurt_bdev_resize(b, 50), 0);
+	assert_int_equal(last, 50);
+	assert_int_equal(vfurt_bdev_resize(b, 101), -ENOSPC);
+	assert_int_equal(vfurt_bdev_num_blocks(b), 50);
+	vfurt_bdev_destroy(b);
+
+	/* an old backend: ops_size ends at destroy, so resize is not read */
+	ops.ops_size = offsetof(struct vfurt_bdev_ops, resize);
+	b = vfurt_bdev_create(&o, &ops, &last);
+	assert_non_null(b);
+	assert_int_equal(vfurt_bdev_resize(b, 20), -ENOTSUP);
+	assert_int_equal(vfurt_bdev_num_blocks(b), 10);
+	vfurt_bdev_destroy(b);
+	/* and one without the op */
+	ops.ops_size = sizeof(ops);
+	ops.resize = NULL;
+	b = vfurt_bdev_create(&o, &ops, &last);
+	assert_non_null(b);
+	assert_int_equal(vfurt_bdev_resize(b, 20), -ENOTSUP);
+	vfurt_bdev_destroy(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -771,6 +957,9 @@ int main(void)
 		cmocka_unit_test(test_channel_destroy_pending_null),
 		cmocka_unit_test(test_spec_create),
 		cmocka_unit_test(test_opts_size),
+		cmocka_unit_test(test_resize_ram),
+		cmocka_unit_test(test_resize_null),
+		cmocka_unit_test(test_resize_custom),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -568,6 +568,54 @@ static void test_two_threads(void **state)
 	vfurt_bdev_destroy(b);
 }
 
+/* Resize: ftruncate to exactly the new size both ways; data below the end
+ * kept, blocks a shrink cut read as zeroes once a grow brings them back. */
+static void test_resize(void **state)
+{
+	struct fx *f = *state;
+	struct vfurt_bdev *b = open_bdev(f->path, 512, VFURT_BDEV_DIRECT_OFF,
+					 VFURT_BDEV_SYNC_FDATASYNC);
+	const uint64_t nb = FILE_SIZE / 512;
+	unsigned char w[512], r[512], z[512] = { 0 };
+	struct iovec wv = { w, sizeof(w) }, rv = { r, sizeof(r) };
+	struct vfurt_bdev_channel *ch;
+	struct done d = { 0 };
+	struct stat st;
+
+	assert_non_null(b);
+	ch = vfurt_bdev_channel_create(b, 4);
+	assert_non_null(ch);
+	fill(w, sizeof(w), 3);
+	assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, nb - 1, 1, &wv, 1), 0);
+	assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, 10, 1, &wv, 1), 0);
+
+	assert_int_equal(vfurt_bdev_resize(b, 4 * nb), 0);
+	assert_int_equal(fstat(f->fd, &st), 0);
+	assert_int_equal(st.st_size, 4 * FILE_SIZE);
+	assert_int_equal(vfurt_bdev_num_blocks(b), 4 * nb);
+	assert_int_equal(run_io(ch, VFURT_BDEV_READ, nb - 1, 1, &rv, 1), 0);
+	assert_memory_equal(r, w, sizeof(r));
+	assert_int_equal(run_io(ch, VFURT_BDEV_READ, 4 * nb - 1, 1, &rv, 1), 0);
+	assert_memory_equal(r, z, sizeof(r));
+	assert_int_equal(run_io(ch, VFURT_BDEV_WRITE, 4 * nb - 1, 1, &wv, 1), 0);
+
+	assert_int_equal(vfurt_bdev_resize(b, 100), 0);
+	assert_int_equal(fstat(f->fd, &st), 0);
+	assert_int_equal(st.st_size, 100 * 512);
+	assert_int_equal(submit(ch, &d, VFURT_BDEV_READ, 100, 1, &rv, 1), -EINVAL);
+	assert_int_equal(run_io(ch, VFURT_BDEV_READ, 10, 1, &rv, 1), 0);
+	assert_memory_equal(r, w, sizeof(r));
+	assert_int_equal(vfurt_bdev_resize(b, nb), 0);
+	assert_int_equal(run_io(ch, VFURT_BDEV_READ, nb - 1, 1, &rv, 1), 0);
+	assert_memory_equal(r, z, sizeof(r));
+
+	assert_int_equal(vfurt_bdev_resize(b, 0), -EINVAL);
+	assert_int_equal(vfurt_bdev_resize(b, (uint64_t)INT64_MAX / 512 + 1), -EFBIG);
+	assert_int_equal(vfurt_bdev_num_blocks(b), nb);
+	vfurt_bdev_channel_destroy(ch);
+	vfurt_bdev_destroy(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -581,6 +629,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_io_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_destroy_inflight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resize, setup, teardown),
 	};
 
 	return test_run_group("unit: file bdev", tests, NULL, NULL);

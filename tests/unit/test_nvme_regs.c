@@ -380,7 +380,7 @@ static void test_admin_identify(void **state)
 	assert_int_equal(d[0] | d[1] << 8, 0x4e58);
 	assert_int_equal(d[512], 0x66);
 	memcpy(&nn, d + 516, 4);
-	assert_int_equal(nn, 1);
+	assert_int_equal(nn, 32); /* every nsid a namespace may be added at */
 	assert_memory_equal(d + 24, "vfu-rt NVMe", 11);
 	/* namespace 1 */
 	c.cdw10 = 0;
@@ -399,9 +399,12 @@ static void test_admin_identify(void **state)
 	assert_int_equal(sc(submit(x, 0, &c)), 0);
 	assert_int_equal(d[0], 2);
 	assert_int_equal(d[1], 16);
-	/* bad nsid, unknown CNS, unknown opcode */
+	/* inactive nsid (zeroes), bad nsid, unknown CNS, unknown opcode */
 	c.cdw10 = 0;
 	c.nsid = 2;
+	assert_int_equal(sc(submit(x, 0, &c)), 0);
+	assert_int_equal(d[130], 0);
+	c.nsid = 33;
 	assert_int_equal(sc(submit(x, 0, &c)), 0x0b);
 	c.cdw10 = 0x55;
 	assert_int_equal(sc(submit(x, 0, &c)), 0x02);
