@@ -931,7 +931,7 @@ static void test_namespaces(void **state)
 	r = call_ok(c, "device_get", "{\"name\":\"n0\"}");
 	assert_non_null(strstr(c->line, "\"nsid\":2,\"block_size\":4096"));
 	json_object_put(r);
-	call_err(c, "nvme_ns_resize", "{\"name\":\"n0\",\"nsid\":2,\"size\":\"1000k\"}", -32602,
+	call_err(c, "nvme_ns_resize", "{\"name\":\"n0\",\"nsid\":2,\"size\":\"6k\"}", -32602,
 		 "not a multiple of the block size 4096");
 	r = call_ok(c, "nvme_ns_resize", "{\"name\":\"n0\",\"nsid\":2,\"size\":\"16M\"}");
 	assert_string_equal(jget(r, "num_blocks"), "4096");
@@ -970,6 +970,16 @@ static void test_config_save_restart(void **state)
 		 "\"size\":\"4M\",\"queues\":1}", p);
 	r = call_ok(c, "device_add", params);
 	json_object_put(r);
+	/* a namespace added live is saved with its controller; one added and removed is not */
+	r = call_ok(c, "nvme_ns_add", "{\"name\":\"s1\",\"backend\":\"ram\",\"size\":\"2M\","
+		    "\"lba\":4096}");
+	json_object_put(r);
+	r = call_ok(c, "nvme_ns_add", "{\"name\":\"s1\",\"backend\":\"null\",\"size\":\"1M\"}");
+	json_object_put(r);
+	r = call_ok(c, "nvme_ns_remove", "{\"name\":\"s1\",\"nsid\":3}");
+	json_object_put(r);
+	r = call_ok(c, "nvme_ns_resize", "{\"name\":\"s1\",\"nsid\":2,\"size\":\"3M\"}");
+	json_object_put(r);
 	sockp(p, sizeof(p), f->dir, "s2");
 	snprintf(params, sizeof(params), "{\"spec\":\"gpio,socket=%s,toggle_period=9\"}", p);
 	r = call_ok(c, "device_add", params);
@@ -1001,6 +1011,10 @@ static void test_config_save_restart(void **state)
 	json_object_put(r);
 	r = call_ok(c, "device_get", "{\"name\":\"s2\"}");
 	assert_non_null(strstr(c->line, "\"toggle_period\":\"9\""));
+	json_object_put(r);
+	r = call_ok(c, "device_get", "{\"name\":\"s1\"}");
+	assert_non_null(strstr(c->line, "{\"nsid\":2,\"block_size\":4096,\"num_blocks\":768"));
+	assert_null(strstr(c->line, "{\"nsid\":3,"));
 	json_object_put(r);
 	/* the level was saved too */
 	r = call_ok(c, "log_set_level", "{\"level\":\"info\"}");
