@@ -49,6 +49,7 @@ static void entry_free(struct dev_entry *e)
 		free(e->readd);
 	}
 	vfr_config_device_fini(&e->cfg);
+	vfr_config_device_fini(&e->orig);
 	free(e);
 }
 
@@ -319,6 +320,10 @@ static int add_entry(struct devtab *t, const struct vfurt_config_device *d, enum
 		if (rc == -EEXIST) /* not a name or socket of ours: -EEXIST means that */
 			rc = -ENOTSOCK;
 		goto err_destroy;
+	}
+	if (vfr_config_device_copy(&e->orig, &e->cfg)) {
+		/* served already: without the copy SIGHUP sees a changed device, no worse */
+		memset(&e->orig, 0, sizeof(e->orig));
 	}
 	if (place.worker < 0)
 		t->next_home++;

@@ -36,7 +36,8 @@ struct dev_entry {
 	struct devtab *tab;
 	char name[DEVSPEC_VAL_LEN];
 	const char *socket;              /* points into cfg.spec */
-	struct vfurt_config_device cfg;  /* the spec as given (name added) and its ns array */
+	struct vfurt_config_device cfg;  /* the spec as given (name added), its ns array as now */
+	struct vfurt_config_device orig; /* cfg when added: what SIGHUP compares the file with */
 	enum dev_origin origin;
 	struct vfurt_dev *dev;           /* owned by the runtime while served */
 	int worker;                      /* home worker index */

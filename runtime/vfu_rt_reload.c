@@ -218,6 +218,26 @@ static bool same_device(const struct vfurt_config_device *a, const struct vfurt_
 	return true;
 }
 
+/*
+ * Does the file's entry describe e? Either as it was added (namespaces added
+ * live since do not make it a changed device) or as it is now (the file was
+ * written by config_save): then that is what later reloads compare with.
+ */
+static bool same_as_running(struct dev_entry *e, const struct vfurt_config_device *nd)
+{
+	struct vfurt_config_device copy;
+
+	if (same_device(&e->orig, nd))
+		return true;
+	if (!same_device(&e->cfg, nd))
+		return false;
+	if (!vfr_config_device_copy(&copy, &e->cfg)) {
+		vfr_config_device_fini(&e->orig);
+		e->orig = copy;
+	}
+	return true;
+}
+
 static struct vfurt_config_device *dup_device(const struct vfurt_config_device *d)
 {
 	struct vfurt_config_device *c = calloc(1, sizeof(*c));
@@ -383,7 +403,7 @@ void daemon_reload(struct daemon *d)
 			e->readd_origin = DEV_FILE;
 			vfurt_logf(&d->log, VFURT_LOG_INFO, "SIGHUP: %s: added again once its removal "
 				   "completes", e->name);
-		} else if (!same_device(&e->cfg, nd)) {
+		} else if (!same_as_running(e, nd)) {
 			if (e->origin != DEV_FILE) {
 				vfurt_logf(&d->log, VFURT_LOG_WARN, "SIGHUP: %s: skipped: the name is a "
 					   "device added from the %s, not the config file", nd->where,

@@ -404,6 +404,8 @@ static int teardown(void **state)
 			fprintf(stderr, "(no log)\n");
 		rc = -1;
 	}
+	if (getenv("VFURT_TEST_KEEP"))
+		return rc;
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", f->dir);
@@ -1032,7 +1034,7 @@ static void test_sighup(void **state)
 	struct dproc h;
 	struct conn *c;
 	struct json_object *r;
-	char a[192], b[192], k[192], n[192], x[192], rp[192], text[2048], params[256];
+	char a[192], b[192], k[192], n[192], x[192], rp[192], v[192], text[2048], params[256];
 
 	dinit(&h, f->dir, "hup");
 	sockp(a, sizeof(a), f->dir, "ha");
@@ -1041,9 +1043,11 @@ static void test_sighup(void **state)
 	sockp(n, sizeof(n), f->dir, "hn");
 	sockp(x, sizeof(x), f->dir, "hx");
 	sockp(rp, sizeof(rp), f->dir, "hr");
+	sockp(v, sizeof(v), f->dir, "hv");
 	snprintf(text, sizeof(text), "{\"devices\": [{\"type\": \"gpio\", \"socket\": \"%s\"},"
 		 "{\"type\": \"gpio\", \"socket\": \"%s\", \"toggle_period\": 3},"
-		 "{\"type\": \"gpio\", \"socket\": \"%s\"}]}\n", a, b, k);
+		 "{\"type\": \"nvme\", \"socket\": \"%s\", \"backend\": \"null\", \"size\": \"4M\"},"
+		 "{\"type\": \"gpio\", \"socket\": \"%s\"}]}\n", a, b, v, k);
 	write_file(h.cfg, text);
 	{
 		char dev[256];
@@ -1056,6 +1060,9 @@ static void test_sighup(void **state)
 	snprintf(params, sizeof(params), "{\"spec\":\"gpio,socket=%s\"}", rp);
 	r = call_ok(c, "device_add", params);
 	json_object_put(r);
+	/* a namespace added live to a file device does not make it a changed one */
+	r = call_ok(c, "nvme_ns_add", "{\"name\":\"hv\",\"backend\":\"null\",\"size\":\"1M\"}");
+	json_object_put(r);
 	/* a file that does not load changes nothing */
 	write_file(h.cfg, "{\"devices\": [\n");
 	kill(h.pid, SIGHUP);
@@ -1063,13 +1070,14 @@ static void test_sighup(void **state)
 		usleep(10000);
 	assert_true(log_has(&h, "nothing changed"));
 	r = call_ok(c, "device_list", NULL);
-	assert_int_equal(json_object_array_length(r), 5);
+	assert_int_equal(json_object_array_length(r), 6);
 	json_object_put(r);
-	/* ha leaves, hb changes, hk stays, hn arrives; cores ignored, log_level applied */
+	/* ha leaves, hb changes, hk and hv stay, hn arrives; cores ignored, log_level applied */
 	snprintf(text, sizeof(text), "{\"cores\": \"0\", \"poll\": \"busy\", \"log_level\": \"debug\","
 		 "\"devices\": [{\"type\": \"gpio\", \"socket\": \"%s\", \"toggle_period\": 7},"
 		 "{\"type\": \"gpio\", \"socket\": \"%s\"},"
-		 "{\"type\": \"gpio\", \"socket\": \"%s\"}]}\n", b, k, n);
+		 "{\"type\": \"nvme\", \"socket\": \"%s\", \"backend\": \"null\", \"size\": \"4M\"},"
+		 "{\"type\": \"gpio\", \"socket\": \"%s\"}]}\n", b, k, v, n);
 	write_file(h.cfg, text);
 	kill(h.pid, SIGHUP);
 	wait_listed(c, "hn", true);
@@ -1083,7 +1091,7 @@ static void test_sighup(void **state)
 	}
 	assert_non_null(strstr(c->line, "\"toggle_period\":\"7\""));
 	r = call_ok(c, "device_list", NULL);
-	assert_int_equal(json_object_array_length(r), 5);
+	assert_int_equal(json_object_array_length(r), 6);
 	assert_non_null(list_find(r, "hk"));
 	assert_non_null(list_find(r, "hx")); /* --device: left alone */
 	assert_non_null(list_find(r, "hr")); /* rpc: left alone */
@@ -1094,6 +1102,23 @@ static void test_sighup(void **state)
 	assert_true(log_has(&h, "poll ignored"));
 	assert_true(log_has(&h, "hb: changed in the config file: replacing"));
 	assert_true(log_has(&h, "ha: no longer in the config file: removing"));
+	assert_false(log_has(&h, "hv: changed"));
+	r = call_ok(c, "device_get", "{\"name\":\"hv\"}");
+	assert_non_null(strstr(c->line, "{\"nsid\":2,"));
+	json_object_put(r);
+	/* config_save over the --config file, SIGHUP: nothing to do */
+	r = call_ok(c, "config_save", NULL);
+	json_object_put(r);
+	kill(h.pid, SIGHUP);
+	for (int i = 0; i < 500 && log_count(&h, "SIGHUP: done") < 2; i++) /* the first was the broken file: it says nothing changed */
+		usleep(10000);
+	assert_int_equal(log_count(&h, "SIGHUP: done"), 2);
+	assert_int_equal(log_count(&h, "changed in the config file: replacing"), 1);
+	assert_int_equal(log_count(&h, "no longer in the config file"), 1);
+	r = call_ok(c, "device_list", NULL);
+	assert_int_equal(json_object_array_length(r), 6);
+	assert_string_equal(jget(list_find(r, "hx"), "origin"), "config file"); /* taken over */
+	json_object_put(r);
 	cclose(c);
 	assert_int_equal(dstop(&h), 0);
 }
