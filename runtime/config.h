@@ -46,6 +46,11 @@ struct vfurt_config_device {
 	 * added live); owned, freed by vfr_config_free */
 	struct vfurt_config_ns *ns;
 	uint32_t nns;
+	/* what happened live to the namespaces the spec itself creates
+	 * (namespaces=, size=): "ns_remove": [nsid...] and "ns_resize":
+	 * [{"nsid", "size"}], applied before the "ns" array */
+	uint32_t ns_removed;                      /* bit nsid - 1 */
+	uint64_t ns_resized[VFURT_CONFIG_NS_MAX]; /* bytes, 0 = as created */
 };
 
 /*
@@ -102,7 +107,8 @@ struct json_object;
 /*
  * Fill d from one device object of the config file's "devices" array (or
  * a device_add request): "type", "socket" and every other key as a string
- * or an integer, plus an optional "ns" array (vfr_config_ns_from_json).
+ * or an integer, plus optional "ns" (vfr_config_ns_from_json objects),
+ * "ns_remove" (nsids) and "ns_resize" ([{"nsid", "size"}]) arrays.
  * d->where is set to where. key names the object in messages ("devices[1]",
  * or NULL for none: "socket_mode: ..."). Returns 0, -EINVAL with a message
  * naming the key in err, or -ENOMEM. On error d owns nothing.

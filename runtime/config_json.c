@@ -202,6 +202,52 @@ static int load_ns(const struct loader *l, const char *key, const char *skip_key
 	return 0;
 }
 
+/* "ns_remove": [1, 3] or "ns_resize": [{"nsid": 1, "size": "2G"}] into d. */
+static int load_ns_changes(const struct loader *l, const char *key, bool remove,
+			   struct json_object *v, struct vfurt_config_device *d)
+{
+	size_t n;
+
+	if (!json_object_is_type(v, json_type_array))
+		return fail(l, key, "expected an array, got %s", type_name(v));
+	n = json_object_array_length(v);
+	if (n > VFURT_CONFIG_NS_MAX)
+		return fail(l, key, "too many entries (at most %d)", VFURT_CONFIG_NS_MAX);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(v, i);
+		struct json_object *id = e;
+		struct json_object *sz = NULL;
+		char ek[DEVSPEC_KEY_LEN + 96];
+		char val[DEVSPEC_VAL_LEN];
+		uint64_t bytes = 0;
+		int64_t nsid;
+
+		snprintf(ek, sizeof(ek), "%s[%zu]", key, i);
+		if (!remove) {
+			if (!json_object_is_type(e, json_type_object) ||
+			    !json_object_object_get_ex(e, "nsid", &id) ||
+			    !json_object_object_get_ex(e, "size", &sz) ||
+			    json_object_object_length(e) != 2)
+				return fail(l, ek, "expected {\"nsid\": N, \"size\": SIZE}");
+			if (get_scalar(l, ek, sz, val, sizeof(val)))
+				return -EINVAL;
+			if (vfr_devspec_parse_size(val, &bytes) || bytes == 0)
+				return fail(l, ek, "size '%s': expected a size like 512M or 1G", val);
+		}
+		if (!json_object_is_type(id, json_type_int))
+			return fail(l, ek, "expected a namespace id (an integer)");
+		nsid = json_object_get_int64(id);
+		if (nsid < 1 || nsid > VFURT_CONFIG_NS_MAX)
+			return fail(l, ek, "nsid %" PRId64 " is out of range (1..%d)", nsid,
+				    VFURT_CONFIG_NS_MAX);
+		if (remove)
+			d->ns_removed |= 1u << (nsid - 1);
+		else
+			d->ns_resized[nsid - 1] = bytes;
+	}
+	return 0;
+}
+
 static int load_device(const struct loader *l, const char *prefix, struct json_object *obj,
 		       struct vfurt_config_device *d)
 {
@@ -267,6 +313,12 @@ static int load_device(const struct loader *l, const char *prefix, struct json_o
 					goto err;
 				d->nns++;
 			}
+			continue;
+		}
+		if (!strcmp(k, "ns_remove") || !strcmp(k, "ns_resize")) {
+			rc = load_ns_changes(l, key, !strcmp(k, "ns_remove"), v, d);
+			if (rc)
+				goto err;
 			continue;
 		}
 		if (!strcmp(k, "socket_mode") && json_object_is_type(v, json_type_int)) {

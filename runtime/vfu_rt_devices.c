@@ -135,10 +135,64 @@ static bool name_ok(const char *s)
 	return true;
 }
 
-/* Attach d's extra namespaces to a controller that is not served yet. */
+static bool ns_changed(const struct vfurt_config_device *d)
+{
+	if (d->nns || d->ns_removed)
+		return true;
+	for (uint32_t i = 0; i < VFURT_CONFIG_NS_MAX; i++)
+		if (d->ns_resized[i])
+			return true;
+	return false;
+}
+
+/* The block size of namespace nsid of dev, or 0. */
+static uint32_t ns_block_size(struct vfurt_dev *dev, uint32_t nsid)
+{
+	struct vfurt_nvme_ns_info info[VFURT_NVME_MAX_NS];
+	int n;
+
+	for (uint32_t i = 0; i < VFURT_NVME_MAX_NS; i++)
+		info[i] = (struct vfurt_nvme_ns_info){ .info_size = sizeof(info[i]) };
+	n = vfurt_nvme_ns_list(dev, info, VFURT_NVME_MAX_NS);
+	for (int i = 0; i < n && i < (int)VFURT_NVME_MAX_NS; i++)
+		if (info[i].nsid == nsid)
+			return info[i].block_size;
+	return 0;
+}
+
+/* Apply d's namespace changes to a controller that is not served yet: the
+ * spec's namespaces removed and resized, then the extra ones attached. */
 static int add_namespaces(struct vfurt_dev *dev, const struct vfurt_config_device *d, char *err,
 			  size_t errlen)
 {
+	for (uint32_t nsid = 1; nsid <= VFURT_CONFIG_NS_MAX; nsid++) {
+		uint64_t bytes = d->ns_resized[nsid - 1];
+		uint32_t bs;
+		int rc;
+
+		if (d->ns_removed & (1u << (nsid - 1))) {
+			rc = vfurt_nvme_ns_remove(dev, nsid);
+			if (rc) {
+				snprintf(err, errlen, "ns_remove: namespace %u: %s", nsid,
+					 rc == -ENOENT ? "no such namespace" : strerror(-rc));
+				return -EINVAL;
+			}
+			continue;
+		}
+		if (!bytes)
+			continue;
+		bs = ns_block_size(dev, nsid);
+		if (!bs || bytes % bs) {
+			snprintf(err, errlen, "ns_resize: namespace %u: %s", nsid,
+				 bs ? "size is not a multiple of its block size" : "no such namespace");
+			return -EINVAL;
+		}
+		rc = vfurt_nvme_ns_resize(dev, nsid, bytes / bs);
+		if (rc) {
+			snprintf(err, errlen, "ns_resize: namespace %u: %s", nsid, strerror(-rc));
+			return rc;
+		}
+	}
 	for (uint32_t i = 0; i < d->nns; i++) {
 		const struct vfurt_config_ns *ns = &d->ns[i];
 		struct vfurt_bdev_spec_opts bo = { .opts_size = sizeof(bo), .spec = ns->backend,
@@ -221,7 +275,7 @@ static int add_entry(struct devtab *t, const struct vfurt_config_device *d, enum
 		snprintf(err, errlen, "missing socket");
 		return -EINVAL;
 	}
-	if (d->nns && strcmp(d->spec.type, "nvme")) {
+	if (ns_changed(d) && strcmp(d->spec.type, "nvme")) {
 		snprintf(err, errlen, "ns: only NVMe controllers have namespaces");
 		return -EINVAL;
 	}
@@ -451,6 +505,29 @@ struct json_object *devtab_entry_json(const struct dev_entry *e)
 	for (size_t i = 0; i < e->cfg.spec.nkeys; i++)
 		json_object_object_add(o, e->cfg.spec.kv[i].key,
 				       json_object_new_string(e->cfg.spec.kv[i].val));
+	if (e->cfg.ns_removed) {
+		struct json_object *rm = json_object_new_array();
+
+		for (uint32_t i = 0; rm && i < VFURT_CONFIG_NS_MAX; i++)
+			if (e->cfg.ns_removed & (1u << i))
+				json_object_array_add(rm, json_object_new_int((int)i + 1));
+		json_object_object_add(o, "ns_remove", rm);
+	}
+	for (uint32_t i = 0; i < VFURT_CONFIG_NS_MAX; i++) {
+		struct json_object *rs = NULL;
+		struct json_object *j;
+
+		if (!e->cfg.ns_resized[i])
+			continue;
+		if (!json_object_object_get_ex(o, "ns_resize", &rs)) {
+			rs = json_object_new_array();
+			json_object_object_add(o, "ns_resize", rs);
+		}
+		j = json_object_new_object();
+		json_object_object_add(j, "nsid", json_object_new_int((int)i + 1));
+		json_object_object_add(j, "size", json_object_new_int64((int64_t)e->cfg.ns_resized[i]));
+		json_object_array_add(rs, j);
+	}
 	if (!e->cfg.nns)
 		return o;
 	ns = json_object_new_array();

@@ -393,6 +393,8 @@ static void m_ns_add(void *ctx, struct json_object *params, struct rpc_call *cal
 	}
 }
 
+/* Record a removal for config_save: a namespace added live is forgotten, one
+ * of the spec's is listed in ns_remove. */
 static void forget_ns(struct dev_entry *e, uint32_t nsid)
 {
 	for (uint32_t i = 0; i < e->cfg.nns; i++) {
@@ -402,6 +404,10 @@ static void forget_ns(struct dev_entry *e, uint32_t nsid)
 			e->cfg.nns--;
 			return;
 		}
+	}
+	if (nsid >= 1 && nsid <= VFURT_CONFIG_NS_MAX) {
+		e->cfg.ns_removed |= 1u << (nsid - 1);
+		e->cfg.ns_resized[nsid - 1] = 0;
 	}
 }
 
@@ -497,9 +503,18 @@ static void m_ns_resize(void *ctx, struct json_object *params, struct rpc_call *
 			  nsid, e->name, strerror(-rc));
 		return;
 	}
-	for (uint32_t i = 0; i < e->cfg.nns; i++)
-		if (e->cfg.ns[i].nsid == nsid)
-			e->cfg.ns[i].size_bytes = size;
+	{
+		bool live = false;
+
+		for (uint32_t i = 0; i < e->cfg.nns; i++) {
+			if (e->cfg.ns[i].nsid == nsid) {
+				e->cfg.ns[i].size_bytes = size;
+				live = true;
+			}
+		}
+		if (!live) /* one of the spec's: config_save lists it in ns_resize */
+			e->cfg.ns_resized[nsid - 1] = size;
+	}
 	vfurt_logf(&d->log, VFURT_LOG_INFO, "%s: namespace %u resized to %" PRIu64 " bytes",
 		   e->name, nsid, size);
 	{

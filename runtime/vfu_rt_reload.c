@@ -191,7 +191,9 @@ static bool same_device(const struct vfurt_config_device *a, const struct vfurt_
 	size_t na = 0;
 	size_t nb = 0;
 
-	if (strcmp(a->spec.type, b->spec.type) || a->nns != b->nns)
+	if (strcmp(a->spec.type, b->spec.type) || a->nns != b->nns ||
+	    a->ns_removed != b->ns_removed ||
+	    memcmp(a->ns_resized, b->ns_resized, sizeof(a->ns_resized)))
 		return false;
 	for (size_t i = 0; i < a->spec.nkeys; i++) {
 		const char *v;

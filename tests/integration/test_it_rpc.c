@@ -969,10 +969,16 @@ static void test_config_save_restart(void **state)
 	call_err(c, "config_save", NULL, -32602, "missing parameter 'path'");
 	sockp(p, sizeof(p), f->dir, "s1");
 	snprintf(params, sizeof(params), "{\"type\":\"nvme\",\"socket\":\"%s\",\"backend\":\"ram\","
-		 "\"size\":\"4M\",\"queues\":1}", p);
+		 "\"size\":\"4M\",\"queues\":1,\"namespaces\":2}", p);
 	r = call_ok(c, "device_add", params);
 	json_object_put(r);
-	/* a namespace added live is saved with its controller; one added and removed is not */
+	/* the spec's namespace 2 removed and 1 resized: saved as such */
+	r = call_ok(c, "nvme_ns_remove", "{\"name\":\"s1\",\"nsid\":2}");
+	json_object_put(r);
+	r = call_ok(c, "nvme_ns_resize", "{\"name\":\"s1\",\"nsid\":1,\"size\":\"8M\"}");
+	json_object_put(r);
+	/* a namespace added live (it takes nsid 2) is saved with its controller; one
+	 * added and removed is not */
 	r = call_ok(c, "nvme_ns_add", "{\"name\":\"s1\",\"backend\":\"ram\",\"size\":\"2M\","
 		    "\"lba\":4096}");
 	json_object_put(r);
@@ -1015,6 +1021,7 @@ static void test_config_save_restart(void **state)
 	assert_non_null(strstr(c->line, "\"toggle_period\":\"9\""));
 	json_object_put(r);
 	r = call_ok(c, "device_get", "{\"name\":\"s1\"}");
+	assert_non_null(strstr(c->line, "{\"nsid\":1,\"block_size\":512,\"num_blocks\":16384"));
 	assert_non_null(strstr(c->line, "{\"nsid\":2,\"block_size\":4096,\"num_blocks\":768"));
 	assert_null(strstr(c->line, "{\"nsid\":3,"));
 	json_object_put(r);

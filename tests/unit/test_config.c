@@ -611,6 +611,23 @@ static void device_objects(void **state)
 	assert_int_equal(cfg.devices[0].nns, 2);
 	assert_int_equal(cfg.devices[0].ns[1].nsid, 9);
 	vfr_config_free(&cfg);
+	write_file(f, "{\"devices\": [{\"type\": \"nvme\", \"socket\": \"a.sock\", \"ns_remove\": [2, 5], "
+		   "\"ns_resize\": [{\"nsid\": 1, \"size\": \"2G\"}]}]}");
+	vfr_config_init(&cfg);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), 0);
+	assert_int_equal(cfg.devices[0].ns_removed, (1u << 1) | (1u << 4));
+	assert_int_equal(cfg.devices[0].ns_resized[0], 2ull << 30);
+	vfr_config_free(&cfg);
+	write_file(f, "{\"devices\": [{\"type\": \"nvme\", \"socket\": \"a.sock\", \"ns_remove\": [33]}]}");
+	vfr_config_init(&cfg);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "devices[0].ns_remove[0]: nsid 33 is out of range"));
+	vfr_config_free(&cfg);
+	write_file(f, "{\"devices\": [{\"type\": \"nvme\", \"socket\": \"a.sock\", \"ns_resize\": [{\"nsid\": 1}]}]}");
+	vfr_config_init(&cfg);
+	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "devices[0].ns_resize[0]: expected {\"nsid\": N, \"size\": SIZE}"));
+	vfr_config_free(&cfg);
 	write_file(f, "{\"devices\": [{\"type\": \"nvme\", \"socket\": \"a.sock\", \"ns\": 5}]}");
 	vfr_config_init(&cfg);
 	assert_int_equal(vfr_config_load(&cfg, f->path, err, sizeof(err)), -EINVAL);
