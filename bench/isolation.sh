@@ -21,6 +21,9 @@
 # slow-reader, map-storm and squatter are hostile clients of A's socket run
 # by the first BUILD_DIR's bench/vfu-attack (`vfu-attack MODE A_SOCKET
 # SECONDS`); their "attacker IOPS" column is what vfu-attack reports.
+# ctl-churn (issue 13) adds a device on the same worker through the control
+# socket, attaches a client to it and removes it, in a loop (the first
+# BUILD_DIR's vfu-ctl); its "attacker IOPS" column is cycles per second.
 set -euo pipefail
 
 secs=5
@@ -52,7 +55,25 @@ scenarios=(
 	"slow-reader|attack"
 	"map-storm|attack"
 	"squatter|attack"
+	"ctl-churn gpio|churn gpio"
+	"ctl-churn nvme 64M|churn nvme,backend=ram,size=64M,queues=2"
 )
+
+# churn SPEC SECONDS: on the daemon's control socket, add a device of SPEC on the victim's
+# worker, attach a client to it (vfu-ctl info: VERSION, config space, regions), remove it;
+# again until SECONDS are up. Prints the cycles per second (or - when the daemon has no
+# control plane: builds before issue 13).
+churn() {
+	local spec=$1 end=$((SECONDS + $2)) n=0
+	while ((SECONDS < end)); do
+		"$vc" --socket "$dir/ctl.sock" add "$spec,name=churn,socket=$dir/churn.sock" 			>/dev/null 2>&1 || { echo -; return; }
+		"$vc" info "$dir/churn.sock" >/dev/null 2>&1 || true
+		"$vc" --socket "$dir/ctl.sock" remove churn --timeout 0 >/dev/null 2>&1 ||
+			{ echo -; return; }
+		n=$((n + 1))
+	done
+	echo "$((n / $2))/s"
+}
 
 field() { # json file, python expression on j
 	python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1" 2>/dev/null ||
@@ -66,7 +87,9 @@ echo "| build | attacker on A | attacker IOPS | errors | victim B QD1 4k IOPS | 
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 vb=$1/bench/vfu-bench
 va=$1/bench/vfu-attack
-[[ -x $vb && -x $va ]] || { echo "$1: no bench/vfu-bench or bench/vfu-attack" >&2; exit 2; }
+vc=$1/vfu-ctl
+[[ -x $vb && -x $va && -x $vc ]] ||
+	{ echo "$1: no bench/vfu-bench, bench/vfu-attack or vfu-ctl" >&2; exit 2; }
 for build in "$@"; do
 	rt=$build/vfu-rt
 	[[ -x $rt ]] || { echo "$build: no vfu-rt" >&2; exit 2; }
@@ -75,8 +98,10 @@ for build in "$@"; do
 		opts=${sc#*|}
 		attack=
 		[[ $opts == attack ]] && attack=$name
+		churn_spec=
+		[[ $opts == churn\ * ]] && churn_spec=${opts#churn }
 		rm -f "$dir"/*.sock "$dir"/*.json "$dir"/a.out
-		"$rt" --cores=1 --poll=busy --log-level=error \
+		"$rt" --cores=1 --poll=busy --log-level=error --control-socket="$dir/ctl.sock" \
 			--device gpio,socket="$dir/gpio.sock" \
 			--device nvme,socket="$dir/a.sock",backend=ram,size=2G,lba=4096 \
 			--device nvme,socket="$dir/b.sock",backend=ram,size=1G,lba=4096 \
@@ -96,6 +121,9 @@ for build in "$@"; do
 		sleep 0.3
 		if [[ -n $attack ]]; then
 			"$va" "$attack" "$dir/a.sock" "$((secs + 2))" >"$dir/a.out" 2>"$dir/a.err" || true
+		elif [[ -n $churn_spec ]]; then
+			churn "$churn_spec" "$((secs + 2))" >"$dir/a.out"
+			attack=$name # its column is a.out
 		elif [[ -n $opts ]]; then
 			# shellcheck disable=SC2086
 			"$vb" --socket="$dir/a.sock" $opts --runtime="$((secs + 1))" --ramp=0.5 \
