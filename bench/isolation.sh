@@ -10,6 +10,7 @@
 # before and after a change compare in one table.
 #
 # usage: bench/isolation.sh [-t SECONDS] BUILD_DIR [BUILD_DIR...]
+#   ISO_ONLY=REGEX in the environment runs only the scenarios whose name matches
 #   BUILD_DIR holds vfu-rt; the clients are the first BUILD_DIR's
 #   bench/vfu-bench for every build (the measuring tool stays the same, only
 #   the server changes). Clients run on CPU 0 (they sleep on interrupts, so
@@ -96,6 +97,7 @@ for build in "$@"; do
 	for sc in "${scenarios[@]}"; do
 		name=${sc%%|*}
 		opts=${sc#*|}
+		[[ -n ${ISO_ONLY:-} && ! $name =~ $ISO_ONLY ]] && continue
 		attack=
 		[[ $opts == attack ]] && attack=$name
 		churn_spec=

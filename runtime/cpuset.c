@@ -210,3 +210,42 @@ err_topo:
 	hwloc_topology_destroy(topo);
 	return rc;
 }
+
+int vfr_cpu_bind_away(const int *cpus, size_t n, char *desc, size_t desclen)
+{
+	hwloc_topology_t topo;
+	hwloc_bitmap_t set;
+	int rc = 0;
+
+	if (hwloc_topology_init(&topo))
+		return -ENOMEM;
+	if (hwloc_topology_load(topo)) {
+		rc = -EIO;
+		goto out_topo;
+	}
+	set = hwloc_bitmap_alloc();
+	if (!set) {
+		rc = -ENOMEM;
+		goto out_topo;
+	}
+	rc = affinity_bitmap(set);
+	if (rc)
+		goto out_set;
+	for (size_t i = 0; i < n; i++)
+		hwloc_bitmap_clr(set, (unsigned)cpus[i]);
+	if (hwloc_bitmap_iszero(set)) {
+		rc = -ENOENT; /* every CPU we may use runs a worker */
+		goto out_set;
+	}
+	if (hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_THREAD) < 0) {
+		rc = errno ? -errno : -EINVAL;
+		goto out_set;
+	}
+	if (desc && desclen)
+		hwloc_bitmap_list_snprintf(desc, desclen, set);
+out_set:
+	hwloc_bitmap_free(set);
+out_topo:
+	hwloc_topology_destroy(topo);
+	return rc;
+}

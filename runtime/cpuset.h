@@ -24,4 +24,13 @@ int vfr_cpulist_parse(const char *s, int *cpus, size_t max, size_t *n, char *err
  */
 int vfr_cpulist_validate(const int *cpus, size_t n, char *err, size_t errlen);
 
+/*
+ * Keep the calling thread off cpus[0..n) (the workers' CPUs): bind it to the
+ * rest of its affinity mask, so that control-plane work (building devices,
+ * the control socket) does not preempt a polling worker. desc (may be NULL)
+ * gets the CPU list it now runs on. Returns 0, -ENOENT (no CPU is left: the
+ * mask is unchanged), -ENOMEM, -EIO (no topology), or the bind's errno.
+ */
+int vfr_cpu_bind_away(const int *cpus, size_t n, char *desc, size_t desclen);
+
 #endif /* VFURT_RUNTIME_CPUSET_H */

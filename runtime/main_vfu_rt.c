@@ -500,6 +500,33 @@ static void stop_bounded(struct vfurt_runtime *rt, const struct vfurt_log *log)
 	pthread_join(t, NULL);
 }
 
+/*
+ * The main thread builds devices (a RAM namespace is faulted in as it is
+ * created) and serves the control socket: keep it off the workers' CPUs
+ * when the process may use others, so that a device_add never preempts a
+ * polling worker. Threads created afterwards inherit it.
+ */
+static void keep_off_workers(struct daemon *d)
+{
+	uint32_t n = vfurt_runtime_worker_count(d->rt);
+	int cpus[VFURT_MAX_CPUS];
+	char where[256] = "";
+	int rc;
+
+	for (uint32_t i = 0; i < n && i < VFURT_MAX_CPUS; i++)
+		cpus[i] = vfurt_worker_cpu(vfurt_runtime_worker(d->rt, i));
+	rc = vfr_cpu_bind_away(cpus, n < VFURT_MAX_CPUS ? n : VFURT_MAX_CPUS, where,
+			       sizeof(where));
+	if (!rc)
+		vfurt_logf(&d->log, VFURT_LOG_DEBUG, "control thread on CPUs %s", where);
+	else if (rc == -ENOENT)
+		vfurt_logf(&d->log, VFURT_LOG_DEBUG, "control thread shares the workers' CPUs "
+			   "(no other CPU is allowed)");
+	else
+		vfurt_logf(&d->log, VFURT_LOG_WARN, "cannot keep the control thread off the "
+			   "workers' CPUs: %s", strerror(-rc));
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl = { 0 };
@@ -598,6 +625,7 @@ int main(int argc, char **argv)
 		rc = EXIT_RUNTIME;
 		goto out_ctl;
 	}
+	keep_off_workers(d);
 	vfurt_logf(&d->log, VFURT_LOG_INFO, "serving %zu device(s) on %u worker(s) (CPUs %s, %s "
 		   "polling); SIGTERM or SIGINT stops, SIGHUP reloads --config", d->devs.n,
 		   vfurt_runtime_worker_count(d->rt), ro.cores,
