@@ -56,6 +56,7 @@ scenarios=(
 	"slow-reader|attack"
 	"map-storm|attack"
 	"squatter|attack"
+	"ctl-spawn (control)|churn -"
 	"ctl-churn gpio|churn gpio"
 	"ctl-churn nvme 64M|churn nvme,backend=ram,size=64M,queues=2"
 )
@@ -63,10 +64,21 @@ scenarios=(
 # churn SPEC SECONDS: on the daemon's control socket, add a device of SPEC on the victim's
 # worker, attach a client to it (vfu-ctl info: VERSION, config space, regions), remove it;
 # again until SECONDS are up. Prints the cycles per second (or - when the daemon has no
-# control plane: builds before issue 13).
+# control plane: builds before issue 13). SPEC "-": the same three vfu-ctl processes per
+# cycle, each only listing the devices: what spawning the commands on the clients' CPU costs
+# the victim by itself.
 churn() {
 	local spec=$1 end=$((SECONDS + $2)) n=0
 	while ((SECONDS < end)); do
+		if [[ $spec == - ]]; then
+			# the control row: as many vfu-ctl processes, asking for the list
+			for _ in 1 2 3; do
+				taskset -c 0 "$vc" --socket "$dir/ctl.sock" list >/dev/null 2>&1 ||
+					{ echo -; return; }
+			done
+			n=$((n + 1))
+			continue
+		fi
 		"$vc" --socket "$dir/ctl.sock" add "$spec,name=churn,socket=$dir/churn.sock" 			>/dev/null 2>&1 || { echo -; return; }
 		"$vc" info "$dir/churn.sock" >/dev/null 2>&1 || true
 		"$vc" --socket "$dir/ctl.sock" remove churn --timeout 0 >/dev/null 2>&1 ||
