@@ -211,7 +211,9 @@ err_topo:
 	return rc;
 }
 
-int vfr_cpu_bind_away(const int *cpus, size_t n, char *desc, size_t desclen)
+/* Bind the calling thread to CPU only_cpu (>= 0), or else to its affinity
+ * mask without away[0..n). desc gets the resulting list. */
+static int bind_thread(int only_cpu, const int *away, size_t n, char *desc, size_t desclen)
 {
 	hwloc_topology_t topo;
 	hwloc_bitmap_t set;
@@ -228,14 +230,18 @@ int vfr_cpu_bind_away(const int *cpus, size_t n, char *desc, size_t desclen)
 		rc = -ENOMEM;
 		goto out_topo;
 	}
-	rc = affinity_bitmap(set);
-	if (rc)
-		goto out_set;
-	for (size_t i = 0; i < n; i++)
-		hwloc_bitmap_clr(set, (unsigned)cpus[i]);
-	if (hwloc_bitmap_iszero(set)) {
-		rc = -ENOENT; /* every CPU we may use runs a worker */
-		goto out_set;
+	if (only_cpu >= 0) {
+		hwloc_bitmap_only(set, (unsigned)only_cpu);
+	} else {
+		rc = affinity_bitmap(set);
+		if (rc)
+			goto out_set;
+		for (size_t i = 0; i < n; i++)
+			hwloc_bitmap_clr(set, (unsigned)away[i]);
+		if (hwloc_bitmap_iszero(set)) {
+			rc = -ENOENT; /* every CPU we may use runs a worker */
+			goto out_set;
+		}
 	}
 	if (hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_THREAD) < 0) {
 		rc = errno ? -errno : -EINVAL;
@@ -248,4 +254,14 @@ out_set:
 out_topo:
 	hwloc_topology_destroy(topo);
 	return rc;
+}
+
+int vfr_cpu_pin_self(int cpu)
+{
+	return cpu < 0 ? -EINVAL : bind_thread(cpu, NULL, 0, NULL, 0);
+}
+
+int vfr_cpu_bind_away(const int *cpus, size_t n, char *desc, size_t desclen)
+{
+	return bind_thread(-1, cpus, n, desc, desclen);
 }

@@ -33,4 +33,8 @@ int vfr_cpulist_validate(const int *cpus, size_t n, char *err, size_t errlen);
  */
 int vfr_cpu_bind_away(const int *cpus, size_t n, char *desc, size_t desclen);
 
+/* Pin the calling thread to CPU cpu (hwloc). Returns 0, -EINVAL, -ENOMEM,
+ * -EIO (no topology) or the bind's errno. */
+int vfr_cpu_pin_self(int cpu);
+
 #endif /* VFURT_RUNTIME_CPUSET_H */

@@ -8,8 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <hwloc.h>
 
+#include "cpuset.h"
 #include "rt_internal.h"
 #include "tsan.h"
 
@@ -628,32 +628,6 @@ static void worker_sleep(struct vfurt_worker *w)
 		w->idle_since_ns = 0; /* spin again before the next try */
 }
 
-static int pin_self(struct vfurt_worker *w)
-{
-	hwloc_topology_t topo;
-	hwloc_bitmap_t set;
-	int rc = 0;
-
-	if (hwloc_topology_init(&topo) < 0)
-		return -ENOMEM;
-	if (hwloc_topology_load(topo) < 0) {
-		rc = -EIO;
-		goto out_topo;
-	}
-	set = hwloc_bitmap_alloc();
-	if (!set) {
-		rc = -ENOMEM;
-		goto out_topo;
-	}
-	hwloc_bitmap_only(set, (unsigned)w->cpu);
-	if (hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_THREAD) < 0)
-		rc = -errno ? -errno : -EINVAL;
-	hwloc_bitmap_free(set);
-out_topo:
-	hwloc_topology_destroy(topo);
-	return rc;
-}
-
 #define RT_ALTSTACK_SIZE (64u * 1024u)
 
 /* The SIGBUS guard (io/fault.c) asks for SA_ONSTACK: give the worker an
@@ -698,7 +672,7 @@ static void *worker_main(void *arg)
 
 	snprintf(name, sizeof(name), "vfu-rt-w%u", w->id);
 	pthread_setname_np(pthread_self(), name);
-	rc = pin_self(w);
+	rc = vfr_cpu_pin_self(w->cpu);
 	if (rc)
 		vfurt_logf(&w->log, VFURT_LOG_WARN, "cannot pin to CPU %d: %s", w->cpu,
 			   strerror(-rc));
