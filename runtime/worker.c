@@ -8,7 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #include "cpuset.h"
 #include "rt_internal.h"
 #include "tsan.h"
