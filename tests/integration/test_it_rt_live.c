@@ -421,6 +421,46 @@ static void test_remove_during_qd32(void **state)
 	close(efd);
 }
 
+/* The same with a host that honours REQ: it finishes its commands in flight,
+ * detaches, and the removal says "released"; the witness never notices. */
+static void test_remove_released_during_qd32(void **state)
+{
+	struct fx *f = *state;
+	struct done_rec d = { 0 };
+	struct ioload victim, witness;
+	struct nvme_host *hv, *hw;
+	struct vfurt_dev *dev = small_nvme("n-polite");
+	char path[160];
+	unsigned long before;
+	int efd;
+
+	sock_path(f, path, sizeof(path), "n-polite");
+	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, 0), 0);
+	hv = io_host(path);
+	hw = io_host(testsrv_path(f->ts, 0));
+	efd = req_eventfd(nh_client(hv));
+	ioload_start(&victim, hv);
+	ioload_start(&witness, hw);
+	ioload_wait(&victim, 0, 200);
+	before = atomic_load(&witness.done);
+	assert_int_equal(vfurt_runtime_remove_device(f->rt, dev, 20000, on_done, &d), 0);
+	/* the VMM's part: the request arrives, the guest stops its I/O (the
+	 * commands in flight complete), the device is released */
+	assert_true(it_readable(efd, 5000));
+	ioload_stop(&victim);
+	assert_int_equal(atomic_load(&victim.err), 0);
+	assert_int_equal(atomic_load(&d.calls), 0);
+	nh_close(hv);
+	assert_int_equal(wait_done(&d), 1);
+	assert_int_equal(atomic_load(&d.how), VFURT_REMOVE_RELEASED);
+	ioload_wait(&witness, before, 500);
+	ioload_stop(&witness);
+	assert_int_equal(atomic_load(&witness.err), 0);
+	assert_true(atomic_load(&witness.done) >= before + 500);
+	nh_close(hw);
+	close(efd);
+}
+
 static long rss_kib(void)
 {
 	FILE *fp = fopen("/proc/self/statm", "r");
@@ -618,6 +658,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_remove_forced, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_no_req_released, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_during_qd32, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remove_released_during_qd32, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cycles, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_calls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dev_call, setup, teardown),
