@@ -121,7 +121,8 @@ void vfr_conn_logf(struct vfurt_conn *c, int level, const char *fmt, ...)
 	/* lines the level drops cost nothing */
 	if (!c->log || !c->log->fn || level > c->log->level)
 		return;
-	if (!vfr_log_ratelimit_take_now(&c->log_rl, &suppressed))
+	if (!vfr_log_ratelimit_take_now(level <= VFURT_LOG_WARN ? &c->log_rl : &c->log_rl_verbose,
+					&suppressed))
 		return;
 	if (suppressed)
 		vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %llu log lines of this client suppressed",
@@ -148,9 +149,10 @@ void vfurt_conn_destroy(struct vfurt_conn *c)
 			dev->pci_client_detach(dev->pci);
 		if (dev->ops.detach)
 			dev->ops.detach(dev, dev->arg);
-		if (c->log_rl.suppressed)
+		if (c->log_rl.suppressed + c->log_rl_verbose.suppressed)
 			vfurt_logf(c->log, VFURT_LOG_WARN, "%s: %llu log lines of this client suppressed",
-				   dev->name, (unsigned long long)c->log_rl.suppressed);
+				   dev->name, (unsigned long long)(c->log_rl.suppressed +
+								   c->log_rl_verbose.suppressed));
 		vfurt_logf(c->log, VFURT_LOG_INFO, "%s: client detached", dev->name);
 	}
 	msg_free(c->parked);

@@ -87,7 +87,12 @@ struct dma_slot {
 struct vfurt_conn {
 	struct vfurt_dev *dev;
 	const struct vfurt_log *log;
-	struct log_ratelimit log_rl; /* what the client makes us log (vfr_conn_logf) */
+	/* what the client makes us log (vfr_conn_logf): warnings and errors,
+	 * and info and debug lines in a bucket of their own, so that a flood of
+	 * failing commands (debug lines, e.g. under a sink that filters the
+	 * level itself) never uses up the budget of its warnings */
+	struct log_ratelimit log_rl;
+	struct log_ratelimit log_rl_verbose;
 	int fd;
 	int twin_fd;              /* server end of the twin socket, or -1 */
 	bool negotiated;

@@ -196,6 +196,62 @@ static void test_conn_flood_limited(void **state)
 	free(cap);
 }
 
+/* A GET_IRQ_INFO for an irq index that does not exist: it fails with only a
+ * debug line ("... failed"). */
+static void send_bad_irq_info(struct vfurt_conn *conn, int peer, uint16_t id)
+{
+	struct {
+		struct vfio_user_header h;
+		struct vfio_irq_info i;
+	} __attribute__((packed)) msg = {
+		.h = { .msg_id = id, .cmd = VFIO_USER_DEVICE_GET_IRQ_INFO, .msg_size = sizeof(msg) },
+		.i = { .argsz = sizeof(msg.i), .index = 77 },
+	};
+
+	feed(conn, peer, &msg, sizeof(msg));
+}
+
+/* Debug lines have a budget of their own: a flood of failing commands under
+ * a log that lets debug through (the daemon filters in its sink) still
+ * leaves the client's warnings their budget. */
+static void test_conn_debug_flood_spares_warnings(void **state)
+{
+	static const char json[] = "{\"capabilities\":{\"max_msg_fds\":8}}";
+	struct capture *cap = calloc(1, sizeof(*cap));
+	struct vfurt_gpio_opts go = { .opts_size = sizeof(go), .name = "gpd" };
+	struct vfurt_conn_opts co = { .opts_size = sizeof(co) };
+	uint8_t ver[16 + 4 + sizeof(json)];
+	struct vfio_user_header h = { .msg_id = 1, .cmd = VFIO_USER_VERSION,
+				      .msg_size = sizeof(ver) };
+	struct vfurt_conn *conn;
+	struct vfurt_dev *dev;
+	int sv[2];
+
+	(void)state;
+	go.log = (struct vfurt_log){ .fn = capture_fn, .arg = cap, .level = VFURT_LOG_DEBUG };
+	dev = vfurt_gpio_create(&go);
+	assert_non_null(dev);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	conn = vfurt_conn_create(dev, sv[0], &co);
+	assert_non_null(conn);
+	memcpy(ver, &h, sizeof(h));
+	memset(ver + 16, 0, 4);
+	memcpy(ver + 20, json, sizeof(json));
+	feed(conn, sv[1], ver, sizeof(ver));
+	for (uint16_t i = 0; i < 200; i++)
+		send_bad_irq_info(conn, sv[1], (uint16_t)(2 + i));
+	assert_true(count_with(cap, "failed") <= (int)LOG_RL_BURST + 2);
+	/* the first DMA_MAP takes the range, the second overlaps it: a warning */
+	send_dma_map(conn, sv[1], 300);
+	send_dma_map(conn, sv[1], 301);
+	assert_int_equal(count_with(cap, "DMA_MAP iova"), 1);
+	vfurt_conn_destroy(conn);
+	assert_int_equal(count_with(cap, "log lines of this client suppressed"), 1);
+	vfurt_dev_destroy(dev);
+	close(sv[1]);
+	free(cap);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +259,7 @@ int main(void)
 		cmocka_unit_test(test_escape_truncates_whole),
 		cmocka_unit_test(test_ratelimit_bucket),
 		cmocka_unit_test(test_conn_flood_limited),
+		cmocka_unit_test(test_conn_debug_flood_spares_warnings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
