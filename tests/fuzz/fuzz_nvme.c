@@ -522,20 +522,40 @@ static void op_reg(struct fz *f, struct fz_in *in)
 	(void)region_io(f, VFURT_REGION_BAR0, buf, size, off, wr);
 }
 
+/*
+ * Every byte of v lies in a mapped window that allows prot. A single iovec
+ * may span two windows: the mapping joins pieces that are contiguous in the
+ * server's address space, and the kernel may place two windows' mappings
+ * side by side (W1 right below W0, a PRP list running from W1's end into
+ * W0's start).
+ */
 static bool iov_ok(const struct fz *f, const struct iovec *v, uint32_t prot)
 {
 	const uint8_t *b = v->iov_base;
+	size_t left = v->iov_len;
 
-	if (!v->iov_len)
+	if (!left)
 		return false;
-	for (uint32_t w = 0; w < FZ_NWIN; w++) {
-		const uint8_t *va = f->dev_va[w];
+	while (left) {
+		size_t take = 0;
 
-		if (f->mapped[w] && va && b >= va && v->iov_len <= fz_wins[w].size &&
-		    (size_t)(b - va) <= fz_wins[w].size - v->iov_len)
-			return (fz_wins[w].prot & prot) == prot;
+		for (uint32_t w = 0; w < FZ_NWIN && !take; w++) {
+			const uint8_t *va = f->dev_va[w];
+
+			if (!f->mapped[w] || !va || b < va || (size_t)(b - va) >= fz_wins[w].size)
+				continue;
+			if ((fz_wins[w].prot & prot) != prot)
+				return false;
+			take = fz_wins[w].size - (size_t)(b - va);
+		}
+		if (!take)
+			return false;
+		if (take > left)
+			take = left;
+		b += take;
+		left -= take;
 	}
-	return false;
+	return true;
 }
 
 static void op_map(struct fz *f, struct fz_in *in)
