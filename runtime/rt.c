@@ -174,17 +174,39 @@ static void ep_attach_on(void *arg)
 	a->rc = 0;
 }
 
-/* Take ep out of rt->eps again (a failed add). */
-static void eps_forget(struct vfurt_runtime *rt, struct rt_endpoint *ep)
+/* Remove ep from v[0..*n), keeping the order of the others. */
+static void ep_array_remove(struct rt_endpoint **v, uint32_t *n, const struct rt_endpoint *ep)
 {
-	pthread_mutex_lock(&rt->lock);
-	for (uint32_t i = 0; i < rt->nr_eps; i++) {
-		if (rt->eps[i] == ep) {
-			rt->eps[i] = rt->eps[--rt->nr_eps];
-			break;
+	for (uint32_t i = 0; i < *n; i++) {
+		if (v[i] == ep) {
+			memmove(&v[i], &v[i + 1], (*n - i - 1) * sizeof(v[0]));
+			(*n)--;
+			return;
 		}
 	}
+}
+
+void vfr_rt_eps_remove(struct rt_endpoint *ep)
+{
+	struct vfurt_runtime *rt = ep->rt;
+
+	pthread_mutex_lock(&rt->lock);
+	ep_array_remove(rt->eps, &rt->nr_eps, ep);
+	ep->gone = true;
 	pthread_mutex_unlock(&rt->lock);
+}
+
+void vfr_rt_home_remove(struct rt_endpoint *ep)
+{
+	ep_array_remove(ep->home->eps, &ep->home->nr_eps, ep);
+}
+
+struct rt_endpoint *vfr_rt_ep_of(const struct vfurt_runtime *rt, const struct vfurt_dev *dev)
+{
+	for (uint32_t i = 0; i < rt->nr_eps; i++)
+		if (rt->eps[i]->dev == dev)
+			return rt->eps[i];
+	return NULL;
 }
 
 int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
@@ -262,7 +284,7 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	return 0;
 
 err_forget:
-	eps_forget(rt, ep);
+	vfr_rt_eps_remove(ep);
 err_host:
 	vfurt_dev_set_dma_quota(dev, NULL);
 	vfurt_dev_set_host(dev, NULL, NULL);

@@ -243,6 +243,12 @@ extern const struct vfurt_dev_host_ops vfr_rt_host_ops;
 int vfr_rt_run_on(struct vfurt_runtime *rt, struct vfurt_worker *w, void (*fn)(void *), void *arg);
 /* The worker that polls q of ep's device (runtime.h, "queue placement"). Any thread. */
 struct vfurt_worker *vfr_rt_queue_worker(const struct rt_endpoint *ep, struct vfurt_queue *q);
+/* Take ep out of rt->eps (under rt->lock) and mark it gone. Any thread. */
+void vfr_rt_eps_remove(struct rt_endpoint *ep);
+/* Take ep out of its home worker's list: the home worker, or no worker runs. */
+void vfr_rt_home_remove(struct rt_endpoint *ep);
+/* The endpoint serving dev, or NULL. The caller holds rt->lock. */
+struct rt_endpoint *vfr_rt_ep_of(const struct vfurt_runtime *rt, const struct vfurt_dev *dev);
 /* Drop a reference to ep (taken with vfr_rt_ep_get); the last frees it. */
 void vfr_rt_ep_put(struct rt_endpoint *ep);
 static inline void vfr_rt_ep_get(struct rt_endpoint *ep)

@@ -28,19 +28,7 @@ void vfr_rt_ep_put(struct rt_endpoint *ep)
 
 void vfr_rt_remove_complete(struct rt_endpoint *ep)
 {
-	struct vfurt_runtime *rt = ep->rt;
-
-	pthread_mutex_lock(&rt->lock);
-	for (uint32_t i = 0; i < rt->nr_eps; i++) {
-		if (rt->eps[i] == ep) {
-			memmove(&rt->eps[i], &rt->eps[i + 1],
-				(rt->nr_eps - i - 1) * sizeof(rt->eps[0]));
-			rt->nr_eps--;
-			break;
-		}
-	}
-	ep->gone = true;
-	pthread_mutex_unlock(&rt->lock);
+	vfr_rt_eps_remove(ep);
 	if (ep->remove_done)
 		ep->remove_done(ep->remove_arg, ep->how);
 	vfr_rt_ep_put(ep);
@@ -137,13 +125,7 @@ void vfr_rt_zombies_step(struct vfurt_worker *w)
 /* Home worker: the client is gone; tear the device down. */
 static void remove_finish(struct vfurt_worker *w, struct rt_endpoint *ep)
 {
-	for (uint32_t i = 0; i < w->nr_eps; i++) {
-		if (w->eps[i] == ep) {
-			memmove(&w->eps[i], &w->eps[i + 1], (w->nr_eps - i - 1) * sizeof(w->eps[0]));
-			w->nr_eps--;
-			break;
-		}
-	}
+	vfr_rt_home_remove(ep);
 	/* the fds the device's watches poll are closed here: the armed polls
 	 * keep their files until cancelled, and run nothing for a zombie */
 	release_device(ep);
@@ -220,16 +202,14 @@ void vfr_rt_remove_start(void *arg)
 int vfurt_runtime_remove_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
 				uint32_t timeout_ms, vfurt_remove_done_fn done, void *arg)
 {
-	struct rt_endpoint *ep = NULL;
+	struct rt_endpoint *ep;
 	bool running;
 	int rc = 0;
 
 	if (!rt || !dev)
 		return -EINVAL;
 	pthread_mutex_lock(&rt->lock);
-	for (uint32_t i = 0; i < rt->nr_eps && !ep; i++)
-		if (rt->eps[i]->dev == dev)
-			ep = rt->eps[i];
+	ep = vfr_rt_ep_of(rt, dev);
 	if (!ep)
 		rc = -ENOENT;
 	else if (ep->remove_asked)
@@ -246,16 +226,7 @@ int vfurt_runtime_remove_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
 	running = rt->started && !rt->stopped;
 	if (!running) {
 		/* no client can be attached: finish on the caller's thread */
-		struct vfurt_worker *w = ep->home;
-
-		for (uint32_t i = 0; i < w->nr_eps; i++) {
-			if (w->eps[i] == ep) {
-				memmove(&w->eps[i], &w->eps[i + 1],
-					(w->nr_eps - i - 1) * sizeof(w->eps[0]));
-				w->nr_eps--;
-				break;
-			}
-		}
+		vfr_rt_home_remove(ep);
 		if (ep->lfd >= 0)
 			unlink(ep->path);
 		ep->removing = true;
@@ -293,12 +264,7 @@ void vfr_rt_remove_finish_stopped(struct vfurt_runtime *rt)
 			ep->how = VFURT_REMOVE_FORCED;
 			vfr_rt_endpoint_drop(ep, 0);
 		}
-		for (uint32_t k = 0; k < ep->home->nr_eps; k++) {
-			if (ep->home->eps[k] == ep) {
-				ep->home->eps[k] = ep->home->eps[--ep->home->nr_eps];
-				break;
-			}
-		}
+		vfr_rt_home_remove(ep);
 		release_device(ep);
 		vfr_rt_remove_complete(ep); /* takes it out of rt->eps */
 	}

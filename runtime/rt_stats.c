@@ -138,7 +138,7 @@ static struct rt_endpoint **eps_snapshot(struct vfurt_runtime *rt, uint32_t *n)
 
 char *vfurt_runtime_device_json(struct vfurt_runtime *rt, struct vfurt_dev *dev)
 {
-	struct rt_endpoint *ep = NULL;
+	struct rt_endpoint *ep;
 	struct json_object *o;
 	char *out;
 
@@ -147,9 +147,7 @@ char *vfurt_runtime_device_json(struct vfurt_runtime *rt, struct vfurt_dev *dev)
 		return NULL;
 	}
 	pthread_mutex_lock(&rt->lock);
-	for (uint32_t i = 0; i < rt->nr_eps && !ep; i++)
-		if (rt->eps[i]->dev == dev)
-			ep = rt->eps[i];
+	ep = vfr_rt_ep_of(rt, dev);
 	if (ep)
 		vfr_rt_ep_get(ep);
 	pthread_mutex_unlock(&rt->lock);
