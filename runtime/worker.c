@@ -478,7 +478,52 @@ bool vfurt_worker_run_pass(struct vfurt_worker *w)
 	return busy;
 }
 
-static uint64_t next_deadline(struct vfurt_worker *w);
+/*
+ * When w's timers want it again: its next timed poller and, while it has a
+ * client or owes the wake read a re-arm, the connection tick
+ * (vfr_rt_worker_tick). UINT64_MAX: no timer. Both ways of sleeping use it.
+ */
+static uint64_t timer_deadline(const struct vfurt_worker *w, uint64_t now)
+{
+	uint64_t d = vfr_poller_set_next_deadline(w->pollers);
+
+	if ((w->has_clients || w->wake_rearm) && now + RT_TICK_NS < d)
+		d = now + RT_TICK_NS;
+	return d;
+}
+
+/* vfurt_worker_next_deadline with w claimed. */
+static uint64_t next_deadline(struct vfurt_worker *w)
+{
+	uint64_t now = vfr_rt_now(w->rt);
+	uint64_t deadline;
+	int arm;
+
+	if (w->nr_deferred || w->nr_postponed || w->wake_rearm)
+		return 0;
+	deadline = timer_deadline(w, now);
+	if (!w->embed_armed) {
+		w->embed_armed = true;
+		atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
+		/* pairs with the fence of vfurt_worker_send/wake, as in worker_sleep */
+		atomic_thread_fence(memory_order_seq_cst);
+		arm = vfr_poller_set_arm_all(w->pollers, true);
+		w->embed_arm = arm;
+	}
+	arm = w->embed_arm;
+	if (arm == VFURT_ARM_PENDING || vfr_ring_count(w->inbox))
+		return 0;
+	if (arm == VFURT_ARM_POLL && now + w->rt->poll_sleep_ns < deadline)
+		deadline = now + w->rt->poll_sleep_ns;
+	if (w->pending_sqes) {
+		io_uring_submit(&w->ring);
+		w->pending_sqes = 0;
+	}
+	if (io_uring_cq_ready(&w->ring) ||
+	    (__atomic_load_n(w->ring.sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN))
+		return 0;
+	return deadline;
+}
 
 uint64_t vfurt_worker_next_deadline(struct vfurt_worker *w)
 {
@@ -492,40 +537,6 @@ uint64_t vfurt_worker_next_deadline(struct vfurt_worker *w)
 	t = next_deadline(w);
 	vfr_rt_worker_release(w);
 	return t;
-}
-
-static uint64_t next_deadline(struct vfurt_worker *w)
-{
-	uint64_t now = vfr_rt_now(w->rt);
-	uint64_t deadline = vfr_poller_set_next_deadline(w->pollers);
-	uint64_t cap = UINT64_MAX;
-	int arm;
-
-	if (w->nr_deferred || w->nr_postponed || w->wake_rearm)
-		return 0;
-	if (w->has_clients)
-		cap = now + RT_TICK_NS; /* connection timers */
-	if (!w->embed_armed) {
-		w->embed_armed = true;
-		atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
-		/* pairs with the fence of vfurt_worker_send/wake, as in worker_sleep */
-		atomic_thread_fence(memory_order_seq_cst);
-		arm = vfr_poller_set_arm_all(w->pollers, true);
-		w->embed_arm = arm;
-	}
-	arm = w->embed_arm;
-	if (arm == VFURT_ARM_PENDING || vfr_ring_count(w->inbox))
-		return 0;
-	if (arm == VFURT_ARM_POLL && now + w->rt->poll_sleep_ns < cap)
-		cap = now + w->rt->poll_sleep_ns;
-	if (w->pending_sqes) {
-		io_uring_submit(&w->ring);
-		w->pending_sqes = 0;
-	}
-	if (io_uring_cq_ready(&w->ring) ||
-	    (__atomic_load_n(w->ring.sq.kflags, __ATOMIC_ACQUIRE) & IORING_SQ_TASKRUN))
-		return 0;
-	return deadline < cap ? deadline : cap;
 }
 
 int vfurt_worker_fd(const struct vfurt_worker *w)
@@ -589,7 +600,7 @@ static void worker_sleep(struct vfurt_worker *w)
 	struct __kernel_timespec ts;
 	struct io_uring_cqe *cqe;
 	uint64_t now = vfr_rt_now(w->rt);
-	uint64_t deadline = vfr_poller_set_next_deadline(w->pollers);
+	uint64_t deadline = timer_deadline(w, now);
 	uint64_t wait_ns = w->rt->sleep_max_ns;
 	int arm;
 
@@ -597,9 +608,6 @@ static void worker_sleep(struct vfurt_worker *w)
 		wait_ns = deadline > now ? deadline - now : 0;
 	if (wait_ns > w->rt->sleep_max_ns)
 		wait_ns = w->rt->sleep_max_ns;
-	/* connection timers (vfr_rt_worker_tick), and a wake read to re-arm */
-	if ((w->has_clients || w->wake_rearm) && wait_ns > RT_TICK_NS)
-		wait_ns = RT_TICK_NS;
 	if (wait_ns == 0)
 		return;
 	atomic_store_explicit(&w->sleeping, 1, memory_order_relaxed);
