@@ -206,6 +206,18 @@ static void sock_path(struct fx *f, char *buf, size_t len, const char *name)
 	assert_true(n > 0 && (size_t)n < len);
 }
 
+/* A GPIO card named name served on DIR/name.sock (path, len) with home
+ * worker `worker` (-1: round robin). Asserts. */
+static struct vfurt_dev *serve_gpio(struct fx *f, const char *name, char *path, size_t len,
+				    int worker)
+{
+	struct vfurt_dev *dev = gpio(name);
+
+	sock_path(f, path, len, name);
+	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, worker), 0);
+	return dev;
+}
+
 static struct nvme_host *io_host(const char *path)
 {
 	struct nvme_host_opts ho = { .timeout_ms = 3000, .mem_size = 4u << 20 };
@@ -238,13 +250,12 @@ static void test_add_then_remove_idle(void **state)
 	struct fx *f = *state;
 	struct done_rec d = { 0 };
 	struct vfurt_client *c;
-	struct vfurt_dev *dev = gpio("g-live");
+	struct vfurt_dev *dev;
 	char path[160];
 	struct stat st;
 	uint32_t v;
 
-	sock_path(f, path, sizeof(path), "g-live");
-	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
+	dev = serve_gpio(f, "g-live", path, sizeof(path), -1);
 	assert_ptr_equal(vfurt_runtime_find_device(f->rt, path), dev);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
@@ -283,13 +294,12 @@ static void test_remove_released(void **state)
 {
 	struct fx *f = *state;
 	struct done_rec d = { 0 };
-	struct vfurt_dev *dev = gpio("g-req");
+	struct vfurt_dev *dev;
 	struct vfurt_client *c;
 	char path[160];
 	int efd;
 
-	sock_path(f, path, sizeof(path), "g-req");
-	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
+	dev = serve_gpio(f, "g-req", path, sizeof(path), -1);
 	c = it_connect(path, 0);
 	assert_non_null(c);
 	efd = req_eventfd(c);
@@ -311,13 +321,12 @@ static void test_remove_forced(void **state)
 {
 	struct fx *f = *state;
 	struct done_rec d = { 0 };
-	struct vfurt_dev *dev = gpio("g-deaf");
+	struct vfurt_dev *dev;
 	struct vfurt_client *c;
 	char path[160];
 	int efd;
 
-	sock_path(f, path, sizeof(path), "g-deaf");
-	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
+	dev = serve_gpio(f, "g-deaf", path, sizeof(path), -1);
 	c = it_connect(path, 0);
 	assert_non_null(c);
 	efd = req_eventfd(c);
@@ -331,9 +340,7 @@ static void test_remove_forced(void **state)
 
 	/* no REQ eventfd (QEMU 10.2): nobody to ask, the same time to go */
 	memset(&d, 0, sizeof(d));
-	dev = gpio("g-noreq");
-	sock_path(f, path, sizeof(path), "g-noreq");
-	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
+	dev = serve_gpio(f, "g-noreq", path, sizeof(path), -1);
 	c = it_connect(path, 0);
 	assert_non_null(c);
 	assert_int_equal(vfurt_runtime_remove_device(f->rt, dev, 300, on_done, &d), 0);
@@ -344,9 +351,7 @@ static void test_remove_forced(void **state)
 
 	/* timeout 0: at once, REQ eventfd or not */
 	memset(&d, 0, sizeof(d));
-	dev = gpio("g-now");
-	sock_path(f, path, sizeof(path), "g-now");
-	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
+	dev = serve_gpio(f, "g-now", path, sizeof(path), -1);
 	c = it_connect(path, 0);
 	assert_non_null(c);
 	efd = req_eventfd(c);
@@ -365,12 +370,11 @@ static void test_remove_no_req_released(void **state)
 {
 	struct fx *f = *state;
 	struct done_rec d = { 0 };
-	struct vfurt_dev *dev = gpio("g-qmp");
+	struct vfurt_dev *dev;
 	struct vfurt_client *c;
 	char path[160];
 
-	sock_path(f, path, sizeof(path), "g-qmp");
-	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
+	dev = serve_gpio(f, "g-qmp", path, sizeof(path), -1);
 	c = it_connect(path, 0);
 	assert_non_null(c);
 	assert_int_equal(vfurt_runtime_remove_device(f->rt, dev, 20000, on_done, &d), 0);
@@ -685,16 +689,15 @@ static void note_self(void *arg)
 static void test_dev_call(void **state)
 {
 	struct fx *f = *state;
-	struct vfurt_dev *dev = gpio("g-call");
+	int last = (int)vfurt_runtime_worker_count(f->rt) - 1;
 	struct vfurt_worker *seen = NULL;
 	struct done_rec d = { 0 };
+	struct vfurt_dev *dev;
 	char path[160];
 
-	sock_path(f, path, sizeof(path), "g-call");
-	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600,
-						  (int)vfurt_runtime_worker_count(f->rt) - 1), 0);
+	dev = serve_gpio(f, "g-call", path, sizeof(path), last);
 	assert_int_equal(vfurt_dev_call(dev, note_self, &seen), 0);
-	assert_ptr_equal(seen, vfurt_runtime_worker(f->rt, vfurt_runtime_worker_count(f->rt) - 1));
+	assert_ptr_equal(seen, vfurt_runtime_worker(f->rt, (uint32_t)last));
 	assert_int_equal(vfurt_dev_call(dev, NULL, NULL), -EINVAL);
 	assert_int_equal(vfurt_runtime_remove_device(f->rt, dev, 0, on_done, &d), 0);
 	assert_int_equal(wait_done(&d), 1);
@@ -706,13 +709,12 @@ static void test_remove_pending_at_stop(void **state)
 {
 	struct fx *f = *state;
 	struct done_rec d = { 0 };
-	struct vfurt_dev *dev = gpio("g-stop");
+	struct vfurt_dev *dev;
 	struct vfurt_client *c;
 	char path[160];
 	int efd;
 
-	sock_path(f, path, sizeof(path), "g-stop");
-	assert_int_equal(vfurt_runtime_add_device(f->rt, dev, path, 0600, -1), 0);
+	dev = serve_gpio(f, "g-stop", path, sizeof(path), -1);
 	c = it_connect(path, 0);
 	assert_non_null(c);
 	efd = req_eventfd(c);
