@@ -147,36 +147,52 @@ static void send_dma_map(struct vfurt_conn *conn, int peer, uint16_t id)
 	feed(conn, peer, &msg, sizeof(msg));
 }
 
-static void test_conn_flood_limited(void **state)
+/*
+ * A GPIO card named name logging into cap at level, and a connection to it
+ * over a socket pair (*peer: the client's end) that has completed VERSION.
+ * Asserts.
+ */
+static struct vfurt_conn *conn_start(struct capture *cap, const char *name, int level,
+				     struct vfurt_dev **dev, int *peer)
 {
 	static const char json[] = "{\"capabilities\":{\"max_msg_fds\":8}}";
-	struct capture *cap = calloc(1, sizeof(*cap));
-	struct vfurt_gpio_opts go = { .opts_size = sizeof(go), .name = "gp\x1b]0;x" };
+	struct vfurt_gpio_opts go = { .opts_size = sizeof(go), .name = name };
 	struct vfurt_conn_opts co = { .opts_size = sizeof(co) };
-	const struct timespec pause = { .tv_nsec = 250 * 1000 * 1000 };
 	uint8_t ver[16 + 4 + sizeof(json)];
 	struct vfio_user_header h = { .msg_id = 1, .cmd = VFIO_USER_VERSION,
 				      .msg_size = sizeof(ver) };
 	struct vfurt_conn *conn;
-	struct vfurt_dev *dev;
 	int sv[2];
-	int maps;
 
-	(void)state;
-	go.log = (struct vfurt_log){ .fn = capture_fn, .arg = cap, .level = VFURT_LOG_INFO };
-	dev = vfurt_gpio_create(&go);
-	assert_non_null(dev);
+	go.log = (struct vfurt_log){ .fn = capture_fn, .arg = cap, .level = level };
+	*dev = vfurt_gpio_create(&go);
+	assert_non_null(*dev);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	conn = vfurt_conn_create(dev, sv[0], &co);
+	conn = vfurt_conn_create(*dev, sv[0], &co);
 	assert_non_null(conn);
 	memcpy(ver, &h, sizeof(h));
 	memset(ver + 16, 0, 4); /* protocol 0.0 */
 	memcpy(ver + 20, json, sizeof(json));
 	feed(conn, sv[1], ver, sizeof(ver));
+	*peer = sv[1];
+	return conn;
+}
+
+static void test_conn_flood_limited(void **state)
+{
+	struct capture *cap = calloc(1, sizeof(*cap));
+	const struct timespec pause = { .tv_nsec = 250 * 1000 * 1000 };
+	struct vfurt_conn *conn;
+	struct vfurt_dev *dev;
+	int peer;
+	int maps;
+
+	(void)state;
+	conn = conn_start(cap, "gp\x1b]0;x", VFURT_LOG_INFO, &dev, &peer);
 
 	/* the first map takes the range, the next 99 overlap it and fail */
 	for (uint16_t i = 0; i < 100; i++)
-		send_dma_map(conn, sv[1], (uint16_t)(2 + i));
+		send_dma_map(conn, peer, (uint16_t)(2 + i));
 	maps = count_with(cap, "DMA_MAP");
 	assert_true(maps >= (int)LOG_RL_BURST - 2 && maps <= (int)LOG_RL_BURST + 2);
 	assert_int_equal(count_with(cap, "suppressed"), 0);
@@ -186,13 +202,13 @@ static void test_conn_flood_limited(void **state)
 
 	/* after a pause the next line says how many were dropped */
 	nanosleep(&pause, NULL);
-	send_dma_map(conn, sv[1], 200);
+	send_dma_map(conn, peer, 200);
 	assert_int_equal(count_with(cap, "log lines of this client suppressed"), 1);
 	assert_int_equal(count_with(cap, "DMA_MAP"), maps + 1);
 
 	vfurt_conn_destroy(conn);
 	vfurt_dev_destroy(dev);
-	close(sv[1]);
+	close(peer);
 	free(cap);
 }
 
@@ -216,39 +232,24 @@ static void send_bad_irq_info(struct vfurt_conn *conn, int peer, uint16_t id)
  * leaves the client's warnings their budget. */
 static void test_conn_debug_flood_spares_warnings(void **state)
 {
-	static const char json[] = "{\"capabilities\":{\"max_msg_fds\":8}}";
 	struct capture *cap = calloc(1, sizeof(*cap));
-	struct vfurt_gpio_opts go = { .opts_size = sizeof(go), .name = "gpd" };
-	struct vfurt_conn_opts co = { .opts_size = sizeof(co) };
-	uint8_t ver[16 + 4 + sizeof(json)];
-	struct vfio_user_header h = { .msg_id = 1, .cmd = VFIO_USER_VERSION,
-				      .msg_size = sizeof(ver) };
 	struct vfurt_conn *conn;
 	struct vfurt_dev *dev;
-	int sv[2];
+	int peer;
 
 	(void)state;
-	go.log = (struct vfurt_log){ .fn = capture_fn, .arg = cap, .level = VFURT_LOG_DEBUG };
-	dev = vfurt_gpio_create(&go);
-	assert_non_null(dev);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	conn = vfurt_conn_create(dev, sv[0], &co);
-	assert_non_null(conn);
-	memcpy(ver, &h, sizeof(h));
-	memset(ver + 16, 0, 4);
-	memcpy(ver + 20, json, sizeof(json));
-	feed(conn, sv[1], ver, sizeof(ver));
+	conn = conn_start(cap, "gpd", VFURT_LOG_DEBUG, &dev, &peer);
 	for (uint16_t i = 0; i < 200; i++)
-		send_bad_irq_info(conn, sv[1], (uint16_t)(2 + i));
+		send_bad_irq_info(conn, peer, (uint16_t)(2 + i));
 	assert_true(count_with(cap, "failed") <= (int)LOG_RL_BURST + 2);
 	/* the first DMA_MAP takes the range, the second overlaps it: a warning */
-	send_dma_map(conn, sv[1], 300);
-	send_dma_map(conn, sv[1], 301);
+	send_dma_map(conn, peer, 300);
+	send_dma_map(conn, peer, 301);
 	assert_int_equal(count_with(cap, "DMA_MAP iova"), 1);
 	vfurt_conn_destroy(conn);
 	assert_int_equal(count_with(cap, "log lines of this client suppressed"), 1);
 	vfurt_dev_destroy(dev);
-	close(sv[1]);
+	close(peer);
 	free(cap);
 }
 
