@@ -389,7 +389,7 @@ static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 	uint32_t min_shift = 12;
 
 	for (uint32_t i = 0; i < o->nr_ns; i++) {
-		uint32_t bs;
+		uint32_t bs, caps;
 
 		if (!o->ns[i])
 			return -EINVAL;
@@ -398,17 +398,17 @@ static int init_ns(struct nvme_ctrl *c, const struct vfurt_nvme_opts *o)
 			return -EINVAL;
 		if (bs == 512)
 			min_shift = 9;
-		if (!(vfurt_bdev_caps(o->ns[i]) & VFURT_BDEV_CAP_DEALLOCATE))
+		caps = vfurt_bdev_caps(o->ns[i]);
+		if (!(caps & VFURT_BDEV_CAP_DEALLOCATE))
 			all_dealloc = false;
-		if (!(vfurt_bdev_caps(o->ns[i]) & VFURT_BDEV_CAP_WRITE_ZEROES))
+		if (!(caps & VFURT_BDEV_CAP_WRITE_ZEROES))
 			all_wz = false;
-		if (vfurt_bdev_caps(o->ns[i]) & VFURT_BDEV_CAP_FLUSH)
+		if (caps & VFURT_BDEV_CAP_FLUSH)
 			c->vwc = true;
 	}
 	/* after c->vwc: a namespace given at creation is never write-through */
 	for (uint32_t i = 0; i < o->nr_ns; i++)
 		vfr_nvme_ns_setup(c, i + 1, o->ns[i], o->own_bdevs);
-	c->nr_ns = o->nr_ns;
 	c->ns_end = o->nr_ns;
 	c->min_lba_shift = min_shift;
 	c->oncs = (uint16_t)((all_dealloc ? 1u << 2 : 0u) | (all_wz ? 1u << 3 : 0u));

@@ -319,7 +319,6 @@ struct nvme_ctrl {
 	char model[41];
 	uint32_t max_ioq;
 	uint32_t mqes;        /* 0-based */
-	uint32_t nr_ns;       /* active namespaces */
 	uint32_t ns_end;      /* highest active nsid (0: none): loops stop there */
 	uint32_t min_lba_shift; /* smallest LBA size at creation: WZSL was derived from it */
 	struct nvme_ns ns[VFURT_NVME_MAX_NS];
@@ -419,7 +418,7 @@ void vfr_nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on);
 /* ---- nvme_ctrl.c ----------------------------------------------------- */
 
 /* Fill ns[nsid - 1] for bdev (block size checked by the caller): geometry,
- * capabilities, identifiers. Does not count it in nr_ns / ns_end. */
+ * capabilities, identifiers. Does not move ns_end. */
 void vfr_nvme_ns_setup(struct nvme_ctrl *c, uint32_t nsid, struct vfurt_bdev *bdev, bool owned);
 
 /* Start polling an I/O CQ (with its arm callback). 0 or -ENOMEM. */

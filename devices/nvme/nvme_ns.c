@@ -148,7 +148,6 @@ static int do_add(struct nvme_ctrl *c, uint32_t nsid, struct vfurt_bdev *bdev)
 	/* nothing in flight can name a free nsid: no drain needed */
 	was = io_hold(c, false);
 	vfr_nvme_ns_setup(c, nsid, bdev, true);
-	c->nr_ns++;
 	ns_end_update(c);
 	io_release(c, was);
 	ns_changed(c, nsid);
@@ -187,7 +186,6 @@ static int do_remove(struct nvme_ctrl *c, uint32_t nsid)
 		(void)vfr_nvme_cq_end(cq);
 	}
 	memset(ns, 0, sizeof(*ns));
-	c->nr_ns--;
 	ns_end_update(c);
 	io_release(c, was);
 	ns_changed(c, nsid);
