@@ -59,15 +59,30 @@ int vfr_devspec_parse(const char *s, struct devspec *spec, char *err, size_t err
 	return 0;
 }
 
+/* The index of key in spec, or -1. */
+static int find_key(const struct devspec *spec, const char *key)
+{
+	for (size_t i = 0; i < spec->nkeys; i++)
+		if (!strcmp(spec->kv[i].key, key))
+			return (int)i;
+	return -1;
+}
+
 const char *vfr_devspec_get(struct devspec *spec, const char *key)
 {
-	for (size_t i = 0; i < spec->nkeys; i++) {
-		if (!strcmp(spec->kv[i].key, key)) {
-			spec->kv[i].used = 1;
-			return spec->kv[i].val;
-		}
-	}
-	return NULL;
+	int i = find_key(spec, key);
+
+	if (i < 0)
+		return NULL;
+	spec->kv[i].used = 1;
+	return spec->kv[i].val;
+}
+
+const char *vfr_devspec_peek(const struct devspec *spec, const char *key)
+{
+	int i = find_key(spec, key);
+
+	return i < 0 ? NULL : spec->kv[i].val;
 }
 
 int vfr_devspec_parse_mode(const char *s, mode_t *mode)

@@ -32,6 +32,9 @@ int vfr_devspec_parse(const char *s, struct devspec *spec, char *err, size_t err
 /* Value of key or NULL; marks the key used. */
 const char *vfr_devspec_get(struct devspec *spec, const char *key);
 
+/* Value of key or NULL, without marking it used (reading a stored spec). */
+const char *vfr_devspec_peek(const struct devspec *spec, const char *key);
+
 /*
  * Build the device a spec describes: looks the type up in the device type
  * table, applies the keys (socket and socket_mode are read by the caller

@@ -99,14 +99,6 @@ const char *devtab_origin_name(enum dev_origin o)
 	return "rpc";
 }
 
-static const char *spec_get(const struct devspec *s, const char *key)
-{
-	for (size_t i = 0; i < s->nkeys; i++)
-		if (!strcmp(s->kv[i].key, key))
-			return s->kv[i].val;
-	return NULL;
-}
-
 /* The socket's basename without ".sock" (at least one character). */
 static void default_name(const char *socket, char *out, size_t len)
 {
@@ -237,8 +229,8 @@ int devtab_add(struct devtab *t, const struct vfurt_config_device *d, enum dev_o
 
 void devtab_spec_name(const struct devspec *spec, char *out, size_t len)
 {
-	const char *name = spec_get(spec, "name");
-	const char *socket = spec_get(spec, "socket");
+	const char *name = vfr_devspec_peek(spec, "name");
+	const char *socket = vfr_devspec_peek(spec, "socket");
 
 	if (name)
 		snprintf(out, len, "%s", name);
@@ -268,7 +260,7 @@ static int add_entry(struct devtab *t, const struct vfurt_config_device *d, enum
 	struct dev_entry *e;
 	struct vfurt_dev *dev;
 	const char *name;
-	const char *socket = spec_get(&d->spec, "socket");
+	const char *socket = vfr_devspec_peek(&d->spec, "socket");
 	int rc;
 
 	if (!socket) {
@@ -294,7 +286,7 @@ static int add_entry(struct devtab *t, const struct vfurt_config_device *d, enum
 		snprintf(err, errlen, "out of memory");
 		goto err_free;
 	}
-	name = spec_get(&e->cfg.spec, "name");
+	name = vfr_devspec_peek(&e->cfg.spec, "name");
 	if (name) {
 		if (!name_ok(name)) {
 			snprintf(err, errlen, "name='%s': use printable characters without spaces, "
@@ -383,7 +375,7 @@ static int add_entry(struct devtab *t, const struct vfurt_config_device *d, enum
 		t->next_home++;
 	e->dev = dev;
 	e->origin = origin;
-	e->socket = spec_get(&e->cfg.spec, "socket");
+	e->socket = vfr_devspec_peek(&e->cfg.spec, "socket");
 	t->e[t->n++] = e;
 	if (out)
 		*out = e;

@@ -177,14 +177,6 @@ int daemon_set_stats_interval(struct daemon *d, uint32_t seconds)
 	return 0;
 }
 
-static const char *kv_get(const struct devspec *s, const char *key)
-{
-	for (size_t i = 0; i < s->nkeys; i++)
-		if (!strcmp(s->kv[i].key, key))
-			return s->kv[i].val;
-	return NULL;
-}
-
 /* Same type, keys (other than name, already matched) and namespaces. */
 static bool same_device(const struct vfurt_config_device *a, const struct vfurt_config_device *b)
 {
@@ -201,7 +193,7 @@ static bool same_device(const struct vfurt_config_device *a, const struct vfurt_
 		if (!strcmp(a->spec.kv[i].key, "name"))
 			continue;
 		na++;
-		v = kv_get(&b->spec, a->spec.kv[i].key);
+		v = vfr_devspec_peek(&b->spec, a->spec.kv[i].key);
 		if (!v || strcmp(v, a->spec.kv[i].val))
 			return false;
 	}
@@ -254,7 +246,7 @@ static struct vfurt_config_device *dup_device(const struct vfurt_config_device *
 /* Add a new device now, or once the device holding its socket is removed. */
 static void reload_add(struct daemon *d, const struct vfurt_config_device *nd)
 {
-	const char *sock = kv_get(&nd->spec, "socket");
+	const char *sock = vfr_devspec_peek(&nd->spec, "socket");
 	struct dev_entry *holder = sock ? devtab_find_socket(&d->devs, sock) : NULL;
 	struct dev_entry *e;
 	char err[512];
