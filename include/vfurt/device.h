@@ -27,6 +27,8 @@ extern "C" {
 #endif
 
 struct vfurt_dev;
+struct vfurt_state;
+struct vfurt_state_cur;
 
 /* Region indexes follow vfio-pci: BAR0-5, ROM, config space, VGA. */
 enum vfurt_region_index {
@@ -153,6 +155,39 @@ struct vfurt_dev_ops {
 			  uint32_t start, uint32_t count, bool masked);
 	/* The device is being destroyed: free the model's state. */
 	void (*destroy)(struct vfurt_dev *dev, void *arg);
+	/* ---- restart (include/vfurt/state.h, docs/restart.md): a device
+	 * without save and restore cannot be carried across a live upgrade */
+	/*
+	 * Reach a safe point: start no new work (fetch no commands, start no
+	 * DMA), and return 0 once nothing is in flight but what save records
+	 * (e.g. outstanding NVMe AERs), -EBUSY while work is still in flight
+	 * (the host asks again about every millisecond, with the client's
+	 * messages still served), or another negative errno to refuse. Once
+	 * it returned 0 the device stays frozen, touching neither guest
+	 * memory nor irqs, until thaw.
+	 */
+	int (*freeze)(struct vfurt_dev *dev, void *arg);
+	/*
+	 * Leave the frozen state (after a failed upgrade, or in the new
+	 * process once it serves): resume, and raise every interrupt the
+	 * guest may still be owed (a spurious one is harmless, a lost one
+	 * hangs the guest). Also called for a device whose freeze never
+	 * returned 0 (an upgrade that timed out).
+	 */
+	void (*thaw)(struct vfurt_dev *dev, void *arg);
+	/* Frozen: write the model's state into s (the engine opened the
+	 * model's section). Return 0 or a negative errno (the upgrade fails). */
+	int (*save)(struct vfurt_dev *dev, void *arg, struct vfurt_state *s);
+	/*
+	 * In the new process, on a device just created from the same
+	 * configuration, before any client attaches and after the engine
+	 * restored its own part (region fds, irq state, PCI config space):
+	 * read back what save wrote (c is the model's section), adopting the
+	 * previous process's fds (vfurt_state_adopt_fd). The device is frozen
+	 * until thaw. Return 0 or a negative errno (the image is refused and
+	 * the old process keeps serving).
+	 */
+	int (*restore)(struct vfurt_dev *dev, void *arg, const struct vfurt_state_cur *c);
 };
 
 /* Creation options. opts_size as in include/vfurt/abi.h (fields beyond it are
