@@ -318,7 +318,9 @@ struct vfurt_dev *vfurt_runtime_find_device(struct vfurt_runtime *rt, const char
  */
 void vfr_rt_check_fd_budget(struct vfurt_runtime *rt)
 {
-	uint64_t per = (rt->conn_opts.max_irq_fds ? rt->conn_opts.max_irq_fds : 1024) + 16;
+	/* eventfds, DMA windows' fds (kept for a live upgrade), a few more */
+	uint64_t per = (rt->conn_opts.max_irq_fds ? rt->conn_opts.max_irq_fds : 1024) +
+		       (rt->conn_opts.max_dma_maps ? rt->conn_opts.max_dma_maps : 1024) + 16;
 	uint32_t neps;
 	uint64_t need;
 	struct rlimit rl;
@@ -326,7 +328,8 @@ void vfr_rt_check_fd_budget(struct vfurt_runtime *rt)
 	pthread_mutex_lock(&rt->lock);
 	neps = rt->nr_eps;
 	pthread_mutex_unlock(&rt->lock);
-	need = neps * per + 256;
+	/* twice: a live upgrade holds a dup of each in its state image */
+	need = 2 * neps * per + 256;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl))
 		return;
@@ -340,9 +343,10 @@ void vfr_rt_check_fd_budget(struct vfurt_runtime *rt)
 	}
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
 		vfurt_logf(&rt->log, VFURT_LOG_WARN,
-			   "%u devices may hold %llu fds (max_irq_fds %llu each), but RLIMIT_NOFILE "
-			   "is %llu: raise it or lower max_irq_fds, or one client can exhaust "
-			   "the others' fds",
+			   "%u devices may hold %llu fds (max_irq_fds + max_dma_maps %llu each, "
+			   "twice during a live upgrade), but RLIMIT_NOFILE is %llu: raise it or "
+			   "lower max_irq_fds or max_dma_maps, or one client can exhaust the "
+			   "others' fds",
 			   neps, (unsigned long long)need, (unsigned long long)(per - 16),
 			   (unsigned long long)rl.rlim_cur);
 }
