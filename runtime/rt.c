@@ -212,6 +212,12 @@ struct rt_endpoint *vfr_rt_ep_of(const struct vfurt_runtime *rt, const struct vf
 int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
 			     mode_t mode, int worker)
 {
+	return vfr_rt_add_endpoint(rt, dev, path, mode, worker, -1);
+}
+
+int vfr_rt_add_endpoint(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
+			mode_t mode, int worker, int lfd)
+{
 	struct ep_attach a = { 0 };
 	struct rt_endpoint *ep;
 	struct vfurt_worker *home;
@@ -233,7 +239,7 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	ep->dev = dev;
 	ep->lfd = -1;
 	atomic_init(&ep->refs, 1);
-	rc = vfurt_listen_unix(path, mode);
+	rc = lfd >= 0 ? lfd : vfurt_listen_unix(path, mode);
 	if (rc < 0)
 		goto err_free;
 	ep->lfd = rc;
@@ -289,8 +295,10 @@ err_host:
 	vfurt_dev_set_dma_quota(dev, NULL);
 	vfurt_dev_set_host(dev, NULL, NULL);
 err_close:
-	close(ep->lfd);
-	unlink(path);
+	if (lfd < 0) {
+		close(ep->lfd);
+		unlink(path);
+	}
 err_free:
 	free(ep);
 	return rc;
