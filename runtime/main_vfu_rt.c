@@ -233,7 +233,9 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 			cl->has_log_level = true;
 			break;
 		case 'U': /* internal: a live upgrade's new process (docs/restart.md) */
-			cl->upgrade_fd = atoi(optarg);
+			cl->upgrade_fd = -1;
+			if (strcmp(optarg, "3") == 0)
+				cl->upgrade_fd = 3; /* what the old process gives */
 			if (cl->upgrade_fd < 3) {
 				fprintf(stderr, "vfu-rt: --upgrade-fd is for vfu-rt itself\n");
 				return EXIT_USAGE;
