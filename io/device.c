@@ -229,6 +229,17 @@ int vfurt_dev_set_pci_hooks(struct vfurt_dev *dev, vfurt_pci_client_irq_fn irq_f
 	return 0;
 }
 
+int vfurt_dev_set_pci_state(struct vfurt_dev *dev,
+			    int (*save)(struct vfurt_pci *pci, struct vfurt_state *s),
+			    int (*restore)(struct vfurt_pci *pci, const struct vfurt_state_cur *c))
+{
+	if (!dev || !dev->pci)
+		return -EINVAL;
+	dev->pci_save = save;
+	dev->pci_restore = restore;
+	return 0;
+}
+
 struct vfurt_pci *vfurt_dev_pci(const struct vfurt_dev *dev)
 {
 	return dev ? dev->pci : NULL;

@@ -67,6 +67,9 @@ struct vfurt_dev {
 	void (*pci_free)(struct vfurt_pci *pci);
 	vfurt_pci_client_irq_fn pci_client_irq;       /* may be NULL */
 	vfurt_pci_client_detach_fn pci_client_detach; /* may be NULL */
+	/* state image hooks (vfurt_dev_set_pci_state); either may be NULL */
+	int (*pci_save)(struct vfurt_pci *pci, struct vfurt_state *s);
+	int (*pci_restore)(struct vfurt_pci *pci, const struct vfurt_state_cur *c);
 	struct vfurt_ioeventfd ioev[VFURT_MAX_IOEVENTFDS];
 	uint32_t nr_ioev;
 	struct vfurt_conn *conn; /* attached client, NULL when none */

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <vfurt/state.h>
+
 /*
  * Concurrency: the control plane (SET_IRQS, masks from config space, reset,
  * disconnect) runs on the device's thread; vfr_irqs_trigger may also run
@@ -658,4 +660,340 @@ void vfr_irqs_set_sync(struct vfurt_irqs *irqs, void (*fn)(void *arg), void *arg
 {
 	irqs->sync = fn;
 	irqs->sync_arg = arg;
+}
+
+/* ---- state images ------------------------------------------------------ */
+
+/* Vector state byte of a VFR_IRQS_TAG_STATE record. */
+#define ST_CLIENT_MASKED 0x1u
+#define ST_GUEST_MASKED 0x2u
+#define ST_PENDING 0x4u
+#define ST_KNOWN (ST_CLIENT_MASKED | ST_GUEST_MASKED | ST_PENDING)
+/* u32 vector count, u8 function mask, 3 zero bytes, then a byte per vector */
+#define ST_HDR 8u
+
+/* fd record tags of a VFR_IRQS_TAG_FDS section */
+#define FD_SLOTS 3u /* trigger, mask, unmask: VFIO_IRQ_SET_ACTION_* bit order */
+#define FD_TAG(index, slot, vector) ((((index) + 1u) << 16) | ((slot) << 12) | (vector))
+_Static_assert(VFURT_MAX_IRQ_VECTORS <= (1u << 12), "vector fits an fd tag");
+_Static_assert(VFIO_IRQ_SET_ACTION_MASK == 1u << 3 && VFIO_IRQ_SET_ACTION_UNMASK == 1u << 4 &&
+	       VFIO_IRQ_SET_ACTION_TRIGGER == 1u << 5, "action bits");
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int vfr_irqs_save(const struct vfurt_irqs *irqs, struct vfurt_state *s)
+{
+	uint8_t buf[ST_HDR + VFURT_MAX_IRQ_VECTORS];
+	int err;
+
+	if (!irqs || !s)
+		return -EINVAL;
+	err = vfurt_state_open(s, VFR_IRQS_TAG_STATE);
+	if (err < 0)
+		return err;
+	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++) {
+		const struct irq_index *ix = &irqs->idx[i];
+
+		if (!ix->count)
+			continue;
+		memset(buf, 0, ST_HDR);
+		put_le32(buf, ix->count);
+		buf[4] = atomic_load(&ix->func_masked);
+		for (uint32_t j = 0; j < ix->count; j++) {
+			const struct irq_vec *v = &ix->v[j];
+
+			buf[ST_HDR + j] = (uint8_t)((atomic_load(&v->client_masked) ? ST_CLIENT_MASKED : 0) |
+						    (atomic_load(&v->guest_masked) ? ST_GUEST_MASKED : 0) |
+						    (atomic_load(&v->pending) ? ST_PENDING : 0));
+		}
+		err = vfurt_state_put(s, 1 + i, buf, ST_HDR + ix->count);
+		if (err < 0)
+			goto err_close;
+	}
+	return vfurt_state_close(s);
+
+err_close:
+	(void)vfurt_state_close(s);
+	return err;
+}
+
+/* A VFR_IRQS_TAG_STATE record of index i is well formed and fits irqs. */
+static bool state_rec_ok(const struct vfurt_irqs *irqs, uint32_t i, const uint8_t *p, size_t len)
+{
+	uint32_t count;
+
+	if (len < ST_HDR)
+		return false;
+	count = get_le32(p);
+	if (count != irqs->idx[i].count || len != ST_HDR + (size_t)count)
+		return false;
+	if (p[4] > 1 || p[5] || p[6] || p[7])
+		return false;
+	for (uint32_t j = 0; j < count; j++)
+		if (p[ST_HDR + j] & ~ST_KNOWN)
+			return false;
+	return true;
+}
+
+int vfr_irqs_restore(struct vfurt_irqs *irqs, const struct vfurt_state_cur *c)
+{
+	const uint8_t *rec[VFURT_IRQ_NUM] = { NULL };
+	struct vfurt_state_cur sec;
+	int err;
+
+	if (!irqs || !c)
+		return -EINVAL;
+	err = vfurt_state_sub(c, VFR_IRQS_TAG_STATE, &sec);
+	if (err == -ENOENT)
+		return 0;
+	if (err < 0)
+		return err;
+	/* check every record before changing anything */
+	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++) {
+		const void *val;
+		size_t len;
+
+		err = vfurt_state_find(&sec, 1 + i, &val, &len);
+		if (err == -ENOENT)
+			continue;
+		if (err < 0)
+			return err;
+		if (!state_rec_ok(irqs, i, val, len))
+			return -EBADMSG;
+		rec[i] = val;
+	}
+	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++) {
+		struct irq_index *ix = &irqs->idx[i];
+
+		if (!rec[i])
+			continue;
+		atomic_store(&ix->func_masked, rec[i][4] != 0);
+		for (uint32_t j = 0; j < ix->count; j++) {
+			uint8_t b = rec[i][ST_HDR + j];
+
+			atomic_store(&ix->v[j].client_masked, (b & ST_CLIENT_MASKED) != 0);
+			atomic_store(&ix->v[j].guest_masked, (b & ST_GUEST_MASKED) != 0);
+			atomic_store(&ix->v[j].pending, (b & ST_PENDING) != 0);
+		}
+	}
+	return 0;
+}
+
+/* The fd of slot (FD_TAG order) of v. */
+static int vec_slot_fd(const struct irq_vec *v, uint32_t slot)
+{
+	if (slot == 0)
+		return atomic_load(&v->trigger_fd);
+	return slot == 1 ? v->mask_fd : v->unmask_fd;
+}
+
+int vfr_irqs_save_fds(const struct vfurt_irqs *irqs, struct vfurt_state *s)
+{
+	int err;
+
+	if (!irqs || !s)
+		return -EINVAL;
+	err = vfurt_state_open(s, VFR_IRQS_TAG_FDS);
+	if (err < 0)
+		return err;
+	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++)
+		for (uint32_t j = 0; j < irqs->idx[i].count; j++)
+			for (uint32_t slot = 0; slot < FD_SLOTS; slot++) {
+				int fd = vec_slot_fd(&irqs->idx[i].v[j], slot);
+
+				if (fd < 0)
+					continue;
+				err = vfurt_state_put_fd(s, FD_TAG(i, slot, j), fd);
+				if (err < 0)
+					goto err_close;
+			}
+	return vfurt_state_close(s);
+
+err_close:
+	(void)vfurt_state_close(s);
+	return err;
+}
+
+/*
+ * What vfr_irqs_restore_fds is about to install: for index i, vector j,
+ * slot k, fd[base[i] + j * FD_SLOTS + k] is FD_NONE (left alone),
+ * FD_WANTED (a record names it) or the fd taken from the image.
+ */
+#define FD_NONE (-1)
+#define FD_WANTED (-2)
+
+struct fd_plan {
+	size_t base[VFURT_IRQ_NUM];
+	size_t n;
+	int *fd;
+};
+
+/* Decode an fd record tag: 1 with *pos the plan entry of one of irqs'
+ * slots, 0 for a tag outside the fd tag space (a newer writer's record:
+ * skipped), -EBADMSG for a slot this device lacks. */
+static int fd_tag_decode(const struct vfurt_irqs *irqs, uint32_t tag, size_t *pos,
+			 const struct fd_plan *p)
+{
+	uint32_t hi = tag >> 16, slot = (tag >> 12) & 0xfu, vector = tag & 0xfffu;
+
+	if ((tag & VFURT_STATE_SECTION) || hi == 0 || hi > VFURT_IRQ_NUM)
+		return 0;
+	if (slot >= FD_SLOTS || vector >= irqs->idx[hi - 1].count)
+		return -EBADMSG;
+	*pos = p->base[hi - 1] + (size_t)vector * FD_SLOTS + slot;
+	return 1;
+}
+
+static void plan_close(struct fd_plan *p)
+{
+	for (size_t k = 0; k < p->n; k++)
+		if (p->fd[k] >= 0)
+			close(p->fd[k]);
+	free(p->fd);
+}
+
+/* Pass 1: validate the records and mark the slots they name. Returns the
+ * number of fds to take or -EBADMSG. */
+static int plan_mark(const struct vfurt_irqs *irqs, const struct vfurt_state_cur *sec,
+		     struct fd_plan *p)
+{
+	struct vfurt_state_cur cur = *sec;
+	const void *val;
+	uint32_t tag;
+	size_t len, pos;
+	int n = 0, r;
+
+	while ((r = vfurt_state_next(&cur, &tag, &val, &len)) == 1) {
+		int d = fd_tag_decode(irqs, tag, &pos, p);
+
+		if (d < 0)
+			return d;
+		if (d == 0)
+			continue;
+		if (p->fd[pos] != FD_NONE)
+			return -EBADMSG; /* the same slot twice */
+		p->fd[pos] = FD_WANTED;
+		n++;
+	}
+	return r < 0 ? r : n;
+}
+
+/* Pass 2: take the marked fds out of the image. */
+static int plan_take(const struct vfurt_irqs *irqs, const struct vfurt_state_cur *sec,
+		     struct fd_plan *p)
+{
+	struct vfurt_state_cur cur = *sec;
+	const void *val;
+	uint32_t tag;
+	size_t len, pos;
+	int r;
+
+	while ((r = vfurt_state_next(&cur, &tag, &val, &len)) == 1) {
+		int fd;
+
+		if (fd_tag_decode(irqs, tag, &pos, p) != 1)
+			continue;
+		fd = vfurt_state_take_fd_rec(cur.s, val, len);
+		if (fd < 0)
+			return fd;
+		p->fd[pos] = fd;
+		/* as SET_IRQS (check_fds): only eventfds */
+		if (!fd_is_eventfd(fd))
+			return -EINVAL;
+	}
+	return r;
+}
+
+/* Would the planned fds take the client past max_fds? */
+static int plan_quota(const struct vfurt_irqs *irqs, const struct fd_plan *p, int n)
+{
+	uint64_t freed = 0;
+
+	if (!irqs->max_fds)
+		return 0;
+	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++)
+		for (uint32_t j = 0; j < irqs->idx[i].count; j++)
+			for (uint32_t k = 0; k < FD_SLOTS; k++)
+				freed += p->fd[p->base[i] + (size_t)j * FD_SLOTS + k] != FD_NONE &&
+					 vec_slot_fd(&irqs->idx[i].v[j], k) >= 0;
+	return held_fds(irqs) - freed + (uint64_t)n > irqs->max_fds ? -EMFILE : 0;
+}
+
+/* Pass 3: install, as set_eventfds does. Nothing fails. */
+static void plan_install(struct vfurt_irqs *irqs, struct fd_plan *p)
+{
+	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++)
+		for (uint32_t j = 0; j < irqs->idx[i].count; j++) {
+			struct irq_vec *v = &irqs->idx[i].v[j];
+			int *fd = &p->fd[p->base[i] + (size_t)j * FD_SLOTS];
+
+			set_nonblocking(fd, FD_SLOTS);
+			if (fd[0] >= 0)
+				retire_fd(irqs, atomic_exchange_explicit(&v->trigger_fd, fd[0],
+									 memory_order_acq_rel));
+			if (fd[1] >= 0) {
+				retire_fd(irqs, v->mask_fd);
+				v->mask_fd = fd[1];
+			}
+			if (fd[2] >= 0) {
+				retire_fd(irqs, v->unmask_fd);
+				v->unmask_fd = fd[2];
+				if (i == VFURT_IRQ_INTX)
+					atomic_fetch_add(&irqs->unmask_gen, 1);
+			}
+			fd[0] = fd[1] = fd[2] = FD_NONE; /* irqs owns them now */
+		}
+	flush_retired(irqs);
+}
+
+int vfr_irqs_restore_fds(struct vfurt_irqs *irqs, const struct vfurt_state_cur *c)
+{
+	struct vfurt_state_cur sec;
+	struct fd_plan p = { .n = 0 };
+	int err, n;
+
+	if (!irqs || !c)
+		return -EINVAL;
+	err = vfurt_state_sub(c, VFR_IRQS_TAG_FDS, &sec);
+	if (err == -ENOENT)
+		return 0;
+	if (err < 0)
+		return err;
+	for (uint32_t i = 0; i < VFURT_IRQ_NUM; i++) {
+		p.base[i] = p.n;
+		p.n += (size_t)irqs->idx[i].count * FD_SLOTS;
+	}
+	p.fd = malloc((p.n ? p.n : 1) * sizeof(*p.fd));
+	if (!p.fd)
+		return -ENOMEM;
+	for (size_t k = 0; k < p.n; k++)
+		p.fd[k] = FD_NONE;
+
+	n = plan_mark(irqs, &sec, &p);
+	if (n < 0) {
+		err = n;
+		goto err_plan;
+	}
+	err = plan_quota(irqs, &p, n);
+	if (err < 0)
+		goto err_plan;
+	err = plan_take(irqs, &sec, &p);
+	if (err < 0)
+		goto err_plan;
+	plan_install(irqs, &p);
+	free(p.fd);
+	return 0;
+
+err_plan:
+	plan_close(&p);
+	return err;
 }

@@ -107,4 +107,62 @@ void vfr_irqs_set_resample(struct vfurt_irqs *irqs, bool (*fn)(void *arg), void 
 
 void vfr_irqs_get_stats(const struct vfurt_irqs *irqs, struct vfurt_irq_stats *st);
 
+/* ---- state images (include/vfurt/state.h, live upgrade) ----------------- */
+
+struct vfurt_state;
+struct vfurt_state_cur;
+
+/* Tags of the sections the save functions below add to the section the
+ * caller has open (vfurt_state_open adds VFURT_STATE_SECTION). */
+#define VFR_IRQS_TAG_STATE 0x49525153u /* "IRQS" */
+#define VFR_IRQS_TAG_FDS 0x49524644u   /* "IRFD" */
+
+/*
+ * Save the device side of the irq state: per index its function mask and
+ * per vector the client mask, guest mask and pending bit, as one section
+ * tagged VFR_IRQS_TAG_STATE in the section the caller has open (records:
+ * tag 1 + index, u32 vector count, u8 function mask, 3 zero bytes, a byte
+ * per vector). The eventfds are not part of it (vfr_irqs_save_fds).
+ * Returns 0 or vfurt_state_put/open's errno (-ENOMEM, -E2BIG, -EINVAL).
+ * Thread: the device's, with no trigger running (the device is frozen).
+ */
+int vfr_irqs_save(const struct vfurt_irqs *irqs, struct vfurt_state *s);
+
+/*
+ * Read back what vfr_irqs_save wrote: c is the section that holds the
+ * VFR_IRQS_TAG_STATE section (absent: nothing changes, as for a fresh
+ * device; an index without a record keeps its state too). Sets the masks
+ * and pending bits without delivering anything (thaw re-raises) and
+ * without calling a state callback. Returns 0, or -EBADMSG (a vector count
+ * other than this device's, a record of the wrong size, unknown bits, a
+ * malformed section) with nothing changed. Thread: the device's, before
+ * it is served.
+ */
+int vfr_irqs_restore(struct vfurt_irqs *irqs, const struct vfurt_state_cur *c);
+
+/*
+ * Save the client's eventfds (trigger, mask and unmask fd of every vector
+ * that has one) as fd records of a section tagged VFR_IRQS_TAG_FDS in the
+ * section the caller has open: record tag (index + 1) << 16 | slot << 12 |
+ * vector, slot 0 trigger, 1 mask, 2 unmask. The image holds dups; irqs
+ * keeps its fds. Returns 0 or vfurt_state_put_fd/open's errno. Thread: the
+ * device's, frozen.
+ */
+int vfr_irqs_save_fds(const struct vfurt_irqs *irqs, struct vfurt_state *s);
+
+/*
+ * Take the eventfds vfr_irqs_save_fds saved (c: the section holding the
+ * VFR_IRQS_TAG_FDS section; absent: nothing changes) and install them as
+ * SET_IRQS DATA_EVENTFD would: non-blocking, replacing (and closing) what
+ * a slot held, the INTx unmask fd announced through the unmask generation,
+ * within the max_fds quota; no state callback and no delivery. Returns 0,
+ * -EBADMSG (an index, slot or vector this device lacks, a slot twice, a
+ * malformed record), -EINVAL (an fd that is not an eventfd), -EMFILE (over
+ * max_fds), -ENOMEM, or vfurt_state_take_fd_rec's errno (-EBADF: taken
+ * before);
+ * on failure nothing is installed and every fd taken is closed. Thread:
+ * the device's, before it is served.
+ */
+int vfr_irqs_restore_fds(struct vfurt_irqs *irqs, const struct vfurt_state_cur *c);
+
 #endif /* VFURT_IO_IRQ_H */

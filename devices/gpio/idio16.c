@@ -1,4 +1,4 @@
-/* PCI-IDIO-16 GPIO sample device: registers in I/O BAR2, toggling inputs, INTx. */
+/* PCI-IDIO-16 GPIO sample device: registers in I/O BAR2, toggling inputs, INTx, restart state. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +6,7 @@
 #include <vfurt/abi.h>
 #include <vfurt/gpio.h>
 #include <vfurt/pci.h>
+#include <vfurt/state.h>
 
 #define IDIO16_VENDOR_ID 0x494fu
 #define IDIO16_DEVICE_ID 0x0dc8u
@@ -40,6 +41,10 @@ struct idio16 {
 	/* Per input register: reads so far and the value last returned. */
 	uint64_t reads[2];
 	uint8_t last_in[2];
+	/* Between freeze and thaw: registers still answer (the host may serve
+	 * messages until every device froze) but no interrupt is raised; thaw
+	 * raises the one the registers show. Not saved: restore freezes. */
+	bool frozen;
 };
 
 static void idio16_power_on(struct idio16 *g)
@@ -52,19 +57,25 @@ static void idio16_power_on(struct idio16 *g)
 	g->last_in[0] = g->last_in[1] = 0;
 }
 
+/* The value input register read number n (from 0) returns. */
+static uint8_t input_at(const struct idio16 *g, uint64_t n)
+{
+	return ((n / g->period) & 1) ? 0xff : 0x00;
+}
+
 /* Read input register `bank` (0: in0_7, 1: in8_15): advance the simulated
  * external signal and latch a change for the interrupt logic. */
 static uint8_t read_input(struct idio16 *g, uint32_t bank)
 {
 	uint64_t n = g->reads[bank]++;
-	uint8_t v = ((n / g->period) & 1) ? 0xff : 0x00;
+	uint8_t v = input_at(g, n);
 
 	if (v != g->last_in[bank] && g->irq_enabled) {
 		bool was_asserted = g->irq_status & IRQ_STATUS_ASSERTED;
 
 		g->irq_status |= (uint8_t)((bank ? IRQ_STATUS_IN8_15 : IRQ_STATUS_IN0_7) |
 					   IRQ_STATUS_ASSERTED);
-		if (!was_asserted)
+		if (!was_asserted && !g->frozen)
 			(void)vfurt_irq_trigger(g->dev, VFURT_IRQ_INTX, 0); /* no fd: pending */
 	}
 	g->last_in[bank] = v;
@@ -153,10 +164,134 @@ static void idio16_destroy(struct vfurt_dev *dev, void *arg)
 	free(arg);
 }
 
+/* ---- restart (include/vfurt/state.h) ------------------------------------- */
+
+/*
+ * Records of the model's section. Missing ones keep power-on values.
+ *  GPIO_TAG_REGS    struct gpio_regs: outputs, filter_ctl, irq_status, the
+ *                   interrupt enable (irq_ctl), the value each input
+ *                   register returned last
+ *  GPIO_TAG_READS   u64[2]: reads of each input register (the toggle counter)
+ *  GPIO_TAG_PERIOD  u32 toggle_period: the counter means nothing under
+ *                   another period, so restore refuses one
+ * The INTx line's masks and pending bit are the engine's (irq state).
+ */
+enum {
+	GPIO_TAG_REGS = 1,
+	GPIO_TAG_READS = 2,
+	GPIO_TAG_PERIOD = 3,
+};
+
+struct gpio_regs {
+	uint8_t out[2];
+	uint8_t filter_ctl;
+	uint8_t irq_status;
+	uint8_t irq_enabled; /* 0 or 1 */
+	uint8_t last_in[2];
+	uint8_t reserved;    /* 0 */
+};
+_Static_assert(sizeof(struct gpio_regs) == 8, "gpio_regs has no padding");
+
+#define IRQ_STATUS_KNOWN (IRQ_STATUS_IN0_7 | IRQ_STATUS_IN8_15 | IRQ_STATUS_ASSERTED)
+
+/* No command runs past its register access: nothing is ever in flight. */
+static int idio16_freeze(struct vfurt_dev *dev, void *arg)
+{
+	struct idio16 *g = arg;
+
+	g->frozen = true;
+	return 0;
+}
+
+/*
+ * An asserted, enabled interrupt may be owed: its edge came while frozen
+ * (the trigger was held back), or in the previous process. Raising it
+ * again is at worst one spurious INTx, which the guest's handler answers
+ * IRQ_NONE after reading irq_status.
+ */
+static void idio16_thaw(struct vfurt_dev *dev, void *arg)
+{
+	struct idio16 *g = arg;
+
+	g->frozen = false;
+	if ((g->irq_status & IRQ_STATUS_ASSERTED) && g->irq_enabled)
+		(void)vfurt_irq_trigger(dev, VFURT_IRQ_INTX, 0); /* no fd: pending */
+}
+
+static int idio16_save(struct vfurt_dev *dev, void *arg, struct vfurt_state *s)
+{
+	struct idio16 *g = arg;
+	struct gpio_regs r = {
+		.out = { g->out[0], g->out[1] },
+		.filter_ctl = g->filter_ctl,
+		.irq_status = g->irq_status,
+		.irq_enabled = g->irq_enabled,
+		.last_in = { g->last_in[0], g->last_in[1] },
+	};
+	int err;
+
+	err = vfurt_state_put(s, GPIO_TAG_REGS, &r, sizeof(r));
+	if (err == 0)
+		err = vfurt_state_put(s, GPIO_TAG_READS, g->reads, sizeof(g->reads));
+	if (err == 0)
+		err = vfurt_state_put_u32(s, GPIO_TAG_PERIOD, g->period);
+	return err;
+}
+
+static int idio16_restore(struct vfurt_dev *dev, void *arg, const struct vfurt_state_cur *c)
+{
+	struct idio16 *g = arg;
+	struct gpio_regs r = {
+		.out = { g->out[0], g->out[1] },
+		.filter_ctl = g->filter_ctl,
+		.irq_status = g->irq_status,
+		.irq_enabled = g->irq_enabled,
+		.last_in = { g->last_in[0], g->last_in[1] },
+	};
+	uint64_t reads[2] = { g->reads[0], g->reads[1] };
+	uint32_t period;
+	int err;
+
+	/* absent records keep the values the fresh card has (-ENOENT) */
+	err = vfurt_state_get_u32(c, GPIO_TAG_PERIOD, &period);
+	if (err == 0 && period != g->period)
+		return -EINVAL;
+	if (err < 0 && err != -ENOENT)
+		return err;
+	err = vfurt_state_get(c, GPIO_TAG_REGS, &r, sizeof(r));
+	if (err < 0 && err != -ENOENT)
+		return err;
+	err = vfurt_state_get(c, GPIO_TAG_READS, reads, sizeof(reads));
+	if (err < 0 && err != -ENOENT)
+		return err;
+	if ((r.irq_status & ~IRQ_STATUS_KNOWN) || r.irq_enabled > 1 || r.reserved)
+		return -EBADMSG;
+	/* each input shows what its last read returned (0 before any read) */
+	for (int b = 0; b < 2; b++)
+		if (r.last_in[b] != (reads[b] ? input_at(g, reads[b] - 1) : 0))
+			return -EBADMSG;
+
+	g->out[0] = r.out[0];
+	g->out[1] = r.out[1];
+	g->filter_ctl = r.filter_ctl;
+	g->irq_status = r.irq_status;
+	g->irq_enabled = r.irq_enabled;
+	g->last_in[0] = r.last_in[0];
+	g->last_in[1] = r.last_in[1];
+	g->reads[0] = reads[0];
+	g->reads[1] = reads[1];
+	g->frozen = true; /* until thaw */
+	return 0;
+}
+
 static const struct vfurt_dev_ops idio16_ops = {
 	.ops_size = sizeof(struct vfurt_dev_ops),
 	.reset = idio16_reset,
 	.destroy = idio16_destroy,
+	.freeze = idio16_freeze,
+	.thaw = idio16_thaw,
+	.save = idio16_save,
+	.restore = idio16_restore,
 };
 
 struct vfurt_dev *vfurt_gpio_create(const struct vfurt_gpio_opts *opts)

@@ -250,3 +250,26 @@ void vfr_vpci_caps_reset(struct vfurt_pci *pci)
 {
 	pci->pm_state = PM_D0;
 }
+
+/* After a state image replaced config space (pci_state.c): Initiate FLR
+ * reads 0, and the D state is the one PMCSR shows (D0 for one that does
+ * not exist, which a write could not have left there). */
+void vfr_vpci_caps_restored(struct vfurt_pci *pci)
+{
+	if (pci->pcie_off) {
+		uint32_t reg = pci->pcie_off + EXP_DEVCTL;
+
+		vfr_vpci_set(pci, reg, 2, vfr_vpci_get(pci, reg, 2) & ~EXP_DEVCTL_FLR);
+	}
+	pci->pm_state = PM_D0;
+	if (pci->pm_off) {
+		uint32_t reg = pci->pm_off + PM_PMCSR;
+		uint32_t csr = vfr_vpci_get(pci, reg, 2);
+		uint8_t state = csr & PM_PMCSR_STATE_MASK;
+
+		if (state != PM_D0 && state != PM_D3HOT)
+			vfr_vpci_set(pci, reg, 2, csr & ~PM_PMCSR_STATE_MASK);
+		else
+			pci->pm_state = state;
+	}
+}

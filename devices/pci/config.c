@@ -334,6 +334,7 @@ struct vfurt_pci *vfurt_pci_create(struct vfurt_dev *dev, const struct vfurt_pci
 	if (err < 0)
 		goto err_drop_region;
 	(void)vfurt_dev_set_pci_hooks(dev, pci_client_irq_cb, pci_client_detach_cb);
+	(void)vfurt_dev_set_pci_state(dev, vfr_vpci_state_save, vfr_vpci_state_restore);
 	return pci;
 
 err_drop_region:

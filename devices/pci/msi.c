@@ -481,6 +481,45 @@ void vfr_vpci_msi_reset(struct vfurt_pci *pci)
 	}
 }
 
+/*
+ * After a state image replaced config space (pci_state.c): clamp Multiple
+ * Message Enable as a write would, take the MSI-X table (msix_nvec entries;
+ * NULL keeps the current one) keeping only its writable bits, and
+ * recompute what msi_sync/msix_sync last applied from the registers. The
+ * irq layer is not told: the engine restores its masks from the same
+ * image, which the old process kept equal to these shadows.
+ */
+void vfr_vpci_msi_restored(struct vfurt_pci *pci, const uint8_t *table)
+{
+	if (pci->msi_off) {
+		uint32_t reg = pci->msi_off + MSI_CTRL;
+		uint32_t ctrl = vfr_vpci_get(pci, reg, 2);
+		uint32_t mmc = (ctrl >> MSI_CTRL_MMC_SHIFT) & 7;
+		uint32_t nr, bits;
+
+		if (((ctrl & MSI_CTRL_MME_MASK) >> MSI_CTRL_MME_SHIFT) > mmc) {
+			ctrl = (ctrl & ~MSI_CTRL_MME_MASK) | (mmc << MSI_CTRL_MME_SHIFT);
+			vfr_vpci_set(pci, reg, 2, ctrl);
+		}
+		nr = 1u << ((ctrl & MSI_CTRL_MME_MASK) >> MSI_CTRL_MME_SHIFT);
+		bits = pci->msi_pvm ? vfr_vpci_get(pci, pci->msi_off + MSI_MASK, 4) : 0;
+		pci->msi_enabled = ctrl & MSI_CTRL_ENABLE;
+		pci->msi_masked = 0;
+		for (uint32_t v = 0; v < pci->msi_nvec; v++)
+			if ((bits & (1u << v)) || v >= nr)
+				pci->msi_masked |= 1u << v;
+	}
+	if (pci->msix_off) {
+		uint32_t ctrl = vfr_vpci_get(pci, pci->msix_off + MSIX_CTRL, 2);
+		size_t len = (size_t)pci->msix_nvec * VPCI_MSIX_ENTRY_SIZE;
+
+		for (size_t o = 0; table && o < len; o++)
+			pci->msix_table[o] = table[o] & msix_entry_wmask[o % VPCI_MSIX_ENTRY_SIZE];
+		pci->msix_enabled = ctrl & MSIX_CTRL_ENABLE;
+		pci->msix_func_masked = !pci->msix_enabled || (ctrl & MSIX_CTRL_FMASK);
+	}
+}
+
 void vfr_vpci_msi_free(struct vfurt_pci *pci)
 {
 	free(pci->msix_table);

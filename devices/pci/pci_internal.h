@@ -223,6 +223,23 @@ void vfr_vpci_msi_before_read(struct vfurt_pci *pci, uint32_t off, uint32_t len)
 void vfr_vpci_msix_client_irq(struct vfurt_pci *pci, uint32_t vector, bool assigned);
 void vfr_vpci_msix_client_detach(struct vfurt_pci *pci);
 
+/*
+ * State images (pci_state.c, installed by vfurt_pci_create through
+ * vfurt_dev_set_pci_state): save config space into the section the engine
+ * opened; restore it on a freshly created function. Same contract as the
+ * hooks of vfurt_dev_set_pci_state; restore also -EBUSY (a client is
+ * attached).
+ */
+int vfr_vpci_state_save(struct vfurt_pci *pci, struct vfurt_state *s);
+int vfr_vpci_state_restore(struct vfurt_pci *pci, const struct vfurt_state_cur *c);
+
+/* Restore-time work of caps.c and msi.c after config bytes were replaced:
+ * registers a write could not have produced are corrected and the shadows
+ * recomputed, without calling the irq layer. table: the MSI-X table to
+ * install (msix_nvec entries) or NULL. */
+void vfr_vpci_caps_restored(struct vfurt_pci *pci);
+void vfr_vpci_msi_restored(struct vfurt_pci *pci, const uint8_t *table);
+
 /* Reset-time work of caps.c and msi.c (after config bytes were restored). */
 void vfr_vpci_caps_reset(struct vfurt_pci *pci);
 void vfr_vpci_msi_reset(struct vfurt_pci *pci);

@@ -402,6 +402,25 @@ VFURT_EXPORT int vfurt_dev_attach_pci(struct vfurt_dev *dev, struct vfurt_pci *p
 				      void (*free_fn)(struct vfurt_pci *pci));
 
 /*
+ * Give the attached PCI object its part of a state image (include/vfurt/
+ * state.h, live upgrade): the engine calls save(pci, s) while the device is
+ * frozen, inside a section it opened for the PCI layer, and restore(pci, c)
+ * with c that section, on a device just created from the same
+ * configuration, before ops->restore and before any client attaches.
+ * restore leaves the irq layer alone (the engine restores masks and
+ * pending bits itself), so the two may come in either order. Each returns
+ * 0 or a negative errno (restore: -EBADMSG, the image does not fit this
+ * device, and nothing was changed). NULL functions: the PCI object is
+ * not carried (the engine skips it). vfurt_pci_create installs these;
+ * device models do not need them. Returns 0 or -EINVAL (dev NULL or no PCI
+ * object attached). Thread: the device's thread, before it is served.
+ */
+VFURT_EXPORT int vfurt_dev_set_pci_state(struct vfurt_dev *dev,
+					 int (*save)(struct vfurt_pci *pci, struct vfurt_state *s),
+					 int (*restore)(struct vfurt_pci *pci,
+							const struct vfurt_state_cur *c));
+
+/*
  * What the client does with interrupts, reported to the attached PCI layer
  * (vfurt_pci_create installs these; device models do not need them).
  * irq_fn runs after a SET_IRQS ACTION_TRIGGER request changed the eventfd

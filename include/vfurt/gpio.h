@@ -28,6 +28,12 @@
  * no interrupt was asserted yet, INTx vector 0 is raised. Accesses of any
  * size at any offset work byte by byte. Reset returns every register, the
  * read counters and irq state to power-on values.
+ *
+ * The card can be carried across a live upgrade (ops freeze, thaw, save,
+ * restore): every register, the interrupt enable and both read counters
+ * are saved; while frozen, register accesses still work but an interrupt
+ * is held back, and thaw raises INTx if irq_status shows one asserted with
+ * the interrupt enabled.
  */
 
 #include <stddef.h>
