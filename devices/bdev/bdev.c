@@ -11,6 +11,7 @@
 
 #include <vfurt/abi.h>
 #include <vfurt/bdev.h>
+#include <vfurt/state.h>
 
 #define NAME_MAX_LEN 64
 #define DEFAULT_QUEUE_DEPTH 128
@@ -459,7 +460,8 @@ struct vfurt_bdev *vfurt_bdev_spec_create(const struct vfurt_bdev_spec_opts *opt
 		} else {
 			struct vfurt_bdev_ram_opts ro = { .opts_size = sizeof(ro), .name = "ram",
 							  .block_size = o.block_size,
-							  .size_bytes = o.size_bytes };
+							  .size_bytes = o.size_bytes,
+							  .flags = o.flags & VFURT_BDEV_LAZY };
 
 			bdev = vfurt_bdev_ram_create(&ro);
 		}
@@ -509,5 +511,113 @@ int vfurt_bdev_resize(struct vfurt_bdev *bdev, uint64_t num_blocks)
 	if (rc < 0)
 		return rc;
 	atomic_store_explicit(&bdev->num_blocks, num_blocks, memory_order_relaxed);
+	return 0;
+}
+
+/* ---- live upgrade ---------------------------------------------------------- */
+
+/* Records of a bdev's section (vfurt_bdev_save). */
+enum {
+	TAG_GEOMETRY = 1, /* struct saved_geometry */
+	TAG_STATS = 2,    /* struct saved_stats */
+	TAG_BACKEND = 3,  /* section: the backend's own records */
+};
+
+struct saved_geometry {
+	uint32_t block_size;
+	uint32_t caps;
+	uint64_t num_blocks;
+};
+_Static_assert(sizeof(struct saved_geometry) == 16, "no padding in an image record");
+
+struct saved_stats {
+	uint64_t reads, writes, flushes, write_zeroes, deallocates;
+	uint64_t bytes_read, bytes_written, errors, invalid;
+};
+_Static_assert(sizeof(struct saved_stats) == 72, "no padding in an image record");
+
+int vfurt_bdev_save(struct vfurt_bdev *bdev, struct vfurt_state *s)
+{
+	struct saved_geometry g;
+	struct saved_stats st;
+	int rc;
+
+	if (bdev == NULL || s == NULL)
+		return -EINVAL;
+	g = (struct saved_geometry){ .block_size = bdev->block_size, .caps = bdev->caps,
+				     .num_blocks = vfurt_bdev_num_blocks(bdev) };
+	st = (struct saved_stats){
+		.reads = atomic_load(&bdev->st.reads),
+		.writes = atomic_load(&bdev->st.writes),
+		.flushes = atomic_load(&bdev->st.flushes),
+		.write_zeroes = atomic_load(&bdev->st.write_zeroes),
+		.deallocates = atomic_load(&bdev->st.deallocates),
+		.bytes_read = atomic_load(&bdev->st.bytes_read),
+		.bytes_written = atomic_load(&bdev->st.bytes_written),
+		.errors = atomic_load(&bdev->st.errors),
+		.invalid = atomic_load(&bdev->st.invalid),
+	};
+	rc = vfurt_state_put(s, TAG_GEOMETRY, &g, sizeof(g));
+	if (rc == 0)
+		rc = vfurt_state_put(s, TAG_STATS, &st, sizeof(st));
+	if (rc || bdev->ops.save == NULL)
+		return rc;
+	rc = vfurt_state_open(s, TAG_BACKEND);
+	if (rc)
+		return rc;
+	rc = bdev->ops.save(bdev->ctx, s);
+	/* a failed save fails the whole image: the section need not be whole,
+	 * only closed, so that the caller's own closes still match */
+	if (vfurt_state_close(s) && rc == 0)
+		rc = -EINVAL;
+	return rc;
+}
+
+/*
+ * Everything is checked before anything changes: the geometry, then the
+ * backend (which leaves itself unchanged on failure), and the statistics
+ * last, which cannot fail.
+ */
+int vfurt_bdev_restore(struct vfurt_bdev *bdev, const struct vfurt_state_cur *c)
+{
+	struct saved_geometry g;
+	struct saved_stats st;
+	struct vfurt_state_cur sub;
+	bool have_stats;
+	int rc;
+
+	if (bdev == NULL || c == NULL)
+		return -EINVAL;
+	rc = vfurt_state_get(c, TAG_GEOMETRY, &g, sizeof(g));
+	if (rc == 0 && (g.block_size != bdev->block_size ||
+			g.num_blocks != vfurt_bdev_num_blocks(bdev)))
+		return -EINVAL; /* not the bdev the configuration describes */
+	if (rc && rc != -ENOENT)
+		return rc;
+	rc = vfurt_state_get(c, TAG_STATS, &st, sizeof(st));
+	if (rc && rc != -ENOENT)
+		return rc;
+	have_stats = rc == 0;
+	rc = vfurt_state_sub(c, TAG_BACKEND, &sub);
+	if (rc == 0) {
+		if (bdev->ops.restore == NULL)
+			return -ENOTSUP;
+		rc = bdev->ops.restore(bdev->ctx, &sub);
+		if (rc)
+			return rc;
+	} else if (rc != -ENOENT) {
+		return rc;
+	}
+	if (have_stats) {
+		atomic_store(&bdev->st.reads, st.reads);
+		atomic_store(&bdev->st.writes, st.writes);
+		atomic_store(&bdev->st.flushes, st.flushes);
+		atomic_store(&bdev->st.write_zeroes, st.write_zeroes);
+		atomic_store(&bdev->st.deallocates, st.deallocates);
+		atomic_store(&bdev->st.bytes_read, st.bytes_read);
+		atomic_store(&bdev->st.bytes_written, st.bytes_written);
+		atomic_store(&bdev->st.errors, st.errors);
+		atomic_store(&bdev->st.invalid, st.invalid);
+	}
 	return 0;
 }

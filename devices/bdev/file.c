@@ -17,6 +17,7 @@
 #include <vfurt/abi.h>
 #include <vfurt/bdev.h>
 #include <vfurt/log.h>
+#include <vfurt/state.h>
 
 #define DIRECT_ALIGN 512
 #define ZERO_BUF_LEN (64 * 1024)
@@ -412,6 +413,61 @@ static int file_resize(void *ctx, uint64_t num_blocks)
 	return 0;
 }
 
+/*
+ * Live upgrade: the next process reopens the path of its configuration, so
+ * the data needs no handing over. What is saved is a check that it opened
+ * the same file: a configuration that now names another file (or a file
+ * replaced meanwhile) would show the guest other data under the same
+ * namespace, and is refused.
+ */
+enum { FILE_TAG_ID = 1 }; /* struct file_id */
+
+struct file_id {
+	uint64_t dev;
+	uint64_t ino;
+};
+_Static_assert(sizeof(struct file_id) == 16, "no padding in an image record");
+
+static int file_identity(const struct file_bdev *fb, struct file_id *id)
+{
+	struct stat st;
+
+	if (fstat(fb->fd, &st) < 0)
+		return -errno;
+	/* a block device is the same device whatever node opened it */
+	id->dev = S_ISBLK(st.st_mode) ? 0 : (uint64_t)st.st_dev;
+	id->ino = S_ISBLK(st.st_mode) ? (uint64_t)st.st_rdev : (uint64_t)st.st_ino;
+	return 0;
+}
+
+static int file_save(void *ctx, struct vfurt_state *s)
+{
+	struct file_id id;
+	int rc = file_identity(ctx, &id);
+
+	return rc ? rc : vfurt_state_put(s, FILE_TAG_ID, &id, sizeof(id));
+}
+
+static int file_restore(void *ctx, const struct vfurt_state_cur *c)
+{
+	struct file_bdev *fb = ctx;
+	struct file_id saved, now;
+	int rc = vfurt_state_get(c, FILE_TAG_ID, &saved, sizeof(saved));
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == 0)
+		rc = file_identity(fb, &now);
+	if (rc)
+		return rc;
+	if (saved.dev != now.dev || saved.ino != now.ino) {
+		vfurt_logf(&fb->log, VFURT_LOG_ERR,
+			   "bdev file: not the file the previous process had open");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int open_file(const struct vfurt_bdev_file_opts *o, const struct vfurt_log *log,
 		     bool *direct)
 {
@@ -503,6 +559,8 @@ struct vfurt_bdev *vfurt_bdev_file_create(const struct vfurt_bdev_file_opts *opt
 		.poll = file_poll,
 		.destroy = file_destroy,
 		.resize = file_resize,
+		.save = file_save,
+		.restore = file_restore,
 	};
 	struct vfurt_bdev_file_opts o;
 	struct vfurt_bdev_opts bo = { .opts_size = sizeof(bo) };

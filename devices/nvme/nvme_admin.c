@@ -231,6 +231,10 @@ static void cq_repoll(struct nvme_ctrl *c, struct nvme_cq *cq)
 {
 	if (c->io_paused || cq->q)
 		return; /* the controller poller resumes it */
+	if (atomic_load(&c->frozen)) {
+		c->io_paused = true; /* thaw resumes it */
+		return;
+	}
 	if (vfr_nvme_cq_start(c, cq))
 		vfr_nvme_set_fatal(c, "cannot poll an I/O queue");
 }
@@ -862,17 +866,22 @@ bool vfr_nvme_admin_poll(struct nvme_ctrl *c)
 	struct nvme_sq *sq = c->sq[0];
 	struct nvme_cq *cq = c->cq[0];
 	const struct nvme_sqe *base;
-	bool busy = false;
+	bool busy = false, frozen;
 	uint32_t tail;
 
 	if (!sq || !cq)
 		return false;
+	frozen = atomic_load_explicit(&c->frozen, memory_order_relaxed);
 	vfr_nvme_cq_begin(cq);
-	vfr_nvme_admin_deliver_events(c);
+	/* frozen: a pending Delete still completes, nothing new starts */
+	if (!frozen)
+		vfr_nvme_admin_deliver_events(c);
 	if (c->del_sq && delete_sq_step(c)) {
 		busy = true;
 		goto out; /* commands after the Delete wait for it */
 	}
+	if (frozen)
+		goto out;
 	tail = vfr_nvme_sq_tail(sq);
 	if (tail != UINT32_MAX && tail != sq->head) {
 		uint32_t budget = NVME_SQ_PASS_CMDS;

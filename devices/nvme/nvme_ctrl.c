@@ -131,7 +131,8 @@ bool vfr_nvme_io_drain_pass(struct nvme_ctrl *c)
 
 int vfr_nvme_io_resume(struct nvme_ctrl *c)
 {
-	if (!c->io_paused)
+	/* frozen (a live upgrade): the pollers come back at thaw */
+	if (!c->io_paused || atomic_load(&c->frozen))
 		return 0;
 	for (uint32_t q = 1; q <= NVME_MAX_QID; q++) {
 		struct nvme_cq *cq = c->cq[q];
@@ -158,6 +159,8 @@ static int ctrl_poll(struct vfurt_dev *dev, void *arg)
 	(void)dev;
 	if ((c->csts & CSTS_SHST_MASK) == CSTS_SHST_BUSY)
 		return vfr_nvme_shutdown_step(c) ? 1 : 0;
+	if (atomic_load_explicit(&c->frozen, memory_order_relaxed))
+		return vfr_nvme_frozen_poll(c) ? 1 : 0; /* in-flight work only */
 	if (!(c->csts & CSTS_RDY) || (c->csts & CSTS_CFS) || atomic_load(&c->fatal))
 		return 0;
 	if (c->io_paused && !(c->csts & CSTS_SHST_MASK))
@@ -175,6 +178,9 @@ static int ctrl_arm(struct vfurt_dev *dev, void *arg, bool arm)
 	(void)dev;
 	if (!arm)
 		return VFURT_ARM_DONE;
+	/* frozen: nothing is fetched or delivered until thaw, which kicks us */
+	if (atomic_load_explicit(&c->frozen, memory_order_relaxed))
+		return vfr_nvme_frozen_busy(c) ? VFURT_ARM_PENDING : VFURT_ARM_DONE;
 	if ((c->csts & CSTS_SHST_MASK) == CSTS_SHST_BUSY || c->del_sq)
 		return VFURT_ARM_PENDING; /* draining: backend I/O needs our passes */
 	if (c->nr_aer && (atomic_load(&c->events) & ~c->ev_masked))
@@ -269,6 +275,10 @@ static const struct vfurt_dev_ops nvme_ops = {
 	.attach = nvme_attach_op,
 	.detach = nvme_detach_op,
 	.destroy = nvme_destroy_op,
+	.freeze = vfr_nvme_freeze_op,
+	.thaw = vfr_nvme_thaw_op,
+	.save = vfr_nvme_save_op,
+	.restore = vfr_nvme_restore_op,
 };
 
 /* BAR4 outside the MSI-X table and PBA: reads as zero. */

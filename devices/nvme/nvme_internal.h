@@ -388,6 +388,10 @@ struct nvme_ctrl {
 	bool dbbuf;
 	uint64_t dbbuf_shadow;
 	uint64_t dbbuf_eventidx;
+
+	/* live upgrade (nvme_state.c) */
+	atomic_bool frozen;   /* ops->freeze until ops->thaw: fetch nothing */
+	bool handed_off;      /* saved: the shared doorbell page is the next process's */
 };
 
 /* CLOCK_MONOTONIC in ns (interrupt coalescing, drain deadlines). */
@@ -502,6 +506,23 @@ bool vfr_nvme_admin_poll(struct nvme_ctrl *c);
  * reset requires; nothing is saveable. Home thread, I/O pollers stopped. */
 void vfr_nvme_admin_reset_features(struct nvme_ctrl *c);
 void vfr_nvme_admin_deliver_events(struct nvme_ctrl *c);
+
+/* ---- nvme_state.c ---------------------------------------------------- */
+
+/* The device ops of a live upgrade (struct vfurt_dev_ops, docs/restart.md).
+ * Home thread. */
+int vfr_nvme_freeze_op(struct vfurt_dev *dev, void *arg);
+void vfr_nvme_thaw_op(struct vfurt_dev *dev, void *arg);
+int vfr_nvme_save_op(struct vfurt_dev *dev, void *arg, struct vfurt_state *s);
+int vfr_nvme_restore_op(struct vfurt_dev *dev, void *arg, const struct vfurt_state_cur *cur);
+/* Frozen: one bounded pass over what is still in flight (I/O of the paused
+ * CQs, a pending Delete I/O SQ, a shutdown's drain), posting completions as
+ * usual; true while some remains. The controller poller's pass while
+ * frozen. Home thread. */
+bool vfr_nvme_frozen_poll(struct nvme_ctrl *c);
+/* Whether anything but outstanding AERs is in flight (freeze answers
+ * -EBUSY). Home thread, I/O pollers removed. */
+bool vfr_nvme_frozen_busy(const struct nvme_ctrl *c);
 
 /* ---- nvme_io.c ------------------------------------------------------- */
 

@@ -352,7 +352,8 @@ bool vfr_nvme_io_pass(struct nvme_cq *cq, bool fetch)
 		busy = true;
 	}
 
-	if (fetch && !cq->retry_head && !atomic_load_explicit(&c->fatal, memory_order_relaxed)) {
+	if (fetch && !cq->retry_head && !atomic_load_explicit(&c->fatal, memory_order_relaxed) &&
+	    !atomic_load_explicit(&c->frozen, memory_order_relaxed)) {
 		for (uint32_t i = 0; i < cq->nr_sqs; i++) {
 			struct nvme_sq *sq = cq->sqs[i];
 			const struct nvme_sqe *base;

@@ -123,7 +123,9 @@ void vfr_nvme_ctrl_reset(struct nvme_ctrl *c, bool power_on)
 	vfr_nvme_admin_reset_features(c);
 	c->dbbuf = false;
 	c->dbbuf_shadow = c->dbbuf_eventidx = 0;
-	if (c->db)
+	/* handed off (saved for a live upgrade): the page is the next
+	 * process's, which serves the same client and guest */
+	if (c->db && !c->handed_off)
 		memset(c->db, 0, NVME_DB_SIZE);
 	c->csts = 0;
 	atomic_store(&c->fatal, false);

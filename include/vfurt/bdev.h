@@ -33,6 +33,8 @@ extern "C" {
 struct vfurt_bdev;
 struct vfurt_bdev_channel;
 struct vfurt_bdev_req;
+struct vfurt_state;
+struct vfurt_state_cur;
 
 enum vfurt_bdev_op {
 	VFURT_BDEV_READ = 0,
@@ -120,6 +122,17 @@ struct vfurt_bdev_ops {
 	 * Called with no request outstanding on any channel. 0 or -errno
 	 * (optional: NULL = -ENOTSUP). */
 	int (*resize)(void *ctx, uint64_t num_blocks);
+	/* Live upgrade (vfurt_bdev_save/restore, include/vfurt/state.h), both
+	 * called with no request outstanding on any channel. save puts the
+	 * backend's records into s (a section of its own: any tags), e.g. the
+	 * fd of memory the next process must keep using; restore reads them
+	 * back into a backend just created from the same configuration, and
+	 * must leave it unchanged when it fails. 0 or -errno (optional: a
+	 * backend without save keeps nothing across an upgrade but its
+	 * geometry; NULL restore refuses an image holding a backend section,
+	 * -ENOTSUP). */
+	int (*save)(void *ctx, struct vfurt_state *s);
+	int (*restore)(void *ctx, const struct vfurt_state_cur *c);
 };
 
 struct vfurt_bdev_opts {
@@ -163,6 +176,35 @@ VFURT_EXPORT void vfurt_bdev_destroy(struct vfurt_bdev *bdev);
  * or ftruncate's errno); null changes the geometry only.
  */
 VFURT_EXPORT int vfurt_bdev_resize(struct vfurt_bdev *bdev, uint64_t num_blocks);
+
+/*
+ * Live upgrade (docs/restart.md): write what the next process needs to
+ * carry bdev on into s, at the current position (the caller opens a
+ * section for the bdev first): the geometry, the statistics and, in a
+ * section of its own, the backend's records (ops->save). The ram backend
+ * hands over its memory (a memfd), so the data stays where it is; file and
+ * null keep nothing but a check that the next process opened the same
+ * thing. Call with no request outstanding on any channel (an NVMe
+ * controller is frozen). Returns 0, -EINVAL (bdev or s NULL), or the
+ * error of vfurt_state_put* or of the backend (-ENOMEM, -E2BIG, -EMFILE).
+ * Thread: any, with the channels idle.
+ */
+VFURT_EXPORT int vfurt_bdev_save(struct vfurt_bdev *bdev, struct vfurt_state *s);
+
+/*
+ * Read back into bdev, just created from the same configuration, what
+ * vfurt_bdev_save wrote in the section c: the geometry must be the same
+ * (block size and number of blocks, -EINVAL otherwise), then the backend
+ * takes over (the ram backend maps the previous process's memory and
+ * frees its own). Records the reader does not know are skipped; missing
+ * ones leave the fresh value. On failure bdev is as it was. Returns 0,
+ * -EINVAL (NULL arguments, another geometry, a file that is not the one
+ * saved), -EBADMSG (a malformed or inconsistent record), -ENOTSUP (the
+ * image holds backend records this backend cannot read), or the backend's
+ * error (-ENOMEM, an mmap errno). Thread: any, with no request
+ * outstanding on any channel.
+ */
+VFURT_EXPORT int vfurt_bdev_restore(struct vfurt_bdev *bdev, const struct vfurt_state_cur *c);
 
 /* Geometry and identity. Thread: any. The name stays owned by the bdev. */
 VFURT_EXPORT const char *vfurt_bdev_name(const struct vfurt_bdev *bdev);
@@ -267,15 +309,30 @@ struct vfurt_bdev_ram_opts {
 	const char *name;     /* copied (truncated to 63 bytes); NULL = "ram" */
 	uint32_t block_size;  /* 512 or 4096; 0 = 512 */
 	uint64_t size_bytes;  /* a non-zero multiple of block_size */
+	/* ---- fields below were added later (opts_size) */
+	uint32_t flags;       /* VFURT_BDEV_LAZY */
 };
 
 /*
- * RAM backend: size_bytes of zeroed anonymous memory. The memory is faulted
- * in at creation (no first-touch faults during I/O) and backed by transparent
- * huge pages where the system has them; a device larger than the free memory
- * is left to be allocated lazily. Creation therefore takes time in proportion
- * to the size (the kernel zeroes the memory, about a second per several GiB):
- * create at setup, not from a worker's pass. Requests are queued at submit
+ * Creation flag (vfurt_bdev_ram_opts.flags, vfurt_bdev_spec_opts.flags):
+ * do not fault the ram backend's memory in at creation; it is allocated as
+ * it is written. For a bdev that vfurt_bdev_restore is about to give the
+ * previous process's memory (a live upgrade builds every device from the
+ * configuration first: populating a fresh 1 GiB namespace only to free it
+ * would cost a quarter of a second and the memory twice over), or where
+ * creation must be instant. Ignored by the other backends.
+ */
+#define VFURT_BDEV_LAZY (1u << 0)
+
+/*
+ * RAM backend: size_bytes of zeroed memory in a memfd (shared, so that a
+ * live upgrade hands the data to the next process: vfurt_bdev_save). The
+ * memory is faulted in at creation unless VFURT_BDEV_LAZY (no first-touch
+ * faults during I/O) and backed by transparent huge pages where the system
+ * has them for shared memory (shmem_enabled); a device larger than the free
+ * memory is left to be allocated lazily. Creation therefore takes time in
+ * proportion to the size (the kernel zeroes the memory, about a second per
+ * several GiB): create at setup, not from a worker's pass. Requests are queued at submit
  * and done by vfurt_bdev_channel_poll() in bounded steps, so that one channel
  * never holds its thread for long: a poll does at most 1 MiB of copying or
  * zeroing per channel, plus the one step that crosses that budget (a step
@@ -339,6 +396,8 @@ struct vfurt_bdev_spec_opts {
 	uint64_t size_bytes;
 	uint32_t block_size;        /* 512 or 4096; 0 = 512 */
 	enum vfurt_bdev_direct direct; /* file: O_DIRECT mode; ignored for null and ram */
+	/* ---- fields below were added later (opts_size) */
+	uint32_t flags;             /* VFURT_BDEV_LAZY (ram) */
 };
 
 /*
