@@ -420,10 +420,9 @@ static void upgrade_try(const struct dproc *d, enum via via, const char *exec, s
 		u->took_ms = now_ms() - t0;
 		return;
 	}
-	snprintf(opts, sizeof(opts), "%s%s%s", exec ? " --exec " : "", exec ? exec : "",
-		 via == VIA_CTL_JSON ? " --json" : "");
-	u->rc = run_cmd(u->out, sizeof(u->out), "%s --socket %s upgrade%s 2>&1", VFUCTL, d->ctl,
-			opts);
+	snprintf(opts, sizeof(opts), "%s%s", exec ? " --exec " : "", exec ? exec : "");
+	u->rc = run_cmd(u->out, sizeof(u->out), "%s --socket %s%s upgrade%s 2>&1", VFUCTL, d->ctl,
+			via == VIA_CTL_JSON ? " --json" : "", opts);
 	u->took_ms = now_ms() - t0;
 	if (u->rc != 0)
 		return;
@@ -477,7 +476,7 @@ static void upgrade_ok(struct dproc *d, enum via via, unsigned ndev, struct upg 
 	}
 }
 
-/* A refused upgrade: exit 1 (RPC: error RPC_UPGRADE_FAILED) with the reason,
+/* A refused upgrade: vfu-ctl exits 3 (RPC: error RPC_UPGRADE_FAILED) with the reason,
  * and the same process still serving. */
 static void upgrade_refused(struct dproc *d, enum via via, const char *exec, const char *why)
 {
@@ -485,9 +484,10 @@ static void upgrade_refused(struct dproc *d, enum via via, const char *exec, con
 	struct upg u;
 
 	upgrade_try(d, via, exec, &u);
-	if (u.rc != 1)
-		fail_msg("upgrade --exec %s (%s): expected exit 1, got %d: %s", exec, why, u.rc,
-			 u.out);
+	/* vfu-ctl exits 3 when the daemon answers with an error; the RPC path 1 */
+	if (u.rc != (via == VIA_RPC ? 1 : 3))
+		fail_msg("upgrade --exec %s (%s): expected exit %d, got %d: %s", exec, why,
+			 via == VIA_RPC ? 1 : 3, u.rc, u.out);
 	if (via == VIA_RPC) {
 		if (u.rpc_code != RPC_UPGRADE_FAILED)
 			fail_msg("upgrade RPC --exec %s (%s): code %d, not %d: %s", exec, why,
