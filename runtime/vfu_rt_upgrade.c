@@ -306,12 +306,13 @@ out_kill:
 	say(sv[0], "A");
 	/* one that crashed or gave up is exiting: its own status says more */
 	why[0] = '\0';
-	for (int i = 0; i < 50 && !why[0]; i++) {
+	for (int i = 0; i < 50; i++) {
 		struct timespec pause = { .tv_nsec = 4000000 };
 
 		child_status(pid, why, sizeof(why), false);
-		if (!why[0])
-			nanosleep(&pause, NULL);
+		if (why[0])
+			break;
+		nanosleep(&pause, NULL);
 	}
 	if (!why[0]) {
 		kill(pid, SIGKILL);
