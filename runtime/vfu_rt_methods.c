@@ -633,6 +633,7 @@ static void m_upgrade(void *ctx, struct json_object *params, struct rpc_call *ca
 		return;
 	}
 	rpc_result(call, r);
+	rpc_halt(call->srv); /* the new process serves: nothing more here */
 }
 
 const struct rpc_method vfr_daemon_methods[] = {

@@ -360,6 +360,8 @@ static bool valid_id(struct json_object *id)
 /* One request line (NUL-terminated, without its newline). */
 static void handle_line(struct rpc_server *srv, int slot, char *line, size_t len)
 {
+	if (srv->halted)
+		return; /* handed over (rpc_halt): run nothing more here */
 	struct json_tokener *tok;
 	struct json_object *req;
 	struct json_object *v;
@@ -621,7 +623,7 @@ static void accept_clients(struct rpc_server *srv)
 
 void rpc_handle(struct rpc_server *srv, const struct pollfd *pfd, int n, uint64_t now)
 {
-	for (int i = 1; i < n; i++) {
+	for (int i = 1; i < n && !srv->halted; i++) {
 		int slot = -1;
 
 		for (int s = 0; s < RPC_MAX_CLIENTS; s++)
@@ -661,8 +663,13 @@ void rpc_handle(struct rpc_server *srv, const struct pollfd *pfd, int n, uint64_
 			client_close(c);
 		}
 	}
-	if (n > 0 && (pfd[0].revents & POLLIN))
+	if (n > 0 && (pfd[0].revents & POLLIN) && !srv->halted)
 		accept_clients(srv);
+}
+
+void rpc_halt(struct rpc_server *srv)
+{
+	srv->halted = true;
 }
 
 void rpc_flush_all(struct rpc_server *srv, int timeout_ms)
