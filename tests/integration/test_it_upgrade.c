@@ -1198,5 +1198,8 @@ int main(void)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* UPGRADE_TEST=pattern runs only the matching cases (debugging) */
+	if (getenv("UPGRADE_TEST"))
+		cmocka_set_test_filter(getenv("UPGRADE_TEST"));
 	return cmocka_run_group_tests_name("integration: live upgrade", tests, NULL, NULL);
 }
