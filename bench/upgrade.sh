@@ -10,7 +10,7 @@
 # every gap of at least 0.5 ms between two completions (--gaps, realtime
 # stamps). The first vfu-bench also reads the GPIO card's vendor ID every ms
 # (--probe). After the load has run QUIET seconds, the script upgrades the
-# daemon N times, SPACING seconds apart (`vfu-ctl upgrade --json`, timed with
+# daemon N times, SPACING seconds apart (`vfu-ctl --json upgrade`, timed with
 # `date +%s%N` around it).
 #
 # The pause of one upgrade is the longest gap of any controller that overlaps
@@ -111,7 +111,7 @@ quiet_to=$(date +%s%N)
 : >"$dir/upgrades.txt"
 for ((k = 1; k <= n; k++)); do
 	t0=$(date +%s%N)
-	if out=$("$vc" --socket "$dir/ctl.sock" upgrade --json 2>"$dir/upg$k.err"); then
+	if out=$("$vc" --socket "$dir/ctl.sock" --json upgrade 2>"$dir/upg$k.err"); then
 		t1=$(date +%s%N)
 		echo "$k $t0 $t1 ok $(tr -d '\n' <<<"$out")" >>"$dir/upgrades.txt"
 		new=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["new_pid"])' \
