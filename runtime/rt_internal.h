@@ -161,6 +161,7 @@ struct vfurt_worker {
 	uint64_t last_tick_ns;   /* connection timers (vfr_rt_worker_tick) */
 	bool wake_rearm;         /* the wake read could not be re-armed yet */
 	bool has_clients;        /* some endpoint homed here has a connection */
+	bool thaw_pending;       /* an endpoint restored by an upgrade awaits its first pass */
 	struct rt_stats st;
 	char log_prefix[24];
 	struct vfurt_log log;    /* runtime log, prefixed with the worker id */

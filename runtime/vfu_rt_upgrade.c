@@ -115,8 +115,10 @@ static void child_status(pid_t pid, char *out, size_t len, bool wait_for_it)
 		return;
 	if (WIFEXITED(st))
 		snprintf(out, len, "exited with status %d", WEXITSTATUS(st));
+	/* (callers print "the new process <this>") */
 	else if (WIFSIGNALED(st))
-		snprintf(out, len, "killed by %s", strsignal(WTERMSIG(st)));
+		snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
 }
 
 static pid_t spawn(const struct daemon *d, const char *exe, int child_end)
@@ -247,7 +249,8 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 
 	/* phase 1: it builds the devices while we serve */
 	rc = vfurt_state_send(s1, sv[0], (int)timeout_ms);
-	n = rc ? rc : hear(sv[0], reply, sizeof(reply), (int)timeout_ms);
+	/* one that refused the image may have said why before it left */
+	n = hear(sv[0], reply, sizeof(reply), rc ? 1000 : (int)timeout_ms);
 	if (n <= 0 || reply[0] != 'B') {
 		rc = n == -ETIMEDOUT ? -ETIMEDOUT : -ECHILD;
 		goto failed;
@@ -264,7 +267,7 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 		goto out_kill;
 	}
 	rc = vfurt_state_send(s2, sv[0], (int)timeout_ms);
-	n = rc ? rc : hear(sv[0], reply, sizeof(reply), (int)timeout_ms);
+	n = hear(sv[0], reply, sizeof(reply), rc ? 1000 : (int)timeout_ms);
 	if (n <= 0 || reply[0] != 'R') {
 		rc = n == -ETIMEDOUT ? -ETIMEDOUT : -ECHILD;
 		goto failed;
@@ -301,8 +304,20 @@ failed:
 		snprintf(err, errlen, "the new process did not answer within %u ms", timeout_ms);
 out_kill:
 	say(sv[0], "A");
-	kill(pid, SIGKILL);
-	child_status(pid, why, sizeof(why), true);
+	/* one that crashed or gave up is exiting: its own status says more */
+	why[0] = '\0';
+	for (int i = 0; i < 50; i++) {
+		struct timespec pause = { .tv_nsec = 4000000 };
+
+		child_status(pid, why, sizeof(why), false);
+		if (why[0])
+			break;
+		nanosleep(&pause, NULL);
+	}
+	if (!why[0]) {
+		kill(pid, SIGKILL);
+		child_status(pid, why, sizeof(why), true);
+	}
 	if (!err[0])
 		snprintf(err, errlen, "the new process %s", why[0] ? why : "went away");
 	if (frozen || t_freeze)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +22,16 @@
 #define RPC_ANSWER_MAX (64u << 20)
 /* Silence after which vfu-ctl says it may be talking to the wrong socket. */
 #define CTL_SILENT_WARN_MS 2000
+
+/* Whether process pid is alive and runs as uid. */
+static bool same_owner(pid_t pid, uid_t uid)
+{
+	char p[64];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "/proc/%ld", (long)pid);
+	return stat(p, &st) == 0 && st.st_uid == uid;
+}
 
 /* Connect to a control socket; expect_pid > 0 checks who listens there. */
 static int ctl_connect(const char *path, pid_t expect_pid, char *err, size_t errlen)
@@ -44,9 +55,13 @@ static int ctl_connect(const char *path, pid_t expect_pid, char *err, size_t err
 			close(fd);
 		return rc;
 	}
-	/* A per-pid name in /tmp could be anybody's: make sure that pid answers. */
+	/* A per-pid name in /tmp could be anybody's: make sure that pid answers.
+	 * After a live upgrade the socket was listened on by the process's
+	 * predecessor (SO_PEERCRED names the listener): the user that owns
+	 * the process then owns the listener too. */
 	if (expect_pid > 0 &&
-	    (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != expect_pid)) {
+	    (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	     (cred.pid != expect_pid && !same_owner(expect_pid, cred.uid)))) {
 		snprintf(err, errlen, "%s is not served by process %ld", path, (long)expect_pid);
 		close(fd);
 		return -EPERM;
