@@ -427,14 +427,18 @@ static void upgrade_try(const struct dproc *d, enum via via, const char *exec, s
 	if (u->rc != 0)
 		return;
 	if (via == VIA_CTL_JSON) {
-		struct json_object *r = json_tokener_parse(u->out);
+		/* (after vfu-ctl's "no answer ... yet" notice on stderr, if any) */
+		struct json_object *r = strchr(u->out, '{') ? json_tokener_parse(strchr(u->out, '{'))
+							    : NULL;
 
 		if (!r || !parse_result(r, u))
 			fail_msg("vfu-ctl upgrade --json: not the result object: %s", u->out);
 		json_object_put(r);
-	} else if (sscanf(u->out, "upgraded: pid %ld -> %ld, pause %lf ms (%lu devices, %lu fds, "
-			  "%lu bytes)", &u->old_pid, &u->new_pid, &u->pause_ms, &u->devices,
-			  &u->fds, &u->bytes) != 6) {
+	} else if (!strstr(u->out, "upgraded: ") ||
+		   sscanf(strstr(u->out, "upgraded: "), "upgraded: pid %ld -> %ld, pause %lf ms (%lu "
+			  "devices, %lu fds, %lu bytes)", &u->old_pid, &u->new_pid, &u->pause_ms,
+			  &u->devices, &u->fds, &u->bytes) != 6) {
+		/* (vfu-ctl's "no answer ... yet" notice on stderr may come first) */
 		fail_msg("vfu-ctl upgrade: unexpected output: %s", u->out);
 	}
 }
@@ -1110,6 +1114,9 @@ static void test_upgrade_refused_keeps_serving(void **state)
 
 	/* a normal upgrade still works afterwards */
 	upgrade_ok(&f->d, VIA_CTL, 3, &u);
+	if (getenv("VFURT_TEST_VERBOSE"))
+		fprintf(stderr, "# upgrade after the refusals: pause %.2f ms, command %ld ms\n",
+			u.pause_ms, u.took_ms);
 	loads_progress(f->l, f->nl, 200, "after the upgrade");
 	assert_int_equal(rd8(f->gpio, OUT0_7), 0x42);
 	for (size_t k = 0; k < f->nl; k++) {
