@@ -1208,6 +1208,187 @@ static void test_upgrade_file_backend(void **state)
 	assert_int_equal(log_errors(&f->d, NULL), 0);
 }
 
+/* ---- e. what the control plane changed, idle devices, ioeventfds, an outstanding AER ------ */
+
+/* Run vfu-ctl --socket d->ctl ARGS; fails the test unless it exits 0. out gets its output. */
+static void ctl_ok(const struct dproc *d, char *out, size_t len, const char *args)
+{
+	int rc = run_cmd(out, len, "%s --socket %s %s 2>&1", VFUCTL, d->ctl, args);
+
+	if (rc != 0)
+		fail_msg("vfu-ctl %s: exit %d: %s", args, rc, out);
+}
+
+/* Read one line from fd within ms into buf: true when a whole line came. */
+static bool read_line(int fd, char *buf, size_t cap, int ms)
+{
+	size_t len = 0;
+	long end = now_ms() + ms;
+
+	while (len + 1 < cap) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long left = end - now_ms();
+		ssize_t n;
+
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			break;
+		n = recv(fd, buf + len, 1, 0);
+		if (n <= 0)
+			break;
+		if (buf[len] == '\n') {
+			buf[len] = '\0';
+			return true;
+		}
+		len++;
+	}
+	buf[len] = '\0';
+	return false;
+}
+
+static void test_upgrade_keeps_live_changes(void **state)
+{
+	struct fx *f = *state;
+	char n0[192], n1[192], n2[192], cores[32], d0[256], d1[256], spec[512], out[8192];
+	char saved[256], line[2][4096];
+	const char *args[] = { cores, "--device", d0, "--device", d1, NULL };
+	struct nvme_host_opts ho = { .timeout_ms = HOST_TIMEOUT_MS, .mem_size = 4u << 20,
+				     .irq_wait = true, .nvec = 4, .doorbell_ioeventfd = true };
+	struct nvme_host *h0, *h1, *h2;
+	struct nh_cqe cqe;
+	uint8_t list[NH_PAGE];
+	uint16_t aer;
+	int req[2], ok = 0;
+	struct upg u;
+
+	need_binaries();
+	dinit(&f->d, "e");
+	snprintf(cores, sizeof(cores), "--cores=%s", it_cores());
+	sockp(&f->d, n0, sizeof(n0), "n0");
+	sockp(&f->d, n1, sizeof(n1), "n1");
+	sockp(&f->d, n2, sizeof(n2), "n2");
+	/* n0: guest doorbells through ioeventfds and shadow doorbells; n1: nobody attaches
+	 * before the upgrade */
+	snprintf(d0, sizeof(d0), "nvme,socket=%s,backend=ram,size=16M,queues=2,doorbells=ioeventfd",
+		 n0);
+	snprintf(d1, sizeof(d1), "nvme,socket=%s,backend=ram,size=16M,queues=2", n1);
+	dstart(&f->d, args);
+
+	/* changes of the running daemon: a device and a namespace added */
+	snprintf(spec, sizeof(spec), "add nvme,socket=%s,name=n2,backend=ram,size=8M,queues=2", n2);
+	ctl_ok(&f->d, out, sizeof(out), spec);
+	ctl_ok(&f->d, out, sizeof(out), "ns-add n0 backend=ram size=4M");
+
+	h0 = nh_open(n0, &ho);
+	assert_non_null(h0);
+	f->l[0].h = h0;
+	f->nl = 3;
+	assert_int_equal(nh_enable(h0), 0);
+	assert_int_equal(nh_set_num_queues(h0, 2, 2, NULL), 0);
+	assert_int_equal(nh_dbbuf_enable(h0), 0);
+	assert_int_equal(nh_create_io_pair(h0, 1, 64, 1), 0);
+	assert_int_equal(nh_write_read_check(h0, 1, 1, 100, 512, 0xe001, NULL, NULL), 0);
+	assert_int_equal(nh_write_read_check(h0, 1, 2, 200, 512, 0xe002, NULL, NULL), 0);
+	/* an AER outstanding across the upgrade, Namespace Attribute Notices on */
+	assert_int_equal(nh_set_features(h0, 0x0b, 1u << 8, NULL), 0);
+	assert_int_equal(nh_aer_submit(h0, &aer), 0);
+	h2 = io_host(n2);
+	f->l[2].h = h2;
+	assert_int_equal(nh_write_read_check(h2, 1, 1, 300, 512, 0xe003, NULL, NULL), 0);
+
+	upgrade_ok(&f->d, VIA_CTL, 3, &u);
+
+	/* the ioeventfd/shadow-doorbell controller and both namespaces */
+	assert_int_equal(nh_write_read_check(h0, 1, 1, 101, 512, 0xe011, NULL, NULL), 0);
+	assert_int_equal(nh_write_read_check(h0, 1, 2, 201, 512, 0xe012, NULL, NULL), 0);
+	{
+		void *p = nh_alloc(h0, 512);
+
+		assert_non_null(p);
+		assert_int_equal(nh_read(h0, 1, 2, 200, 1, p, 512, NULL), 0);
+		assert_true(nh_check(p, 512, 0xe002));
+		nh_free(h0, p, 512);
+	}
+	assert_int_equal(nh_identify(h0, NH_CNS_NS_ACTIVE_LIST, 0, list), 0);
+	assert_int_equal(list[0], 1);
+	assert_int_equal(list[4], 2);
+	assert_int_equal(list[8], 0);
+	/* the AER put out before the upgrade completes on the next namespace change */
+	assert_true(nh_outstanding(h0, 0, aer));
+	ctl_ok(&f->d, out, sizeof(out), "ns-add n0 backend=ram size=4M");
+	assert_int_equal(nh_wait(h0, 0, aer, &cqe, 5000), 0);
+	assert_int_equal(cqe.dw0 & 0x7u, 0x2u);          /* notice */
+	assert_int_equal((cqe.dw0 >> 16) & 0xffu, 0x04u); /* log page 04h */
+	/* the device added live before the upgrade */
+	assert_int_equal(nh_write_read_check(h2, 1, 1, 301, 512, 0xe013, NULL, NULL), 0);
+	/* the idle one takes its first client */
+	h1 = io_host(n1);
+	f->l[1].h = h1;
+	assert_int_equal(nh_write_read_check(h1, 1, 1, 400, 512, 0xe014, NULL, NULL), 0);
+	/* the running configuration as config_save writes it has every change */
+	snprintf(saved, sizeof(saved), "%s/saved.json", f->d.dir);
+	snprintf(spec, sizeof(spec), "config-save %s", saved);
+	ctl_ok(&f->d, out, sizeof(out), spec);
+	assert_int_equal(run_cmd(out, sizeof(out), "cat %s", saved), 0);
+	if (!strstr(out, "\"name\": \"n2\"") || !strstr(out, "\"nsid\": 2") ||
+	    !strstr(out, "\"nsid\": 3"))
+		fail_msg("config_save after the upgrade lacks n2 or n0's namespaces 2 and 3: %s", out);
+
+	/* two upgrade requests at once: each is answered, at least one succeeds, and
+	 * whoever serves afterwards serves every device */
+	for (int i = 0; i < 2; i++) {
+		req[i] = connect_unix(f->d.ctl);
+		assert_true(req[i] >= 0);
+	}
+	for (int i = 0; i < 2; i++) {
+		static const char r[] =
+			"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"upgrade\",\"params\":{}}\n";
+
+		assert_int_equal(send(req[i], r, sizeof(r) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(r) - 1);
+	}
+	for (int i = 0; i < 2; i++) {
+		long t0 = now_ms();
+
+		if (!read_line(req[i], line[i], sizeof(line[i]), 40000))
+			fail_msg("concurrent upgrade %d: no answer after %ld ms (%s; got '%s'; the "
+				 "other: '%s')", i, now_ms() - t0,
+				 now_ms() - t0 < 39000 ? "the connection was closed" : "timed out",
+				 line[i], i ? line[0] : "");
+		close(req[i]);
+		ok += strstr(line[i], "\"result\"") != NULL;
+	}
+	if (!ok)
+		fail_msg("concurrent upgrades: neither succeeded: %s | %s", line[0], line[1]);
+	/* follow the chain of successors to the serving process */
+	for (int i = 0; i < 2; i++) {
+		struct json_object *o = json_tokener_parse(line[i]), *r;
+
+		if (o && json_object_object_get_ex(o, "result", &r)) {
+			pid_t old = (pid_t)jint(r, "old_pid");
+
+			assert_int_equal(wait_exit(old, 10000), 0);
+			if (old == f->d.pid || ppid_of((pid_t)jint(r, "new_pid")) == getpid())
+				f->d.pid = (pid_t)jint(r, "new_pid");
+		}
+		json_object_put(o);
+	}
+	assert_int_equal(kill(f->d.pid, 0), 0);
+	if (getenv("VFURT_TEST_VERBOSE"))
+		fprintf(stderr, "# concurrent upgrades: %s | %s\n", line[0], line[1]);
+	/* a refusal says who still serves: that process must be the one serving */
+	for (int i = 0; i < 2; i++) {
+		const char *p = strstr(line[i], "still serving (pid ");
+		long pid;
+
+		if (p && sscanf(p, "still serving (pid %ld)", &pid) == 1 && pid != f->d.pid)
+			fail_msg("concurrent upgrade %d was refused saying pid %ld still serves, but pid "
+				 "%d serves (%s)", i, pid, (int)f->d.pid, line[i]);
+	}
+	assert_int_equal(nh_write_read_check(h0, 1, 1, 102, 512, 0xe021, NULL, NULL), 0);
+	assert_int_equal(nh_write_read_check(h1, 1, 1, 401, 512, 0xe022, NULL, NULL), 0);
+	assert_int_equal(nh_write_read_check(h2, 1, 1, 302, 512, 0xe023, NULL, NULL), 0);
+	assert_int_equal(log_errors(&f->d, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1217,6 +1398,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_upgrade_refused_keeps_serving, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_file_backend, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_keeps_live_changes, setup, teardown),
 	};
 
 	/* the successors of a daemon we started are reparented to us, so that
