@@ -1249,7 +1249,7 @@ static void test_upgrade_keeps_live_changes(void **state)
 {
 	struct fx *f = *state;
 	char n0[192], n1[192], n2[192], cores[32], d0[256], d1[256], spec[512], out[8192];
-	char saved[256], line[2][4096];
+	char saved[256];
 	const char *args[] = { cores, "--device", d0, "--device", d1, NULL };
 	struct nvme_host_opts ho = { .timeout_ms = HOST_TIMEOUT_MS, .mem_size = 4u << 20,
 				     .irq_wait = true, .nvec = 4, .doorbell_ioeventfd = true };
@@ -1257,7 +1257,6 @@ static void test_upgrade_keeps_live_changes(void **state)
 	struct nh_cqe cqe;
 	uint8_t list[NH_PAGE];
 	uint16_t aer;
-	int req[2], ok = 0;
 	struct upg u;
 
 	need_binaries();
@@ -1333,8 +1332,39 @@ static void test_upgrade_keeps_live_changes(void **state)
 	    !strstr(out, "\"nsid\": 3"))
 		fail_msg("config_save after the upgrade lacks n2 or n0's namespaces 2 and 3: %s", out);
 
-	/* two upgrade requests at once: each is answered, at least one succeeds, and
-	 * whoever serves afterwards serves every device */
+	assert_int_equal(log_errors(&f->d, NULL), 0);
+}
+
+/* ---- f. requests that meet an upgrade -------------------------------------------------- */
+
+/* A daemon with an NVMe controller under verified I/O and a GPIO card. */
+static void start_small(struct fx *f, const char *tag)
+{
+	static char n0[192], g0[192], d0[256], dg[256];
+	const char *args[] = { "--cores=0", "--device", d0, "--device", dg, NULL };
+
+	dinit(&f->d, tag);
+	sockp(&f->d, n0, sizeof(n0), "n0");
+	sockp(&f->d, g0, sizeof(g0), "g0");
+	snprintf(d0, sizeof(d0), "nvme,socket=%s,backend=ram,size=16M,queues=2", n0);
+	snprintf(dg, sizeof(dg), "gpio,socket=%s", g0);
+	dstart(&f->d, args);
+	load_start(&f->l[0], n0);
+	f->nl = 1;
+	loads_progress(f->l, f->nl, 100, "before");
+}
+
+/* Two upgrade requests at once, on two connections: each is answered, at
+ * least one succeeds, a refusal names the process that really serves on, and
+ * the I/O never fails. */
+static void test_upgrade_two_at_once(void **state)
+{
+	struct fx *f = *state;
+	char line[2][4096];
+	int req[2], ok = 0;
+
+	need_binaries();
+	start_small(f, "f1");
 	for (int i = 0; i < 2; i++) {
 		req[i] = connect_unix(f->d.ctl);
 		assert_true(req[i] >= 0);
@@ -1358,20 +1388,22 @@ static void test_upgrade_keeps_live_changes(void **state)
 	}
 	if (!ok)
 		fail_msg("concurrent upgrades: neither succeeded: %s | %s", line[0], line[1]);
-	/* follow the chain of successors to the serving process */
-	for (int i = 0; i < 2; i++) {
-		struct json_object *o = json_tokener_parse(line[i]), *r;
+	/* follow the chain of successors to the serving process (either answer may
+	 * be the first upgrade) */
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < 2; i++) {
+			struct json_object *o = json_tokener_parse(line[i]), *r;
 
-		if (o && json_object_object_get_ex(o, "result", &r)) {
-			pid_t old = (pid_t)jint(r, "old_pid");
-
-			assert_int_equal(wait_exit(old, 10000), 0);
-			if (old == f->d.pid || ppid_of((pid_t)jint(r, "new_pid")) == getpid())
+			if (o && json_object_object_get_ex(o, "result", &r) &&
+			    jint(r, "old_pid") == f->d.pid) {
+				assert_int_equal(wait_exit(f->d.pid, 10000), 0);
 				f->d.pid = (pid_t)jint(r, "new_pid");
+			}
+			json_object_put(o);
 		}
-		json_object_put(o);
 	}
 	assert_int_equal(kill(f->d.pid, 0), 0);
+	loads_progress(f->l, f->nl, 100, "after the concurrent upgrades");
 	if (getenv("VFURT_TEST_VERBOSE"))
 		fprintf(stderr, "# concurrent upgrades: %s | %s\n", line[0], line[1]);
 	/* a refusal says who still serves: that process must be the one serving */
@@ -1383,10 +1415,57 @@ static void test_upgrade_keeps_live_changes(void **state)
 			fail_msg("concurrent upgrade %d was refused saying pid %ld still serves, but pid "
 				 "%d serves (%s)", i, pid, (int)f->d.pid, line[i]);
 	}
-	assert_int_equal(nh_write_read_check(h0, 1, 1, 102, 512, 0xe021, NULL, NULL), 0);
-	assert_int_equal(nh_write_read_check(h1, 1, 1, 401, 512, 0xe022, NULL, NULL), 0);
-	assert_int_equal(nh_write_read_check(h2, 1, 1, 302, 512, 0xe023, NULL, NULL), 0);
-	assert_int_equal(log_errors(&f->d, NULL), 0);
+	load_stop(&f->l[0]);
+	load_check(&f->l[0], "at the end");
+}
+
+/* A device_add sent while an upgrade runs: refused, or done and kept by the
+ * process that serves afterwards (never answered "done" and then lost). */
+static void test_upgrade_meets_device_add(void **state)
+{
+	struct fx *f = *state;
+	char line[2][4096], out[8192];
+	int req[2];
+
+	need_binaries();
+	start_small(f, "f2");
+	{
+		static const char upg[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"upgrade\"}\n";
+		char g3[192], add[600];
+		pid_t before = f->d.pid;
+
+		sockp(&f->d, g3, sizeof(g3), "g3");
+		req[0] = connect_unix(f->d.ctl); /* the upgrade's connection first */
+		req[1] = connect_unix(f->d.ctl);
+		assert_true(req[0] >= 0 && req[1] >= 0);
+		snprintf(add, sizeof(add), "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"device_add\","
+			 "\"params\":{\"type\":\"gpio\",\"socket\":\"%s\",\"name\":\"g3\"}}\n", g3);
+		assert_int_equal(send(req[1], add, strlen(add), MSG_NOSIGNAL), (ssize_t)strlen(add));
+		assert_int_equal(send(req[0], upg, sizeof(upg) - 1, MSG_NOSIGNAL),
+				 (ssize_t)sizeof(upg) - 1);
+		for (int i = 0; i < 2; i++) {
+			(void)read_line(req[i], line[i], sizeof(line[i]), 40000);
+			close(req[i]);
+		}
+		if (strstr(line[0], "\"result\"")) {
+			struct json_object *o = json_tokener_parse(line[0]), *r;
+
+			assert_true(o && json_object_object_get_ex(o, "result", &r));
+			assert_int_equal(jint(r, "old_pid"), before);
+			assert_int_equal(wait_exit(before, 10000), 0);
+			f->d.pid = (pid_t)jint(r, "new_pid");
+			json_object_put(o);
+		}
+		if (getenv("VFURT_TEST_VERBOSE"))
+			fprintf(stderr, "# upgrade | device_add at once: %s | %s\n", line[0], line[1]);
+		ctl_ok(&f->d, out, sizeof(out), "list");
+		if (strstr(line[1], "\"result\"") && !strstr(out, "g3"))
+			fail_msg("device_add during an upgrade was answered '%s' but the serving process "
+				 "(pid %d) does not have g3: %s", line[1], (int)f->d.pid, out);
+	}
+	loads_progress(f->l, f->nl, 100, "after");
+	load_stop(&f->l[0]);
+	load_check(&f->l[0], "at the end");
 }
 
 int main(void)
@@ -1399,6 +1478,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_file_backend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_keeps_live_changes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_two_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_meets_device_add, setup, teardown),
 	};
 
 	/* the successors of a daemon we started are reparented to us, so that
