@@ -559,6 +559,7 @@ int main(int argc, char **argv)
 	struct cmdline cl = { 0 };
 	struct upgrade_in up = { .fd = -1 };
 	bool upgrading = false;
+	uint64_t go_ns = 0;
 	struct vfurt_runtime_opts ro = { .opts_size = sizeof(ro) };
 	struct daemon *d;
 	char err[512];
@@ -674,6 +675,7 @@ int main(int argc, char **argv)
 		}
 		if (upgrade_commit(&up))
 			_exit(EXIT_RUNTIME); /* aborted: the old process serves on */
+		go_ns = mono_ns();
 	}
 	/* the devices live in the table now; cfg keeps the settings */
 	for (size_t i = 0; i < d->cfg.ndevices; i++)
@@ -693,6 +695,9 @@ int main(int argc, char **argv)
 		rc = EXIT_RUNTIME;
 		goto out_ctl;
 	}
+	if (go_ns)
+		vfurt_logf(&d->log, VFURT_LOG_DEBUG, "upgrade: workers started %llu us after the go",
+			   (unsigned long long)((mono_ns() - go_ns) / 1000u));
 	keep_off_workers(d);
 	vfurt_logf(&d->log, VFURT_LOG_INFO, "serving %zu device(s) on %u worker(s) (CPUs %s, %s "
 		   "polling); SIGTERM or SIGINT stops, SIGHUP reloads --config", d->devs.n,

@@ -196,7 +196,7 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 	const char *exe = exec && *exec ? exec : d->self_exe;
 	struct vfurt_state *s1 = NULL, *s2 = NULL;
 	char cfg_tmp[PATH_MAX], reply[REPLY_MAX], why[128];
-	uint64_t t_freeze = 0, t_go;
+	uint64_t t_freeze = 0, t_frozen = 0, t_saved = 0, t_go;
 	bool frozen = false;
 	int sv[2] = { -1, -1 };
 	pid_t pid = -1;
@@ -261,7 +261,9 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 	if (rc)
 		goto out_kill;
 	frozen = true;
+	t_frozen = mono_us();
 	s2 = build_image2(d, err, errlen);
+	t_saved = mono_us();
 	if (!s2) {
 		rc = -ENOMEM;
 		goto out_kill;
@@ -283,6 +285,14 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 		json_object_object_add(o, "old_pid", json_object_new_int64(getpid()));
 		json_object_object_add(o, "new_pid", json_object_new_int64(pid));
 		json_object_object_add(o, "pause_us", json_object_new_int64((int64_t)(t_go - t_freeze)));
+		/* where the pause went: reaching the safe point, building the
+		 * image, the new process's restore (with the transfer) */
+		json_object_object_add(o, "freeze_us", json_object_new_int64(
+			(int64_t)(t_frozen - t_freeze)));
+		json_object_object_add(o, "save_us", json_object_new_int64(
+			(int64_t)(t_saved - t_frozen)));
+		json_object_object_add(o, "restore_us", json_object_new_int64(
+			(int64_t)(t_go - t_saved)));
 		json_object_object_add(o, "devices", json_object_new_int64((int64_t)d->devs.n));
 		json_object_object_add(o, "fds", json_object_new_int64(
 			(int64_t)vfurt_state_nr_fds(s2)));
@@ -291,8 +301,10 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 		*result = o;
 	}
 	vfurt_logf(&d->log, VFURT_LOG_INFO, "upgrade: pid %ld serves now (paused %" PRIu64
-		   " us, %zu fds, %zu bytes of state); exiting", (long)pid, t_go - t_freeze,
-		   vfurt_state_nr_fds(s2), vfurt_state_size(s2));
+		   " us: freeze %" PRIu64 ", save %" PRIu64 ", restore %" PRIu64 "; %zu fds, "
+		   "%zu bytes of state); exiting", (long)pid, t_go - t_freeze, t_frozen - t_freeze,
+		   t_saved - t_frozen, t_go - t_saved, vfurt_state_nr_fds(s2),
+		   vfurt_state_size(s2));
 	rc = 0;
 	goto out;
 

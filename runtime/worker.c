@@ -558,6 +558,7 @@ static bool run_pass(struct vfurt_worker *w)
 		for (uint32_t i = 0; i < w->nr_eps; i++)
 			if (w->eps[i]->thaw_pending)
 				vfr_rt_endpoint_arm(w, w->eps[i]);
+		vfurt_logf(&w->log, VFURT_LOG_DEBUG, "restored devices thawed");
 		work++;
 	}
 	work += drain_inbox(w);
