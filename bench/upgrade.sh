@@ -193,6 +193,7 @@ print("| upgrade | pids | command ms | daemon pause_us | first freeze to last th
       "pause: longest gap, any device (ms) | %s |" % " | ".join(devs))
 print("|---|---|---|---|---|---|" + "---|" * 3)
 pauses, daemon, cmd, ftt, first = [], [], [], [], None
+parts = {"freeze_us": [], "save_us": [], "restore_us": []}  # the daemon's pause, split
 for idx, line in enumerate(open(os.path.join(d, "upgrades.txt"))):
     k, t0, t1, status, rest = (line.rstrip("\n").split(" ", 4) + [""])[:5]
     t0, t1 = int(t0), int(t1)
@@ -206,6 +207,9 @@ for idx, line in enumerate(open(os.path.join(d, "upgrades.txt"))):
     first = first or r
     pauses.append(max(per))
     daemon.append(r["pause_us"])
+    for key in parts:
+        if key in r:
+            parts[key].append(r[key])
     f = frozen[idx] if idx < len(frozen) else [0, 0]
     if f[0] and f[1] > f[0]:
         ftt.append(f[1] - f[0])
@@ -222,6 +226,9 @@ print("|---|---|---|")
 if pauses:
     print("| pause, longest gap of any device | %s ms | %s ms |" % (ms(p50(pauses)), ms(max(pauses))))
     print("| daemon pause_us | %.0f us | %d us |" % (p50(daemon), max(daemon)))
+    for key, v in parts.items():
+        if v:
+            print("| of it: %s | %.0f us | %d us |" % (key, p50(v), max(v)))
 if ftt:
     print("| daemon log: first freeze to last thaw | %.2f ms | %.2f ms |" % (p50(ftt) / 1e6,
           max(ftt) / 1e6))
