@@ -7,7 +7,7 @@
 # and the GPIO card on the second) and a GPIO card. One vfu-bench per
 # controller runs 4 KiB random reads at QD32, sleeping on MSI-X interrupts
 # (--completion=irq: three spinning clients would starve 2 CPUs), and logs
-# every gap of at least 2 ms between two completions (--gaps, realtime
+# every gap of at least 1 ms between two completions (--gaps, realtime
 # stamps). The first vfu-bench also reads the GPIO card's vendor ID every ms
 # (--probe). After the load has run QUIET seconds, the script upgrades the
 # daemon N times, SPACING seconds apart (`vfu-ctl --json upgrade`, timed with
@@ -15,10 +15,12 @@
 #
 # The pause of one upgrade is the longest gap of any controller that overlaps
 # the upgrade command's run (from just before it was sent to SPACING/2 after
-# it returned): the time a guest saw no completion at all. "<2" means no
-# controller stalled for 2 ms. Next to it, the daemon's own pause_us (from
-# the freeze of the first device to the new process's GO) and the command's
-# wall time. The last lines: p50 and max over the N upgrades, the longest gap
+# it returned): the time a guest saw no completion at all. "<1" means no
+# controller stalled for 1 ms. Next to it: the daemon's own pause_us (from
+# the freeze of the first device to the new process's GO: it leaves out the
+# new process starting its workers and thawing), the time from the first
+# device's "freezing" to the last one's "thawed" in the daemon's log (run at
+# info level, each line stamped when it arrives), and the command's wall time. The last lines: p50 and max over the N upgrades, the longest gap
 # of the quiet seconds before the first upgrade (what the machine does by
 # itself), NVMe errors and IOPS over the whole run.
 #
@@ -84,8 +86,13 @@ for i in 0 1 2; do
 	devs+=(--device "nvme,socket=$dir/n$i.sock,backend=ram,size=256M,lba=4096,queues=2")
 done
 devs+=(--device "gpio,socket=$dir/g0.sock")
-"$rt" --cores="$cores" --poll="$poll" --log-level=warn --control-socket="$dir/ctl.sock" \
-	"${devs[@]}" >"$dir/rt.log" 2>&1 &
+# info level, each line stamped with CLOCK_REALTIME ns as it arrives: when each
+# upgrade froze the first device and thawed the last (the successors inherit stderr)
+"$rt" --cores="$cores" --poll="$poll" --log-level=info --control-socket="$dir/ctl.sock" \
+	"${devs[@]}" >/dev/null 2> >(python3 -u -c '
+import sys, time
+for line in sys.stdin:
+    sys.stdout.write("%d %s" % (time.time_ns(), line))' >"$dir/rt.log") &
 rt_pid=$!
 for _ in $(seq 1 200); do
 	[[ -S $dir/ctl.sock && -S $dir/n2.sock && -S $dir/g0.sock ]] && break
@@ -98,7 +105,7 @@ for i in 0 1 2; do
 	probe=()
 	((i == 0)) && probe=(--probe="$dir/g0.sock")
 	"$vb" --socket="$dir/n$i.sock" --rw=randread --bs=4k --iodepth="$qd" --runtime=3600 \
-		--completion=irq --no-floor --json --gaps="$dir/gaps$i.txt" --gap-min=2000 \
+		--completion=irq --no-floor --json --gaps="$dir/gaps$i.txt" --gap-min=1000 \
 		--thinktime="$think" "${probe[@]}" >"$dir/b$i.json" 2>"$dir/b$i.err" &
 	bench_pids+=($!)
 done
@@ -148,12 +155,14 @@ spacing_ns = float(spacing) * 1e9
 quiet_from, quiet_to = int(quiet_from), int(quiet_to)
 devs = ["n0", "n1", "n2"]
 
-gaps = []
+gaps, lost = [], []
 for i in range(3):
     g = []
     try:
         for line in open(os.path.join(d, "gaps%d.txt" % i)):
             if line.startswith("#"):
+                if "not kept" in line:
+                    lost.append(devs[i])
                 continue
             _, a, b, _ = line.split()
             g.append((int(a), int(b)))
@@ -162,31 +171,51 @@ for i in range(3):
     gaps.append(g)
 
 def longest(g, lo, hi):
-    """The longest gap overlapping [lo, hi], ns (0: none of >= 2 ms)."""
+    """The longest gap overlapping [lo, hi], ns (0: none of >= 1 ms)."""
     return max([b - a for a, b in g if a < hi and b > lo] or [0])
 
 def ms(ns):
-    return "<2" if ns == 0 else "%.2f" % (ns / 1e6)
+    return "<1" if ns == 0 else "%.2f" % (ns / 1e6)
 
-print("| upgrade | pids | command ms | daemon pause_us | pause: longest gap, any device (ms) | %s |"
-      % " | ".join(devs))
-print("|---|---|---|---|---|" + "---|" * 3)
-pauses, daemon, cmd, first = [], [], [], None
-for line in open(os.path.join(d, "upgrades.txt")):
+# the daemon's log: per upgrade, the first "freezing" and the last "thawed"
+# (stamped by the filter in front of its stderr)
+frozen = []  # [first freeze, last thaw] per upgrade, realtime ns
+for line in open(os.path.join(d, "rt.log"), errors="replace"):
+    t, _, msg = line.partition(" ")
+    if ": upgrade: started " in msg:
+        frozen.append([0, 0])
+    elif frozen and msg.rstrip().endswith(": freezing") and not frozen[-1][0]:
+        frozen[-1][0] = int(t)
+    elif frozen and msg.rstrip().endswith(": thawed"):
+        frozen[-1][1] = int(t)
+
+print("| upgrade | pids | command ms | daemon pause_us | first freeze to last thaw (ms) | "
+      "pause: longest gap, any device (ms) | %s |" % " | ".join(devs))
+print("|---|---|---|---|---|---|" + "---|" * 3)
+pauses, daemon, cmd, ftt, first = [], [], [], [], None
+parts = {"freeze_us": [], "save_us": [], "restore_us": []}  # the daemon's pause, split
+for idx, line in enumerate(open(os.path.join(d, "upgrades.txt"))):
     k, t0, t1, status, rest = (line.rstrip("\n").split(" ", 4) + [""])[:5]
     t0, t1 = int(t0), int(t1)
     per = [longest(g, t0, t1 + spacing_ns / 2) for g in gaps]
     cmd.append((t1 - t0) / 1e6)
     if status != "ok":
-        print("| %s | failed: %s | %.1f | - | %s | %s |" % (k, rest.strip()[:80], cmd[-1],
+        print("| %s | failed: %s | %.1f | - | - | %s | %s |" % (k, rest.strip()[:80], cmd[-1],
               ms(max(per)), " | ".join(ms(x) for x in per)))
         continue
     r = json.loads(rest)
     first = first or r
     pauses.append(max(per))
     daemon.append(r["pause_us"])
-    print("| %s | %d -> %d | %.1f | %d | %s | %s |" % (k, r["old_pid"], r["new_pid"], cmd[-1],
-          r["pause_us"], ms(max(per)), " | ".join(ms(x) for x in per)))
+    for key in parts:
+        if key in r:
+            parts[key].append(r[key])
+    f = frozen[idx] if idx < len(frozen) else [0, 0]
+    if f[0] and f[1] > f[0]:
+        ftt.append(f[1] - f[0])
+    print("| %s | %d -> %d | %.1f | %d | %s | %s | %s |" % (k, r["old_pid"], r["new_pid"],
+          cmd[-1], r["pause_us"], "%.2f" % ((f[1] - f[0]) / 1e6) if f[0] and f[1] > f[0] else "-",
+          ms(max(per)), " | ".join(ms(x) for x in per)))
 
 def p50(v):
     return statistics.median(v) if v else 0
@@ -197,11 +226,20 @@ print("|---|---|---|")
 if pauses:
     print("| pause, longest gap of any device | %s ms | %s ms |" % (ms(p50(pauses)), ms(max(pauses))))
     print("| daemon pause_us | %.0f us | %d us |" % (p50(daemon), max(daemon)))
+    for key, v in parts.items():
+        if v:
+            print("| of it: %s | %.0f us | %d us |" % (key, p50(v), max(v)))
+if ftt:
+    print("| daemon log: first freeze to last thaw | %.2f ms | %.2f ms |" % (p50(ftt) / 1e6,
+          max(ftt) / 1e6))
 print("| vfu-ctl upgrade wall time | %.1f ms | %.1f ms |" % (p50(cmd), max(cmd) if cmd else 0))
 quiet = max(longest(g, quiet_from, quiet_to) for g in gaps)
 print()
 print("Quiet %.1f s before the first upgrade: longest gap of any device %s ms." %
       ((quiet_to - quiet_from) / 1e9, ms(quiet)))
+if lost:
+    print("Warning: vfu-bench ran out of room for gaps on %s: the later upgrades' rows "
+          "are incomplete." % ", ".join(lost))
 if first:
     print("Handed over per upgrade: %d devices, %d fds, %d bytes of state." %
           (first["devices"], first["fds"], first["bytes"]))

@@ -8,7 +8,7 @@
 
 #include "vfu_bench.h"
 
-/* Long gaps kept per job: a stall every 10 ms for 40 s. */
+/* Long gaps kept per job (1 MiB): a stall every ms for a minute. */
 #define GAPS_PER_JOB 65536u
 
 int vb_gaps_setup(struct vb_bench *b)
