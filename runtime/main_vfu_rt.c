@@ -720,6 +720,7 @@ int main(int argc, char **argv)
 	if (d->upgraded) {
 		/* handed over: answer the request, then leave without touching
 		 * anything the new process serves (sockets, guest memory) */
+		rpc_refuse_pending(&d->rpc);
 		rpc_flush_all(&d->rpc, 1000);
 		fflush(stderr);
 		_exit(0);
