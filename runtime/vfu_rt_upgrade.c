@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,8 @@ static int hear(int sock, char *buf, size_t cap, int timeout_ms)
 
 	for (;;) {
 		ssize_t n = recv(sock, buf, cap - 1, MSG_DONTWAIT);
-		struct timespec pause = { .tv_nsec = 1000000 };
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+		uint64_t now;
 
 		if (n >= 0) {
 			buf[n] = '\0';
@@ -88,9 +90,11 @@ static int hear(int sock, char *buf, size_t cap, int timeout_ms)
 		}
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return -errno;
-		if (mono_us() >= deadline)
+		now = mono_us();
+		if (now >= deadline)
 			return -ETIMEDOUT;
-		nanosleep(&pause, NULL);
+		/* the go is in the pause: woken by it, not by a timer */
+		poll(&p, 1, (int)((deadline - now + 999) / 1000));
 	}
 }
 

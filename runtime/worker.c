@@ -552,15 +552,6 @@ static bool run_pass(struct vfurt_worker *w)
 	int work = 0;
 
 	tls_worker = w;
-	if (w->thaw_pending) {
-		/* devices a live upgrade restored: thawed on their worker */
-		w->thaw_pending = false;
-		for (uint32_t i = 0; i < w->nr_eps; i++)
-			if (w->eps[i]->thaw_pending)
-				vfr_rt_endpoint_arm(w, w->eps[i]);
-		vfurt_logf(&w->log, VFURT_LOG_DEBUG, "restored devices thawed");
-		work++;
-	}
 	work += drain_inbox(w);
 	/* pollers translate guest addresses: they run inside an epoch section
 	 * so that DMA unmap can wait for them (vfr_rt_host_ops.dma_sync) */

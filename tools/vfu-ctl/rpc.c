@@ -23,6 +23,13 @@
 /* Silence after which vfu-ctl says it may be talking to the wrong socket. */
 #define CTL_SILENT_WARN_MS 2000
 
+/* Methods answered when their work is done (a removal's grace period, a
+ * live upgrade's phases), not at once. */
+static bool slow_method(const char *method)
+{
+	return !strcmp(method, "device_remove") || !strcmp(method, "upgrade");
+}
+
 /* Whether process pid is alive and runs as uid. */
 static bool same_owner(pid_t pid, uid_t uid)
 {
@@ -280,15 +287,16 @@ int ctl_rpc_call(int fd, const char *path, const char *method, struct json_objec
 		char *nl;
 		ssize_t n;
 
-		/* a silent peer is said within 2 s, without failing a slow daemon */
-		if (!warned && len == 0 && strcmp(method, "device_remove") &&
+		/* a silent peer is said within 2 s, without failing a slow daemon
+		 * (methods that take their time by design are exempt) */
+		if (!warned && len == 0 && !slow_method(method) &&
 		    elapsed_ms(&t0) >= CTL_SILENT_WARN_MS) {
 			fprintf(stderr, "vfu-ctl: no answer from %s yet: is it a vfu-rt control "
 				"socket? (a vfio-user device socket does not answer; waiting up to "
 				"%d ms)\n", path, timeout_ms);
 			warned = true;
 		}
-		if (!warned && len == 0 && strcmp(method, "device_remove") &&
+		if (!warned && len == 0 && !slow_method(method) &&
 		    left > CTL_SILENT_WARN_MS - elapsed_ms(&t0))
 			left = CTL_SILENT_WARN_MS - elapsed_ms(&t0) + 1;
 
