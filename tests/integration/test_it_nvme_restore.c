@@ -527,6 +527,45 @@ static void test_thaw_after_busy_freeze(void **state)
 	assert_int_equal(nh_write(f->h, 2, 1, 4, 1, nh_alloc(f->h, NH_PAGE), 512, NULL), 0);
 }
 
+static void *open_later(void *arg)
+{
+	usleep(100000);
+	atomic_store(&((struct gate *)arg)->open, true);
+	return NULL;
+}
+
+/*
+ * A DMA map while a freeze waits for I/O (the client is still served):
+ * the quiesce before it finishes the I/O in flight, as it does unfrozen,
+ * although the queues were paused already; the map's reply comes after
+ * the command's completion.
+ */
+static void test_quiesce_while_freezing_drains(void **state)
+{
+	struct nvme_fx *f = nvme_fx_new(state);
+	struct gate g = { 0 };
+	struct vfurt_dev *dev = serve_gate(f, &g);
+	int mfd = it_memfd(MIB);
+	pthread_t t;
+	uint16_t cid;
+
+	assert_true(mfd >= 0);
+	assert_int_equal(submit_write(f->h, 1, &cid), 0);
+	wait_queued(&g, 1);
+	assert_int_equal(freeze(f, dev), -EBUSY);
+	assert_int_equal(pthread_create(&t, NULL, open_later, &g), 0);
+	assert_int_equal(vfurt_client_dma_map(nh_client(f->h), 1ull << 40, MIB, mfd, 0,
+					      VFIO_USER_DMA_MAP_FLAG_READ |
+						      VFIO_USER_DMA_MAP_FLAG_WRITE,
+					      VFURT_CLIENT_DMA_SEND_FD), 0);
+	assert_int_equal(nh_wait(f->h, 1, cid, NULL, 0), 0);
+	pthread_join(t, NULL);
+	close(mfd);
+	assert_int_equal(freeze_settle(f, dev), 0);
+	thaw(f, dev);
+	assert_int_equal(nh_write(f->h, 1, 1, 3, 1, nh_alloc(f->h, NH_PAGE), 512, NULL), 0);
+}
+
 /* ---- (c) a controller and its client handed to another runtime ---------------- */
 
 #define QD 32u
@@ -931,6 +970,7 @@ int main(void)
 		cmocka_unit_test(test_file_restore_checks_file),
 		cmocka_unit_test_teardown(test_freeze_waits_for_inflight, teardown),
 		cmocka_unit_test_teardown(test_thaw_after_busy_freeze, teardown),
+		cmocka_unit_test_teardown(test_quiesce_while_freezing_drains, teardown),
 		cmocka_unit_test_teardown(test_restore_checks_image, teardown),
 		cmocka_unit_test_teardown(test_upgrade_poll, teardown),
 		cmocka_unit_test_teardown(test_upgrade_irq, teardown),
