@@ -371,6 +371,18 @@ static int gate_poll(void *chan_ctx, int max)
 	return n;
 }
 
+/* The gate of the current test: it outlives the test's function, since the
+ * fixture's teardown destroys the controller (cancelling what is held). */
+static struct gate the_gate;
+
+static struct gate *gate_new(void)
+{
+	atomic_store(&the_gate.open, false);
+	atomic_store(&the_gate.queued, 0);
+	atomic_store(&the_gate.submitted, 0);
+	return &the_gate;
+}
+
 static struct vfurt_bdev *gate_bdev(struct gate *g)
 {
 	static const struct vfurt_bdev_ops ops = {
@@ -470,19 +482,19 @@ static int submit_write(struct nvme_host *h, uint64_t slba, uint16_t *cid)
 static void test_freeze_waits_for_inflight(void **state)
 {
 	struct nvme_fx *f = nvme_fx_new(state);
-	struct gate g = { 0 };
-	struct vfurt_dev *dev = serve_gate(f, &g);
+	struct gate *g = gate_new();
+	struct vfurt_dev *dev = serve_gate(f, g);
 	struct nh_sqe id = { .cdw0 = NH_ADM_IDENTIFY, .cdw10 = NH_CNS_CTRL };
 	uint16_t aer, cid, cid2, idcid;
 	uint8_t *idbuf;
 
 	assert_int_equal(nh_aer_submit(f->h, &aer), 0);
 	assert_int_equal(submit_write(f->h, 1, &cid), 0);
-	wait_queued(&g, 1);
+	wait_queued(g, 1);
 	assert_int_equal(freeze(f, dev), -EBUSY);
 	assert_int_equal(freeze(f, dev), -EBUSY);
 	assert_int_equal(nh_wait(f->h, 1, cid, NULL, 50), -ETIMEDOUT);
-	atomic_store(&g.open, true);
+	atomic_store(&g->open, true);
 	assert_int_equal(freeze_settle(f, dev), 0);
 	assert_int_equal(nh_wait(f->h, 1, cid, NULL, 1000), 0);
 
@@ -495,7 +507,7 @@ static void test_freeze_waits_for_inflight(void **state)
 	usleep(50000);
 	assert_int_equal(nh_wait(f->h, 1, cid2, NULL, 50), -ETIMEDOUT);
 	assert_int_equal(nh_wait(f->h, 0, idcid, NULL, 50), -ETIMEDOUT);
-	assert_int_equal(atomic_load(&g.submitted), 1);
+	assert_int_equal(atomic_load(&g->submitted), 1);
 	assert_int_equal(freeze(f, dev), 0); /* again: still nothing in flight */
 
 	thaw(f, dev);
@@ -503,7 +515,7 @@ static void test_freeze_waits_for_inflight(void **state)
 	assert_int_equal(nh_wait(f->h, 0, idcid, NULL, 2000), 0);
 	assert_memory_equal(idbuf + 4, NFX_SERIAL, strlen(NFX_SERIAL));
 	assert_true(nh_outstanding(f->h, 0, aer));
-	assert_int_equal(atomic_load(&g.submitted), 2);
+	assert_int_equal(atomic_load(&g->submitted), 2);
 	assert_int_equal(nh_write(f->h, 1, 1, 3, 1, nh_alloc(f->h, NH_PAGE), 512, NULL), 0);
 }
 
@@ -512,15 +524,15 @@ static void test_freeze_waits_for_inflight(void **state)
 static void test_thaw_after_busy_freeze(void **state)
 {
 	struct nvme_fx *f = nvme_fx_new(state);
-	struct gate g = { 0 };
-	struct vfurt_dev *dev = serve_gate(f, &g);
+	struct gate *g = gate_new();
+	struct vfurt_dev *dev = serve_gate(f, g);
 	uint16_t cid;
 
 	assert_int_equal(submit_write(f->h, 1, &cid), 0);
-	wait_queued(&g, 1);
+	wait_queued(g, 1);
 	assert_int_equal(freeze(f, dev), -EBUSY);
 	thaw(f, dev);
-	atomic_store(&g.open, true);
+	atomic_store(&g->open, true);
 	assert_int_equal(nh_wait(f->h, 1, cid, NULL, 2000), 0);
 	assert_int_equal(nh_write(f->h, 1, 1, 3, 1, nh_alloc(f->h, NH_PAGE), 512, NULL), 0);
 	assert_int_equal(nh_create_io_pair(f->h, 2, NFX_QENT, 2), 0);
@@ -543,17 +555,17 @@ static void *open_later(void *arg)
 static void test_quiesce_while_freezing_drains(void **state)
 {
 	struct nvme_fx *f = nvme_fx_new(state);
-	struct gate g = { 0 };
-	struct vfurt_dev *dev = serve_gate(f, &g);
+	struct gate *g = gate_new();
+	struct vfurt_dev *dev = serve_gate(f, g);
 	int mfd = it_memfd(MIB);
 	pthread_t t;
 	uint16_t cid;
 
 	assert_true(mfd >= 0);
 	assert_int_equal(submit_write(f->h, 1, &cid), 0);
-	wait_queued(&g, 1);
+	wait_queued(g, 1);
 	assert_int_equal(freeze(f, dev), -EBUSY);
-	assert_int_equal(pthread_create(&t, NULL, open_later, &g), 0);
+	assert_int_equal(pthread_create(&t, NULL, open_later, g), 0);
 	assert_int_equal(vfurt_client_dma_map(nh_client(f->h), 1ull << 40, MIB, mfd, 0,
 					      VFIO_USER_DMA_MAP_FLAG_READ |
 						      VFIO_USER_DMA_MAP_FLAG_WRITE,
