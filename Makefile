@@ -84,7 +84,7 @@ test-asan:
 
 # The tests that run threads (runtime, stress, ring, worker, poller, dma_tree, dma_quota, the daemon of it_rpc) under
 # ThreadSanitizer; any report fails the run.
-TSAN_TESTS := runtime|stress|ring|worker|poller|nvme|bdev|hostile|guestfault|placement|dma_tree|dma_quota|rt_live|embed|it_rpc
+TSAN_TESTS := runtime|stress|ring|worker|poller|nvme|bdev|hostile|guestfault|placement|dma_tree|dma_quota|rt_live|embed|it_rpc|upgrade|restart|state
 
 test-tsan:
 	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=Debug -DVFURT_SANITIZE=thread \

@@ -181,7 +181,9 @@ static int setup_host(struct vb_bench *b)
 		}
 	}
 	rc = read_namespace(b);
-	return rc ? rc : vb_jobs_setup(b);
+	if (!rc)
+		rc = vb_jobs_setup(b);
+	return rc ? rc : vb_gaps_setup(b);
 }
 
 /* The lowest CPU of the calling thread's affinity other than `not`, or -1. */
@@ -307,6 +309,8 @@ int main(int argc, char **argv)
 		vb_report_table(b);
 	if (b->c.plot)
 		rc = vb_report_plot(b);
+	if (b->c.gaps && vb_gaps_write(b))
+		rc = -EIO;
 	nh_shutdown(b->h);
 out_host:
 	vb_probe_join(b);

@@ -95,6 +95,8 @@ struct vb_cfg {
 	const char *probe; /* --probe=SOCKET: a second device whose answers are timed */
 	uint32_t probe_interval_us; /* --probe-interval */
 	bool zeroes_deac;  /* --deac: Write Zeroes with the Deallocate bit */
+	const char *gaps;  /* --gaps=FILE: every long gap between completions */
+	uint32_t gap_min_us; /* --gap-min: what counts as long (default 1000) */
 };
 
 struct vb_probe;
@@ -118,6 +120,12 @@ struct vb_cpu_use {
 };
 
 struct vb_bench;
+
+/* A stretch of time (CLOCK_MONOTONIC) without a completion on a queue pair. */
+struct vb_gap {
+	uint64_t from_ns; /* the completion before */
+	uint64_t to_ns;   /* the next one */
+};
 
 /* Reads or writes data (not zeroes or trim). */
 static inline bool vb_rw_moves_data(const struct vb_cfg *c)
@@ -161,6 +169,15 @@ struct vb_job {
 	uint64_t errors;
 	uint64_t sq_full;       /* refills refused because the SQ looked full */
 	uint64_t irq_wakeups;   /* --completion=irq: sleeps ended by an interrupt */
+	/* time between completions (vb_gap_note): how long the device stalled */
+	uint64_t last_done_ns;  /* the last completion seen, 0 = none yet */
+	uint64_t max_gap_ns;    /* the longest gap, and when it ended */
+	uint64_t max_gap_end_ns;
+	struct vb_gap *gaps;    /* --gaps: those >= gap_min_ns, up to cap_gaps */
+	uint32_t n_gaps;
+	uint32_t cap_gaps;
+	uint64_t lost_gaps;     /* long gaps beyond cap_gaps */
+	uint64_t gap_min_ns;
 	int rc;                 /* the thread's result */
 	pthread_t thread;
 	bool started;
@@ -268,6 +285,38 @@ void vb_probe_join(struct vb_bench *b);
 /* The results: a table line, or a JSON member ("probe": {...},). */
 void vb_probe_print(const struct vb_bench *b, bool json);
 void vb_probe_free(struct vb_bench *b);
+
+/* ---- gaps between completions (vfu_bench_gaps.c) ---------------------------- */
+
+/* --gaps: room for the long gaps of each job (before the jobs start). 0 or -ENOMEM. */
+int vb_gaps_setup(struct vb_bench *b);
+/* --gaps: write FILE, one line per long gap: "qpN FROM TO GAP" with FROM and TO
+ * in CLOCK_REALTIME nanoseconds (comparable with `date +%s%N`) and GAP in ns,
+ * after a header line starting with '#'. 0 or -errno (printed). After vb_run. */
+int vb_gaps_write(const struct vb_bench *b);
+/* The longest gap of any job (ns) and its job index in *job (may be NULL). */
+uint64_t vb_gaps_max(const struct vb_bench *b, uint32_t *job);
+
+/* Completions were reaped at t: note the gap since the previous ones. Job
+ * thread; no allocation. */
+static inline void vb_gap_note(struct vb_job *j, uint64_t t)
+{
+	if (j->last_done_ns) {
+		uint64_t g = t - j->last_done_ns;
+
+		if (g > j->max_gap_ns) {
+			j->max_gap_ns = g;
+			j->max_gap_end_ns = t;
+		}
+		if (j->gap_min_ns && g >= j->gap_min_ns) {
+			if (j->n_gaps < j->cap_gaps)
+				j->gaps[j->n_gaps++] = (struct vb_gap){ j->last_done_ns, t };
+			else
+				j->lost_gaps++;
+		}
+	}
+	j->last_done_ns = t;
+}
 
 /* ---- CPU time (vfu_bench_cpu.c) ------------------------------------------ */
 

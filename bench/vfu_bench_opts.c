@@ -83,6 +83,12 @@ static void usage(FILE *f)
 	      "                         every --probe-interval and report latency and the\n"
 	      "                         longest wait (e.g. a GPIO card on the same worker)\n"
 	      "  --probe-interval=US    default 1000\n"
+	      "  --gaps=FILE            write every gap between two completions of a queue pair\n"
+	      "                         of at least --gap-min to FILE: \"qpN FROM TO GAP\",\n"
+	      "                         FROM/TO in CLOCK_REALTIME ns (as date +%s%N), GAP in ns\n"
+	      "                         (e.g. a server's live-upgrade pauses: bench/upgrade.sh);\n"
+	      "                         the longest gap is reported with or without it\n"
+	      "  --gap-min=US           default 1000\n"
 	      "  --help\n"
 	      "A progress line goes to stderr each second. CPU use (client job threads, server\n"
 	      "workers) is in percent of one CPU over the measured interval.\n",
@@ -169,7 +175,7 @@ enum {
 	OPT_SOCKET = 256, OPT_SELF, OPT_SCPUS, OPT_BACKEND, OPT_SIZE, OPT_BLKSZ, OPT_NSID,
 	OPT_RW, OPT_MIX, OPT_BS, OPT_QD, OPT_JOBS, OPT_RUNTIME, OPT_RAMP, OPT_CPUS,
 	OPT_DIRECT, OPT_THINKR, OPT_DB, OPT_IRQB, OPT_SPOLL, OPT_THINK, OPT_COMPL, OPT_JSON, OPT_PLOT, OPT_SPID, OPT_NOFLOOR, OPT_HELP,
-	OPT_PROBE, OPT_PROBE_US, OPT_DEAC,
+	OPT_PROBE, OPT_PROBE_US, OPT_DEAC, OPT_GAPS, OPT_GAP_MIN,
 };
 
 int vb_parse_args(int argc, char **argv, struct vb_cfg *c)
@@ -206,6 +212,8 @@ int vb_parse_args(int argc, char **argv, struct vb_cfg *c)
 		{ "probe", required_argument, NULL, OPT_PROBE },
 		{ "probe-interval", required_argument, NULL, OPT_PROBE_US },
 		{ "deac", no_argument, NULL, OPT_DEAC },
+		{ "gaps", required_argument, NULL, OPT_GAPS },
+		{ "gap-min", required_argument, NULL, OPT_GAP_MIN },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -214,7 +222,7 @@ int vb_parse_args(int argc, char **argv, struct vb_cfg *c)
 	*c = (struct vb_cfg){
 		.server_cpus = "1", .backend = "null", .size = 1ull << 30, .block_size = 4096,
 		.nsid = 1, .rw = VB_RW_RANDREAD, .rwmixread = 50, .bs = 4096, .iodepth = 1,
-		.jobs = 1, .runtime_ms = 10000, .probe_interval_us = 1000,
+		.jobs = 1, .runtime_ms = 10000, .probe_interval_us = 1000, .gap_min_us = 1000,
 	};
 	while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		int bad = 0;
@@ -280,6 +288,8 @@ int vb_parse_args(int argc, char **argv, struct vb_cfg *c)
 		case OPT_PROBE: c->probe = optarg; bad = !*optarg; break;
 		case OPT_PROBE_US: bad = parse_u32(optarg, &c->probe_interval_us, 0, 10000000); break;
 		case OPT_DEAC: c->zeroes_deac = true; break;
+		case OPT_GAPS: c->gaps = optarg; bad = !*optarg; break;
+		case OPT_GAP_MIN: bad = parse_u32(optarg, &c->gap_min_us, 1, 100000000); break;
 		case OPT_SPID: {
 			uint32_t pid = 0;
 

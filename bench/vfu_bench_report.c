@@ -140,6 +140,13 @@ void vb_report_table(struct vb_bench *b)
 			wakeups += b->jobs[i].irq_wakeups;
 		}
 		printf("client: %" PRIu64 " refills deferred on a full SQ\n", full);
+		{
+			uint32_t gj = 0;
+			uint64_t gap = vb_gaps_max(b, &gj);
+
+			printf("client: longest gap between completions: %.1f us (qp%u)\n",
+			       (double)gap / 1e3, b->jobs[gj].qid);
+		}
 		vb_probe_print(b, false);
 		/* whole run (ramp, admin commands included): a batching indicator */
 		printf("client: %.2f doorbell writes and %.3f irq wake-ups per I/O\n",
@@ -247,8 +254,10 @@ void vb_report_json(struct vb_bench *b)
 		vb_cpu_use(&j->cpu0, &j->cpu1, &u);
 		fprintf(f, "    {\n      \"jobname\": \"qp%u\",\n      \"groupid\": 0,\n"
 			   "      \"error\": %d,\n      \"nvme_errors\": %" PRIu64 ",\n"
+			   "      \"max_gap_ns\": %" PRIu64 ",\n      \"long_gaps\": %" PRIu64 ",\n"
 			   "      \"job options\": {\n        \"cpus_allowed\": \"",
-			j->qid, j->errors ? EIO : 0, j->errors);
+			j->qid, j->errors ? EIO : 0, j->errors, j->max_gap_ns,
+			(uint64_t)j->n_gaps + j->lost_gaps);
 		if (j->cpu >= 0)
 			fprintf(f, "%d", j->cpu);
 		fprintf(f, "\"\n      },\n      \"job_runtime\": %" PRIu64 ",\n",

@@ -137,6 +137,7 @@ void vb_jobs_free(struct vb_bench *b)
 		free(j->inflight);
 		free(j->dptr);
 		free(j->free_buf);
+		free(j->gaps);
 	}
 	free(b->jobs);
 	b->jobs = NULL;
@@ -256,6 +257,7 @@ static int reap_job(struct vb_bench *b, struct vb_job *j, uint64_t from, uint64_
 	if (n <= 0)
 		return n;
 	t = vb_now_ns();
+	vb_gap_note(j, t);
 	for (uint32_t i = 0; i < j->n_inflight; i++) {
 		uint16_t cid = j->inflight[i];
 		struct nh_cqe cqe;

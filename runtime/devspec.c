@@ -249,7 +249,7 @@ static struct vfurt_dev *create_nvme(struct devspec *spec, const struct vfurt_lo
 			snprintf(nsspec, sizeof(nsspec), "%s", backend);
 		struct vfurt_bdev_spec_opts bo = { .opts_size = sizeof(bo), .spec = nsspec,
 						   .size_bytes = size, .block_size = lba,
-						   .direct = direct };
+						   .direct = direct, .flags = spec->bdev_flags };
 
 		ns[i] = vfurt_bdev_spec_create(&bo, why, sizeof(why));
 		if (!ns[i]) {

@@ -21,6 +21,9 @@ struct devspec {
 		char val[DEVSPEC_VAL_LEN];
 		int used;
 	} kv[DEVSPEC_MAX_KEYS];
+	/* not a key: vfurt_bdev_spec_opts.flags of the namespaces created
+	 * (VFURT_BDEV_LAZY while a live upgrade builds the devices) */
+	uint32_t bdev_flags;
 };
 
 /*

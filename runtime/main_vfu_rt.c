@@ -233,7 +233,9 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 			cl->has_log_level = true;
 			break;
 		case 'U': /* internal: a live upgrade's new process (docs/restart.md) */
-			cl->upgrade_fd = atoi(optarg);
+			cl->upgrade_fd = -1;
+			if (strcmp(optarg, "3") == 0)
+				cl->upgrade_fd = 3; /* what the old process gives */
 			if (cl->upgrade_fd < 3) {
 				fprintf(stderr, "vfu-rt: --upgrade-fd is for vfu-rt itself\n");
 				return EXIT_USAGE;
@@ -557,6 +559,7 @@ int main(int argc, char **argv)
 	struct cmdline cl = { 0 };
 	struct upgrade_in up = { .fd = -1 };
 	bool upgrading = false;
+	uint64_t go_ns = 0;
 	struct vfurt_runtime_opts ro = { .opts_size = sizeof(ro) };
 	struct daemon *d;
 	char err[512];
@@ -670,8 +673,18 @@ int main(int argc, char **argv)
 			upgrade_fail(&up, err);
 			_exit(EXIT_RUNTIME); /* holds the old process's files: touch nothing */
 		}
+		/* the workers start now, serving nothing yet: not in the pause */
+		rc = vfurt_runtime_start(d->rt);
+		if (rc) {
+			snprintf(err, sizeof(err), "cannot start the workers: %s", strerror(-rc));
+			fprintf(stderr, "vfu-rt: upgrade: %s\n", err);
+			upgrade_fail(&up, err);
+			_exit(EXIT_RUNTIME);
+		}
 		if (upgrade_commit(&up))
 			_exit(EXIT_RUNTIME); /* aborted: the old process serves on */
+		go_ns = mono_ns();
+		vfurt_runtime_thaw(d->rt);
 	}
 	/* the devices live in the table now; cfg keeps the settings */
 	for (size_t i = 0; i < d->cfg.ndevices; i++)
@@ -685,12 +698,15 @@ int main(int argc, char **argv)
 		goto out_devs;
 	}
 	rpc_init(&d->rpc, d->ctl.fd, vfr_daemon_methods, d, &d->log);
-	rc = vfurt_runtime_start(d->rt);
+	rc = upgrading ? 0 : vfurt_runtime_start(d->rt);
 	if (rc) {
 		fprintf(stderr, "vfu-rt: cannot start the workers: %s\n", strerror(-rc));
 		rc = EXIT_RUNTIME;
 		goto out_ctl;
 	}
+	if (go_ns)
+		vfurt_logf(&d->log, VFURT_LOG_DEBUG, "upgrade: devices thawed %llu us after the go",
+			   (unsigned long long)((mono_ns() - go_ns) / 1000u));
 	keep_off_workers(d);
 	vfurt_logf(&d->log, VFURT_LOG_INFO, "serving %zu device(s) on %u worker(s) (CPUs %s, %s "
 		   "polling); SIGTERM or SIGINT stops, SIGHUP reloads --config", d->devs.n,
@@ -704,6 +720,7 @@ int main(int argc, char **argv)
 	if (d->upgraded) {
 		/* handed over: answer the request, then leave without touching
 		 * anything the new process serves (sockets, guest memory) */
+		rpc_refuse_pending(&d->rpc);
 		rpc_flush_all(&d->rpc, 1000);
 		fflush(stderr);
 		_exit(0);

@@ -116,11 +116,6 @@ void vfr_rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep)
 {
 	if (!w->ring_ok || ep->frozen)
 		return;
-	if (ep->thaw_pending) {
-		/* restored from a previous process: served from now on */
-		ep->thaw_pending = false;
-		vfurt_dev_thaw(ep->dev);
-	}
 	refresh_watches(w, ep);
 	arm_accept(w, ep);
 	arm_recv(w, ep);

@@ -70,10 +70,10 @@ struct rt_endpoint {
 	bool closing;
 	bool accept_backoff;
 	/* live upgrade (rt_upgrade.c), home worker's: nothing is armed while
-	 * frozen; thaw_pending: a restored device is thawed when first armed */
+	 * frozen (also a device restored from a previous process, until
+	 * vfurt_runtime_thaw) */
 	bool frozen;
-	bool dev_frozen;         /* vfurt_dev_freeze returned 0 */
-	bool thaw_pending;     /* accept failed for want of fds: retry at the tick */
+	bool dev_frozen;         /* vfurt_dev_freeze returned 0, or restored */     /* accept failed for want of fds: retry at the tick */
 	/* removal (vfurt_runtime_remove_device): asked for under rt->lock,
 	 * then driven by the home worker (removing and after: its fields) */
 	bool remove_asked;

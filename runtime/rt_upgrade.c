@@ -361,6 +361,10 @@ int vfurt_runtime_restore_device(struct vfurt_runtime *rt, struct vfurt_dev *dev
 			 vfurt_dev_name(dev), strerror(-x.rc));
 		return x.rc;
 	}
-	x.ep->thaw_pending = true;
+	/* frozen until vfurt_runtime_thaw: the workers may start meanwhile
+	 * (the new process starts them before it says "restored", so that
+	 * the pause does not include creating and pinning them) */
+	x.ep->frozen = true;
+	x.ep->dev_frozen = true;
 	return 0;
 }

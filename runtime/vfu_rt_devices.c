@@ -157,8 +157,8 @@ static uint32_t ns_block_size(struct vfurt_dev *dev, uint32_t nsid)
 
 /* Apply d's namespace changes to a controller that is not served yet: the
  * spec's namespaces removed and resized, then the extra ones attached. */
-static int add_namespaces(struct vfurt_dev *dev, const struct vfurt_config_device *d, char *err,
-			  size_t errlen)
+static int add_namespaces(struct vfurt_dev *dev, const struct vfurt_config_device *d,
+			  uint32_t bdev_flags, char *err, size_t errlen)
 {
 	for (uint32_t nsid = 1; nsid <= VFURT_CONFIG_NS_MAX; nsid++) {
 		uint64_t bytes = d->ns_resized[nsid - 1];
@@ -193,7 +193,8 @@ static int add_namespaces(struct vfurt_dev *dev, const struct vfurt_config_devic
 		struct vfurt_bdev_spec_opts bo = { .opts_size = sizeof(bo), .spec = ns->backend,
 						   .size_bytes = ns->size_bytes,
 						   .block_size = ns->block_size,
-						   .direct = (enum vfurt_bdev_direct)ns->direct };
+						   .direct = (enum vfurt_bdev_direct)ns->direct,
+						   .flags = bdev_flags };
 		char why[200];
 		struct vfurt_bdev *b = vfurt_bdev_spec_create(&bo, why, sizeof(why));
 		int rc;
@@ -341,6 +342,8 @@ static int add_entry(struct devtab *t, const struct vfurt_config_device *d, enum
 	work = e->cfg;
 	for (size_t i = 0; i < work.spec.nkeys; i++)
 		work.spec.kv[i].used = 0;
+	/* the previous process's memory replaces a restored RAM namespace's */
+	work.spec.bdev_flags = t->defer_serve ? VFURT_BDEV_LAZY : 0;
 	rc = vfr_config_place_device(&work, t->cpus, t->nworkers, &place, err, errlen);
 	if (rc) {
 		*placed = d->where[0] != '\0'; /* the message names where already */
@@ -358,7 +361,7 @@ static int add_entry(struct devtab *t, const struct vfurt_config_device *d, enum
 		rc = -EINVAL;
 		goto err_fini;
 	}
-	rc = add_namespaces(dev, &e->cfg, err, errlen);
+	rc = add_namespaces(dev, &e->cfg, work.spec.bdev_flags, err, errlen);
 	if (rc)
 		goto err_destroy;
 	rc = t->defer_serve ? 0 : vfurt_runtime_add_device(t->rt, dev, place.socket, place.mode,

@@ -633,6 +633,16 @@ static void m_upgrade(void *ctx, struct json_object *params, struct rpc_call *ca
 		return;
 	}
 	rpc_result(call, r);
+	{
+		/* the new process serves: nothing more is done here */
+		struct json_object *np = NULL;
+		char why[128];
+
+		json_object_object_get_ex(r, "new_pid", &np);
+		snprintf(why, sizeof(why), "not run: the daemon was just upgraded, pid %lld serves "
+			 "now: send it again", np ? (long long)json_object_get_int64(np) : -1ll);
+		rpc_halt(call->srv, why);
+	}
 }
 
 const struct rpc_method vfr_daemon_methods[] = {

@@ -474,7 +474,10 @@ static void handle_line(struct rpc_server *srv, int slot, char *line, size_t len
 	call.id = has_id ? id : NULL;
 	call.has_id = has_id;
 	/* a request with "id": null still gets an answer; only a missing id is a notification */
-	m->fn(srv->ctx, params, &call);
+	if (srv->halted) /* handed over (rpc_halt): run nothing more here */
+		rpc_error(&call, RPC_ERR_SHUTTING_DOWN, "%s", srv->halt_why);
+	else
+		m->fn(srv->ctx, params, &call);
 	if (call.deferred) {
 		json_object_put(call.result);
 	} else if (call.code) {
@@ -661,8 +664,24 @@ void rpc_handle(struct rpc_server *srv, const struct pollfd *pfd, int n, uint64_
 			client_close(c);
 		}
 	}
-	if (n > 0 && (pfd[0].revents & POLLIN))
+	if (n > 0 && (pfd[0].revents & POLLIN) && !srv->halted)
 		accept_clients(srv);
+}
+
+void rpc_halt(struct rpc_server *srv, const char *why)
+{
+	srv->halted = true;
+	snprintf(srv->halt_why, sizeof(srv->halt_why), "%s", why);
+}
+
+void rpc_refuse_pending(struct rpc_server *srv)
+{
+	struct pollfd pfd[RPC_NFDS];
+	int n = rpc_pollfds(srv, pfd);
+
+	/* requests that came while the upgrade ran: answered, not run */
+	if (n > 0 && poll(pfd, (nfds_t)n, 0) > 0)
+		rpc_handle(srv, pfd, n, 0);
 }
 
 void rpc_flush_all(struct rpc_server *srv, int timeout_ms)

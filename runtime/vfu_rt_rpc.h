@@ -100,6 +100,8 @@ struct rpc_server {
 	void *ctx;                               /* the methods' first argument */
 	const struct vfurt_log *log;
 	struct log_ratelimit rl;                 /* of the error log lines, all clients together */
+	bool halted;                             /* rpc_halt: nothing more is run */
+	char halt_why[128];                      /* what requests are answered then */
 	uint64_t requests;                       /* answered so far */
 	uint64_t errors;
 };
@@ -149,6 +151,18 @@ struct rpc_pending *rpc_defer(struct rpc_call *call);
 void rpc_pending_result(struct rpc_pending *p, struct json_object *result);
 void rpc_pending_error(struct rpc_pending *p, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Run no more requests, accept no more clients: a live upgrade's old
+ * process, once the new one serves, must not act on a request (a
+ * device_add would bind a socket the new process does not know; a second
+ * upgrade would fork another successor). Every request read from now on
+ * is answered with error RPC_ERR_SHUTTING_DOWN and the message why;
+ * rpc_refuse_pending answers those that arrived meanwhile, rpc_flush_all
+ * sends the answers.
+ */
+void rpc_halt(struct rpc_server *srv, const char *why);
+void rpc_refuse_pending(struct rpc_server *srv);
 
 /* Send what is queued for every client, waiting at most timeout_ms in all
  * (a live upgrade's last answer, before the process ends). */

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,8 @@ static int hear(int sock, char *buf, size_t cap, int timeout_ms)
 
 	for (;;) {
 		ssize_t n = recv(sock, buf, cap - 1, MSG_DONTWAIT);
-		struct timespec pause = { .tv_nsec = 1000000 };
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+		uint64_t now;
 
 		if (n >= 0) {
 			buf[n] = '\0';
@@ -88,9 +90,11 @@ static int hear(int sock, char *buf, size_t cap, int timeout_ms)
 		}
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return -errno;
-		if (mono_us() >= deadline)
+		now = mono_us();
+		if (now >= deadline)
 			return -ETIMEDOUT;
-		nanosleep(&pause, NULL);
+		/* the go is in the pause: woken by it, not by a timer */
+		poll(&p, 1, (int)((deadline - now + 999) / 1000));
 	}
 }
 
@@ -115,8 +119,10 @@ static void child_status(pid_t pid, char *out, size_t len, bool wait_for_it)
 		return;
 	if (WIFEXITED(st))
 		snprintf(out, len, "exited with status %d", WEXITSTATUS(st));
+	/* (callers print "the new process <this>") */
 	else if (WIFSIGNALED(st))
-		snprintf(out, len, "killed by %s", strsignal(WTERMSIG(st)));
+		snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)));
 }
 
 static pid_t spawn(const struct daemon *d, const char *exe, int child_end)
@@ -194,7 +200,7 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 	const char *exe = exec && *exec ? exec : d->self_exe;
 	struct vfurt_state *s1 = NULL, *s2 = NULL;
 	char cfg_tmp[PATH_MAX], reply[REPLY_MAX], why[128];
-	uint64_t t_freeze = 0, t_go;
+	uint64_t t_freeze = 0, t_frozen = 0, t_saved = 0, t_go;
 	bool frozen = false;
 	int sv[2] = { -1, -1 };
 	pid_t pid = -1;
@@ -247,7 +253,8 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 
 	/* phase 1: it builds the devices while we serve */
 	rc = vfurt_state_send(s1, sv[0], (int)timeout_ms);
-	n = rc ? rc : hear(sv[0], reply, sizeof(reply), (int)timeout_ms);
+	/* one that refused the image may have said why before it left */
+	n = hear(sv[0], reply, sizeof(reply), rc ? 1000 : (int)timeout_ms);
 	if (n <= 0 || reply[0] != 'B') {
 		rc = n == -ETIMEDOUT ? -ETIMEDOUT : -ECHILD;
 		goto failed;
@@ -258,13 +265,15 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 	if (rc)
 		goto out_kill;
 	frozen = true;
+	t_frozen = mono_us();
 	s2 = build_image2(d, err, errlen);
+	t_saved = mono_us();
 	if (!s2) {
 		rc = -ENOMEM;
 		goto out_kill;
 	}
 	rc = vfurt_state_send(s2, sv[0], (int)timeout_ms);
-	n = rc ? rc : hear(sv[0], reply, sizeof(reply), (int)timeout_ms);
+	n = hear(sv[0], reply, sizeof(reply), rc ? 1000 : (int)timeout_ms);
 	if (n <= 0 || reply[0] != 'R') {
 		rc = n == -ETIMEDOUT ? -ETIMEDOUT : -ECHILD;
 		goto failed;
@@ -280,6 +289,14 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 		json_object_object_add(o, "old_pid", json_object_new_int64(getpid()));
 		json_object_object_add(o, "new_pid", json_object_new_int64(pid));
 		json_object_object_add(o, "pause_us", json_object_new_int64((int64_t)(t_go - t_freeze)));
+		/* where the pause went: reaching the safe point, building the
+		 * image, the new process's restore (with the transfer) */
+		json_object_object_add(o, "freeze_us", json_object_new_int64(
+			(int64_t)(t_frozen - t_freeze)));
+		json_object_object_add(o, "save_us", json_object_new_int64(
+			(int64_t)(t_saved - t_frozen)));
+		json_object_object_add(o, "restore_us", json_object_new_int64(
+			(int64_t)(t_go - t_saved)));
 		json_object_object_add(o, "devices", json_object_new_int64((int64_t)d->devs.n));
 		json_object_object_add(o, "fds", json_object_new_int64(
 			(int64_t)vfurt_state_nr_fds(s2)));
@@ -288,8 +305,10 @@ int daemon_upgrade(struct daemon *d, const char *exec, uint32_t timeout_ms,
 		*result = o;
 	}
 	vfurt_logf(&d->log, VFURT_LOG_INFO, "upgrade: pid %ld serves now (paused %" PRIu64
-		   " us, %zu fds, %zu bytes of state); exiting", (long)pid, t_go - t_freeze,
-		   vfurt_state_nr_fds(s2), vfurt_state_size(s2));
+		   " us: freeze %" PRIu64 ", save %" PRIu64 ", restore %" PRIu64 "; %zu fds, "
+		   "%zu bytes of state); exiting", (long)pid, t_go - t_freeze, t_frozen - t_freeze,
+		   t_saved - t_frozen, t_go - t_saved, vfurt_state_nr_fds(s2),
+		   vfurt_state_size(s2));
 	rc = 0;
 	goto out;
 
@@ -301,8 +320,20 @@ failed:
 		snprintf(err, errlen, "the new process did not answer within %u ms", timeout_ms);
 out_kill:
 	say(sv[0], "A");
-	kill(pid, SIGKILL);
-	child_status(pid, why, sizeof(why), true);
+	/* one that crashed or gave up is exiting: its own status says more */
+	why[0] = '\0';
+	for (int i = 0; i < 50; i++) {
+		struct timespec pause = { .tv_nsec = 4000000 };
+
+		child_status(pid, why, sizeof(why), false);
+		if (why[0])
+			break;
+		nanosleep(&pause, NULL);
+	}
+	if (!why[0]) {
+		kill(pid, SIGKILL);
+		child_status(pid, why, sizeof(why), true);
+	}
 	if (!err[0])
 		snprintf(err, errlen, "the new process %s", why[0] ? why : "went away");
 	if (frozen || t_freeze)

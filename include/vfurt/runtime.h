@@ -208,7 +208,8 @@ VFURT_EXPORT int vfurt_runtime_save_device(struct vfurt_runtime *rt, struct vfur
  * the same configuration as the saved one) on the listening socket of the
  * section c that vfurt_runtime_save_device wrote, with its state and its
  * client restored; its home worker is the saved one (modulo the worker
- * count). dev is thawed when its worker first runs. Returns 0 or a
+ * count). dev stays frozen (nothing of it is served, even once the
+ * runtime is started) until vfurt_runtime_thaw. Returns 0 or a
  * negative errno with the reason in err (the image does not fit: -EBADMSG;
  * or as vfurt_runtime_add_device, vfurt_dev_restore, vfurt_conn_restore).
  * On failure the process must not serve: it holds part of the previous

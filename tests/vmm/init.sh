@@ -3,8 +3,9 @@
 #
 # Kernel command line:
 #   vfurt.scenario=NAME   gpio | nvme | nvme-intx | nvme-two | persist-write | persist-check |
-#                         write-forever | reset | live
+#                         write-forever | reset | live | upgrade
 #   vfurt.sum=MD5         persist-check: the checksum persist-write printed
+#   vfurt.run=S           upgrade: seconds of the I/O loop (default 40)
 #   vfurt.wait=S          seconds to wait for the devices to appear (default 40)
 #   MOD.PARAM=VALUE       passed to insmod of module MOD (insmod, unlike modprobe, ignores them)
 # Output on the serial console, one line each:
@@ -23,12 +24,14 @@ FAILED=0
 SCENARIO=
 SUM=
 WAIT=40
+RUN=40
 MODPARAMS=
 for tok in $(cat /proc/cmdline); do
 	case "$tok" in
 	vfurt.scenario=*) SCENARIO=${tok#*=} ;;
 	vfurt.sum=*) SUM=${tok#*=} ;;
 	vfurt.wait=*) WAIT=${tok#*=} ;;
+	vfurt.run=*) RUN=${tok#*=} ;;
 	*.*=*) MODPARAMS="$MODPARAMS $tok" ;;
 	esac
 done
@@ -143,7 +146,12 @@ scenario_gpio() {
 	else
 		check gpio-chip FAIL "$(basename "$chip") has $ngpio lines, want 32"
 	fi
+	gpio_lines "$base"
+}
 
+# The card's lines from global GPIO BASE: inputs toggle every 3 reads, outputs read back.
+gpio_lines() { # BASE
+	base=$1
 	# Inputs (lines 16-31) change every 3 reads of their register: read one line of each bank
 	# 12 times; after the first change the values must come in runs of exactly 3. "value" is a
 	# preallocated sysfs attribute: every read() calls the driver, so cat's read-until-EOF costs
@@ -471,6 +479,149 @@ scenario_live() {
 	raw_io /dev/nvme0n1 after-unplug 32
 }
 
+# --- live upgrade ---------------------------------------------------------------------------
+
+# The upgrade scenario's disk: ext4 on the first UP_FS_MIB MiB, raw 1 MiB blocks in UP_SLOTS
+# slots 4 MiB apart after it (the namespace is 512 MiB).
+UP_FS_MIB=256
+UP_SLOTS=64
+
+# Raw slot K's 1 MiB, read with O_DIRECT, against the md5 it was written with.
+up_raw_check() { # SLOT
+	off=$((UP_FS_MIB + $1 * 4))
+	out=$(dd if=/dev/nvme0n1 of=/tmp/urd bs=64k skip=$((off * 16)) count=16 iflag=direct 2>&1) ||
+		{ echo "O_DIRECT read at $off MiB failed: $(echo "$out" | head -1)"; return 1; }
+	got=$(md5sum </tmp/urd | cut -d' ' -f1)
+	[ "$got" = "$(cat /tmp/raw.$1)" ] ||
+		{ echo "raw block at $off MiB: md5 $got, written $(cat /tmp/raw.$1)"; return 1; }
+}
+
+# One round I of the I/O loop: a fresh random 1 MiB O_DIRECT write in the raw area, read back
+# and compared; the previous round's block read again; a fresh 2 MiB file on ext4 (fsync,
+# page cache dropped, md5 of the read); the GPIO card's output line 5 written and read back,
+# input line 20 read. Prints what failed; 0 when everything matched.
+upgrade_round() { # I
+	slot=$(($1 % UP_SLOTS))
+	off=$((UP_FS_MIB + slot * 4))
+	dd if=/dev/urandom of=/tmp/upat bs=64k count=16 2>/dev/null
+	out=$(dd if=/tmp/upat of=/dev/nvme0n1 bs=64k seek=$((off * 16)) oflag=direct conv=fsync 2>&1) ||
+		{ echo "O_DIRECT write at $off MiB failed: $(echo "$out" | head -1)"; return 1; }
+	md5sum </tmp/upat | cut -d' ' -f1 >/tmp/raw.$slot
+	up_raw_check "$slot" || return 1
+	if [ "$1" -gt 0 ]; then
+		up_raw_check $((($1 - 1) % UP_SLOTS)) || return 1
+	fi
+	dd if=/dev/urandom of=/tmp/fpat bs=64k count=32 2>/dev/null
+	sum=$(md5sum </tmp/fpat | cut -d' ' -f1)
+	out=$(dd if=/tmp/fpat of=/mnt/f$1 bs=64k conv=fsync 2>&1) ||
+		{ echo "write of /mnt/f$1 failed: $(echo "$out" | head -1)"; return 1; }
+	echo "$sum" >/tmp/fsum.$1
+	echo 3 >/proc/sys/vm/drop_caches
+	got=$(md5sum </mnt/f$1 | cut -d' ' -f1)
+	[ "$got" = "$sum" ] || { echo "/mnt/f$1 reads md5 $got, written $sum"; return 1; }
+	# keep the last 10 files (20 MiB)
+	old=$(($1 - 10))
+	[ "$old" -ge 0 ] && rm -f /mnt/f$old /tmp/fsum.$old
+	v=$(($1 % 2))
+	echo "$v" >"$UP_OUT"/value
+	got=$(cat "$UP_OUT"/value)
+	[ "$got" = "$v" ] || { echo "GPIO $(basename "$UP_OUT") set to $v reads '$got'"; return 1; }
+	got=$(dd if="$UP_IN"/value bs=2 count=1 2>/dev/null)
+	case "$got" in
+	0 | 1) ;;
+	*) echo "GPIO $(basename "$UP_IN") reads '$got'"; return 1 ;;
+	esac
+}
+
+# The host upgrades the daemon (vfu-ctl upgrade) several times while this runs verified I/O
+# on the NVMe namespace (raw and ext4) and the GPIO card for vfurt.run= seconds. The VMM's
+# sockets never close: the guest must see nothing but a short pause. VFURT-UPGRADE lines tell
+# the host when the loop runs and how far it got.
+scenario_upgrade() {
+	nvme_wait 1 || return
+	gbdf=$(wait_bound pci-idio-16 1 | head -1)
+	if [ -z "$gbdf" ]; then
+		check gpio-bind FAIL "no device bound to pci-idio-16 after ${WAIT}s"
+		return
+	fi
+	check gpio-bind PASS "$gbdf bound to pci-idio-16"
+	chip=$(ls -d /sys/bus/pci/devices/"$gbdf"/gpio/gpiochip* 2>/dev/null | head -1)
+	gbase=$(cat "$chip"/base)
+	UP_OUT=$(gpio_export $((gbase + 5)))
+	echo out >"$UP_OUT"/direction
+	UP_IN=$(gpio_export $((gbase + 20)))
+	if out=$(mkfs.ext4 -F -q /dev/nvme0n1 ${UP_FS_MIB}M 2>&1) && out=$(mount -t ext4 /dev/nvme0n1 /mnt 2>&1); then
+		check mkfs-u PASS "ext4 of $UP_FS_MIB MiB on /dev/nvme0n1, mounted"
+	else
+		check mkfs-u FAIL "mkfs.ext4/mount /dev/nvme0n1: $(echo "$out" | tail -2 | tr '\n' ' ')"
+		return
+	fi
+	echo "VFURT-UPGRADE ready"
+	t0=$(date +%s)
+	i=0
+	err=
+	while [ $(($(date +%s) - t0)) -lt "$RUN" ]; do
+		if ! err=$(upgrade_round $i); then
+			err="round $i: $err"
+			break
+		fi
+		i=$((i + 1))
+		echo "VFURT-UPGRADE round $i ok"
+	done
+	echo "VFURT-UPGRADE loop-end $i"
+	if [ -z "$err" ] && [ "$i" -gt 0 ]; then
+		check io-loop PASS "$i rounds in $(($(date +%s) - t0)) s, each 1 MiB raw + 2 MiB ext4 verified, GPIO answered"
+	else
+		check io-loop FAIL "${err:-no round finished}"
+	fi
+	# Everything written is still there: the raw blocks and the newest files, after a remount
+	# and a clean e2fsck.
+	bad=
+	n=0
+	for f in /tmp/raw.*; do
+		[ -f "$f" ] || continue
+		n=$((n + 1))
+		out=$(up_raw_check "${f#/tmp/raw.}") || bad="$bad $out;"
+	done
+	if [ -z "$bad" ] && [ "$n" -gt 0 ]; then
+		check raw-verify PASS "the $n raw blocks written during the upgrades read back"
+	else
+		check raw-verify FAIL "${bad:-no raw block written}"
+	fi
+	sync
+	umount /mnt
+	echo 3 >/proc/sys/vm/drop_caches
+	fsck_clean /dev/nvme0n1 u
+	bad=
+	n=0
+	if mount -t ext4 /dev/nvme0n1 /mnt 2>/dev/null; then
+		for f in /tmp/fsum.*; do
+			[ -f "$f" ] || continue
+			k=${f#/tmp/fsum.}
+			n=$((n + 1))
+			got=$(md5sum </mnt/f$k 2>&1 | cut -d' ' -f1)
+			[ "$got" = "$(cat "$f")" ] || bad="$bad f$k:$got!=$(cat "$f")"
+		done
+		umount /mnt
+	else
+		bad="remount failed"
+	fi
+	if [ -z "$bad" ] && [ "$n" -gt 0 ]; then
+		check fs-verify PASS "the newest $n files match their md5 after umount, drop_caches, remount"
+	else
+		check fs-verify FAIL "${bad:-no file written}"
+	fi
+	# the GPIO card after the upgrades: inputs still toggle every 3 reads, outputs read back
+	gpio_lines "$gbase"
+	bad=$(dmesg | grep -v 'ommand line:' | grep -E 'nvme.*timeout|reset|I/O error|Buffer I/O error' | head -3 | tr '\n' ' ')
+	if [ -z "$bad" ]; then
+		check dmesg-upgrade PASS "no nvme timeout, reset or I/O error in dmesg"
+	else
+		check dmesg-upgrade FAIL "$bad"
+	fi
+	info "rounds=$i ios=$(blk_ios nvme0n1) irqs=$(irq_sum nvme)"
+}
+
 # Kernel log lines no scenario may produce.
 check_dmesg() {
 	bad=$(dmesg | grep -E 'nobody cared|Call Trace|BUG:|I/O error|timeout, aborting|timeout, reset|controller is down|Disabling IRQ|duplicate IDs|Duplicate cntlid|probe failure' |
@@ -494,6 +645,7 @@ persist-check) scenario_persist_check ;;
 write-forever) scenario_write_forever ;;
 reset) scenario_reset ;;
 live) scenario_live ;;
+upgrade) scenario_upgrade ;;
 *) check scenario FAIL "unknown vfurt.scenario='$SCENARIO'" ;;
 esac
 check_dmesg

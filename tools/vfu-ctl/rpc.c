@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +22,23 @@
 #define RPC_ANSWER_MAX (64u << 20)
 /* Silence after which vfu-ctl says it may be talking to the wrong socket. */
 #define CTL_SILENT_WARN_MS 2000
+
+/* Methods answered when their work is done (a removal's grace period, a
+ * live upgrade's phases), not at once. */
+static bool slow_method(const char *method)
+{
+	return !strcmp(method, "device_remove") || !strcmp(method, "upgrade");
+}
+
+/* Whether process pid is alive and runs as uid. */
+static bool same_owner(pid_t pid, uid_t uid)
+{
+	char p[64];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "/proc/%ld", (long)pid);
+	return stat(p, &st) == 0 && st.st_uid == uid;
+}
 
 /* Connect to a control socket; expect_pid > 0 checks who listens there. */
 static int ctl_connect(const char *path, pid_t expect_pid, char *err, size_t errlen)
@@ -44,9 +62,13 @@ static int ctl_connect(const char *path, pid_t expect_pid, char *err, size_t err
 			close(fd);
 		return rc;
 	}
-	/* A per-pid name in /tmp could be anybody's: make sure that pid answers. */
+	/* A per-pid name in /tmp could be anybody's: make sure that pid answers.
+	 * After a live upgrade the socket was listened on by the process's
+	 * predecessor (SO_PEERCRED names the listener): the user that owns
+	 * the process then owns the listener too. */
 	if (expect_pid > 0 &&
-	    (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid != expect_pid)) {
+	    (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	     (cred.pid != expect_pid && !same_owner(expect_pid, cred.uid)))) {
 		snprintf(err, errlen, "%s is not served by process %ld", path, (long)expect_pid);
 		close(fd);
 		return -EPERM;
@@ -265,15 +287,16 @@ int ctl_rpc_call(int fd, const char *path, const char *method, struct json_objec
 		char *nl;
 		ssize_t n;
 
-		/* a silent peer is said within 2 s, without failing a slow daemon */
-		if (!warned && len == 0 && strcmp(method, "device_remove") &&
+		/* a silent peer is said within 2 s, without failing a slow daemon
+		 * (methods that take their time by design are exempt) */
+		if (!warned && len == 0 && !slow_method(method) &&
 		    elapsed_ms(&t0) >= CTL_SILENT_WARN_MS) {
 			fprintf(stderr, "vfu-ctl: no answer from %s yet: is it a vfu-rt control "
 				"socket? (a vfio-user device socket does not answer; waiting up to "
 				"%d ms)\n", path, timeout_ms);
 			warned = true;
 		}
-		if (!warned && len == 0 && strcmp(method, "device_remove") &&
+		if (!warned && len == 0 && !slow_method(method) &&
 		    left > CTL_SILENT_WARN_MS - elapsed_ms(&t0))
 			left = CTL_SILENT_WARN_MS - elapsed_ms(&t0) + 1;
 
