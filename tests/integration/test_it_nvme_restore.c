@@ -734,6 +734,7 @@ static void upgrade(const struct variant *v, struct nvme_fx *f)
 		fail_msg("restore: %s", err);
 	vfurt_state_destroy(s);
 	assert_int_equal(vfurt_runtime_start(rt_b), 0);
+	vfurt_runtime_thaw(rt_b); /* restored devices wait for it */
 	/* A stays frozen: it serves nothing and touches nothing shared */
 
 	wait_all(f->h, 1, cids);
