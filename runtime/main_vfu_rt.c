@@ -575,7 +575,7 @@ int main(int argc, char **argv)
 		/* the configuration comes from the process being replaced */
 		rc = upgrade_recv_config(&up, cl.upgrade_fd, err, sizeof(err));
 		if (rc) {
-			fprintf(stderr, "vfu-rt: upgrade: %s\n", err);
+			fprintf(stderr, "vfu-rt: error: upgrade: %s\n", err);
 			upgrade_fail(&up, err);
 			upgrade_in_fini(&up);
 			return EXIT_RUNTIME;
@@ -669,7 +669,7 @@ int main(int argc, char **argv)
 		if (!rc)
 			rc = upgrade_restore(d, &up, err, sizeof(err));
 		if (rc) {
-			fprintf(stderr, "vfu-rt: upgrade: %s\n", err);
+			fprintf(stderr, "vfu-rt: error: upgrade: %s\n", err);
 			upgrade_fail(&up, err);
 			_exit(EXIT_RUNTIME); /* holds the old process's files: touch nothing */
 		}
@@ -677,7 +677,7 @@ int main(int argc, char **argv)
 		rc = vfurt_runtime_start(d->rt);
 		if (rc) {
 			snprintf(err, sizeof(err), "cannot start the workers: %s", strerror(-rc));
-			fprintf(stderr, "vfu-rt: upgrade: %s\n", err);
+			fprintf(stderr, "vfu-rt: error: upgrade: %s\n", err);
 			upgrade_fail(&up, err);
 			_exit(EXIT_RUNTIME);
 		}

@@ -1,5 +1,6 @@
 /* Live upgrade, the runtime's part: freeze every endpoint at a safe point, save it, restore it in the next process. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,19 +202,54 @@ int vfurt_runtime_freeze(struct vfurt_runtime *rt, uint32_t timeout_ms, char *er
 	return rc;
 }
 
+struct thaw_call {
+	struct rt_endpoint *ep;
+	_Atomic uint32_t *left;
+};
+
+static void thaw_msg(void *arg)
+{
+	struct thaw_call *x = arg;
+
+	thaw_on(x->ep);
+	atomic_fetch_sub_explicit(x->left, 1, memory_order_release);
+}
+
 void vfurt_runtime_thaw(struct vfurt_runtime *rt)
 {
+	struct thaw_call *calls;
 	struct rt_endpoint **v;
+	_Atomic uint32_t left;
 	uint32_t n;
 	int rc;
 
 	if (!rt)
 		return;
 	v = eps_snapshot(rt, &n, &rc);
-	for (uint32_t i = 0; v && i < n; i++)
+	if (!v)
+		return;
+	/* every worker thaws its devices at once (a device's thaw may wait
+	 * for another worker: its queues are polled there); one at a time
+	 * when the calls cannot be queued */
+	calls = calloc(n ? n : 1, sizeof(*calls));
+	atomic_init(&left, 0);
+	for (uint32_t i = 0; i < n; i++) {
+		if (calls && rt->started && !rt->stopped) {
+			calls[i] = (struct thaw_call){ .ep = v[i], .left = &left };
+			atomic_fetch_add(&left, 1);
+			if (vfurt_worker_send(v[i]->home, thaw_msg, &calls[i]) == 0)
+				continue;
+			atomic_fetch_sub(&left, 1);
+		}
 		vfr_rt_run_on(rt, v[i]->home, thaw_on, v[i]);
-	if (v)
-		eps_release(v, n);
+	}
+	while (atomic_load_explicit(&left, memory_order_acquire)) {
+		struct timespec pause = { .tv_nsec = 50000 };
+
+		nanosleep(&pause, NULL);
+	}
+	free(calls);
+	eps_release(v, n);
 }
 
 struct save_call {

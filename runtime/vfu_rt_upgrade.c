@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ static void say(int sock, const char *msg)
 static int hear(int sock, char *buf, size_t cap, int timeout_ms)
 {
 	uint64_t deadline = mono_us() + (uint64_t)timeout_ms * 1000u;
+	bool reset_seen = false;
 
 	for (;;) {
 		ssize_t n = recv(sock, buf, cap - 1, MSG_DONTWAIT);
@@ -87,6 +89,12 @@ static int hear(int sock, char *buf, size_t cap, int timeout_ms)
 		if (n >= 0) {
 			buf[n] = '\0';
 			return (int)n;
+		}
+		/* a peer that closed with our bytes unread resets the pair: the
+		 * error is reported once, its last message ("F why") after it */
+		if (errno == ECONNRESET && !reset_seen) {
+			reset_seen = true;
+			continue;
 		}
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return -errno;
