@@ -212,8 +212,9 @@ static int nvme_quiesce_op(struct vfurt_dev *dev, void *arg)
 	struct nvme_ctrl *c = arg;
 
 	(void)dev;
-	if (!c->io_paused)
-		vfr_nvme_io_pause(c, true);
+	/* paused already (frozen, or a shutdown working off its backlog) is
+	 * not drained: I/O may still be in flight on the paused queues */
+	vfr_nvme_io_pause(c, true);
 	return 0;
 }
 
@@ -224,8 +225,7 @@ static void nvme_dma_unmap_op(struct vfurt_dev *dev, void *arg, const struct vfu
 	(void)dev;
 	(void)r;
 	/* a client disconnect unmaps without quiescing first */
-	if (!c->io_paused)
-		vfr_nvme_io_pause(c, true);
+	vfr_nvme_io_pause(c, true);
 }
 
 static void nvme_attach_op(struct vfurt_dev *dev, void *arg)

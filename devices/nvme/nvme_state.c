@@ -225,10 +225,13 @@ void vfr_nvme_thaw_op(struct vfurt_dev *dev, void *arg)
 	for (uint32_t q = 0; q <= NVME_MAX_QID; q++)
 		if (c->cq[q] && !c->cq[q]->q)
 			raise_owed(c->cq[q]);
-	/* as the controller poller resumes I/O after a quiesce */
-	if ((c->csts & CSTS_RDY) && !(c->csts & (CSTS_CFS | CSTS_SHST_MASK)) &&
-	    !atomic_load(&c->fatal))
-		(void)vfr_nvme_io_resume(c);
+	/*
+	 * The controller poller's next pass resumes I/O, as after a quiesce
+	 * (vfr_nvme_io_resume, when the controller is ready and not shut
+	 * down), and serves the admin queue again. Not here: a host may thaw
+	 * from where it cannot place queues yet (the runtime thaws a restored
+	 * device while it starts its workers).
+	 */
 	vfurt_dev_queue_kick(c->ctrl_q);
 	vfurt_logf(&c->log, VFURT_LOG_INFO, "%s: thawed", c->name);
 }

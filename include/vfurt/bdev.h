@@ -329,11 +329,13 @@ struct vfurt_bdev_ram_opts {
  * live upgrade hands the data to the next process: vfurt_bdev_save). The
  * memory is faulted in at creation unless VFURT_BDEV_LAZY (no first-touch
  * faults during I/O) and backed by transparent huge pages where the system
- * has them for shared memory (shmem_enabled); a device larger than the free
+ * has them for shared memory (shmem_enabled; under "never" creation asks
+ * for them with MADV_COLLAPSE, Linux 6.1+); a device larger than the free
  * memory is left to be allocated lazily. Creation therefore takes time in
- * proportion to the size (the kernel zeroes the memory, about a second per
- * several GiB): create at setup, not from a worker's pass. Requests are queued at submit
- * and done by vfurt_bdev_channel_poll() in bounded steps, so that one channel
+ * proportion to the size (the kernel zeroes the memory, and a collapse
+ * copies it: a second or two per GiB): create at setup, not from a
+ * worker's pass. Requests are queued at submit and done by
+ * vfurt_bdev_channel_poll() in bounded steps, so that one channel
  * never holds its thread for long: a poll does at most 1 MiB of copying or
  * zeroing per channel, plus the one step that crosses that budget (a step
  * stays within one 2 MiB huge page, or 256 KiB); a request larger than that
