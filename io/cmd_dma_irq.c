@@ -91,7 +91,7 @@ int vfr_cmd_dma_map(struct vfurt_conn *c, struct vfurt_msg *m)
 		return rc; /* dispatch closes the fd */
 	}
 	if (fd >= 0)
-		m->fds[0] = -1; /* the table closed it after mmap */
+		m->fds[0] = -1; /* the table owns it now */
 	map_notify(c->dev, &r);
 	return 0;
 }

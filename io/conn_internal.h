@@ -171,6 +171,9 @@ void *vfr_reply_alloc(struct vfurt_conn *c, size_t len);
 int vfr_conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
 		  const int *fds, size_t nfds);
 int vfr_conn_out_flush(struct outq *q, int sock);
+/* Queue buf with fds (dup'd) behind what q holds, sending nothing (a
+ * restored connection's output, sent once it is served); 0 or -errno. */
+int vfr_conn_out_queue(struct outq *q, const void *buf, size_t len, const int *fds, size_t nfds);
 void vfr_conn_out_free(struct outq *q);
 /* Output over its bound: stop reading the client's commands. */
 bool vfr_conn_out_over(const struct vfurt_conn *c);

@@ -79,6 +79,15 @@ static int queue_rest(struct outq *q, const struct iovec *iov, int iovcnt, size_
 	return 0;
 }
 
+int vfr_conn_out_queue(struct outq *q, const void *buf, size_t len, const int *fds, size_t nfds)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	if (!len || nfds > VFURT_SOCK_MAX_FDS)
+		return -EINVAL;
+	return queue_rest(q, &iov, 1, 0, fds, nfds);
+}
+
 int vfr_conn_out_send(struct outq *q, int sock, const struct iovec *iov, int iovcnt,
 		  const int *fds, size_t nfds)
 {

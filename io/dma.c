@@ -80,6 +80,8 @@ static void unmap_entry(const struct vfurt_dma_table *t, const struct vfurt_dma_
 	if (t->fault)
 		vfr_fault_unregister(t->fault, e->map_base);
 	munmap(e->map_base, e->map_len);
+	if (e->fd >= 0)
+		close(e->fd);
 	if (t->quota)
 		vfr_dma_quota_give(t->quota);
 }
@@ -216,6 +218,7 @@ int vfr_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 	ne.r.size = size;
 	ne.r.prot = prot;
 	ne.fd_offset = fd_offset;
+	ne.fd = -1;
 	if (fd >= 0) {
 		int mprot = ((prot & VFURT_DMA_READ) ? PROT_READ : 0) |
 			    ((prot & VFURT_DMA_WRITE) ? PROT_WRITE : 0);
@@ -235,6 +238,7 @@ int vfr_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 		}
 		ne.map_base = p;
 		ne.map_len = (size_t)size;
+		ne.fd = fd;
 		ne.r.vaddr = p;
 		/* Fault hook: a file that can shrink would SIGBUS us (fault.c). */
 		if (t->fault && !vfr_fault_fd_sealed(fd)) {
@@ -249,8 +253,6 @@ int vfr_dma_table_add(struct vfurt_dma_table *t, uint64_t iova, uint64_t size,
 		goto err_unregister;
 	publish(t, root);
 	retire_chain(t, retired);
-	if (fd >= 0)
-		close(fd); /* the mapping keeps the memory alive */
 	if (out)
 		*out = ne.r;
 	return 0;
@@ -326,6 +328,12 @@ void vfr_dma_table_remove_all(struct vfurt_dma_table *t,
 	vfr_dma_tree_foreach(old, unmap_cb, t);
 	/* the empty version shares no node with the old one: retire them all */
 	retire_chain(t, vfr_dma_tree_chain_all(old));
+}
+
+void vfr_dma_table_foreach(const struct vfurt_dma_table *t,
+			     void (*fn)(void *arg, const struct vfurt_dma_entry *e), void *arg)
+{
+	vfr_dma_tree_foreach(own_root(t), fn, arg);
 }
 
 uint32_t vfr_dma_table_count(const struct vfurt_dma_table *t)

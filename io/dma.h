@@ -26,6 +26,7 @@ struct vfurt_dma_entry {
 	void *map_base;            /* what mmap returned (page aligned), or NULL */
 	size_t map_len;
 	uint64_t fd_offset;        /* offset given by the client */
+	int fd;                    /* the client's fd, kept for a live upgrade, or -1 */
 };
 
 /* Called with what an operation replaced (one object per operation; its
@@ -72,8 +73,9 @@ void vfr_dma_table_set_quota(struct vfurt_dma_table *t, struct vfurt_dma_quota_a
 
 /*
  * Add window [iova, iova+size). With fd >= 0 it is mmapped MAP_SHARED at
- * fd_offset with PROT_READ/PROT_WRITE from prot, and the fd is closed (on
- * success only; on failure the caller still owns it). prot is a mask of
+ * fd_offset with PROT_READ/PROT_WRITE from prot, and the table owns the fd
+ * (on success only; on failure the caller still owns it) until the window
+ * goes: a live upgrade hands it to the next process (vfr_dma_table_foreach). prot is a mask of
  * VFURT_DMA_READ/VFURT_DMA_WRITE, at least one. On success *out (if not
  * NULL) describes the new window.
  * Returns 0, -EINVAL (size 0, iova+size overflow, misaligned, bad prot),
@@ -101,6 +103,10 @@ int vfr_dma_table_remove(struct vfurt_dma_table *t, uint64_t iova, uint64_t size
 void vfr_dma_table_remove_all(struct vfurt_dma_table *t,
 				void (*before_unmap)(void *arg, const struct vfurt_dma_region *r),
 				void *arg);
+
+/* Call fn for every window, in iova order. The mutating thread. */
+void vfr_dma_table_foreach(const struct vfurt_dma_table *t,
+			     void (*fn)(void *arg, const struct vfurt_dma_entry *e), void *arg);
 
 /* Number of windows. Any thread. */
 uint32_t vfr_dma_table_count(const struct vfurt_dma_table *t);

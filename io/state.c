@@ -255,6 +255,26 @@ int vfurt_state_next(struct vfurt_state_cur *c, uint32_t *tag, const void **val,
 	return 1;
 }
 
+int vfurt_state_next_sub(struct vfurt_state_cur *c, uint32_t *tag, struct vfurt_state_cur *sub)
+{
+	const void *v;
+	size_t len;
+	uint32_t t;
+	int rc;
+
+	if (!sub)
+		return -EINVAL;
+	rc = vfurt_state_next(c, &t, &v, &len);
+	if (rc != 1)
+		return rc;
+	sub->s = c->s;
+	sub->pos = (size_t)((const uint8_t *)v - c->s->buf);
+	sub->end = (t & VFURT_STATE_SECTION) ? sub->pos + len : sub->pos;
+	if (tag)
+		*tag = t;
+	return 1;
+}
+
 int vfurt_state_find(const struct vfurt_state_cur *c, uint32_t tag, const void **val, size_t *len)
 {
 	struct vfurt_state_cur it;

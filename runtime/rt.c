@@ -212,6 +212,12 @@ struct rt_endpoint *vfr_rt_ep_of(const struct vfurt_runtime *rt, const struct vf
 int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
 			     mode_t mode, int worker)
 {
+	return vfr_rt_add_endpoint(rt, dev, path, mode, worker, -1);
+}
+
+int vfr_rt_add_endpoint(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
+			mode_t mode, int worker, int lfd)
+{
 	struct ep_attach a = { 0 };
 	struct rt_endpoint *ep;
 	struct vfurt_worker *home;
@@ -233,7 +239,7 @@ int vfurt_runtime_add_device(struct vfurt_runtime *rt, struct vfurt_dev *dev, co
 	ep->dev = dev;
 	ep->lfd = -1;
 	atomic_init(&ep->refs, 1);
-	rc = vfurt_listen_unix(path, mode);
+	rc = lfd >= 0 ? lfd : vfurt_listen_unix(path, mode);
 	if (rc < 0)
 		goto err_free;
 	ep->lfd = rc;
@@ -289,8 +295,10 @@ err_host:
 	vfurt_dev_set_dma_quota(dev, NULL);
 	vfurt_dev_set_host(dev, NULL, NULL);
 err_close:
-	close(ep->lfd);
-	unlink(path);
+	if (lfd < 0) {
+		close(ep->lfd);
+		unlink(path);
+	}
 err_free:
 	free(ep);
 	return rc;
@@ -318,7 +326,9 @@ struct vfurt_dev *vfurt_runtime_find_device(struct vfurt_runtime *rt, const char
  */
 void vfr_rt_check_fd_budget(struct vfurt_runtime *rt)
 {
-	uint64_t per = (rt->conn_opts.max_irq_fds ? rt->conn_opts.max_irq_fds : 1024) + 16;
+	/* eventfds, DMA windows' fds (kept for a live upgrade), a few more */
+	uint64_t per = (rt->conn_opts.max_irq_fds ? rt->conn_opts.max_irq_fds : 1024) +
+		       (rt->conn_opts.max_dma_maps ? rt->conn_opts.max_dma_maps : 1024) + 16;
 	uint32_t neps;
 	uint64_t need;
 	struct rlimit rl;
@@ -326,7 +336,8 @@ void vfr_rt_check_fd_budget(struct vfurt_runtime *rt)
 	pthread_mutex_lock(&rt->lock);
 	neps = rt->nr_eps;
 	pthread_mutex_unlock(&rt->lock);
-	need = neps * per + 256;
+	/* twice: a live upgrade holds a dup of each in its state image */
+	need = 2 * neps * per + 256;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl))
 		return;
@@ -340,9 +351,10 @@ void vfr_rt_check_fd_budget(struct vfurt_runtime *rt)
 	}
 	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
 		vfurt_logf(&rt->log, VFURT_LOG_WARN,
-			   "%u devices may hold %llu fds (max_irq_fds %llu each), but RLIMIT_NOFILE "
-			   "is %llu: raise it or lower max_irq_fds, or one client can exhaust "
-			   "the others' fds",
+			   "%u devices may hold %llu fds (max_irq_fds + max_dma_maps %llu each, "
+			   "twice during a live upgrade), but RLIMIT_NOFILE is %llu: raise it or "
+			   "lower max_irq_fds or max_dma_maps, or one client can exhaust the "
+			   "others' fds",
 			   neps, (unsigned long long)need, (unsigned long long)(per - 16),
 			   (unsigned long long)rl.rlim_cur);
 }

@@ -114,8 +114,13 @@ static void refresh_watches(struct vfurt_worker *w, struct rt_endpoint *ep)
 
 void vfr_rt_endpoint_arm(struct vfurt_worker *w, struct rt_endpoint *ep)
 {
-	if (!w->ring_ok)
+	if (!w->ring_ok || ep->frozen)
 		return;
+	if (ep->thaw_pending) {
+		/* restored from a previous process: served from now on */
+		ep->thaw_pending = false;
+		vfurt_dev_thaw(ep->dev);
+	}
 	refresh_watches(w, ep);
 	arm_accept(w, ep);
 	arm_recv(w, ep);
@@ -351,7 +356,9 @@ bool vfr_rt_worker_tick(struct vfurt_worker *w, uint64_t now_ns)
 			clients = true; /* tick again soon if it fails again */
 			vfr_rt_endpoint_arm(w, ep);
 		}
-		if (!ep->conn)
+		/* frozen for an upgrade: its output belongs to the state image
+		 * now (a flush here would send it twice) */
+		if (!ep->conn || ep->frozen)
 			continue;
 		rc = vfurt_conn_tick(ep->conn, now_ns / 1000000u);
 		if (rc)

@@ -68,7 +68,12 @@ struct rt_endpoint {
 	uint32_t nr_watches;
 	uint32_t watch_gen;      /* vfurt_dev_watch_gen() the set was taken at */
 	bool closing;
-	bool accept_backoff;     /* accept failed for want of fds: retry at the tick */
+	bool accept_backoff;
+	/* live upgrade (rt_upgrade.c), home worker's: nothing is armed while
+	 * frozen; thaw_pending: a restored device is thawed when first armed */
+	bool frozen;
+	bool dev_frozen;         /* vfurt_dev_freeze returned 0 */
+	bool thaw_pending;     /* accept failed for want of fds: retry at the tick */
 	/* removal (vfurt_runtime_remove_device): asked for under rt->lock,
 	 * then driven by the home worker (removing and after: its fields) */
 	bool remove_asked;
@@ -196,6 +201,10 @@ struct vfurt_runtime {
 };
 
 uint64_t vfr_rt_now(const struct vfurt_runtime *rt);
+/* vfurt_runtime_add_device on a listening socket lfd >= 0 (taken on success
+ * only; path is not bound or unlinked here), or a new one (lfd -1). */
+int vfr_rt_add_endpoint(struct vfurt_runtime *rt, struct vfurt_dev *dev, const char *path,
+			mode_t mode, int worker, int lfd);
 /* Check the RLIMIT_NOFILE room for every device's clients (rt.c). */
 void vfr_rt_check_fd_budget(struct vfurt_runtime *rt);
 
@@ -274,6 +283,10 @@ void vfr_rt_remove_start(void *ep);
 bool vfr_rt_remove_step(struct vfurt_worker *w, struct rt_endpoint *ep, uint64_t now_ns);
 /* Home worker: run the zombies' completions bookkeeping (from the tick). */
 void vfr_rt_zombies_step(struct vfurt_worker *w);
+/* Ask the kernel to end ep's armed io_uring operations (false: the SQ was
+ * full, try again); whether any is still armed (rt_remove.c). */
+bool vfr_rt_ep_cancel_ops(struct vfurt_worker *w, struct rt_endpoint *ep);
+bool vfr_rt_ep_ops_armed(struct rt_endpoint *ep);
 /* No worker runs any more (stop): finish every removal at once. */
 void vfr_rt_remove_finish_stopped(struct vfurt_runtime *rt);
 /* Drop ep from rt->eps, call its done callback, drop the list's reference. */

@@ -71,7 +71,7 @@ static uint32_t ep_ops(struct rt_endpoint *ep, struct rt_op **ops, uint32_t max)
 
 /* Ask the kernel to end ep's armed operations. Returns false when the
  * submission queue had no room (retried at the next tick). */
-static bool cancel_ops(struct vfurt_worker *w, struct rt_endpoint *ep)
+bool vfr_rt_ep_cancel_ops(struct vfurt_worker *w, struct rt_endpoint *ep)
 {
 	struct rt_op *ops[3 + RT_MAX_WATCHES];
 	uint32_t n = ep_ops(ep, ops, 3 + RT_MAX_WATCHES);
@@ -93,7 +93,7 @@ static bool cancel_ops(struct vfurt_worker *w, struct rt_endpoint *ep)
 	return true;
 }
 
-static bool ops_armed(struct rt_endpoint *ep)
+bool vfr_rt_ep_ops_armed(struct rt_endpoint *ep)
 {
 	struct rt_op *ops[3 + RT_MAX_WATCHES];
 	uint32_t n = ep_ops(ep, ops, 3 + RT_MAX_WATCHES);
@@ -112,8 +112,8 @@ void vfr_rt_zombies_step(struct vfurt_worker *w)
 		struct rt_endpoint *ep = *pp;
 
 		if (!ep->cancels_sent)
-			ep->cancels_sent = cancel_ops(w, ep);
-		if (ops_armed(ep)) {
+			ep->cancels_sent = vfr_rt_ep_cancel_ops(w, ep);
+		if (vfr_rt_ep_ops_armed(ep)) {
 			pp = &ep->zombie_next;
 			continue;
 		}

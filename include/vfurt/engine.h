@@ -150,6 +150,75 @@ VFURT_EXPORT int vfurt_conn_on_writable(struct vfurt_conn *conn);
  */
 VFURT_EXPORT int vfurt_conn_tick(struct vfurt_conn *conn, uint64_t now_ms);
 
+/* ---- restart: carrying a device and its client to a new process ------- */
+
+struct vfurt_state;
+struct vfurt_state_cur;
+
+/*
+ * Bring dev to a safe point for a live upgrade (docs/restart.md): -EBUSY
+ * while a message waits for an asynchronous quiesce or the model's freeze
+ * says work is in flight (call again; keep serving the connection
+ * meanwhile, its replies to DMA requests are what the device waits for),
+ * 0 once frozen, -ENOTSUP for a model without save and restore, or the
+ * model's refusal. Thread: the device's.
+ */
+VFURT_EXPORT int vfurt_dev_freeze(struct vfurt_dev *dev);
+
+/* Leave the frozen state (ops->thaw): after a failed upgrade, or in the new
+ * process once it serves. Thread: the device's. */
+VFURT_EXPORT void vfurt_dev_thaw(struct vfurt_dev *dev);
+
+/*
+ * Write dev's state into the open section of s: the fds of its regions
+ * and io fds, its irq state (masks, pending bits), its PCI config space
+ * and the model's section (ops->save). dev must be frozen. The client's
+ * part is vfurt_conn_save's. Returns 0, -EINVAL, -ENOTSUP (no ops->save),
+ * or the error of a put or of the model.
+ */
+VFURT_EXPORT int vfurt_dev_save(struct vfurt_dev *dev, struct vfurt_state *s);
+
+/*
+ * In the new process: dev was just created from the same configuration and
+ * no client is attached. Take over the previous process's region and io
+ * fds (keeping this process's fd numbers), restore irq state and PCI
+ * config space, then the model (ops->restore). Returns 0, -EINVAL,
+ * -ENOTSUP, -EBUSY (a client is attached), -EBADMSG (the image does not
+ * fit this device), or the model's error; on error the image's fds are
+ * left to vfurt_state_destroy and dev must be destroyed (it may hold some
+ * of the previous process's files now).
+ */
+VFURT_EXPORT int vfurt_dev_restore(struct vfurt_dev *dev, const struct vfurt_state_cur *c);
+
+/* True when conn can be saved: no message waits for a quiesce or is being
+ * handled, no DMA request waits for its reply, nothing half read on the
+ * twin socket. Thread: the connection's. */
+VFURT_EXPORT bool vfurt_conn_quiet(const struct vfurt_conn *conn);
+
+/*
+ * Write conn into the open section of s: its socket(s), negotiated values,
+ * statistics, a message half received (bytes and fds), queued output, the
+ * client's DMA windows (with their fds) and irq eventfds. The driver must
+ * have stopped reading the socket (no receive in flight) and conn must be
+ * quiet. conn keeps everything (s holds dups). Returns 0, -EINVAL, -EBUSY
+ * (not quiet), -EPIPE (broken), or a put's error.
+ */
+VFURT_EXPORT int vfurt_conn_save(struct vfurt_conn *conn, struct vfurt_state *s);
+
+/*
+ * Re-create a connection saved by vfurt_conn_save for dev (restored with
+ * vfurt_dev_restore first), with this process's opts: the DMA windows are
+ * mapped again (ops->dma_map for each), the eventfds installed, ops->attach
+ * called as after VERSION, and queued output is sent once the driver
+ * serves the connection (nothing is sent here). Returns the connection, or
+ * NULL with errno EINVAL, EBUSY (a client is attached), EBADMSG (a record
+ * is missing or out of range, e.g. the client negotiated more than these
+ * opts allow), ENOMEM, or the error of a DMA map.
+ */
+VFURT_EXPORT struct vfurt_conn *vfurt_conn_restore(struct vfurt_dev *dev,
+						   const struct vfurt_conn_opts *opts,
+						   const struct vfurt_state_cur *c);
+
 /* ---- hosting a device ------------------------------------------------- */
 
 /*

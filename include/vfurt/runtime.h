@@ -167,6 +167,58 @@ VFURT_EXPORT int vfurt_runtime_remove_device(struct vfurt_runtime *rt, struct vf
 					     uint32_t timeout_ms, vfurt_remove_done_fn done,
 					     void *arg);
 
+/* ---- live upgrade (include/vfurt/state.h, docs/restart.md) ------------ */
+
+struct vfurt_state;
+struct vfurt_state_cur;
+
+/*
+ * Bring every device to a safe point for handing it to another process:
+ * each device's model stops starting work and finishes what is in flight
+ * (vfurt_dev_freeze; its client is still served meanwhile), then the
+ * runtime stops reading and accepting on its sockets and waits for its
+ * connection to be quiet. Waits at most timeout_ms in all, polling every
+ * millisecond; no worker waits. On success nothing is served until
+ * vfurt_runtime_thaw (or the process ends); on failure everything is
+ * thawed again. Returns 0, -EINVAL, -ESHUTDOWN (not started, or stopped),
+ * -ETIMEDOUT, -EBUSY (a device is being removed), -ENOTSUP (a device's
+ * model has no save/restore), -ENOMEM, or a model's refusal; err (if not
+ * NULL) names the device and the reason. Thread: any but a worker.
+ */
+VFURT_EXPORT int vfurt_runtime_freeze(struct vfurt_runtime *rt, uint32_t timeout_ms, char *err,
+				      size_t errlen);
+
+/* Serve again after vfurt_runtime_freeze (an upgrade that failed): every
+ * device's model is thawed (it re-raises what the guest may be owed) and
+ * its sockets read again. Thread: any but a worker. */
+VFURT_EXPORT void vfurt_runtime_thaw(struct vfurt_runtime *rt);
+
+/*
+ * Write frozen dev's endpoint into the open section of s: its socket path,
+ * listening socket, home worker, the device (vfurt_dev_save) and its
+ * client's connection (vfurt_conn_save). Returns 0, -EINVAL, -ENOENT (dev
+ * is not served here), -EBUSY (not frozen), or the save's error. Thread:
+ * any but a worker.
+ */
+VFURT_EXPORT int vfurt_runtime_save_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
+					   struct vfurt_state *s);
+
+/*
+ * In the new process, before vfurt_runtime_start: serve dev (created from
+ * the same configuration as the saved one) on the listening socket of the
+ * section c that vfurt_runtime_save_device wrote, with its state and its
+ * client restored; its home worker is the saved one (modulo the worker
+ * count). dev is thawed when its worker first runs. Returns 0 or a
+ * negative errno with the reason in err (the image does not fit: -EBADMSG;
+ * or as vfurt_runtime_add_device, vfurt_dev_restore, vfurt_conn_restore).
+ * On failure the process must not serve: it holds part of the previous
+ * process's state (end it; the previous process still serves). Thread:
+ * the one that starts the runtime.
+ */
+VFURT_EXPORT int vfurt_runtime_restore_device(struct vfurt_runtime *rt, struct vfurt_dev *dev,
+					      const struct vfurt_state_cur *c, char *err,
+					      size_t errlen);
+
 /*
  * The device served on socket path `path` (as given to add_device), or NULL.
  * The pointer stays valid until a removal of it completes. Thread: any.

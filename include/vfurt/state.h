@@ -118,6 +118,14 @@ VFURT_EXPORT int vfurt_state_next(struct vfurt_state_cur *c, uint32_t *tag, cons
 				  size_t *len);
 
 /*
+ * As vfurt_state_next, for walking a list of sections: *sub is the next
+ * record's section (when *tag has VFURT_STATE_SECTION; otherwise an empty
+ * cursor). Returns 1, 0 (end), -EBADMSG.
+ */
+VFURT_EXPORT int vfurt_state_next_sub(struct vfurt_state_cur *c, uint32_t *tag,
+				      struct vfurt_state_cur *sub);
+
+/*
  * The first record tagged tag in c's section (c is not moved): *val and
  * *len describe it. Returns 0, -ENOENT, -EBADMSG (malformed section).
  */

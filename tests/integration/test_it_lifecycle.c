@@ -129,8 +129,9 @@ static void test_disconnect_releases_dma_and_irqs(void **state)
 						       &barlen), 0);
 	vfurt_client_io_fds_release(&io);
 	vfurt_client_region_info_release(&ri);
-	/* the server holds a copy of each of the 10 eventfds */
-	assert_int_equal(test_count_fds(), with_ours + 10 + 2 /* sockets */);
+	/* the server holds a copy of each of the 10 eventfds, and of the fd of
+	 * each of the two fd-backed DMA windows */
+	assert_int_equal(test_count_fds(), with_ours + 10 + 2 + 2 /* sockets */);
 	assert_int_equal(atomic_load(&x->st[0]->dma_map), 3);
 
 	disconnect(x);
