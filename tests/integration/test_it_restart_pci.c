@@ -32,6 +32,7 @@
 struct rx {
 	struct testsrv *ts;
 	struct vfurt_dev *dev;
+	struct testdev_stats *stats;
 	struct vfurt_client *c;
 	int efd[NVEC];
 	int msi, msix, pm, pcie;
@@ -44,7 +45,7 @@ static int setup(void **state)
 	*state = x;
 	if (!x)
 		return -1;
-	x->dev = testdev_create("restart-a", NULL, NULL);
+	x->dev = testdev_create("restart-a", NULL, &x->stats);
 	x->ts = x->dev ? testsrv_start(&x->dev, 1, NULL) : NULL;
 	if (!x->ts)
 		return -1;
@@ -62,6 +63,7 @@ static int teardown(void **state)
 		return 0;
 	vfurt_client_close(x->c);
 	testsrv_stop(x->ts);
+	testdev_stats_free(x->stats);
 	for (uint32_t v = 0; v < NVEC; v++)
 		close(x->efd[v]);
 	free(x);
