@@ -28,6 +28,7 @@
 #include "devspec.h"
 #include "vfu_rt_ctl.h"
 #include "vfu_rt_daemon.h"
+#include "vfu_rt_upgrade.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
@@ -129,6 +130,7 @@ struct cmdline {
 	size_t ndevices;
 	const char *limits[MAX_LIMIT_ARGS]; /* --limit KEY=VALUE, checked */
 	size_t nlimits;
+	int upgrade_fd;                     /* --upgrade-fd (internal), or -1 */
 };
 
 /* Returns 0, -1 after --help/--version (exit 0), or EXIT_USAGE after a message. */
@@ -146,6 +148,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 		{ "limit", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "upgrade-fd", required_argument, NULL, 'U' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int cpus[VFURT_MAX_CPUS];
@@ -228,6 +231,13 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 				return EXIT_USAGE;
 			}
 			cl->has_log_level = true;
+			break;
+		case 'U': /* internal: a live upgrade's new process (docs/restart.md) */
+			cl->upgrade_fd = atoi(optarg);
+			if (cl->upgrade_fd < 3) {
+				fprintf(stderr, "vfu-rt: --upgrade-fd is for vfu-rt itself\n");
+				return EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -431,6 +441,8 @@ static int run(struct daemon *d, int sfd)
 			devtab_reap(&d->devs);
 		if (nrpc)
 			rpc_handle(&d->rpc, &pfd[P_RPC], nrpc, mono_ns());
+		if (d->upgraded)
+			return 0;
 		if (d->stats_fd >= 0 && pfd[P_TIMER].revents) {
 			uint64_t ticks;
 
@@ -527,9 +539,24 @@ static void keep_off_workers(struct daemon *d)
 			   "workers' CPUs: %s", strerror(-rc));
 }
 
+/* This binary's path, for an upgrade without --exec: read now, since a
+ * package upgrade replaces the file (/proc/self/exe then says "deleted"). */
+static void self_exe(char *out, size_t len, const char *argv0)
+{
+	ssize_t n = readlink("/proc/self/exe", out, len - 1);
+
+	if (n > 0) {
+		out[n] = '\0';
+		return;
+	}
+	snprintf(out, len, "%s", argv0);
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl = { 0 };
+	struct upgrade_in up = { .fd = -1 };
+	bool upgrading = false;
 	struct vfurt_runtime_opts ro = { .opts_size = sizeof(ro) };
 	struct daemon *d;
 	char err[512];
@@ -537,9 +564,22 @@ int main(int argc, char **argv)
 	int sfd;
 	int rc;
 
+	cl.upgrade_fd = -1;
 	rc = parse_args(argc, argv, &cl);
 	if (rc)
 		return rc < 0 ? 0 : rc;
+	if (cl.upgrade_fd >= 0) {
+		/* the configuration comes from the process being replaced */
+		rc = upgrade_recv_config(&up, cl.upgrade_fd, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "vfu-rt: upgrade: %s\n", err);
+			upgrade_fail(&up, err);
+			upgrade_in_fini(&up);
+			return EXIT_RUNTIME;
+		}
+		upgrading = true;
+		cl.config = up.config_file;
+	}
 	d = calloc(1, sizeof(*d));
 	if (!d) {
 		fprintf(stderr, "vfu-rt: out of memory\n");
@@ -555,6 +595,18 @@ int main(int argc, char **argv)
 	d->cl_poll_sleep = cl.has_poll_sleep;
 	d->cl_control_socket = cl.control_socket != NULL;
 	d->cl_limits = cl.nlimits > 0;
+	if (upgrading) {
+		d->config_path = up.has_user_config ? up.user_config : NULL;
+		d->cl_log_level = up.cl_log_level;
+		d->cl_stats = up.cl_stats;
+		d->cl_cores = up.cl_cores;
+		d->cl_poll = up.cl_poll;
+		d->cl_poll_sleep = up.cl_poll_sleep;
+		d->cl_control_socket = up.cl_control_socket;
+		d->cl_limits = up.cl_limits;
+	}
+	self_exe(d->self_exe, sizeof(d->self_exe), argv[0]);
+	d->has_start_cpus = sched_getaffinity(0, sizeof(d->start_cpus), &d->start_cpus) == 0;
 	vfr_config_init(&d->cfg);
 	rc = build_config(&cl, &d->cfg);
 	if (rc)
@@ -604,16 +656,30 @@ int main(int argc, char **argv)
 		rc = EXIT_RUNTIME;
 		goto out_rt;
 	}
+	d->devs.defer_serve = upgrading;
 	rc = add_devices(d);
 	if (rc)
 		goto out_devs;
+	if (upgrading) {
+		/* built: the old process freezes and sends the state */
+		rc = upgrade_built(&up, err, sizeof(err));
+		if (!rc)
+			rc = upgrade_restore(d, &up, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "vfu-rt: upgrade: %s\n", err);
+			upgrade_fail(&up, err);
+			_exit(EXIT_RUNTIME); /* holds the old process's files: touch nothing */
+		}
+		if (upgrade_commit(&up))
+			_exit(EXIT_RUNTIME); /* aborted: the old process serves on */
+	}
 	/* the devices live in the table now; cfg keeps the settings */
 	for (size_t i = 0; i < d->cfg.ndevices; i++)
 		vfr_config_device_fini(&d->cfg.devices[i]);
 	free(d->cfg.devices);
 	d->cfg.devices = NULL;
 	d->cfg.ndevices = 0;
-	rc = ctl_open(&d->ctl, d->cfg.control_socket, &d->log);
+	rc = d->ctl.fd >= 0 ? 0 : ctl_open(&d->ctl, d->cfg.control_socket, &d->log);
 	if (rc) {
 		rc = EXIT_RUNTIME;
 		goto out_devs;
@@ -630,7 +696,18 @@ int main(int argc, char **argv)
 		   "polling); SIGTERM or SIGINT stops, SIGHUP reloads --config", d->devs.n,
 		   vfurt_runtime_worker_count(d->rt), ro.cores,
 		   ro.poll_mode == VFURT_POLL_BUSY ? "busy" : "adaptive");
+	if (upgrading) {
+		vfurt_logf(&d->log, VFURT_LOG_INFO, "upgrade: took over from the previous process");
+		upgrade_in_fini(&up);
+	}
 	rc = run(d, sfd);
+	if (d->upgraded) {
+		/* handed over: answer the request, then leave without touching
+		 * anything the new process serves (sockets, guest memory) */
+		rpc_flush_all(&d->rpc, 1000);
+		fflush(stderr);
+		_exit(0);
+	}
 	d->devs.stopping = true;
 	stop_bounded(d->rt, &d->log);
 	devtab_reap(&d->devs); /* removals the stop completed: answer them */

@@ -159,3 +159,24 @@ void ctl_close(struct ctl *c)
 		unlink(c->path);
 	c->path[0] = c->link[0] = '\0';
 }
+
+int ctl_adopt(struct ctl *c, int fd, const char *path, const struct vfurt_log *log)
+{
+	char def[VFURT_CONFIG_PATH_MAX + 1];
+
+	c->fd = fd;
+	c->link[0] = '\0';
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	/* this pid's default name finds it too (vfu-ctl stats PID) */
+	if (ctl_default(def, sizeof(def), log) == 0 && strcmp(def, c->path) &&
+	    ctl_link(c, def))
+		vfurt_logf(log, VFURT_LOG_WARN, "cannot link %s to the control socket", def);
+	return 0;
+}
+
+void ctl_forget(struct ctl *c)
+{
+	if (c->link[0])
+		unlink(c->link);
+	c->link[0] = '\0';
+}

@@ -27,4 +27,15 @@ int ctl_open(struct ctl *c, const char *explicit_path, const struct vfurt_log *l
 /* Close the socket and remove its file and per-pid link. Idempotent. */
 void ctl_close(struct ctl *c);
 
+/*
+ * A live upgrade's new process: serve the control socket fd the previous
+ * process listened on at path (kept: clients find it where they did), and
+ * link this pid's default name to it. Returns 0.
+ */
+int ctl_adopt(struct ctl *c, int fd, const char *path, const struct vfurt_log *log);
+
+/* The previous process of a live upgrade, before it ends: remove its
+ * per-pid link only (the socket is the new process's now). */
+void ctl_forget(struct ctl *c);
+
 #endif /* VFURT_RUNTIME_VFU_RT_CTL_H */

@@ -2,6 +2,8 @@
 #ifndef VFURT_RUNTIME_VFU_RT_DAEMON_H
 #define VFURT_RUNTIME_VFU_RT_DAEMON_H
 
+#include <limits.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +36,11 @@ struct daemon {
 	struct rpc_server rpc;
 	int stats_fd;                /* timerfd of --stats-interval, or -1 */
 	struct vfurt_worker_stats *prev; /* the last summary's counters */
+	char self_exe[PATH_MAX];     /* this binary, read at start (upgrade's default) */
+	cpu_set_t start_cpus;        /* the affinity we started with (the main thread's
+					changes: keep_off_workers), for the new process */
+	bool has_start_cpus;
+	bool upgraded;               /* handed over: answer, then _exit */
 };
 
 /* The control methods (vfu_rt_methods.c), NULL-terminated. */

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include <vfurt/bdev.h>
+#include <vfurt/state.h>
 #include <vfurt/nvme.h>
 
 #include "devspec.h"
@@ -48,6 +49,8 @@ static void entry_free(struct dev_entry *e)
 		vfr_config_device_fini(e->readd);
 		free(e->readd);
 	}
+	if (e->unserved)
+		vfurt_dev_destroy(e->dev); /* built, never handed to the runtime */
 	vfr_config_device_fini(&e->cfg);
 	vfr_config_device_fini(&e->orig);
 	free(e);
@@ -358,7 +361,9 @@ static int add_entry(struct devtab *t, const struct vfurt_config_device *d, enum
 	rc = add_namespaces(dev, &e->cfg, err, errlen);
 	if (rc)
 		goto err_destroy;
-	rc = vfurt_runtime_add_device(t->rt, dev, place.socket, place.mode, e->worker);
+	rc = t->defer_serve ? 0 : vfurt_runtime_add_device(t->rt, dev, place.socket, place.mode,
+							   e->worker);
+	e->unserved = t->defer_serve;
 	if (rc) {
 		snprintf(err, errlen, "cannot listen on %s: %s", place.socket,
 			 rc == -EADDRINUSE ? "another server is listening there" :
@@ -544,4 +549,52 @@ struct json_object *devtab_entry_json(const struct dev_entry *e)
 	}
 	json_object_object_add(o, "ns", ns);
 	return o;
+}
+
+int devtab_restore(struct devtab *t, const struct vfurt_state_cur *devs, char *err,
+		   size_t errlen)
+{
+	struct vfurt_state_cur it = *devs, sub, rtc;
+	size_t used = 0;
+	uint32_t tag;
+	int rc;
+
+	while ((rc = vfurt_state_next_sub(&it, &tag, &sub)) == 1) {
+		char name[DEVSPEC_VAL_LEN];
+		struct dev_entry *e;
+		uint32_t origin;
+
+		if (tag != (DEVTAB_S_DEV | VFURT_STATE_SECTION))
+			continue;
+		if (vfurt_state_get_str(&sub, DEVTAB_T_NAME, name, sizeof(name)) ||
+		    vfurt_state_sub(&sub, DEVTAB_S_RT, &rtc)) {
+			snprintf(err, errlen, "a device of the image has no name or state");
+			return -EBADMSG;
+		}
+		e = devtab_find(t, name);
+		if (!e || !e->unserved) {
+			snprintf(err, errlen, "device %s of the image is not in the configuration%s",
+				 name, e ? " twice" : "");
+			return -EBADMSG;
+		}
+		rc = vfurt_runtime_restore_device(t->rt, e->dev, &rtc, err, errlen);
+		if (rc)
+			return rc;
+		e->unserved = false;
+		if (vfurt_state_get_u32(&sub, DEVTAB_T_ORIGIN, &origin) == 0 && origin <= DEV_RPC)
+			e->origin = (enum dev_origin)origin;
+		used++;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "the image's device list is malformed");
+		return rc;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		if (t->e[i]->unserved) {
+			snprintf(err, errlen, "device %s has no state in the image", t->e[i]->name);
+			return -EBADMSG;
+		}
+	}
+	t->defer_serve = false;
+	return used == t->n ? 0 : -EBADMSG;
 }

@@ -40,6 +40,7 @@ struct dev_entry {
 	struct vfurt_config_device orig; /* cfg when added: what SIGHUP compares the file with */
 	enum dev_origin origin;
 	struct vfurt_dev *dev;           /* owned by the runtime while served */
+	bool unserved;                   /* built under defer_serve: owned here */
 	int worker;                      /* home worker index */
 	struct dlog_tag tag;             /* the device logs tagged with its worker */
 	bool removing;
@@ -66,6 +67,9 @@ struct devtab {
 	pthread_mutex_t lock;            /* done_list */
 	struct dev_entry *done_list;
 	bool stopping;
+	/* a live upgrade's new process: devices are built, not served, until
+	 * devtab_restore gives each its previous process's state */
+	bool defer_serve;
 };
 
 /*
@@ -123,5 +127,20 @@ struct json_object *devtab_entry_json(const struct dev_entry *e);
 
 /* The origin's name: "command line", "config file", "rpc". */
 const char *devtab_origin_name(enum dev_origin o);
+
+struct vfurt_state_cur;
+
+/*
+ * defer_serve: serve every device of the table with the state a previous
+ * process saved for it, found in devs (a section of sections, one per
+ * device: its name and vfurt_runtime_save_device's section), before the
+ * runtime starts. Every entry must have one and every one must be used.
+ * Returns 0 or a negative errno with the reason in err. Thread: main.
+ */
+int devtab_restore(struct devtab *t, const struct vfurt_state_cur *devs, char *err,
+		   size_t errlen);
+
+/* The tags of devtab_restore's sections (vfu_rt_upgrade.c writes them). */
+enum { DEVTAB_S_DEV = 1, DEVTAB_T_NAME = 1, DEVTAB_T_ORIGIN = 2, DEVTAB_S_RT = 3 };
 
 #endif /* VFURT_RUNTIME_VFU_RT_DEVICES_H */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -13,6 +14,7 @@
 
 #include "devspec.h"
 #include "vfu_rt_daemon.h"
+#include "vfu_rt_upgrade.h"
 
 /* ---- parameters ---------------------------------------------------------- */
 
@@ -610,6 +612,29 @@ static void m_config_save(void *ctx, struct json_object *params, struct rpc_call
 	rpc_result(call, r);
 }
 
+static void m_upgrade(void *ctx, struct json_object *params, struct rpc_call *call)
+{
+	static const char *const known[] = { "exec", "timeout_ms", NULL };
+	struct daemon *d = ctx;
+	uint32_t timeout_ms = UPGRADE_TIMEOUT_MS;
+	struct json_object *r = NULL;
+	const char *exec = NULL;
+	char err[512];
+	int rc;
+
+	if (!check_keys(params, known, call) ||
+	    !get_str(params, "exec", false, PATH_MAX - 1, &exec, call) ||
+	    !get_u32(params, "timeout_ms", false, 1, UPGRADE_TIMEOUT_MAX_MS, &timeout_ms, call))
+		return;
+	rc = daemon_upgrade(d, exec, timeout_ms, &r, err, sizeof(err));
+	if (rc) {
+		rpc_error(call, RPC_ERR_UPGRADE, "upgrade failed: %s; still serving (pid %ld)", err,
+			  (long)getpid());
+		return;
+	}
+	rpc_result(call, r);
+}
+
 const struct rpc_method vfr_daemon_methods[] = {
 	{ "device_add", m_device_add },
 	{ "device_remove", m_device_remove },
@@ -621,5 +646,6 @@ const struct rpc_method vfr_daemon_methods[] = {
 	{ "runtime_stats", m_stats },
 	{ "log_set_level", m_log_level },
 	{ "config_save", m_config_save },
+	{ "upgrade", m_upgrade },
 	{ NULL, NULL },
 };

@@ -664,3 +664,23 @@ void rpc_handle(struct rpc_server *srv, const struct pollfd *pfd, int n, uint64_
 	if (n > 0 && (pfd[0].revents & POLLIN))
 		accept_clients(srv);
 }
+
+void rpc_flush_all(struct rpc_server *srv, int timeout_ms)
+{
+	for (int waited = 0; waited <= timeout_ms; waited++) {
+		struct timespec pause = { .tv_nsec = 1000000 };
+		bool left = false;
+
+		for (int i = 0; i < RPC_MAX_CLIENTS; i++) {
+			struct rpc_client *c = &srv->clients[i];
+
+			if (c->fd < 0 || c->out_off == c->out_len)
+				continue;
+			if (client_flush(srv, c, 0) == 0 && c->fd >= 0 && c->out_off < c->out_len)
+				left = true;
+		}
+		if (!left)
+			return;
+		nanosleep(&pause, NULL);
+	}
+}

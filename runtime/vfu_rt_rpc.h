@@ -44,6 +44,7 @@ struct json_object;
 #define RPC_ERR_FAILED -32004
 #define RPC_ERR_NOT_SUPPORTED -32005
 #define RPC_ERR_SHUTTING_DOWN -32006
+#define RPC_ERR_UPGRADE -32007
 
 struct rpc_server;
 
@@ -148,5 +149,9 @@ struct rpc_pending *rpc_defer(struct rpc_call *call);
 void rpc_pending_result(struct rpc_pending *p, struct json_object *result);
 void rpc_pending_error(struct rpc_pending *p, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Send what is queued for every client, waiting at most timeout_ms in all
+ * (a live upgrade's last answer, before the process ends). */
+void rpc_flush_all(struct rpc_server *srv, int timeout_ms);
 
 #endif /* VFURT_RUNTIME_VFU_RT_RPC_H */

@@ -132,6 +132,7 @@ static const struct cmd cmds[] = {
 	{ "ns-resize", "nvme_ns_resize", 3, 3, "ns-resize NAME NSID SIZE" },
 	{ "log-level", "log_set_level", 1, 1, "log-level error|warn|info|debug" },
 	{ "config-save", "config_save", 0, 1, "config-save [PATH]" },
+	{ "upgrade", "upgrade", 0, 4, "upgrade [--exec PATH] [--timeout-ms MS]" },
 	{ "call", NULL, 1, 2, "call METHOD [JSON-PARAMS]" },
 };
 
@@ -196,6 +197,29 @@ static int build_params(const struct cmd *c, int argc, char **argv, struct json_
 			json_object_object_add(p, "size", json_object_new_string(argv[2]));
 	} else if (!strcmp(c->name, "log-level")) {
 		json_object_object_add(p, "level", json_object_new_string(argv[0]));
+	} else if (!strcmp(c->name, "upgrade")) {
+		for (int i = 0; i < argc; i += 2) {
+			if (i + 1 >= argc)
+				return usage_err(c);
+			if (!strcmp(argv[i], "--exec")) {
+				json_object_object_add(p, "exec", json_object_new_string(argv[i + 1]));
+			} else if (!strcmp(argv[i], "--timeout-ms")) {
+				if (ctl_parse_int(argv[i + 1], 1, 600000, &n)) {
+					fprintf(stderr, "vfu-ctl: upgrade: --timeout-ms needs "
+						"milliseconds (1..600000)\n");
+					return EXIT_USAGE;
+				}
+				json_object_object_add(p, "timeout_ms", json_object_new_int(n));
+			} else {
+				return usage_err(c);
+			}
+		}
+		/* each of the daemon's phases may take its timeout */
+		n = 10000;
+		if (json_object_object_get_ex(p, "timeout_ms", NULL))
+			n = json_object_get_int(json_object_object_get(p, "timeout_ms"));
+		if (3 * n + 5000 > *timeout)
+			*timeout = 3 * n + 5000;
 	} else if (!strcmp(c->name, "config-save") && argc == 1) {
 		char cwd[4096], abs[8192];
 
@@ -234,6 +258,14 @@ static void print_result(const struct cmd *c, struct json_object *r, const struc
 		printf("log level %s (was %s)\n", jstr(r, "level"), jstr(r, "previous"));
 	} else if (!strcmp(c->name, "config-save")) {
 		printf("saved %s devices to %s\n", jstr(r, "devices"), jstr(r, "path"));
+	} else if (!strcmp(c->name, "upgrade")) {
+		struct json_object *v;
+		double ms = json_object_object_get_ex(r, "pause_us", &v) ?
+			    (double)json_object_get_int64(v) / 1000.0 : 0.0;
+
+		printf("upgraded: pid %s -> %s, pause %.1f ms (%s devices, %s fds, %s bytes)\n",
+		       jstr(r, "old_pid"), jstr(r, "new_pid"), ms, jstr(r, "devices"),
+		       jstr(r, "fds"), jstr(r, "bytes"));
 	}
 }
 

@@ -36,6 +36,8 @@ static void usage(FILE *out)
 		"                          grow or shrink a namespace (SIZE like 2G)\n"
 		"  log-level LEVEL         error, warn, info or debug, for the daemon and devices\n"
 		"  config-save [PATH]      write the running configuration as a --config file\n"
+		"  upgrade [--exec PATH] [--timeout-ms MS]\n"
+		"                          hand every device to a new daemon binary (live upgrade)\n"
 		"                          (default: the daemon's --config file)\n"
 		"  call METHOD [JSON]      any JSON-RPC method with a params object\n"
 		"\n"
