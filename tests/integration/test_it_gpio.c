@@ -19,7 +19,7 @@
 #include "common/it_util.h"
 #include "common/testsrv.h"
 
-#include "io/device_internal.h"
+#include <vfurt/engine.h>
 
 #define BAR2 VFURT_REGION_BAR2
 #define OUT0_7 0u
@@ -265,9 +265,8 @@ static void test_gpio_reset_and_reconnect(void **state)
 
 /* ---- live upgrade: the card's state carried to a new device ------------- */
 
-/* Sections of the test's image, as the engine lays one out per device. */
-#define TAG_PCI 1u
-#define TAG_MODEL 2u
+/* The test's image: one section holding the device, as a daemon's has. */
+#define TAG_DEV 1u
 
 struct gsave {
 	struct vfurt_dev *dev;
@@ -275,27 +274,19 @@ struct gsave {
 	int err;
 };
 
-/* On the server thread: freeze, then save the PCI, irq and model state. */
+/* On the server thread: freeze, then save the device (regions, irq state,
+ * PCI config space, the model) as the engine does for an upgrade. */
 static void gpio_save_fn(void *arg)
 {
 	struct gsave *x = arg;
-	struct vfurt_dev *dev = x->dev;
 	int err;
 
 	x->s = vfurt_state_create();
-	err = x->s ? dev->ops.freeze(dev, dev->arg) : -ENOMEM;
+	err = x->s ? vfurt_dev_freeze(x->dev) : -ENOMEM;
 	if (!err)
-		err = vfurt_state_open(x->s, TAG_PCI);
+		err = vfurt_state_open(x->s, TAG_DEV);
 	if (!err)
-		err = dev->pci_save(dev->pci, x->s);
-	if (!err)
-		err = vfurt_state_close(x->s);
-	if (!err)
-		err = vfr_irqs_save(dev->irqs, x->s);
-	if (!err)
-		err = vfurt_state_open(x->s, TAG_MODEL);
-	if (!err)
-		err = dev->ops.save(dev, dev->arg, x->s);
+		err = vfurt_dev_save(x->dev, x->s);
 	if (!err)
 		err = vfurt_state_close(x->s);
 	x->err = err;
@@ -304,9 +295,7 @@ static void gpio_save_fn(void *arg)
 /* An upgrade that failed: the old card goes on. */
 static void gpio_thaw_fn(void *arg)
 {
-	struct vfurt_dev *dev = arg;
-
-	dev->ops.thaw(dev, dev->arg);
+	vfurt_dev_thaw(arg);
 }
 
 static void test_gpio_restart(void **state)
@@ -351,13 +340,10 @@ static void test_gpio_restart(void **state)
 	b = vfurt_gpio_create(&o);
 	assert_non_null(b);
 	assert_int_equal(vfurt_state_root(sv.s, &root), 0);
-	assert_int_equal(vfurt_state_sub(&root, TAG_PCI, &sec), 0);
-	assert_int_equal(b->pci_restore(b->pci, &sec), 0);
-	assert_int_equal(vfr_irqs_restore(b->irqs, &root), 0);
-	assert_int_equal(vfurt_state_sub(&root, TAG_MODEL, &sec), 0);
-	assert_int_equal(b->ops.restore(b, b->arg, &sec), 0);
+	assert_int_equal(vfurt_state_sub(&root, TAG_DEV, &sec), 0);
+	assert_int_equal(vfurt_dev_restore(b, &sec), 0);
 	vfurt_state_destroy(sv.s);
-	b->ops.thaw(b, b->arg);
+	vfurt_dev_thaw(b);
 	/* INTx is asserted and automasked (delivered, not yet unmasked): the
 	 * thaw's re-raise waits as pending */
 	assert_true(vfurt_irq_pending(b, VFURT_IRQ_INTX, 0));
