@@ -382,10 +382,15 @@ void upfx_upgrade_try(const struct dproc *d, enum via via, const char *exec, str
 
 void upfx_upgrade_ok(struct dproc *d, enum via via, unsigned ndev, struct upg *u)
 {
+	upfx_upgrade_try(d, via, NULL, u);
+	upfx_upgrade_check(d, via, ndev, u);
+}
+
+void upfx_upgrade_check(struct dproc *d, enum via via, unsigned ndev, const struct upg *u)
+{
 	pid_t old = d->pid;
 	int st;
 
-	upfx_upgrade_try(d, via, NULL, u);
 	if (u->rc != 0) {
 		upfx_log_tail(d);
 		fail_msg("upgrade (via %d) failed, exit %d: %s", (int)via, u->rc, u->out);

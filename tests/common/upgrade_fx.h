@@ -114,6 +114,11 @@ void upfx_upgrade_try(const struct dproc *d, enum via via, const char *exec, str
  * d->pid becomes the new process. Asserts. */
 void upfx_upgrade_ok(struct dproc *d, enum via via, unsigned ndev, struct upg *u);
 
+/* The checks of upfx_upgrade_ok on the outcome u of an upfx_upgrade_try of
+ * d made elsewhere (e.g. in another thread); d->pid is still the old one
+ * and becomes the new one. Asserts. */
+void upfx_upgrade_check(struct dproc *d, enum via via, unsigned ndev, const struct upg *u);
+
 /* A refused upgrade: vfu-ctl exits 3 (RPC: error RPC_UPGRADE_FAILED) with
  * "upgrade failed: REASON; still serving (pid OLD)", REASON containing
  * `reason` (NULL: anything), and the same process still serving. Asserts. */
