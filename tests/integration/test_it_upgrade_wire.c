@@ -352,12 +352,14 @@ static void test_requests_while_frozen(void **state)
 	static struct upg_thread t;
 	unsigned n = 0, after_done = 0;
 	pthread_t th;
-	long t0, worst = 0;
+	long t0, worst = 0, worst_at = 0, start_ms;
+	bool worst_done = false;
 
 	start(f, "e", false);
 	assert_int_equal(vfurt_client_region_read(f->g, CFG, 0, cfg, sizeof(cfg)), 0);
 	memset(&t, 0, sizeof(t));
 	t.d = &f->d;
+	start_ms = upfx_now_ms();
 	assert_int_equal(pthread_create(&th, NULL, upgrade_main, &t), 0);
 	/* one request at a time, each answered once, until a few after the upgrade */
 	while (after_done < 20) {
@@ -377,14 +379,18 @@ static void test_requests_while_frozen(void **state)
 		assert_int_equal(len, ACC + PIPE_LEN);
 		if (memcmp(reply + ACC, cfg + a.offset, PIPE_LEN) != 0)
 			fail_msg("e: request %u: wrong content", n);
-		if (upfx_now_ms() - t0 > worst)
+		if (upfx_now_ms() - t0 > worst) {
 			worst = upfx_now_ms() - t0;
+			worst_at = t0 - start_ms;
+			worst_done = atomic_load(&t.done);
+		}
 		n++;
 		after_done += atomic_load(&t.done);
 	}
 	assert_int_equal(pthread_join(th, NULL), 0);
-	fprintf(stderr, "e: %u requests, the slowest %ld ms, pause %.1f ms\n", n, worst,
-		t.u.pause_ms);
+	fprintf(stderr, "e: %u requests, the slowest %ld ms (sent at +%ld ms%s), pause %.1f ms, "
+		"the command took %ld ms\n", n, worst, worst_at,
+		worst_done ? ", after the command returned" : "", t.u.pause_ms, t.u.took_ms);
 	upfx_upgrade_check(&f->d, VIA_CTL, 1, &t.u);
 	{
 		struct vfurt_client_stats st = { .stats_size = sizeof(st) };
