@@ -33,11 +33,13 @@ enum {
 };
 
 #define FREEZE_POLL_NS 1000000ull
+#define FREEZE_SLOW_NS 200000000ull /* warn: the pause is getting long */
 
 struct ep_step {
 	struct rt_endpoint *ep;
 	int rc;          /* 0: this step is done for ep */
 	bool stop_io;
+	const char *why; /* -EBUSY: what it waits for */
 };
 
 static uint64_t mono_ns(void)
@@ -62,6 +64,7 @@ static void freeze_step_on(void *arg)
 	rc = vfurt_dev_freeze(ep->dev);
 	if (rc) {
 		x->rc = rc;
+		x->why = "work in flight";
 		return;
 	}
 	ep->dev_frozen = true;
@@ -82,10 +85,12 @@ static void freeze_step_on(void *arg)
 		if (vfr_rt_ep_cancel_ops(ep->home, ep) && ep->home->ring_ok)
 			io_uring_submit(&ep->home->ring);
 		x->rc = -EBUSY;
+		x->why = "io_uring requests being cancelled";
 		return;
 	}
 	if (ep->conn && !vfurt_conn_quiet(ep->conn)) {
 		x->rc = -EBUSY;
+		x->why = "its connection is busy";
 		return;
 	}
 	x->rc = 0;
@@ -137,6 +142,9 @@ static void eps_release(struct rt_endpoint **v, uint32_t n)
 static int freeze_phase(struct vfurt_runtime *rt, struct rt_endpoint **v, uint32_t n,
 			bool stop_io, uint64_t deadline, char *err, size_t errlen)
 {
+	uint64_t t0 = mono_ns();
+	bool told = false;
+
 	for (;;) {
 		struct timespec pause = { .tv_nsec = (long)FREEZE_POLL_NS };
 		uint32_t busy = 0;
@@ -148,12 +156,21 @@ static int freeze_phase(struct vfurt_runtime *rt, struct rt_endpoint **v, uint32
 			if (!rc)
 				rc = x.rc;
 			if (rc == -EBUSY) {
+				const char *why = x.why ? x.why : "a removal or quiesce";
+
 				busy++;
 				if (mono_ns() >= deadline) {
 					snprintf(err, errlen, "%s did not reach a safe point in time (%s)",
-						 vfurt_dev_name(v[i]->dev),
-						 stop_io ? "its connection is busy" : "work in flight");
+						 vfurt_dev_name(v[i]->dev), why);
 					return -ETIMEDOUT;
+				}
+				/* the guests are paused meanwhile: say who holds it up */
+				if (!told && mono_ns() - t0 > FREEZE_SLOW_NS) {
+					told = true;
+					vfurt_logf(&rt->log, VFURT_LOG_WARN,
+						   "upgrade: %s not at a safe point after %llu ms (%s)",
+						   vfurt_dev_name(v[i]->dev),
+						   (unsigned long long)(FREEZE_SLOW_NS / 1000000u), why);
 				}
 				continue;
 			}

@@ -218,16 +218,22 @@ static void idio16_thaw(struct vfurt_dev *dev, void *arg)
 		(void)vfurt_irq_trigger(dev, VFURT_IRQ_INTX, 0); /* no fd: pending */
 }
 
-static int idio16_save(struct vfurt_dev *dev, void *arg, struct vfurt_state *s)
+/* The registers as saved (and, before a restore, as they are now). */
+static struct gpio_regs regs_of(const struct idio16 *g)
 {
-	struct idio16 *g = arg;
-	struct gpio_regs r = {
+	return (struct gpio_regs){
 		.out = { g->out[0], g->out[1] },
 		.filter_ctl = g->filter_ctl,
 		.irq_status = g->irq_status,
 		.irq_enabled = g->irq_enabled,
 		.last_in = { g->last_in[0], g->last_in[1] },
 	};
+}
+
+static int idio16_save(struct vfurt_dev *dev, void *arg, struct vfurt_state *s)
+{
+	struct idio16 *g = arg;
+	struct gpio_regs r = regs_of(g);
 	int err;
 
 	err = vfurt_state_put(s, GPIO_TAG_REGS, &r, sizeof(r));
@@ -241,13 +247,7 @@ static int idio16_save(struct vfurt_dev *dev, void *arg, struct vfurt_state *s)
 static int idio16_restore(struct vfurt_dev *dev, void *arg, const struct vfurt_state_cur *c)
 {
 	struct idio16 *g = arg;
-	struct gpio_regs r = {
-		.out = { g->out[0], g->out[1] },
-		.filter_ctl = g->filter_ctl,
-		.irq_status = g->irq_status,
-		.irq_enabled = g->irq_enabled,
-		.last_in = { g->last_in[0], g->last_in[1] },
-	};
+	struct gpio_regs r = regs_of(g);
 	uint64_t reads[2] = { g->reads[0], g->reads[1] };
 	uint32_t period;
 	int err;

@@ -14,9 +14,12 @@
 
 #include <vfurt/gpio.h>
 #include <vfurt/pci.h>
+#include <vfurt/state.h>
 
 #include "common/it_util.h"
 #include "common/testsrv.h"
+
+#include <vfurt/engine.h>
 
 #define BAR2 VFURT_REGION_BAR2
 #define OUT0_7 0u
@@ -260,6 +263,115 @@ static void test_gpio_reset_and_reconnect(void **state)
 	assert_int_equal(rd8(x->c, IRQ_STATUS), 0);
 }
 
+/* ---- live upgrade: the card's state carried to a new device ------------- */
+
+/* The test's image: one section holding the device, as a daemon's has. */
+#define TAG_DEV 1u
+
+struct gsave {
+	struct vfurt_dev *dev;
+	struct vfurt_state *s;
+	int err;
+};
+
+/* On the server thread: freeze, then save the device (regions, irq state,
+ * PCI config space, the model) as the engine does for an upgrade. */
+static void gpio_save_fn(void *arg)
+{
+	struct gsave *x = arg;
+	int err;
+
+	x->s = vfurt_state_create();
+	err = x->s ? vfurt_dev_freeze(x->dev) : -ENOMEM;
+	if (!err)
+		err = vfurt_state_open(x->s, TAG_DEV);
+	if (!err)
+		err = vfurt_dev_save(x->dev, x->s);
+	if (!err)
+		err = vfurt_state_close(x->s);
+	x->err = err;
+}
+
+/* An upgrade that failed: the old card goes on. */
+static void gpio_thaw_fn(void *arg)
+{
+	vfurt_dev_thaw(arg);
+}
+
+static void test_gpio_restart(void **state)
+{
+	struct vfurt_gpio_opts o = { .opts_size = sizeof(o), .name = "it-gpio-new" };
+	struct gx *x = *state;
+	struct gsave sv = { .dev = x->dev };
+	struct vfurt_state_cur root, sec;
+	struct vfurt_client *c2;
+	struct vfurt_dev *b;
+	struct testsrv *ts2;
+	uint32_t v32;
+	int efd = it_eventfd();
+
+	assert_true(efd >= 0);
+	wr8(x->c, OUT0_7, 0x81);
+	wr8(x->c, OUT8_15, 0x18);
+	wr8(x->c, FILTER_CTL, 0x07);
+	v32 = 0xc000;
+	assert_int_equal(vfurt_client_region_write(x->c, VFURT_REGION_CONFIG, 0x18, &v32, 4), 0);
+	v32 = 0x0001;
+	assert_int_equal(vfurt_client_region_write(x->c, VFURT_REGION_CONFIG, 0x04, &v32, 2), 0);
+	assert_int_equal(vfurt_client_set_irqs_eventfd(x->c, VFURT_IRQ_INTX, 0, 1, &efd,
+						       VFIO_IRQ_SET_ACTION_TRIGGER), 0);
+	assert_int_equal(rd8(x->c, IRQ_CTL), 1);
+	for (int i = 0; i < 4; i++)
+		(void)rd8(x->c, IN0_7);
+	assert_true(it_readable(efd, IT_TIMEOUT_MS));
+	assert_int_equal(it_eventfd_take(efd), 1);
+	(void)rd8(x->c, IN8_15);
+	(void)rd8(x->c, IN8_15);
+
+	testsrv_call(x->ts, gpio_save_fn, &sv);
+	assert_int_equal(sv.err, 0);
+	/* frozen, the old card still answers (other devices may not be frozen
+	 * yet); a failed upgrade thaws it and it goes on */
+	assert_int_equal(rd8(x->c, OUT0_7), 0x81);
+	testsrv_call(x->ts, gpio_thaw_fn, x->dev);
+	assert_int_equal(rd8(x->c, OUT8_15), 0x18);
+
+	/* the new process: the same card from the same options, restored */
+	b = vfurt_gpio_create(&o);
+	assert_non_null(b);
+	assert_int_equal(vfurt_state_root(sv.s, &root), 0);
+	assert_int_equal(vfurt_state_sub(&root, TAG_DEV, &sec), 0);
+	assert_int_equal(vfurt_dev_restore(b, &sec), 0);
+	vfurt_state_destroy(sv.s);
+	vfurt_dev_thaw(b);
+	/* INTx is asserted and automasked (delivered, not yet unmasked): the
+	 * thaw's re-raise waits as pending */
+	assert_true(vfurt_irq_pending(b, VFURT_IRQ_INTX, 0));
+	ts2 = testsrv_start(&b, 1, NULL);
+	assert_non_null(ts2);
+	c2 = it_connect(testsrv_path(ts2, 0), 0);
+	assert_non_null(c2);
+
+	assert_int_equal(rd8(c2, OUT0_7), 0x81);
+	assert_int_equal(rd8(c2, OUT8_15), 0x18);
+	assert_int_equal(rd8(c2, FILTER_CTL), 0x07);
+	assert_int_equal(rd8(c2, IRQ_STATUS), 0x05);
+	assert_int_equal(rd8(c2, IN0_7), 0xff); /* 5th read */
+	assert_int_equal(rd8(c2, IN0_7), 0xff);
+	assert_int_equal(rd8(c2, IN0_7), 0x00); /* 7th */
+	assert_int_equal(rd8(c2, IN8_15), 0x00); /* 3rd */
+	assert_int_equal(rd8(c2, IN8_15), 0xff);
+	assert_int_equal(vfurt_client_region_read(c2, VFURT_REGION_CONFIG, 0x18, &v32, 4), 0);
+	assert_int_equal(v32, 0xc001);
+	v32 = 0;
+	assert_int_equal(vfurt_client_region_read(c2, VFURT_REGION_CONFIG, 0x04, &v32, 2), 0);
+	assert_int_equal(v32, 0x0001);
+
+	vfurt_client_close(c2);
+	testsrv_stop(ts2);
+	close(efd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -269,6 +381,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gpio_intx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gpio_err_req_irqs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gpio_reset_and_reconnect, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_gpio_restart, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("integration: gpio", tests, NULL, NULL);

@@ -220,7 +220,10 @@ static struct vfurt_dev *serve_gpio(struct fx *f, const char *name, char *path, 
 
 static struct nvme_host *io_host(const char *path)
 {
-	struct nvme_host_opts ho = { .timeout_ms = 3000, .mem_size = 4u << 20 };
+	/* a command's completion: 3 s was too short for a 2-CPU machine that
+	 * also runs a sanitizer build (the cycles fault in a namespace each);
+	 * a stalled witness is still caught by its progress checks */
+	struct nvme_host_opts ho = { .timeout_ms = 15000, .mem_size = 4u << 20 };
 	struct nvme_host *h = nh_open(path, &ho);
 
 	assert_non_null(h);

@@ -29,10 +29,8 @@
 #include <vfurt/client.h>
 
 #include "common/it_util.h"
+#include "common/upgrade_fx.h"
 #include "hostsim/nvme_host.h"
-
-#define VFURT VFURT_BUILD_DIR "/vfu-rt"
-#define VFUCTL VFURT_BUILD_DIR "/vfu-ctl"
 
 #define QD 32u
 #define IO_BS 4096u          /* bytes per I/O: 8 blocks of 512 */
@@ -41,486 +39,6 @@
 #define HOST_TIMEOUT_MS 20000 /* a command's completion: covers any upgrade pause */
 #define UPGRADES 20
 #define FD_SLACK 2           /* fds the final process may hold beyond the first upgraded one */
-#define RPC_UPGRADE_FAILED -32007
-
-/* ---- a daemon and its successors ------------------------------------------- */
-
-struct dproc {
-	pid_t pid;      /* the process serving now */
-	char dir[128];
-	char ctl[192];
-	char log[192];
-};
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static int connect_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		return fd;
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-static void dinit(struct dproc *d, const char *tag)
-{
-	memset(d, 0, sizeof(*d));
-	snprintf(d->dir, sizeof(d->dir), "/tmp/vfurt-upg-%d-%s", (int)getpid(), tag);
-	mkdir(d->dir, 0700);
-	snprintf(d->ctl, sizeof(d->ctl), "%s/ctl.sock", d->dir);
-	snprintf(d->log, sizeof(d->log), "%s/vfu-rt.log", d->dir);
-}
-
-static void sockp(const struct dproc *d, char *buf, size_t len, const char *name)
-{
-	snprintf(buf, len, "%s/%s.sock", d->dir, name);
-}
-
-/*
- * Start build/vfu-rt --control-socket d->ctl --poll=adaptive, then args
- * (NULL-terminated), its stderr in d->log, and wait for its control socket.
- * No core files (the crash hooks abort the new binaries, which inherit the
- * limit); cwd is d->dir.
- */
-static void dstart(struct dproc *d, const char *const *args)
-{
-	const char *argv[64];
-	pid_t parent = getpid();
-	int n = 0;
-
-	argv[n++] = "vfu-rt";
-	argv[n++] = "--control-socket";
-	argv[n++] = d->ctl;
-	argv[n++] = "--poll=adaptive";
-	for (int i = 0; args[i] && n < 62; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	d->pid = fork();
-	assert_true(d->pid >= 0);
-	if (d->pid == 0) {
-		struct rlimit no_core = { 0, 0 };
-		int lfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-
-		/* the first process only: its successors are reparented to us */
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-			_exit(126);
-		setrlimit(RLIMIT_CORE, &no_core);
-		if (lfd < 0 || dup2(lfd, 2) < 0 || chdir(d->dir) != 0)
-			_exit(125);
-		execv(VFURT, (char *const *)argv);
-		_exit(127);
-	}
-	for (int i = 0; i < 1000; i++) {
-		int fd = connect_unix(d->ctl);
-
-		if (fd >= 0) {
-			close(fd);
-			return;
-		}
-		if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
-			d->pid = 0;
-			fail_msg("vfu-rt exited at start; see %s", d->log);
-		}
-		usleep(10000);
-	}
-	fail_msg("vfu-rt did not open %s", d->ctl);
-}
-
-/* Wait up to ms for child pid to exit; its status as a shell reports it
- * (128 + signal), or -1 when it did not exit. */
-static int wait_exit(pid_t pid, int ms)
-{
-	long end = now_ms() + ms;
-	int st = 0;
-
-	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-
-		if (r == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		if (r < 0 || now_ms() > end)
-			return -1;
-		usleep(2000);
-	}
-}
-
-/* SIGTERM the serving process: its exit status (0 expected), -1 if it hangs. */
-static int dstop(struct dproc *d)
-{
-	int st;
-
-	if (d->pid <= 0)
-		return 0;
-	kill(d->pid, SIGTERM);
-	st = wait_exit(d->pid, 15000);
-	if (st < 0) {
-		kill(d->pid, SIGKILL);
-		wait_exit(d->pid, 5000);
-	}
-	d->pid = 0;
-	return st;
-}
-
-/* Every child we still have (served processes left by a failed test, crashed
- * new binaries the old one did not reap): killed and reaped. Returns how many. */
-static int reap_strays(void)
-{
-	char path[64], buf[4096];
-	int n = 0;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
-	f = fopen(path, "r");
-	if (f) {
-		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-		char *p = buf;
-
-		buf[len] = '\0';
-		fclose(f);
-		while (*p) {
-			char *end;
-			long pid = strtol(p, &end, 10);
-
-			if (end == p)
-				break;
-			if (pid > 0) {
-				kill((pid_t)pid, SIGKILL);
-				n++;
-			}
-			p = end;
-		}
-	}
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
-	return n;
-}
-
-/* Lines of d's log with "error:" (or worse) that contain none of allowed
- * (NULL-terminated, may be NULL); each is printed. */
-static int log_errors(const struct dproc *d, const char *const *allowed)
-{
-	static const char *const bad[] = { ": error: ", ": crit: ", ": alert: ", ": emerg: " };
-	char line[4096];
-	int n = 0;
-	FILE *f = fopen(d->log, "r");
-
-	while (f && fgets(line, sizeof(line), f)) {
-		bool is_bad = false, ok = false;
-
-		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-			is_bad |= strstr(line, bad[i]) != NULL;
-		for (size_t i = 0; is_bad && allowed && allowed[i]; i++)
-			ok |= strstr(line, allowed[i]) != NULL;
-		if (is_bad && !ok) {
-			fprintf(stderr, "unexpected log line: %s", line);
-			n++;
-		}
-	}
-	if (f)
-		fclose(f);
-	return n;
-}
-
-static void log_tail(const struct dproc *d)
-{
-	char cmd[300];
-
-	snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", d->log);
-	if (system(cmd) != 0)
-		fprintf(stderr, "(no log at %s)\n", d->log);
-}
-
-static int fd_count(pid_t pid)
-{
-	char path[64];
-	struct dirent *e;
-	int n = 0;
-	DIR *dir;
-
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	dir = opendir(path);
-	if (!dir)
-		return -1;
-	while ((e = readdir(dir)))
-		n += e->d_name[0] != '.';
-	closedir(dir);
-	return n;
-}
-
-/* The parent of pid from /proc/PID/stat, or -1. */
-static pid_t ppid_of(pid_t pid)
-{
-	char path[64], buf[512];
-	int ppid = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (fgets(buf, sizeof(buf), f)) {
-		char *p = strrchr(buf, ')');
-
-		if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
-			ppid = -1;
-	}
-	fclose(f);
-	return ppid;
-}
-
-/* Run a shell command; stdout and stderr in out. Returns its exit status. */
-static int run_cmd(char *out, size_t len, const char *fmt, ...)
-{
-	char cmd[4096];
-	size_t got = 0;
-	va_list ap;
-	FILE *p;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	while (got + 1 < len) {
-		size_t n = fread(out + got, 1, len - got - 1, p);
-
-		if (n == 0)
-			break;
-		got += n;
-	}
-	out[got] = '\0';
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* An executable script at d->dir/name that sets `env` (NULL: nothing, e.g.
- * "VFU_RT_TEST_CRASH=build") and execs build/vfu-rt with its arguments. */
-static void write_wrapper(const struct dproc *d, const char *name, const char *env, char *path,
-			  size_t len)
-{
-	FILE *f;
-
-	snprintf(path, len, "%s/%s", d->dir, name);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	fprintf(f, "#!/bin/sh\n%s%s%sexec %s \"$@\"\n", env ? "export " : "", env ? env : "",
-		env ? "\n" : "", VFURT);
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(chmod(path, 0755), 0);
-}
-
-/* ---- upgrading ------------------------------------------------------------------ */
-
-enum via { VIA_CTL, VIA_CTL_JSON, VIA_RPC };
-
-struct upg {
-	int rc;              /* vfu-ctl's exit status; for VIA_RPC 0 or 1 */
-	int rpc_code;        /* VIA_RPC: the error's code, 0 on success */
-	char out[4096];      /* what vfu-ctl printed, or the RPC response line */
-	long old_pid, new_pid;
-	double pause_ms;
-	unsigned long devices, fds, bytes;
-	long took_ms;        /* the command, as the caller saw it */
-};
-
-static long jint(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? (long)json_object_get_int64(v) : -1;
-}
-
-/* The result object of an upgrade into u. false when a member is missing. */
-static bool parse_result(struct json_object *r, struct upg *u)
-{
-	long pause_us = jint(r, "pause_us");
-
-	u->old_pid = jint(r, "old_pid");
-	u->new_pid = jint(r, "new_pid");
-	u->devices = (unsigned long)jint(r, "devices");
-	u->fds = (unsigned long)jint(r, "fds");
-	u->bytes = (unsigned long)jint(r, "bytes");
-	u->pause_ms = (double)pause_us / 1000.0;
-	return u->old_pid > 0 && u->new_pid > 0 && pause_us >= 0 && jint(r, "devices") >= 0 &&
-	       jint(r, "fds") >= 0 && jint(r, "bytes") >= 0;
-}
-
-/* One request on a fresh control connection; the response line in u->out. */
-static void rpc_upgrade(const struct dproc *d, const char *exec, int timeout_ms, struct upg *u)
-{
-	char req[1024], params[600];
-	struct json_object *resp, *v;
-	size_t len = 0;
-	int fd = connect_unix(d->ctl);
-
-	assert_true(fd >= 0);
-	params[0] = '\0';
-	if (exec)
-		snprintf(params, sizeof(params), "\"exec\":\"%s\"", exec);
-	if (timeout_ms > 0)
-		snprintf(params + strlen(params), sizeof(params) - strlen(params),
-			 "%s\"timeout_ms\":%d", exec ? "," : "", timeout_ms);
-	snprintf(req, sizeof(req),
-		 "{\"jsonrpc\":\"2.0\",\"id\":14,\"method\":\"upgrade\",\"params\":{%s}}\n", params);
-	assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
-	while (len + 1 < sizeof(u->out) && !memchr(u->out, '\n', len)) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-
-		if (poll(&p, 1, 30000) <= 0)
-			fail_msg("upgrade RPC: no answer in 30 s");
-		n = recv(fd, u->out + len, sizeof(u->out) - 1 - len, 0);
-		if (n <= 0)
-			fail_msg("upgrade RPC: connection closed before the answer (%zu bytes: %.*s)",
-				 len, (int)len, u->out);
-		len += (size_t)n;
-		u->out[len] = '\0';
-	}
-	close(fd);
-	resp = json_tokener_parse(u->out);
-	if (!resp)
-		fail_msg("upgrade RPC: not JSON: %s", u->out);
-	if (json_object_object_get_ex(resp, "result", &v)) {
-		u->rc = 0;
-		if (!parse_result(v, u))
-			fail_msg("upgrade RPC: result lacks members: %s", u->out);
-	} else if (json_object_object_get_ex(resp, "error", &v)) {
-		u->rc = 1;
-		u->rpc_code = (int)jint(v, "code");
-	} else {
-		fail_msg("upgrade RPC: neither result nor error: %s", u->out);
-	}
-	json_object_put(resp);
-}
-
-/*
- * Ask d's daemon to upgrade (exec NULL: its own binary) via vfu-ctl or the
- * RPC; u gets the outcome. Nothing is checked here but the output's form.
- */
-static void upgrade_try(const struct dproc *d, enum via via, const char *exec, struct upg *u)
-{
-	char opts[512];
-	long t0 = now_ms();
-
-	memset(u, 0, sizeof(*u));
-	if (via == VIA_RPC) {
-		rpc_upgrade(d, exec, 0, u);
-		u->took_ms = now_ms() - t0;
-		return;
-	}
-	snprintf(opts, sizeof(opts), "%s%s", exec ? " --exec " : "", exec ? exec : "");
-	u->rc = run_cmd(u->out, sizeof(u->out), "%s --socket %s%s upgrade%s 2>&1", VFUCTL, d->ctl,
-			via == VIA_CTL_JSON ? " --json" : "", opts);
-	u->took_ms = now_ms() - t0;
-	if (u->rc != 0)
-		return;
-	if (via == VIA_CTL_JSON) {
-		/* (after vfu-ctl's "no answer ... yet" notice on stderr, if any) */
-		struct json_object *r = strchr(u->out, '{') ? json_tokener_parse(strchr(u->out, '{'))
-							    : NULL;
-
-		if (!r || !parse_result(r, u))
-			fail_msg("vfu-ctl upgrade --json: not the result object: %s", u->out);
-		json_object_put(r);
-	} else if (!strstr(u->out, "upgraded: ") ||
-		   sscanf(strstr(u->out, "upgraded: "), "upgraded: pid %ld -> %ld, pause %lf ms (%lu "
-			  "devices, %lu fds, %lu bytes)", &u->old_pid, &u->new_pid, &u->pause_ms,
-			  &u->devices, &u->fds, &u->bytes) != 6) {
-		/* (vfu-ctl's "no answer ... yet" notice on stderr may come first) */
-		fail_msg("vfu-ctl upgrade: unexpected output: %s", u->out);
-	}
-}
-
-/*
- * A successful upgrade of d with ndev devices: vfu-ctl (or the RPC) says so
- * with the old and new pids, the old process exits 0 by itself, the new one
- * is reparented to us, and the control socket answers at the same path.
- * d->pid becomes the new process.
- */
-static void upgrade_ok(struct dproc *d, enum via via, unsigned ndev, struct upg *u)
-{
-	pid_t old = d->pid;
-	int st;
-
-	upgrade_try(d, via, NULL, u);
-	if (u->rc != 0) {
-		log_tail(d);
-		fail_msg("upgrade (via %d) failed, exit %d: %s", (int)via, u->rc, u->out);
-	}
-	assert_int_equal(u->old_pid, old);
-	assert_true(u->new_pid > 0 && u->new_pid != old);
-	assert_int_equal(u->devices, ndev);
-	assert_true(u->fds > 0);
-	st = wait_exit(old, 10000);
-	if (st != 0) {
-		log_tail(d);
-		fail_msg("the old vfu-rt (pid %d) %s %d", (int)old,
-			 st < 0 ? "did not exit, status" : "exited with", st);
-	}
-	d->pid = (pid_t)u->new_pid;
-	assert_int_equal(kill(d->pid, 0), 0);
-	assert_int_equal(ppid_of(d->pid), getpid()); /* subreaper: ours now */
-	{
-		int fd = connect_unix(d->ctl);
-
-		assert_true(fd >= 0);
-		close(fd);
-	}
-}
-
-/* A refused upgrade: vfu-ctl exits 3 (RPC: error RPC_UPGRADE_FAILED) with
- * "upgrade failed: REASON; still serving (pid OLD)", REASON containing
- * `reason` (NULL: anything), and the same process still serving. */
-static void upgrade_refused(struct dproc *d, enum via via, const char *exec, const char *why,
-			    const char *reason)
-{
-	char still[64];
-	struct upg u;
-
-	upgrade_try(d, via, exec, &u);
-	/* vfu-ctl exits 3 when the daemon answers with an error; the RPC path 1 */
-	if (u.rc != (via == VIA_RPC ? 1 : 3))
-		fail_msg("upgrade --exec %s (%s): expected exit %d, got %d: %s", exec, why,
-			 via == VIA_RPC ? 1 : 3, u.rc, u.out);
-	if (via == VIA_RPC && u.rpc_code != RPC_UPGRADE_FAILED)
-		fail_msg("upgrade RPC --exec %s (%s): code %d, not %d: %s", exec, why, u.rpc_code,
-			 RPC_UPGRADE_FAILED, u.out);
-	snprintf(still, sizeof(still), "still serving (pid %d)", (int)d->pid);
-	if (!strstr(u.out, "upgrade failed: ") || !strstr(u.out, still))
-		fail_msg("upgrade --exec %s (%s): message is not 'upgrade failed: ...; %s': %s", exec,
-			 why, still, u.out);
-	if (reason && !strstr(u.out, reason))
-		fail_msg("upgrade --exec %s (%s): the reason does not say '%s': %s", exec, why,
-			 reason, u.out);
-	assert_int_equal(kill(d->pid, 0), 0);
-	assert_int_equal(waitpid(d->pid, NULL, WNOHANG), 0);
-}
-
-/* How many lines of d's log contain what. */
-static int log_count(const struct dproc *d, const char *what)
-{
-	char line[4096];
-	int n = 0;
-	FILE *f = fopen(d->log, "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		n += strstr(line, what) != NULL;
-	if (f)
-		fclose(f);
-	return n;
-}
 
 /* ---- verified QD32 I/O on one NVMe controller of the daemon ---------------------------- */
 
@@ -574,7 +92,7 @@ static void *load_main(void *arg)
 	uint16_t cid[QD];
 	uint32_t seed[QD], round[QD];
 	bool reading[QD];
-	long last = now_ms();
+	long last = upfx_now_ms();
 	int rc = 0;
 
 	for (uint32_t i = 0; i < QD; i++) {
@@ -607,7 +125,7 @@ static void *load_main(void *arg)
 			long t;
 
 			rc = nh_wait(h, 1, cid[i], NULL, -1);
-			t = now_ms();
+			t = upfx_now_ms();
 			if ((unsigned long)(t - last) * 1000ul > atomic_load(&l->max_gap_us))
 				atomic_store(&l->max_gap_us, (unsigned long)(t - last) * 1000ul);
 			last = t;
@@ -689,14 +207,14 @@ static void load_check(struct load *l, const char *when)
 static void loads_progress(struct load *ls, size_t n, unsigned long more, const char *when)
 {
 	unsigned long from[8];
-	long end = now_ms() + 20000;
+	long end = upfx_now_ms() + 20000;
 
 	assert_true(n <= 8);
 	for (size_t i = 0; i < n; i++)
 		from[i] = atomic_load(&ls[i].done);
 	for (size_t i = 0; i < n; i++) {
 		while (atomic_load(&ls[i].done) < from[i] + more && !atomic_load(&ls[i].err) &&
-		       now_ms() < end)
+		       upfx_now_ms() < end)
 			usleep(1000);
 		load_check(&ls[i], when);
 		if (atomic_load(&ls[i].done) < from[i] + more)
@@ -820,13 +338,13 @@ static int teardown(void **state)
 	if (f->efd >= 0)
 		close(f->efd);
 	/* the serving process stops cleanly, also after upgrades */
-	st = dstop(&f->d);
+	st = upfx_dstop(&f->d);
 	if (st != 0) {
 		fprintf(stderr, "vfu-rt (the last pid) exited %d; its log:\n", st);
-		log_tail(&f->d);
+		upfx_log_tail(&f->d);
 		rc = -1;
 	}
-	if (reap_strays()) {
+	if (upfx_reap_strays()) {
 		fprintf(stderr, "stray vfu-rt processes were left; killed\n");
 		rc = -1;
 	}
@@ -850,7 +368,7 @@ static void need_binaries(void)
 static void test_upgrade_20_under_io(void **state)
 {
 	struct fx *f = *state;
-	char dev[4][300], path[3][192], gsock[192], cores[32], when[64];
+	char dev[4][640], path[3][192], gsock[192], cores[32], when[64];
 	const char *args[] = { cores, "--device", dev[0], "--device", dev[1], "--device", dev[2],
 			       "--device", dev[3], NULL };
 	int fds_first = -1, fds_last = -1;
@@ -859,20 +377,20 @@ static void test_upgrade_20_under_io(void **state)
 	struct upg u;
 
 	need_binaries();
-	dinit(&f->d, "a");
+	upfx_dinit(&f->d, "a");
 	/* round robin: n0 and n2 on the first worker, n1 and the GPIO card on the second */
 	snprintf(cores, sizeof(cores), "--cores=%s", it_cores());
 	for (int i = 0; i < 3; i++) {
 		char name[8];
 
 		snprintf(name, sizeof(name), "n%d", i);
-		sockp(&f->d, path[i], sizeof(path[i]), name);
+		upfx_sockp(&f->d, path[i], sizeof(path[i]), name);
 		snprintf(dev[i], sizeof(dev[i]), "nvme,socket=%s,backend=ram,size=64M,queues=2",
 			 path[i]);
 	}
-	sockp(&f->d, gsock, sizeof(gsock), "g0");
+	upfx_sockp(&f->d, gsock, sizeof(gsock), "g0");
 	snprintf(dev[3], sizeof(dev[3]), "gpio,socket=%s", gsock);
-	dstart(&f->d, args);
+	upfx_dstart(&f->d, args);
 
 	for (int i = 0; i < 3; i++)
 		load_start(&f->l[i], path[i]);
@@ -887,7 +405,7 @@ static void test_upgrade_20_under_io(void **state)
 		enum via via = (enum via)(i % 3);
 
 		snprintf(when, sizeof(when), "upgrade %d", i + 1);
-		upgrade_ok(&f->d, via, 4, &u);
+		upfx_upgrade_ok(&f->d, via, 4, &u);
 		if (getenv("VFURT_TEST_VERBOSE"))
 			fprintf(stderr, "# upgrade %d: pid %ld -> %ld, pause %.2f ms, command %ld ms, "
 				"%lu fds, %lu bytes\n", i + 1, u.old_pid, u.new_pid, u.pause_ms,
@@ -902,7 +420,7 @@ static void test_upgrade_20_under_io(void **state)
 		/* the GPIO card's client is served by the new process too */
 		assert_int_equal(rd8(f->gpio, OUT0_7), 0x3c);
 		loads_progress(f->l, f->nl, 100, when);
-		fds_last = fd_count(f->d.pid);
+		fds_last = upfx_fd_count(f->d.pid);
 		assert_true(fds_last > 0);
 		if (i == 0)
 			fds_first = fds_last;
@@ -920,7 +438,7 @@ static void test_upgrade_20_under_io(void **state)
 	if (fds_last > fds_first + FD_SLACK)
 		fail_msg("fd growth: %d fds after the first upgrade, %d after the last", fds_first,
 			 fds_last);
-	assert_int_equal(log_errors(&f->d, NULL), 0);
+	assert_int_equal(upfx_log_errors(&f->d, NULL), 0);
 }
 
 /* ---- b. GPIO registers, INTx and MSI-X masks and pending bits survive ------------------- */
@@ -936,12 +454,12 @@ static void test_upgrade_keeps_irq_and_gpio_state(void **state)
 	struct upg u;
 
 	need_binaries();
-	dinit(&f->d, "b");
-	sockp(&f->d, gsock, sizeof(gsock), "g0");
-	sockp(&f->d, nsock, sizeof(nsock), "n0");
+	upfx_dinit(&f->d, "b");
+	upfx_sockp(&f->d, gsock, sizeof(gsock), "g0");
+	upfx_sockp(&f->d, nsock, sizeof(nsock), "n0");
 	snprintf(gdev, sizeof(gdev), "gpio,socket=%s,toggle_period=3", gsock);
 	snprintf(ndev, sizeof(ndev), "nvme,socket=%s,backend=ram,size=16M,queues=2", nsock);
-	dstart(&f->d, args);
+	upfx_dstart(&f->d, args);
 
 	/* GPIO: outputs, the input toggle counters, INTx asserted and automasked */
 	f->gpio = g = it_connect(gsock, 0);
@@ -988,7 +506,7 @@ static void test_upgrade_keeps_irq_and_gpio_state(void **state)
 	assert_true(msix_pending(nc, &m, 2));
 	assert_false(msix_pending(nc, &m, 0));
 
-	upgrade_ok(&f->d, VIA_CTL, 2, &u);
+	upfx_upgrade_ok(&f->d, VIA_CTL, 2, &u);
 
 	/* masked interrupts stay masked: nothing fires by itself */
 	assert_false(it_readable(f->efd, 100));
@@ -1039,7 +557,7 @@ static void test_upgrade_keeps_irq_and_gpio_state(void **state)
 		assert_true(nh_check(buf, sizeof(buf), 0x1111));
 		nh_free(h, p, 512);
 	}
-	assert_int_equal(log_errors(&f->d, NULL), 0);
+	assert_int_equal(upfx_log_errors(&f->d, NULL), 0);
 }
 
 /* ---- c. refused upgrades leave the old process serving --------------------------------- */
@@ -1057,20 +575,20 @@ static void test_upgrade_refused_keeps_serving(void **state)
 	struct upg u;
 
 	need_binaries();
-	dinit(&f->d, "c");
+	upfx_dinit(&f->d, "c");
 	snprintf(cores, sizeof(cores), "--cores=%s", it_cores());
-	sockp(&f->d, n0, sizeof(n0), "n0");
-	sockp(&f->d, n1, sizeof(n1), "n1");
-	sockp(&f->d, gsock, sizeof(gsock), "g0");
+	upfx_sockp(&f->d, n0, sizeof(n0), "n0");
+	upfx_sockp(&f->d, n1, sizeof(n1), "n1");
+	upfx_sockp(&f->d, gsock, sizeof(gsock), "g0");
 	snprintf(d0, sizeof(d0), "nvme,socket=%s,backend=ram,size=32M,queues=2", n0);
 	snprintf(d1, sizeof(d1), "nvme,socket=%s,backend=ram,size=32M,queues=2", n1);
 	snprintf(dg, sizeof(dg), "gpio,socket=%s", gsock);
-	dstart(&f->d, args);
+	upfx_dstart(&f->d, args);
 	first = f->d.pid;
-	write_wrapper(&f->d, "vfu-rt-v2", "VFU_RT_TEST_IMAGE_VERSION=2", v2, sizeof(v2));
-	write_wrapper(&f->d, "vfu-rt-crash-build", "VFU_RT_TEST_CRASH=build", cbuild,
+	upfx_write_wrapper(&f->d, "vfu-rt-v2", "VFU_RT_TEST_IMAGE_VERSION=2", v2, sizeof(v2));
+	upfx_write_wrapper(&f->d, "vfu-rt-crash-build", "VFU_RT_TEST_CRASH=build", cbuild,
 		      sizeof(cbuild));
-	write_wrapper(&f->d, "vfu-rt-crash-restore", "VFU_RT_TEST_CRASH=restore", crestore,
+	upfx_write_wrapper(&f->d, "vfu-rt-crash-restore", "VFU_RT_TEST_CRASH=restore", crestore,
 		      sizeof(crestore));
 	snprintf(missing, sizeof(missing), "%s/no-such-vfu-rt", f->d.dir);
 
@@ -1081,31 +599,31 @@ static void test_upgrade_refused_keeps_serving(void **state)
 	assert_non_null(f->gpio);
 	wr8(f->gpio, OUT0_7, 0x42);
 	loads_progress(f->l, f->nl, 200, "before");
-	fds_before = fd_count(f->d.pid);
+	fds_before = upfx_fd_count(f->d.pid);
 
-	upgrade_refused(&f->d, VIA_CTL, v2, "image version 2", NULL);
+	upfx_upgrade_refused(&f->d, VIA_CTL, v2, "image version 2", NULL);
 	loads_progress(f->l, f->nl, 200, "after the version-2 refusal");
-	upgrade_refused(&f->d, VIA_CTL, cbuild, "crash while building", "signal 6");
+	upfx_upgrade_refused(&f->d, VIA_CTL, cbuild, "crash while building", "signal 6");
 	loads_progress(f->l, f->nl, 200, "after the build crash");
-	upgrade_refused(&f->d, VIA_CTL, crestore, "crash while restoring", "signal 6");
+	upfx_upgrade_refused(&f->d, VIA_CTL, crestore, "crash while restoring", "signal 6");
 	loads_progress(f->l, f->nl, 200, "after the restore crash");
-	upgrade_refused(&f->d, VIA_CTL, missing, "no such file", "No such file");
+	upfx_upgrade_refused(&f->d, VIA_CTL, missing, "no such file", "No such file");
 	loads_progress(f->l, f->nl, 200, "after the missing binary");
-	upgrade_refused(&f->d, VIA_RPC, crestore, "crash while restoring, by RPC", "signal 6");
+	upfx_upgrade_refused(&f->d, VIA_RPC, crestore, "crash while restoring, by RPC", "signal 6");
 	loads_progress(f->l, f->nl, 200, "after the RPC refusal");
-	upgrade_refused(&f->d, VIA_CTL_JSON, v2, "image version 2, --json", NULL);
+	upfx_upgrade_refused(&f->d, VIA_CTL_JSON, v2, "image version 2, --json", NULL);
 	loads_progress(f->l, f->nl, 200, "after the --json refusal");
 	/* the log says each refusal, and why the version-2 binary refused */
-	assert_int_equal(log_count(&f->d, "error -32007: upgrade failed: "), 6);
-	assert_true(log_count(&f->d, "state image format 1") >= 2);
+	assert_int_equal(upfx_log_count(&f->d, "error -32007: upgrade failed: "), 6);
+	assert_true(upfx_log_count(&f->d, "state image format 1") >= 2);
 	assert_int_equal(f->d.pid, first);
 	assert_int_equal(rd8(f->gpio, OUT0_7), 0x42);
 	/* each failed attempt gave back what it opened (the crashed children reaped) */
 	{
-		long end = now_ms() + 3000;
+		long end = upfx_now_ms() + 3000;
 		int fds;
 
-		while ((fds = fd_count(f->d.pid)) != fds_before && now_ms() < end)
+		while ((fds = upfx_fd_count(f->d.pid)) != fds_before && upfx_now_ms() < end)
 			usleep(10000);
 		if (fds > fds_before)
 			fail_msg("fd leak in the old process: %d fds before the refusals, %d after",
@@ -1113,7 +631,7 @@ static void test_upgrade_refused_keeps_serving(void **state)
 	}
 
 	/* a normal upgrade still works afterwards */
-	upgrade_ok(&f->d, VIA_CTL, 3, &u);
+	upfx_upgrade_ok(&f->d, VIA_CTL, 3, &u);
 	if (getenv("VFURT_TEST_VERBOSE"))
 		fprintf(stderr, "# upgrade after the refusals: pause %.2f ms, command %ld ms\n",
 			u.pause_ms, u.took_ms);
@@ -1123,7 +641,7 @@ static void test_upgrade_refused_keeps_serving(void **state)
 		load_stop(&f->l[k]);
 		load_check(&f->l[k], "at the end");
 	}
-	assert_int_equal(log_errors(&f->d, expected), 0);
+	assert_int_equal(upfx_log_errors(&f->d, expected), 0);
 }
 
 /* ---- d. the file backend: data written before an upgrade is there after ------------------ */
@@ -1165,12 +683,12 @@ static void test_upgrade_file_backend(void **state)
 	int fd;
 
 	need_binaries();
-	dinit(&f->d, "d");
-	sockp(&f->d, nsock, sizeof(nsock), "n0");
+	upfx_dinit(&f->d, "d");
+	upfx_sockp(&f->d, nsock, sizeof(nsock), "n0");
 	snprintf(img, sizeof(img), "%s/ns1.img", f->d.dir);
 	snprintf(ndev, sizeof(ndev), "nvme,socket=%s,backend=file:%s,size=16M,queues=2", nsock,
 		 img);
-	dstart(&f->d, args);
+	upfx_dstart(&f->d, args);
 	h = io_host(nsock);
 	f->l[0].h = h;
 	f->nl = 1;
@@ -1178,22 +696,22 @@ static void test_upgrade_file_backend(void **state)
 	assert_non_null(buf);
 
 	write_blocks(h, buf, 1000);
-	upgrade_ok(&f->d, VIA_CTL, 1, &u);
+	upfx_upgrade_ok(&f->d, VIA_CTL, 1, &u);
 	check_blocks(h, buf, 1000, "after the first upgrade");
 	/* written by the new process, then another upgrade, by RPC */
 	write_blocks(h, buf, 5000);
 	assert_int_equal(nh_flush(h, 1, 1), 0);
-	upgrade_ok(&f->d, VIA_RPC, 1, &u);
+	upfx_upgrade_ok(&f->d, VIA_RPC, 1, &u);
 	check_blocks(h, buf, 5000, "after the second upgrade");
 	/* the daemon found by its pid after the upgrades (the PID.ctl link) */
-	if (run_cmd(out, sizeof(out), "%s --socket %d list 2>&1", VFUCTL, (int)f->d.pid) != 0 ||
+	if (upfx_run_cmd(out, sizeof(out), "%s --socket %d list 2>&1", VFUCTL, (int)f->d.pid) != 0 ||
 	    !strstr(out, "n0"))
 		fail_msg("vfu-ctl --socket %d list (the new pid): %s", (int)f->d.pid, out);
 
 	/* the file itself holds the data once the daemon is gone */
 	nh_close(h);
 	f->l[0].h = NULL;
-	assert_int_equal(dstop(&f->d), 0);
+	assert_int_equal(upfx_dstop(&f->d), 0);
 	fd = open(img, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	for (uint32_t i = 0; i < FILE_BLOCKS; i++) {
@@ -1205,7 +723,7 @@ static void test_upgrade_file_backend(void **state)
 				 (unsigned long long)file_lba(i));
 	}
 	close(fd);
-	assert_int_equal(log_errors(&f->d, NULL), 0);
+	assert_int_equal(upfx_log_errors(&f->d, NULL), 0);
 }
 
 /* ---- e. what the control plane changed, idle devices, ioeventfds, an outstanding AER ------ */
@@ -1213,7 +731,7 @@ static void test_upgrade_file_backend(void **state)
 /* Run vfu-ctl --socket d->ctl ARGS; fails the test unless it exits 0. out gets its output. */
 static void ctl_ok(const struct dproc *d, char *out, size_t len, const char *args)
 {
-	int rc = run_cmd(out, len, "%s --socket %s %s 2>&1", VFUCTL, d->ctl, args);
+	int rc = upfx_run_cmd(out, len, "%s --socket %s %s 2>&1", VFUCTL, d->ctl, args);
 
 	if (rc != 0)
 		fail_msg("vfu-ctl %s: exit %d: %s", args, rc, out);
@@ -1223,11 +741,11 @@ static void ctl_ok(const struct dproc *d, char *out, size_t len, const char *arg
 static bool read_line(int fd, char *buf, size_t cap, int ms)
 {
 	size_t len = 0;
-	long end = now_ms() + ms;
+	long end = upfx_now_ms() + ms;
 
 	while (len + 1 < cap) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		long left = end - now_ms();
+		long left = end - upfx_now_ms();
 		ssize_t n;
 
 		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
@@ -1260,17 +778,17 @@ static void test_upgrade_keeps_live_changes(void **state)
 	struct upg u;
 
 	need_binaries();
-	dinit(&f->d, "e");
+	upfx_dinit(&f->d, "e");
 	snprintf(cores, sizeof(cores), "--cores=%s", it_cores());
-	sockp(&f->d, n0, sizeof(n0), "n0");
-	sockp(&f->d, n1, sizeof(n1), "n1");
-	sockp(&f->d, n2, sizeof(n2), "n2");
+	upfx_sockp(&f->d, n0, sizeof(n0), "n0");
+	upfx_sockp(&f->d, n1, sizeof(n1), "n1");
+	upfx_sockp(&f->d, n2, sizeof(n2), "n2");
 	/* n0: guest doorbells through ioeventfds and shadow doorbells; n1: nobody attaches
 	 * before the upgrade */
 	snprintf(d0, sizeof(d0), "nvme,socket=%s,backend=ram,size=16M,queues=2,doorbells=ioeventfd",
 		 n0);
 	snprintf(d1, sizeof(d1), "nvme,socket=%s,backend=ram,size=16M,queues=2", n1);
-	dstart(&f->d, args);
+	upfx_dstart(&f->d, args);
 
 	/* changes of the running daemon: a device and a namespace added */
 	snprintf(spec, sizeof(spec), "add nvme,socket=%s,name=n2,backend=ram,size=8M,queues=2", n2);
@@ -1294,7 +812,7 @@ static void test_upgrade_keeps_live_changes(void **state)
 	f->l[2].h = h2;
 	assert_int_equal(nh_write_read_check(h2, 1, 1, 300, 512, 0xe003, NULL, NULL), 0);
 
-	upgrade_ok(&f->d, VIA_CTL, 3, &u);
+	upfx_upgrade_ok(&f->d, VIA_CTL, 3, &u);
 
 	/* the ioeventfd/shadow-doorbell controller and both namespaces */
 	assert_int_equal(nh_write_read_check(h0, 1, 1, 101, 512, 0xe011, NULL, NULL), 0);
@@ -1327,12 +845,12 @@ static void test_upgrade_keeps_live_changes(void **state)
 	snprintf(saved, sizeof(saved), "%s/saved.json", f->d.dir);
 	snprintf(spec, sizeof(spec), "config-save %s", saved);
 	ctl_ok(&f->d, out, sizeof(out), spec);
-	assert_int_equal(run_cmd(out, sizeof(out), "cat %s", saved), 0);
+	assert_int_equal(upfx_run_cmd(out, sizeof(out), "cat %s", saved), 0);
 	if (!strstr(out, "\"name\": \"n2\"") || !strstr(out, "\"nsid\": 2") ||
 	    !strstr(out, "\"nsid\": 3"))
 		fail_msg("config_save after the upgrade lacks n2 or n0's namespaces 2 and 3: %s", out);
 
-	assert_int_equal(log_errors(&f->d, NULL), 0);
+	assert_int_equal(upfx_log_errors(&f->d, NULL), 0);
 }
 
 /* ---- f. requests that meet an upgrade -------------------------------------------------- */
@@ -1343,12 +861,12 @@ static void start_small(struct fx *f, const char *tag)
 	static char n0[192], g0[192], d0[256], dg[256];
 	const char *args[] = { "--cores=0", "--device", d0, "--device", dg, NULL };
 
-	dinit(&f->d, tag);
-	sockp(&f->d, n0, sizeof(n0), "n0");
-	sockp(&f->d, g0, sizeof(g0), "g0");
+	upfx_dinit(&f->d, tag);
+	upfx_sockp(&f->d, n0, sizeof(n0), "n0");
+	upfx_sockp(&f->d, g0, sizeof(g0), "g0");
 	snprintf(d0, sizeof(d0), "nvme,socket=%s,backend=ram,size=16M,queues=2", n0);
 	snprintf(dg, sizeof(dg), "gpio,socket=%s", g0);
-	dstart(&f->d, args);
+	upfx_dstart(&f->d, args);
 	load_start(&f->l[0], n0);
 	f->nl = 1;
 	loads_progress(f->l, f->nl, 100, "before");
@@ -1366,7 +884,7 @@ static void test_upgrade_two_at_once(void **state)
 	need_binaries();
 	start_small(f, "f1");
 	for (int i = 0; i < 2; i++) {
-		req[i] = connect_unix(f->d.ctl);
+		req[i] = upfx_connect_unix(f->d.ctl);
 		assert_true(req[i] >= 0);
 	}
 	for (int i = 0; i < 2; i++) {
@@ -1376,12 +894,12 @@ static void test_upgrade_two_at_once(void **state)
 		assert_int_equal(send(req[i], r, sizeof(r) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(r) - 1);
 	}
 	for (int i = 0; i < 2; i++) {
-		long t0 = now_ms();
+		long t0 = upfx_now_ms();
 
 		if (!read_line(req[i], line[i], sizeof(line[i]), 40000))
 			fail_msg("concurrent upgrade %d: no answer after %ld ms (%s; got '%s'; the "
-				 "other: '%s')", i, now_ms() - t0,
-				 now_ms() - t0 < 39000 ? "the connection was closed" : "timed out",
+				 "other: '%s')", i, upfx_now_ms() - t0,
+				 upfx_now_ms() - t0 < 39000 ? "the connection was closed" : "timed out",
 				 line[i], i ? line[0] : "");
 		close(req[i]);
 		ok += strstr(line[i], "\"result\"") != NULL;
@@ -1395,9 +913,9 @@ static void test_upgrade_two_at_once(void **state)
 			struct json_object *o = json_tokener_parse(line[i]), *r;
 
 			if (o && json_object_object_get_ex(o, "result", &r) &&
-			    jint(r, "old_pid") == f->d.pid) {
-				assert_int_equal(wait_exit(f->d.pid, 10000), 0);
-				f->d.pid = (pid_t)jint(r, "new_pid");
+			    upfx_jint(r, "old_pid") == f->d.pid) {
+				assert_int_equal(upfx_wait_exit(f->d.pid, 10000), 0);
+				f->d.pid = (pid_t)upfx_jint(r, "new_pid");
 			}
 			json_object_put(o);
 		}
@@ -1434,9 +952,9 @@ static void test_upgrade_meets_device_add(void **state)
 		char g3[192], add[600];
 		pid_t before = f->d.pid;
 
-		sockp(&f->d, g3, sizeof(g3), "g3");
-		req[0] = connect_unix(f->d.ctl); /* the upgrade's connection first */
-		req[1] = connect_unix(f->d.ctl);
+		upfx_sockp(&f->d, g3, sizeof(g3), "g3");
+		req[0] = upfx_connect_unix(f->d.ctl); /* the upgrade's connection first */
+		req[1] = upfx_connect_unix(f->d.ctl);
 		assert_true(req[0] >= 0 && req[1] >= 0);
 		snprintf(add, sizeof(add), "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"device_add\","
 			 "\"params\":{\"type\":\"gpio\",\"socket\":\"%s\",\"name\":\"g3\"}}\n", g3);
@@ -1451,9 +969,9 @@ static void test_upgrade_meets_device_add(void **state)
 			struct json_object *o = json_tokener_parse(line[0]), *r;
 
 			assert_true(o && json_object_object_get_ex(o, "result", &r));
-			assert_int_equal(jint(r, "old_pid"), before);
-			assert_int_equal(wait_exit(before, 10000), 0);
-			f->d.pid = (pid_t)jint(r, "new_pid");
+			assert_int_equal(upfx_jint(r, "old_pid"), before);
+			assert_int_equal(upfx_wait_exit(before, 10000), 0);
+			f->d.pid = (pid_t)upfx_jint(r, "new_pid");
 			json_object_put(o);
 		}
 		if (getenv("VFURT_TEST_VERBOSE"))
