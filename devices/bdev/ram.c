@@ -217,8 +217,17 @@ static bool collapse(struct ram_bdev *rb, size_t hp)
 		return false;
 	if (madvise(rb->mem, len, MADV_COLLAPSE) == 0)
 		return true;
-	/* EINVAL: no MADV_COLLAPSE, or "deny"; EAGAIN, ENOMEM: some were done */
-	return errno != EINVAL;
+	if (errno == EINVAL)
+		return false; /* no MADV_COLLAPSE, or "deny" */
+	/* EAGAIN: a page was busy for a moment (a scan held it); ENOMEM: no
+	 * huge page free now. Extent by extent, a few tries each (one that is
+	 * huge already answers at once); what still fails stays small. */
+	for (size_t off = 0; off < len; off += hp)
+		for (int i = 0; i < 3 && madvise(rb->mem + off, hp, MADV_COLLAPSE) != 0 &&
+				errno == EAGAIN;
+		     i++)
+			;
+	return true;
 }
 
 /*
