@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vmm scenario upgrade: vfu-rt is live-upgraded 5 times (vfu-ctl upgrade) while the guest runs verified NVMe and GPIO I/O.
+# vmm scenario upgrade: vfu-rt is live-upgraded 4 times (vfu-ctl upgrade) while the guest runs verified NVMe and GPIO I/O.
 # Usage: test_vmm_upgrade.sh VFURT_BIN CACHE_DIR
 # VFURT_UPGRADE_LOG=debug runs the daemon at --log-level debug (for a failure's story).
 set -u
@@ -7,9 +7,9 @@ set -u
 vmm_init upgrade "$1" "$2"
 CTL=$(dirname "$VFURT")/vfu-ctl
 [ -x "$CTL" ] || { echo "vfu-ctl not found next to $VFURT"; exit 1; }
-UPGRADES=5
-GAP=4 # seconds between upgrades, at least
-RUN=45 # seconds of the guest's I/O loop: the upgrades must fit in it
+UPGRADES=4
+GAP=3 # seconds between upgrades, at least
+RUN=24 # seconds of the guest's I/O loop: the upgrades must fit in it
 
 VMM_CONVENTIONAL_PCI="$T/gpio0.sock"
 daemon_start d --cores=0 --log-level "${VFURT_UPGRADE_LOG:-info}" --control-socket "$T/ctl.sock" \
@@ -121,7 +121,7 @@ fi
 guest_wait g
 require g-nvme-bind g-gpio-bind g-mkfs-u g-io-loop g-raw-verify g-fsck-u g-fs-verify \
 	g-gpio-input-16 g-gpio-input-24 g-gpio-output g-dmesg-upgrade g-dmesg-clean \
-	upgrade-1 upgrade-2 upgrade-3 upgrade-4 upgrade-5 io-after-5
+	$(for k in $(seq "$UPGRADES"); do printf 'upgrade-%s ' "$k"; done) io-after-"$UPGRADES"
 
 # QEMU saw nothing of the upgrades: no vfio-user error, no socket closed (the GPIO card's
 # error-recovery warning is expected, vmm_check_err_irq)
