@@ -28,6 +28,7 @@
 #include "devspec.h"
 #include "vfu_rt_ctl.h"
 #include "vfu_rt_daemon.h"
+#include "vfu_rt_notify.h"
 #include "vfu_rt_upgrade.h"
 
 #define EXIT_RUNTIME 1
@@ -716,6 +717,10 @@ int main(int argc, char **argv)
 		vfurt_logf(&d->log, VFURT_LOG_INFO, "upgrade: took over from the previous process");
 		upgrade_in_fini(&up);
 	}
+	/* a Type=notify unit: ready, and (after an upgrade) the new main PID */
+	rc = daemon_notify_ready();
+	if (rc)
+		vfurt_logf(&d->log, VFURT_LOG_WARN, "NOTIFY_SOCKET: %s", strerror(-rc));
 	rc = run(d, sfd);
 	if (d->upgraded) {
 		/* handed over: answer the request, then leave without touching
@@ -725,6 +730,7 @@ int main(int argc, char **argv)
 		fflush(stderr);
 		_exit(0);
 	}
+	daemon_notify("STOPPING=1");
 	d->devs.stopping = true;
 	stop_bounded(d->rt, &d->log);
 	devtab_reap(&d->devs); /* removals the stop completed: answer them */

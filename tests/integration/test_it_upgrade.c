@@ -989,6 +989,69 @@ static void test_upgrade_meets_device_add(void **state)
 	load_check(&f->l[0], "at the end");
 }
 
+/* One datagram from a notify socket within ms, NUL-terminated; false when
+ * none came. */
+static bool notify_recv(int fd, char *buf, size_t cap, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	if (poll(&p, 1, ms) != 1)
+		return false;
+	n = recv(fd, buf, cap - 1, 0);
+	if (n < 0)
+		return false;
+	buf[n] = '\0';
+	return true;
+}
+
+/* Under a Type=notify unit (NOTIFY_SOCKET), the daemon says READY=1 with its
+ * MAINPID, and after an upgrade its successor says the same with the new
+ * pid, so that systemd follows the main process (NotifyAccess=all). */
+static void test_upgrade_notifies_systemd(void **state)
+{
+	struct fx *f = *state;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char msg[256], want[64];
+	struct upg u;
+	int nfd;
+
+	need_binaries();
+	upfx_dinit(&f->d, "n");
+	{
+		char path[256];
+
+		snprintf(path, sizeof(path), "%s/notify", f->d.dir);
+		assert_true(strlen(path) < sizeof(sa.sun_path));
+		memcpy(sa.sun_path, path, strlen(path) + 1);
+	}
+	nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(nfd >= 0);
+	assert_int_equal(bind(nfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	{
+		static char g0[192], dg[256];
+		const char *args[] = { "--cores=0", "--device", dg, NULL };
+
+		upfx_sockp(&f->d, g0, sizeof(g0), "g0");
+		snprintf(dg, sizeof(dg), "gpio,socket=%s", g0);
+		upfx_dstart(&f->d, args);
+	}
+	unsetenv("NOTIFY_SOCKET"); /* the daemon keeps its own copy */
+	assert_true(notify_recv(nfd, msg, sizeof(msg), 10000));
+	snprintf(want, sizeof(want), "READY=1\nMAINPID=%d", (int)f->d.pid);
+	assert_string_equal(msg, want);
+	upfx_upgrade_ok(&f->d, VIA_CTL, 1, &u);
+	assert_true(notify_recv(nfd, msg, sizeof(msg), 10000));
+	snprintf(want, sizeof(want), "READY=1\nMAINPID=%ld", u.new_pid);
+	assert_string_equal(msg, want);
+	/* and STOPPING=1 when it stops */
+	assert_int_equal(upfx_dstop(&f->d), 0);
+	assert_true(notify_recv(nfd, msg, sizeof(msg), 10000));
+	assert_string_equal(msg, "STOPPING=1");
+	close(nfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1001,6 +1064,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_upgrade_keeps_live_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_two_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_upgrade_meets_device_add, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upgrade_notifies_systemd, setup, teardown),
 	};
 
 	/* the successors of a daemon we started are reparented to us, so that
