@@ -1,13 +1,19 @@
 /* Integration test helpers (see it_util.h). */
 #include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #include "common/it_util.h"
 #include "hostsim/nvme_host.h"
@@ -349,4 +355,29 @@ int it_check_fds(int base)
 	}
 	fprintf(stderr, "\n");
 	return -1;
+}
+
+int it_run_cmd(char *out, size_t len, const char *fmt, ...)
+{
+	char cmd[4096];
+	size_t got = 0;
+	va_list ap;
+	FILE *p;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	while (got + 1 < len) {
+		size_t n = fread(out + got, 1, len - got - 1, p);
+
+		if (n == 0)
+			break;
+		got += n;
+	}
+	out[got] = '\0';
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -118,4 +118,9 @@ struct vfurt_log it_dev_log(const char *name);
 void it_fill(void *buf, size_t len, uint32_t seed);
 bool it_check(const void *buf, size_t len, uint32_t seed);
 
+/* Run a shell command (fmt, printf-style) with popen; what it writes on
+ * stdout, at most len - 1 bytes, in out (NUL-terminated). Returns its exit
+ * status, -1 if it did not exit. popen failing fails the test. */
+int it_run_cmd(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif /* VFURT_TESTS_IT_UTIL_H */

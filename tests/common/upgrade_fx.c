@@ -24,6 +24,7 @@
 
 #include <json-c/json.h>
 
+#include "common/it_util.h"
 #include "common/upgrade_fx.h"
 
 long upfx_now_ms(void)
@@ -137,6 +138,36 @@ int upfx_dstop(struct dproc *d)
 	return st;
 }
 
+int upfx_dfinish(struct dproc *d)
+{
+	char cmd[300];
+	int rc = 0, st;
+
+	/* the serving process stops cleanly, also after upgrades */
+	st = upfx_dstop(d);
+	if (st != 0) {
+		fprintf(stderr, "vfu-rt (the last pid) exited %d; its log:\n", st);
+		upfx_log_tail(d);
+		rc = -1;
+	}
+	if (upfx_reap_strays()) {
+		fprintf(stderr, "stray vfu-rt processes were left; killed\n");
+		rc = -1;
+	}
+	if (d->dir[0] && !getenv("VFURT_TEST_KEEP")) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", d->dir);
+	}
+	return rc;
+}
+
+void upfx_need_binaries(void)
+{
+	if (access(VFURT, X_OK) != 0 || access(VFUCTL, X_OK) != 0)
+		skip();
+}
+
 int upfx_reap_strays(void)
 {
 	char path[64], buf[4096];
@@ -239,31 +270,6 @@ pid_t upfx_ppid_of(pid_t pid)
 	return ppid;
 }
 
-int upfx_run_cmd(char *out, size_t len, const char *fmt, ...)
-{
-	char cmd[4096];
-	size_t got = 0;
-	va_list ap;
-	FILE *p;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	while (got + 1 < len) {
-		size_t n = fread(out + got, 1, len - got - 1, p);
-
-		if (n == 0)
-			break;
-		got += n;
-	}
-	out[got] = '\0';
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 void upfx_write_wrapper(const struct dproc *d, const char *name, const char *env, char *path,
 			  size_t len)
 {
@@ -358,7 +364,7 @@ void upfx_upgrade_try(const struct dproc *d, enum via via, const char *exec, str
 		return;
 	}
 	snprintf(opts, sizeof(opts), "%s%s", exec ? " --exec " : "", exec ? exec : "");
-	u->rc = upfx_run_cmd(u->out, sizeof(u->out), "%s --socket %s%s upgrade%s 2>&1", VFUCTL, d->ctl,
+	u->rc = it_run_cmd(u->out, sizeof(u->out), "%s --socket %s%s upgrade%s 2>&1", VFUCTL, d->ctl,
 			via == VIA_CTL_JSON ? " --json" : "", opts);
 	u->took_ms = upfx_now_ms() - t0;
 	if (u->rc != 0)

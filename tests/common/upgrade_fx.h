@@ -53,6 +53,15 @@ int upfx_dstop(struct dproc *d);
  * new binaries the old one did not reap): killed and reaped. Returns how many. */
 int upfx_reap_strays(void);
 
+/* A test's teardown of d: stop the serving process (its status must be 0,
+ * else its log tail is printed), kill and reap strays, remove d's directory
+ * (unless VFURT_TEST_KEEP is set). Returns 0, or -1 when something was
+ * wrong (cmocka then fails the test's teardown). */
+int upfx_dfinish(struct dproc *d);
+
+/* Skip the test (cmocka's skip()) when build/vfu-rt or vfu-ctl is missing. */
+void upfx_need_binaries(void);
+
 /* Lines of d's log with "error:" (or worse) that contain none of allowed
  * (NULL-terminated, may be NULL); each is printed. */
 int upfx_log_errors(const struct dproc *d, const char *const *allowed);
@@ -65,10 +74,6 @@ int upfx_fd_count(pid_t pid);
 
 /* The parent of pid from /proc/PID/stat, or -1. */
 pid_t upfx_ppid_of(pid_t pid);
-
-/* Run a shell command; stdout and stderr in out. Returns its exit status. */
-int upfx_run_cmd(char *out, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 /* An executable script at d->dir/name (its path into path) that sets `env`
  * (NULL: nothing, e.g. "VFU_RT_TEST_CRASH=build") and execs build/vfu-rt

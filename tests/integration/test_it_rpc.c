@@ -333,31 +333,6 @@ static void wait_listed(struct conn *c, const char *name, bool present)
 	fail_msg("device %s %s", name, present ? "never appeared" : "never went");
 }
 
-/* Run a shell command, its stdout in out; returns the exit status. */
-static int run_cmd(char *out, size_t len, const char *fmt, ...)
-{
-	char cmd[4096];
-	size_t got = 0;
-	va_list ap;
-	FILE *p;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	while (got + 1 < len) {
-		size_t n = fread(out + got, 1, len - got - 1, p);
-
-		if (n == 0)
-			break;
-		got += n;
-	}
-	out[got] = '\0';
-	st = pclose(p);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* ---- setup -------------------------------------------------------------------- */
 
@@ -1140,15 +1115,15 @@ static void test_vfu_ctl(void **state)
 	if (access(VFUCTL, X_OK) != 0)
 		test_skip("no %s (not built)", VFUCTL);
 	sockp(p, sizeof(p), f->dir, "ctl1");
-	rc = run_cmd(out, sizeof(out), "%s --socket %s add gpio,socket=%s,name=ctl1 2>&1", VFUCTL,
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s add gpio,socket=%s,name=ctl1 2>&1", VFUCTL,
 		     f->d.ctl, p);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "added ctl1 on"));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s list 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s list 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "NAME"));
 	assert_non_null(strstr(out, "ctl1"));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s --json list 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s --json list 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
 	{
 		struct json_object *j = json_tokener_parse(out);
@@ -1158,67 +1133,67 @@ static void test_vfu_ctl(void **state)
 		assert_non_null(list_find(j, "ctl1"));
 		json_object_put(j);
 	}
-	rc = run_cmd(out, sizeof(out), "%s --socket %s get ctl1 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s get ctl1 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "ctl1: gpio device on"));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s --json get ctl1 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s --json get ctl1 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "\"home_worker\""));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s get nosuch 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s get nosuch 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 3);
 	assert_non_null(strstr(out, "no device named 'nosuch'"));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s log-level debug 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s log-level debug 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "log level debug"));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s log-level info 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s log-level info 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
-	rc = run_cmd(out, sizeof(out), "%s --socket %s log-level loud 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s log-level loud 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 3);
-	rc = run_cmd(out, sizeof(out), "%s --socket %s call device_get '{\"name\":\"ctl1\"}' 2>&1",
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s call device_get '{\"name\":\"ctl1\"}' 2>&1",
 		     VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "\"name\": \"ctl1\""));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s call nosuch 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s call nosuch 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 3);
 	assert_non_null(strstr(out, "method not found"));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s call 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s call 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 2);
-	rc = run_cmd(out, sizeof(out), "%s --socket %s remove ctl1 --timeout 100 2>&1", VFUCTL,
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s remove ctl1 --timeout 100 2>&1", VFUCTL,
 		     f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "removed ctl1 (idle)"));
 	snprintf(saved, sizeof(saved), "%s/ctl-saved.json", f->dir);
-	rc = run_cmd(out, sizeof(out), "%s --socket %s config-save %s 2>&1", VFUCTL, f->d.ctl, saved);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s config-save %s 2>&1", VFUCTL, f->d.ctl, saved);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "saved 2 devices to"));
 	assert_int_equal(access(saved, R_OK), 0);
 	/* config-save without a path: the daemon's --config file */
-	rc = run_cmd(out, sizeof(out), "%s --socket %s config-save 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s config-save 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, f->d.cfg));
 	/* stats: by path, by pid, pretty JSON */
-	rc = run_cmd(out, sizeof(out), "%s stats %s 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s stats %s 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "\n  \"workers\": ["));
-	rc = run_cmd(out, sizeof(out), "%s stats %d 2>&1", VFUCTL, (int)f->d.pid);
+	rc = it_run_cmd(out, sizeof(out), "%s stats %d 2>&1", VFUCTL, (int)f->d.pid);
 	assert_int_equal(rc, 0);
 	/* stats on a device socket: said, not hung */
 	sockp(p, sizeof(p), f->dir, "g0");
-	rc = run_cmd(out, sizeof(out), "timeout 20 %s stats %s 2>&1", VFUCTL, p);
+	rc = it_run_cmd(out, sizeof(out), "timeout 20 %s stats %s 2>&1", VFUCTL, p);
 	assert_int_equal(rc, 1);
 	assert_non_null(strstr(out, "is not a vfu-rt control socket (a vfio-user device socket?)"));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s/none.ctl list 2>&1", VFUCTL, f->dir);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s/none.ctl list 2>&1", VFUCTL, f->dir);
 	assert_int_equal(rc, 1);
-	rc = run_cmd(out, sizeof(out), "%s --socket %s remove 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s remove 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 2);
 	/* last: needs NVMe namespace management */
-	rc = run_cmd(out, sizeof(out), "%s --socket %s ns-add n0 backend=ram size=4M 2>&1", VFUCTL,
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s ns-add n0 backend=ram size=4M 2>&1", VFUCTL,
 		     f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "namespace 2 added"));
-	rc = run_cmd(out, sizeof(out), "%s --socket %s ns-resize n0 2 8M 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s ns-resize n0 2 8M 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
-	rc = run_cmd(out, sizeof(out), "%s --socket %s ns-remove n0 2 2>&1", VFUCTL, f->d.ctl);
+	rc = it_run_cmd(out, sizeof(out), "%s --socket %s ns-remove n0 2 2>&1", VFUCTL, f->d.ctl);
 	assert_int_equal(rc, 0);
 	assert_non_null(strstr(out, "namespace 2 removed"));
 }

@@ -328,8 +328,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[300];
-	int rc = 0, st;
+	int rc;
 
 	for (size_t i = 0; i < f->nl; i++)
 		if (f->l[i].h)
@@ -337,30 +336,9 @@ static int teardown(void **state)
 	vfurt_client_close(f->gpio);
 	if (f->efd >= 0)
 		close(f->efd);
-	/* the serving process stops cleanly, also after upgrades */
-	st = upfx_dstop(&f->d);
-	if (st != 0) {
-		fprintf(stderr, "vfu-rt (the last pid) exited %d; its log:\n", st);
-		upfx_log_tail(&f->d);
-		rc = -1;
-	}
-	if (upfx_reap_strays()) {
-		fprintf(stderr, "stray vfu-rt processes were left; killed\n");
-		rc = -1;
-	}
-	if (f->d.dir[0] && !getenv("VFURT_TEST_KEEP")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", f->d.dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "cannot remove %s\n", f->d.dir);
-	}
+	rc = upfx_dfinish(&f->d);
 	free(f);
 	return rc;
-}
-
-static void need_binaries(void)
-{
-	if (access(VFURT, X_OK) != 0 || access(VFUCTL, X_OK) != 0)
-		skip();
 }
 
 /* ---- a. 20 upgrades under verified QD32 I/O on 4 devices, 2 workers -------------------- */
@@ -376,7 +354,7 @@ static void test_upgrade_20_under_io(void **state)
 	long took_max = 0;
 	struct upg u;
 
-	need_binaries();
+	upfx_need_binaries();
 	upfx_dinit(&f->d, "a");
 	/* round robin: n0 and n2 on the first worker, n1 and the GPIO card on the second */
 	snprintf(cores, sizeof(cores), "--cores=%s", it_cores());
@@ -453,7 +431,7 @@ static void test_upgrade_keeps_irq_and_gpio_state(void **state)
 	struct msix m;
 	struct upg u;
 
-	need_binaries();
+	upfx_need_binaries();
 	upfx_dinit(&f->d, "b");
 	upfx_sockp(&f->d, gsock, sizeof(gsock), "g0");
 	upfx_sockp(&f->d, nsock, sizeof(nsock), "n0");
@@ -574,7 +552,7 @@ static void test_upgrade_refused_keeps_serving(void **state)
 	pid_t first;
 	struct upg u;
 
-	need_binaries();
+	upfx_need_binaries();
 	upfx_dinit(&f->d, "c");
 	snprintf(cores, sizeof(cores), "--cores=%s", it_cores());
 	upfx_sockp(&f->d, n0, sizeof(n0), "n0");
@@ -682,7 +660,7 @@ static void test_upgrade_file_backend(void **state)
 	void *buf;
 	int fd;
 
-	need_binaries();
+	upfx_need_binaries();
 	upfx_dinit(&f->d, "d");
 	upfx_sockp(&f->d, nsock, sizeof(nsock), "n0");
 	snprintf(img, sizeof(img), "%s/ns1.img", f->d.dir);
@@ -704,7 +682,7 @@ static void test_upgrade_file_backend(void **state)
 	upfx_upgrade_ok(&f->d, VIA_RPC, 1, &u);
 	check_blocks(h, buf, 5000, "after the second upgrade");
 	/* the daemon found by its pid after the upgrades (the PID.ctl link) */
-	if (upfx_run_cmd(out, sizeof(out), "%s --socket %d list 2>&1", VFUCTL, (int)f->d.pid) != 0 ||
+	if (it_run_cmd(out, sizeof(out), "%s --socket %d list 2>&1", VFUCTL, (int)f->d.pid) != 0 ||
 	    !strstr(out, "n0"))
 		fail_msg("vfu-ctl --socket %d list (the new pid): %s", (int)f->d.pid, out);
 
@@ -731,7 +709,7 @@ static void test_upgrade_file_backend(void **state)
 /* Run vfu-ctl --socket d->ctl ARGS; fails the test unless it exits 0. out gets its output. */
 static void ctl_ok(const struct dproc *d, char *out, size_t len, const char *args)
 {
-	int rc = upfx_run_cmd(out, len, "%s --socket %s %s 2>&1", VFUCTL, d->ctl, args);
+	int rc = it_run_cmd(out, len, "%s --socket %s %s 2>&1", VFUCTL, d->ctl, args);
 
 	if (rc != 0)
 		fail_msg("vfu-ctl %s: exit %d: %s", args, rc, out);
@@ -780,7 +758,7 @@ static void test_upgrade_keeps_live_changes(void **state)
 	uint16_t aer;
 	struct upg u;
 
-	need_binaries();
+	upfx_need_binaries();
 	upfx_dinit(&f->d, "e");
 	snprintf(cores, sizeof(cores), "--cores=%s", it_cores());
 	upfx_sockp(&f->d, n0, sizeof(n0), "n0");
@@ -848,7 +826,7 @@ static void test_upgrade_keeps_live_changes(void **state)
 	snprintf(saved, sizeof(saved), "%s/saved.json", f->d.dir);
 	snprintf(spec, sizeof(spec), "config-save %s", saved);
 	ctl_ok(&f->d, out, sizeof(out), spec);
-	assert_int_equal(upfx_run_cmd(out, sizeof(out), "cat %s", saved), 0);
+	assert_int_equal(it_run_cmd(out, sizeof(out), "cat %s", saved), 0);
 	if (!strstr(out, "\"name\": \"n2\"") || !strstr(out, "\"nsid\": 2") ||
 	    !strstr(out, "\"nsid\": 3"))
 		fail_msg("config_save after the upgrade lacks n2 or n0's namespaces 2 and 3: %s", out);
@@ -884,7 +862,7 @@ static void test_upgrade_two_at_once(void **state)
 	char line[2][4096];
 	int req[2], ok = 0;
 
-	need_binaries();
+	upfx_need_binaries();
 	start_small(f, "f1");
 	for (int i = 0; i < 2; i++) {
 		req[i] = upfx_connect_unix(f->d.ctl);
@@ -948,7 +926,7 @@ static void test_upgrade_meets_device_add(void **state)
 	char line[2][4096], out[8192];
 	int req[2];
 
-	need_binaries();
+	upfx_need_binaries();
 	start_small(f, "f2");
 	{
 		static const char upg[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"upgrade\"}\n";
@@ -1016,7 +994,7 @@ static void test_upgrade_notifies_systemd(void **state)
 	struct upg u;
 	int nfd;
 
-	need_binaries();
+	upfx_need_binaries();
 	upfx_dinit(&f->d, "n");
 	{
 		char path[256];

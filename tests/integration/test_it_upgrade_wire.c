@@ -64,28 +64,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	char cmd[300];
-	int rc = 0, st;
+	int rc;
 
 	nh_close(f->h);
 	vfurt_client_close(f->g);
 	if (f->mfd >= 0)
 		close(f->mfd);
-	st = upfx_dstop(&f->d);
-	if (st != 0) {
-		fprintf(stderr, "vfu-rt (the last pid) exited %d; its log:\n", st);
-		upfx_log_tail(&f->d);
-		rc = -1;
-	}
-	if (upfx_reap_strays()) {
-		fprintf(stderr, "stray vfu-rt processes were left; killed\n");
-		rc = -1;
-	}
-	if (f->d.dir[0] && !getenv("VFURT_TEST_KEEP")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", f->d.dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "cannot remove %s\n", f->d.dir);
-	}
+	rc = upfx_dfinish(&f->d);
 	free(f);
 	return rc;
 }
@@ -98,8 +83,7 @@ static void start(struct fx *f, const char *tag, bool nvme)
 	const char *args[] = { "--cores=0", "--device", gdev, nvme ? "--device" : NULL, ndev,
 			       NULL };
 
-	if (access(VFURT, X_OK) != 0 || access(VFUCTL, X_OK) != 0)
-		skip();
+	upfx_need_binaries();
 	upfx_dinit(&f->d, tag);
 	upfx_sockp(&f->d, f->gsock, sizeof(f->gsock), "g0");
 	upfx_sockp(&f->d, f->nsock, sizeof(f->nsock), "n0");

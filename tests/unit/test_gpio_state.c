@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "common/dev_util.h"
+#include "common/state_fx.h"
 
 #include <vfurt/device.h>
 #include <vfurt/gpio.h>
@@ -77,34 +78,6 @@ static void unmask_intx(struct vfurt_dev *dev)
 	};
 
 	assert_int_equal(vfr_irqs_set(dev->irqs, &set, NULL, 0, NULL, 0, NULL, NULL), 0);
-}
-
-/* s's records with tag replaced by (val, len), dropped when val is NULL,
- * appended when absent. */
-static struct vfurt_state *remix(struct vfurt_state *s, uint32_t tag, const void *val,
-				 size_t len)
-{
-	struct vfurt_state *n = vfurt_state_create();
-	struct vfurt_state_cur root;
-	const void *v;
-	uint32_t t;
-	size_t l;
-	bool seen = false;
-
-	assert_non_null(n);
-	assert_int_equal(vfurt_state_root(s, &root), 0);
-	while (vfurt_state_next(&root, &t, &v, &l) == 1) {
-		if (t == tag) {
-			seen = true;
-			if (val)
-				assert_int_equal(vfurt_state_put(n, t, val, len), 0);
-		} else {
-			assert_int_equal(vfurt_state_put(n, t, v, l), 0);
-		}
-	}
-	if (!seen && val)
-		assert_int_equal(vfurt_state_put(n, tag, val, len), 0);
-	return n;
 }
 
 static void assert_same_image(struct vfurt_state *a, struct vfurt_state *b)
@@ -286,7 +259,7 @@ static void test_bad_images(void **state)
 		memcpy(r2, regs, sizeof(r2));
 		if (cases[i].at >= 0)
 			r2[cases[i].at] = (uint8_t)cases[i].val8;
-		bad = remix(s, cases[i].tag, cases[i].val, cases[i].len);
+		bad = stfx_remix(s, cases[i].tag, cases[i].val, cases[i].len);
 		assert_int_equal(restore(b, bad), cases[i].err);
 		vfurt_state_destroy(bad);
 		after = save(b);

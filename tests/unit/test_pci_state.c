@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "common/dev_util.h"
+#include "common/state_fx.h"
 
 #include <vfurt/device.h>
 #include <vfurt/pci.h>
@@ -120,34 +121,6 @@ static int restore(const struct fn *f, struct vfurt_state *s)
 	assert_int_equal(vfurt_state_root(s, &root), 0);
 	assert_non_null(f->dev->pci_restore);
 	return f->dev->pci_restore(f->pci, &root);
-}
-
-/* A copy of s's root records with record tag replaced by (val, len), or
- * dropped when val is NULL; appended when s lacks it. */
-static struct vfurt_state *remix(struct vfurt_state *s, uint32_t tag, const void *val,
-				 size_t len)
-{
-	struct vfurt_state *n = vfurt_state_create();
-	struct vfurt_state_cur root;
-	const void *v;
-	uint32_t t;
-	size_t l;
-	bool seen = false;
-
-	assert_non_null(n);
-	assert_int_equal(vfurt_state_root(s, &root), 0);
-	while (vfurt_state_next(&root, &t, &v, &l) == 1) {
-		if (t != tag) {
-			assert_int_equal(vfurt_state_put(n, t, v, l), 0);
-			continue;
-		}
-		seen = true;
-		if (val)
-			assert_int_equal(vfurt_state_put(n, t, val, len), 0);
-	}
-	if (!seen && val)
-		assert_int_equal(vfurt_state_put(n, tag, val, len), 0);
-	return n;
 }
 
 /* The record tag of s (asserts it exists) into a malloc'd copy. */
@@ -416,7 +389,7 @@ static void test_bad_images(void **state)
 		{ TAG_OWNER, junk, 2 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		bad = remix(s, cases[i].tag, cases[i].val, cases[i].len);
+		bad = stfx_remix(s, cases[i].tag, cases[i].val, cases[i].len);
 		assert_int_equal(restore(&b, bad), -EBADMSG);
 		snap_of(&b, &after);
 		assert_snap_equal(&before, &after);
@@ -435,7 +408,7 @@ static void test_bad_images(void **state)
 	}
 	/* and the other way round: MSI-X records for a function without */
 	assert_int_equal(restore(&nomsix, s), -EBADMSG);
-	bad = remix(img[2], TAG_TABLE, junk, 0);
+	bad = stfx_remix(img[2], TAG_TABLE, junk, 0);
 	assert_int_equal(restore(&nomsix, bad), -EBADMSG);
 	vfurt_state_destroy(bad);
 
@@ -479,8 +452,8 @@ static void test_restore_sanitizes(void **state)
 	cfg[a.pm + 4] = (cfg[a.pm + 4] & ~3) | 2; /* D2: does not exist */
 	cfg[a.msi + 0x14] = 0xf;              /* MSI pending: read-only */
 	memset(table, 0xff, sizeof(table));
-	bad = remix(s, TAG_CFG, cfg, len);
-	bad2 = remix(bad, TAG_TABLE, table, sizeof(table));
+	bad = stfx_remix(s, TAG_CFG, cfg, len);
+	bad2 = stfx_remix(bad, TAG_TABLE, table, sizeof(table));
 
 	assert_int_equal(restore(&b, bad2), 0);
 	assert_int_equal(rd(&b, 0x00, 2), 0x1af4);
